@@ -1,0 +1,114 @@
+import { Decoder, Encoder } from '@msgpack/msgpack';
+import { CrierError, ErrorCode } from './errors.js';
+import { FrameType, type Frame } from './frames.js';
+import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
+import { scanMsgpack } from './msgpack-scan.js';
+
+// One encoder for the whole process: `encode` copies its result, so frames never alias each other.
+const encoder = new Encoder({ ignoreUndefined: true });
+
+/** Encodes a frame as msgpack. The result is a fresh copy the caller owns. */
+export function encodeFrame(frame: Frame): Uint8Array {
+  return encoder.encode(frame);
+}
+
+// Decoders are reused per limits object; a decoder is cheap to keep and costly to build per frame.
+const decoders = new WeakMap<DecodeLimits, Decoder>();
+
+function decoderFor(limits: DecodeLimits): Decoder {
+  let decoder = decoders.get(limits);
+  if (!decoder) {
+    decoder = new Decoder({
+      maxStrLength: limits.maxStrLength,
+      maxBinLength: limits.maxBinLength,
+      maxArrayLength: limits.maxArrayLength,
+      maxMapLength: limits.maxMapLength,
+      maxExtLength: 0,
+    });
+    decoders.set(limits, decoder);
+  }
+  return decoder;
+}
+
+const forbiddenKeys: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+type Rec = Record<string, unknown>;
+type FieldCheck = (value: unknown) => boolean;
+
+const isStr: FieldCheck = (v) => typeof v === 'string';
+const isBin: FieldCheck = (v) => v instanceof Uint8Array;
+const isUint: FieldCheck = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isStrArray: FieldCheck = (v) => Array.isArray(v) && v.every(isStr);
+const isLimits: FieldCheck = (v) =>
+  isPlainRecord(v) && isUint(v['mc']) && isUint(v['mp']) && isUint(v['bs']);
+const isDropCounts: FieldCheck = (v) =>
+  Array.isArray(v) &&
+  v.every((p) => Array.isArray(p) && p.length === 2 && isStr(p[0]) && isUint(p[1]));
+
+/** Per frame type: required and optional fields with their checks. Unknown fields are ignored. */
+const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, FieldCheck][] }> =
+  new Map([
+    [FrameType.hello, { req: [['v', isUint]], opt: [['u', isStr]] }],
+    [FrameType.welcome, { req: [['v', isUint], ['u', isStr], ['ka', isUint], ['lim', isLimits]], opt: [] }],
+    [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [] }],
+    [FrameType.unsubscribe, { req: [['r', isUint], ['p', isStr]], opt: [] }],
+    [FrameType.publish, { req: [['c', isStr], ['d', isBin]], opt: [['r', isUint], ['l', isStrArray], ['k', isStr]] }],
+    [FrameType.quit, { req: [], opt: [] }],
+    [FrameType.ping, { req: [], opt: [] }],
+    [FrameType.pong, { req: [], opt: [] }],
+    [FrameType.ack, { req: [['r', isUint]], opt: [['id', isStr], ['o', isUint], ['e', isStr]] }],
+    [FrameType.error, { req: [['code', isStr], ['msg', isStr]], opt: [['r', isUint]] }],
+    [FrameType.event, {
+      req: [['c', isStr], ['d', isBin], ['id', isStr], ['o', isUint], ['e', isStr], ['ts', isUint]],
+      opt: [['l', isStrArray], ['k', isStr]],
+    }],
+    [FrameType.dropped, { req: [['n', isUint], ['c', isDropCounts]], opt: [] }],
+  ]);
+
+function isPlainRecord(v: unknown): v is Rec {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/**
+ * Decodes one frame and checks it against `limits` and its type's shape. Throws a
+ * {@link CrierError} (`frame_too_large`, `bad_frame` or `unknown_type`) and nothing else; when
+ * the frame's request id could be read, the error carries it.
+ */
+export function decodeFrame(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): Frame {
+  if (bytes.length > limits.maxFrameBytes) {
+    throw new CrierError(ErrorCode.frameTooLarge, `frame of ${bytes.length} bytes exceeds ${limits.maxFrameBytes}`);
+  }
+  const problem = scanMsgpack(bytes, limits);
+  if (problem !== undefined) {
+    const tooLarge = problem.endsWith('too long') || problem.endsWith('too large') || problem.endsWith('too deep');
+    throw new CrierError(tooLarge ? ErrorCode.frameTooLarge : ErrorCode.badFrame, `malformed frame: ${problem}`);
+  }
+  let value: unknown;
+  try {
+    value = decoderFor(limits).decode(bytes);
+  } catch (err) {
+    // RangeError and DecodeError alike: the scan should have caught them, but never let one escape.
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new CrierError(ErrorCode.badFrame, `malformed frame: ${reason}`);
+  }
+  if (!isPlainRecord(value)) throw new CrierError(ErrorCode.badFrame, 'a frame must be a msgpack map');
+  for (const key of Object.keys(value)) {
+    if (forbiddenKeys.has(key)) throw new CrierError(ErrorCode.badFrame, `forbidden key "${key}" in frame`);
+  }
+  const requestId = isUint(value['r']) ? (value['r'] as number) : undefined;
+  const type = value['t'];
+  if (typeof type !== 'number') throw new CrierError(ErrorCode.badFrame, 'frame has no numeric type field "t"', requestId);
+  const shape = shapes.get(type);
+  if (!shape) throw new CrierError(ErrorCode.unknownType, `unknown frame type ${type}`, requestId);
+  for (const [field, check] of shape.req) {
+    if (!check(value[field])) throw new CrierError(ErrorCode.badFrame, `frame type ${type}: field "${field}" is missing or of the wrong type`, requestId);
+  }
+  for (const [field, check] of shape.opt) {
+    const v = value[field];
+    if (v !== undefined && v !== null && !check(v)) {
+      throw new CrierError(ErrorCode.badFrame, `frame type ${type}: field "${field}" is of the wrong type`, requestId);
+    }
+    if (v === null) delete value[field];
+  }
+  return value as unknown as Frame;
+}

@@ -1,0 +1,147 @@
+/** The protocol version this package speaks. Sent in `hello` and echoed in `welcome`. */
+export const PROTOCOL_VERSION = 1;
+
+/** Frame kinds: the `t` field of every frame. */
+export const FrameType = {
+  hello: 1,
+  welcome: 2,
+  subscribe: 3,
+  unsubscribe: 4,
+  publish: 5,
+  quit: 6,
+  ping: 7,
+  pong: 8,
+  ack: 9,
+  error: 10,
+  event: 11,
+  dropped: 12,
+} as const;
+
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+/** Client → broker, first frame on a socket. */
+export interface HelloFrame {
+  t: typeof FrameType.hello;
+  /** Protocol version the client speaks. */
+  v: number;
+  /** The uuid to use (to resume a stream); the broker assigns one when absent. */
+  u?: string;
+}
+
+/** The limits a broker applies to one connection, sent in `welcome` so an SDK can fail fast. */
+export interface ConnectionLimits {
+  /** Max subscriptions per connection (`maxChannels`). */
+  mc: number;
+  /** Max bytes of event data (`maxPayload`). */
+  mp: number;
+  /** Max events queued towards this connection (`bufferSize`). */
+  bs: number;
+}
+
+/** Broker → client, answer to `hello`. */
+export interface WelcomeFrame {
+  t: typeof FrameType.welcome;
+  v: number;
+  /** The connection's uuid. */
+  u: string;
+  /** Keep-alive interval in milliseconds. */
+  ka: number;
+  lim: ConnectionLimits;
+}
+
+export interface SubscribeFrame {
+  t: typeof FrameType.subscribe;
+  r: number;
+  /** Channel name or pattern. */
+  p: string;
+}
+
+export interface UnsubscribeFrame {
+  t: typeof FrameType.unsubscribe;
+  r: number;
+  p: string;
+}
+
+export interface PublishFrame {
+  t: typeof FrameType.publish;
+  /** Request id; absent for fire-and-forget (no ack; errors come without `r`). */
+  r?: number;
+  c: string;
+  d: Uint8Array;
+  l?: string[];
+  k?: string;
+}
+
+export interface QuitFrame {
+  t: typeof FrameType.quit;
+}
+
+export interface PingFrame {
+  t: typeof FrameType.ping;
+}
+
+export interface PongFrame {
+  t: typeof FrameType.pong;
+}
+
+/** Broker → client: the request `r` succeeded. Publish acks carry the event's id, offset and epoch. */
+export interface AckFrame {
+  t: typeof FrameType.ack;
+  r: number;
+  id?: string;
+  o?: number;
+  e?: string;
+}
+
+/** Broker → client: a request failed (`r` present) or a fire-and-forget publish failed. */
+export interface ErrorFrame {
+  t: typeof FrameType.error;
+  r?: number;
+  code: string;
+  msg: string;
+}
+
+/** Broker → client: one event. Nothing in it is per-recipient, so it is encoded once per publish. */
+export interface EventFrame {
+  t: typeof FrameType.event;
+  c: string;
+  d: Uint8Array;
+  id: string;
+  /** Offset of the event in its channel, starting at 1 in each epoch. */
+  o: number;
+  /** The channel's offset epoch: when it changes, offsets restarted. */
+  e: string;
+  /** Publish time, milliseconds since the Unix epoch. */
+  ts: number;
+  l?: string[];
+  k?: string;
+}
+
+/** Broker → client: events were dropped because the connection's queue was full. */
+export interface DroppedFrame {
+  t: typeof FrameType.dropped;
+  /** Total events dropped since the last notice. */
+  n: number;
+  /** Per channel: `[channel, count]` pairs (at most 100; the rest only count in `n`). */
+  c: [string, number][];
+}
+
+export type ClientFrame =
+  | HelloFrame
+  | SubscribeFrame
+  | UnsubscribeFrame
+  | PublishFrame
+  | QuitFrame
+  | PingFrame
+  | PongFrame;
+
+export type BrokerFrame =
+  | WelcomeFrame
+  | AckFrame
+  | ErrorFrame
+  | EventFrame
+  | DroppedFrame
+  | PingFrame
+  | PongFrame;
+
+export type Frame = ClientFrame | BrokerFrame;

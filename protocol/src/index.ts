@@ -1,0 +1,40 @@
+export { ErrorCode, CrierError, isErrorCode } from './errors.js';
+export { CloseCode, shouldReconnect } from './close-codes.js';
+export {
+  PROTOCOL_VERSION,
+  FrameType,
+  type HelloFrame,
+  type WelcomeFrame,
+  type ConnectionLimits,
+  type SubscribeFrame,
+  type UnsubscribeFrame,
+  type PublishFrame,
+  type QuitFrame,
+  type PingFrame,
+  type PongFrame,
+  type AckFrame,
+  type ErrorFrame,
+  type EventFrame,
+  type DroppedFrame,
+  type ClientFrame,
+  type BrokerFrame,
+  type Frame,
+} from './frames.js';
+export {
+  type DecodeLimits,
+  DEFAULT_DECODE_LIMITS,
+  DEFAULT_MAX_PAYLOAD,
+  FRAME_ENVELOPE_BYTES,
+  limitsForPayload,
+} from './limits.js';
+export { encodeFrame, decodeFrame } from './codec.js';
+export {
+  MAX_CHANNEL_LENGTH,
+  MAX_CHANNEL_SEGMENTS,
+  channelProblem,
+  assertChannel,
+  assertPattern,
+  isWildcard,
+  matchPattern,
+} from './channel.js';
+export { PatternTrie } from './trie.js';

@@ -1,0 +1,39 @@
+/** Limits enforced by {@link decodeFrame}. Every frame is checked against all of them. */
+export interface DecodeLimits {
+  /** Max bytes of one frame. @default 1_114_112 (1 MiB of data plus 64 KiB of envelope) */
+  maxFrameBytes: number;
+  /** Max bytes of one string. @default 65_536 */
+  maxStrLength: number;
+  /** Max bytes of one binary field (the event data). @default 1_048_576 */
+  maxBinLength: number;
+  /** Max items of one array. @default 1_024 */
+  maxArrayLength: number;
+  /** Max entries of one map. @default 32 */
+  maxMapLength: number;
+  /** Max nesting depth of maps and arrays (a frame is depth 1). @default 4 */
+  maxDepth: number;
+}
+
+/** Default max bytes of event data: 1 MiB. */
+export const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/** Bytes a frame may carry beside its data (channel, labels, key, ids). */
+export const FRAME_ENVELOPE_BYTES = 64 * 1024;
+
+export const DEFAULT_DECODE_LIMITS: Readonly<DecodeLimits> = Object.freeze({
+  maxFrameBytes: DEFAULT_MAX_PAYLOAD + FRAME_ENVELOPE_BYTES,
+  maxStrLength: 64 * 1024,
+  maxBinLength: DEFAULT_MAX_PAYLOAD,
+  maxArrayLength: 1024,
+  maxMapLength: 32,
+  maxDepth: 4,
+});
+
+/** Decode limits for a given max payload: the data may be `maxPayload` bytes, the frame a little more. */
+export function limitsForPayload(maxPayload: number): DecodeLimits {
+  return {
+    ...DEFAULT_DECODE_LIMITS,
+    maxBinLength: maxPayload,
+    maxFrameBytes: maxPayload + FRAME_ENVELOPE_BYTES,
+  };
+}
