@@ -28,22 +28,15 @@ export function channelProblem(name: unknown, allowWildcards: boolean): string |
   for (let i = 0; i <= n; i++) {
     const c = i < n ? name.charCodeAt(i) : DOT;
     if (c === DOT) {
-      const len = i - segStart;
-      if (len === 0) return 'has an empty segment';
-      if (len === 1) {
-        const only = name.charCodeAt(segStart);
-        if (only === 42 /* * */ || only === 62 /* > */) {
-          if (!allowWildcards) return 'is a pattern: publish needs a concrete channel name';
-          if (only === 62 && i !== n) return "'>' may only be the last segment";
-        }
-      }
+      if (i === segStart) return 'has an empty segment';
       if (i < n && ++segments > MAX_CHANNEL_SEGMENTS) return `has more than ${MAX_CHANNEL_SEGMENTS} segments`;
       segStart = i + 1;
-      continue;
-    }
-    if (c >= 128 || segmentChar[c] !== 1) {
-      if ((c === 42 || c === 62) && allowWildcards) return `'${String.fromCharCode(c)}' must be a whole segment`;
-      if (c === 42 || c === 62) return 'is a pattern: publish needs a concrete channel name';
+    } else if (c === 42 /* * */ || c === 62 /* > */) {
+      if (!allowWildcards) return 'is a pattern: publish needs a concrete channel name';
+      const wholeSegment = i === segStart && (i + 1 === n || name.charCodeAt(i + 1) === DOT);
+      if (!wholeSegment) return `'${String.fromCharCode(c)}' must be a whole segment`;
+      if (c === 62 && i + 1 !== n) return "'>' may only be the last segment";
+    } else if (c >= 128 || segmentChar[c] !== 1) {
       return `has an invalid character at ${i} (allowed: A-Z a-z 0-9 _ - and '.' between segments)`;
     }
   }

@@ -1,0 +1,176 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { encode } from '@msgpack/msgpack';
+import {
+  CrierError,
+  DEFAULT_DECODE_LIMITS,
+  FrameType,
+  decodeFrame,
+  encodeFrame,
+  limitsForPayload,
+  type Frame,
+} from '../src/index.js';
+
+const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
+
+function decodeError(input: Uint8Array, limits = DEFAULT_DECODE_LIMITS): CrierError {
+  try {
+    decodeFrame(input, limits);
+  } catch (err) {
+    expect(err).toBeInstanceOf(CrierError);
+    return err as CrierError;
+  }
+  throw new Error('expected decodeFrame to throw');
+}
+
+describe('encodeFrame / decodeFrame round trip', () => {
+  const data = new Uint8Array([0, 1, 2, 255]);
+  const frames: Frame[] = [
+    { t: FrameType.hello, v: 1 },
+    { t: FrameType.hello, v: 1, u: 'abc_DEF-1' },
+    { t: FrameType.welcome, v: 1, u: 'abc', ka: 30000, lim: { mc: 100, mp: 1048576, bs: 1000 } },
+    { t: FrameType.subscribe, r: 1, p: 'user.*' },
+    { t: FrameType.unsubscribe, r: 2, p: 'user.>' },
+    { t: FrameType.publish, r: 3, c: 'user.created', d: data },
+    { t: FrameType.publish, c: 'user.created', d: data, l: ['a', 'b'], k: 'k1' },
+    { t: FrameType.quit },
+    { t: FrameType.ping },
+    { t: FrameType.pong },
+    { t: FrameType.ack, r: 4 },
+    { t: FrameType.ack, r: 5, id: 'x1', o: 7, e: 'ep1' },
+    { t: FrameType.error, r: 6, code: 'bad_channel', msg: 'nope' },
+    { t: FrameType.error, code: 'bad_channel', msg: 'fire-and-forget failed' },
+    { t: FrameType.event, c: 'user.created', d: data, id: 'x1', o: 1, e: 'ep1', ts: 1700000000000 },
+    { t: FrameType.event, c: 'a.b', d: new Uint8Array(0), id: 'x2', o: 2, e: 'ep1', ts: 1, l: ['l'], k: 'k' },
+    { t: FrameType.dropped, n: 3, c: [['user.created', 2], ['user.deleted', 1]] },
+  ];
+  it.each(frames.map((f) => [f.t, f] as const))('type %i', (_t, frame) => {
+    const decoded = decodeFrame(encodeFrame(frame));
+    expect(decoded).toEqual(frame);
+  });
+
+  it('carries data byte for byte as a binary field', () => {
+    const big = new Uint8Array(20_000).map((_, i) => i * 7);
+    const decoded = decodeFrame(encodeFrame({ t: FrameType.publish, c: 'a', d: big }));
+    expect(decoded.t === FrameType.publish && decoded.d).toEqual(big);
+  });
+});
+
+describe('decodeFrame rejects hostile input with one coded error', () => {
+  it('random bytes never throw anything but CrierError', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 256 }), (input) => {
+        try {
+          decodeFrame(input);
+          return true;
+        } catch (err) {
+          return err instanceof CrierError && ['bad_frame', 'frame_too_large', 'unknown_type'].includes(err.code);
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('random mutations of valid frames never throw anything but CrierError', () => {
+    const valid = encodeFrame({ t: FrameType.publish, r: 9, c: 'user.created', d: new Uint8Array(20), l: ['x'], k: 'y' });
+    fc.assert(
+      fc.property(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 }), fc.nat(valid.length), (i, b, cut) => {
+        const input = valid.slice(0, Math.max(cut, 1));
+        input[Math.min(i, input.length - 1)] = b;
+        try {
+          decodeFrame(input);
+        } catch (err) {
+          return err instanceof CrierError;
+        }
+        return true;
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('rejects a frame over maxFrameBytes before decoding it', () => {
+    const limits = limitsForPayload(100);
+    const err = decodeError(new Uint8Array(limits.maxFrameBytes + 1), limits);
+    expect(err.code).toBe('frame_too_large');
+  });
+
+  it('rejects huge declared lengths without allocating them', () => {
+    // str32, bin32, array32 and map32 each declaring ~4 GiB.
+    for (const head of [0xdb, 0xc6, 0xdd, 0xdf]) {
+      const err = decodeError(bytes(head, 0xff, 0xff, 0xff, 0xf0, 1, 2, 3));
+      expect(err.code).toBe('frame_too_large');
+    }
+  });
+
+  it('rejects data past maxBinLength', () => {
+    const limits = limitsForPayload(10);
+    const frame = encodeFrame({ t: FrameType.publish, c: 'a', d: new Uint8Array(11) });
+    expect(decodeError(frame, limits).code).toBe('frame_too_large');
+    expect(() => decodeFrame(encodeFrame({ t: FrameType.publish, c: 'a', d: new Uint8Array(10) }), limits)).not.toThrow();
+  });
+
+  it('rejects deep nesting cheaply (a nesting bomb)', () => {
+    const bomb = new Uint8Array(1_000_000).fill(0x91); // a million nested one-element arrays
+    const started = performance.now();
+    expect(decodeError(bomb).code).toBe('frame_too_large');
+    expect(decodeError(bomb).message).toContain('nesting too deep');
+    // Not a speed assertion: the scan stops at depth 5, long before the millionth byte.
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(decodeError(encode({ t: 3, r: 1, p: [[[[['x']]]]] })).code).toBe('frame_too_large');
+  });
+
+  it.each(['__proto__', 'constructor', 'prototype'])('rejects the prototype key %j', (key) => {
+    // Built by hand: a fixmap of two entries {t: 8, <key>: 1}.
+    const keyBytes = new TextEncoder().encode(key);
+    const input = bytes(0x82, 0xa1, 0x74, 0x08, 0xa0 | keyBytes.length, ...keyBytes, 0x01);
+    const err = decodeError(input);
+    expect(err.code).toBe('bad_frame');
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+
+  it('rejects extension types, the unused 0xc1 byte, truncation and trailing bytes', () => {
+    expect(decodeError(bytes(0xd4, 0x01, 0x00)).message).toContain('unsupported msgpack type');
+    expect(decodeError(bytes(0xc1)).message).toContain('unsupported msgpack type');
+    expect(decodeError(bytes(0x82, 0xa1, 0x74)).message).toContain('truncated');
+    expect(decodeError(bytes()).message).toContain('truncated');
+    const ping = encodeFrame({ t: FrameType.ping });
+    expect(decodeError(new Uint8Array([...ping, 0x00])).message).toContain('trailing bytes');
+  });
+
+  it.each([
+    ['a number', 42],
+    ['a string', 'hello'],
+    ['an array', [7]],
+    ['binary', new Uint8Array(3)],
+    ['a map without t', { r: 1 }],
+    ['a string t', { t: 'publish' }],
+  ])('rejects %s as a frame with bad_frame', (_what, value) => {
+    expect(decodeError(encode(value)).code).toBe('bad_frame');
+  });
+
+  it('rejects an unknown type with unknown_type, keeping the request id', () => {
+    const err = decodeError(encode({ t: 99, r: 12 }));
+    expect(err.code).toBe('unknown_type');
+    expect(err.requestId).toBe(12);
+  });
+
+  it.each([
+    ['subscribe without a pattern', { t: 3, r: 1 }],
+    ['subscribe with a numeric pattern', { t: 3, r: 1, p: 5 }],
+    ['publish with string data', { t: 5, r: 1, c: 'a', d: 'text' }],
+    ['publish with a negative id', { t: 5, r: -1, c: 'a', d: new Uint8Array(1) }],
+    ['publish with labels not strings', { t: 5, r: 1, c: 'a', d: new Uint8Array(1), l: [1] }],
+    ['hello with a fractional version', { t: 1, v: 1.5 }],
+  ])('rejects %s with bad_frame', (_what, value) => {
+    expect(decodeError(encode(value)).code).toBe('bad_frame');
+  });
+
+  it('keeps the request id on a shape error so the answer can name the request', () => {
+    expect(decodeError(encode({ t: 3, r: 77, p: 5 })).requestId).toBe(77);
+  });
+
+  it('ignores unknown fields and treats nil optional fields as absent', () => {
+    const frame = decodeFrame(encode({ t: 5, c: 'a', d: new Uint8Array(1), x: 1, k: null }));
+    expect(frame).toEqual({ t: 5, c: 'a', d: new Uint8Array(1), x: 1 });
+  });
+});
