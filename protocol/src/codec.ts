@@ -7,9 +7,12 @@ import { scanMsgpack } from './msgpack-scan.js';
 // One encoder for the whole process: `encode` copies its result, so frames never alias each other.
 const encoder = new Encoder({ ignoreUndefined: true });
 
-/** Encodes a frame as msgpack. The result is a fresh copy the caller owns. */
-export function encodeFrame(frame: Frame): Uint8Array {
-  return encoder.encode(frame);
+/**
+ * Encodes a frame as msgpack. The result is a fresh copy the caller owns, backed by a plain
+ * `ArrayBuffer` (so the DOM's `WebSocket.send` accepts it as is).
+ */
+export function encodeFrame(frame: Frame): Uint8Array<ArrayBuffer> {
+  return encoder.encode(frame) as Uint8Array<ArrayBuffer>;
 }
 
 // Decoders are reused per limits object; a decoder is cheap to keep and costly to build per frame.

@@ -1,0 +1,220 @@
+import { CrierError, ErrorCode, FrameType, type BrokerFrame, type EventFrame } from '@crier/protocol';
+import { Connection } from './connection.js';
+import { resolveOptions } from './options.js';
+import { PendingRequests, errorFromFrame } from './pending.js';
+import { Publisher } from './publisher.js';
+import { Subscriptions } from './subscriptions.js';
+import type {
+  ClientLimits,
+  ClientOptions,
+  ClientState,
+  CrierClient,
+  CrierEvent,
+  DroppedListener,
+  DroppedNotice,
+  ErrorListener,
+  EventHandler,
+  FireAndForgetOptions,
+  PublishAck,
+  PublishOptions,
+  StateInfo,
+  StateListener,
+  Subscription,
+} from './types.js';
+
+type Listener = (...args: never[]) => void;
+
+/** Calls every listener; one that throws is reported without keeping the others from running. */
+function emit<F extends Listener>(listeners: Set<F>, ...args: Parameters<F>): void {
+  for (const listener of listeners) {
+    try {
+      listener(...args);
+    } catch (err) {
+      reportError(err);
+    }
+  }
+}
+
+/** Re-throws outside our call stack, like an event listener's exception (uncaught, but isolated). */
+function reportError(err: unknown): void {
+  queueMicrotask(() => {
+    throw err;
+  });
+}
+
+function listen<F>(listeners: Set<F>, listener: F): () => void {
+  listeners.add(listener);
+  return () => {
+    listeners.delete(listener);
+  };
+}
+
+function toEvent(f: EventFrame): CrierEvent {
+  const event: { -readonly [K in keyof CrierEvent]: CrierEvent[K] } = {
+    channel: f.c,
+    data: f.d,
+    id: f.id,
+    offset: f.o,
+    epoch: f.e,
+    time: f.ts,
+  };
+  if (f.l !== undefined) event.labels = f.l;
+  if (f.k !== undefined) event.key = f.k;
+  return event;
+}
+
+function describeClose(info: StateInfo): string {
+  return info.code === undefined ? '' : ` (code ${info.code}${info.reason ? `: ${info.reason}` : ''})`;
+}
+
+/** The client façade: wires the connection, pending requests, publisher and subscriptions. */
+class Client implements CrierClient {
+  private readonly connection: Connection;
+  private readonly pending: PendingRequests;
+  private readonly publisher: Publisher;
+  private readonly subscriptions: Subscriptions;
+  private readonly eventHandlers = new Set<EventHandler>();
+  private readonly stateListeners = new Set<StateListener>();
+  private readonly droppedListeners = new Set<DroppedListener>();
+  private readonly errorListeners = new Set<ErrorListener>();
+  private readyWaiters: { resolve(): void; reject(error: CrierError): void }[] = [];
+  private closedWith: CrierError | undefined;
+
+  constructor(url: string, options: ClientOptions) {
+    const resolved = resolveOptions(options);
+    this.pending = new PendingRequests(resolved.timers, resolved.requestTimeout);
+    this.subscriptions = new Subscriptions({
+      request: (type, pattern, answer) => {
+        if (!this.connection.isOpen) return false;
+        const r = this.pending.add(answer, `${type} "${pattern}"`);
+        return this.connection.send({ t: type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe, r, p: pattern });
+      },
+      limits: () => this.connection.limits,
+      error: (error) => emit(this.errorListeners, error),
+      overflow: (event) =>
+        emit(this.droppedListeners, { total: 1, channels: new Map([[event.channel, 1]]), source: 'iterator' }),
+      handlerFailed: reportError,
+      iteratorBufferSize: resolved.iteratorBufferSize,
+    });
+    this.connection = new Connection(url, resolved, {
+      welcome: () => {
+        // Subscriptions first, so that a queued publish's own event reaches this client too.
+        this.subscriptions.resubscribe();
+        this.publisher.flush();
+      },
+      frame: (frame) => this.receive(frame),
+      down: (final, info) => this.down(final, info),
+      state: (state, info) => {
+        if (state === 'connected') for (const waiter of this.readyWaiters.splice(0)) waiter.resolve();
+        emit(this.stateListeners, state, info);
+      },
+      error: (error) => emit(this.errorListeners, error),
+    });
+    this.publisher = new Publisher(this.connection, this.pending, resolved, (error) => emit(this.errorListeners, error));
+  }
+
+  get state(): ClientState {
+    return this.connection.state;
+  }
+
+  get uuid(): string | undefined {
+    return this.connection.uuid;
+  }
+
+  get limits(): ClientLimits | undefined {
+    return this.connection.limits;
+  }
+
+  ready(): Promise<void> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (this.connection.state === 'connected') return Promise.resolve();
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+  }
+
+  publish(channel: string, data: Uint8Array, options?: PublishOptions): Promise<PublishAck>;
+  publish(channel: string, data: Uint8Array, options: FireAndForgetOptions): Promise<void>;
+  publish(channel: string, data: Uint8Array, options?: PublishOptions | FireAndForgetOptions): Promise<PublishAck | void> {
+    return this.publisher.publish(channel, data, options);
+  }
+
+  subscribe(pattern: string, handler?: EventHandler): Subscription {
+    return this.subscriptions.add(pattern, handler);
+  }
+
+  unsubscribe(pattern: string): Promise<void> {
+    return this.subscriptions.removePattern(pattern);
+  }
+
+  onEvent(handler: EventHandler): () => void {
+    return listen(this.eventHandlers, handler);
+  }
+
+  on(type: 'state', listener: StateListener): () => void;
+  on(type: 'dropped', listener: DroppedListener): () => void;
+  on(type: 'error', listener: ErrorListener): () => void;
+  on(type: 'state' | 'dropped' | 'error', listener: StateListener | DroppedListener | ErrorListener): () => void {
+    switch (type) {
+      case 'state':
+        return listen(this.stateListeners, listener as StateListener);
+      case 'dropped':
+        return listen(this.droppedListeners, listener as DroppedListener);
+      case 'error':
+        return listen(this.errorListeners, listener as ErrorListener);
+      default:
+        throw new TypeError(`crier: unknown event type ${JSON.stringify(type)} (expected 'state', 'dropped' or 'error')`);
+    }
+  }
+
+  quit(): Promise<void> {
+    return this.connection.quit({ code: 1000, reason: 'quit' });
+  }
+
+  private receive(frame: BrokerFrame): void {
+    switch (frame.t) {
+      case FrameType.event: {
+        const event = toEvent(frame);
+        emit(this.eventHandlers, event);
+        this.subscriptions.dispatch(event);
+        return;
+      }
+      case FrameType.ack:
+        this.pending.settle(frame);
+        return;
+      case FrameType.error:
+        // Without a request id: a fire-and-forget publish failed. (A late answer to a request
+        // that already timed out finds nothing to settle and is dropped.)
+        if (frame.r === undefined) emit(this.errorListeners, errorFromFrame(frame));
+        else this.pending.settle(frame);
+        return;
+      case FrameType.dropped: {
+        const notice: DroppedNotice = { total: frame.n, channels: new Map(frame.c), source: 'broker' };
+        emit(this.droppedListeners, notice);
+        return;
+      }
+      default:
+    }
+  }
+
+  private down(final: boolean, info: StateInfo): void {
+    if (!final) {
+      this.pending.rejectAll(ErrorCode.disconnected, `the connection was lost${describeClose(info)}; the broker may or may not have received the request`);
+      return;
+    }
+    const error = new CrierError(ErrorCode.closed, `the client is closed${describeClose(info)}`);
+    this.closedWith = error;
+    this.pending.rejectAll(ErrorCode.closed, error.message);
+    this.publisher.close(error);
+    this.subscriptions.close(error);
+    for (const waiter of this.readyWaiters.splice(0)) waiter.reject(error);
+  }
+}
+
+/**
+ * Creates a client and connects in the background: it returns at once, and `ready()` tells when
+ * the broker welcomed it. Throws a `TypeError` when there is no WebSocket to use (pass
+ * `options.WebSocket`, or use `@crier/sdk-node` in Node), a `RangeError` for a bad option, and
+ * whatever the WebSocket constructor throws for a malformed URL.
+ */
+export function connect(url: string, options: ClientOptions = {}): CrierClient {
+  return new Client(url, options);
+}

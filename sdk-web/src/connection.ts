@@ -1,0 +1,258 @@
+import {
+  CloseCode,
+  CrierError,
+  DEFAULT_DECODE_LIMITS,
+  DEFAULT_MAX_PAYLOAD,
+  FrameType,
+  PROTOCOL_VERSION,
+  decodeFrame,
+  encodeFrame,
+  limitsForPayload,
+  shouldReconnect,
+  type BrokerFrame,
+  type ClientFrame,
+  type DecodeLimits,
+  type Frame,
+  type WelcomeFrame,
+} from '@crier/protocol';
+import { backoffDelay } from './backoff.js';
+import { KeepAlive } from './keep-alive.js';
+import type { ResolvedOptions } from './options.js';
+import type { ClientLimits, ClientState, StateInfo } from './types.js';
+import { OPEN, toBytes, type WebSocketLike } from './websocket.js';
+
+/** What the connection tells the client. */
+export interface ConnectionHooks {
+  /** A `welcome` arrived: requests can be sent. Called before the state becomes `connected`. */
+  welcome(): void;
+  /** An `ack`, `error`, `event` or `dropped` frame from the current socket. */
+  frame(frame: BrokerFrame): void;
+  /** The socket was lost (`final`: the client will not reconnect). Called before the state changes. */
+  down(final: boolean, info: StateInfo): void;
+  state(state: ClientState, info: StateInfo): void;
+  /** A frame from the broker that could not be decoded. */
+  error(error: CrierError): void;
+}
+
+interface MessageLike {
+  data: unknown;
+}
+interface CloseLike {
+  code: number;
+  reason: string;
+}
+
+const noop = (): void => {};
+
+/**
+ * One logical connection over a succession of sockets: opens a socket, says `hello`, waits for
+ * `welcome`, answers pings, watches for silence, and after a loss decides (by close code) whether
+ * to open another one after a backoff delay.
+ *
+ * Every socket's handlers first check that it is still the current socket, so a late `close` or
+ * `message` from a socket the client already gave up on never disturbs the state.
+ */
+export class Connection {
+  state: ClientState = 'connecting';
+  uuid: string | undefined;
+  limits: ClientLimits | undefined;
+  private socket: WebSocketLike | undefined;
+  private welcomed = false;
+  private attempt = 0;
+  private retryTimer: unknown;
+  private handshakeTimer: unknown;
+  private keepAlive: KeepAlive | undefined;
+  private decodeLimits: DecodeLimits = DEFAULT_DECODE_LIMITS;
+  private quitting: Promise<void> | undefined;
+  private socketClosed: (() => void) | undefined;
+
+  constructor(
+    private readonly url: string,
+    private readonly options: ResolvedOptions,
+    private readonly hooks: ConnectionHooks,
+  ) {
+    this.uuid = options.uuid;
+    // The first socket is opened synchronously so a bad URL throws from `connect()` itself.
+    this.open(true);
+  }
+
+  /** True when a `welcome` arrived on the current socket: frames sent now reach that broker. */
+  get isOpen(): boolean {
+    return this.welcomed;
+  }
+
+  /** Sends a frame on the current socket. False (nothing sent) when not connected. */
+  send(frame: ClientFrame): boolean {
+    if (!this.welcomed || !this.socket) return false;
+    this.write(this.socket, frame);
+    return true;
+  }
+
+  /** Sends `quit`, closes the socket and never reconnects. Resolves when the socket has closed. */
+  quit(info: StateInfo): Promise<void> {
+    if (this.quitting) return this.quitting;
+    const socket = this.socket;
+    this.stopTimers();
+    this.timers.clearTimeout(this.retryTimer);
+    this.welcomed = false;
+    // Set before anything user-visible happens, so a listener calling quit() again gets this promise.
+    this.quitting = !socket
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          // Resolve on the close event, or after requestTimeout if a dead peer never completes it.
+          const timer = this.timers.setTimeout(() => this.socketClosed?.(), this.options.requestTimeout);
+          this.socketClosed = () => {
+            this.timers.clearTimeout(timer);
+            this.socket = undefined;
+            this.socketClosed = undefined;
+            resolve();
+          };
+        });
+    if (socket) {
+      // The quit frame goes out before the close frame, so the broker frees the stream at once.
+      if (socket.readyState === OPEN) this.write(socket, { t: FrameType.quit });
+      this.closeSocket(socket, CloseCode.normal, 'quit');
+    }
+    if (this.state !== 'closed') {
+      this.hooks.down(true, info);
+      this.setState('closed', info);
+    }
+    return this.quitting;
+  }
+
+  private get timers(): ResolvedOptions['timers'] {
+    return this.options.timers;
+  }
+
+  private open(first: boolean): void {
+    let socket: WebSocketLike;
+    try {
+      socket = new this.options.WebSocket(this.url);
+    } catch (err) {
+      if (first) throw err;
+      return this.lost(CloseCode.abnormal, err instanceof Error ? err.message : String(err));
+    }
+    this.socket = socket;
+    this.welcomed = false;
+    socket.binaryType = 'arraybuffer';
+    socket.onopen = () => {
+      if (socket === this.socket) this.write(socket, { t: FrameType.hello, v: PROTOCOL_VERSION, u: this.uuid });
+    };
+    socket.onmessage = (event: MessageLike) => {
+      if (socket === this.socket && this.state !== 'closed') this.receive(event.data);
+    };
+    socket.onclose = (event: CloseLike) => {
+      if (socket !== this.socket) return;
+      if (this.socketClosed) this.socketClosed();
+      else this.lost(event.code, event.reason);
+    };
+    // Errors are always followed by a close event, which is where they are handled. The listener
+    // must exist anyway: `ws` throws an "Unhandled 'error' event" without one.
+    socket.onerror = noop;
+    const timeout = this.options.requestTimeout;
+    this.handshakeTimer = this.timers.setTimeout(
+      () => this.abandon(CloseCode.helloTimeout, `no welcome within ${timeout} ms`),
+      timeout,
+    );
+  }
+
+  private receive(data: unknown): void {
+    const bytes = toBytes(data);
+    if (!bytes) return; // a text message: crier speaks binary only
+    this.keepAlive?.received();
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes, this.decodeLimits);
+    } catch (err) {
+      return this.hooks.error(err as CrierError);
+    }
+    switch (frame.t) {
+      case FrameType.welcome:
+        return this.welcome(frame);
+      case FrameType.ping:
+        this.send({ t: FrameType.pong });
+        return;
+      case FrameType.ack:
+      case FrameType.error:
+      case FrameType.event:
+      case FrameType.dropped:
+        return this.hooks.frame(frame);
+      default:
+      // pong (already counted as a sign of life) and client frames: nothing to do.
+    }
+  }
+
+  private welcome(frame: WelcomeFrame): void {
+    if (this.welcomed) return;
+    this.timers.clearTimeout(this.handshakeTimer);
+    this.welcomed = true;
+    this.attempt = 0;
+    this.uuid = frame.u;
+    this.limits = { maxChannels: frame.lim.mc, maxPayload: frame.lim.mp, bufferSize: frame.lim.bs, keepAliveInterval: frame.ka };
+    // Events may carry up to the broker's maxPayload: decode with limits that allow it.
+    this.decodeLimits = frame.lim.mp > DEFAULT_MAX_PAYLOAD ? limitsForPayload(frame.lim.mp) : DEFAULT_DECODE_LIMITS;
+    if (frame.ka > 0) {
+      this.keepAlive = new KeepAlive(this.timers, frame.ka, {
+        ping: () => this.send({ t: FrameType.ping }),
+        dead: () => this.abandon(CloseCode.keepAliveTimeout, `keep-alive timeout: nothing from the broker for ${2 * frame.ka} ms`),
+      });
+    }
+    this.hooks.welcome();
+    this.setState('connected', {});
+  }
+
+  /** Gives up on the current socket (no welcome in time, or silence) and handles the loss now. */
+  private abandon(code: number, reason: string): void {
+    const socket = this.socket;
+    this.socket = undefined; // its own close event, whenever it comes, is ignored
+    if (socket) this.closeSocket(socket, code, reason);
+    this.lost(code, reason);
+  }
+
+  private lost(code: number, reason: string): void {
+    this.stopTimers();
+    this.socket = undefined;
+    this.welcomed = false;
+    const info: StateInfo = { code, reason };
+    const backoff = this.options.reconnect;
+    if (backoff === false || !shouldReconnect(code)) {
+      this.hooks.down(true, info);
+      return this.setState('closed', info);
+    }
+    this.hooks.down(false, info);
+    this.setState('reconnecting', info);
+    if (this.quitting) return; // a state listener quit
+    const delay = backoffDelay(this.attempt++, backoff, this.options.random);
+    this.retryTimer = this.timers.setTimeout(() => this.open(false), delay);
+  }
+
+  private stopTimers(): void {
+    this.timers.clearTimeout(this.handshakeTimer);
+    this.keepAlive?.stop();
+    this.keepAlive = undefined;
+  }
+
+  private setState(state: ClientState, info: StateInfo): void {
+    if (state === this.state) return;
+    this.state = state;
+    this.hooks.state(state, info);
+  }
+
+  private write(socket: WebSocketLike, frame: ClientFrame): void {
+    // encodeFrame returns a fresh copy backed by its own ArrayBuffer (never a SharedArrayBuffer).
+    const bytes = encodeFrame(frame) as Uint8Array<ArrayBuffer>;
+    try {
+      socket.send(bytes);
+    } catch {
+      // Sending on a socket that is going away: its close event reports the loss.
+    }
+  }
+
+  private closeSocket(socket: WebSocketLike, code: number, reason: string): void {
+    try {
+      socket.close(code, reason);
+    } catch {
+      // Already closing, or an implementation that refuses the code: it is closing either way.
+    }
+  }
+}

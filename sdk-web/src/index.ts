@@ -1,0 +1,24 @@
+export { connect } from './client.js';
+export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+export { encodeText, decodeText, encodeJson, decodeJson } from './text.js';
+export type { WebSocketLike, WebSocketConstructor } from './websocket.js';
+export type {
+  ClientOptions,
+  ReconnectOptions,
+  Timers,
+  CrierClient,
+  ClientState,
+  StateInfo,
+  ClientLimits,
+  CrierEvent,
+  PublishAck,
+  PublishOptions,
+  FireAndForgetOptions,
+  DroppedNotice,
+  Subscription,
+  EventHandler,
+  StateListener,
+  DroppedListener,
+  ErrorListener,
+} from './types.js';
+export { CrierError, ErrorCode, CloseCode } from '@crier/protocol';

@@ -1,0 +1,83 @@
+import type { Timers } from './types.js';
+
+/** What the keep-alive asks of its connection. */
+export interface KeepAliveHooks {
+  /** Send a `ping` frame (the broker answers `pong`, which counts as a frame received). */
+  ping(): void;
+  /** The broker is gone: abandon the socket. */
+  dead(): void;
+}
+
+/** Longest wait for the answer to a probe ping, in ms (less when the interval is shorter). */
+export const PROBE_GRACE_MAX = 5_000;
+
+/**
+ * Watches a connection for silence. The broker sends `ping` every `interval` ms, so any frame
+ * received proves it alive; a check runs every `interval` ms and declares the broker dead after two
+ * checks in a row found nothing new (two intervals of silence).
+ *
+ * Browsers throttle timers in hidden tabs (Chrome: about once a minute) and a suspended laptop
+ * fires them late all at once, while socket messages still arrive. A check that fires much later
+ * than scheduled therefore proves nothing about the broker: instead of judging from the gap, it
+ * sends a `ping` probe and decides after a short grace period whether anything came back.
+ *
+ * `received()` is on the hot path: it only bumps a counter (no clock read).
+ */
+export class KeepAlive {
+  private frames = 0;
+  private framesAtCheck = 0;
+  private silentChecks = 0;
+  /** Frame count when the probe was sent; `undefined` when not probing. */
+  private framesAtProbe: number | undefined;
+  private timer: unknown;
+  private dueAt = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly timers: Timers,
+    private readonly interval: number,
+    private readonly hooks: KeepAliveHooks,
+  ) {
+    this.schedule(interval);
+  }
+
+  /** Counts one frame from the broker. */
+  received(): void {
+    this.frames++;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timers.clearTimeout(this.timer);
+  }
+
+  private schedule(ms: number): void {
+    this.dueAt = this.timers.now() + ms;
+    this.timer = this.timers.setTimeout(() => this.check(), ms);
+  }
+
+  private check(): void {
+    if (this.stopped) return;
+    const heard = this.frames !== this.framesAtCheck;
+    this.framesAtCheck = this.frames;
+    if (this.framesAtProbe !== undefined) {
+      const answered = this.frames !== this.framesAtProbe;
+      this.framesAtProbe = undefined;
+      if (!answered) return this.hooks.dead();
+      this.silentChecks = 0;
+      return this.schedule(this.interval);
+    }
+    if (heard) {
+      this.silentChecks = 0;
+      return this.schedule(this.interval);
+    }
+    if (this.timers.now() - this.dueAt > this.interval / 2) {
+      // Late by more than half an interval: the gap says more about our timers than the broker.
+      this.framesAtProbe = this.frames;
+      this.hooks.ping();
+      return this.schedule(Math.min(this.interval, PROBE_GRACE_MAX));
+    }
+    if (++this.silentChecks >= 2) return this.hooks.dead();
+    this.schedule(this.interval);
+  }
+}

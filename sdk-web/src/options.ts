@@ -1,0 +1,54 @@
+import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+import type { ClientOptions, Timers } from './types.js';
+import { resolveWebSocket, type WebSocketConstructor } from './websocket.js';
+
+/** {@link ClientOptions} with every default applied and every number checked. */
+export interface ResolvedOptions {
+  WebSocket: WebSocketConstructor;
+  uuid: string | undefined;
+  reconnect: BackoffOptions | false;
+  requestTimeout: number;
+  offline: 'queue' | 'fail';
+  offlineQueueSize: number;
+  iteratorBufferSize: number;
+  timers: Timers;
+  random: () => number;
+}
+
+const globalTimers: Timers = {
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+  now: () => Date.now(),
+};
+
+function check(name: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value >= min) || value === Infinity) {
+    throw new RangeError(`crier: options.${name} must be a finite number >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Applies defaults. Throws a `TypeError`/`RangeError` naming the option that is wrong. */
+export function resolveOptions(options: ClientOptions): ResolvedOptions {
+  const r = options.reconnect;
+  const offline = options.offline ?? 'queue';
+  if (offline !== 'queue' && offline !== 'fail') {
+    throw new TypeError(`crier: options.offline must be 'queue' or 'fail', got ${String(offline)}`);
+  }
+  return {
+    WebSocket: resolveWebSocket(options.WebSocket),
+    uuid: options.uuid,
+    reconnect: r === false ? false : {
+      initialDelay: check('reconnect.initialDelay', r?.initialDelay, DEFAULT_BACKOFF.initialDelay, 0),
+      maxDelay: check('reconnect.maxDelay', r?.maxDelay, DEFAULT_BACKOFF.maxDelay, 0),
+      factor: check('reconnect.factor', r?.factor, DEFAULT_BACKOFF.factor, 1),
+    },
+    requestTimeout: check('requestTimeout', options.requestTimeout, 10_000, 1),
+    offline,
+    offlineQueueSize: check('offlineQueueSize', options.offlineQueueSize, 1000, 0),
+    iteratorBufferSize: check('iteratorBufferSize', options.iteratorBufferSize, 1000, 1),
+    timers: options.timers ?? globalTimers,
+    random: options.random ?? Math.random,
+  };
+}

@@ -1,0 +1,69 @@
+import { CrierError, ErrorCode, FrameType, isErrorCode, type AckFrame, type ErrorFrame } from '@crier/protocol';
+import type { Timers } from './types.js';
+
+/** What a request does with its answer. */
+export interface Answer {
+  resolve(ack: AckFrame): void;
+  reject(error: CrierError): void;
+}
+
+interface Entry {
+  answer: Answer;
+  timer: unknown;
+}
+
+/** The broker's error frame as a `CrierError`; a code this SDK does not know becomes `internal`. */
+export function errorFromFrame(frame: ErrorFrame): CrierError {
+  const code = isErrorCode(frame.code) ? frame.code : ErrorCode.internal;
+  const message = code === frame.code ? frame.msg : `${frame.code}: ${frame.msg}`;
+  return new CrierError(code, message, frame.r);
+}
+
+/**
+ * Requests waiting for their `ack` or `error`, by request id. Each one rejects with `timeout`
+ * when no answer comes in time. Ids count up per client and are never reused, so a late answer
+ * to a request that already timed out (or was rejected on a disconnect) finds nothing and is
+ * ignored.
+ */
+export class PendingRequests {
+  private nextId = 1;
+  private readonly entries = new Map<number, Entry>();
+
+  constructor(
+    private readonly timers: Timers,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Registers a request about to be sent; returns its id. `what` names it in a timeout error. */
+  add(answer: Answer, what: string): number {
+    const id = this.nextId++;
+    const timer = this.timers.setTimeout(() => {
+      this.entries.delete(id);
+      answer.reject(new CrierError(ErrorCode.timeout, `no answer to ${what} within ${this.timeoutMs} ms`, id));
+    }, this.timeoutMs);
+    this.entries.set(id, { answer, timer });
+    return id;
+  }
+
+  /** Settles the request an `ack` or `error` frame answers. False when none waits for it. */
+  settle(frame: AckFrame | ErrorFrame): boolean {
+    const id = frame.r;
+    const entry = id === undefined ? undefined : this.entries.get(id);
+    if (id === undefined || !entry) return false;
+    this.entries.delete(id);
+    this.timers.clearTimeout(entry.timer);
+    if (frame.t === FrameType.ack) entry.answer.resolve(frame);
+    else entry.answer.reject(errorFromFrame(frame));
+    return true;
+  }
+
+  /** Rejects every request (the connection dropped, or the client closed). */
+  rejectAll(code: ErrorCode, message: string): void {
+    const entries = [...this.entries];
+    this.entries.clear();
+    for (const [id, entry] of entries) {
+      this.timers.clearTimeout(entry.timer);
+      entry.answer.reject(new CrierError(code, message, id));
+    }
+  }
+}

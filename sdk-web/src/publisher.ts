@@ -1,0 +1,113 @@
+import { CrierError, ErrorCode, FrameType, assertChannel, type AckFrame, type PublishFrame } from '@crier/protocol';
+import type { Connection } from './connection.js';
+import type { ResolvedOptions } from './options.js';
+import type { PendingRequests } from './pending.js';
+import type { FireAndForgetOptions, PublishAck, PublishOptions } from './types.js';
+
+interface Publish {
+  channel: string;
+  data: Uint8Array;
+  labels: string[] | undefined;
+  key: string | undefined;
+  ack: boolean;
+}
+
+interface Queued extends Publish {
+  resolve(ack: PublishAck | undefined): void;
+  reject(error: CrierError): void;
+}
+
+function toFrame(item: Publish, r: number | undefined): PublishFrame {
+  // Undefined fields are left out by the encoder.
+  return { t: FrameType.publish, r, c: item.channel, d: item.data, l: item.labels, k: item.key };
+}
+
+function toAck(frame: AckFrame): PublishAck {
+  return { id: frame.id ?? '', offset: frame.o ?? 0, epoch: frame.e ?? '' };
+}
+
+/**
+ * Publishing: local checks that fail fast, acked and fire-and-forget sends, and the bounded queue
+ * of publishes made while offline (sent, in order, after the next `welcome`).
+ *
+ * Delivery is at-most-once: an acked publish whose connection drops before its ack rejects with
+ * `disconnected`, and is not sent again (the broker may or may not have it).
+ */
+export class Publisher {
+  private queue: Queued[] = [];
+  private closedWith: CrierError | undefined;
+
+  constructor(
+    private readonly connection: Connection,
+    private readonly pending: PendingRequests,
+    private readonly options: ResolvedOptions,
+    /** Reports the failure of a fire-and-forget publish whose promise already resolved. */
+    private readonly error: (error: CrierError) => void,
+  ) {}
+
+  publish(channel: string, data: Uint8Array, options: PublishOptions | FireAndForgetOptions = {}): Promise<PublishAck | undefined> {
+    try {
+      assertChannel(channel);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!(data instanceof Uint8Array)) {
+      return Promise.reject(new TypeError('crier: publish data must be a Uint8Array (see encodeText and encodeJson)'));
+    }
+    const refused = this.closedWith ?? this.tooLarge(data);
+    if (refused) return Promise.reject(refused);
+    const item: Publish = { channel, data, labels: options.labels, key: options.key, ack: options.ack !== false };
+    if (this.connection.isOpen) return this.send(item);
+    if (this.options.offline === 'fail') {
+      return Promise.reject(new CrierError(ErrorCode.disconnected, `cannot publish to "${channel}": not connected (offline: 'fail')`));
+    }
+    if (this.queue.length >= this.options.offlineQueueSize) {
+      return Promise.reject(new CrierError(ErrorCode.queueFull, `cannot publish to "${channel}": the offline queue holds ${this.options.offlineQueueSize} publishes already`));
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ ...item, resolve, reject });
+      if (!item.ack) resolve(undefined);
+    });
+  }
+
+  /** After a `welcome`: sends the queued publishes, oldest first. */
+  flush(): void {
+    const queued = this.queue;
+    this.queue = [];
+    const failures: CrierError[] = [];
+    for (const item of queued) {
+      // The limits may have become known (or changed) since the publish was queued.
+      const refused = this.tooLarge(item.data);
+      if (refused && item.ack) item.reject(refused);
+      else if (refused) failures.push(refused);
+      else this.send(item).then(item.resolve, item.reject);
+    }
+    // Reported once everything is sent: a listener may do anything, quit() included.
+    for (const failure of failures) this.error(failure);
+  }
+
+  /** The client closed for good: queued publishes reject with `error`, and so will new ones. */
+  close(error: CrierError): void {
+    this.closedWith = error;
+    const queued = this.queue;
+    this.queue = [];
+    for (const item of queued) if (item.ack) item.reject(error);
+  }
+
+  private send(item: Publish): Promise<PublishAck | undefined> {
+    if (!item.ack) {
+      this.connection.send(toFrame(item, undefined));
+      return Promise.resolve(undefined);
+    }
+    return new Promise((resolve, reject) => {
+      const r = this.pending.add({ resolve: (ack) => resolve(toAck(ack)), reject }, `publish to "${item.channel}"`);
+      this.connection.send(toFrame(item, r));
+    });
+  }
+
+  private tooLarge(data: Uint8Array): CrierError | undefined {
+    const max = this.connection.limits?.maxPayload;
+    if (max === undefined || data.length <= max) return undefined;
+    return new CrierError(ErrorCode.payloadTooLarge, `data of ${data.length} bytes exceeds the broker's maxPayload of ${max} bytes`);
+  }
+}

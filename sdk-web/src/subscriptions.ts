@@ -1,0 +1,224 @@
+import { CrierError, ErrorCode, assertPattern, matchPattern } from '@crier/protocol';
+import { EventStream } from './event-stream.js';
+import type { Answer } from './pending.js';
+import type { ClientLimits, CrierEvent, EventHandler, Subscription } from './types.js';
+
+/** What the registry needs from the client. */
+export interface SubscriptionHost {
+  /** Sends a subscribe/unsubscribe request when connected; false when not (nothing sent). */
+  request(type: 'subscribe' | 'unsubscribe', pattern: string, answer: Answer): boolean;
+  limits(): ClientLimits | undefined;
+  /** Reports an asynchronous failure (a resubscribe the broker refused) as an `'error'` event. */
+  error(error: CrierError): void;
+  /** An iterator discarded an event (its buffer was full). */
+  overflow(event: CrierEvent): void;
+  /** Reports an exception thrown by a user's handler without disturbing the others. */
+  handlerFailed(error: unknown): void;
+  iteratorBufferSize: number;
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(error: CrierError): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (error: CrierError) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // `ready` is there to be awaited, not to crash a process whose code never looks at it.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+/** One pattern on the broker, shared by every local handle subscribed to it. */
+interface Entry {
+  readonly pattern: string;
+  readonly handles: Set<Handle>;
+  /** Resolves at the broker's first ack; every handle's `ready`. */
+  readonly ready: Deferred;
+  acked: boolean;
+}
+
+const noAnswer: Answer = { resolve() {}, reject() {} };
+
+class Handle implements Subscription {
+  readonly ready: Promise<void>;
+  /** Why the subscription ended, if it failed; iterators throw it. */
+  private failure: CrierError | undefined;
+  private ended = false;
+  private readonly streams = new Set<EventStream>();
+
+  constructor(
+    readonly pattern: string,
+    private readonly handler: EventHandler | undefined,
+    private readonly registry: Subscriptions,
+    ready: Promise<void>,
+  ) {
+    this.ready = ready;
+  }
+
+  deliver(event: CrierEvent): void {
+    if (this.handler) {
+      try {
+        this.handler(event);
+      } catch (err) {
+        this.registry.host.handlerFailed(err);
+      }
+    }
+    for (const stream of this.streams) stream.push(event);
+  }
+
+  /** Ends every iterator of this handle; `failure` makes them throw it. */
+  end(failure?: CrierError): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.failure = failure;
+    for (const stream of this.streams) stream.end(failure);
+    this.streams.clear();
+  }
+
+  unsubscribe(): Promise<void> {
+    return this.registry.remove(this);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<CrierEvent, undefined> {
+    const host = this.registry.host;
+    const stream: EventStream = new EventStream(host.iteratorBufferSize, (e) => host.overflow(e), () => {
+      this.streams.delete(stream);
+      this.unsubscribe().catch(() => {});
+    });
+    if (this.ended) stream.end(this.failure);
+    else this.streams.add(stream);
+    return stream;
+  }
+}
+
+/**
+ * Every subscription of a client, by pattern. Patterns survive reconnects: after each `welcome`
+ * {@link Subscriptions.resubscribe} sends them all again. Events are dispatched here to every
+ * handle whose pattern matches (the broker sends each event once per connection).
+ */
+export class Subscriptions {
+  private readonly entries = new Map<string, Entry>();
+  private closedWith: CrierError | undefined;
+
+  constructor(readonly host: SubscriptionHost) {}
+
+  add(pattern: string, handler: EventHandler | undefined): Subscription {
+    const entry = this.entryFor(pattern);
+    if (entry instanceof CrierError) {
+      const failed = deferred();
+      failed.reject(entry);
+      const handle = new Handle(pattern, handler, this, failed.promise);
+      handle.end(entry);
+      return handle;
+    }
+    const handle = new Handle(pattern, handler, this, entry.ready.promise);
+    entry.handles.add(handle);
+    return handle;
+  }
+
+  /** The pattern's entry (created and sent when new), or why there can be none. */
+  private entryFor(pattern: string): Entry | CrierError {
+    if (this.closedWith) return this.closedWith;
+    try {
+      assertPattern(pattern);
+    } catch (err) {
+      return err as CrierError;
+    }
+    const existing = this.entries.get(pattern);
+    if (existing) return existing;
+    // Fail fast only once the broker told us its limit; before that its answer decides.
+    const limits = this.host.limits();
+    if (limits && this.entries.size >= limits.maxChannels) {
+      return new CrierError(ErrorCode.maxChannels, `cannot subscribe to "${pattern}": already at the broker's limit of ${limits.maxChannels} patterns`);
+    }
+    const entry: Entry = { pattern, handles: new Set(), ready: deferred(), acked: false };
+    this.entries.set(pattern, entry);
+    this.send(entry);
+    return entry;
+  }
+
+  /** Removes one handle; unsubscribes on the broker when it was the pattern's last. */
+  remove(handle: Handle): Promise<void> {
+    const entry = this.entries.get(handle.pattern);
+    handle.end();
+    if (!entry || !entry.handles.delete(handle)) return Promise.resolve();
+    return entry.handles.size === 0 ? this.drop(entry) : Promise.resolve();
+  }
+
+  /** Removes every handle of `pattern` and the broker-side subscription. */
+  removePattern(pattern: string): Promise<void> {
+    const entry = this.entries.get(pattern);
+    if (!entry) return Promise.resolve();
+    for (const handle of entry.handles) handle.end();
+    return this.drop(entry);
+  }
+
+  dispatch(event: CrierEvent): void {
+    for (const entry of this.entries.values()) {
+      if (matchPattern(entry.pattern, event.channel)) for (const handle of entry.handles) handle.deliver(event);
+    }
+  }
+
+  /** After a `welcome`: subscribe every pattern again on the new socket. */
+  resubscribe(): void {
+    for (const entry of this.entries.values()) this.send(entry);
+  }
+
+  /** The client closed for good: fail what never got an ack, end every iterator. */
+  close(error: CrierError): void {
+    this.closedWith = error;
+    for (const entry of this.entries.values()) {
+      entry.ready.reject(error);
+      for (const handle of entry.handles) handle.end();
+    }
+    this.entries.clear();
+  }
+
+  private drop(entry: Entry): Promise<void> {
+    this.entries.delete(entry.pattern);
+    entry.handles.clear();
+    // Settle `ready` now rather than leave it hanging on an answer that may never matter.
+    entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed from "${entry.pattern}" before the broker acknowledged it`));
+    return new Promise((resolve, reject) => {
+      const sent = this.host.request('unsubscribe', entry.pattern, {
+        resolve: () => resolve(),
+        // Lost with the connection or the client: the pattern is not resubscribed, so it is gone.
+        reject: (err) => (err.code === ErrorCode.disconnected || err.code === ErrorCode.closed ? resolve() : reject(err)),
+      });
+      if (!sent) resolve();
+    });
+  }
+
+  private send(entry: Entry): void {
+    this.host.request('subscribe', entry.pattern, {
+      resolve: () => {
+        entry.acked = true;
+        entry.ready.resolve();
+      },
+      reject: (err) => this.failed(entry, err),
+    });
+  }
+
+  private failed(entry: Entry, err: CrierError): void {
+    // A lost connection is not a refusal: the next welcome subscribes again. `closed` is close()'s.
+    if (err.code === ErrorCode.disconnected || err.code === ErrorCode.closed) return;
+    const current = this.entries.get(entry.pattern) === entry;
+    if (current) {
+      this.entries.delete(entry.pattern);
+      for (const handle of entry.handles) handle.end(err);
+      // The broker may have subscribed after all (a late answer): do not leave it behind.
+      if (err.code === ErrorCode.timeout) this.host.request('unsubscribe', entry.pattern, noAnswer);
+    }
+    if (!entry.acked) entry.ready.reject(err);
+    else if (current) {
+      this.host.error(new CrierError(err.code, `resubscribing to "${entry.pattern}" failed, the subscription is removed: ${err.message}`, err.requestId));
+    }
+  }
+}

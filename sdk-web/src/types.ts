@@ -1,0 +1,199 @@
+import type { CrierError } from '@crier/protocol';
+import type { WebSocketConstructor } from './websocket.js';
+
+/** Clock and timers, injectable so tests of keep-alive, backoff and timeouts are exact. */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  /** Milliseconds, monotonic enough for intervals (`Date.now` by default). */
+  now(): number;
+}
+
+/** Exponential backoff between reconnect attempts, with full jitter (see {@link backoffDelay}). */
+export interface ReconnectOptions {
+  /** Upper bound of the first delay, in ms. @default 250 */
+  initialDelay?: number;
+  /** Upper bound of any delay, in ms. @default 30_000 */
+  maxDelay?: number;
+  /** Growth of the upper bound per failed attempt. @default 2 */
+  factor?: number;
+}
+
+/** Options of {@link connect}. */
+export interface ClientOptions {
+  /**
+   * The WebSocket class to use. In Node 20 there is none built in: use `@crier/sdk-node`, which
+   * passes the `ws` package's.
+   * @default globalThis.WebSocket
+   */
+  WebSocket?: WebSocketConstructor;
+  /**
+   * The stream uuid to ask for (to resume a stream, or to name a worker). After the first
+   * `welcome` the client always reconnects with the uuid the broker gave it.
+   * @default undefined (the broker assigns one)
+   */
+  uuid?: string;
+  /**
+   * Reconnect after a connection is lost (unless the close code says it would only repeat
+   * itself: see `shouldReconnect`), or `false` to close for good on the first loss.
+   * @default { initialDelay: 250, maxDelay: 30_000, factor: 2 }
+   */
+  reconnect?: false | ReconnectOptions;
+  /**
+   * Milliseconds to wait for the answer to a request (acked publish, subscribe, unsubscribe),
+   * counted from when it is sent; past it the request rejects with `timeout`. Also bounds the
+   * handshake: a socket without a `welcome` this long after it was created is abandoned.
+   * @default 10_000
+   */
+  requestTimeout?: number;
+  /**
+   * Publishing while not connected: `'queue'` keeps the publish (bounded by
+   * {@link ClientOptions.offlineQueueSize}) and sends it after the next `welcome`; `'fail'` rejects
+   * it at once with `disconnected`.
+   * @default 'queue'
+   */
+  offline?: 'queue' | 'fail';
+  /** Max publishes queued while offline; past it a publish rejects with `queue_full`. @default 1000 */
+  offlineQueueSize?: number;
+  /**
+   * Max events buffered by one async iterator of a subscription that is not being read fast
+   * enough. Past it the oldest buffered event is discarded and reported as a `'dropped'` notice
+   * with `source: 'iterator'`.
+   * @default 1000
+   */
+  iteratorBufferSize?: number;
+  /** Timers and clock. @default the global `setTimeout`, `clearTimeout` and `Date.now` */
+  timers?: Timers;
+  /** Random numbers in [0, 1) for the backoff jitter. @default Math.random */
+  random?: () => number;
+}
+
+/**
+ * `connecting`: before the first `welcome`. `connected`: a `welcome` arrived on the current
+ * socket. `reconnecting`: the connection was lost and the client is waiting or trying again.
+ * `closed`: for good (after `quit()`, a close code that forbids reconnecting, or a loss with
+ * `reconnect: false`).
+ */
+export type ClientState = 'connecting' | 'connected' | 'reconnecting' | 'closed';
+
+/** Why the state changed: the close code and reason of the socket, when one closed. */
+export interface StateInfo {
+  code?: number;
+  reason?: string;
+}
+
+/** The broker's limits for this connection, from its `welcome`. */
+export interface ClientLimits {
+  /** Max distinct subscription patterns. */
+  maxChannels: number;
+  /** Max bytes of event data. */
+  maxPayload: number;
+  /** Events the broker queues towards this connection before it drops them. */
+  bufferSize: number;
+  /** Milliseconds between the broker's pings. */
+  keepAliveInterval: number;
+}
+
+/** One event, as delivered to handlers and iterators. */
+export interface CrierEvent {
+  readonly channel: string;
+  readonly data: Uint8Array;
+  /** The event's id, unique on the broker. */
+  readonly id: string;
+  /** Position in its channel, from 1 in each epoch. */
+  readonly offset: number;
+  /** The channel's offset epoch: when it changes, offsets restarted. */
+  readonly epoch: string;
+  /** Publish time, milliseconds since the Unix epoch. */
+  readonly time: number;
+  readonly labels?: string[];
+  readonly key?: string;
+}
+
+/** The broker's answer to an acknowledged publish. */
+export interface PublishAck {
+  id: string;
+  offset: number;
+  epoch: string;
+}
+
+/** Options of an acknowledged publish. */
+export interface PublishOptions {
+  /** Labels carried by the event (for subscribers' filters). @default none */
+  labels?: string[];
+  /** A key carried by the event. @default none */
+  key?: string;
+  /** Wait for the broker's ack. @default true */
+  ack?: true;
+}
+
+/** Options of a fire-and-forget publish: no ack; a failure arrives as an `'error'` event. */
+export interface FireAndForgetOptions {
+  /** Labels carried by the event. @default none */
+  labels?: string[];
+  /** A key carried by the event. @default none */
+  key?: string;
+  /** No ack: resolve once the frame is handed to the socket (or queued offline). */
+  ack: false;
+}
+
+/** Events lost without being delivered. */
+export interface DroppedNotice {
+  /** Events lost since the previous notice. */
+  total: number;
+  /** Per channel (the broker lists at most 100 channels; the rest only count in `total`). */
+  channels: Map<string, number>;
+  /**
+   * `'broker'`: the broker's queue for this connection was full (a slow consumer).
+   * `'iterator'`: a subscription's async iterator buffer was full.
+   */
+  source: 'broker' | 'iterator';
+}
+
+export type EventHandler = (event: CrierEvent) => void;
+export type StateListener = (state: ClientState, info: StateInfo) => void;
+export type DroppedListener = (notice: DroppedNotice) => void;
+export type ErrorListener = (error: CrierError) => void;
+
+/** One handle on a pattern. Iterate it with `for await`; `break` unsubscribes it. */
+export interface Subscription extends AsyncIterable<CrierEvent> {
+  readonly pattern: string;
+  /**
+   * Resolves when the broker acknowledged the pattern (at once if it already had). Rejects with a
+   * `CrierError` (`bad_pattern`, `max_channels`, `timeout`, ...), and the subscription is then
+   * removed; or with `closed` when the subscription is unsubscribed, or the client closed, before
+   * the ack. It never causes an unhandled rejection if you do not look at it.
+   */
+  readonly ready: Promise<void>;
+  /** Removes this handle; the broker-side subscription goes when the last handle goes. */
+  unsubscribe(): Promise<void>;
+}
+
+/** A crier client: one connection stream, kept alive and reconnected in the background. */
+export interface CrierClient {
+  readonly state: ClientState;
+  /** The stream's uuid, from the latest `welcome`. */
+  readonly uuid: string | undefined;
+  /** The broker's limits, from the latest `welcome`. */
+  readonly limits: ClientLimits | undefined;
+  /** Resolves when connected (now or at the next `welcome`); rejects with `closed` if closed. */
+  ready(): Promise<void>;
+  /** Publishes and resolves with the broker's ack. */
+  publish(channel: string, data: Uint8Array, options?: PublishOptions): Promise<PublishAck>;
+  /** Publishes without an ack: resolves once handed to the socket (or queued offline). */
+  publish(channel: string, data: Uint8Array, options: FireAndForgetOptions): Promise<void>;
+  /** Subscribes to a channel or pattern; `handler` gets every matching event. */
+  subscribe(pattern: string, handler?: EventHandler): Subscription;
+  /** Drops every local handle for the pattern and the broker-side subscription. */
+  unsubscribe(pattern: string): Promise<void>;
+  /** Every event on the stream, once each. Returns the function that removes the handler. */
+  onEvent(handler: EventHandler): () => void;
+  on(type: 'state', listener: StateListener): () => void;
+  on(type: 'dropped', listener: DroppedListener): () => void;
+  on(type: 'error', listener: ErrorListener): () => void;
+  /**
+   * Ends the stream: sends `quit`, closes the socket, never reconnects, rejects pending requests
+   * and queued publishes with `closed`, ends iterators. Resolves when the socket has closed.
+   */
+  quit(): Promise<void>;
+}

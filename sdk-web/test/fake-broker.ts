@@ -1,0 +1,168 @@
+// A small broker that speaks just enough of the protocol for SDK tests, on 127.0.0.1 and a free
+// port. Tests can read every frame a client sent, make a connection silent, send any frame, close
+// a socket with any code, and intercept requests to answer them their own way.
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import {
+  CloseCode,
+  ErrorCode,
+  FrameType,
+  PROTOCOL_VERSION,
+  channelProblem,
+  decodeFrame,
+  encodeFrame,
+  matchPattern,
+  type BrokerFrame,
+  type ClientFrame,
+  type EventFrame,
+} from '@crier/protocol';
+import { changed } from './wait-for.js';
+
+export interface FakeBrokerOptions {
+  /** `ka` sent in `welcome`, in ms. @default 60_000 */
+  keepAlive?: number;
+  /** Send a `ping` every `keepAlive` ms on each connection. @default false */
+  ping?: boolean;
+  /** @default 100 */
+  maxChannels?: number;
+  /** @default 1_048_576 */
+  maxPayload?: number;
+  /** @default 1000 */
+  bufferSize?: number;
+  /** Sees every client frame first; return true when it handled it (the default is skipped). */
+  intercept?: (connection: FakeConnection, frame: ClientFrame) => boolean;
+}
+
+type FrameOf<T extends ClientFrame['t']> = Extract<ClientFrame, { t: T }>;
+
+export class FakeConnection {
+  readonly frames: ClientFrame[] = [];
+  readonly patterns = new Set<string>();
+  uuid: string | undefined;
+  /** When true, the connection answers nothing and sends no pings (the socket stays open). */
+  silent = false;
+  /** Set when the socket closed. */
+  closed: { code: number; reason: string } | undefined;
+
+  constructor(readonly socket: WebSocket) {}
+
+  send(frame: BrokerFrame): void {
+    this.socket.send(encodeFrame(frame));
+  }
+
+  close(code: number, reason = ''): void {
+    this.socket.close(code, reason);
+  }
+
+  /** The frames of one type received so far. */
+  received<T extends ClientFrame['t']>(t: T): FrameOf<T>[] {
+    return this.frames.filter((f): f is FrameOf<T> => f.t === t);
+  }
+}
+
+export interface FakeBroker {
+  readonly url: string;
+  /** Every connection so far, oldest first (closed ones included). */
+  readonly connections: FakeConnection[];
+  /** Delivers an event to every open connection with a matching pattern; returns the frame. */
+  publish(channel: string, data: Uint8Array, extra?: { labels?: string[]; key?: string }): EventFrame;
+  close(): Promise<void>;
+}
+
+export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<FakeBroker> {
+  const ka = options.keepAlive ?? 60_000;
+  const lim = { mc: options.maxChannels ?? 100, mp: options.maxPayload ?? 1024 * 1024, bs: options.bufferSize ?? 1000 };
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const connections: FakeConnection[] = [];
+  const offsets = new Map<string, number>();
+  let nextUuid = 1;
+  let nextEvent = 1;
+
+  const publish: FakeBroker['publish'] = (channel, data, extra = {}) => {
+    const offset = (offsets.get(channel) ?? 0) + 1;
+    offsets.set(channel, offset);
+    const event: EventFrame = { t: FrameType.event, c: channel, d: data, id: `ev-${nextEvent++}`, o: offset, e: 'E1', ts: Date.now(), l: extra.labels, k: extra.key };
+    const bytes = encodeFrame(event);
+    for (const c of connections) {
+      if (c.closed || c.silent || c.uuid === undefined) continue;
+      // Once per connection, however many of its patterns match.
+      if ([...c.patterns].some((p) => matchPattern(p, channel))) c.socket.send(bytes);
+    }
+    return event;
+  };
+
+  const handle = (c: FakeConnection, f: ClientFrame): void => {
+    if (options.intercept?.(c, f) || c.silent) return;
+    switch (f.t) {
+      case FrameType.hello: {
+        if (f.v !== PROTOCOL_VERSION) return c.close(CloseCode.helloRejected, 'unsupported_version');
+        c.uuid = f.u ?? `fake-${nextUuid++}`;
+        for (const other of connections) {
+          if (other !== c && !other.closed && other.uuid === c.uuid) other.close(CloseCode.replaced, 'replaced');
+        }
+        return c.send({ t: FrameType.welcome, v: PROTOCOL_VERSION, u: c.uuid, ka, lim });
+      }
+      case FrameType.subscribe: {
+        const problem = channelProblem(f.p, true);
+        if (problem) return c.send({ t: FrameType.error, r: f.r, code: ErrorCode.badPattern, msg: problem });
+        if (!c.patterns.has(f.p) && c.patterns.size >= lim.mc) {
+          return c.send({ t: FrameType.error, r: f.r, code: ErrorCode.maxChannels, msg: 'too many subscriptions' });
+        }
+        c.patterns.add(f.p);
+        return c.send({ t: FrameType.ack, r: f.r });
+      }
+      case FrameType.unsubscribe:
+        c.patterns.delete(f.p);
+        return c.send({ t: FrameType.ack, r: f.r });
+      case FrameType.publish: {
+        const problem = channelProblem(f.c, false);
+        const code = problem ? ErrorCode.badChannel : f.d.length > lim.mp ? ErrorCode.payloadTooLarge : undefined;
+        if (code) return c.send({ t: FrameType.error, r: f.r, code, msg: problem ?? 'too large' });
+        const event = publish(f.c, f.d, { labels: f.l, key: f.k });
+        if (f.r !== undefined) c.send({ t: FrameType.ack, r: f.r, id: event.id, o: event.o, e: event.e });
+        return;
+      }
+      case FrameType.quit:
+        return c.close(CloseCode.normal, 'quit');
+      case FrameType.ping:
+        return c.send({ t: FrameType.pong });
+      default:
+    }
+  };
+
+  server.on('connection', (socket) => {
+    const c = new FakeConnection(socket);
+    connections.push(c);
+    socket.on('error', () => {});
+    const pinger = options.ping ? setInterval(() => c.silent || c.send({ t: FrameType.ping }), ka) : undefined;
+    socket.on('message', (data: Buffer, isBinary) => {
+      if (!isBinary) return;
+      const frame = decodeFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)) as ClientFrame;
+      c.frames.push(frame);
+      handle(c, frame);
+      changed();
+    });
+    socket.on('close', (code, reason) => {
+      clearInterval(pinger);
+      c.closed = { code, reason: reason.toString() };
+      changed();
+    });
+    changed();
+  });
+
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `ws://127.0.0.1:${port}`,
+    connections,
+    publish,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const c of server.clients) c.terminate();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,142 @@
+// Publish, acks, errors, timeouts and the offline queue, on scripted sockets and a manual clock.
+import { describe, expect, it } from 'vitest';
+import { CrierError, ErrorCode, FrameType } from '@crier/protocol';
+import { scriptedClient } from './scripted-client.js';
+
+const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
+
+describe('publish', () => {
+  it('sends a publish with a request id and resolves with the ack as {id, offset, epoch}', async () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome();
+    const acked = client.publish('user.created', bytes(1, 2), { labels: ['x'], key: 'k1' });
+    expect(socket().sentOf(FrameType.publish)).toEqual([
+      { t: FrameType.publish, r: 1, c: 'user.created', d: bytes(1, 2), l: ['x'], k: 'k1' },
+    ]);
+    socket().receive({ t: FrameType.ack, r: 1, id: 'ev-1', o: 41, e: 'epoch-a' });
+    await expect(acked).resolves.toEqual({ id: 'ev-1', offset: 41, epoch: 'epoch-a' });
+  });
+
+  it('fire-and-forget sends no request id and resolves once handed to the socket', async () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome();
+    await expect(client.publish('a.b', bytes(3), { ack: false })).resolves.toBeUndefined();
+    expect(socket().sentOf(FrameType.publish)).toEqual([{ t: FrameType.publish, c: 'a.b', d: bytes(3) }]);
+  });
+
+  it('an error frame rejects the request with its code and message', async () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome();
+    const p = client.publish('a.b', bytes(1));
+    socket().receive({ t: FrameType.error, r: 1, code: ErrorCode.shuttingDown, msg: 'draining' });
+    const err = await p.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CrierError);
+    expect(err).toMatchObject({ code: 'shutting_down', message: 'draining', requestId: 1 });
+  });
+
+  it('an error code this SDK does not know becomes internal, keeping the broker code in the message', async () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome();
+    const p = client.publish('a.b', bytes(1));
+    socket().receive({ t: FrameType.error, r: 1, code: 'from_the_future', msg: 'hm' });
+    await expect(p).rejects.toMatchObject({ code: ErrorCode.internal, message: 'from_the_future: hm' });
+  });
+
+  it('an error frame without a request id (a failed fire-and-forget publish) is an error event', () => {
+    const { socket, welcome, rec } = scriptedClient();
+    welcome();
+    socket().receive({ t: FrameType.error, code: ErrorCode.payloadTooLarge, msg: 'too big' });
+    expect(rec.errors.map((e) => [e.code, e.message])).toEqual([['payload_too_large', 'too big']]);
+  });
+
+  it('an ack that never comes rejects with timeout after requestTimeout; a late ack is ignored', async () => {
+    const { client, socket, clock, welcome, rec } = scriptedClient({ requestTimeout: 2000 });
+    welcome({ ka: 0 });
+    const p = client.publish('a.b', bytes(1));
+    clock.advance(1999);
+    clock.advance(1);
+    await expect(p).rejects.toMatchObject({ code: ErrorCode.timeout, requestId: 1 });
+    socket().receive({ t: FrameType.ack, r: 1, id: 'late', o: 1, e: 'E' });
+    socket().receive({ t: FrameType.error, r: 1, code: ErrorCode.internal, msg: 'late too' });
+    expect(client.state).toBe('connected');
+    expect(rec.errors).toEqual([]);
+  });
+});
+
+describe('local checks fail fast, before anything is sent', () => {
+  it('bad_channel for a pattern or an invalid name', async () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome();
+    await expect(client.publish('user.*', bytes(1))).rejects.toMatchObject({ code: ErrorCode.badChannel });
+    await expect(client.publish('user..x', bytes(1), { ack: false })).rejects.toMatchObject({ code: ErrorCode.badChannel });
+    expect(socket().sentOf(FrameType.publish)).toEqual([]);
+  });
+
+  it('payload_too_large past the maxPayload from welcome (not before it is known)', async () => {
+    const { client, socket, welcome } = scriptedClient();
+    const early = client.publish('a.b', new Uint8Array(2000)); // limits unknown: queued
+    welcome({ lim: { mc: 3, mp: 1024, bs: 1 } });
+    await expect(early).rejects.toMatchObject({ code: ErrorCode.payloadTooLarge }); // checked again at flush
+    await expect(client.publish('a.b', new Uint8Array(1025))).rejects.toMatchObject({ code: ErrorCode.payloadTooLarge });
+    client.publish('a.b', new Uint8Array(1024)).catch(() => {});
+    expect(socket().sentOf(FrameType.publish).map((f) => f.d.length)).toEqual([1024]);
+  });
+
+  it('a queued fire-and-forget publish found too large at the welcome is an error event', async () => {
+    const { client, socket, welcome, rec } = scriptedClient();
+    await client.publish('a.b', new Uint8Array(2000), { ack: false });
+    await client.publish('a.b', new Uint8Array(10), { ack: false });
+    welcome({ lim: { mc: 3, mp: 1024, bs: 1 } });
+    expect(rec.errors.map((e) => e.code)).toEqual([ErrorCode.payloadTooLarge]);
+    expect(socket().sentOf(FrameType.publish).map((f) => f.d.length)).toEqual([10]);
+  });
+
+  it('a TypeError for data that is not bytes', async () => {
+    const { client, welcome } = scriptedClient();
+    welcome();
+    await expect(client.publish('a.b', 'text' as unknown as Uint8Array)).rejects.toThrow(TypeError);
+  });
+});
+
+describe('offline', () => {
+  it("'queue' keeps publishes made while not connected and sends them in order after the welcome", async () => {
+    const { client, socket, welcome } = scriptedClient();
+    const first = client.publish('a.b', bytes(1));
+    const second = client.publish('a.b', bytes(2), { ack: false });
+    await expect(second).resolves.toBeUndefined(); // queued counts as handed over
+    client.subscribe('a.*');
+    const s = welcome();
+    // Subscriptions first: the client then receives its own queued events too.
+    expect(s.sent.map((f) => f.t)).toEqual([FrameType.hello, FrameType.subscribe, FrameType.publish, FrameType.publish]);
+    expect(s.sentOf(FrameType.publish).map((f) => [f.r, f.d[0]])).toEqual([[2, 1], [undefined, 2]]);
+    s.receive({ t: FrameType.ack, r: 2, id: 'i', o: 1, e: 'E' });
+    await expect(first).resolves.toMatchObject({ offset: 1 });
+  });
+
+  it('past offlineQueueSize a publish rejects with queue_full', async () => {
+    const { client } = scriptedClient({ offlineQueueSize: 2 });
+    client.publish('a.b', bytes(1)).catch(() => {});
+    client.publish('a.b', bytes(2), { ack: false }).catch(() => {});
+    await expect(client.publish('a.b', bytes(3))).rejects.toMatchObject({ code: ErrorCode.queueFull });
+  });
+
+  it("'fail' rejects at once with disconnected", async () => {
+    const { client, socket, clock, welcome } = scriptedClient({ offline: 'fail' });
+    await expect(client.publish('a.b', bytes(1))).rejects.toMatchObject({ code: ErrorCode.disconnected });
+    welcome();
+    socket().fireClose(1006);
+    await expect(client.publish('a.b', bytes(1), { ack: false })).rejects.toMatchObject({ code: ErrorCode.disconnected });
+    clock.advance(1000);
+    const s = welcome();
+    expect(s.sentOf(FrameType.publish)).toEqual([]);
+  });
+
+  it('quit rejects queued publishes with closed', async () => {
+    const { client, socket } = scriptedClient();
+    const queued = client.publish('a.b', bytes(1));
+    const quitting = client.quit();
+    socket().fireClose(1006); // closing a socket that never opened
+    await quitting;
+    await expect(queued).rejects.toMatchObject({ code: ErrorCode.closed });
+  });
+});
