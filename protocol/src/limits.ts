@@ -4,7 +4,12 @@ export interface DecodeLimits {
   maxFrameBytes: number;
   /** Max bytes of one string. @default 65_536 */
   maxStrLength: number;
-  /** Max bytes of one binary field (the event data). @default 1_048_576 */
+  /**
+   * Max bytes of one binary field. As large as the frame by default: the receiver checks the
+   * event data against its max payload itself, after decoding, so that the refusal
+   * (`payload_too_large`) can name the request it answers.
+   * @default 1_114_112
+   */
   maxBinLength: number;
   /** Max items of one array. @default 1_024 */
   maxArrayLength: number;
@@ -23,17 +28,14 @@ export const FRAME_ENVELOPE_BYTES = 64 * 1024;
 export const DEFAULT_DECODE_LIMITS: Readonly<DecodeLimits> = Object.freeze({
   maxFrameBytes: DEFAULT_MAX_PAYLOAD + FRAME_ENVELOPE_BYTES,
   maxStrLength: 64 * 1024,
-  maxBinLength: DEFAULT_MAX_PAYLOAD,
+  maxBinLength: DEFAULT_MAX_PAYLOAD + FRAME_ENVELOPE_BYTES,
   maxArrayLength: 1024,
   maxMapLength: 32,
   maxDepth: 4,
 });
 
-/** Decode limits for a given max payload: the data may be `maxPayload` bytes, the frame a little more. */
+/** Decode limits for a given max payload: frames (and binary fields) of `maxPayload` + 64 KiB. */
 export function limitsForPayload(maxPayload: number): DecodeLimits {
-  return {
-    ...DEFAULT_DECODE_LIMITS,
-    maxBinLength: maxPayload,
-    maxFrameBytes: maxPayload + FRAME_ENVELOPE_BYTES,
-  };
+  const maxFrameBytes = maxPayload + FRAME_ENVELOPE_BYTES;
+  return { ...DEFAULT_DECODE_LIMITS, maxBinLength: maxFrameBytes, maxFrameBytes };
 }

@@ -103,7 +103,7 @@ describe('decodeFrame rejects hostile input with one coded error', () => {
   });
 
   it('rejects data past maxBinLength', () => {
-    const limits = limitsForPayload(10);
+    const limits = { ...DEFAULT_DECODE_LIMITS, maxBinLength: 10 };
     const frame = encodeFrame({ t: FrameType.publish, c: 'a', d: new Uint8Array(11) });
     expect(decodeError(frame, limits).code).toBe('frame_too_large');
     expect(() => decodeFrame(encodeFrame({ t: FrameType.publish, c: 'a', d: new Uint8Array(10) }), limits)).not.toThrow();

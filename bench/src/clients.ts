@@ -1,0 +1,92 @@
+// Load-generator clients for both servers: raw `ws` sockets, so the servers are measured and not
+// an SDK (W6 measures the SDK on purpose).
+import WebSocket from 'ws';
+import { FrameType, decodeFrame, encodeFrame } from '@crier/protocol';
+import type { BenchServer } from './servers.js';
+
+export type OnMessage = (data: Buffer) => void;
+
+export interface Publisher {
+  /** The bytes to send for one event; pre-encode once when the payload does not change. */
+  frame(channel: string, payload: Uint8Array, requestId?: number): Uint8Array;
+  send(frame: Uint8Array): void;
+  /** Called once per ack (acked publishers only). */
+  onAck(listener: () => void): void;
+  close(): void;
+}
+
+export function open(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+function nextMessage(ws: WebSocket): Promise<Uint8Array> {
+  return new Promise((resolve) => ws.once('message', (data: Buffer) => resolve(new Uint8Array(data))));
+}
+
+async function crierSocket(url: string): Promise<WebSocket> {
+  const ws = await open(url);
+  const welcome = nextMessage(ws);
+  ws.send(encodeFrame({ t: FrameType.hello, v: 1 }));
+  await welcome;
+  return ws;
+}
+
+/** Opens a subscriber holding `patterns`; resolves once the server has them all. */
+export async function subscriber(server: BenchServer, patterns: string[], onMessage: OnMessage): Promise<WebSocket> {
+  if (server.kind === 'naive') {
+    const ws = await open(`${server.url}/sub?c=${patterns.join(',')}`);
+    ws.on('message', onMessage);
+    return ws;
+  }
+  const ws = await crierSocket(server.url);
+  let r = 0;
+  for (const p of patterns) {
+    const answer = nextMessage(ws);
+    ws.send(encodeFrame({ t: FrameType.subscribe, r: ++r, p }));
+    const frame = decodeFrame(await answer);
+    if (frame.t !== FrameType.ack) throw new Error(`subscribe ${p} failed: ${JSON.stringify(frame)}`);
+  }
+  ws.on('message', onMessage);
+  return ws;
+}
+
+export async function publisher(server: BenchServer, acked: boolean): Promise<Publisher> {
+  const ackListeners: (() => void)[] = [];
+  const fire = (): void => {
+    for (const l of ackListeners) l();
+  };
+  if (server.kind === 'naive') {
+    const ws = await open(`${server.url}/pub${acked ? '?ack=1' : ''}`);
+    ws.on('message', fire);
+    return {
+      frame: (channel, payload) => Buffer.concat([Buffer.from(`${channel}\n`, 'latin1'), payload]),
+      send: (frame) => ws.send(frame),
+      onAck: (l) => ackListeners.push(l),
+      close: () => ws.terminate(),
+    };
+  }
+  const ws = await crierSocket(server.url);
+  ws.on('message', fire); // a publisher subscribes to nothing: every message is an ack
+  return {
+    frame: (channel, payload, requestId) =>
+      encodeFrame(acked ? { t: FrameType.publish, r: requestId ?? 1, c: channel, d: payload } : { t: FrameType.publish, c: channel, d: payload }),
+    send: (frame) => ws.send(frame),
+    onAck: (l) => ackListeners.push(l),
+    close: () => ws.terminate(),
+  };
+}
+
+/** Opens `n` connections `at a time` in parallel batches, so 10,000 do not all race at once. */
+export async function openMany<T>(n: number, batch: number, make: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 0; i < n; i += batch) {
+    const chunk = [];
+    for (let j = i; j < Math.min(n, i + batch); j++) chunk.push(make(j));
+    out.push(...(await Promise.all(chunk)));
+  }
+  return out;
+}

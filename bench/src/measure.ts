@@ -1,0 +1,136 @@
+// Measurement loops shared by the workloads. Every loop is bounded in count and time.
+
+export interface Throughput {
+  deliveriesPerSecond: number;
+  eventsPerSecond: number;
+  /** Deliveries that never arrived (expected: sent × fanout). */
+  loss: number;
+}
+
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A closed loop: keep at most `window` events in flight (sent but not yet delivered to all
+ * `fanout` receivers) so the server is measured, not overflowed. Subscribers call `hit()` once per
+ * delivery; `send(i)` publishes event number i.
+ */
+export class ClosedLoop {
+  private sent = 0;
+  private delivered = 0;
+  private running = false;
+
+  constructor(
+    private readonly send: (i: number) => void,
+    private readonly fanout: number,
+    private readonly window: number,
+  ) {}
+
+  /** Count one delivery; refill the window when half of it came back. */
+  readonly hit = (): void => {
+    this.delivered++;
+    if (this.running && this.sent - this.delivered / this.fanout <= this.window / 2) this.refill();
+  };
+
+  private refill(): void {
+    while (this.sent - this.delivered / this.fanout < this.window) this.send(this.sent++);
+  }
+
+  async run(seconds: number, warmupSeconds = 1): Promise<Throughput> {
+    this.running = true;
+    this.refill();
+    await pause(warmupSeconds * 1000);
+    const d0 = this.delivered;
+    const t0 = performance.now();
+    await pause(seconds * 1000);
+    const elapsed = (performance.now() - t0) / 1000;
+    const delivered = this.delivered - d0;
+    this.running = false;
+    // Drain: wait until everything sent arrived, or nothing moved for a second.
+    const expected = this.sent * this.fanout;
+    let last = -1;
+    for (let quiet = 0; this.delivered < expected && quiet < 10; ) {
+      await pause(100);
+      quiet = this.delivered === last ? quiet + 1 : 0;
+      last = this.delivered;
+    }
+    return {
+      deliveriesPerSecond: Math.round(delivered / elapsed),
+      eventsPerSecond: Math.round(delivered / this.fanout / elapsed),
+      loss: expected - this.delivered,
+    };
+  }
+}
+
+export interface Latency {
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+  samples: number;
+  /** Deliveries expected but not received. */
+  loss: number;
+}
+
+/** 4 magic bytes, then the send time as float64 (performance.now() of this process). */
+export const STAMP = Buffer.from('CRB1', 'latin1');
+
+export function stampedPayload(size: number): Buffer {
+  const b = Buffer.alloc(size, 42);
+  STAMP.copy(b, 0);
+  return b;
+}
+
+/**
+ * An open loop at a fixed rate: `send(i, payload)` every 1/rate s for `seconds`, each payload
+ * stamped with its send time; receivers call `record(message)` and the publish-to-receive latency
+ * is read back from the stamp.
+ */
+export class OpenLoop {
+  private readonly samples: Float64Array;
+  private n = 0;
+
+  constructor(
+    private readonly send: (i: number, payload: Buffer) => void,
+    private readonly rate: number,
+    private readonly fanout: number,
+    private readonly seconds: number,
+    private readonly payloadSize = 100,
+  ) {
+    this.samples = new Float64Array(Math.ceil(rate * seconds * fanout * 1.05) + 16);
+  }
+
+  readonly record = (message: Buffer): void => {
+    const at = message.indexOf(STAMP);
+    if (at < 0 || this.n >= this.samples.length) return;
+    this.samples[this.n++] = performance.now() - message.readDoubleLE(at + 4);
+  };
+
+  async run(): Promise<Latency> {
+    const total = Math.round(this.rate * this.seconds);
+    const start = performance.now();
+    let sent = 0;
+    await new Promise<void>((resolve) => {
+      const tick = (): void => {
+        const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * this.rate));
+        while (sent < due) {
+          const payload = stampedPayload(this.payloadSize);
+          payload.writeDoubleLE(performance.now(), STAMP.length);
+          this.send(sent++, payload);
+        }
+        if (sent < total) setTimeout(tick, 1);
+        else resolve();
+      };
+      tick();
+    });
+    const expected = total * this.fanout;
+    let last = -1;
+    for (let quiet = 0; this.n < expected && quiet < 10; ) {
+      await pause(100);
+      quiet = this.n === last ? quiet + 1 : 0;
+      last = this.n;
+    }
+    const sorted = this.samples.slice(0, this.n).sort();
+    const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+    return { p50: at(0.5), p99: at(0.99), p999: at(0.999), max: sorted[sorted.length - 1] ?? NaN, samples: this.n, loss: expected - this.n };
+  }
+}

@@ -1,0 +1,191 @@
+// `pnpm bench`: the six workloads against crier and, in the same run, the naive `ws` broadcast
+// reference. Prints a table and writes bench/results/latest.json. Targets are shown, not asserted.
+//
+//   node bench/dist/run.js [--seconds 5] [--only W1,W4] [--quick]
+import { parseArgs } from 'node:util';
+import { cpus } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { hasTaskset, pinSelf } from './processes.js';
+import { startCrier, startNaive, type BenchServer } from './servers.js';
+import * as w from './workloads.js';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (values.help) {
+  console.log('usage: pnpm bench [--seconds N] [--only W1,W2,...] [--quick]\n  --quick: 2 s per measurement and 2,000 idle connections in W4');
+  process.exit(0);
+}
+const settings: w.Settings = { seconds: values.quick ? 2 : Number(values.seconds) };
+const only = values.only ? new Set(values.only.toUpperCase().split(',')) : undefined;
+const wants = (id: string): boolean => !only || only.has(id);
+
+interface Row {
+  workload: string;
+  metric: string;
+  crier: number;
+  reference: number | undefined;
+  referenceName: string;
+  target: string;
+  met: boolean | undefined;
+}
+const rows: Row[] = [];
+const details: Record<string, unknown> = {};
+
+/** Runs `fn` against a fresh server of each kind, one after the other (never both at once). */
+async function both<T>(fn: (server: BenchServer) => Promise<T>, crierArgs: string[] = []): Promise<{ crier: T; naive: T }> {
+  const naiveServer = await startNaive();
+  let naive: T;
+  try {
+    naive = await fn(naiveServer);
+  } finally {
+    await naiveServer.stop();
+  }
+  const crierServer = await startCrier(['--max-channels', '1000', '--buffer-size', '4000', ...crierArgs]);
+  try {
+    return { crier: await fn(crierServer), naive };
+  } finally {
+    await crierServer.stop();
+  }
+}
+
+function add(row: Omit<Row, 'referenceName'> & { referenceName?: string }): void {
+  rows.push({ referenceName: 'naive ws', ...row });
+  const r = rows.at(-1)!;
+  const ratio = r.reference ? ` (${(r.crier / r.reference).toFixed(2)}× ${r.referenceName})` : '';
+  console.error(`  ${r.workload} ${r.metric}: crier ${fmt(r.crier)}${r.reference !== undefined ? `, ${r.referenceName} ${fmt(r.reference)}` : ''}${ratio}`);
+}
+
+const fmt = (x: number): string => (Number.isInteger(x) ? x.toLocaleString('en-US') : x.toFixed(2));
+
+pinSelf(1);
+const started = Date.now();
+console.error(`crier bench: ${cpus().length} cpus (${cpus()[0]?.model ?? '?'}), node ${process.version}, ${settings.seconds} s per measurement` +
+  (hasTaskset ? ', servers pinned to cpu 0 and the load generator to cpu 1' : ', no taskset: processes not pinned'));
+
+let w1raw100: number | undefined;
+if (wants('W1')) {
+  for (const n of [100, 1000]) {
+    console.error(`W1 fan-out, ${n} subscribers…`);
+    const r = await both((s) => w.fanout(s, n, settings));
+    details[`W1-${n}`] = r;
+    if (n === 100) w1raw100 = r.crier.deliveriesPerSecond;
+    add({
+      workload: `W1 fan-out ×${n}`,
+      metric: 'deliveries/s',
+      crier: r.crier.deliveriesPerSecond,
+      reference: r.naive.deliveriesPerSecond,
+      target: n === 1000 ? '≥5× naive and ≥1,000,000' : '',
+      met: n === 1000 ? r.crier.deliveriesPerSecond >= 5 * r.naive.deliveriesPerSecond && r.crier.deliveriesPerSecond >= 1_000_000 : undefined,
+    });
+    add({ workload: `W1 fan-out ×${n}`, metric: 'loss', crier: r.crier.loss, reference: r.naive.loss, target: '0', met: r.crier.loss === 0 });
+  }
+}
+
+if (wants('W2')) {
+  for (const rate of [1000, 5000]) {
+    console.error(`W2 latency, 100 subscribers at ${rate} publishes/s…`);
+    const r = await both((s) => w.latency(s, 100, rate, settings));
+    details[`W2-${rate}`] = r;
+    for (const q of ['p50', 'p99', 'p999', 'max'] as const) {
+      const target = q === 'p99' ? (rate === 1000 ? '≤ naive' : '< 10 ms') : '';
+      const met = q !== 'p99' ? undefined : rate === 1000 ? r.crier.p99 <= r.naive.p99 : r.crier.p99 < 10;
+      add({ workload: `W2 latency ${rate * 100 / 1000}k deliveries/s`, metric: `${q} ms`, crier: round2(r.crier[q]), reference: round2(r.naive[q]), target, met });
+    }
+    add({ workload: `W2 latency ${rate * 100 / 1000}k deliveries/s`, metric: 'loss', crier: r.crier.loss, reference: r.naive.loss, target: '0', met: r.crier.loss === 0 });
+  }
+}
+
+if (wants('W3')) {
+  console.error('W3 many channels, 1000 subscribers on their own channels…');
+  const r = await both((s) => w.manyChannels(s, 1000, settings));
+  details['W3-channels'] = r;
+  add({ workload: 'W3 1000 channels', metric: 'deliveries/s', crier: r.crier.deliveriesPerSecond, reference: r.naive.deliveriesPerSecond, target: '', met: undefined });
+  const wild: Record<number, { crier: number; naive: number }> = {};
+  for (const patterns of [10, 10_000]) {
+    console.error(`W3 wildcard, ${patterns} patterns…`);
+    const x = await both((s) => w.wildcard(s, patterns, settings));
+    details[`W3-wildcard-${patterns}`] = x;
+    wild[patterns] = { crier: x.crier.deliveriesPerSecond, naive: x.naive.deliveriesPerSecond };
+    add({
+      workload: `W3 wildcard, ${patterns.toLocaleString('en-US')} patterns`,
+      metric: 'deliveries/s',
+      crier: x.crier.deliveriesPerSecond,
+      reference: x.naive.deliveriesPerSecond,
+      referenceName: 'naive linear scan',
+      target: patterns === 10_000 ? 'within 20% of 10 patterns' : '',
+      met: patterns === 10_000 ? x.crier.deliveriesPerSecond >= 0.8 * wild[10]!.crier : undefined,
+    });
+  }
+}
+
+if (wants('W4')) {
+  const n = values.quick ? 2000 : 10_000;
+  console.error(`W4 memory, ${n} idle connections…`);
+  const r = await both((s) => w.idleMemory(s, n));
+  details['W4'] = r;
+  add({ workload: `W4 ${n.toLocaleString('en-US')} idle connections`, metric: 'RSS KB/conn', crier: r.crier.rssPerConnectionKB, reference: r.naive.rssPerConnectionKB, target: '≤ 8 KB', met: r.crier.rssPerConnectionKB <= 8 });
+  add({ workload: `W4 ${n.toLocaleString('en-US')} idle connections`, metric: 'heap KB/conn', crier: r.crier.heapPerConnectionKB, reference: r.naive.heapPerConnectionKB, target: '', met: undefined });
+}
+
+if (wants('W5')) {
+  console.error('W5 publish path…');
+  const r = await both((s) => w.publishPath(s, settings));
+  details['W5'] = r;
+  add({ workload: 'W5 publish, one client', metric: 'acked/s (100 in flight)', crier: r.crier.ackedPerSecond, reference: r.naive.ackedPerSecond, target: '', met: undefined });
+  add({ workload: 'W5 publish, one client', metric: 'fire-and-forget/s', crier: r.crier.fireAndForgetPerSecond, reference: r.naive.fireAndForgetPerSecond, target: '', met: undefined });
+}
+
+if (wants('W6')) {
+  console.error('W6 sdk-node subscribers, 100…');
+  const server = await startCrier(['--max-channels', '1000', '--buffer-size', '4000']);
+  try {
+    const sdk = await w.sdkFanout(server, 100, settings);
+    if (w1raw100 === undefined) w1raw100 = (await w.fanout(server, 100, settings)).deliveriesPerSecond;
+    details['W6'] = { sdk, raw: w1raw100 };
+    add({
+      workload: 'W6 sdk-node fan-out ×100',
+      metric: 'deliveries/s',
+      crier: sdk.deliveriesPerSecond,
+      reference: w1raw100,
+      referenceName: 'raw clients (W1)',
+      target: '≥ ½ raw clients',
+      met: sdk.deliveriesPerSecond >= w1raw100 / 2,
+    });
+  } finally {
+    await server.stop();
+  }
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+// The table (stdout), then the JSON file.
+const header = ['workload', 'metric', 'crier', 'reference', 'ratio', 'target', 'met'];
+const body = rows.map((r) => [
+  r.workload,
+  r.metric,
+  fmt(r.crier),
+  r.reference === undefined ? '' : `${fmt(r.reference)} (${r.referenceName})`,
+  r.reference ? `${(r.crier / r.reference).toFixed(2)}×` : '',
+  r.target,
+  r.met === undefined ? '' : r.met ? 'yes' : 'NO',
+]);
+const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+console.log(line(header));
+console.log(`|${widths.map((n) => '-'.repeat(n + 2)).join('|')}|`);
+for (const b of body) console.log(line(b));
+console.log(`\n${((Date.now() - started) / 1000).toFixed(0)} s; ${cpus().length} × ${cpus()[0]?.model ?? '?'}; node ${process.version}`);
+
+const dir = fileURLToPath(new URL('../results/', import.meta.url));
+mkdirSync(dir, { recursive: true });
+writeFileSync(`${dir}latest.json`, JSON.stringify({ date: new Date().toISOString(), node: process.version, cpu: cpus()[0]?.model, settings, rows, details }, null, 2));
+process.exit(0);

@@ -1,0 +1,50 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { startServer, type Server } from './processes.js';
+
+/** A server under test, in its own process pinned to cpu 0, and how to read its memory. */
+export interface BenchServer extends Server {
+  name: string;
+  kind: 'crier' | 'naive';
+  /** Resident set size of the server process, from /proc, in bytes. */
+  rss(): number;
+  /** V8 heap in use, in bytes, as the server reports it. */
+  heapUsed(): Promise<number>;
+}
+
+function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+function httpBase(url: string): string {
+  return url.replace(/^ws/, 'http').replace(/\/$/, '');
+}
+
+export async function startCrier(args: string[] = []): Promise<BenchServer> {
+  const cli = fileURLToPath(new URL('../../broker/dist/cli.js', import.meta.url));
+  const server = await startServer(cli, ['--port', '0', '--host', '127.0.0.1', '--log-level', 'warn', ...args], 0);
+  return {
+    ...server,
+    name: 'crier',
+    kind: 'crier',
+    rss: () => rssOf(server.process.pid!),
+    heapUsed: async () => {
+      const stats = (await (await fetch(`${httpBase(server.url)}/stats`)).json()) as { memory?: { heapUsed?: number } };
+      return stats.memory?.heapUsed ?? NaN;
+    },
+  };
+}
+
+export async function startNaive(): Promise<BenchServer> {
+  const script = fileURLToPath(new URL('./naive-server.js', import.meta.url));
+  const server = await startServer(script, [], 0);
+  return {
+    ...server,
+    name: 'naive ws',
+    kind: 'naive',
+    rss: () => rssOf(server.process.pid!),
+    heapUsed: async () => ((await (await fetch(`${httpBase(server.url)}/mem`)).json()) as { heapUsed: number }).heapUsed,
+  };
+}

@@ -1,0 +1,202 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Server as TlsServer } from 'node:tls';
+import { WebSocketServer, type Server as WsServer, type ServerOptions } from 'ws';
+import {
+  CloseCode,
+  CrierError,
+  ErrorCode,
+  FRAME_ENVELOPE_BYTES,
+  assertPattern,
+} from '@crier/protocol';
+import { BrokerCore } from './core.js';
+import { createRequestListener } from './http-endpoints.js';
+import { startKeepAlive } from './keep-alive.js';
+import { createLogger } from './logger.js';
+import { resolveOptions, type BrokerOptions, type ResolvedOptions } from './options.js';
+import { brokerPaths, statsUrlOf, type BrokerPaths } from './paths.js';
+import { validatePublish } from './publish-validation.js';
+import { CrierSocket } from './socket.js';
+import type { Broker, BrokerEvent, BrokerStats, BrokerSubscription, PublishOptions, PublishResult } from './types.js';
+import { createUpgradeListener } from './upgrade.js';
+
+type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** How long a peer has to answer our close frame before `ws` destroys its socket. */
+const CLOSE_TIMEOUT_MS = 2000;
+/** Past this, `close()` stops waiting for sockets and destroys whatever is left. */
+const SHUTDOWN_DEADLINE_MS = CLOSE_TIMEOUT_MS + 1000;
+/** A message may carry `maxPayload` of data in this many fragments at most. */
+const MAX_FRAGMENTS = 256;
+
+/**
+ * Starts a broker: listening on `port` and `host`, or attached to `server`. Resolves once it
+ * accepts connections. Throws a `TypeError` naming the option for an invalid one, and the
+ * server's error when it cannot listen (e.g. `EADDRINUSE`).
+ */
+export async function createBroker(options: BrokerOptions = {}): Promise<Broker> {
+  const resolved = resolveOptions(options);
+  const log = createLogger(resolved.logger);
+  const core = new BrokerCore(resolved, log);
+  const wssOptions: ServerOptions<typeof CrierSocket> & { closeTimeout: number } = {
+    noServer: true,
+    clientTracking: false, // the broker keeps its own registry
+    perMessageDeflate: false,
+    // The frame limit: a message past it is closed by ws with 1009; data past maxPayload inside
+    // an acceptable frame gets a payload_too_large answer instead.
+    maxPayload: resolved.maxPayload + FRAME_ENVELOPE_BYTES,
+    maxFragments: MAX_FRAGMENTS,
+    closeTimeout: CLOSE_TIMEOUT_MS,
+    WebSocket: CrierSocket,
+  };
+  const wss: WsServer<typeof CrierSocket> = new WebSocketServer(wssOptions);
+  const paths = brokerPaths(resolved.path);
+  const owned = resolved.server === undefined;
+  const server = resolved.server ?? createOwnServer();
+
+  // On a shared server the broker answers its own paths and hands every other request to the
+  // listeners that were there before it (restored by close()).
+  const previous = owned ? [] : (server.listeners('request') as RequestListener[]);
+  const fallback = previous.length === 0 ? undefined : (req: IncomingMessage, res: ServerResponse) => {
+    for (const listener of previous) listener.call(server, req, res);
+  };
+  const onRequest = createRequestListener(core, paths, fallback);
+  const onUpgrade = createUpgradeListener({ core, wss, paths, server, attached: !owned });
+  for (const listener of previous) server.off('request', listener);
+  server.on('request', onRequest);
+  server.on('upgrade', onUpgrade);
+
+  if (owned) {
+    try {
+      await listen(server, resolved.port, resolved.host);
+    } catch (err) {
+      server.off('request', onRequest);
+      server.off('upgrade', onUpgrade);
+      throw err;
+    }
+    server.on('error', (err) => log.error({ err }, 'server error'));
+  }
+  const stopKeepAlive = startKeepAlive(core);
+  const broker = new RunningBroker(core, resolved, server, owned, paths, () => {
+    stopKeepAlive();
+    server.off('upgrade', onUpgrade);
+    server.off('request', onRequest);
+    for (const listener of [...previous].reverse()) server.prependListener('request', listener);
+  });
+  log.info({ url: broker.url, stats: statsUrlOf(broker.url) }, 'crier broker listening');
+  return broker;
+}
+
+class RunningBroker implements Broker {
+  private closed: Promise<void> | undefined;
+  // The last port seen listening: `url` stays meaningful after close(), or while an attached
+  // server is not listening (0 until it first is).
+  private lastPort = 0;
+
+  constructor(
+    private readonly core: BrokerCore,
+    private readonly options: ResolvedOptions,
+    private readonly server: Server,
+    private readonly owned: boolean,
+    private readonly paths: BrokerPaths,
+    private readonly detach: () => void,
+  ) {}
+
+  get port(): number {
+    const address = this.server.address();
+    if (typeof address === 'object' && address !== null) this.lastPort = address.port;
+    return this.lastPort;
+  }
+
+  get url(): string {
+    const address = this.server.address();
+    const host = this.owned ? this.options.host : typeof address === 'object' && address !== null ? address.address : 'localhost';
+    const scheme = this.server instanceof TlsServer ? 'wss' : 'ws'; // attached to an https.Server
+    return `${scheme}://${urlHost(host)}:${this.port}${this.paths.upgrade}`;
+  }
+
+  publish(channel: string, data: Uint8Array, options: PublishOptions = {}): PublishResult {
+    if (this.core.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is closed');
+    validatePublish(channel, data, options.labels, options.key, this.options.maxPayload);
+    return this.core.publish(channel, data, options.labels, options.key);
+  }
+
+  subscribe(pattern: string, handler: (event: BrokerEvent) => void): BrokerSubscription {
+    if (this.core.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is closed');
+    assertPattern(pattern);
+    if (typeof handler !== 'function') throw new TypeError('subscribe: handler must be a function');
+    const core = this.core;
+    const sub = core.subscribeLocal(pattern, handler);
+    return { unsubscribe: () => core.unsubscribeLocal(sub) };
+  }
+
+  stats(): BrokerStats {
+    return this.core.stats();
+  }
+
+  close(): Promise<void> {
+    return (this.closed ??= this.shutdown());
+  }
+
+  private async shutdown(): Promise<void> {
+    const { core, server } = this;
+    core.closing = true;
+    this.detach();
+    const serverClosed = this.owned ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
+    core.flush(); // what was queued goes out ahead of the close frames
+    for (const conn of [...core.connections]) core.closeConnection(conn, CloseCode.goingAway, 'broker shutting down');
+    // Peers answer the close frame; `ws` destroys those that do not within CLOSE_TIMEOUT_MS.
+    // The deadlines are a last resort should a socket outlive even that.
+    if (!(await settle(core.whenSocketsClosed(), SHUTDOWN_DEADLINE_MS))) {
+      for (const conn of core.sockets) conn.ws.terminate();
+      if (!(await settle(core.whenSocketsClosed(), 1000))) {
+        for (const conn of [...core.sockets]) core.socketClosed(conn, CloseCode.abnormal, 'terminated');
+      }
+    }
+    core.dispose();
+    if (serverClosed) {
+      server.closeAllConnections(); // idle keep-alive HTTP connections would hold close() open
+      await serverClosed;
+    }
+    core.log.info('crier broker closed');
+  }
+}
+
+/** Resolves true when `promise` settles within `ms`, false otherwise. */
+async function settle(promise: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false)));
+  const done = await Promise.race([promise.then(() => true), timeout]);
+  clearTimeout(timer);
+  return done;
+}
+
+function createOwnServer(): Server {
+  return createServer({
+    // Defaults let a client drip headers for a minute before an upgrade.
+    headersTimeout: 10_000,
+    requestTimeout: 30_000,
+    connectionsCheckingInterval: 2_000,
+  });
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      server.off('listening', onListening);
+      reject(err);
+    };
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(port, host);
+  });
+}
+
+/** A host as it goes in a URL: wildcard addresses become loopback, IPv6 gets brackets. */
+function urlHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}

@@ -1,0 +1,65 @@
+import { PatternTrie, isWildcard } from '@crier/protocol';
+
+/**
+ * Who holds which subscription. Exact names sit in a Map (one lookup per publish); wildcard
+ * patterns in the protocol's segment trie, walked only when there is at least one.
+ */
+export class ChannelIndex<S> {
+  private readonly exact = new Map<string, Set<S>>();
+  private readonly trie = new PatternTrie<S>();
+  // Subscribers per wildcard pattern: the trie counts pairs, the stats want distinct patterns.
+  private readonly wildcardRefs = new Map<string, number>();
+  private pairs = 0;
+
+  /** (subscriber, pattern) pairs held. */
+  get subscriptions(): number {
+    return this.pairs;
+  }
+
+  /** Distinct names and patterns held. */
+  get channels(): number {
+    return this.exact.size + this.wildcardRefs.size;
+  }
+
+  /** Adds `sub` under the valid `pattern`. Returns false when it was already there. */
+  add(pattern: string, sub: S): boolean {
+    if (isWildcard(pattern)) {
+      if (!this.trie.add(pattern, sub)) return false;
+      this.wildcardRefs.set(pattern, (this.wildcardRefs.get(pattern) ?? 0) + 1);
+    } else {
+      let set = this.exact.get(pattern);
+      if (!set) this.exact.set(pattern, (set = new Set()));
+      if (set.has(sub)) return false;
+      set.add(sub);
+    }
+    this.pairs++;
+    return true;
+  }
+
+  /** Removes `sub` from `pattern`. Returns false when it was not there. */
+  remove(pattern: string, sub: S): boolean {
+    if (isWildcard(pattern)) {
+      if (!this.trie.remove(pattern, sub)) return false;
+      const refs = (this.wildcardRefs.get(pattern) ?? 1) - 1;
+      if (refs === 0) this.wildcardRefs.delete(pattern);
+      else this.wildcardRefs.set(pattern, refs);
+    } else {
+      const set = this.exact.get(pattern);
+      if (!set?.delete(sub)) return false;
+      if (set.size === 0) this.exact.delete(pattern);
+    }
+    this.pairs--;
+    return true;
+  }
+
+  /**
+   * Calls `visit` for each subscriber of every name or pattern matching `channel`. A subscriber
+   * holding several matching patterns is visited once per pattern: the caller dedupes.
+   */
+  match(channel: string, visit: (sub: S) => void): void {
+    const set = this.exact.get(channel);
+    if (set) for (const sub of set) visit(sub);
+    // The split is the one allocation of a match; skip it when no pattern could need it.
+    if (this.trie.size > 0) this.trie.match(channel.split('.'), visit);
+  }
+}

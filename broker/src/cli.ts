@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { createBroker } from './broker.js';
+import { ConfigError, parseCommand, usage, type Command } from './config.js';
+import { defaultLogger } from './logger.js';
+import { statsUrlOf } from './paths.js';
+
+// The `crier-broker` command. Logs are JSON lines on stderr; stdout carries one human line
+// with the address, which scripts (and tests) can parse.
+
+const EXIT_CONFIG = 2;
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`crier-broker: ${message}\n`);
+  process.exit(code);
+}
+
+function version(): string {
+  const pkg: unknown = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  const v = typeof pkg === 'object' && pkg !== null ? (pkg as { version?: unknown }).version : undefined;
+  return typeof v === 'string' ? v : 'unknown';
+}
+
+async function main(): Promise<void> {
+  let command: Command;
+  try {
+    command = parseCommand(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`invalid config: ${err.message}`, EXIT_CONFIG);
+    throw err;
+  }
+  if (command.action === 'help') {
+    process.stdout.write(usage());
+    return;
+  }
+  if (command.action === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return;
+  }
+  const { options, logLevel } = command.config;
+  const logger = defaultLogger(logLevel);
+  let broker;
+  try {
+    broker = await createBroker({ ...options, logger });
+  } catch (err) {
+    fail(`cannot start: ${err instanceof Error ? err.message : String(err)}`, 1);
+  }
+  process.stdout.write(`crier broker listening on ${broker.url} (stats: ${statsUrlOf(broker.url)})\n`);
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    broker.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((err: unknown) => fail(err instanceof Error ? (err.stack ?? err.message) : String(err), 1));

@@ -1,0 +1,253 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { DEFAULTS, optionSchemas, type BrokerOptions, type OptionKey } from './options.js';
+import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
+
+/** pino levels accepted by `--log-level`. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+type Kind = 'int' | 'duration' | 'size' | 'bool' | 'string' | 'level';
+type SettingKey = Exclude<OptionKey, 'server' | 'logger'> | 'logLevel';
+
+interface Setting {
+  key: SettingKey;
+  /** The flag without `--`; booleans also get `--no-<flag>`. */
+  flag: string;
+  env: string;
+  kind: Kind;
+  help: string;
+}
+
+/** Every setting of the `crier-broker` command: its file key, flag, env var and meaning. */
+export const SETTINGS: readonly Setting[] = [
+  { key: 'port', flag: 'port', env: 'EVENT_PORT', kind: 'int', help: 'TCP port (0: any free port)' },
+  { key: 'host', flag: 'host', env: 'EVENT_HOST', kind: 'string', help: 'interface to listen on' },
+  { key: 'path', flag: 'path', env: 'EVENT_PATH', kind: 'string', help: 'WebSocket path; /healthz and /stats sit beside it' },
+  { key: 'keepAliveInterval', flag: 'keep-alive-interval', env: 'EVENT_KEEP_ALIVE_INTERVAL', kind: 'duration', help: 'ping interval; silence for two intervals frees a connection' },
+  { key: 'maxChannels', flag: 'max-channels', env: 'EVENT_MAX_CHANNELS', kind: 'int', help: 'subscriptions per connection' },
+  { key: 'bufferSize', flag: 'buffer-size', env: 'EVENT_BUFFER_SIZE', kind: 'int', help: 'events queued per connection before it loses events' },
+  { key: 'maxBufferBytes', flag: 'max-buffer-bytes', env: 'EVENT_MAX_BUFFER_BYTES', kind: 'size', help: 'bytes queued per connection before it loses events' },
+  { key: 'maxPayload', flag: 'max-payload', env: 'EVENT_MAX_PAYLOAD', kind: 'size', help: 'max bytes of one event\'s data (at most 64MiB)' },
+  { key: 'maxConnections', flag: 'max-connections', env: 'EVENT_MAX_CONNECTIONS', kind: 'int', help: 'simultaneous connections; past it, 503' },
+  { key: 'helloTimeout', flag: 'hello-timeout', env: 'EVENT_HELLO_TIMEOUT', kind: 'duration', help: 'time a new socket has to send hello' },
+  { key: 'channelCacheSize', flag: 'channel-cache-size', env: 'EVENT_CHANNEL_CACHE_SIZE', kind: 'int', help: 'channels whose offset counter is kept' },
+  { key: 'logSlowConsumers', flag: 'log-slow-consumers', env: 'EVENT_LOG_SLOW_CONSUMERS', kind: 'bool', help: 'log connections that lose events' },
+  { key: 'logPublishedEvents', flag: 'log-published-events', env: 'EVENT_LOG_PUBLISHED_EVENTS', kind: 'bool', help: 'log every published event' },
+  { key: 'logLevel', flag: 'log-level', env: 'EVENT_LOG_LEVEL', kind: 'level', help: `${LOG_LEVELS.join('|')}` },
+];
+
+const DEFAULT_LOG_LEVEL: LogLevel = 'info';
+const CONFIG_ENV = 'EVENT_CONFIG';
+const forbiddenKeys: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+const settingsByKey: ReadonlyMap<string, Setting> = new Map(SETTINGS.map((s) => [s.key, s]));
+
+/** A configuration the broker cannot start with: which key, from where, and why. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly key: string,
+    readonly source: string,
+    readonly why: string,
+  ) {
+    super(`${key}: ${why}${source ? ` (from ${source})` : ''}`);
+  }
+}
+
+/** The command's settings, every one validated: broker options plus the log level. */
+export interface CliConfig {
+  options: Omit<BrokerOptions, 'server' | 'logger'>;
+  logLevel: LogLevel;
+}
+
+export type Command = { action: 'help' } | { action: 'version' } | { action: 'run'; config: CliConfig };
+
+/** Reads a config file; replaceable in tests. */
+export type ReadFile = (path: string) => string;
+
+/**
+ * Turns argv, the environment and the JSON config file into a validated configuration.
+ * Precedence: flags > environment > file > defaults. Throws {@link ConfigError}.
+ */
+export function parseCommand(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  readFile: ReadFile = (path) => readFileSync(path, 'utf8'),
+): Command {
+  const flags = parseFlags(argv);
+  if (flags.get('help') === true) return { action: 'help' };
+  if (flags.get('version') === true) return { action: 'version' };
+
+  // Later layers overwrite earlier ones; a Map keyed by setting, never a merged plain object.
+  const values = new Map<SettingKey, unknown>();
+  const configPath = stringFlag(flags, 'config') ?? nonEmpty(env[CONFIG_ENV]);
+  if (configPath !== undefined) {
+    const source = `file ${configPath}`;
+    for (const [key, raw] of readConfigFile(configPath, readFile)) {
+      values.set(key, convert(settingsByKey.get(key)!, raw, source, false));
+    }
+  }
+  for (const s of SETTINGS) {
+    const raw = nonEmpty(env[s.env]);
+    if (raw !== undefined) values.set(s.key, convert(s, raw, `env ${s.env}`, true));
+  }
+  for (const s of SETTINGS) {
+    if (s.kind === 'bool') {
+      const on = flags.get(s.flag) === true;
+      const off = flags.get(`no-${s.flag}`) === true;
+      if (on && off) throw new ConfigError(s.key, `flags --${s.flag} and --no-${s.flag}`, 'both given');
+      if (on || off) values.set(s.key, on);
+    } else {
+      const raw = stringFlag(flags, s.flag);
+      if (raw !== undefined) values.set(s.key, convert(s, raw, `flag --${s.flag}`, true));
+    }
+  }
+
+  const options: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  let logLevel: LogLevel = DEFAULT_LOG_LEVEL;
+  for (const [key, value] of values) {
+    if (key === 'logLevel') logLevel = value as LogLevel;
+    else options[key] = value;
+  }
+  return { action: 'run', config: { options: { ...options } as CliConfig['options'], logLevel } };
+}
+
+function parseFlags(argv: readonly string[]): Map<string, string | boolean> {
+  const spec: NonNullable<ParseArgsConfig['options']> = {
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean', short: 'v' },
+    config: { type: 'string' },
+  };
+  for (const s of SETTINGS) {
+    if (s.kind === 'bool') {
+      spec[s.flag] = { type: 'boolean' };
+      spec[`no-${s.flag}`] = { type: 'boolean' };
+    } else {
+      spec[s.flag] = { type: 'string' };
+    }
+  }
+  let parsed: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  try {
+    parsed = parseArgs({ args: [...argv], options: spec, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const code = (err as { code?: unknown }).code;
+    const name = /'([^']+)'/.exec(message)?.[1] ?? '?';
+    const flag = name.split(' ')[0]!;
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new ConfigError(flag, '', 'unknown flag (see --help)');
+    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new ConfigError(flag, '', 'unexpected argument (see --help)');
+    throw new ConfigError(flag, 'flags', message.split('. ')[0]!);
+  }
+  const flags = new Map<string, string | boolean>();
+  for (const [name, value] of Object.entries(parsed)) {
+    if (typeof value === 'string' || typeof value === 'boolean') flags.set(name, value);
+  }
+  return flags;
+}
+
+function stringFlag(flags: Map<string, string | boolean>, name: string): string | undefined {
+  const v = flags.get(name);
+  return typeof v === 'string' ? v : undefined;
+}
+
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v.trim() === '' ? undefined : v;
+}
+
+function readConfigFile(path: string, readFile: ReadFile): Map<SettingKey, unknown> {
+  const source = `file ${path}`;
+  let text: string;
+  try {
+    text = readFile(path);
+  } catch (err) {
+    throw new ConfigError('config', source, `cannot read: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError('config', source, `not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new ConfigError('config', source, 'must be a JSON object of settings');
+  }
+  const out = new Map<SettingKey, unknown>();
+  // JSON.parse makes "__proto__" an own key: Object.keys sees it, and it is refused, not merged.
+  for (const key of Object.keys(json)) {
+    if (forbiddenKeys.has(key)) throw new ConfigError(key, source, 'forbidden key');
+    const setting = settingsByKey.get(key);
+    if (!setting) throw new ConfigError(key, source, `unknown key (known: ${SETTINGS.map((s) => s.key).join(', ')})`);
+    out.set(setting.key, (json as Record<string, unknown>)[key]);
+  }
+  return out;
+}
+
+/** Converts one raw value (a string from a flag or env var, or a JSON value) and validates it. */
+function convert(s: Setting, raw: unknown, source: string, fromText: boolean): unknown {
+  const shown = JSON.stringify(raw);
+  let value: unknown;
+  switch (s.kind) {
+    case 'int':
+      value = typeof raw === 'string' && /^\s*\d+\s*$/.test(raw) ? Number(raw) : fromText ? undefined : raw;
+      if (typeof value !== 'number') throw new ConfigError(s.key, source, `must be a non-negative integer, got ${shown}`);
+      break;
+    case 'duration':
+      value = parseDuration(raw);
+      if (value === undefined) throw new ConfigError(s.key, source, `must be a duration (ms, or "500ms", "30s", "2m"), got ${shown}`);
+      break;
+    case 'size':
+      value = parseSize(raw);
+      if (value === undefined) throw new ConfigError(s.key, source, `must be a size (bytes, or "512KiB", "1MiB"), got ${shown}`);
+      break;
+    case 'bool':
+      value = typeof raw === 'boolean' ? raw : typeof raw === 'string' ? parseBool(raw) : undefined;
+      if (value === undefined) throw new ConfigError(s.key, source, `must be true, false, 1 or 0, got ${shown}`);
+      break;
+    case 'level':
+      if (!(LOG_LEVELS as readonly unknown[]).includes(raw)) throw new ConfigError(s.key, source, `must be one of ${LOG_LEVELS.join(', ')}, got ${shown}`);
+      return raw;
+    case 'string':
+      value = raw;
+      break;
+  }
+  const schema = optionSchemas[s.key as Exclude<SettingKey, 'logLevel'>];
+  const result = schema.safeParse(value);
+  if (!result.success) throw new ConfigError(s.key, source, `${result.error.issues[0]!.message}, got ${shown}`);
+  return result.data;
+}
+
+function parseBool(raw: string): boolean | undefined {
+  const v = raw.trim().toLowerCase();
+  return v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : undefined;
+}
+
+/** The `--help` text: every setting with its flag, env var and default. */
+export function usage(): string {
+  const rows = SETTINGS.map((s) => {
+    const flag = s.kind === 'bool' ? `--[no-]${s.flag}` : `--${s.flag} <${s.kind === 'level' ? 'level' : s.kind === 'string' ? 'value' : s.kind}>`;
+    return [flag, s.env, defaultText(s), `${s.key}: ${s.help}`];
+  });
+  rows.push(['--config <file.json>', CONFIG_ENV, '', 'JSON file of settings (keys as in the last column)']);
+  rows.push(['-h, --help', '', '', 'print this help']);
+  rows.push(['-v, --version', '', '', 'print the version']);
+  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = rows.map((r) => `  ${r.slice(0, 3).map((c, i) => c.padEnd(widths[i]!)).join('  ')}  ${r[3]}`);
+  return [
+    'Usage: crier-broker [options]',
+    '',
+    'Starts a crier broker. Precedence: flags > environment > config file > defaults.',
+    'Durations: ms or "500ms", "30s", "2m". Sizes: bytes or "512KiB", "1MiB". Booleans in env: true, false, 1, 0.',
+    '',
+    `  ${'flag'.padEnd(widths[0]!)}  ${'env'.padEnd(widths[1]!)}  ${'default'.padEnd(widths[2]!)}  key: meaning`,
+    ...lines,
+    '',
+  ].join('\n');
+}
+
+function defaultText(s: Setting): string {
+  if (s.key === 'logLevel') return DEFAULT_LOG_LEVEL;
+  const d = DEFAULTS[s.key];
+  if (s.kind === 'duration' && typeof d === 'number') return formatDuration(d);
+  if (s.kind === 'size' && typeof d === 'number') return formatSize(d);
+  return String(d);
+}

@@ -1,0 +1,226 @@
+import type { Duplex } from 'node:stream';
+import { FrameType, encodeFrame } from '@crier/protocol';
+import type { CrierSocket } from './socket.js';
+import { toBuffer } from './socket.js';
+
+/** Something with frames to hand over in the broker's next flush. */
+export interface Flushable {
+  dirty: boolean;
+  flush(): void;
+}
+
+/** What a connection needs from the broker around it. */
+export interface ConnectionHost {
+  readonly bufferSize: number;
+  readonly maxBufferBytes: number;
+  /** Schedules `item` for the broker-wide flush of this tick. */
+  markDirty(item: Flushable): void;
+  /** The connection just started losing events. */
+  onSlow(conn: Connection): void;
+  /** The connection drained after losing `dropped` events; `channels` is what it was told. */
+  onRecovered(conn: Connection, dropped: number, channels: [string, number][]): void;
+  /** The connection let control frames (acks, pongs) pile up past any reason: it must go. */
+  onOverflow(conn: Connection): void;
+}
+
+/** At most this many channel pairs in one `dropped` frame. */
+export const MAX_DROPPED_PAIRS = 100;
+// Distinct channels counted per slow spell; past it drops only count in the total, so a frozen
+// subscriber of `>` cannot make the broker hold one entry per channel ever published.
+const MAX_DROPPED_CHANNELS = 10_000;
+// Control frames past this many bytes beyond `maxBufferBytes` mean a peer that requests and never
+// reads: acks and pongs cannot be dropped like events, so the connection is cut instead.
+const CONTROL_SLACK_BYTES = 64 * 1024;
+
+/**
+ * One WebSocket connection: its uuid, subscriptions, and outgoing queue. Frames are queued and
+ * handed to the socket in one corked burst per tick by the broker's flush. The queue is bounded
+ * by `bufferSize` events and `maxBufferBytes` bytes, counting both what waits here and what was
+ * written but not yet accepted by the kernel; past that the connection is a slow consumer: its
+ * events are dropped and counted until it drains to half, then it gets a `dropped` frame.
+ */
+export class Connection implements Flushable {
+  /** The stream's uuid, set by `hello` (empty before). */
+  uuid = '';
+  /** `pending` until hello, `open` after, `freed` once subscriptions and registry entry are gone. */
+  state: 'pending' | 'open' | 'freed' = 'pending';
+  /** Patterns held. */
+  readonly subscriptions = new Set<string>();
+  /** Publish sequence that last matched this connection: dedupes overlapping patterns. */
+  stamp = 0;
+  /** Keep-alive tick in which a frame last arrived. */
+  seenTick = 0;
+  helloTimer: NodeJS.Timeout | undefined;
+  dirty = false;
+  /** Whether the connection is losing events right now. */
+  slow = false;
+
+  private readonly queue: Buffer[] = [];
+  private queuedEvents = 0;
+  private queuedBytes = 0;
+  private inflightEvents = 0;
+  private inflightBytes = 0;
+  // (events, bytes) of each written batch, in write order; callbacks complete them in that order.
+  private readonly batches: number[] = [];
+  private batchHead = 0;
+  // Batches at the head of `batches` already counted as written by settleWritten().
+  private settledBatches = 0;
+  private droppedTotal = 0;
+  private droppedByChannel: Map<string, number> | undefined;
+  private readonly onBatchWritten: (err?: Error | null) => void;
+
+  constructor(
+    readonly ws: CrierSocket,
+    // The raw socket, kept from the upgrade: the flush corks it around a tick's frames.
+    private readonly socket: Duplex,
+    private readonly host: ConnectionHost,
+    readonly remoteAddress: string,
+  ) {
+    // One bound callback per connection, reused by every batch.
+    this.onBatchWritten = this.batchWritten.bind(this);
+  }
+
+  /**
+   * Whether an event of `bytes` bytes fits the budget now. When the budget looks full, it first
+   * tries to make room without waiting for a tick: it writes what is queued at once and, if the
+   * socket took everything (`bufferedAmount` 0), counts every written batch as accepted without
+   * waiting for their callbacks. So a fast reader hit by a burst of more than `bufferSize` events
+   * within one tick loses nothing, while a reader whose kernel buffers are full does.
+   */
+  accepts(bytes: number): boolean {
+    if (!this.slow && this.hasRoom(bytes)) return true;
+    if (this.queue.length > 0) this.flush();
+    if (this.inflightEvents + this.inflightBytes > 0 && this.ws.bufferedAmount === 0) this.settleWritten();
+    if (this.slow) {
+      if (!this.drained()) return false;
+      this.recover();
+    }
+    return this.hasRoom(bytes);
+  }
+
+  /** Queues one event frame, or drops and counts it. Returns whether it was queued. */
+  enqueueEvent(frame: Buffer, channel: string): boolean {
+    if (!this.accepts(frame.length)) {
+      this.drop(channel);
+      return false;
+    }
+    this.queue.push(frame);
+    this.queuedEvents++;
+    this.queuedBytes += frame.length;
+    if (!this.dirty) this.host.markDirty(this);
+    return true;
+  }
+
+  private hasRoom(bytes: number): boolean {
+    if (this.queuedEvents + this.inflightEvents >= this.host.bufferSize) return false;
+    const held = this.queuedBytes + this.inflightBytes;
+    // An event larger than the whole byte budget still goes through an empty queue.
+    return held === 0 || held + bytes <= this.host.maxBufferBytes;
+  }
+
+  /** Back under half of both budgets: the end of a slow spell. */
+  private drained(): boolean {
+    return (
+      this.queuedEvents + this.inflightEvents <= this.host.bufferSize / 2 &&
+      this.queuedBytes + this.inflightBytes <= this.host.maxBufferBytes / 2
+    );
+  }
+
+  /** Every written batch is known to be in the kernel: zero the in-flight counts now. */
+  private settleWritten(): void {
+    // Their callbacks are still to come; they must not subtract a second time.
+    this.settledBatches = (this.batches.length - this.batchHead) / 2;
+    this.inflightEvents = 0;
+    this.inflightBytes = 0;
+  }
+
+  /** Counts an event this connection will not get. */
+  drop(channel: string): void {
+    if (!this.slow) {
+      this.slow = true;
+      this.droppedByChannel ??= new Map();
+      this.host.onSlow(this);
+    }
+    this.droppedTotal++;
+    const counts = this.droppedByChannel!;
+    const n = counts.get(channel);
+    if (n !== undefined) counts.set(channel, n + 1);
+    else if (counts.size < MAX_DROPPED_CHANNELS) counts.set(channel, 1);
+  }
+
+  /** Queues a frame that is never dropped (welcome, ack, error, ping, pong, dropped). */
+  enqueueControl(frame: Buffer): void {
+    if (this.state === 'freed') return;
+    this.queue.push(frame);
+    this.queuedBytes += frame.length;
+    if (!this.dirty) this.host.markDirty(this);
+    if (this.queuedBytes + this.inflightBytes > 2 * this.host.maxBufferBytes + CONTROL_SLACK_BYTES) {
+      this.host.onOverflow(this);
+    }
+  }
+
+  /** Hands every queued frame to the socket in one corked write. */
+  flush(): void {
+    const n = this.queue.length;
+    if (n === 0) return;
+    if (this.state === 'freed') {
+      // Whatever had to go out before a close was flushed by the close itself.
+      this.clearQueue();
+      return;
+    }
+    const { ws, queue } = this;
+    this.socket.cork();
+    for (let i = 0; i < n - 1; i++) ws.send(queue[i]!);
+    // One callback per batch: when it fires, the kernel has taken everything before it too.
+    ws.send(queue[n - 1]!, this.onBatchWritten);
+    this.socket.uncork();
+    this.batches.push(this.queuedEvents, this.queuedBytes);
+    this.inflightEvents += this.queuedEvents;
+    this.inflightBytes += this.queuedBytes;
+    this.clearQueue();
+  }
+
+  /** Forgets whatever is queued (the connection is going away). */
+  clearQueue(): void {
+    this.queue.length = 0;
+    this.queuedEvents = 0;
+    this.queuedBytes = 0;
+  }
+
+  /** Snapshot for logs. */
+  backlog(): { events: number; bytes: number; dropped: number } {
+    return {
+      events: this.queuedEvents + this.inflightEvents,
+      bytes: this.queuedBytes + this.inflightBytes,
+      dropped: this.droppedTotal,
+    };
+  }
+
+  private batchWritten(): void {
+    // An error here means the socket died; its close handler frees the connection, and the
+    // counters only need to stay consistent until then.
+    if (this.settledBatches > 0) {
+      this.settledBatches--;
+      this.batchHead += 2;
+    } else {
+      this.inflightEvents -= this.batches[this.batchHead++]!;
+      this.inflightBytes -= this.batches[this.batchHead++]!;
+    }
+    if (this.batchHead === this.batches.length) {
+      this.batches.length = 0;
+      this.batchHead = 0;
+    }
+    if (this.slow && this.state === 'open' && this.drained()) this.recover();
+  }
+
+  private recover(): void {
+    const counts = this.droppedByChannel!;
+    const channels = [...counts].sort((a, b) => b[1] - a[1]).slice(0, MAX_DROPPED_PAIRS);
+    const dropped = this.droppedTotal;
+    this.slow = false;
+    this.droppedTotal = 0;
+    counts.clear();
+    this.enqueueControl(toBuffer(encodeFrame({ t: FrameType.dropped, n: dropped, c: channels })));
+    this.host.onRecovered(this, dropped, channels);
+  }
+}

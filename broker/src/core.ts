@@ -1,0 +1,295 @@
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import {
+  CloseCode,
+  FrameType,
+  encodeFrame,
+  limitsForPayload,
+  type DecodeLimits,
+} from '@crier/protocol';
+import { ChannelIndex } from './channel-index.js';
+import { Connection, type ConnectionHost, type Flushable } from './connection.js';
+import { LatencyRecorder } from './latency.js';
+import { LocalSubscriber, type LocalHost } from './local-subscriber.js';
+import { ChannelCounters } from './offsets.js';
+import type { ResolvedOptions } from './options.js';
+import { closeReason, toBuffer, type CrierSocket } from './socket.js';
+import type { BrokerEvent, BrokerStats, PublishResult } from './types.js';
+
+type Subscriber = Connection | LocalSubscriber;
+
+/**
+ * The broker's state and its hot path: the connection registry, the channel index, offsets,
+ * publish, and the one flush per tick that hands every connection's queued frames to its socket.
+ * Transport concerns (upgrade, HTTP, socket listeners) live in their own files and call in here.
+ */
+export class BrokerCore implements ConnectionHost, LocalHost {
+  readonly bufferSize: number;
+  readonly maxBufferBytes: number;
+  /**
+   * Decode limits, one object for the broker's life (the codec caches a decoder per object).
+   * Binary fields may be as long as a whole frame, so that data past `maxPayload` inside an
+   * acceptable frame decodes and gets a `payload_too_large` answer carrying its request id,
+   * instead of a `frame_too_large` without one.
+   */
+  readonly limits: DecodeLimits;
+  readonly index = new ChannelIndex<Subscriber>();
+  /** Connections not yet freed (before and after hello). */
+  readonly connections = new Set<Connection>();
+  /** Connections whose socket has not closed yet (freed ones included): what `close()` waits for. */
+  readonly sockets = new Set<Connection>();
+  /** Connections after hello, by uuid. */
+  readonly registry = new Map<string, Connection>();
+  /** Keep-alive tick, advanced by the keep-alive timer; connections record it on every frame. */
+  tick = 0;
+  closing = false;
+
+  private readonly counters: ChannelCounters;
+  private readonly latency = new LatencyRecorder();
+  private readonly startedAt = performance.now();
+  private published = 0;
+  private delivered = 0;
+  private dropped = 0;
+  private slowConsumers = 0;
+
+  // Publish path: a sequence stamp dedupes subscribers matched by several patterns, and the
+  // matches go into one reused array (a publish never runs inside another: handlers run in flush).
+  private publishSeq = 0;
+  private readonly recipients: Subscriber[] = [];
+  private readonly collect = (sub: Subscriber): void => {
+    if (sub.stamp !== this.publishSeq) {
+      sub.stamp = this.publishSeq;
+      this.recipients.push(sub);
+    }
+  };
+
+  // Flush scheduling: items with queued frames, and one setImmediate per tick for all of them.
+  private dirty: Flushable[] = [];
+  private flushing: Flushable[] = [];
+  private immediate: NodeJS.Immediate | undefined;
+  private readonly flushBound = (): void => this.flush();
+  private closeWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly options: ResolvedOptions,
+    readonly log: Logger,
+  ) {
+    this.bufferSize = options.bufferSize;
+    this.maxBufferBytes = options.maxBufferBytes;
+    this.counters = new ChannelCounters(options.channelCacheSize);
+    this.limits = limitsForPayload(options.maxPayload);
+  }
+
+  // ---- publish ----------------------------------------------------------------------------
+
+  /** Publishes a validated event to every matching subscriber. */
+  publish(channel: string, data: Uint8Array, labels?: string[], key?: string): PublishResult {
+    this.publishSeq++;
+    this.index.match(channel, this.collect);
+    const counters = this.counters;
+    const id = counters.next(channel);
+    const offset = counters.offset;
+    const epoch = counters.epoch;
+    const ts = Date.now();
+    this.published++;
+    const recipients = this.recipients;
+    if (recipients.length > 0) {
+      // Encoded once, lazily: the same bytes go to every connection, and a publish that only
+      // reaches in-process subscribers (or only full queues) never encodes at all.
+      let frame: Buffer | undefined;
+      let event: BrokerEvent | undefined;
+      let queued = 0;
+      try {
+        for (let i = 0; i < recipients.length; i++) {
+          const sub = recipients[i]!;
+          if (sub instanceof Connection) {
+            if (!sub.accepts(0)) {
+              sub.drop(channel);
+              this.dropped++;
+              continue;
+            }
+            frame ??= toBuffer(encodeFrame({ t: FrameType.event, c: channel, d: data, id, o: offset, e: epoch, ts, l: labels, k: key }));
+            if (sub.enqueueEvent(frame, channel)) queued++;
+            else this.dropped++;
+          } else {
+            event ??= makeEvent(channel, data, id, offset, epoch, ts, labels, key);
+            if (sub.enqueue(event)) queued++;
+          }
+        }
+      } finally {
+        // Cleared whatever happens: a stale entry would receive the next publish.
+        recipients.length = 0;
+      }
+      this.delivered += queued;
+      if (queued > 0) this.latency.markPublished(performance.now());
+    }
+    if (this.options.logPublishedEvents) {
+      this.log.info({ channel, id, offset, epoch, bytes: data.length }, 'event published');
+    }
+    return { id, offset, epoch };
+  }
+
+  /** Adds an in-process subscriber for a valid pattern. */
+  subscribeLocal(pattern: string, handler: (event: BrokerEvent) => void): LocalSubscriber {
+    const sub = new LocalSubscriber(pattern, handler, this);
+    this.index.add(pattern, sub);
+    return sub;
+  }
+
+  unsubscribeLocal(sub: LocalSubscriber): void {
+    if (!sub.active) return;
+    sub.deactivate();
+    this.index.remove(sub.pattern, sub);
+  }
+
+  // ---- connections ------------------------------------------------------------------------
+
+  /** Registers a freshly upgraded socket (before its hello). */
+  addConnection(ws: CrierSocket, socket: Duplex, remoteAddress: string): Connection {
+    const conn = new Connection(ws, socket, this, remoteAddress);
+    ws.connection = conn;
+    this.connections.add(conn);
+    this.sockets.add(conn);
+    return conn;
+  }
+
+  /** Makes `conn` the stream of `uuid`, replacing whichever connection held it. */
+  register(conn: Connection, uuid: string): void {
+    const previous = this.registry.get(uuid);
+    if (previous) {
+      this.log.debug({ uuid }, 'uuid taken over by a new connection');
+      this.closeConnection(previous, CloseCode.replaced, 'replaced: another connection took over this uuid');
+    }
+    conn.uuid = uuid;
+    conn.state = 'open';
+    conn.seenTick = this.tick;
+    this.registry.set(uuid, conn);
+  }
+
+  /** Frees `conn` at once (subscriptions, registry entry), then closes its socket. */
+  closeConnection(conn: Connection, code: number, reason: string): void {
+    if (conn.state === 'freed') return;
+    // Frames queued before the decision (an error answer, say) go out ahead of the close frame.
+    conn.flush();
+    this.free(conn);
+    conn.ws.close(code, closeReason(reason));
+  }
+
+  /** Drops every subscription and the registry entry of `conn`. Idempotent. */
+  free(conn: Connection): void {
+    if (conn.state === 'freed') return;
+    conn.state = 'freed';
+    if (conn.helloTimer) clearTimeout(conn.helloTimer);
+    conn.helloTimer = undefined;
+    for (const pattern of conn.subscriptions) this.index.remove(pattern, conn);
+    conn.subscriptions.clear();
+    if (conn.uuid && this.registry.get(conn.uuid) === conn) this.registry.delete(conn.uuid);
+    this.connections.delete(conn);
+    if (conn.slow) this.slowConsumers--;
+    conn.clearQueue();
+  }
+
+  /** The socket of `conn` closed: whatever the reason, it is gone. */
+  socketClosed(conn: Connection, code: number, reason: string): void {
+    this.free(conn);
+    this.sockets.delete(conn);
+    this.log.debug({ uuid: conn.uuid || undefined, code, reason }, 'connection closed');
+    if (this.sockets.size === 0) for (const resolve of this.closeWaiters.splice(0)) resolve();
+  }
+
+  /** Resolves once every socket has closed. */
+  whenSocketsClosed(): Promise<void> {
+    if (this.sockets.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  // ---- ConnectionHost / LocalHost ---------------------------------------------------------
+
+  onSlow(conn: Connection): void {
+    this.slowConsumers++;
+    if (this.options.logSlowConsumers) {
+      this.log.warn({ uuid: conn.uuid, ...conn.backlog(), bufferSize: this.bufferSize, maxBufferBytes: this.maxBufferBytes },
+        'slow consumer: dropping events for this connection until it drains');
+    }
+  }
+
+  onRecovered(conn: Connection, dropped: number, channels: [string, number][]): void {
+    this.slowConsumers--;
+    if (this.options.logSlowConsumers) {
+      this.log.warn({ uuid: conn.uuid, dropped, channels: channels.slice(0, 10) }, 'slow consumer recovered');
+    }
+  }
+
+  onOverflow(conn: Connection): void {
+    this.log.warn({ uuid: conn.uuid, ...conn.backlog() }, 'connection does not read its answers: terminated');
+    this.free(conn);
+    conn.ws.terminate();
+  }
+
+  countDrop(): void {
+    this.dropped++;
+  }
+
+  markDirty(item: Flushable): void {
+    item.dirty = true;
+    this.dirty.push(item);
+    this.immediate ??= setImmediate(this.flushBound);
+  }
+
+  /**
+   * Hands every queued frame to its socket: one corked write per connection per tick, then the
+   * in-process handlers. Anything queued meanwhile (a handler publishing) waits for the next tick.
+   */
+  flush(): void {
+    this.immediate = undefined;
+    const items = this.dirty;
+    this.dirty = this.flushing;
+    this.flushing = items;
+    this.latency.beginFlush();
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!;
+      item.dirty = false;
+      try {
+        item.flush();
+      } catch (err) {
+        this.log.error({ err }, 'flush failed for one subscriber');
+      }
+    }
+    items.length = 0;
+    this.latency.endFlush(performance.now());
+  }
+
+  /** Stops the pending flush timer (the broker is closed). */
+  dispose(): void {
+    if (this.immediate) clearImmediate(this.immediate);
+    this.immediate = undefined;
+  }
+
+  stats(): BrokerStats {
+    return {
+      connections: this.connections.size,
+      subscriptions: this.index.subscriptions,
+      channels: this.index.channels,
+      published: this.published,
+      delivered: this.delivered,
+      dropped: this.dropped,
+      slowConsumers: this.slowConsumers,
+      uptime: Math.round(performance.now() - this.startedAt) / 1000,
+      channelCounters: this.counters.size,
+      latency: this.latency.summary(),
+    };
+  }
+}
+
+function makeEvent(
+  channel: string, data: Uint8Array, id: string, offset: number, epoch: string, time: number,
+  labels: string[] | undefined, key: string | undefined,
+): BrokerEvent {
+  // Data from a socket is a Buffer view; handlers get a plain Uint8Array, as from any publish.
+  const bytes = Buffer.isBuffer(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data;
+  const event: BrokerEvent = { channel, data: bytes, id, offset, epoch, time };
+  if (labels !== undefined) event.labels = labels;
+  if (key !== undefined) event.key = key;
+  // One object is shared by every in-process handler of the event: none may change it for the others.
+  return Object.freeze(event);
+}

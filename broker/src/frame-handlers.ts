@@ -1,0 +1,168 @@
+import { nanoid } from 'nanoid';
+import {
+  CloseCode,
+  CrierError,
+  ErrorCode,
+  FrameType,
+  PROTOCOL_VERSION,
+  assertPattern,
+  decodeFrame,
+  encodeFrame,
+  type Frame,
+  type HelloFrame,
+  type PublishFrame,
+  type SubscribeFrame,
+  type UnsubscribeFrame,
+} from '@crier/protocol';
+import type { Connection } from './connection.js';
+import type { BrokerCore } from './core.js';
+import { validatePublish } from './publish-validation.js';
+import { toBuffer } from './socket.js';
+
+// Frames without a per-request field are encoded once for the process.
+export const PING_FRAME = toBuffer(encodeFrame({ t: FrameType.ping }));
+const PONG_FRAME = toBuffer(encodeFrame({ t: FrameType.pong }));
+
+const UUID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+const TEXT_REFUSED = 'crier speaks binary msgpack: text messages are refused';
+
+const brokerFrameNames: ReadonlyMap<number, string> = new Map([
+  [FrameType.welcome, 'welcome'],
+  [FrameType.ack, 'ack'],
+  [FrameType.error, 'error'],
+  [FrameType.event, 'event'],
+  [FrameType.dropped, 'dropped'],
+]);
+
+/**
+ * One WebSocket message from a client. Never throws: a frame that cannot be decoded closes a
+ * connection that has not said hello (4000), and gets an `error` answer on one that has; the
+ * connection, and every other one, goes on.
+ */
+export function handleMessage(core: BrokerCore, conn: Connection, bytes: Buffer, isBinary: boolean): void {
+  if (conn.state === 'freed') return; // closed by us; its last frames are of no interest
+  conn.seenTick = core.tick; // any frame at all proves the peer alive
+  if (!isBinary) {
+    if (conn.state === 'pending') core.closeConnection(conn, CloseCode.badFrame, `${ErrorCode.badFrame}: ${TEXT_REFUSED}`);
+    else sendError(conn, ErrorCode.badFrame, TEXT_REFUSED, undefined);
+    return;
+  }
+  let frame: Frame;
+  try {
+    frame = decodeFrame(bytes, core.limits);
+  } catch (err) {
+    const e = asCrierError(core, err);
+    if (conn.state === 'pending') core.closeConnection(conn, CloseCode.badFrame, `${e.code}: ${e.message}`);
+    else sendError(conn, e.code, e.message, e.requestId);
+    return;
+  }
+  try {
+    if (conn.state === 'pending') handleFirstFrame(core, conn, frame);
+    else handleFrame(core, conn, frame);
+  } catch (err) {
+    const e = asCrierError(core, err);
+    if (conn.state === 'pending') core.closeConnection(conn, CloseCode.internalError, `${e.code}: ${e.message}`);
+    else sendError(conn, e.code, e.message, e.requestId ?? requestIdOf(frame));
+  }
+}
+
+function handleFirstFrame(core: BrokerCore, conn: Connection, frame: Frame): void {
+  if (frame.t !== FrameType.hello) {
+    sendError(conn, ErrorCode.helloRequired, 'the first frame must be hello', requestIdOf(frame));
+    core.closeConnection(conn, CloseCode.helloRejected, `${ErrorCode.helloRequired}: the first frame must be hello`);
+    return;
+  }
+  hello(core, conn, frame);
+}
+
+function hello(core: BrokerCore, conn: Connection, frame: HelloFrame): void {
+  if (frame.v !== PROTOCOL_VERSION) {
+    const why = `broker speaks protocol ${PROTOCOL_VERSION}, client asked for ${frame.v}`;
+    core.closeConnection(conn, CloseCode.helloRejected, `${ErrorCode.unsupportedVersion}: ${why}`);
+    return;
+  }
+  if (frame.u !== undefined && !UUID_PATTERN.test(frame.u)) {
+    core.closeConnection(conn, CloseCode.helloRejected, `${ErrorCode.badUuid}: a uuid is 1-64 characters of A-Z a-z 0-9 _ -`);
+    return;
+  }
+  const uuid = frame.u ?? nanoid();
+  if (conn.helloTimer) clearTimeout(conn.helloTimer);
+  conn.helloTimer = undefined;
+  core.register(conn, uuid);
+  const { keepAliveInterval, maxChannels, maxPayload, bufferSize } = core.options;
+  conn.enqueueControl(toBuffer(encodeFrame({
+    t: FrameType.welcome,
+    v: PROTOCOL_VERSION,
+    u: uuid,
+    ka: keepAliveInterval,
+    lim: { mc: maxChannels, mp: maxPayload, bs: bufferSize },
+  })));
+  core.log.debug({ uuid, remoteAddress: conn.remoteAddress, resumed: frame.u !== undefined }, 'connection open');
+}
+
+/** A frame after hello. Throws the `CrierError` that answers it. */
+function handleFrame(core: BrokerCore, conn: Connection, frame: Frame): void {
+  switch (frame.t) {
+    case FrameType.subscribe:
+      return subscribe(core, conn, frame);
+    case FrameType.unsubscribe:
+      return unsubscribe(core, conn, frame);
+    case FrameType.publish:
+      return publish(core, conn, frame);
+    case FrameType.quit:
+      return core.closeConnection(conn, CloseCode.normal, 'quit');
+    case FrameType.ping:
+      return conn.enqueueControl(PONG_FRAME);
+    case FrameType.pong:
+      return; // seenTick is all a pong is for
+    case FrameType.hello:
+      throw new CrierError(ErrorCode.helloRequired, 'hello was already received on this connection');
+    default:
+      throw new CrierError(ErrorCode.unknownType,
+        `frame type ${frame.t} (${brokerFrameNames.get(frame.t) ?? '?'}) is sent by the broker, never to it`);
+  }
+}
+
+function subscribe(core: BrokerCore, conn: Connection, frame: SubscribeFrame): void {
+  assertPattern(frame.p);
+  // Subscribing to a pattern already held changes nothing and is acknowledged all the same.
+  if (!conn.subscriptions.has(frame.p)) {
+    const max = core.options.maxChannels;
+    if (conn.subscriptions.size >= max) {
+      throw new CrierError(ErrorCode.maxChannels, `this connection already holds ${max} subscriptions (maxChannels)`);
+    }
+    conn.subscriptions.add(frame.p);
+    core.index.add(frame.p, conn);
+  }
+  sendAck(conn, frame.r);
+}
+
+function unsubscribe(core: BrokerCore, conn: Connection, frame: UnsubscribeFrame): void {
+  if (conn.subscriptions.delete(frame.p)) core.index.remove(frame.p, conn);
+  sendAck(conn, frame.r);
+}
+
+function publish(core: BrokerCore, conn: Connection, frame: PublishFrame): void {
+  validatePublish(frame.c, frame.d, frame.l, frame.k, core.options.maxPayload);
+  const { id, offset, epoch } = core.publish(frame.c, frame.d, frame.l, frame.k);
+  if (frame.r !== undefined) conn.enqueueControl(toBuffer(encodeFrame({ t: FrameType.ack, r: frame.r, id, o: offset, e: epoch })));
+}
+
+function sendAck(conn: Connection, r: number): void {
+  conn.enqueueControl(toBuffer(encodeFrame({ t: FrameType.ack, r })));
+}
+
+function sendError(conn: Connection, code: string, msg: string, r: number | undefined): void {
+  conn.enqueueControl(toBuffer(encodeFrame({ t: FrameType.error, r, code, msg })));
+}
+
+function requestIdOf(frame: Frame): number | undefined {
+  return 'r' in frame && typeof frame.r === 'number' ? frame.r : undefined;
+}
+
+/** Any failure as a CrierError: an unexpected one is logged and answered `internal`. */
+function asCrierError(core: BrokerCore, err: unknown): CrierError {
+  if (err instanceof CrierError) return err;
+  core.log.error({ err }, 'unexpected failure handling a frame');
+  return new CrierError(ErrorCode.internal, 'internal broker error');
+}

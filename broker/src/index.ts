@@ -1,0 +1,11 @@
+export { createBroker } from './broker.js';
+export { DEFAULTS, MAX_MAX_PAYLOAD, type BrokerOptions } from './options.js';
+export type {
+  Broker,
+  BrokerEvent,
+  BrokerStats,
+  BrokerSubscription,
+  PublishOptions,
+  PublishResult,
+} from './types.js';
+export { MAX_LABELS, MAX_LABEL_LENGTH, MAX_KEY_LENGTH } from './publish-validation.js';

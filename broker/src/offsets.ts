@@ -1,0 +1,47 @@
+import { LRUCache } from 'lru-cache';
+import { nanoid } from 'nanoid';
+
+interface Counter {
+  epoch: string;
+  offset: number;
+}
+
+/**
+ * Event ids and per-channel offsets. Counters live in an LRU of bounded size, so publishing to
+ * any number of distinct channels holds at most `size` of them. A channel whose counter was
+ * forgotten starts again at offset 1 under a new epoch: `(epoch, offset)` never repeats.
+ */
+export class ChannelCounters {
+  private readonly counters: LRUCache<string, Counter>;
+  // A random prefix per broker instance makes ids and epochs unique across restarts, and a
+  // base-36 sequence behind it keeps each one cheap (no random bytes per event).
+  private readonly prefix = nanoid(10);
+  private idSeq = 0;
+  private epochSeq = 0;
+
+  /** Filled by {@link next}: the counter of the last event. Read right after the call. */
+  epoch = '';
+  offset = 0;
+
+  constructor(size: number) {
+    this.counters = new LRUCache<string, Counter>({ max: size });
+  }
+
+  /** Channels with a counter. */
+  get size(): number {
+    return this.counters.size;
+  }
+
+  /** Advances `channel`'s counter (into `epoch` and `offset`) and returns a new event id. */
+  next(channel: string): string {
+    let counter = this.counters.get(channel);
+    if (counter === undefined) {
+      counter = { epoch: `${this.prefix}.${(this.epochSeq++).toString(36)}`, offset: 0 };
+      this.counters.set(channel, counter);
+    }
+    counter.offset++;
+    this.epoch = counter.epoch;
+    this.offset = counter.offset;
+    return `${this.prefix}-${(this.idSeq++).toString(36)}`;
+  }
+}

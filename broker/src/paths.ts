@@ -1,0 +1,32 @@
+/** Where the broker answers, derived from its `path` option. */
+export interface BrokerPaths {
+  /** The WebSocket upgrade path, as configured. */
+  upgrade: string;
+  /** The same with a trailing slash: the HTTP endpoints hang under it. */
+  base: string;
+  healthz: string;
+  stats: string;
+}
+
+export function brokerPaths(path: string): BrokerPaths {
+  const base = path.endsWith('/') ? path : `${path}/`;
+  return { upgrade: path, base, healthz: `${base}healthz`, stats: `${base}stats` };
+}
+
+/** The path part of a request URL (no query string). */
+export function pathnameOf(url: string | undefined): string {
+  if (url === undefined) return '/';
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+/** Whether a request path is the broker's WebSocket endpoint (with or without trailing slash). */
+export function isUpgradePath(paths: BrokerPaths, pathname: string): boolean {
+  return pathname === paths.upgrade || pathname === paths.base;
+}
+
+/** The `/stats` URL (http) beside a broker's WebSocket URL. */
+export function statsUrlOf(wsUrl: string): string {
+  const http = wsUrl.replace(/^ws/, 'http');
+  return `${http}${http.endsWith('/') ? '' : '/'}stats`;
+}

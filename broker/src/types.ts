@@ -1,0 +1,92 @@
+/** One event as an in-process subscriber sees it. */
+export interface BrokerEvent {
+  channel: string;
+  /** The published bytes, as published (never decoded by the broker). */
+  data: Uint8Array;
+  /** The event's id: unique within this broker process, opaque. */
+  id: string;
+  /** Offset of the event in its channel: 1, 2, 3… within one epoch. */
+  offset: number;
+  /** The channel's offset epoch: when it changes, offsets restarted at 1. */
+  epoch: string;
+  /** Publish time, milliseconds since the Unix epoch. */
+  time: number;
+  labels?: string[];
+  key?: string;
+}
+
+/** Options of an in-process {@link Broker.publish}. */
+export interface PublishOptions {
+  /** Up to 16 labels of 1-64 characters, forwarded with the event. */
+  labels?: string[];
+  /** A key of 1-256 characters, forwarded with the event. */
+  key?: string;
+}
+
+/** What a publish returns (and what a remote publish is acknowledged with). */
+export interface PublishResult {
+  id: string;
+  offset: number;
+  epoch: string;
+}
+
+/** The handle of an in-process subscription. */
+export interface BrokerSubscription {
+  /** Stops delivery at once (events already queued for the handler are discarded). Idempotent. */
+  unsubscribe(): void;
+}
+
+/** Counters of a broker, as served at `GET /stats`. */
+export interface BrokerStats {
+  /** Open WebSocket connections (those that have not said `hello` yet included). */
+  connections: number;
+  /** Subscriptions held: (subscriber, pattern) pairs, in-process subscribers included. */
+  subscriptions: number;
+  /** Distinct subscribed channel names and patterns. */
+  channels: number;
+  /** Events published since start. */
+  published: number;
+  /** Events queued to a subscriber (one per subscriber per event) since start. */
+  delivered: number;
+  /** Events a subscriber lost because its queue was full, since start. */
+  dropped: number;
+  /** Connections currently in the slow-consumer state. */
+  slowConsumers: number;
+  /** Seconds since the broker started. */
+  uptime: number;
+  /** Channels whose offset counter is held (at most `channelCacheSize`). */
+  channelCounters: number;
+  /**
+   * Publish-to-send latency: from a publish until its frames were handed to the sockets (or to
+   * in-process handlers), per published event with at least one recipient.
+   */
+  latency: {
+    /** Mean over every sample since start, in milliseconds. */
+    avgMs: number;
+    /** 99th percentile over the last 4096 samples, in milliseconds. */
+    p99Ms: number;
+  };
+}
+
+/** A running broker. */
+export interface Broker {
+  /** The WebSocket URL clients connect to, e.g. `ws://127.0.0.1:10102/`. */
+  readonly url: string;
+  /** The TCP port the broker (or the server it is attached to) listens on. */
+  readonly port: number;
+  /**
+   * Publishes an event from this process: synchronous, no network hop. Throws a `CrierError`
+   * (`bad_channel`, `payload_too_large`, `bad_frame` for bad labels or key, `shutting_down`).
+   */
+  publish(channel: string, data: Uint8Array, options?: PublishOptions): PublishResult;
+  /**
+   * Subscribes a handler in this process, with a remote client's semantics: each matching event
+   * once, asynchronously (in the broker's next flush), bounded by `bufferSize` per flush. Throws
+   * `bad_pattern`.
+   */
+  subscribe(pattern: string, handler: (event: BrokerEvent) => void): BrokerSubscription;
+  /** The current counters (the same as `GET /stats`). */
+  stats(): BrokerStats;
+  /** Closes every connection with 1001, stops listening (when the broker owns the server). Idempotent. */
+  close(): Promise<void>;
+}

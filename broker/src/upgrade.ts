@@ -1,0 +1,75 @@
+import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Server as WebSocketServer } from 'ws';
+import { CloseCode, ErrorCode } from '@crier/protocol';
+import type { BrokerCore } from './core.js';
+import { isUpgradePath, pathnameOf, type BrokerPaths } from './paths.js';
+import { attachSocket, rawSocketOnError } from './socket-listeners.js';
+import type { CrierSocket } from './socket.js';
+
+/** Seconds a client is told to wait when the broker is full. */
+const RETRY_AFTER_SECONDS = 5;
+
+export interface UpgradeContext {
+  core: BrokerCore;
+  wss: WebSocketServer<typeof CrierSocket>;
+  paths: BrokerPaths;
+  server: Server;
+  /** Whether the server is someone else's (other `upgrade` listeners may own other paths). */
+  attached: boolean;
+}
+
+/**
+ * The server's `upgrade` listener. Everything that can be refused is refused here, with a plain
+ * HTTP answer, before a WebSocket exists: a wrong path (404), a broker at its connection limit or
+ * shutting down (503 with Retry-After).
+ */
+export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  const { core, wss, paths, server, attached } = ctx;
+  return (req, socket, head) => {
+    socket.on('error', rawSocketOnError);
+    const pathname = pathnameOf(req.url);
+    if (!isUpgradePath(paths, pathname)) {
+      // On a shared server another listener may serve this path; answer only if nobody can.
+      if (attached && server.listenerCount('upgrade') > 1) return;
+      rejectUpgrade(socket, 404, 'not_found', `no WebSocket endpoint at ${pathname}`);
+      return;
+    }
+    if (core.closing) {
+      rejectUpgrade(socket, 503, ErrorCode.shuttingDown, 'the broker is shutting down');
+      return;
+    }
+    if (core.sockets.size >= core.options.maxConnections) {
+      core.log.warn({ maxConnections: core.options.maxConnections }, 'connection refused: maxConnections reached');
+      rejectUpgrade(socket, 503, ErrorCode.tooManyConnections, 'the broker is at its connection limit', RETRY_AFTER_SECONDS);
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      // handleUpgrade may complete later than it was called: check the limits again.
+      ws.on('error', rawSocketOnError);
+      if (core.closing) {
+        ws.close(CloseCode.goingAway, 'broker shutting down');
+        return;
+      }
+      if (core.sockets.size >= core.options.maxConnections) {
+        ws.close(CloseCode.tryAgainLater, `${ErrorCode.tooManyConnections}: try again later`);
+        return;
+      }
+      attachSocket(core, ws, socket, req);
+    });
+  };
+}
+
+function rejectUpgrade(socket: Duplex, status: number, code: string, message: string, retryAfter?: number): void {
+  const body = JSON.stringify({ code, message });
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+    'Connection: close',
+    'Content-Type: application/json; charset=utf-8',
+    'Cache-Control: no-store',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+  ];
+  if (retryAfter !== undefined) head.push(`Retry-After: ${retryAfter}`);
+  socket.once('finish', socket.destroy);
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+}
