@@ -276,6 +276,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
       slowConsumers: this.slowConsumers,
       uptime: Math.round(performance.now() - this.startedAt) / 1000,
       channelCounters: this.counters.size,
+      memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed },
       latency: this.latency.summary(),
     };
   }

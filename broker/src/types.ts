@@ -56,6 +56,13 @@ export interface BrokerStats {
   uptime: number;
   /** Channels whose offset counter is held (at most `channelCacheSize`). */
   channelCounters: number;
+  /** The broker process's memory, in bytes. */
+  memory: {
+    /** Resident set size. */
+    rss: number;
+    /** V8 heap in use. */
+    heapUsed: number;
+  };
   /**
    * Publish-to-send latency: from a publish until its frames were handed to the sockets (or to
    * in-process handlers), per published event with at least one recipient.

@@ -48,7 +48,8 @@ describe('HTTP endpoints', () => {
     const stats = (await res.json()) as Record<string, unknown>;
     expect(stats).toEqual({
       connections: 1, subscriptions: 1, channels: 1, published: 1, delivered: 1, dropped: 0, slowConsumers: 0,
-      uptime: expect.any(Number), channelCounters: 1, latency: { avgMs: expect.any(Number), p99Ms: expect.any(Number) },
+      uptime: expect.any(Number), channelCounters: 1,
+      memory: { rss: expect.any(Number), heapUsed: expect.any(Number) }, latency: { avgMs: expect.any(Number), p99Ms: expect.any(Number) },
     });
     expect(stats['latency']).toMatchObject({ avgMs: expect.toSatisfy((n: number) => n >= 0) });
   });
