@@ -158,9 +158,11 @@ describe('after hello: an error answer, and the connection goes on', () => {
       const e = await errorFor(c, encodeFrame({ t: FrameType.publish, r: 3, c: ch, d: text('') }));
       expect([e.code, e.r], ch).toEqual(['bad_channel', 3]);
     }
-    // Invalid UTF-8 in a channel name: the codec lets it through, the grammar does not.
+    // Invalid UTF-8 in a channel name: the codec refuses it before the grammar sees it.
     const invalidUtf8 = u8([0x83], str('t'), [FrameType.publish], str('c'), [0xa3, 0x61, 0xff, 0x62], str('d'), [0xc4, 0x00]);
-    expect((await errorFor(c, invalidUtf8)).code).toBe('bad_channel');
+    const utf8Error = await errorFor(c, invalidUtf8);
+    expect(utf8Error.code).toBe('bad_frame');
+    expect(utf8Error.msg).toContain('invalid UTF-8');
     for (const p of ['a.>.b', 'a*', '>x', 'a.**', '', 'a..b']) {
       const e = await errorFor(c, encodeFrame({ t: FrameType.subscribe, r: 4, p }));
       expect([e.code, e.r], p).toEqual(['bad_pattern', 4]);

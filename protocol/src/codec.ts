@@ -1,39 +1,15 @@
-import { Decoder, Encoder } from '@msgpack/msgpack';
 import { CrierError, ErrorCode } from './errors.js';
 import { FrameType, type Frame } from './frames.js';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
-import { scanMsgpack } from './msgpack-scan.js';
-
-// One encoder for the whole process: `encode` copies its result, so frames never alias each other.
-const encoder = new Encoder({ ignoreUndefined: true });
+import { MsgpackError, decodeMsgpack, encodeMsgpack } from './msgpack.js';
 
 /**
  * Encodes a frame as msgpack. The result is a fresh copy the caller owns, backed by a plain
  * `ArrayBuffer` (so the DOM's `WebSocket.send` accepts it as is).
  */
 export function encodeFrame(frame: Frame): Uint8Array<ArrayBuffer> {
-  return encoder.encode(frame) as Uint8Array<ArrayBuffer>;
+  return encodeMsgpack(frame);
 }
-
-// Decoders are reused per limits object; a decoder is cheap to keep and costly to build per frame.
-const decoders = new WeakMap<DecodeLimits, Decoder>();
-
-function decoderFor(limits: DecodeLimits): Decoder {
-  let decoder = decoders.get(limits);
-  if (!decoder) {
-    decoder = new Decoder({
-      maxStrLength: limits.maxStrLength,
-      maxBinLength: limits.maxBinLength,
-      maxArrayLength: limits.maxArrayLength,
-      maxMapLength: limits.maxMapLength,
-      maxExtLength: 0,
-    });
-    decoders.set(limits, decoder);
-  }
-  return decoder;
-}
-
-const forbiddenKeys: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
 
 type Rec = Record<string, unknown>;
 type FieldCheck = (value: unknown) => boolean;
@@ -81,23 +57,14 @@ export function decodeFrame(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DE
   if (bytes.length > limits.maxFrameBytes) {
     throw new CrierError(ErrorCode.frameTooLarge, `frame of ${bytes.length} bytes exceeds ${limits.maxFrameBytes}`);
   }
-  const problem = scanMsgpack(bytes, limits);
-  if (problem !== undefined) {
-    const tooLarge = problem.endsWith('too long') || problem.endsWith('too large') || problem.endsWith('too deep');
-    throw new CrierError(tooLarge ? ErrorCode.frameTooLarge : ErrorCode.badFrame, `malformed frame: ${problem}`);
-  }
   let value: unknown;
   try {
-    value = decoderFor(limits).decode(bytes);
+    value = decodeMsgpack(bytes, limits);
   } catch (err) {
-    // RangeError and DecodeError alike: the scan should have caught them, but never let one escape.
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new CrierError(ErrorCode.badFrame, `malformed frame: ${reason}`);
+    const e = err as MsgpackError;
+    throw new CrierError(e.tooLarge ? ErrorCode.frameTooLarge : ErrorCode.badFrame, `malformed frame: ${e.message}`);
   }
   if (!isPlainRecord(value)) throw new CrierError(ErrorCode.badFrame, 'a frame must be a msgpack map');
-  for (const key of Object.keys(value)) {
-    if (forbiddenKeys.has(key)) throw new CrierError(ErrorCode.badFrame, `forbidden key "${key}" in frame`);
-  }
   const requestId = isUint(value['r']) ? (value['r'] as number) : undefined;
   const type = value['t'];
   if (typeof type !== 'number') throw new CrierError(ErrorCode.badFrame, 'frame has no numeric type field "t"', requestId);

@@ -134,7 +134,10 @@ export class Connection {
     }
     this.socket = socket;
     this.welcomed = false;
-    socket.binaryType = 'arraybuffer';
+    // Bytes must arrive synchronously: a browser's default ('blob') would not. An implementation
+    // that already hands over bytes (ws's 'nodebuffer') is left alone: asking it for ArrayBuffers
+    // costs a copy per message.
+    if (socket.binaryType === 'blob') socket.binaryType = 'arraybuffer';
     socket.onopen = () => {
       if (socket === this.socket) this.write(socket, { t: FrameType.hello, v: PROTOCOL_VERSION, u: this.uuid });
     };

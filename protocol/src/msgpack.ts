@@ -1,0 +1,322 @@
+// A msgpack encoder and a bounded decoder for crier's frames: maps with string keys, strings,
+// binary, integers, floats, booleans, nil and arrays. Extension types are refused.
+//
+// Why not @msgpack/msgpack at run time: its decoder has no depth limit and lets invalid UTF-8
+// through (both had to be patched around with a separate pass), its classes cannot be
+// tree-shaken out of the browser bundle (8 KB of a 10 KB budget), and decoding an event frame
+// through it was the SDK's largest cost in the W6 profile. It stays as the oracle that the
+// property tests compare this codec against.
+import type { DecodeLimits } from './limits.js';
+
+/** A decode failure: the message is for people; the kind says whether a limit was hit. */
+export class MsgpackError extends Error {
+  constructor(
+    message: string,
+    readonly tooLarge: boolean,
+  ) {
+    super(message);
+  }
+}
+
+// ---- encoding -----------------------------------------------------------------------------
+
+let buf = new Uint8Array(2048);
+let view = new DataView(buf.buffer);
+let pos = 0;
+
+function ensure(n: number): void {
+  if (pos + n <= buf.length) return;
+  let size = buf.length * 2;
+  while (size < pos + n) size *= 2;
+  const next = new Uint8Array(size);
+  next.set(buf.subarray(0, pos));
+  buf = next;
+  view = new DataView(buf.buffer);
+}
+
+function writeHead(small: number, smallMax: number, b8: number, b16: number, b32: number, n: number): void {
+  ensure(5);
+  if (n <= smallMax) buf[pos++] = small | n;
+  else if (b8 !== 0 && n < 0x100) {
+    buf[pos++] = b8;
+    buf[pos++] = n;
+  } else if (n < 0x10000) {
+    buf[pos++] = b16;
+    view.setUint16(pos, n);
+    pos += 2;
+  } else {
+    buf[pos++] = b32;
+    view.setUint32(pos, n);
+    pos += 4;
+  }
+}
+
+function writeNumber(n: number): void {
+  ensure(9);
+  if (Number.isInteger(n) && Math.abs(n) <= Number.MAX_SAFE_INTEGER && !Object.is(n, -0)) {
+    if (n >= 0) {
+      if (n < 0x80) buf[pos++] = n;
+      else if (n < 0x100) {
+        buf[pos++] = 0xcc;
+        buf[pos++] = n;
+      } else if (n < 0x10000) {
+        buf[pos++] = 0xcd;
+        view.setUint16(pos, n);
+        pos += 2;
+      } else if (n < 0x100000000) {
+        buf[pos++] = 0xce;
+        view.setUint32(pos, n);
+        pos += 4;
+      } else {
+        buf[pos++] = 0xcf;
+        view.setUint32(pos, Math.floor(n / 0x100000000));
+        view.setUint32(pos + 4, n >>> 0);
+        pos += 8;
+      }
+      return;
+    }
+    if (n >= -32) {
+      buf[pos++] = n & 0xff;
+      return;
+    }
+    if (n >= -0x80000000) {
+      buf[pos++] = 0xd2;
+      view.setInt32(pos, n);
+      pos += 4;
+      return;
+    }
+  }
+  buf[pos++] = 0xcb;
+  view.setFloat64(pos, n);
+  pos += 8;
+}
+
+function writeString(s: string): void {
+  const n = s.length;
+  // ASCII fast path (channel names, ids, keys): one byte per char, written in place.
+  let ascii = true;
+  for (let i = 0; i < n; i++) {
+    if (s.charCodeAt(i) >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) {
+    writeHead(0xa0, 31, 0xd9, 0xda, 0xdb, n);
+    ensure(n);
+    for (let i = 0; i < n; i++) buf[pos++] = s.charCodeAt(i);
+    return;
+  }
+  const bytes = textEncoder.encode(s);
+  writeHead(0xa0, 31, 0xd9, 0xda, 0xdb, bytes.length);
+  ensure(bytes.length);
+  buf.set(bytes, pos);
+  pos += bytes.length;
+}
+
+const textEncoder = new TextEncoder();
+
+function writeValue(v: unknown): void {
+  if (v === null || v === undefined) {
+    ensure(1);
+    buf[pos++] = 0xc0;
+  } else if (typeof v === 'number') writeNumber(v);
+  else if (typeof v === 'string') writeString(v);
+  else if (typeof v === 'boolean') {
+    ensure(1);
+    buf[pos++] = v ? 0xc3 : 0xc2;
+  } else if (v instanceof Uint8Array) {
+    writeHead(0, -1, 0xc4, 0xc5, 0xc6, v.length);
+    ensure(v.length);
+    buf.set(v, pos);
+    pos += v.length;
+  } else if (Array.isArray(v)) {
+    writeHead(0x90, 15, 0, 0xdc, 0xdd, v.length);
+    for (const item of v) writeValue(item);
+  } else if (typeof v === 'object') {
+    const record = v as Record<string, unknown>;
+    let count = 0;
+    for (const k in record) if (record[k] !== undefined) count++;
+    writeHead(0x80, 15, 0, 0xde, 0xdf, count);
+    for (const k in record) {
+      const item = record[k];
+      if (item === undefined) continue;
+      writeString(k);
+      writeValue(item);
+    }
+  } else {
+    throw new TypeError(`cannot encode a ${typeof v} as msgpack`);
+  }
+}
+
+/**
+ * Encodes `value` (maps skip `undefined` fields). The result is a fresh copy backed by its own
+ * `ArrayBuffer`; the working buffer is reused across calls.
+ */
+export function encodeMsgpack(value: unknown): Uint8Array<ArrayBuffer> {
+  pos = 0;
+  writeValue(value);
+  return buf.slice(0, pos);
+}
+
+// ---- decoding -----------------------------------------------------------------------------
+
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+class Reader {
+  pos = 0;
+  depth = 0;
+  readonly view: DataView;
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly limits: DecodeLimits,
+  ) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  need(n: number): void {
+    if (this.pos + n > this.bytes.length) throw new MsgpackError('truncated msgpack', false);
+  }
+
+  uint(width: number): number {
+    this.need(width);
+    const v = this.view;
+    const p = this.pos;
+    this.pos += width;
+    if (width === 1) return v.getUint8(p);
+    if (width === 2) return v.getUint16(p);
+    if (width === 4) return v.getUint32(p);
+    const n = v.getUint32(p) * 0x100000000 + v.getUint32(p + 4);
+    if (!Number.isSafeInteger(n)) throw new MsgpackError('integer beyond 2^53', false);
+    return n;
+  }
+
+  str(len: number): string {
+    if (len > this.limits.maxStrLength) throw new MsgpackError('string too long', true);
+    this.need(len);
+    const bytes = this.bytes;
+    const start = this.pos;
+    this.pos += len;
+    // ASCII fast path for short strings; anything else through a fatal decoder, so invalid UTF-8
+    // is refused rather than turned into replacement characters.
+    if (len <= 64) {
+      let s = '';
+      for (let i = start; i < start + len; i++) {
+        const c = bytes[i]!;
+        if (c >= 0x80) return this.utf8(start, len);
+        s += String.fromCharCode(c);
+      }
+      return s;
+    }
+    return this.utf8(start, len);
+  }
+
+  utf8(start: number, len: number): string {
+    try {
+      return textDecoder.decode(this.bytes.subarray(start, start + len));
+    } catch {
+      throw new MsgpackError('invalid UTF-8 in a string', false);
+    }
+  }
+
+  bin(len: number): Uint8Array {
+    if (len > this.limits.maxBinLength) throw new MsgpackError('binary too long', true);
+    this.need(len);
+    const start = this.pos;
+    this.pos += len;
+    return this.bytes.subarray(start, start + len); // a view: the caller's bytes are not copied
+  }
+
+  array(len: number): unknown[] {
+    if (len > this.limits.maxArrayLength) throw new MsgpackError('array too large', true);
+    this.need(len); // every item is at least one byte: no huge allocation from a short frame
+    this.enter();
+    const out = new Array<unknown>(len);
+    for (let i = 0; i < len; i++) out[i] = this.value();
+    this.depth--;
+    return out;
+  }
+
+  map(len: number): Record<string, unknown> {
+    if (len > this.limits.maxMapLength) throw new MsgpackError('map too large', true);
+    this.need(len * 2);
+    this.enter();
+    const out: Record<string, unknown> = {};
+    for (let i = 0; i < len; i++) {
+      const key = this.value();
+      if (typeof key !== 'string') throw new MsgpackError('map keys must be strings', false);
+      if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
+        throw new MsgpackError(`forbidden key "${key}"`, false);
+      }
+      out[key] = this.value();
+    }
+    this.depth--;
+    return out;
+  }
+
+  enter(): void {
+    if (++this.depth > this.limits.maxDepth) throw new MsgpackError('nesting too deep', true);
+  }
+
+  value(): unknown {
+    this.need(1);
+    const b = this.bytes[this.pos++]!;
+    if (b < 0x80) return b;
+    if (b >= 0xe0) return b - 0x100;
+    if (b < 0x90) return this.map(b & 0x0f);
+    if (b < 0xa0) return this.array(b & 0x0f);
+    if (b < 0xc0) return this.str(b & 0x1f);
+    switch (b) {
+      case 0xc0: return null;
+      case 0xc2: return false;
+      case 0xc3: return true;
+      case 0xc4: return this.bin(this.uint(1));
+      case 0xc5: return this.bin(this.uint(2));
+      case 0xc6: return this.bin(this.uint(4));
+      case 0xca: this.need(4); this.pos += 4; return this.view.getFloat32(this.pos - 4);
+      case 0xcb: this.need(8); this.pos += 8; return this.view.getFloat64(this.pos - 8);
+      case 0xcc: return this.uint(1);
+      case 0xcd: return this.uint(2);
+      case 0xce: return this.uint(4);
+      case 0xcf: return this.uint(8);
+      case 0xd0: this.need(1); return this.view.getInt8(this.pos++);
+      case 0xd1: this.need(2); this.pos += 2; return this.view.getInt16(this.pos - 2);
+      case 0xd2: this.need(4); this.pos += 4; return this.view.getInt32(this.pos - 4);
+      case 0xd3: {
+        this.need(8);
+        const n = this.view.getInt32(this.pos) * 0x100000000 + this.view.getUint32(this.pos + 4);
+        this.pos += 8;
+        if (!Number.isSafeInteger(n)) throw new MsgpackError('integer beyond 2^53', false);
+        return n;
+      }
+      case 0xd9: return this.str(this.uint(1));
+      case 0xda: return this.str(this.uint(2));
+      case 0xdb: return this.str(this.uint(4));
+      case 0xdc: return this.array(this.uint(2));
+      case 0xdd: return this.array(this.uint(4));
+      case 0xde: return this.map(this.uint(2));
+      case 0xdf: return this.map(this.uint(4));
+      default:
+        // 0xc1 (never used) and the extension types.
+        throw new MsgpackError(`unsupported msgpack type 0x${b.toString(16)}`, false);
+    }
+  }
+}
+
+/**
+ * Decodes exactly one msgpack value from `bytes` within `limits` (lengths, depth), refusing
+ * extension types, invalid UTF-8, non-string map keys, prototype keys and trailing bytes.
+ * Throws {@link MsgpackError} only. Binary values are views into `bytes`.
+ */
+export function decodeMsgpack(bytes: Uint8Array, limits: DecodeLimits): unknown {
+  const reader = new Reader(bytes, limits);
+  let value: unknown;
+  try {
+    value = reader.value();
+  } catch (err) {
+    if (err instanceof MsgpackError) throw err;
+    throw new MsgpackError(`malformed msgpack: ${String(err)}`, false); // never expected
+  }
+  if (reader.pos !== bytes.length) throw new MsgpackError('trailing bytes after frame', false);
+  return value;
+}

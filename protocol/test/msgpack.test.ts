@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { decode as oracleDecode, encode as oracleEncode } from '@msgpack/msgpack';
+import { DEFAULT_DECODE_LIMITS } from '../src/index.js';
+import { MsgpackError, decodeMsgpack, encodeMsgpack } from '../src/msgpack.js';
+
+// @msgpack/msgpack is the oracle: crier's own codec must agree with it on everything it accepts.
+const limits = { ...DEFAULT_DECODE_LIMITS, maxDepth: 8, maxMapLength: 64, maxArrayLength: 64 };
+const safeKey = fc.string({ maxLength: 12 }).filter((k) => !['__proto__', 'constructor', 'prototype'].includes(k));
+const leaf = fc.oneof(
+  fc.constant(null),
+  fc.boolean(),
+  fc.integer({ min: -(2 ** 31), max: 2 ** 32 }),
+  fc.maxSafeNat(),
+  fc.double({ noNaN: true }),
+  fc.string({ maxLength: 80 }),
+  fc.string({ unit: 'binary', maxLength: 80 }),
+  fc.uint8Array({ maxLength: 300 }),
+);
+const value = fc.letrec((tie) => ({
+  v: fc.oneof({ depthSize: 'small', maxDepth: 4 }, leaf, fc.array(tie('v'), { maxLength: 6 }), fc.dictionary(safeKey, tie('v'), { maxKeys: 6 })),
+})).v;
+
+describe('crier msgpack codec against @msgpack/msgpack', () => {
+  it('what crier encodes, the oracle decodes to the same value', () => {
+    fc.assert(fc.property(value, (v) => {
+      expect(oracleDecode(encodeMsgpack(v))).toEqual(v);
+    }), { numRuns: 3000 });
+  });
+
+  it('what the oracle encodes, crier decodes to the same value', () => {
+    fc.assert(fc.property(value, (v) => {
+      expect(decodeMsgpack(oracleEncode(v), limits)).toEqual(oracleDecode(oracleEncode(v)));
+    }), { numRuns: 3000 });
+  });
+
+  it('encodes every integer width the oracle would read back exactly', () => {
+    for (const n of [0, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1, -1, -32, -33, -(2 ** 31), -(2 ** 31) - 1, 0.5, -1.25]) {
+      expect(oracleDecode(encodeMsgpack(n))).toBe(n);
+      expect(decodeMsgpack(oracleEncode(n), limits)).toBe(n);
+    }
+  });
+
+  it('refuses invalid UTF-8 that the oracle would let through', () => {
+    const bad = new Uint8Array([0xa2, 0xc3, 0x28]); // fixstr of 2 bytes, an invalid sequence
+    expect(() => decodeMsgpack(bad, limits)).toThrowError(MsgpackError);
+  });
+
+  it('refuses 64-bit integers beyond 2^53 instead of rounding them', () => {
+    const big = new Uint8Array([0xcf, 0x00, 0x20, 0, 0, 0, 0, 0, 1]); // 2^53 + 1
+    expect(() => decodeMsgpack(big, limits)).toThrowError(/2\^53/);
+  });
+
+  it('refuses non-string map keys', () => {
+    expect(() => decodeMsgpack(new Uint8Array([0x81, 0x01, 0x02]), limits)).toThrowError(/keys must be strings/);
+  });
+
+  it('returns binary as a view of the input, without copying', () => {
+    const input = encodeMsgpack({ d: new Uint8Array([1, 2, 3]) });
+    const out = decodeMsgpack(input, limits) as { d: Uint8Array };
+    expect(out.d.buffer).toBe(input.buffer);
+  });
+
+  it('reuses its buffer across calls but hands out independent copies', () => {
+    const a = encodeMsgpack('a'.repeat(5000));
+    const b = encodeMsgpack('b');
+    expect(oracleDecode(a)).toBe('a'.repeat(5000));
+    expect(oracleDecode(b)).toBe('b');
+  });
+});
