@@ -12,7 +12,9 @@ export interface Server {
 
 /** Starts a server script on `cpu` (when taskset exists) and waits for its `ws://` address on stdout. */
 export async function startServer(script: string, args: string[], cpu: number): Promise<Server> {
-  const argv = [process.execPath, script, ...args];
+  // CRIER_BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the servers.
+  const nodeArgs = (process.env['CRIER_BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+  const argv = [process.execPath, ...nodeArgs, script, ...args];
   const proc = hasTaskset
     ? spawn('taskset', ['-c', String(cpu), ...argv], { stdio: ['ignore', 'pipe', 'inherit'] })
     : spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });

@@ -1,7 +1,8 @@
 import type { Duplex } from 'node:stream';
+import { WebSocket } from 'ws';
 import { FrameType, encodeFrame } from '@crier/protocol';
 import type { CrierSocket } from './socket.js';
-import { toBuffer } from './socket.js';
+import { binaryMessage } from './socket.js';
 
 /** Something with frames to hand over in the broker's next flush. */
 export interface Flushable {
@@ -34,7 +35,7 @@ const CONTROL_SLACK_BYTES = 64 * 1024;
 
 /**
  * One WebSocket connection: its uuid, subscriptions, and outgoing queue. Frames are queued and
- * handed to the socket in one corked burst per tick by the broker's flush. The queue is bounded
+ * handed to the socket in one write per tick by the broker's flush. The queue is bounded
  * by `bufferSize` events and `maxBufferBytes` bytes, counting both what waits here and what was
  * written but not yet accepted by the kernel; past that the connection is a slow consumer: its
  * events are dropped and counted until it drains to half, then it gets a `dropped` frame.
@@ -71,7 +72,7 @@ export class Connection implements Flushable {
 
   constructor(
     readonly ws: CrierSocket,
-    // The raw socket, kept from the upgrade: the flush corks it around a tick's frames.
+    // The raw socket, kept from the upgrade: the flush writes a tick's messages to it directly.
     private readonly socket: Duplex,
     private readonly host: ConnectionHost,
     readonly remoteAddress: string,
@@ -159,21 +160,24 @@ export class Connection implements Flushable {
     }
   }
 
-  /** Hands every queued frame to the socket in one corked write. */
+  /**
+   * Hands every queued message to the socket in one write. The queue holds complete WebSocket
+   * messages (see `binaryMessage`), so they are joined into one buffer and written straight to the
+   * raw socket: one write, one callback and one allocation per connection per tick, whatever the
+   * number of events.
+   */
   flush(): void {
     const n = this.queue.length;
     if (n === 0) return;
-    if (this.state === 'freed') {
+    if (this.state === 'freed' || this.ws.readyState !== OPEN) {
       // Whatever had to go out before a close was flushed by the close itself.
       this.clearQueue();
       return;
     }
-    const { ws, queue } = this;
-    this.socket.cork();
-    for (let i = 0; i < n - 1; i++) ws.send(queue[i]!);
-    // One callback per batch: when it fires, the kernel has taken everything before it too.
-    ws.send(queue[n - 1]!, this.onBatchWritten);
-    this.socket.uncork();
+    const { queue } = this;
+    const bytes = n === 1 ? queue[0]! : Buffer.concat(queue, this.queuedBytes);
+    // When the callback fires, the kernel has taken the whole batch.
+    this.socket.write(bytes, this.onBatchWritten);
     this.batches.push(this.queuedEvents, this.queuedBytes);
     this.inflightEvents += this.queuedEvents;
     this.inflightBytes += this.queuedBytes;
@@ -220,7 +224,9 @@ export class Connection implements Flushable {
     this.slow = false;
     this.droppedTotal = 0;
     counts.clear();
-    this.enqueueControl(toBuffer(encodeFrame({ t: FrameType.dropped, n: dropped, c: channels })));
+    this.enqueueControl(binaryMessage(encodeFrame({ t: FrameType.dropped, n: dropped, c: channels })));
     this.host.onRecovered(this, dropped, channels);
   }
 }
+
+const OPEN = WebSocket.OPEN;

@@ -13,7 +13,7 @@ import { LatencyRecorder } from './latency.js';
 import { LocalSubscriber, type LocalHost } from './local-subscriber.js';
 import { ChannelCounters } from './offsets.js';
 import type { ResolvedOptions } from './options.js';
-import { closeReason, toBuffer, type CrierSocket } from './socket.js';
+import { closeReason, binaryMessage, type CrierSocket } from './socket.js';
 import type { BrokerEvent, BrokerStats, PublishResult } from './types.js';
 
 type Subscriber = Connection | LocalSubscriber;
@@ -108,7 +108,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
               this.dropped++;
               continue;
             }
-            frame ??= toBuffer(encodeFrame({ t: FrameType.event, c: channel, d: data, id, o: offset, e: epoch, ts, l: labels, k: key }));
+            frame ??= binaryMessage(encodeFrame({ t: FrameType.event, c: channel, d: data, id, o: offset, e: epoch, ts, l: labels, k: key }));
             if (sub.enqueueEvent(frame, channel)) queued++;
             else this.dropped++;
           } else {
@@ -237,7 +237,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   }
 
   /**
-   * Hands every queued frame to its socket: one corked write per connection per tick, then the
+   * Hands every queued frame to its socket: one write per connection per tick, then the
    * in-process handlers. Anything queued meanwhile (a handler publishing) waits for the next tick.
    */
   flush(): void {

@@ -17,11 +17,11 @@ import {
 import type { Connection } from './connection.js';
 import type { BrokerCore } from './core.js';
 import { validatePublish } from './publish-validation.js';
-import { toBuffer } from './socket.js';
+import { binaryMessage } from './socket.js';
 
 // Frames without a per-request field are encoded once for the process.
-export const PING_FRAME = toBuffer(encodeFrame({ t: FrameType.ping }));
-const PONG_FRAME = toBuffer(encodeFrame({ t: FrameType.pong }));
+export const PING_FRAME = binaryMessage(encodeFrame({ t: FrameType.ping }));
+const PONG_FRAME = binaryMessage(encodeFrame({ t: FrameType.pong }));
 
 const UUID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const TEXT_REFUSED = 'crier speaks binary msgpack: text messages are refused';
@@ -90,7 +90,7 @@ function hello(core: BrokerCore, conn: Connection, frame: HelloFrame): void {
   conn.helloTimer = undefined;
   core.register(conn, uuid);
   const { keepAliveInterval, maxChannels, maxPayload, bufferSize } = core.options;
-  conn.enqueueControl(toBuffer(encodeFrame({
+  conn.enqueueControl(binaryMessage(encodeFrame({
     t: FrameType.welcome,
     v: PROTOCOL_VERSION,
     u: uuid,
@@ -145,15 +145,15 @@ function unsubscribe(core: BrokerCore, conn: Connection, frame: UnsubscribeFrame
 function publish(core: BrokerCore, conn: Connection, frame: PublishFrame): void {
   validatePublish(frame.c, frame.d, frame.l, frame.k, core.options.maxPayload);
   const { id, offset, epoch } = core.publish(frame.c, frame.d, frame.l, frame.k);
-  if (frame.r !== undefined) conn.enqueueControl(toBuffer(encodeFrame({ t: FrameType.ack, r: frame.r, id, o: offset, e: epoch })));
+  if (frame.r !== undefined) conn.enqueueControl(binaryMessage(encodeFrame({ t: FrameType.ack, r: frame.r, id, o: offset, e: epoch })));
 }
 
 function sendAck(conn: Connection, r: number): void {
-  conn.enqueueControl(toBuffer(encodeFrame({ t: FrameType.ack, r })));
+  conn.enqueueControl(binaryMessage(encodeFrame({ t: FrameType.ack, r })));
 }
 
 function sendError(conn: Connection, code: string, msg: string, r: number | undefined): void {
-  conn.enqueueControl(toBuffer(encodeFrame({ t: FrameType.error, r, code, msg })));
+  conn.enqueueControl(binaryMessage(encodeFrame({ t: FrameType.error, r, code, msg })));
 }
 
 function requestIdOf(frame: Frame): number | undefined {
