@@ -3,15 +3,17 @@
 import WebSocket from 'ws';
 import { FrameType, decodeFrame, encodeFrame } from '@crier/protocol';
 import type { BenchServer } from './servers.js';
+import { countFrames } from './count-frames.js';
 
-export type OnMessage = (data: Buffer) => void;
+/** Called per WebSocket message with the number of events in it (crier batches a tick's events). */
+export type OnMessage = (data: Buffer, events: number) => void;
 
 export interface Publisher {
   /** The bytes to send for one event; pre-encode once when the payload does not change. */
   frame(channel: string, payload: Uint8Array, requestId?: number): Uint8Array;
   send(frame: Uint8Array): void;
-  /** Called once per ack (acked publishers only). */
-  onAck(listener: () => void): void;
+  /** Called per message with the number of acks in it (acked publishers only). */
+  onAck(listener: (data: unknown, acks: number) => void): void;
   close(): void;
 }
 
@@ -39,7 +41,7 @@ async function crierSocket(url: string): Promise<WebSocket> {
 export async function subscriber(server: BenchServer, patterns: string[], onMessage: OnMessage): Promise<WebSocket> {
   if (server.kind === 'naive') {
     const ws = await open(`${server.url}/sub?c=${patterns.join(',')}`);
-    ws.on('message', onMessage);
+    ws.on('message', (data: Buffer) => onMessage(data, 1));
     return ws;
   }
   const ws = await crierSocket(server.url);
@@ -50,18 +52,18 @@ export async function subscriber(server: BenchServer, patterns: string[], onMess
     const frame = decodeFrame(await answer);
     if (frame.t !== FrameType.ack) throw new Error(`subscribe ${p} failed: ${JSON.stringify(frame)}`);
   }
-  ws.on('message', onMessage);
+  ws.on('message', (data: Buffer) => onMessage(data, countFrames(data)));
   return ws;
 }
 
 export async function publisher(server: BenchServer, acked: boolean): Promise<Publisher> {
-  const ackListeners: (() => void)[] = [];
-  const fire = (): void => {
-    for (const l of ackListeners) l();
+  const ackListeners: ((data: unknown, acks: number) => void)[] = [];
+  const fire = (acks: number): void => {
+    for (const l of ackListeners) l(undefined, acks);
   };
   if (server.kind === 'naive') {
     const ws = await open(`${server.url}/pub${acked ? '?ack=1' : ''}`);
-    ws.on('message', fire);
+    ws.on('message', () => fire(1));
     return {
       frame: (channel, payload) => Buffer.concat([Buffer.from(`${channel}\n`, 'latin1'), payload]),
       send: (frame) => ws.send(frame),
@@ -70,7 +72,8 @@ export async function publisher(server: BenchServer, acked: boolean): Promise<Pu
     };
   }
   const ws = await crierSocket(server.url);
-  ws.on('message', fire); // a publisher subscribes to nothing: every message is an ack
+  // A publisher subscribes to nothing: every frame is an ack.
+  ws.on('message', (data: Buffer) => fire(countFrames(data)));
   return {
     frame: (channel, payload, requestId) =>
       encodeFrame(acked ? { t: FrameType.publish, r: requestId ?? 1, c: channel, d: payload } : { t: FrameType.publish, c: channel, d: payload }),

@@ -26,8 +26,11 @@ export class ClosedLoop {
   ) {}
 
   /** Count one delivery; refill the window when half of it came back. */
-  readonly hit = (): void => {
-    this.delivered++;
+  readonly hit = (): void => this.hits(undefined, 1);
+
+  /** Count `n` deliveries (one message may carry several events). */
+  readonly hits = (_data: unknown, n: number): void => {
+    this.delivered += n;
     if (this.running && this.sent - this.delivered / this.fanout <= this.window / 2) this.refill();
   };
 
@@ -99,10 +102,12 @@ export class OpenLoop {
     this.samples = new Float64Array(Math.ceil(rate * seconds * fanout * 1.05) + 16);
   }
 
+  /** Records the latency of every stamped event in `message` (it may carry several). */
   readonly record = (message: Buffer): void => {
-    const at = message.indexOf(STAMP);
-    if (at < 0 || this.n >= this.samples.length) return;
-    this.samples[this.n++] = performance.now() - message.readDoubleLE(at + 4);
+    const now = performance.now();
+    for (let at = message.indexOf(STAMP); at >= 0 && this.n < this.samples.length; at = message.indexOf(STAMP, at + 12)) {
+      this.samples[this.n++] = now - message.readDoubleLE(at + 4);
+    }
   };
 
   async run(): Promise<Latency> {

@@ -21,7 +21,7 @@ export async function fanout(server: BenchServer, n: number, s: Settings): Promi
   const pub = await publisher(server, false);
   const frame = pub.frame('bench.fanout', payload100);
   const loop = new ClosedLoop(() => pub.send(frame), n, Math.max(100, Math.min(1000, 100_000 / n)));
-  const subs = await openMany(n, 200, () => subscriber(server, ['bench.fanout'], loop.hit));
+  const subs = await openMany(n, 200, () => subscriber(server, ['bench.fanout'], loop.hits));
   const result = await loop.run(s.seconds);
   await closeAll(subs);
   pub.close();
@@ -44,7 +44,7 @@ export async function manyChannels(server: BenchServer, n: number, s: Settings):
   const pub = await publisher(server, false);
   const frames = Array.from({ length: n }, (_, i) => pub.frame(`bench.ch${i}`, payload100));
   const loop = new ClosedLoop((i) => pub.send(frames[i % n]!), 1, 1000);
-  const subs = await openMany(n, 200, (i) => subscriber(server, [`bench.ch${i}`], loop.hit));
+  const subs = await openMany(n, 200, (i) => subscriber(server, [`bench.ch${i}`], loop.hits));
   const result = await loop.run(s.seconds);
   await closeAll(subs);
   pub.close();
@@ -66,7 +66,7 @@ export async function wildcard(server: BenchServer, patterns: number, s: Setting
   const idle = fillers > 0 ? 100 : 0;
   const perIdle = Math.ceil(fillers / Math.max(1, idle));
   const subs = [
-    ...(await openMany(active, active, (i) => subscriber(server, [`bench.${i}.*.x`], loop.hit))),
+    ...(await openMany(active, active, (i) => subscriber(server, [`bench.${i}.*.x`], loop.hits))),
     ...(await openMany(idle, 20, (i) =>
       subscriber(
         server,
@@ -116,14 +116,14 @@ export async function publishPath(server: BenchServer, s: Settings): Promise<Pub
   const acked = await publisher(server, true);
   const frame = acked.frame('bench.publish', payload100, 1);
   const ackLoop = new ClosedLoop(() => acked.send(frame), 1, 100);
-  acked.onAck(ackLoop.hit);
+  acked.onAck(ackLoop.hits);
   const a = await ackLoop.run(s.seconds);
   acked.close();
 
   const ff = await publisher(server, false);
   const ffFrame = ff.frame('bench.publish', payload100);
   const ffLoop = new ClosedLoop(() => ff.send(ffFrame), 1, 1000);
-  const sink = await subscriber(server, ['bench.publish'], ffLoop.hit);
+  const sink = await subscriber(server, ['bench.publish'], ffLoop.hits);
   const f = await ffLoop.run(s.seconds);
   sink.terminate();
   ff.close();

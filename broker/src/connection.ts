@@ -2,7 +2,6 @@ import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { FrameType, encodeFrame } from '@crier/protocol';
 import type { CrierSocket } from './socket.js';
-import { binaryMessage } from './socket.js';
 
 /** Something with frames to hand over in the broker's next flush. */
 export interface Flushable {
@@ -56,7 +55,7 @@ export class Connection implements Flushable {
   /** Whether the connection is losing events right now. */
   slow = false;
 
-  private readonly queue: Buffer[] = [];
+  private readonly queue: Uint8Array[] = [];
   private queuedEvents = 0;
   private queuedBytes = 0;
   private inflightEvents = 0;
@@ -100,7 +99,7 @@ export class Connection implements Flushable {
   }
 
   /** Queues one event frame, or drops and counts it. Returns whether it was queued. */
-  enqueueEvent(frame: Buffer, channel: string): boolean {
+  enqueueEvent(frame: Uint8Array, channel: string): boolean {
     if (!this.accepts(frame.length)) {
       this.drop(channel);
       return false;
@@ -150,7 +149,7 @@ export class Connection implements Flushable {
   }
 
   /** Queues a frame that is never dropped (welcome, ack, error, ping, pong, dropped). */
-  enqueueControl(frame: Buffer): void {
+  enqueueControl(frame: Uint8Array): void {
     if (this.state === 'freed') return;
     this.queue.push(frame);
     this.queuedBytes += frame.length;
@@ -161,10 +160,11 @@ export class Connection implements Flushable {
   }
 
   /**
-   * Hands every queued message to the socket in one write. The queue holds complete WebSocket
-   * messages (see `binaryMessage`), so they are joined into one buffer and written straight to the
-   * raw socket: one write, one callback and one allocation per connection per tick, whatever the
-   * number of events.
+   * Hands every queued frame to the socket in one write. Frames are batched into WebSocket
+   * messages of up to {@link BATCH_BYTES} (a message holds one or more frames), built here with
+   * their header and written straight to the raw socket: one allocation, one write and one
+   * callback per connection per tick, and one message for the client to parse instead of one per
+   * event. Server-to-client frames are unmasked, so nothing in them depends on the recipient.
    */
   flush(): void {
     const n = this.queue.length;
@@ -174,10 +174,8 @@ export class Connection implements Flushable {
       this.clearQueue();
       return;
     }
-    const { queue } = this;
-    const bytes = n === 1 ? queue[0]! : Buffer.concat(queue, this.queuedBytes);
     // When the callback fires, the kernel has taken the whole batch.
-    this.socket.write(bytes, this.onBatchWritten);
+    this.socket.write(frameMessages(this.queue, this.queuedBytes), this.onBatchWritten);
     this.batches.push(this.queuedEvents, this.queuedBytes);
     this.inflightEvents += this.queuedEvents;
     this.inflightBytes += this.queuedBytes;
@@ -224,9 +222,70 @@ export class Connection implements Flushable {
     this.slow = false;
     this.droppedTotal = 0;
     counts.clear();
-    this.enqueueControl(binaryMessage(encodeFrame({ t: FrameType.dropped, n: dropped, c: channels })));
+    this.enqueueControl(encodeFrame({ t: FrameType.dropped, n: dropped, c: channels }));
     this.host.onRecovered(this, dropped, channels);
   }
 }
 
 const OPEN = WebSocket.OPEN;
+
+/** A WebSocket message carries at most this many bytes of frames (unless one frame is larger). */
+export const BATCH_BYTES = 256 * 1024;
+
+function headerSize(n: number): number {
+  return n < 126 ? 2 : n < 0x10000 ? 4 : 10;
+}
+
+function writeHeader(out: Buffer, at: number, n: number): number {
+  out[at] = 0x82; // FIN, opcode 2 (binary), unmasked
+  if (n < 126) {
+    out[at + 1] = n;
+    return at + 2;
+  }
+  if (n < 0x10000) {
+    out[at + 1] = 126;
+    out.writeUInt16BE(n, at + 2);
+    return at + 4;
+  }
+  out[at + 1] = 127;
+  out.writeUInt32BE(Math.floor(n / 0x100000000), at + 2);
+  out.writeUInt32BE(n >>> 0, at + 6);
+  return at + 10;
+}
+
+/**
+ * `frames` (of `total` bytes) as binary WebSocket messages of at most {@link BATCH_BYTES} each,
+ * back to back in one buffer.
+ */
+export function frameMessages(frames: readonly Uint8Array[], total: number): Buffer {
+  // First pass: the size of every header, to allocate once.
+  let size = total;
+  let payload = 0;
+  for (const frame of frames) {
+    if (payload > 0 && payload + frame.length > BATCH_BYTES) {
+      size += headerSize(payload);
+      payload = 0;
+    }
+    payload += frame.length;
+  }
+  size += headerSize(payload);
+  // Second pass: each message's header, then its frames.
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  let first = 0;
+  payload = 0;
+  for (let i = 0; i <= frames.length; i++) {
+    const len = i < frames.length ? frames[i]!.length : 0;
+    if (i === frames.length || (payload > 0 && payload + len > BATCH_BYTES)) {
+      at = writeHeader(out, at, payload);
+      for (let j = first; j < i; j++) {
+        out.set(frames[j]!, at);
+        at += frames[j]!.length;
+      }
+      first = i;
+      payload = 0;
+    }
+    payload += len;
+  }
+  return out;
+}

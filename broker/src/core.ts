@@ -13,7 +13,7 @@ import { LatencyRecorder } from './latency.js';
 import { LocalSubscriber, type LocalHost } from './local-subscriber.js';
 import { ChannelCounters } from './offsets.js';
 import type { ResolvedOptions } from './options.js';
-import { closeReason, binaryMessage, type CrierSocket } from './socket.js';
+import { closeReason, type CrierSocket } from './socket.js';
 import type { BrokerEvent, BrokerStats, PublishResult } from './types.js';
 
 type Subscriber = Connection | LocalSubscriber;
@@ -96,7 +96,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     if (recipients.length > 0) {
       // Encoded once, lazily: the same bytes go to every connection, and a publish that only
       // reaches in-process subscribers (or only full queues) never encodes at all.
-      let frame: Buffer | undefined;
+      let frame: Uint8Array | undefined;
       let event: BrokerEvent | undefined;
       let queued = 0;
       try {
@@ -108,7 +108,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
               this.dropped++;
               continue;
             }
-            frame ??= binaryMessage(encodeFrame({ t: FrameType.event, c: channel, d: data, id, o: offset, e: epoch, ts, l: labels, k: key }));
+            frame ??= encodeFrame({ t: FrameType.event, c: channel, d: data, id, o: offset, e: epoch, ts, l: labels, k: key });
             if (sub.enqueueEvent(frame, channel)) queued++;
             else this.dropped++;
           } else {

@@ -6,7 +6,7 @@ import {
   FrameType,
   PROTOCOL_VERSION,
   assertPattern,
-  decodeFrame,
+  decodeFrames,
   encodeFrame,
   type Frame,
   type HelloFrame,
@@ -17,11 +17,10 @@ import {
 import type { Connection } from './connection.js';
 import type { BrokerCore } from './core.js';
 import { validatePublish } from './publish-validation.js';
-import { binaryMessage } from './socket.js';
 
 // Frames without a per-request field are encoded once for the process.
-export const PING_FRAME = binaryMessage(encodeFrame({ t: FrameType.ping }));
-const PONG_FRAME = binaryMessage(encodeFrame({ t: FrameType.pong }));
+export const PING_FRAME = encodeFrame({ t: FrameType.ping });
+const PONG_FRAME = encodeFrame({ t: FrameType.pong });
 
 const UUID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const TEXT_REFUSED = 'crier speaks binary msgpack: text messages are refused';
@@ -47,15 +46,21 @@ export function handleMessage(core: BrokerCore, conn: Connection, bytes: Buffer,
     else sendError(conn, ErrorCode.badFrame, TEXT_REFUSED, undefined);
     return;
   }
-  let frame: Frame;
   try {
-    frame = decodeFrame(bytes, core.limits);
+    // A message holds one or more frames; each is handled in order.
+    decodeFrames(bytes, core.limits, (frame) => handleDecoded(core, conn, frame));
   } catch (err) {
+    // A frame before the malformed one may have closed the connection (TS cannot see the callback).
+    if ((conn.state as Connection['state']) === 'freed') return;
     const e = asCrierError(core, err);
     if (conn.state === 'pending') core.closeConnection(conn, CloseCode.badFrame, `${e.code}: ${e.message}`);
     else sendError(conn, e.code, e.message, e.requestId);
-    return;
   }
+}
+
+/** One decoded frame. Never throws: a failure is answered (or closes a connection before hello). */
+function handleDecoded(core: BrokerCore, conn: Connection, frame: Frame): void {
+  if (conn.state === 'freed') return; // a quit earlier in the same message
   try {
     if (conn.state === 'pending') handleFirstFrame(core, conn, frame);
     else handleFrame(core, conn, frame);
@@ -90,13 +95,13 @@ function hello(core: BrokerCore, conn: Connection, frame: HelloFrame): void {
   conn.helloTimer = undefined;
   core.register(conn, uuid);
   const { keepAliveInterval, maxChannels, maxPayload, bufferSize } = core.options;
-  conn.enqueueControl(binaryMessage(encodeFrame({
+  conn.enqueueControl(encodeFrame({
     t: FrameType.welcome,
     v: PROTOCOL_VERSION,
     u: uuid,
     ka: keepAliveInterval,
     lim: { mc: maxChannels, mp: maxPayload, bs: bufferSize },
-  })));
+  }));
   core.log.debug({ uuid, remoteAddress: conn.remoteAddress, resumed: frame.u !== undefined }, 'connection open');
 }
 
@@ -145,15 +150,15 @@ function unsubscribe(core: BrokerCore, conn: Connection, frame: UnsubscribeFrame
 function publish(core: BrokerCore, conn: Connection, frame: PublishFrame): void {
   validatePublish(frame.c, frame.d, frame.l, frame.k, core.options.maxPayload);
   const { id, offset, epoch } = core.publish(frame.c, frame.d, frame.l, frame.k);
-  if (frame.r !== undefined) conn.enqueueControl(binaryMessage(encodeFrame({ t: FrameType.ack, r: frame.r, id, o: offset, e: epoch })));
+  if (frame.r !== undefined) conn.enqueueControl(encodeFrame({ t: FrameType.ack, r: frame.r, id, o: offset, e: epoch }));
 }
 
 function sendAck(conn: Connection, r: number): void {
-  conn.enqueueControl(binaryMessage(encodeFrame({ t: FrameType.ack, r })));
+  conn.enqueueControl(encodeFrame({ t: FrameType.ack, r }));
 }
 
 function sendError(conn: Connection, code: string, msg: string, r: number | undefined): void {
-  conn.enqueueControl(binaryMessage(encodeFrame({ t: FrameType.error, r, code, msg })));
+  conn.enqueueControl(encodeFrame({ t: FrameType.error, r, code, msg }));
 }
 
 function requestIdOf(frame: Frame): number | undefined {

@@ -3,7 +3,8 @@ import WebSocket from 'ws';
 import {
   FrameType,
   PROTOCOL_VERSION,
-  decodeFrame,
+  decodeFrames,
+  DEFAULT_DECODE_LIMITS,
   encodeFrame,
   type EventFrame,
   type Frame,
@@ -90,7 +91,8 @@ export class RawClient {
     ws.on('open', () => (this.opened = true));
     ws.on('message', (data: Buffer) => {
       this.raw.push(data);
-      this.frames.push(decodeFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)));
+      // A message holds one or more frames: the broker batches a tick's frames.
+      decodeFrames(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), DEFAULT_DECODE_LIMITS, (f) => this.frames.push(f));
     });
     ws.on('close', (code: number, reason: Buffer) => {
       this.closed = { code, reason: reason.toString() };

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { CloseCode, FrameType, decodeFrame, encodeFrame, type Frame } from '@crier/protocol';
+import { CloseCode, DEFAULT_DECODE_LIMITS, FrameType, decodeFrames, encodeFrame, type Frame } from '@crier/protocol';
 import type { Broker } from '@crier/broker';
 import type { CrierClient } from '@crier/sdk-node';
 import { Inbox, connectClient, getStats, startBroker, text, waitFor } from './helpers.js';
@@ -226,7 +226,7 @@ describe('limits', () => {
     const raw = new WebSocket(b.url);
     raw.binaryType = 'nodebuffer';
     const frames: Frame[] = [];
-    raw.on('message', (m: Buffer) => frames.push(decodeFrame(new Uint8Array(m))));
+    raw.on('message', (m: Buffer) => decodeFrames(new Uint8Array(m), DEFAULT_DECODE_LIMITS, (f) => frames.push(f)));
     await new Promise((resolve) => raw.once('open', resolve));
     raw.send(encodeFrame({ t: FrameType.hello, v: 1 }));
     raw.send(encodeFrame({ t: FrameType.publish, r: 1, c: 'user.*', d: text('x') }));

@@ -1,7 +1,7 @@
 import { CrierError, ErrorCode } from './errors.js';
 import { FrameType, type Frame } from './frames.js';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
-import { MsgpackError, decodeMsgpack, encodeMsgpack } from './msgpack.js';
+import { MsgpackError, MsgpackReader, decodeMsgpack, encodeMsgpack } from './msgpack.js';
 
 /**
  * Encodes a frame as msgpack. The result is a fresh copy the caller owns, backed by a plain
@@ -61,9 +61,43 @@ export function decodeFrame(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DE
   try {
     value = decodeMsgpack(bytes, limits);
   } catch (err) {
-    const e = err as MsgpackError;
-    throw new CrierError(e.tooLarge ? ErrorCode.frameTooLarge : ErrorCode.badFrame, `malformed frame: ${e.message}`);
+    throw codecError(err);
   }
+  return checkFrame(value);
+}
+
+/**
+ * Decodes every frame of one WebSocket message, which holds one or more frames back to back,
+ * and calls `visit` with each in order. Each frame is held to `limits` (`maxFrameBytes` counts
+ * per frame, not per message). A malformed frame throws like {@link decodeFrame}, after the
+ * frames before it were visited; what follows it is lost, since its boundaries are unknown.
+ */
+export function decodeFrames(bytes: Uint8Array, limits: DecodeLimits, visit: (frame: Frame) => void): void {
+  const reader = new MsgpackReader(bytes, limits);
+  while (reader.pos < bytes.length) {
+    const start = reader.pos;
+    let value: unknown;
+    try {
+      value = reader.value();
+    } catch (err) {
+      throw codecError(err);
+    }
+    if (reader.pos - start > limits.maxFrameBytes) {
+      throw new CrierError(ErrorCode.frameTooLarge, `frame of ${reader.pos - start} bytes exceeds ${limits.maxFrameBytes}`);
+    }
+    visit(checkFrame(value));
+  }
+}
+
+function codecError(err: unknown): CrierError {
+  if (err instanceof MsgpackError) {
+    return new CrierError(err.tooLarge ? ErrorCode.frameTooLarge : ErrorCode.badFrame, `malformed frame: ${err.message}`);
+  }
+  return new CrierError(ErrorCode.badFrame, `malformed frame: ${String(err)}`); // never expected
+}
+
+/** Checks a decoded value against its frame type's shape. */
+function checkFrame(value: unknown): Frame {
   if (!isPlainRecord(value)) throw new CrierError(ErrorCode.badFrame, 'a frame must be a msgpack map');
   const requestId = isUint(value['r']) ? (value['r'] as number) : undefined;
   const type = value['t'];

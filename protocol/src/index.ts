@@ -27,7 +27,7 @@ export {
   FRAME_ENVELOPE_BYTES,
   limitsForPayload,
 } from './limits.js';
-export { encodeFrame, decodeFrame } from './codec.js';
+export { encodeFrame, decodeFrame, decodeFrames } from './codec.js';
 export {
   MAX_CHANNEL_LENGTH,
   MAX_CHANNEL_SEGMENTS,

@@ -162,8 +162,11 @@ export function encodeMsgpack(value: unknown): Uint8Array<ArrayBuffer> {
 // ---- decoding -----------------------------------------------------------------------------
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
+// Short ASCII map keys by their bytes (length, then up to 3 bytes, packed in one number).
+const keyCache = new Map<number, string>();
 
-class Reader {
+/** Reads msgpack values one after another from `bytes`, within `limits`. */
+export class MsgpackReader {
   pos = 0;
   depth = 0;
   readonly view: DataView;
@@ -243,7 +246,7 @@ class Reader {
     this.enter();
     const out: Record<string, unknown> = {};
     for (let i = 0; i < len; i++) {
-      const key = this.value();
+      const key = this.key();
       if (typeof key !== 'string') throw new MsgpackError('map keys must be strings', false);
       if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
         throw new MsgpackError(`forbidden key "${key}"`, false);
@@ -252,6 +255,35 @@ class Reader {
     }
     this.depth--;
     return out;
+  }
+
+  /**
+   * A map key. Frames use the same few short keys over and over ('t', 'c', 'id', 'ts'), so ASCII
+   * keys of 1 to 3 bytes come from a small cache: one lookup, and always the same string, which
+   * makes the property store that follows cheaper too (measured on the W6 profile).
+   */
+  key(): unknown {
+    const bytes = this.bytes;
+    const p = this.pos;
+    const b = bytes[p];
+    if (b !== undefined && b >= 0xa1 && b <= 0xa3 && p + 1 + (b & 0x1f) <= bytes.length) {
+      const len = b & 0x1f;
+      let code = len;
+      for (let i = 1; i <= len; i++) {
+        const c = bytes[p + i]!;
+        if (c >= 0x80) return this.value();
+        code = code * 256 + c;
+      }
+      const cached = keyCache.get(code);
+      if (cached !== undefined) {
+        this.pos = p + 1 + len;
+        return cached;
+      }
+      const key = this.value() as string;
+      if (keyCache.size < 1024) keyCache.set(code, key);
+      return key;
+    }
+    return this.value();
   }
 
   enter(): void {
@@ -309,7 +341,7 @@ class Reader {
  * Throws {@link MsgpackError} only. Binary values are views into `bytes`.
  */
 export function decodeMsgpack(bytes: Uint8Array, limits: DecodeLimits): unknown {
-  const reader = new Reader(bytes, limits);
+  const reader = new MsgpackReader(bytes, limits);
   let value: unknown;
   try {
     value = reader.value();

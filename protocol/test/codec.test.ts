@@ -6,6 +6,7 @@ import {
   DEFAULT_DECODE_LIMITS,
   FrameType,
   decodeFrame,
+  decodeFrames,
   encodeFrame,
   limitsForPayload,
   type Frame,
@@ -172,5 +173,46 @@ describe('decodeFrame rejects hostile input with one coded error', () => {
   it('ignores unknown fields and treats nil optional fields as absent', () => {
     const frame = decodeFrame(encode({ t: 5, c: 'a', d: new Uint8Array(1), x: 1, k: null }));
     expect(frame).toEqual({ t: 5, c: 'a', d: new Uint8Array(1), x: 1 });
+  });
+});
+
+describe('decodeFrames: one or more frames per message', () => {
+  const a = encodeFrame({ t: FrameType.ping });
+  const b = encodeFrame({ t: FrameType.ack, r: 7 });
+  const c = encodeFrame({ t: FrameType.event, c: 'a.b', d: new Uint8Array([1, 2]), id: 'x', o: 1, e: 'e', ts: 5 });
+  const concat = (...parts: Uint8Array[]): Uint8Array => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  };
+
+  it('visits every frame in order', () => {
+    const seen: unknown[] = [];
+    decodeFrames(concat(a, b, c, a), DEFAULT_DECODE_LIMITS, (f) => seen.push(f));
+    expect(seen).toEqual([decodeFrame(a), decodeFrame(b), decodeFrame(c), decodeFrame(a)]);
+  });
+
+  it('visits the frames before a malformed one, then throws a coded error', () => {
+    const seen: unknown[] = [];
+    const bad = concat(a, b, new Uint8Array([0xc1]), c);
+    expect(() => decodeFrames(bad, DEFAULT_DECODE_LIMITS, (f) => seen.push(f))).toThrowError(expect.objectContaining({ code: 'bad_frame' }));
+    expect(seen).toHaveLength(2);
+  });
+
+  it('holds each frame, not the message, to maxFrameBytes', () => {
+    const limits = { ...DEFAULT_DECODE_LIMITS, maxFrameBytes: c.length };
+    let n = 0;
+    decodeFrames(concat(c, c, c), limits, () => n++);
+    expect(n).toBe(3);
+    const big = encodeFrame({ t: FrameType.event, c: 'a.b', d: new Uint8Array(50), id: 'x', o: 1, e: 'e', ts: 5 });
+    expect(() => decodeFrames(concat(c, big), limits, () => {})).toThrowError(expect.objectContaining({ code: 'frame_too_large' }));
+  });
+
+  it('rejects a message that ends inside a frame', () => {
+    expect(() => decodeFrames(concat(a, b.subarray(0, b.length - 1)), DEFAULT_DECODE_LIMITS, () => {})).toThrowError(/truncated/);
   });
 });

@@ -5,7 +5,7 @@ import {
   DEFAULT_MAX_PAYLOAD,
   FrameType,
   PROTOCOL_VERSION,
-  decodeFrame,
+  decodeFrames,
   encodeFrame,
   limitsForPayload,
   shouldReconnect,
@@ -163,12 +163,17 @@ export class Connection {
     const bytes = toBytes(data);
     if (!bytes) return; // a text message: crier speaks binary only
     this.keepAlive?.received();
-    let frame: Frame;
     try {
-      frame = decodeFrame(bytes, this.decodeLimits);
+      // A message holds one or more frames (the broker batches a tick's frames).
+      decodeFrames(bytes, this.decodeLimits, this.handleFrame);
     } catch (err) {
-      return this.hooks.error(err as CrierError);
+      if (err instanceof CrierError) this.hooks.error(err);
+      else throw err; // from a handler: not ours to swallow
     }
+  }
+
+  private readonly handleFrame = (frame: Frame): void => {
+    if (this.state === 'closed') return;
     switch (frame.t) {
       case FrameType.welcome:
         return this.welcome(frame);
@@ -183,7 +188,7 @@ export class Connection {
       default:
       // pong (already counted as a sign of life) and client frames: nothing to do.
     }
-  }
+  };
 
   private welcome(frame: WelcomeFrame): void {
     if (this.welcomed) return;
