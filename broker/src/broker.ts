@@ -11,6 +11,7 @@ import {
 import { BrokerCore } from './core.js';
 import { createRequestListener } from './http-endpoints.js';
 import { startKeepAlive } from './keep-alive.js';
+import { loadStaticAssets } from './static-assets.js';
 import { createLogger } from './logger.js';
 import { resolveOptions, type BrokerOptions, type ResolvedOptions } from './options.js';
 import { brokerPaths, statsUrlOf, type BrokerPaths } from './paths.js';
@@ -35,6 +36,8 @@ const MAX_FRAGMENTS = 256;
  */
 export async function createBroker(options: BrokerOptions = {}): Promise<Broker> {
   const resolved = resolveOptions(options);
+  // The dashboard's files, read once: a request never touches the disk.
+  const assets = await loadStaticAssets();
   const log = createLogger(resolved.logger);
   const core = new BrokerCore(resolved, log);
   const wssOptions: ServerOptions<typeof CrierSocket> & { closeTimeout: number } = {
@@ -59,7 +62,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   const fallback = previous.length === 0 ? undefined : (req: IncomingMessage, res: ServerResponse) => {
     for (const listener of previous) listener.call(server, req, res);
   };
-  const onRequest = createRequestListener(core, paths, fallback);
+  const onRequest = createRequestListener(core, paths, fallback, assets);
   const onUpgrade = createUpgradeListener({ core, wss, paths, server, attached: !owned });
   for (const listener of previous) server.off('request', listener);
   server.on('request', onRequest);

@@ -1,4 +1,5 @@
 import { PatternTrie, isWildcard } from '@crier/protocol';
+import type { ChannelCount } from './types.js';
 
 /**
  * Who holds which subscription. Exact names sit in a Map (one lookup per publish); wildcard
@@ -62,4 +63,28 @@ export class ChannelIndex<S> {
     // The split is the one allocation of a match; skip it when no pattern could need it.
     if (this.trie.size > 0) this.trie.match(channel.split('.'), visit);
   }
+
+  /**
+   * The `limit` names and patterns with the most subscribers, most first (ties by name). One pass
+   * over the distinct names and patterns, keeping a sorted array of at most `limit` entries: no
+   * copy or sort of the whole index, so a dashboard polling it costs O(channels) and little memory.
+   */
+  top(limit: number): ChannelCount[] {
+    const best: ChannelCount[] = [];
+    if (limit <= 0) return best;
+    const offer = (name: string, subscribers: number, pattern: boolean): void => {
+      if (best.length === limit && !ranksBefore(subscribers, name, best[limit - 1]!)) return;
+      if (best.length === limit) best.pop();
+      let i = best.length;
+      while (i > 0 && ranksBefore(subscribers, name, best[i - 1]!)) i--;
+      best.splice(i, 0, { name, pattern, subscribers });
+    };
+    for (const [name, set] of this.exact) offer(name, set.size, false);
+    for (const [name, refs] of this.wildcardRefs) offer(name, refs, true);
+    return best;
+  }
+}
+
+function ranksBefore(subscribers: number, name: string, other: ChannelCount): boolean {
+  return subscribers > other.subscribers || (subscribers === other.subscribers && name < other.name);
 }

@@ -54,6 +54,8 @@ export class Connection implements Flushable {
   dirty = false;
   /** Whether the connection is losing events right now. */
   slow = false;
+  /** When the current slow spell started (ms since the Unix epoch; 0 when not slow). */
+  slowSince = 0;
 
   private readonly queue: Uint8Array[] = [];
   private queuedEvents = 0;
@@ -138,6 +140,7 @@ export class Connection implements Flushable {
   drop(channel: string): void {
     if (!this.slow) {
       this.slow = true;
+      this.slowSince = Date.now();
       this.droppedByChannel ??= new Map();
       this.host.onSlow(this);
     }
@@ -220,6 +223,7 @@ export class Connection implements Flushable {
     const channels = [...counts].sort((a, b) => b[1] - a[1]).slice(0, MAX_DROPPED_PAIRS);
     const dropped = this.droppedTotal;
     this.slow = false;
+    this.slowSince = 0;
     this.droppedTotal = 0;
     counts.clear();
     this.enqueueControl(encodeFrame({ t: FrameType.dropped, n: dropped, c: channels }));

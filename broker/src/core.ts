@@ -14,7 +14,7 @@ import { LocalSubscriber, type LocalHost } from './local-subscriber.js';
 import { ChannelCounters } from './offsets.js';
 import type { ResolvedOptions } from './options.js';
 import { closeReason, type CrierSocket } from './socket.js';
-import type { BrokerEvent, BrokerStats, PublishResult } from './types.js';
+import type { BrokerEvent, BrokerStats, BrokerTop, PublishResult, SlowConsumer } from './types.js';
 
 type Subscriber = Connection | LocalSubscriber;
 
@@ -50,7 +50,8 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   private published = 0;
   private delivered = 0;
   private dropped = 0;
-  private slowConsumers = 0;
+  /** Connections in a slow spell right now (a set, so the dashboard can list them cheaply). */
+  private readonly slow = new Set<Connection>();
 
   // Publish path: a sequence stamp dedupes subscribers matched by several patterns, and the
   // matches go into one reused array (a publish never runs inside another: handlers run in flush).
@@ -185,7 +186,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     conn.subscriptions.clear();
     if (conn.uuid && this.registry.get(conn.uuid) === conn) this.registry.delete(conn.uuid);
     this.connections.delete(conn);
-    if (conn.slow) this.slowConsumers--;
+    this.slow.delete(conn);
     conn.clearQueue();
   }
 
@@ -206,7 +207,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   // ---- ConnectionHost / LocalHost ---------------------------------------------------------
 
   onSlow(conn: Connection): void {
-    this.slowConsumers++;
+    this.slow.add(conn);
     if (this.options.logSlowConsumers) {
       this.log.warn({ uuid: conn.uuid, ...conn.backlog(), bufferSize: this.bufferSize, maxBufferBytes: this.maxBufferBytes },
         'slow consumer: dropping events for this connection until it drains');
@@ -214,7 +215,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   }
 
   onRecovered(conn: Connection, dropped: number, channels: [string, number][]): void {
-    this.slowConsumers--;
+    this.slow.delete(conn);
     if (this.options.logSlowConsumers) {
       this.log.warn({ uuid: conn.uuid, dropped, channels: channels.slice(0, 10) }, 'slow consumer recovered');
     }
@@ -273,11 +274,25 @@ export class BrokerCore implements ConnectionHost, LocalHost {
       published: this.published,
       delivered: this.delivered,
       dropped: this.dropped,
-      slowConsumers: this.slowConsumers,
+      slowConsumers: this.slow.size,
       uptime: Math.round(performance.now() - this.startedAt) / 1000,
       channelCounters: this.counters.size,
       memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed },
       latency: this.latency.summary(),
+    };
+  }
+
+  /** The busiest subscribed names and patterns, and the slow consumers, `limit` of each at most. */
+  top(limit: number): BrokerTop {
+    const slow: SlowConsumer[] = [];
+    for (const conn of this.slow) {
+      const { events, bytes, dropped } = conn.backlog();
+      slow.push({ uuid: conn.uuid, events, bytes, dropped, since: conn.slowSince });
+    }
+    slow.sort((a, b) => b.dropped - a.dropped || (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
+    return {
+      channels: { total: this.index.channels, top: this.index.top(limit) },
+      slowConsumers: { total: this.slow.size, top: slow.slice(0, limit) },
     };
   }
 }

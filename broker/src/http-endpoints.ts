@@ -1,20 +1,46 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BrokerCore } from './core.js';
 import { isUpgradePath, pathnameOf, type BrokerPaths } from './paths.js';
+import { etagOf, type StaticAsset } from './static-assets.js';
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 
+/** `GET /stats/top` lists this many of each when no `limit` is given, and at most MAX_TOP_LIMIT. */
+export const DEFAULT_TOP_LIMIT = 20;
+export const MAX_TOP_LIMIT = 100;
+
+/** JSON answers and the fallback page: nothing may load. */
+const API_CSP = "default-src 'none'; style-src 'unsafe-inline'";
 /**
- * The HTTP side of the broker: `healthz`, `stats` and an index page beside the WebSocket path.
- * Requests for other paths go to `fallback` (the attached server's own listeners), or get a 404.
+ * The dashboard and its files: its own script and styles, its WebSocket back to the broker
+ * (`'self'` does not cover `ws:` in every browser), nothing from anywhere else.
  */
-export function createRequestListener(core: BrokerCore, paths: BrokerPaths, fallback: RequestListener | undefined): RequestListener {
+const DASHBOARD_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; " +
+  "base-uri 'self'; form-action 'none'; frame-ancestors 'none'";
+
+/** The files served under the base path, by request name. */
+const ASSET_NAMES = ['crier.min.js', 'dashboard.js', 'dashboard.css', 'favicon.svg'] as const;
+
+/**
+ * The HTTP side of the broker: `healthz`, `stats`, `stats/top`, the dashboard page and its files
+ * beside the WebSocket path. `assets` are the files read by `loadStaticAssets` (any may be
+ * missing: the build puts them there). Requests for other paths go to `fallback` (the attached
+ * server's own listeners), or get a 404.
+ */
+export function createRequestListener(
+  core: BrokerCore, paths: BrokerPaths, fallback: RequestListener | undefined, assets: ReadonlyMap<string, StaticAsset>,
+): RequestListener {
+  const page = dashboardPage(paths, assets);
+  const files = new Map<string, string>(ASSET_NAMES.map((name) => [`${paths.base}${name}`, name]));
   return (req, res) => {
     const pathname = pathnameOf(req.url);
     const route =
       pathname === paths.healthz ? 'healthz'
       : pathname === paths.stats ? 'stats'
-      : isUpgradePath(paths, pathname) ? 'index'
+      : pathname === paths.top ? 'stats/top'
+      : isUpgradePath(paths, pathname) ? 'dashboard'
+      : files.has(pathname) ? 'asset'
       : undefined;
     if (route === undefined) {
       if (fallback) fallback(req, res);
@@ -30,44 +56,102 @@ export function createRequestListener(core: BrokerCore, paths: BrokerPaths, fall
       else sendJson(req, res, 200, { status: 'ok' });
     } else if (route === 'stats') {
       sendJson(req, res, 200, core.stats());
+    } else if (route === 'stats/top') {
+      const limit = topLimit(req.url);
+      if (limit === undefined) {
+        sendJson(req, res, 400, { code: 'bad_request', message: `limit must be an integer from 1 to ${MAX_TOP_LIMIT}` });
+      } else {
+        sendJson(req, res, 200, core.top(limit));
+      }
+    } else if (route === 'dashboard') {
+      sendAsset(req, res, page);
     } else {
-      send(req, res, 200, 'text/html; charset=utf-8', indexPage(paths));
+      const name = files.get(pathname)!;
+      const asset = assets.get(name);
+      if (asset) sendAsset(req, res, asset);
+      else sendJson(req, res, 404, { code: 'not_found', message: `${name} is not built into this broker: run the build (npm run build)` });
     }
   };
+}
+
+/** The `limit` query parameter of `stats/top`: undefined when it is not a valid one. */
+function topLimit(url: string | undefined): number | undefined {
+  const q = url?.indexOf('?') ?? -1;
+  const raw = q === -1 ? null : new URLSearchParams(url!.slice(q + 1)).get('limit');
+  if (raw === null) return DEFAULT_TOP_LIMIT;
+  if (!/^\d{1,3}$/.test(raw)) return undefined;
+  const limit = Number(raw);
+  return limit >= 1 && limit <= MAX_TOP_LIMIT ? limit : undefined;
+}
+
+/**
+ * The dashboard with this broker's paths filled in (its links are relative to `<base href>`, so
+ * it works under any `path`), or, when the build did not produce it, a page that says so.
+ */
+function dashboardPage(paths: BrokerPaths, assets: ReadonlyMap<string, StaticAsset>): StaticAsset {
+  const template = assets.get('index.html');
+  const html = template
+    ? template.body.toString('utf8')
+        .replaceAll('%CRIER_BASE%', escapeHtml(paths.base))
+        .replaceAll('%CRIER_PATH%', escapeHtml(paths.upgrade))
+        .replaceAll('%CRIER_BUNDLE%', assets.has('crier.min.js') ? 'present' : 'missing')
+    : unbuiltPage(paths);
+  const body = Buffer.from(html, 'utf8');
+  return { body, type: 'text/html; charset=utf-8', etag: etagOf(body) };
 }
 
 function sendJson(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   send(req, res, status, 'application/json; charset=utf-8', JSON.stringify(body), headers);
 }
 
+/** A file from memory, revalidated by its ETag on every use (a new broker may serve a new one). */
+function sendAsset(req: IncomingMessage, res: ServerResponse, asset: StaticAsset): void {
+  const headers = { ETag: asset.etag, 'Cache-Control': 'no-cache', 'Content-Security-Policy': DASHBOARD_CSP };
+  if (matchesEtag(req.headers['if-none-match'], asset.etag)) {
+    if (res.headersSent || res.writableEnded) return;
+    res.writeHead(304, headers);
+    res.end();
+    return;
+  }
+  send(req, res, 200, asset.type, asset.body, headers);
+}
+
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.trim() === '*' || header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
+}
+
 function send(
-  req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string,
+  req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string | Buffer,
   headers: Record<string, string> = {},
 ): void {
   // Another listener of an attached server may have answered already: never write twice.
   if (res.headersSent || res.writableEnded) return;
   res.writeHead(status, {
+    'Cache-Control': 'no-store',
+    'Content-Security-Policy': API_CSP,
     ...headers,
     'Content-Type': type,
     'Content-Length': Buffer.byteLength(body),
-    'Cache-Control': 'no-store',
     'X-Content-Type-Options': 'nosniff',
-    'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'",
   });
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
-function indexPage(paths: BrokerPaths): string {
+/** What `GET /` shows when the build did not copy the dashboard into `dist/static/`. */
+function unbuiltPage(paths: BrokerPaths): string {
   const h = escapeHtml;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>crier broker</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}code{background:#eee;padding:0 .2em}</style>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}code{background:#8882;padding:0 .2em}</style>
 </head><body>
 <h1>crier broker</h1>
+<p>The dashboard is not built into this broker: run the build (<code>npm run build</code>).</p>
 <ul>
 <li>WebSocket (binary msgpack frames): <code>${h(paths.upgrade)}</code></li>
 <li><a href="${h(paths.healthz)}">${h(paths.healthz)}</a>: health check, <code>{"status":"ok"}</code></li>
 <li><a href="${h(paths.stats)}">${h(paths.stats)}</a>: counters as JSON</li>
+<li><a href="${h(paths.top)}">${h(paths.top)}</a>: busiest channels and slow consumers as JSON</li>
 </ul>
 </body></html>
 `;

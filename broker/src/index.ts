@@ -5,6 +5,9 @@ export type {
   BrokerEvent,
   BrokerStats,
   BrokerSubscription,
+  BrokerTop,
+  ChannelCount,
+  SlowConsumer,
   PublishOptions,
   PublishResult,
 } from './types.js';

@@ -6,11 +6,13 @@ export interface BrokerPaths {
   base: string;
   healthz: string;
   stats: string;
+  /** The dashboard's bounded lists: busiest channels and slow consumers. */
+  top: string;
 }
 
 export function brokerPaths(path: string): BrokerPaths {
   const base = path.endsWith('/') ? path : `${path}/`;
-  return { upgrade: path, base, healthz: `${base}healthz`, stats: `${base}stats` };
+  return { upgrade: path, base, healthz: `${base}healthz`, stats: `${base}stats`, top: `${base}stats/top` };
 }
 
 /** The path part of a request URL (no query string). */

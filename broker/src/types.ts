@@ -75,6 +75,45 @@ export interface BrokerStats {
   };
 }
 
+/** A subscribed name or pattern, as listed at `GET /stats/top`. */
+export interface ChannelCount {
+  /** The channel name or pattern, as subscribed. */
+  name: string;
+  /** Whether `name` is a wildcard pattern (`*` or `>`). */
+  pattern: boolean;
+  /** Subscribers holding it (connections and in-process subscribers). */
+  subscribers: number;
+}
+
+/** A connection losing events right now, as listed at `GET /stats/top`. */
+export interface SlowConsumer {
+  uuid: string;
+  /** Events queued towards it or written but not yet taken by the kernel. */
+  events: number;
+  /** The same in bytes. */
+  bytes: number;
+  /** Events it lost in the current slow spell. */
+  dropped: number;
+  /** When the spell started, milliseconds since the Unix epoch. */
+  since: number;
+}
+
+/** The answer of `GET /stats/top?limit=N`: bounded lists for the dashboard. */
+export interface BrokerTop {
+  channels: {
+    /** Distinct subscribed names and patterns (the `channels` of the stats). */
+    total: number;
+    /** At most `limit`, most subscribers first, ties by name. */
+    top: ChannelCount[];
+  };
+  slowConsumers: {
+    /** Connections losing events right now (the `slowConsumers` of the stats). */
+    total: number;
+    /** At most `limit`, most events dropped first. */
+    top: SlowConsumer[];
+  };
+}
+
 /** A running broker. */
 export interface Broker {
   /** The WebSocket URL clients connect to, e.g. `ws://127.0.0.1:10102/`. */

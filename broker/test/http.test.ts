@@ -54,13 +54,14 @@ describe('HTTP endpoints', () => {
     expect(stats['latency']).toMatchObject({ avgMs: expect.toSatisfy((n: number) => n >= 0) });
   });
 
-  it('GET / is a small page naming the endpoints; unknown paths get a JSON 404; other methods 405', async () => {
+  it('GET / is the dashboard page; unknown paths get a JSON 404; other methods 405', async () => {
     const b = await startBroker();
     const page = await fetch(httpUrl(b.url, '/'));
     expect(page.headers.get('content-type')).toMatch(/^text\/html/);
     const html = await page.text();
-    expect(html).toContain('/healthz');
-    expect(html).toContain('/stats');
+    expect(html).toContain('id="tail"');
+    expect(html).toContain('href="stats"');
+    expect(html).toContain('href="healthz"');
     const missing = await fetch(httpUrl(b.url, '/nope?x=1'));
     expect(missing.status).toBe(404);
     expect(missing.headers.get('cache-control')).toBe('no-store');

@@ -1,5 +1,6 @@
-import { CrierError, ErrorCode, FrameType, type BrokerFrame, type EventFrame } from '@crier/protocol';
+import { CloseCode, CrierError, ErrorCode, FrameType, type BrokerFrame, type EventFrame } from '@crier/protocol';
 import { Connection } from './connection.js';
+import { watchPage } from './lifecycle.js';
 import { resolveOptions } from './options.js';
 import { PendingRequests, errorFromFrame } from './pending.js';
 import { Publisher } from './publisher.js';
@@ -79,6 +80,8 @@ class Client implements CrierClient {
   private readonly errorListeners = new Set<ErrorListener>();
   private readyWaiters: { resolve(): void; reject(error: CrierError): void }[] = [];
   private closedWith: CrierError | undefined;
+  /** Removes the page lifecycle listeners. */
+  private unwatch = (): void => {};
 
   constructor(url: string, options: ClientOptions) {
     const resolved = resolveOptions(options);
@@ -111,6 +114,14 @@ class Client implements CrierClient {
       error: (error) => emit(this.errorListeners, error),
     });
     this.publisher = new Publisher(this.connection, this.pending, resolved, (error) => emit(this.errorListeners, error));
+    if (resolved.lifecycle && this.connection.state !== 'closed') {
+      this.unwatch = watchPage(resolved.lifecycle, {
+        unload: () => void this.connection.quit({ code: CloseCode.normal, reason: 'pagehide' }),
+        suspend: () => this.connection.suspend(),
+        resume: () => this.connection.resume(),
+        wake: () => this.connection.wake(),
+      });
+    }
   }
 
   get state(): ClientState {
@@ -202,6 +213,7 @@ class Client implements CrierClient {
     }
     const error = new CrierError(ErrorCode.closed, `the client is closed${describeClose(info)}`);
     this.closedWith = error;
+    this.unwatch();
     this.pending.rejectAll(ErrorCode.closed, error.message);
     this.publisher.close(error);
     this.subscriptions.close(error);

@@ -16,7 +16,7 @@ import {
   type WelcomeFrame,
 } from '@crier/protocol';
 import { backoffDelay } from './backoff.js';
-import { KeepAlive } from './keep-alive.js';
+import { KeepAlive, WAKE_PROBE_GRACE_MAX } from './keep-alive.js';
 import type { ResolvedOptions } from './options.js';
 import type { ClientLimits, ClientState, StateInfo } from './types.js';
 import { OPEN, toBytes, type WebSocketLike } from './websocket.js';
@@ -51,6 +51,9 @@ const noop = (): void => {};
  *
  * Every socket's handlers first check that it is still the current socket, so a late `close` or
  * `message` from a socket the client already gave up on never disturbs the state.
+ *
+ * A page in the back/forward cache is `suspended`: no socket, state `reconnecting`, and no retry
+ * until `resume()`.
  */
 export class Connection {
   state: ClientState = 'connecting';
@@ -65,6 +68,7 @@ export class Connection {
   private decodeLimits: DecodeLimits = DEFAULT_DECODE_LIMITS;
   private quitting: Promise<void> | undefined;
   private socketClosed: (() => void) | undefined;
+  private suspended = false;
 
   constructor(
     private readonly url: string,
@@ -118,6 +122,43 @@ export class Connection {
       this.setState('closed', info);
     }
     return this.quitting;
+  }
+
+  /**
+   * Closes the socket and waits, without retrying and without closing the client, until
+   * `resume()`: for a page entering the back/forward cache, which an open socket would keep out.
+   */
+  suspend(): void {
+    if (this.state === 'closed' || this.suspended) return;
+    this.suspended = true;
+    this.abandon(CloseCode.normal, 'pagehide');
+  }
+
+  /** Reconnects now after `suspend()` (otherwise the same as `wake()`). */
+  resume(): void {
+    if (!this.suspended) return this.wake();
+    this.suspended = false;
+    if (this.state !== 'closed') this.retryNow();
+  }
+
+  /**
+   * Checks the connection now (the page became visible, the network came back): when connected,
+   * a `ping` that must be answered within `min(keepAliveInterval, 3 s)`, else the socket is taken
+   * for dead and the client reconnects at once; when waiting to reconnect, tries now.
+   */
+  wake(): void {
+    if (this.state === 'closed' || this.suspended) return;
+    if (this.keepAlive) {
+      const ka = this.limits?.keepAliveInterval ?? 0;
+      this.keepAlive.probe(ka > 0 ? Math.min(ka, WAKE_PROBE_GRACE_MAX) : WAKE_PROBE_GRACE_MAX);
+    } else if (!this.socket) this.retryNow();
+    // Otherwise a socket is still opening: the handshake timeout covers it.
+  }
+
+  private retryNow(): void {
+    this.timers.clearTimeout(this.retryTimer);
+    this.attempt = 0;
+    this.open(false);
   }
 
   private get timers(): ResolvedOptions['timers'] {
@@ -199,37 +240,45 @@ export class Connection {
     this.limits = { maxChannels: frame.lim.mc, maxPayload: frame.lim.mp, bufferSize: frame.lim.bs, keepAliveInterval: frame.ka };
     // Events may carry up to the broker's maxPayload: decode with limits that allow it.
     this.decodeLimits = frame.lim.mp > DEFAULT_MAX_PAYLOAD ? limitsForPayload(frame.lim.mp) : DEFAULT_DECODE_LIMITS;
-    if (frame.ka > 0) {
-      this.keepAlive = new KeepAlive(this.timers, frame.ka, {
-        ping: () => this.send({ t: FrameType.ping }),
-        dead: () => this.abandon(CloseCode.keepAliveTimeout, `keep-alive timeout: nothing from the broker for ${2 * frame.ka} ms`),
-      });
-    }
+    // With ka 0 (a broker that sends no pings) it only serves wake-up probes.
+    this.keepAlive = new KeepAlive(this.timers, frame.ka, {
+      ping: () => this.send({ t: FrameType.ping }),
+      dead: (grace) =>
+        grace === undefined
+          ? this.abandon(CloseCode.keepAliveTimeout, `keep-alive timeout: nothing from the broker for ${2 * frame.ka} ms`)
+          : this.abandon(CloseCode.keepAliveTimeout, `keep-alive timeout: no answer to a ping within ${grace} ms`, true),
+    });
     this.hooks.welcome();
     this.setState('connected', {});
   }
 
-  /** Gives up on the current socket (no welcome in time, or silence) and handles the loss now. */
-  private abandon(code: number, reason: string): void {
+  /**
+   * Gives up on the current socket (no welcome in time, silence, suspend) and handles the loss
+   * now; `now`: reconnect at once, with the backoff reset.
+   */
+  private abandon(code: number, reason: string, now = false): void {
     const socket = this.socket;
     this.socket = undefined; // its own close event, whenever it comes, is ignored
     if (socket) this.closeSocket(socket, code, reason);
-    this.lost(code, reason);
+    this.lost(code, reason, now);
   }
 
-  private lost(code: number, reason: string): void {
+  private lost(code: number, reason: string, now = false): void {
     this.stopTimers();
+    this.timers.clearTimeout(this.retryTimer);
     this.socket = undefined;
     this.welcomed = false;
     const info: StateInfo = { code, reason };
     const backoff = this.options.reconnect;
-    if (backoff === false || !shouldReconnect(code)) {
+    // A suspended client is not lost: it reconnects on resume() whatever the code.
+    if (!this.suspended && (backoff === false || !shouldReconnect(code))) {
       this.hooks.down(true, info);
       return this.setState('closed', info);
     }
     this.hooks.down(false, info);
     this.setState('reconnecting', info);
-    if (this.quitting) return; // a state listener quit
+    if (this.quitting || this.suspended) return; // a state listener quit, or waiting for resume()
+    if (now || backoff === false) return this.retryNow(); // (false only to narrow: handled above)
     const delay = backoffDelay(this.attempt++, backoff, this.options.random);
     this.retryTimer = this.timers.setTimeout(() => this.open(false), delay);
   }

@@ -1,4 +1,5 @@
 import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+import { resolveLifecycle, type ResolvedLifecycle } from './lifecycle.js';
 import type { ClientOptions, Timers } from './types.js';
 import { resolveWebSocket, type WebSocketConstructor } from './websocket.js';
 
@@ -13,6 +14,8 @@ export interface ResolvedOptions {
   iteratorBufferSize: number;
   timers: Timers;
   random: () => number;
+  /** `undefined`: no page lifecycle handling (turned off, or not in a browser). */
+  lifecycle: ResolvedLifecycle | undefined;
 }
 
 const globalTimers: Timers = {
@@ -50,5 +53,6 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     iteratorBufferSize: check('iteratorBufferSize', options.iteratorBufferSize, 1000, 1),
     timers: options.timers ?? globalTimers,
     random: options.random ?? Math.random,
+    lifecycle: resolveLifecycle(options),
   };
 }

@@ -1,4 +1,5 @@
 import type { CrierError } from '@crier/protocol';
+import type { LifecycleTarget } from './lifecycle.js';
 import type { WebSocketConstructor } from './websocket.js';
 
 /** Clock and timers, injectable so tests of keep-alive, backoff and timeouts are exact. */
@@ -17,6 +18,35 @@ export interface ReconnectOptions {
   maxDelay?: number;
   /** Growth of the upper bound per failed attempt. @default 2 */
   factor?: number;
+}
+
+/**
+ * What the client does on its own as a browser page goes through its lifecycle. Each field is
+ * optional; `lifecycle: false` turns all of it off. Outside a browser (no `addEventListener` on the
+ * global object, as in Node) nothing is listened to.
+ */
+export interface LifecycleOptions {
+  /**
+   * On `pagehide` when the page is really going away (`persisted` false): send `quit`, so the
+   * broker frees the stream at once instead of waiting for the keep-alive, and close for good.
+   * @default true
+   */
+  quitOnUnload?: boolean;
+  /**
+   * On `pagehide` when the page enters the back/forward cache (`persisted` true): close the socket
+   * (an open WebSocket keeps a page out of the cache) without quitting the stream or closing the
+   * client, which waits in `'reconnecting'` without retrying; on `pageshow` with `persisted`:
+   * reconnect at once and subscribe every pattern again (handlers and iterators keep working).
+   * @default true
+   */
+  reconnectOnPageShow?: boolean;
+  /**
+   * On `visibilitychange` to visible and on `online`: check the connection now. When connected,
+   * send a `ping`; if nothing arrives within `min(keepAliveInterval, 3 s)` the socket is taken
+   * for dead and the client reconnects at once. When waiting for a reconnect attempt, try now.
+   * @default true
+   */
+  probeOnWake?: boolean;
 }
 
 /** Options of {@link connect}. */
@@ -66,6 +96,18 @@ export interface ClientOptions {
   timers?: Timers;
   /** Random numbers in [0, 1) for the backoff jitter. @default Math.random */
   random?: () => number;
+  /**
+   * Page lifecycle handling (quit on unload, back/forward cache, probe on wake), or `false` for
+   * none. See {@link LifecycleOptions}.
+   * @default { quitOnUnload: true, reconnectOnPageShow: true, probeOnWake: true }
+   */
+  lifecycle?: LifecycleOptions | false;
+  /**
+   * Where page lifecycle events (`pagehide`, `pageshow`, `visibilitychange`, `online`) are
+   * listened to; its `document.visibilityState` is read on `visibilitychange`. Injectable for tests.
+   * @default globalThis, when it has `addEventListener` (a browser's `window`); else none
+   */
+  lifecycleTarget?: LifecycleTarget;
 }
 
 /**

@@ -68,6 +68,36 @@ describe('KeepAlive', () => {
     expect(deaths).toEqual([]);
   });
 
+  it('a late check never declares death without a probe, even after a silent interval', () => {
+    const { clock, keepAlive, deaths, pings } = setup();
+    clock.advance(1000); // one silent check, on time
+    clock.sleep(60_000); // the second fires a minute late: it probes instead of counting
+    expect(deaths).toEqual([]);
+    expect(pings).toEqual([61_000]);
+    keepAlive.received();
+    clock.advance(1000);
+    clock.sleep(59_000); // late again, after the answer: another probe, not a death
+    expect(deaths).toEqual([]);
+    expect(pings).toEqual([61_000, 121_000]);
+  });
+
+  it('probe() pings now and reports the grace when unanswered; one probe at a time', () => {
+    const { clock, keepAlive, deaths, pings } = setup(30_000);
+    const reasons: (number | undefined)[] = [];
+    const k = new KeepAlive(clock, 30_000, { ping: () => pings.push(-1), dead: (grace) => reasons.push(grace) });
+    keepAlive.probe(3000);
+    keepAlive.probe(3000);
+    expect(pings).toEqual([0]);
+    clock.advance(3000);
+    expect(deaths).toEqual([3000]);
+    k.probe(2000);
+    k.received();
+    clock.advance(2000);
+    expect(reasons).toEqual([]);
+    clock.advance(60_000);
+    expect(reasons).toEqual([undefined]); // later, plain silence
+  });
+
   it('stop() cancels the checks', () => {
     const { clock, keepAlive, deaths } = setup();
     keepAlive.stop();

@@ -1,0 +1,220 @@
+// The client contract: one suite of cases, run against sdk-node in Node and against the browser
+// bundle (`/crier.min.js`) in Chromium, so both SDKs face the same cases. Plain TypeScript with no
+// imports but types: the browser runner bundles this file with esbuild and calls the cases in the
+// page with `window.Crier` as the SDK.
+import type * as Sdk from '@crier/sdk-web';
+
+export type ContractSdk = Pick<typeof Sdk, 'connect' | 'encodeText' | 'decodeText' | 'encodeJson' | 'decodeJson' | 'CrierError'>;
+
+export interface ContractEnv {
+  sdk: ContractSdk;
+  /** A broker started with `--max-channels 3 --max-payload 1024`. */
+  url: string;
+}
+
+type Client = Sdk.CrierClient;
+type Event = Sdk.CrierEvent;
+
+function check(condition: boolean, what: string): void {
+  if (!condition) throw new Error(`contract broken: ${what}`);
+}
+
+function same(actual: unknown, expected: unknown, what: string): void {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  check(a === e, `${what}: expected ${e}, got ${a}`);
+}
+
+/** Events of one subscription, and a way to wait (event-driven, with a deadline) for a count. */
+function inbox(client: Client, pattern: string): { events: Event[]; ready: Promise<void>; count(n: number): Promise<Event[]> } {
+  const events: Event[] = [];
+  let wake = (): void => {};
+  const sub = client.subscribe(pattern, (e) => {
+    events.push(e);
+    wake();
+  });
+  return {
+    events,
+    ready: sub.ready,
+    count: (n) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${n} events on ${pattern} (got ${events.length})`)), 5000);
+        wake = () => {
+          if (events.length >= n) {
+            clearTimeout(timer);
+            resolve(events);
+          }
+        };
+        wake();
+      }),
+  };
+}
+
+async function codeOf(env: ContractEnv, p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'no error';
+  } catch (err) {
+    check(err instanceof env.sdk.CrierError, `the error is a CrierError (${String(err)})`);
+    return (err as Sdk.CrierError).code;
+  }
+}
+
+/** Runs `body` with `n` connected clients and quits them all afterwards. */
+async function withClients(env: ContractEnv, n: number, body: (...clients: Client[]) => Promise<void>, options: Sdk.ClientOptions = {}): Promise<void> {
+  const clients = Array.from({ length: n }, () => env.sdk.connect(env.url, options));
+  try {
+    await Promise.all(clients.map((c) => c.ready()));
+    await body(...clients);
+  } finally {
+    await Promise.all(clients.map((c) => c.quit()));
+  }
+}
+
+let unique = 0;
+/** A channel prefix no other case (or earlier run against the same broker) uses. */
+const fresh = (): string => `c${Date.now().toString(36)}${(unique++).toString(36)}`;
+
+export const cases: Record<string, (env: ContractEnv) => Promise<void>> = {
+  async 'connects and learns its uuid and the broker limits'(env) {
+    await withClients(env, 1, async (c) => {
+      check(c.state === 'connected', 'state is connected');
+      check(typeof c.uuid === 'string' && c.uuid.length > 0, 'a uuid was assigned');
+      same(c.limits && { mc: c.limits.maxChannels, mp: c.limits.maxPayload }, { mc: 3, mp: 1024 }, 'limits from welcome');
+    });
+  },
+
+  async 'an acked publish resolves with id and offset, and subscribers get the same bytes'(env) {
+    const ch = `${fresh()}.created`;
+    await withClients(env, 3, async (pub, s1, s2) => {
+      const a = inbox(s1, ch);
+      const b = inbox(s2, ch);
+      await Promise.all([a.ready, b.ready]);
+      const data = new Uint8Array([0, 1, 127, 128, 255]);
+      const ack = await pub.publish(ch, data);
+      same(ack.offset, 1, 'first offset');
+      const [[e1], [e2]] = await Promise.all([a.count(1), b.count(1)]);
+      for (const e of [e1!, e2!]) {
+        same([...e.data], [...data], 'bytes');
+        same([e.channel, e.id, e.offset, e.epoch], [ch, ack.id, 1, ack.epoch], 'envelope');
+      }
+    });
+  },
+
+  async '* matches one segment and > one or more'(env) {
+    const p = fresh();
+    await withClients(env, 2, async (pub, sub) => {
+      const star = inbox(sub, `${p}.*`);
+      const rest = inbox(sub, `${p}.>`);
+      await Promise.all([star.ready, rest.ready]);
+      for (const [ch, text] of [[`${p}.a`, '1'], [`${p}.a.b`, '2'], [p, '3'], [`${p}.c`, '4']] as const) {
+        await pub.publish(ch, env.sdk.encodeText(text));
+      }
+      await rest.count(3);
+      await star.count(2);
+      same(rest.events.map((e) => env.sdk.decodeText(e.data)), ['1', '2', '4'], 'user.> events');
+      same(star.events.map((e) => env.sdk.decodeText(e.data)), ['1', '4'], 'user.* events');
+    });
+  },
+
+  async 'overlapping patterns: every matching handler runs, onEvent once per event'(env) {
+    const p = fresh();
+    await withClients(env, 2, async (pub, sub) => {
+      const seen: string[] = [];
+      sub.onEvent((e) => seen.push(e.channel));
+      const a = inbox(sub, `${p}.*`);
+      const b = inbox(sub, `${p}.x`);
+      await Promise.all([a.ready, b.ready]);
+      await pub.publish(`${p}.x`, env.sdk.encodeText('x'));
+      await a.count(1);
+      await b.count(1);
+      same(seen, [`${p}.x`], 'onEvent saw the event once');
+    });
+  },
+
+  async 'unsubscribe stops delivery'(env) {
+    const p = fresh();
+    await withClients(env, 2, async (pub, sub) => {
+      const gone = inbox(sub, `${p}.gone`);
+      const kept = inbox(sub, `${p}.kept`);
+      await Promise.all([gone.ready, kept.ready]);
+      await sub.unsubscribe(`${p}.gone`);
+      await pub.publish(`${p}.gone`, env.sdk.encodeText('lost'));
+      await pub.publish(`${p}.kept`, env.sdk.encodeText('marker'));
+      await kept.count(1); // in order from one publisher: the earlier event would be here by now
+      same(gone.events.length, 0, 'events after unsubscribe');
+    });
+  },
+
+  async 'the async iterator yields events, and break unsubscribes'(env) {
+    const ch = `${fresh()}.it`;
+    await withClients(env, 2, async (pub, sub) => {
+      const subscription = sub.subscribe(ch);
+      await subscription.ready;
+      const published = (async () => {
+        for (const t of ['a', 'b', 'c']) await pub.publish(ch, env.sdk.encodeText(t));
+      })();
+      const got: string[] = [];
+      for await (const e of subscription) {
+        got.push(env.sdk.decodeText(e.data));
+        if (got.length === 3) break;
+      }
+      await published;
+      same(got, ['a', 'b', 'c'], 'iterated events');
+      // The break freed the pattern: a new subscription to something else fits the limit of 3.
+      await Promise.all([sub.subscribe(`${ch}.1`).ready, sub.subscribe(`${ch}.2`).ready, sub.subscribe(`${ch}.3`).ready]);
+    });
+  },
+
+  async 'text and JSON helpers round-trip'(env) {
+    const ch = `${fresh()}.json`;
+    await withClients(env, 1, async (c) => {
+      const box = inbox(c, ch);
+      await box.ready;
+      await c.publish(ch, env.sdk.encodeJson({ id: 42, name: 'Zoë ✓' }));
+      const [e] = await box.count(1);
+      same(env.sdk.decodeJson(e!.data), { id: 42, name: 'Zoë ✓' }, 'json');
+    });
+  },
+
+  async 'bad input is refused with stable codes, and the connection goes on'(env) {
+    const p = fresh();
+    await withClients(env, 1, async (c) => {
+      same(await codeOf(env, c.publish(`${p}.*`, new Uint8Array(1))), 'bad_channel', 'publish to a pattern');
+      same(await codeOf(env, c.publish(`${p}..x`, new Uint8Array(1))), 'bad_channel', 'empty segment');
+      same(await codeOf(env, c.subscribe(`${p}.>.x`).ready), 'bad_pattern', 'misplaced >');
+      same(await codeOf(env, c.publish(`${p}.big`, new Uint8Array(1025))), 'payload_too_large', 'payload past max');
+      same(await codeOf(env, c.publish(`${p}.ok`, new Uint8Array(1024))), 'no error', 'payload at max');
+    });
+  },
+
+  async 'the max-channels limit answers max_channels'(env) {
+    const p = fresh();
+    await withClients(env, 1, async (c) => {
+      for (const n of [1, 2, 3]) same(await codeOf(env, c.subscribe(`${p}.${n}`).ready), 'no error', `subscription ${n}`);
+      same(await codeOf(env, c.subscribe(`${p}.4`).ready), 'max_channels', 'fourth subscription');
+      await c.unsubscribe(`${p}.1`);
+      same(await codeOf(env, c.subscribe(`${p}.4`).ready), 'no error', 'after freeing one');
+    });
+  },
+
+  async 'a second client with the same uuid takes over, and the first stays closed'(env) {
+    const uuid = fresh();
+    const first = env.sdk.connect(env.url, { uuid });
+    await first.ready();
+    const closed = new Promise<number | undefined>((resolve) => first.on('state', (s, info) => s === 'closed' && resolve(info.code)));
+    await withClients(env, 1, async (second) => {
+      same(second.uuid, uuid, 'second has the uuid');
+      same(await closed, 4001, 'first closed as replaced');
+      same(first.state, 'closed', 'first does not reconnect');
+    }, { uuid });
+  },
+
+  async 'quit closes for good and later calls fail with closed'(env) {
+    const c = env.sdk.connect(env.url);
+    await c.ready();
+    await c.quit();
+    same(c.state, 'closed', 'state after quit');
+    same(await codeOf(env, c.publish('after.quit', new Uint8Array(1))), 'closed', 'publish after quit');
+  },
+};

@@ -1,0 +1,85 @@
+import type { ClientOptions } from './types.js';
+
+/**
+ * The part of `window` the page lifecycle listens to. A browser's `window` satisfies it; tests
+ * pass an `EventTarget` (with a `document` when they need a visibility state).
+ */
+export interface LifecycleTarget {
+  addEventListener(type: string, listener: LifecycleListener): void;
+  removeEventListener(type: string, listener: LifecycleListener): void;
+  /** Read on `visibilitychange`: only a page that is not `'hidden'` probes its connection. */
+  readonly document?: { readonly visibilityState?: string } | undefined;
+}
+
+/** Page lifecycle options, with defaults applied and a target to listen on. */
+export interface ResolvedLifecycle {
+  target: LifecycleTarget;
+  quitOnUnload: boolean;
+  reconnectOnPageShow: boolean;
+  probeOnWake: boolean;
+}
+
+/** What the page lifecycle asks of the client. */
+export interface PageHooks {
+  /** The page is going away for good: quit. */
+  unload(): void;
+  /** The page enters the back/forward cache: close the socket, keep the stream's state. */
+  suspend(): void;
+  /** The page came back from the back/forward cache: reconnect now. */
+  resume(): void;
+  /** The page became visible or the network came back: check the connection now. */
+  wake(): void;
+}
+
+/** What the client reads from a lifecycle event: `persisted` on `pagehide` and `pageshow`. */
+export type LifecycleListener = (event: { readonly type: string; readonly persisted?: boolean }) => void;
+
+/**
+ * The lifecycle settings, or `undefined` when there is nothing to listen on: `lifecycle: false`,
+ * or no `lifecycleTarget` and a global object without `addEventListener` (Node).
+ */
+export function resolveLifecycle(options: ClientOptions): ResolvedLifecycle | undefined {
+  const l = options.lifecycle;
+  if (l === false) return undefined;
+  const target = options.lifecycleTarget ?? (globalThis as Partial<LifecycleTarget>);
+  if (typeof target.addEventListener !== 'function' || typeof target.removeEventListener !== 'function') {
+    if (options.lifecycleTarget) throw new TypeError('crier: options.lifecycleTarget must have addEventListener and removeEventListener');
+    return undefined;
+  }
+  return {
+    target: target as LifecycleTarget,
+    quitOnUnload: l?.quitOnUnload ?? true,
+    reconnectOnPageShow: l?.reconnectOnPageShow ?? true,
+    probeOnWake: l?.probeOnWake ?? true,
+  };
+}
+
+/**
+ * Listens to the page's lifecycle events and calls `hooks`; returns the function that removes
+ * every listener.
+ *
+ * `pagehide` is the event to act on when a page goes (`unload` is unreliable and keeps a page out of
+ * the back/forward cache); its `persisted` says whether the page may come back. `visibilitychange`
+ * is dispatched on `document` and bubbles to `window`.
+ */
+export function watchPage(settings: ResolvedLifecycle, hooks: PageHooks): () => void {
+  const { target } = settings;
+  const added: [string, LifecycleListener][] = [];
+  const on = (type: string, listener: LifecycleListener): void => {
+    target.addEventListener(type, listener);
+    added.push([type, listener]);
+  };
+  on('pagehide', (event) => {
+    if (!event.persisted) {
+      if (settings.quitOnUnload) hooks.unload();
+    } else if (settings.reconnectOnPageShow) hooks.suspend();
+  });
+  if (settings.reconnectOnPageShow) on('pageshow', (event) => event.persisted && hooks.resume());
+  if (settings.probeOnWake) {
+    on('online', hooks.wake);
+    on('visibilitychange', () => target.document?.visibilityState !== 'hidden' && hooks.wake());
+  }
+  return () => {
+    for (const [type, listener] of added.splice(0)) target.removeEventListener(type, listener);
+  };
+}
