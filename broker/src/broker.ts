@@ -12,11 +12,12 @@ import { BrokerCore } from './core.js';
 import { createRequestListener } from './http-endpoints.js';
 import { startKeepAlive } from './keep-alive.js';
 import { loadStaticAssets } from './static-assets.js';
-import { createLogger } from './logger.js';
+import { createLogger, redactConfig } from './logger.js';
 import { resolveOptions, type BrokerOptions, type ResolvedOptions } from './options.js';
 import { brokerPaths, statsUrlOf, type BrokerPaths } from './paths.js';
 import { validatePublish } from './publish-validation.js';
 import { CrierSocket } from './socket.js';
+import type { SubscribeFilter } from './filter.js';
 import type { Broker, BrokerEvent, BrokerStats, BrokerSubscription, PublishOptions, PublishResult } from './types.js';
 import { createUpgradeListener } from './upgrade.js';
 
@@ -85,7 +86,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     server.off('request', onRequest);
     for (const listener of [...previous].reverse()) server.prependListener('request', listener);
   });
-  log.info({ url: broker.url, stats: statsUrlOf(broker.url) }, 'crier broker listening');
+  log.info({ url: broker.url, stats: statsUrlOf(broker.url), config: redactConfig(resolved) }, 'crier broker listening');
   return broker;
 }
 
@@ -123,12 +124,12 @@ class RunningBroker implements Broker {
     return this.core.publish(channel, data, options.labels, options.key);
   }
 
-  subscribe(pattern: string, handler: (event: BrokerEvent) => void): BrokerSubscription {
+  subscribe(pattern: string, handler: (event: BrokerEvent) => void, filter?: SubscribeFilter): BrokerSubscription {
     if (this.core.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is closed');
     assertPattern(pattern);
     if (typeof handler !== 'function') throw new TypeError('subscribe: handler must be a function');
     const core = this.core;
-    const sub = core.subscribeLocal(pattern, handler);
+    const sub = core.subscribeLocal(pattern, handler, filter);
     return { unsubscribe: () => core.unsubscribeLocal(sub) };
   }
 
@@ -143,9 +144,10 @@ class RunningBroker implements Broker {
   private async shutdown(): Promise<void> {
     const { core, server } = this;
     core.closing = true;
-    this.detach();
-    const serverClosed = this.owned ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
+    // Until the sockets have drained the broker keeps listening, answering `readyz` (and every
+    // publish or upgrade) with 503, so a load balancer sees it draining rather than gone.
     core.flush(); // what was queued goes out ahead of the close frames
+    core.sse.closeAll();
     for (const conn of [...core.connections]) core.closeConnection(conn, CloseCode.goingAway, 'broker shutting down');
     // Peers answer the close frame; `ws` destroys those that do not within CLOSE_TIMEOUT_MS.
     // The deadlines are a last resort should a socket outlive even that.
@@ -155,6 +157,8 @@ class RunningBroker implements Broker {
         for (const conn of [...core.sockets]) core.socketClosed(conn, CloseCode.abnormal, 'terminated');
       }
     }
+    this.detach();
+    const serverClosed = this.owned ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
     core.dispose();
     if (serverClosed) {
       server.closeAllConnections(); // idle keep-alive HTTP connections would hold close() open

@@ -37,8 +37,8 @@ async function main(): Promise<void> {
     process.stdout.write(`${version()}\n`);
     return;
   }
-  const { options, logLevel } = command.config;
-  const logger = defaultLogger(logLevel);
+  const { options, logLevel, logFormat } = command.config;
+  const logger = defaultLogger(logLevel, logFormat);
   let broker;
   try {
     broker = await createBroker({ ...options, logger });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { LOG_FORMATS, type LogFormat } from './logger.js';
 import { DEFAULTS, optionSchemas, type BrokerOptions, type OptionKey } from './options.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 
@@ -7,8 +8,8 @@ import { formatDuration, formatSize, parseDuration, parseSize } from './units.js
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-type Kind = 'int' | 'duration' | 'size' | 'bool' | 'string' | 'level';
-type SettingKey = Exclude<OptionKey, 'server' | 'logger'> | 'logLevel';
+type Kind = 'int' | 'duration' | 'size' | 'bool' | 'string' | 'level' | 'list' | 'format';
+type SettingKey = Exclude<OptionKey, 'server' | 'logger'> | 'logLevel' | 'logFormat';
 
 interface Setting {
   key: SettingKey;
@@ -34,7 +35,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'channelCacheSize', flag: 'channel-cache-size', env: 'EVENT_CHANNEL_CACHE_SIZE', kind: 'int', help: 'channels whose offset counter is kept' },
   { key: 'logSlowConsumers', flag: 'log-slow-consumers', env: 'EVENT_LOG_SLOW_CONSUMERS', kind: 'bool', help: 'log connections that lose events' },
   { key: 'logPublishedEvents', flag: 'log-published-events', env: 'EVENT_LOG_PUBLISHED_EVENTS', kind: 'bool', help: 'log every published event' },
+  { key: 'corsOrigins', flag: 'cors-origins', env: 'EVENT_CORS_ORIGINS', kind: 'list', help: 'origins allowed to read /events across origins (comma-separated; * for any)' },
   { key: 'logLevel', flag: 'log-level', env: 'EVENT_LOG_LEVEL', kind: 'level', help: `${LOG_LEVELS.join('|')}` },
+  { key: 'logFormat', flag: 'log-format', env: 'EVENT_LOG_FORMAT', kind: 'format', help: `${LOG_FORMATS.join('|')} (auto: pretty when stderr is a terminal, else json)` },
 ];
 
 const DEFAULT_LOG_LEVEL: LogLevel = 'info';
@@ -58,6 +61,8 @@ export class ConfigError extends Error {
 export interface CliConfig {
   options: Omit<BrokerOptions, 'server' | 'logger'>;
   logLevel: LogLevel;
+  /** Undefined: pretty when stderr is a terminal, JSON otherwise. */
+  logFormat?: LogFormat;
 }
 
 export type Command = { action: 'help' } | { action: 'version' } | { action: 'run'; config: CliConfig };
@@ -105,11 +110,13 @@ export function parseCommand(
 
   const options: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   let logLevel: LogLevel = DEFAULT_LOG_LEVEL;
+  let logFormat: LogFormat | undefined;
   for (const [key, value] of values) {
     if (key === 'logLevel') logLevel = value as LogLevel;
+    else if (key === 'logFormat') logFormat = value as LogFormat;
     else options[key] = value;
   }
-  return { action: 'run', config: { options: { ...options } as CliConfig['options'], logLevel } };
+  return { action: 'run', config: { options: { ...options } as CliConfig['options'], logLevel, ...(logFormat ? { logFormat } : {}) } };
 }
 
 function parseFlags(argv: readonly string[]): Map<string, string | boolean> {
@@ -206,11 +213,18 @@ function convert(s: Setting, raw: unknown, source: string, fromText: boolean): u
     case 'level':
       if (!(LOG_LEVELS as readonly unknown[]).includes(raw)) throw new ConfigError(s.key, source, `must be one of ${LOG_LEVELS.join(', ')}, got ${shown}`);
       return raw;
+    case 'format':
+      if (!(LOG_FORMATS as readonly unknown[]).includes(raw)) throw new ConfigError(s.key, source, `must be one of ${LOG_FORMATS.join(', ')}, got ${shown}`);
+      return raw;
     case 'string':
       value = raw;
       break;
+    case 'list':
+      // Comma-separated in a flag or env var; a JSON array in the file.
+      value = typeof raw === 'string' ? raw.split(',').map((v) => v.trim()).filter((v) => v !== '') : raw;
+      break;
   }
-  const schema = optionSchemas[s.key as Exclude<SettingKey, 'logLevel'>];
+  const schema = optionSchemas[s.key as Exclude<SettingKey, 'logLevel' | 'logFormat'>];
   const result = schema.safeParse(value);
   if (!result.success) throw new ConfigError(s.key, source, `${result.error.issues[0]!.message}, got ${shown}`);
   return result.data;
@@ -246,8 +260,10 @@ export function usage(): string {
 
 function defaultText(s: Setting): string {
   if (s.key === 'logLevel') return DEFAULT_LOG_LEVEL;
+  if (s.key === 'logFormat') return 'auto';
   const d = DEFAULTS[s.key];
   if (s.kind === 'duration' && typeof d === 'number') return formatDuration(d);
   if (s.kind === 'size' && typeof d === 'number') return formatSize(d);
+  if (s.kind === 'list') return Array.isArray(d) && d.length > 0 ? d.join(',') : 'none';
   return String(d);
 }

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { FrameType, encodeFrame } from '@crier/protocol';
+import type { EventFilter, IndexEntry } from './filter.js';
 import type { CrierSocket } from './socket.js';
 
 /** Something with frames to hand over in the broker's next flush. */
@@ -13,6 +14,8 @@ export interface Flushable {
 export interface ConnectionHost {
   readonly bufferSize: number;
   readonly maxBufferBytes: number;
+  /** Bytes written to sockets, for the metrics: the flush adds each write's size. */
+  sentBytes: number;
   /** Schedules `item` for the broker-wide flush of this tick. */
   markDirty(item: Flushable): void;
   /** The connection just started losing events. */
@@ -44,8 +47,14 @@ export class Connection implements Flushable {
   uuid = '';
   /** `pending` until hello, `open` after, `freed` once subscriptions and registry entry are gone. */
   state: 'pending' | 'open' | 'freed' = 'pending';
-  /** Patterns held. */
-  readonly subscriptions = new Set<string>();
+  /**
+   * Subscriptions held, by {@link subscriptionKey}: the connection itself for one without a filter
+   * (it is its own index entry), a `FilteredEntry` for one with.
+   */
+  readonly subscriptions = new Map<string, IndexEntry<Connection>>();
+  /** As an index entry: a subscription without a filter. */
+  readonly sub = this;
+  readonly filter: EventFilter | undefined = undefined;
   /** Publish sequence that last matched this connection: dedupes overlapping patterns. */
   stamp = 0;
   /** Keep-alive tick in which a frame last arrived. */
@@ -178,7 +187,9 @@ export class Connection implements Flushable {
       return;
     }
     // When the callback fires, the kernel has taken the whole batch.
-    this.socket.write(frameMessages(this.queue, this.queuedBytes), this.onBatchWritten);
+    const out = frameMessages(this.queue, this.queuedBytes);
+    this.host.sentBytes += out.length;
+    this.socket.write(out, this.onBatchWritten);
     this.batches.push(this.queuedEvents, this.queuedBytes);
     this.inflightEvents += this.queuedEvents;
     this.inflightBytes += this.queuedBytes;
@@ -190,6 +201,11 @@ export class Connection implements Flushable {
     this.queue.length = 0;
     this.queuedEvents = 0;
     this.queuedBytes = 0;
+  }
+
+  /** Events queued towards this connection or written and not yet taken by the kernel. */
+  get queueDepth(): number {
+    return this.queuedEvents + this.inflightEvents;
   }
 
   /** Snapshot for logs. */

@@ -9,14 +9,32 @@ import {
 } from '@crier/protocol';
 import { ChannelIndex } from './channel-index.js';
 import { Connection, type ConnectionHost, type Flushable } from './connection.js';
-import { LatencyRecorder } from './latency.js';
+import { LatencyRecorder, type LatencyHistogram } from './latency.js';
 import { LocalSubscriber, type LocalHost } from './local-subscriber.js';
 import { ChannelCounters } from './offsets.js';
 import type { ResolvedOptions } from './options.js';
 import { closeReason, type CrierSocket } from './socket.js';
+import { compileFilter, patternOfKey, wireFilter, type IndexEntry, type SubscribeFilter } from './filter.js';
+import { SseHub, SseStream, encodeSseEvent } from './sse.js';
 import type { BrokerEvent, BrokerStats, BrokerTop, PublishResult, SlowConsumer } from './types.js';
 
-type Subscriber = Connection | LocalSubscriber;
+/** `stats()` lists this many channels in `eventsByChannel` unless told otherwise. */
+export const DEFAULT_STATS_CHANNELS = 10;
+
+/** Counters and sizes read at a metrics scrape. */
+export interface BrokerCounts {
+  connections: number;
+  subscriptions: number;
+  channels: number;
+  slowConsumers: number;
+  published: number;
+  delivered: number;
+  dropped: number;
+  receivedBytes: number;
+  sentBytes: number;
+}
+
+type Subscriber = Connection | LocalSubscriber | SseStream;
 
 /**
  * The broker's state and its hot path: the connection registry, the channel index, offsets,
@@ -33,7 +51,10 @@ export class BrokerCore implements ConnectionHost, LocalHost {
    * instead of a `frame_too_large` without one.
    */
   readonly limits: DecodeLimits;
-  readonly index = new ChannelIndex<Subscriber>();
+  /** Subscriptions: a subscriber with its filter (a subscriber without one is its own entry). */
+  readonly index = new ChannelIndex<IndexEntry<Subscriber>>();
+  /** The SSE streams of `GET /events`. */
+  readonly sse: SseHub = new SseHub(this);
   /** Connections not yet freed (before and after hello). */
   readonly connections = new Set<Connection>();
   /** Connections whose socket has not closed yet (freed ones included): what `close()` waits for. */
@@ -43,6 +64,10 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   /** Keep-alive tick, advanced by the keep-alive timer; connections record it on every frame. */
   tick = 0;
   closing = false;
+  /** Bytes of WebSocket messages received from clients (payloads), since start. */
+  receivedBytes = 0;
+  /** Bytes written to client sockets by the flush (frames with their WebSocket headers), since start. */
+  sentBytes = 0;
 
   private readonly counters: ChannelCounters;
   private readonly latency = new LatencyRecorder();
@@ -51,17 +76,22 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   private delivered = 0;
   private dropped = 0;
   /** Connections in a slow spell right now (a set, so the dashboard can list them cheaply). */
-  private readonly slow = new Set<Connection>();
+  private readonly slow = new Set<Connection | SseStream>();
 
   // Publish path: a sequence stamp dedupes subscribers matched by several patterns, and the
   // matches go into one reused array (a publish never runs inside another: handlers run in flush).
   private publishSeq = 0;
   private readonly recipients: Subscriber[] = [];
-  private readonly collect = (sub: Subscriber): void => {
-    if (sub.stamp !== this.publishSeq) {
-      sub.stamp = this.publishSeq;
-      this.recipients.push(sub);
-    }
+  // The event's labels and key, for the filters of the entries being matched.
+  private matchLabels: string[] | undefined;
+  private matchKey: string | undefined;
+  private readonly collect = (entry: IndexEntry<Subscriber>): void => {
+    const sub = entry.sub;
+    if (sub.stamp === this.publishSeq) return;
+    // A filtered-out entry does not stamp: another subscription of the same subscriber may pass.
+    if (entry.filter !== undefined && !entry.filter.passes(this.matchLabels, this.matchKey)) return;
+    sub.stamp = this.publishSeq;
+    this.recipients.push(sub);
   };
 
   // Flush scheduling: items with queued frames, and one setImmediate per tick for all of them.
@@ -86,6 +116,8 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   /** Publishes a validated event to every matching subscriber. */
   publish(channel: string, data: Uint8Array, labels?: string[], key?: string): PublishResult {
     this.publishSeq++;
+    this.matchLabels = labels;
+    this.matchKey = key;
     this.index.match(channel, this.collect);
     const counters = this.counters;
     const id = counters.next(channel);
@@ -99,6 +131,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
       // reaches in-process subscribers (or only full queues) never encodes at all.
       let frame: Uint8Array | undefined;
       let event: BrokerEvent | undefined;
+      let sse: Buffer | undefined;
       let queued = 0;
       try {
         for (let i = 0; i < recipients.length; i++) {
@@ -112,9 +145,13 @@ export class BrokerCore implements ConnectionHost, LocalHost {
             frame ??= encodeFrame({ t: FrameType.event, c: channel, d: data, id, o: offset, e: epoch, ts, l: labels, k: key });
             if (sub.enqueueEvent(frame, channel)) queued++;
             else this.dropped++;
-          } else {
+          } else if (sub instanceof LocalSubscriber) {
             event ??= makeEvent(channel, data, id, offset, epoch, ts, labels, key);
             if (sub.enqueue(event)) queued++;
+          } else {
+            sse ??= encodeSseEvent(channel, data, offset);
+            if (sub.enqueueEvent(sse, channel)) queued++;
+            else this.dropped++;
           }
         }
       } finally {
@@ -130,9 +167,9 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     return { id, offset, epoch };
   }
 
-  /** Adds an in-process subscriber for a valid pattern. */
-  subscribeLocal(pattern: string, handler: (event: BrokerEvent) => void): LocalSubscriber {
-    const sub = new LocalSubscriber(pattern, handler, this);
+  /** Adds an in-process subscriber for a valid pattern. Throws `bad_filter` for a bad filter. */
+  subscribeLocal(pattern: string, handler: (event: BrokerEvent) => void, filter?: SubscribeFilter): LocalSubscriber {
+    const sub = new LocalSubscriber(pattern, handler, this, compileFilter(wireFilter(filter)));
     this.index.add(pattern, sub);
     return sub;
   }
@@ -182,7 +219,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     conn.state = 'freed';
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     conn.helloTimer = undefined;
-    for (const pattern of conn.subscriptions) this.index.remove(pattern, conn);
+    for (const [key, entry] of conn.subscriptions) this.index.remove(patternOfKey(key), entry);
     conn.subscriptions.clear();
     if (conn.uuid && this.registry.get(conn.uuid) === conn) this.registry.delete(conn.uuid);
     this.connections.delete(conn);
@@ -206,7 +243,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
 
   // ---- ConnectionHost / LocalHost ---------------------------------------------------------
 
-  onSlow(conn: Connection): void {
+  onSlow(conn: Connection | SseStream): void {
     this.slow.add(conn);
     if (this.options.logSlowConsumers) {
       this.log.warn({ uuid: conn.uuid, ...conn.backlog(), bufferSize: this.bufferSize, maxBufferBytes: this.maxBufferBytes },
@@ -214,7 +251,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     }
   }
 
-  onRecovered(conn: Connection, dropped: number, channels: [string, number][]): void {
+  onRecovered(conn: Connection | SseStream, dropped: number, channels: [string, number][]): void {
     this.slow.delete(conn);
     if (this.options.logSlowConsumers) {
       this.log.warn({ uuid: conn.uuid, dropped, channels: channels.slice(0, 10) }, 'slow consumer recovered');
@@ -225,6 +262,11 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     this.log.warn({ uuid: conn.uuid, ...conn.backlog() }, 'connection does not read its answers: terminated');
     this.free(conn);
     conn.ws.terminate();
+  }
+
+  /** A stream is gone: it is no longer a slow consumer. */
+  forgetSlow(stream: SseStream): void {
+    this.slow.delete(stream);
   }
 
   countDrop(): void {
@@ -266,9 +308,37 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     this.immediate = undefined;
   }
 
-  stats(): BrokerStats {
+  /** The cumulative counters and current sizes, without the costlier parts of {@link stats}. */
+  counts(): BrokerCounts {
     return {
       connections: this.connections.size,
+      subscriptions: this.index.subscriptions,
+      channels: this.index.channels,
+      slowConsumers: this.slow.size,
+      published: this.published,
+      delivered: this.delivered,
+      dropped: this.dropped,
+      receivedBytes: this.receivedBytes,
+      sentBytes: this.sentBytes,
+    };
+  }
+
+  /** Publish-to-send latency since start, as a histogram. */
+  latencyHistogram(): LatencyHistogram {
+    return this.latency.histogram();
+  }
+
+  /** The largest queue towards one connection right now, in events (one pass over connections). */
+  maxQueueDepth(): number {
+    let max = 0;
+    for (const conn of this.connections) if (conn.queueDepth > max) max = conn.queueDepth;
+    return max;
+  }
+
+  stats(topChannels = DEFAULT_STATS_CHANNELS): BrokerStats {
+    return {
+      connections: this.connections.size,
+      sseStreams: this.sse.size,
       subscriptions: this.index.subscriptions,
       channels: this.index.channels,
       published: this.published,
@@ -279,6 +349,8 @@ export class BrokerCore implements ConnectionHost, LocalHost {
       channelCounters: this.counters.size,
       memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed },
       latency: this.latency.summary(),
+      maxQueueDepth: this.maxQueueDepth(),
+      eventsByChannel: this.counters.top(topChannels),
     };
   }
 

@@ -16,6 +16,7 @@ import {
 } from '@crier/protocol';
 import type { Connection } from './connection.js';
 import type { BrokerCore } from './core.js';
+import { FilteredEntry, compileFilter, subscriptionKey } from './filter.js';
 import { validatePublish } from './publish-validation.js';
 
 // Frames without a per-request field are encoded once for the process.
@@ -130,20 +131,30 @@ function handleFrame(core: BrokerCore, conn: Connection, frame: Frame): void {
 
 function subscribe(core: BrokerCore, conn: Connection, frame: SubscribeFrame): void {
   assertPattern(frame.p);
-  // Subscribing to a pattern already held changes nothing and is acknowledged all the same.
-  if (!conn.subscriptions.has(frame.p)) {
+  const filter = compileFilter(frame.f); // bad_filter
+  // A subscription is (pattern, canonical filter). One already held changes nothing and is
+  // acknowledged all the same.
+  const key = subscriptionKey(frame.p, filter);
+  if (!conn.subscriptions.has(key)) {
     const max = core.options.maxChannels;
     if (conn.subscriptions.size >= max) {
       throw new CrierError(ErrorCode.maxChannels, `this connection already holds ${max} subscriptions (maxChannels)`);
     }
-    conn.subscriptions.add(frame.p);
-    core.index.add(frame.p, conn);
+    const entry = filter === undefined ? conn : new FilteredEntry(conn, filter);
+    conn.subscriptions.set(key, entry);
+    core.index.add(frame.p, entry);
   }
   sendAck(conn, frame.r);
 }
 
 function unsubscribe(core: BrokerCore, conn: Connection, frame: UnsubscribeFrame): void {
-  if (conn.subscriptions.delete(frame.p)) core.index.remove(frame.p, conn);
+  // Without `f`, the subscription of the pattern with no filter; with it, that filter's.
+  const key = subscriptionKey(frame.p, compileFilter(frame.f));
+  const entry = conn.subscriptions.get(key);
+  if (entry !== undefined) {
+    conn.subscriptions.delete(key);
+    core.index.remove(frame.p, entry);
+  }
   sendAck(conn, frame.r);
 }
 

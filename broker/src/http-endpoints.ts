@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { BrokerCore } from './core.js';
+import { DEFAULT_STATS_CHANNELS, type BrokerCore } from './core.js';
+import { handlePublish } from './http-publish.js';
+import { BrokerMetrics } from './metrics.js';
 import { isUpgradePath, pathnameOf, type BrokerPaths } from './paths.js';
 import { etagOf, type StaticAsset } from './static-assets.js';
 
@@ -33,10 +35,18 @@ export function createRequestListener(
 ): RequestListener {
   const page = dashboardPage(paths, assets);
   const files = new Map<string, string>(ASSET_NAMES.map((name) => [`${paths.base}${name}`, name]));
+  const eventsPath = `${paths.base}events`;
+  const metrics = new BrokerMetrics(core);
   return (req, res) => {
     const pathname = pathnameOf(req.url);
+    // HTTP publish: POST, its own errors, and a body read under the maxPayload cap.
+    if (pathname.startsWith(paths.publish)) return handlePublish(core, req, res, pathname.slice(paths.publish.length));
+    // SSE: its own methods (GET, and OPTIONS for CORS), errors and streaming answer.
+    if (pathname === eventsPath) return core.sse.handle(req, res, core.options.corsOrigins);
     const route =
       pathname === paths.healthz ? 'healthz'
+      : pathname === paths.readyz ? 'readyz'
+      : pathname === paths.metrics ? 'metrics'
       : pathname === paths.stats ? 'stats'
       : pathname === paths.top ? 'stats/top'
       : isUpgradePath(paths, pathname) ? 'dashboard'
@@ -54,8 +64,24 @@ export function createRequestListener(
     if (route === 'healthz') {
       if (core.closing) sendJson(req, res, 503, { status: 'shutting_down' });
       else sendJson(req, res, 200, { status: 'ok' });
+    } else if (route === 'readyz') {
+      if (core.closing) sendJson(req, res, 503, { status: 'draining' });
+      else sendJson(req, res, 200, { status: 'ready' });
+    } else if (route === 'metrics') {
+      metrics.render().then(
+        (text) => send(req, res, 200, metrics.contentType, text),
+        (err: unknown) => {
+          core.log.error({ err }, 'metrics scrape failed');
+          sendJson(req, res, 500, { code: 'internal', message: 'metrics could not be collected' });
+        },
+      );
     } else if (route === 'stats') {
-      sendJson(req, res, 200, core.stats());
+      const channels = statsChannels(req.url);
+      if (channels === undefined) {
+        sendJson(req, res, 400, { code: 'bad_request', message: `channels must be an integer from 0 to ${MAX_TOP_LIMIT}` });
+      } else {
+        sendJson(req, res, 200, core.stats(channels));
+      }
     } else if (route === 'stats/top') {
       const limit = topLimit(req.url);
       if (limit === undefined) {
@@ -72,6 +98,16 @@ export function createRequestListener(
       else sendJson(req, res, 404, { code: 'not_found', message: `${name} is not built into this broker: run the build (npm run build)` });
     }
   };
+}
+
+/** The `channels` query parameter of `stats` (0-100, default 10): undefined when it is not a valid one. */
+function statsChannels(url: string | undefined): number | undefined {
+  const q = url?.indexOf('?') ?? -1;
+  const raw = q === -1 ? null : new URLSearchParams(url!.slice(q + 1)).get('channels');
+  if (raw === null) return DEFAULT_STATS_CHANNELS;
+  if (!/^\d{1,3}$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return n <= MAX_TOP_LIMIT ? n : undefined;
 }
 
 /** The `limit` query parameter of `stats/top`: undefined when it is not a valid one. */

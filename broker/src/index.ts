@@ -6,9 +6,11 @@ export type {
   BrokerStats,
   BrokerSubscription,
   BrokerTop,
+  ChannelEvents,
   ChannelCount,
   SlowConsumer,
   PublishOptions,
   PublishResult,
 } from './types.js';
+export type { SubscribeFilter } from './filter.js';
 export { MAX_LABELS, MAX_LABEL_LENGTH, MAX_KEY_LENGTH } from './publish-validation.js';

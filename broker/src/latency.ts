@@ -1,6 +1,19 @@
 /** Samples kept for the percentile. */
 export const LATENCY_SAMPLES = 4096;
 
+/** Upper bounds of the latency histogram's buckets, in milliseconds (`+Inf` is implied). */
+export const LATENCY_BUCKETS_MS: readonly number[] = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
+
+/** The latency histogram since start: cumulative counts per bucket of {@link LATENCY_BUCKETS_MS}. */
+export interface LatencyHistogram {
+  /** `counts[i]`: samples of at most `LATENCY_BUCKETS_MS[i]` ms. */
+  counts: readonly number[];
+  /** Every sample. */
+  count: number;
+  /** Sum of every sample, in milliseconds. */
+  sumMs: number;
+}
+
 /**
  * Publish-to-send latency, one sample per published event. Publishes of a tick are stamped into a
  * fixed array; the flush that hands them to the sockets turns them into samples. No allocation per
@@ -16,6 +29,7 @@ export class LatencyRecorder {
   private ringNext = 0;
   private totalMs = 0;
   private totalCount = 0;
+  private readonly buckets = new Float64Array(LATENCY_BUCKETS_MS.length);
 
   /** Stamps one publish at `now` (ms, monotonic). */
   markPublished(now: number): void {
@@ -42,7 +56,36 @@ export class LatencyRecorder {
       this.ringNext = (this.ringNext + 1) % LATENCY_SAMPLES;
     }
     this.ringCount = Math.min(this.ringCount + kept, LATENCY_SAMPLES);
+    this.fillBuckets(b, now - b.base, kept);
     b.reset();
+  }
+
+  /**
+   * Adds a flush's samples to the histogram without a step per event: stamps are in time order,
+   * so a sample's latency falls as its index grows, and a binary search per bucket bound finds
+   * how many are within it (O(buckets × log n) per flush). Stamps past the array are later than
+   * the last kept one, so they count with its latency (an upper bound).
+   */
+  private fillBuckets(b: Batch, span: number, kept: number): void {
+    const offsets = b.offsets;
+    const extra = b.count - kept;
+    for (let k = 0; k < LATENCY_BUCKETS_MS.length; k++) {
+      // Samples within the bound are those stamped at or after span - bound.
+      const from = span - LATENCY_BUCKETS_MS[k]!;
+      let lo = 0;
+      let hi = kept;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (offsets[mid]! < from) lo = mid + 1;
+        else hi = mid;
+      }
+      this.buckets[k] = this.buckets[k]! + kept - lo + (lo < kept ? extra : 0);
+    }
+  }
+
+  /** The histogram since start (cumulative bucket counts, as Prometheus wants them). */
+  histogram(): LatencyHistogram {
+    return { counts: Array.from(this.buckets), count: this.totalCount, sumMs: Math.max(0, this.totalMs) };
   }
 
   /** Mean since start and p99 of the last samples, in ms (0 when there is none). */

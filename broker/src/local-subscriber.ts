@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Flushable } from './connection.js';
+import type { EventFilter } from './filter.js';
 import type { BrokerEvent } from './types.js';
 
 /** What an in-process subscriber needs from the broker around it. */
@@ -21,6 +22,8 @@ export class LocalSubscriber implements Flushable {
   stamp = 0;
   dirty = false;
   active = true;
+  /** As an index entry: itself, with its filter. */
+  readonly sub = this;
   private queue: BrokerEvent[] = [];
   // The array being dispatched; swapped with `queue` so events published by a handler wait for
   // the next flush instead of growing the array under iteration.
@@ -31,6 +34,7 @@ export class LocalSubscriber implements Flushable {
     readonly pattern: string,
     private readonly handler: (event: BrokerEvent) => void,
     private readonly host: LocalHost,
+    readonly filter: EventFilter | undefined = undefined,
   ) {}
 
   /** Queues `event`, or drops it when a flush's worth is already waiting. */

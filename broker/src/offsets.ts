@@ -32,6 +32,27 @@ export class ChannelCounters {
     return this.counters.size;
   }
 
+  /**
+   * The `limit` channels with the most events in their current epoch, most first (ties by name).
+   * One pass over the held counters keeping the best `limit`: O(channels × limit) at worst, no
+   * copy of the cache; it does not touch the LRU order.
+   */
+  top(limit: number): { channel: string; events: number }[] {
+    const best: { channel: string; events: number }[] = [];
+    if (limit <= 0) return best;
+    for (const [channel, counter] of this.counters.entries()) {
+      const events = counter.offset;
+      if (best.length === limit && !ranksBefore(events, channel, best[limit - 1]!)) continue;
+      let at = best.length === limit ? limit - 1 : best.length;
+      while (at > 0 && ranksBefore(events, channel, best[at - 1]!)) {
+        best[at] = best[at - 1]!;
+        at--;
+      }
+      best[at] = { channel, events };
+    }
+    return best;
+  }
+
   /** Advances `channel`'s counter (into `epoch` and `offset`) and returns a new event id. */
   next(channel: string): string {
     let counter = this.counters.get(channel);
@@ -44,4 +65,8 @@ export class ChannelCounters {
     this.offset = counter.offset;
     return `${this.prefix}-${(this.idSeq++).toString(36)}`;
   }
+}
+
+function ranksBefore(events: number, channel: string, other: { channel: string; events: number }): boolean {
+  return events > other.events || (events === other.events && channel < other.channel);
 }

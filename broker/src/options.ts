@@ -86,6 +86,13 @@ export interface BrokerOptions {
    */
   logPublishedEvents?: boolean;
   /**
+   * Origins whose pages may read `GET <path>/events` (SSE) across origins: `[]` sends no CORS
+   * headers (same-origin only), `['*']` allows any, else the exact origins listed
+   * (`'https://app.example.com'`).
+   * @default []
+   */
+  corsOrigins?: string[];
+  /**
    * A pino logger, or `false` for none.
    * @default pino to stderr at level 'info'
    */
@@ -108,6 +115,7 @@ export interface ResolvedOptions {
   channelCacheSize: number;
   logSlowConsumers: boolean;
   logPublishedEvents: boolean;
+  corsOrigins: string[];
   logger: Logger | false | undefined;
 }
 
@@ -125,6 +133,7 @@ export const DEFAULTS = {
   channelCacheSize: 100_000,
   logSlowConsumers: true,
   logPublishedEvents: false,
+  corsOrigins: [] as readonly string[],
 } as const;
 
 // setTimeout/setInterval overflow past 2^31-1 ms and fire at once: bound every duration by it.
@@ -168,6 +177,11 @@ export const optionSchemas = {
   channelCacheSize: int(1, 100_000_000),
   logSlowConsumers: z.boolean({ error: 'must be true or false' }),
   logPublishedEvents: z.boolean({ error: 'must be true or false' }),
+  corsOrigins: z.array(
+    z.string({ error: 'must be a list of origins' })
+      .regex(/^(\*|https?:\/\/[^\s/,]+)$/, { error: 'each origin must be "*" or like "https://app.example.com" (scheme and host, no path)' }),
+    { error: 'must be a list of origins' },
+  ),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
 } as const;
 
@@ -209,6 +223,7 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     channelCacheSize: o.channelCacheSize ?? DEFAULTS.channelCacheSize,
     logSlowConsumers: o.logSlowConsumers ?? DEFAULTS.logSlowConsumers,
     logPublishedEvents: o.logPublishedEvents ?? DEFAULTS.logPublishedEvents,
+    corsOrigins: o.corsOrigins ?? [],
     logger: o.logger,
   };
 }

@@ -8,11 +8,20 @@ export interface BrokerPaths {
   stats: string;
   /** The dashboard's bounded lists: busiest channels and slow consumers. */
   top: string;
+  /** Readiness: 503 while the broker drains on shutdown. */
+  readyz: string;
+  /** Prometheus text exposition. */
+  metrics: string;
+  /** HTTP publish: `POST <publish><channel>`. */
+  publish: string;
 }
 
 export function brokerPaths(path: string): BrokerPaths {
   const base = path.endsWith('/') ? path : `${path}/`;
-  return { upgrade: path, base, healthz: `${base}healthz`, stats: `${base}stats`, top: `${base}stats/top` };
+  return {
+    upgrade: path, base, healthz: `${base}healthz`, stats: `${base}stats`, top: `${base}stats/top`,
+    readyz: `${base}readyz`, metrics: `${base}metrics`, publish: `${base}publish/`,
+  };
 }
 
 /** The path part of a request URL (no query string). */

@@ -29,6 +29,7 @@ function socketOnMessage(this: WebSocket, data: RawData, isBinary: boolean): voi
   if (!connection || !core) return;
   // With the default binaryType every message is one Buffer; the other shapes are for safety.
   const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+  core.receivedBytes += bytes.length;
   handleMessage(core, connection, bytes, isBinary);
 }
 

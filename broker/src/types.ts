@@ -1,3 +1,5 @@
+import type { SubscribeFilter } from './filter.js';
+
 /** One event as an in-process subscriber sees it. */
 export interface BrokerEvent {
   channel: string;
@@ -40,7 +42,9 @@ export interface BrokerSubscription {
 export interface BrokerStats {
   /** Open WebSocket connections (those that have not said `hello` yet included). */
   connections: number;
-  /** Subscriptions held: (subscriber, pattern) pairs, in-process subscribers included. */
+  /** Open SSE streams (`GET /events`), not counted in `connections`. */
+  sseStreams: number;
+  /** Subscriptions held: (subscriber, pattern, filter) triples, in-process subscribers and SSE streams included. */
   subscriptions: number;
   /** Distinct subscribed channel names and patterns. */
   channels: number;
@@ -73,6 +77,20 @@ export interface BrokerStats {
     /** 99th percentile over the last 4096 samples, in milliseconds. */
     p99Ms: number;
   };
+  /** The largest queue towards one connection right now, in events (queued or in flight). */
+  maxQueueDepth: number;
+  /**
+   * The busiest channels by events published (10 unless asked otherwise), most first, ties by
+   * name. A channel counts from its offset epoch: the events of its current offset counter.
+   */
+  eventsByChannel: ChannelEvents[];
+}
+
+/** A channel and the events published to it, as listed in {@link BrokerStats.eventsByChannel}. */
+export interface ChannelEvents {
+  channel: string;
+  /** Events published in the channel's current epoch (its latest offset). */
+  events: number;
 }
 
 /** A subscribed name or pattern, as listed at `GET /stats/top`. */
@@ -128,9 +146,10 @@ export interface Broker {
   /**
    * Subscribes a handler in this process, with a remote client's semantics: each matching event
    * once, asynchronously (in the broker's next flush), bounded by `bufferSize` per flush. Throws
-   * `bad_pattern`.
+   * `bad_pattern`. With `filter`, only the events that pass it (labels, keys); a bad one throws
+   * `bad_filter`.
    */
-  subscribe(pattern: string, handler: (event: BrokerEvent) => void): BrokerSubscription;
+  subscribe(pattern: string, handler: (event: BrokerEvent) => void, filter?: SubscribeFilter): BrokerSubscription;
   /** The current counters (the same as `GET /stats`). */
   stats(): BrokerStats;
   /** Closes every connection with 1001, stops listening (when the broker owns the server). Idempotent. */

@@ -18,6 +18,11 @@ const isStr: FieldCheck = (v) => typeof v === 'string';
 const isBin: FieldCheck = (v) => v instanceof Uint8Array;
 const isUint: FieldCheck = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isStrArray: FieldCheck = (v) => Array.isArray(v) && v.every(isStr);
+const isFilter: FieldCheck = (v) =>
+  isPlainRecord(v) &&
+  (v['l'] === undefined || v['l'] === null || isStrArray(v['l'])) &&
+  (v['la'] === undefined || v['la'] === null || typeof v['la'] === 'boolean') &&
+  (v['k'] === undefined || v['k'] === null || isStrArray(v['k']));
 const isLimits: FieldCheck = (v) =>
   isPlainRecord(v) && isUint(v['mc']) && isUint(v['mp']) && isUint(v['bs']);
 const isDropCounts: FieldCheck = (v) =>
@@ -29,8 +34,9 @@ const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, F
   new Map([
     [FrameType.hello, { req: [['v', isUint]], opt: [['u', isStr]] }],
     [FrameType.welcome, { req: [['v', isUint], ['u', isStr], ['ka', isUint], ['lim', isLimits]], opt: [] }],
-    [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [] }],
-    [FrameType.unsubscribe, { req: [['r', isUint], ['p', isStr]], opt: [] }],
+    // A filter's types are checked here, its bounds by canonicalFilter (bad_filter).
+    [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter]] }],
+    [FrameType.unsubscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter]] }],
     [FrameType.publish, { req: [['c', isStr], ['d', isBin]], opt: [['r', isUint], ['l', isStrArray], ['k', isStr]] }],
     [FrameType.quit, { req: [], opt: [] }],
     [FrameType.ping, { req: [], opt: [] }],

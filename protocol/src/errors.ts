@@ -13,6 +13,8 @@ export const ErrorCode = {
   badChannel: 'bad_channel',
   /** A subscription pattern breaks the grammar. */
   badPattern: 'bad_pattern',
+  /** A subscription filter breaks its bounds (labels, keys, `labelMatch`). */
+  badFilter: 'bad_filter',
   /** The event's data exceeds the broker's `maxPayload`. */
   payloadTooLarge: 'payload_too_large',
   /** The connection already holds `maxChannels` subscriptions. */

@@ -1,3 +1,5 @@
+import type { SubscriptionFilter } from './filter.js';
+
 /** The protocol version this package speaks. Sent in `hello` and echoed in `welcome`. */
 export const PROTOCOL_VERSION = 1;
 
@@ -54,12 +56,16 @@ export interface SubscribeFrame {
   r: number;
   /** Channel name or pattern. */
   p: string;
+  /** Server-side filter: only events that pass it are sent through this subscription. */
+  f?: SubscriptionFilter;
 }
 
 export interface UnsubscribeFrame {
   t: typeof FrameType.unsubscribe;
   r: number;
   p: string;
+  /** The filter of the subscription to remove; without it, the subscription of `p` with no filter. */
+  f?: SubscriptionFilter;
 }
 
 export interface PublishFrame {

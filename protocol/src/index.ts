@@ -38,3 +38,13 @@ export {
   matchPattern,
 } from './channel.js';
 export { PatternTrie } from './trie.js';
+export {
+  type SubscriptionFilter,
+  MAX_FILTER_LABELS,
+  MAX_FILTER_KEYS,
+  MAX_LABEL_LENGTH,
+  MAX_KEY_LENGTH,
+  canonicalFilter,
+  filterId,
+  passesFilter,
+} from './filter.js';

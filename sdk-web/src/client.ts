@@ -20,6 +20,7 @@ import type {
   PublishOptions,
   StateInfo,
   StateListener,
+  SubscribeFilter,
   Subscription,
 } from './types.js';
 
@@ -87,10 +88,10 @@ class Client implements CrierClient {
     const resolved = resolveOptions(options);
     this.pending = new PendingRequests(resolved.timers, resolved.requestTimeout);
     this.subscriptions = new Subscriptions({
-      request: (type, pattern, answer) => {
+      request: (type, pattern, f, answer) => {
         if (!this.connection.isOpen) return false;
         const r = this.pending.add(answer, `${type} "${pattern}"`);
-        return this.connection.send({ t: type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe, r, p: pattern });
+        return this.connection.send({ t: type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe, r, p: pattern, f });
       },
       limits: () => this.connection.limits,
       error: (error) => emit(this.errorListeners, error),
@@ -148,8 +149,10 @@ class Client implements CrierClient {
     return this.publisher.publish(channel, data, options);
   }
 
-  subscribe(pattern: string, handler?: EventHandler): Subscription {
-    return this.subscriptions.add(pattern, handler);
+  subscribe(pattern: string, handler?: EventHandler): Subscription;
+  subscribe(pattern: string, filter: SubscribeFilter, handler?: EventHandler): Subscription;
+  subscribe(pattern: string, a?: EventHandler | SubscribeFilter, b?: EventHandler): Subscription {
+    return typeof a === 'object' && a !== null ? this.subscriptions.add(pattern, a, b) : this.subscriptions.add(pattern, undefined, a);
   }
 
   unsubscribe(pattern: string): Promise<void> {

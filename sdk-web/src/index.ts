@@ -18,6 +18,7 @@ export type {
   FireAndForgetOptions,
   DroppedNotice,
   Subscription,
+  SubscribeFilter,
   EventHandler,
   StateListener,
   DroppedListener,

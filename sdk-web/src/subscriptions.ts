@@ -1,12 +1,21 @@
-import { CrierError, ErrorCode, assertPattern, matchPattern } from '@crier/protocol';
+import {
+  CrierError,
+  ErrorCode,
+  assertPattern,
+  canonicalFilter,
+  filterId,
+  matchPattern,
+  passesFilter,
+  type SubscriptionFilter,
+} from '@crier/protocol';
 import { EventStream } from './event-stream.js';
 import type { Answer } from './pending.js';
-import type { ClientLimits, CrierEvent, EventHandler, Subscription } from './types.js';
+import type { ClientLimits, CrierEvent, EventHandler, SubscribeFilter, Subscription } from './types.js';
 
 /** What the registry needs from the client. */
 export interface SubscriptionHost {
   /** Sends a subscribe/unsubscribe request when connected; false when not (nothing sent). */
-  request(type: 'subscribe' | 'unsubscribe', pattern: string, answer: Answer): boolean;
+  request(type: 'subscribe' | 'unsubscribe', pattern: string, filter: SubscriptionFilter | undefined, answer: Answer): boolean;
   limits(): ClientLimits | undefined;
   /** Reports an asynchronous failure (a resubscribe the broker refused) as an `'error'` event. */
   error(error: CrierError): void;
@@ -35,9 +44,13 @@ function deferred(): Deferred {
   return { promise, resolve, reject };
 }
 
-/** One pattern on the broker, shared by every local handle subscribed to it. */
+/** One (pattern, filter) subscription on the broker, shared by every local handle of it. */
 interface Entry {
+  /** The pattern and the canonical filter's id: the subscription's identity. */
+  readonly key: string;
   readonly pattern: string;
+  /** The canonical filter, as sent in `f`. */
+  readonly filter: SubscriptionFilter | undefined;
   readonly handles: Set<Handle>;
   /** Resolves at the broker's first ack; every handle's `ready`. */
   readonly ready: Deferred;
@@ -55,6 +68,8 @@ class Handle implements Subscription {
 
   constructor(
     readonly pattern: string,
+    /** Its entry's key (pattern and filter). */
+    readonly key: string,
     private readonly handler: EventHandler | undefined,
     private readonly registry: Subscriptions,
     ready: Promise<void>,
@@ -109,60 +124,72 @@ export class Subscriptions {
 
   constructor(readonly host: SubscriptionHost) {}
 
-  add(pattern: string, handler: EventHandler | undefined): Subscription {
-    const entry = this.entryFor(pattern);
+  add(pattern: string, filter: SubscribeFilter | undefined, handler: EventHandler | undefined): Subscription {
+    const entry = this.entryFor(pattern, filter);
     if (entry instanceof CrierError) {
       const failed = deferred();
       failed.reject(entry);
-      const handle = new Handle(pattern, handler, this, failed.promise);
+      const handle = new Handle(pattern, '', handler, this, failed.promise);
       handle.end(entry);
       return handle;
     }
-    const handle = new Handle(pattern, handler, this, entry.ready.promise);
+    const handle = new Handle(pattern, entry.key, handler, this, entry.ready.promise);
     entry.handles.add(handle);
     return handle;
   }
 
-  /** The pattern's entry (created and sent when new), or why there can be none. */
-  private entryFor(pattern: string): Entry | CrierError {
+  /** The (pattern, filter) entry (created and sent when new), or why there can be none. */
+  private entryFor(pattern: string, f: SubscribeFilter | undefined): Entry | CrierError {
     if (this.closedWith) return this.closedWith;
+    let filter: SubscriptionFilter | undefined;
     try {
       assertPattern(pattern);
+      filter = canonicalFilter(f && { l: f.labels, la: f.allLabels, k: f.keys });
     } catch (err) {
       return err as CrierError;
     }
-    const existing = this.entries.get(pattern);
+    const key = filter ? `${pattern} ${filterId(filter)}` : pattern;
+    const existing = this.entries.get(key);
     if (existing) return existing;
     // Fail fast only once the broker told us its limit; before that its answer decides.
     const limits = this.host.limits();
     if (limits && this.entries.size >= limits.maxChannels) {
       return new CrierError(ErrorCode.maxChannels, `cannot subscribe to "${pattern}": already at the broker's limit of ${limits.maxChannels} patterns`);
     }
-    const entry: Entry = { pattern, handles: new Set(), ready: deferred(), acked: false };
-    this.entries.set(pattern, entry);
+    const entry: Entry = { key, pattern, filter, handles: new Set(), ready: deferred(), acked: false };
+    this.entries.set(key, entry);
     this.send(entry);
     return entry;
   }
 
   /** Removes one handle; unsubscribes on the broker when it was the pattern's last. */
   remove(handle: Handle): Promise<void> {
-    const entry = this.entries.get(handle.pattern);
+    const entry = this.entries.get(handle.key);
     handle.end();
     if (!entry || !entry.handles.delete(handle)) return Promise.resolve();
     return entry.handles.size === 0 ? this.drop(entry) : Promise.resolve();
   }
 
-  /** Removes every handle of `pattern` and the broker-side subscription. */
+  /** Removes every handle of `pattern`, whatever its filter, and the broker-side subscriptions. */
   removePattern(pattern: string): Promise<void> {
-    const entry = this.entries.get(pattern);
-    if (!entry) return Promise.resolve();
-    for (const handle of entry.handles) handle.end();
-    return this.drop(entry);
+    const drops: Promise<void>[] = [];
+    for (const entry of [...this.entries.values()]) {
+      if (entry.pattern !== pattern) continue;
+      for (const handle of entry.handles) handle.end();
+      drops.push(this.drop(entry));
+    }
+    return Promise.all(drops).then(() => {});
   }
 
+  /**
+   * To every handle whose pattern matches and whose filter the event passes: the event reached
+   * the connection through one subscription, and must not reach another it does not pass.
+   */
   dispatch(event: CrierEvent): void {
     for (const entry of this.entries.values()) {
-      if (matchPattern(entry.pattern, event.channel)) for (const handle of entry.handles) handle.deliver(event);
+      if (matchPattern(entry.pattern, event.channel) && passesFilter(entry.filter, event.labels, event.key)) {
+        for (const handle of entry.handles) handle.deliver(event);
+      }
     }
   }
 
@@ -182,12 +209,12 @@ export class Subscriptions {
   }
 
   private drop(entry: Entry): Promise<void> {
-    this.entries.delete(entry.pattern);
+    this.entries.delete(entry.key);
     entry.handles.clear();
     // Settle `ready` now rather than leave it hanging on an answer that may never matter.
     entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed from "${entry.pattern}" before the broker acknowledged it`));
     return new Promise((resolve, reject) => {
-      const sent = this.host.request('unsubscribe', entry.pattern, {
+      const sent = this.host.request('unsubscribe', entry.pattern, entry.filter, {
         resolve: () => resolve(),
         // Lost with the connection or the client: the pattern is not resubscribed, so it is gone.
         reject: (err) => (err.code === ErrorCode.disconnected || err.code === ErrorCode.closed ? resolve() : reject(err)),
@@ -197,7 +224,7 @@ export class Subscriptions {
   }
 
   private send(entry: Entry): void {
-    this.host.request('subscribe', entry.pattern, {
+    this.host.request('subscribe', entry.pattern, entry.filter, {
       resolve: () => {
         entry.acked = true;
         entry.ready.resolve();
@@ -209,12 +236,12 @@ export class Subscriptions {
   private failed(entry: Entry, err: CrierError): void {
     // A lost connection is not a refusal: the next welcome subscribes again. `closed` is close()'s.
     if (err.code === ErrorCode.disconnected || err.code === ErrorCode.closed) return;
-    const current = this.entries.get(entry.pattern) === entry;
+    const current = this.entries.get(entry.key) === entry;
     if (current) {
-      this.entries.delete(entry.pattern);
+      this.entries.delete(entry.key);
       for (const handle of entry.handles) handle.end(err);
       // The broker may have subscribed after all (a late answer): do not leave it behind.
-      if (err.code === ErrorCode.timeout) this.host.request('unsubscribe', entry.pattern, noAnswer);
+      if (err.code === ErrorCode.timeout) this.host.request('unsubscribe', entry.pattern, entry.filter, noAnswer);
     }
     if (!entry.acked) entry.ready.reject(err);
     else if (current) {

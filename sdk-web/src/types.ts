@@ -192,6 +192,19 @@ export interface DroppedNotice {
   source: 'broker' | 'iterator';
 }
 
+/**
+ * A server-side filter on a subscription: the broker sends only the events that pass every part
+ * given. Labels and keys are compared exactly.
+ */
+export interface SubscribeFilter {
+  /** The event must carry at least one of these labels (every one with `allLabels`). At most 16, each 1-64 characters. */
+  labels?: string[];
+  /** `true`: the event must carry every label of `labels`. @default false */
+  allLabels?: boolean;
+  /** The event's key must be one of these. At most 256, each 1-256 characters. */
+  keys?: string[];
+}
+
 export type EventHandler = (event: CrierEvent) => void;
 export type StateListener = (state: ClientState, info: StateInfo) => void;
 export type DroppedListener = (notice: DroppedNotice) => void;
@@ -226,7 +239,14 @@ export interface CrierClient {
   publish(channel: string, data: Uint8Array, options: FireAndForgetOptions): Promise<void>;
   /** Subscribes to a channel or pattern; `handler` gets every matching event. */
   subscribe(pattern: string, handler?: EventHandler): Subscription;
-  /** Drops every local handle for the pattern and the broker-side subscription. */
+  /**
+   * Subscribes with a server-side filter: the broker sends only matching events that pass it, and
+   * `handler` gets only those. (pattern, filter) is one subscription, counted once in `maxChannels`;
+   * it is renewed with its filter after every reconnect. Rejects `ready` with `bad_filter` for a
+   * filter out of bounds.
+   */
+  subscribe(pattern: string, filter: SubscribeFilter, handler?: EventHandler): Subscription;
+  /** Drops every local handle for the pattern, whatever their filters, and the broker-side subscriptions. */
   unsubscribe(pattern: string): Promise<void>;
   /** Every event on the stream, once each. Returns the function that removes the handler. */
   onEvent(handler: EventHandler): () => void;

@@ -1,0 +1,322 @@
+import { isUtf8 } from 'node:buffer';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { nanoid } from 'nanoid';
+import { CrierError, ErrorCode, assertPattern, canonicalFilter, type SubscriptionFilter } from '@crier/protocol';
+import type { Flushable } from './connection.js';
+import type { BrokerCore } from './core.js';
+import { applyCors } from './cors.js';
+import { EventFilter } from './filter.js';
+
+/** Sent first on every stream: how long a browser's EventSource waits before reconnecting (ms). */
+export const SSE_RETRY_MS = 2000;
+/** At most this many `[channel, count]` pairs in a `dropped` event. */
+const MAX_DROPPED_PAIRS = 100;
+/** Distinct channels counted per slow spell (like a WebSocket connection's). */
+const MAX_DROPPED_CHANNELS = 10_000;
+/** A stream whose socket has not drained for more than this many keep-alive ticks is closed. */
+const STALL_TICKS = 2;
+
+const KEEP_ALIVE = Buffer.from(': keep-alive\n\n');
+const BASE64_PREFIX = Buffer.from('base64:');
+
+/**
+ * One event as SSE text: `id:` (the offset), `event:` (the channel), then the data. Valid UTF-8
+ * that does not start with `base64:` goes as text, one `data:` line per line; anything else as
+ * `data: base64:<standard base64>`, so a data value starting with `base64:` always means base64.
+ * Built once per publish: nothing in it is per recipient.
+ */
+export function encodeSseEvent(channel: string, data: Uint8Array, offset: number): Buffer {
+  const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const text = isUtf8(bytes) && !startsWith(bytes, BASE64_PREFIX)
+    ? `data: ${bytes.toString('utf8').split(/\r\n|\r|\n/).join('\ndata: ')}\n`
+    : `data: base64:${bytes.toString('base64')}\n`;
+  return Buffer.from(`id: ${offset}\nevent: ${channel}\n${text}\n`, 'utf8');
+}
+
+function startsWith(bytes: Buffer, prefix: Buffer): boolean {
+  return bytes.length >= prefix.length && bytes.subarray(0, prefix.length).equals(prefix);
+}
+
+/** What `GET <base>/events` subscribes to, from its query string. */
+export interface SseQuery {
+  patterns: string[];
+  filter: SubscriptionFilter | undefined;
+}
+
+/** Comma-separated values of a query parameter, which may also be repeated. */
+function listParam(params: URLSearchParams, name: string): string[] | undefined {
+  const raw = params.getAll(name);
+  if (raw.length === 0) return undefined;
+  return raw.flatMap((v) => v.split(','));
+}
+
+/** Parses and checks the query of `GET /events`. Throws the `CrierError` that answers it (400). */
+export function parseSseQuery(url: string | undefined, maxChannels: number): SseQuery {
+  const q = url?.indexOf('?') ?? -1;
+  const params = new URLSearchParams(q === -1 ? '' : url!.slice(q + 1));
+  const channels = listParam(params, 'channels');
+  if (channels === undefined) {
+    throw new CrierError(ErrorCode.badPattern, 'the channels parameter is required: ?channels=user.*,order.completed');
+  }
+  const patterns = [...new Set(channels)];
+  for (const p of patterns) assertPattern(p);
+  if (patterns.length > maxChannels) {
+    throw new CrierError(ErrorCode.maxChannels, `at most ${maxChannels} channels per stream (maxChannels), got ${patterns.length}`);
+  }
+  const match = params.get('labelMatch');
+  if (match !== null && match !== 'any' && match !== 'all') {
+    throw new CrierError(ErrorCode.badFilter, `labelMatch must be any or all, got ${JSON.stringify(match.slice(0, 16))}`);
+  }
+  const filter = canonicalFilter({ l: listParam(params, 'labels'), la: match === 'all', k: listParam(params, 'keys') });
+  return { patterns, filter };
+}
+
+/** What a stream needs from the broker around it. */
+export interface SseHost {
+  readonly bufferSize: number;
+  readonly maxBufferBytes: number;
+  markDirty(item: Flushable): void;
+  onSlow(stream: SseStream): void;
+  onRecovered(stream: SseStream, dropped: number, channels: [string, number][]): void;
+}
+
+/**
+ * One SSE response as a subscriber. It sits in the channel index under each of its patterns, as
+ * its own index entry (one filter for all of them), and gets each matching event once. Its queue
+ * has the bounds of a WebSocket connection's (`bufferSize` events, `maxBufferBytes` bytes); the
+ * queue is written once per tick while the response takes it (`res.write()` returns true), and
+ * held while it does not (until `'drain'`). Past the bounds its events are dropped and counted;
+ * after the drain it gets an `event: dropped`.
+ */
+export class SseStream implements Flushable {
+  /** A name for logs and the slow-consumer list. */
+  readonly uuid = `sse-${nanoid(12)}`;
+  readonly sub = this;
+  readonly filter: EventFilter | undefined;
+  stamp = 0;
+  dirty = false;
+  slow = false;
+  slowSince = 0;
+  closed = false;
+  /** Keep-alive ticks spent waiting for a drain. */
+  stalledTicks = 0;
+
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  /** `res.write()` returned false and no `'drain'` came yet. */
+  private waiting = false;
+  private droppedTotal = 0;
+  private readonly droppedByChannel = new Map<string, number>();
+
+  constructor(
+    readonly res: ServerResponse,
+    readonly patterns: readonly string[],
+    filter: SubscriptionFilter | undefined,
+    private readonly host: SseHost,
+  ) {
+    this.filter = filter === undefined ? undefined : new EventFilter(filter);
+    res.on('drain', () => this.drained());
+  }
+
+  /** Queues one encoded event, or drops and counts it. Returns whether it was queued. */
+  enqueueEvent(bytes: Buffer, channel: string): boolean {
+    if (this.closed) return false;
+    if (this.slow) {
+      if (this.waiting) return this.drop(channel);
+      this.recover(); // the response took everything since: the spell is over
+    }
+    if (!this.hasRoom(bytes.length)) {
+      // A burst within one tick: write now rather than drop, when the response takes it.
+      this.flush();
+      if (!this.hasRoom(bytes.length)) return this.drop(channel);
+    }
+    this.queue.push(bytes);
+    this.queuedBytes += bytes.length;
+    if (!this.dirty) this.host.markDirty(this);
+    return true;
+  }
+
+  private hasRoom(bytes: number): boolean {
+    if (this.queue.length >= this.host.bufferSize) return false;
+    // While the response is not draining, what it has not handed to the kernel counts too.
+    const held = this.queuedBytes + (this.waiting ? this.res.writableLength : 0);
+    return held === 0 || held + bytes <= this.host.maxBufferBytes;
+  }
+
+  private drop(channel: string): false {
+    if (!this.slow) {
+      this.slow = true;
+      this.slowSince = Date.now();
+      this.host.onSlow(this);
+    }
+    this.droppedTotal++;
+    const n = this.droppedByChannel.get(channel);
+    if (n !== undefined) this.droppedByChannel.set(channel, n + 1);
+    else if (this.droppedByChannel.size < MAX_DROPPED_CHANNELS) this.droppedByChannel.set(channel, 1);
+    return false;
+  }
+
+  /** Writes the queue in one `res.write()`, unless the response asked to wait for a drain. */
+  flush(): void {
+    if (this.waiting || this.closed || this.queue.length === 0) return;
+    const chunk = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue, this.queuedBytes);
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.writeChunk(chunk);
+  }
+
+  /**
+   * `res.write()`, and whether to wait for `'drain'`. The response corks its socket until the next
+   * tick, so a large write always looks pending: uncork now, and wait only when the kernel did not
+   * take everything (as a WebSocket connection checks `bufferedAmount`), so a fast reader hit by a
+   * burst larger than the bounds within one tick loses nothing.
+   */
+  private writeChunk(chunk: string | Buffer): void {
+    if (this.res.write(chunk)) return;
+    const socket = this.res.socket;
+    socket?.uncork();
+    if (!socket || this.res.writableLength > 0) this.waiting = true;
+  }
+
+  private drained(): void {
+    this.waiting = false;
+    this.stalledTicks = 0;
+    this.flush();
+    if (this.slow && !this.waiting) this.recover();
+  }
+
+  private recover(): void {
+    const channels = [...this.droppedByChannel].sort((a, b) => b[1] - a[1]).slice(0, MAX_DROPPED_PAIRS);
+    const n = this.droppedTotal;
+    this.slow = false;
+    this.slowSince = 0;
+    this.droppedTotal = 0;
+    this.droppedByChannel.clear();
+    this.flush(); // what was queued before the gap goes first
+    this.write(`event: dropped\ndata: ${JSON.stringify({ n, channels })}\n\n`);
+    this.host.onRecovered(this, n, channels);
+  }
+
+  /** Writes a control line (never dropped: it is small, and one per interval or per spell). */
+  write(chunk: string | Buffer): void {
+    if (this.closed) return;
+    this.writeChunk(chunk);
+  }
+
+  /** Every keep-alive interval: a comment line, or, for a stream stalled too long, false (close it). */
+  keepAlive(): boolean {
+    if (this.waiting) return ++this.stalledTicks <= STALL_TICKS;
+    this.flush();
+    this.write(KEEP_ALIVE);
+    return true;
+  }
+
+  backlog(): { events: number; bytes: number; dropped: number } {
+    return { events: this.queue.length, bytes: this.queuedBytes + this.res.writableLength, dropped: this.droppedTotal };
+  }
+
+  /** Forgets the queue and stops writing. */
+  dispose(): void {
+    this.closed = true;
+    this.queue = [];
+    this.queuedBytes = 0;
+  }
+}
+
+/** Every SSE stream of a broker, and their one keep-alive timer. */
+export class SseHub {
+  readonly streams = new Set<SseStream>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly core: BrokerCore) {}
+
+  get size(): number {
+    return this.streams.size;
+  }
+
+  /** Answers `GET <base>/events`: CORS, the query, then the stream until the client goes. */
+  handle(req: IncomingMessage, res: ServerResponse, corsOrigins: readonly string[]): void {
+    if (applyCors(req, res, corsOrigins)) return;
+    const core = this.core;
+    if (req.method !== 'GET') {
+      return sendError(res, 405, 'method_not_allowed', 'events answers GET only', { Allow: 'GET, OPTIONS' });
+    }
+    if (core.closing) return sendError(res, 503, ErrorCode.shuttingDown, 'the broker is shutting down');
+    let query: SseQuery;
+    try {
+      query = parseSseQuery(req.url, core.options.maxChannels);
+    } catch (err) {
+      if (!(err instanceof CrierError)) throw err;
+      return sendError(res, 400, err.code, err.message);
+    }
+    const stream = new SseStream(res, query.patterns, query.filter, core);
+    res.writeHead(200, {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-store',
+      'X-Content-Type-Options': 'nosniff',
+      // Proxies that buffer responses (nginx) would hold events back.
+      'X-Accel-Buffering': 'no',
+    });
+    req.socket.setNoDelay(true);
+    const f = query.filter;
+    const subscribed = { channels: query.patterns, labels: f?.l ?? [], labelMatch: f?.la ? 'all' : 'any', keys: f?.k ?? [] };
+    stream.write(`retry: ${SSE_RETRY_MS}\n\nevent: subscribed\ndata: ${JSON.stringify(subscribed)}\n\n`);
+    for (const pattern of query.patterns) core.index.add(pattern, stream);
+    this.streams.add(stream);
+    this.timer ??= setInterval(sseHubOnTick, core.options.keepAliveInterval, this).unref();
+    res.on('close', () => this.remove(stream));
+    core.log.debug({ uuid: stream.uuid, channels: query.patterns, remoteAddress: req.socket.remoteAddress }, 'sse stream open');
+  }
+
+  /** Frees a stream whose response closed (or is being closed). Idempotent. */
+  remove(stream: SseStream): void {
+    if (!this.streams.delete(stream)) return;
+    stream.dispose();
+    for (const pattern of stream.patterns) this.core.index.remove(pattern, stream);
+    this.core.forgetSlow(stream);
+    if (this.streams.size === 0) this.stop();
+    this.core.log.debug({ uuid: stream.uuid }, 'sse stream closed');
+  }
+
+  tick(): void {
+    for (const stream of this.streams) {
+      if (!stream.keepAlive()) {
+        this.core.log.warn({ uuid: stream.uuid, ...stream.backlog() }, 'sse stream did not drain for two keep-alive intervals: closed');
+        this.remove(stream);
+        stream.res.destroy();
+      }
+    }
+  }
+
+  /** Ends every stream (the broker is closing): what was queued goes out first. */
+  closeAll(): void {
+    for (const stream of [...this.streams]) {
+      stream.flush();
+      this.remove(stream);
+      stream.res.end();
+    }
+    this.stop();
+  }
+
+  private stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+function sseHubOnTick(hub: SseHub): void {
+  hub.tick();
+}
+
+function sendError(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  if (res.headersSent || res.writableEnded) return;
+  const body = JSON.stringify({ code, message });
+  res.writeHead(status, {
+    'Cache-Control': 'no-store',
+    ...headers,
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    'X-Content-Type-Options': 'nosniff',
+  });
+  res.end(body);
+}
