@@ -1,0 +1,280 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { SubscribeFilter } from '@crier/sdk-web';
+
+// Argument parsing of the `crier` command: `node:util` parseArgs, strict, one option table per
+// command plus the global ones. Everything wrong with the command line is a UsageError (exit 2).
+
+export const DEFAULT_URL = 'ws://127.0.0.1:10102';
+export const DEFAULT_TIMEOUT_MS = 5000;
+
+export type CommandName = 'listen' | 'publish' | 'stats';
+const COMMANDS: readonly CommandName[] = ['listen', 'publish', 'stats'];
+
+/** A command line that cannot run: the message and the command whose usage to show. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command?: CommandName,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface GlobalOptions {
+  /** The broker's WebSocket URL (ws: or wss:). */
+  url: string;
+  /** Bound on connecting and on each request, in ms. */
+  timeout: number;
+  verbose: boolean;
+}
+
+export interface ListenCommand extends GlobalOptions {
+  command: 'listen';
+  patterns: string[];
+  /** Undefined when no filter flag was given. */
+  filter: SubscribeFilter | undefined;
+  json: boolean;
+}
+
+export interface PublishCommand extends GlobalOptions {
+  command: 'publish';
+  channel: string;
+  /** The data argument: bytes of this string, or `{ stdin }`, or `{ file }`. */
+  source: { text: string } | { stdin: true } | { file: string };
+  lines: boolean;
+  labels: string[] | undefined;
+  key: string | undefined;
+  ack: boolean;
+  json: boolean;
+}
+
+export interface StatsCommand extends GlobalOptions {
+  command: 'stats';
+  json: boolean;
+}
+
+export type ParsedCommandLine =
+  | { command: 'help'; topic: CommandName | undefined }
+  | { command: 'version' }
+  | ListenCommand
+  | PublishCommand
+  | StatsCommand;
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const GLOBAL_OPTIONS = {
+  url: { type: 'string' },
+  timeout: { type: 'string' },
+  verbose: { type: 'boolean', short: 'v' },
+  help: { type: 'boolean', short: 'h' },
+} satisfies Options;
+
+const COMMAND_OPTIONS = {
+  listen: {
+    labels: { type: 'string', multiple: true },
+    'all-labels': { type: 'boolean' },
+    keys: { type: 'string', multiple: true },
+    json: { type: 'boolean' },
+  },
+  publish: {
+    label: { type: 'string', multiple: true },
+    key: { type: 'string' },
+    file: { type: 'string' },
+    lines: { type: 'boolean' },
+    'no-ack': { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
+  stats: {
+    json: { type: 'boolean' },
+  },
+} satisfies Record<CommandName, Options>;
+
+/** Global options that take a value: their value is not the command name. */
+const VALUED_GLOBALS = new Set(['--url', '--timeout']);
+
+export const TOP_USAGE = `Usage: crier <command> [options]
+
+Commands:
+  listen [patterns...]        print events as they arrive (default pattern ">")
+  publish <channel> [data|-]  publish an event (the argument, stdin with "-", or --file)
+  stats                       print the broker's /stats
+
+Global options:
+  --url <ws-url>      broker URL (default $CRIER_URL or ${DEFAULT_URL})
+  --timeout <time>    bound on connecting and on each request: ms, or 500ms, 5s, 1m (default 5s)
+  -v, --verbose       report connection state changes on stderr
+  -h, --help          help (also after a command: crier listen --help)
+  --version           print the version
+
+Exit codes: 0 done, 1 failure (broker unreachable, error from the broker), 2 usage error.
+`;
+
+export const COMMAND_USAGE: Record<CommandName, string> = {
+  listen: `Usage: crier listen [patterns...] [--labels a,b] [--all-labels] [--keys k1,k2] [--json]
+
+Prints each event on the patterns (default ">", every channel), one line each:
+  [14:23:15] user.created: {"id":42}
+Data that is not printable UTF-8 shows as <binary 512 B: 0a1b2c…>. Status lines go to stderr.
+
+Options:
+  --labels a,b     only events carrying one of these labels (all of them with --all-labels)
+  --all-labels     require every label of --labels
+  --keys k1,k2     only events with one of these keys
+  --json           one JSON object per line: {"id","channel","offset","epoch","time","labels",
+                   "key","data"}; data is the text when valid UTF-8, else {"base64": "…"}
+  plus the global options (crier --help). Reconnects by itself; Ctrl+C quits.
+`,
+  publish: `Usage: crier publish <channel> [data | -] [--label x]... [--key k] [--file path] [--lines] [--no-ack]
+
+Publishes the data argument, stdin ("-"), or a file, as is, and prints "id offset".
+
+Options:
+  --label x        a label carried by the event (repeatable)
+  --key k          a key carried by the event
+  --file path      publish the file's bytes
+  --lines          one event per line of stdin (or of --file); empty lines are skipped
+  --no-ack         fire-and-forget: do not wait for the broker's ack, print nothing
+  --json           print {"id","offset","epoch","channel"} per event
+  plus the global options (crier --help).
+`,
+  stats: `Usage: crier stats [--json]
+
+Prints the broker's /stats (on the same host and port as --url), readably or as --json.
+  plus the global options (crier --help).
+`,
+};
+
+/** Milliseconds from "5000", "500ms", "5s", "1m". */
+export function parseDuration(text: string, name: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  const unit = m?.[2] ?? 'ms';
+  const ms = m ? Number(m[1]) * (unit === 'm' ? 60_000 : unit === 's' ? 1000 : 1) : NaN;
+  if (!(ms >= 1) || !Number.isFinite(ms)) throw new UsageError(`${name}: expected a duration such as 500ms or 5s, got "${text}"`);
+  return Math.round(ms);
+}
+
+/** The URL to connect to: ws(s) as is, http(s) turned into ws(s). */
+export function parseUrl(text: string, from: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`${from}: not a URL: "${text}"`);
+  }
+  if (url.protocol === 'http:') url.protocol = 'ws:';
+  else if (url.protocol === 'https:') url.protocol = 'wss:';
+  else if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    throw new UsageError(`${from}: expected a ws:// or wss:// URL, got "${text}"`);
+  }
+  return url.href;
+}
+
+/** `--labels a,b --labels c` → ['a', 'b', 'c']. */
+function splitList(values: string[] | undefined): string[] | undefined {
+  if (values === undefined) return undefined;
+  return values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
+}
+
+/** The index of the command name: the first argument that is neither an option nor its value. */
+function findCommand(argv: string[]): number {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return i + 1 < argv.length ? i + 1 : -1;
+    if (VALUED_GLOBALS.has(arg)) i++;
+    else if (!arg.startsWith('-') || arg === '-') return i;
+  }
+  return -1;
+}
+
+function parse<O extends Options>(args: string[], options: O, command: CommandName | undefined) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: true });
+  } catch (err) {
+    // Node's messages go on with advice about "--"; the first sentence says what is wrong.
+    const message = err instanceof Error ? err.message.split('. ')[0]!.replace(/\.$/, '') : String(err);
+    throw new UsageError(message, command);
+  }
+}
+
+function globals(values: { url?: string; timeout?: string; verbose?: boolean }, env: NodeJS.ProcessEnv): GlobalOptions {
+  const fromEnv = env['CRIER_URL'] ? env['CRIER_URL'] : undefined;
+  return {
+    url: values.url !== undefined ? parseUrl(values.url, '--url') : parseUrl(fromEnv ?? DEFAULT_URL, fromEnv ? 'CRIER_URL' : 'default'),
+    timeout: values.timeout !== undefined ? parseDuration(values.timeout, '--timeout') : DEFAULT_TIMEOUT_MS,
+    verbose: values.verbose ?? false,
+  };
+}
+
+/** Parses `crier`'s arguments (without node and the script). Throws a UsageError. */
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): ParsedCommandLine {
+  const at = findCommand(argv);
+  if (at === -1) {
+    const { values } = parse(argv, { ...GLOBAL_OPTIONS, version: { type: 'boolean' } }, undefined);
+    if (values.version) return { command: 'version' };
+    if (values.help) return { command: 'help', topic: undefined };
+    throw new UsageError('missing command');
+  }
+  const name = argv[at]!;
+  if (!(COMMANDS as readonly string[]).includes(name)) throw new UsageError(`unknown command "${name}"`);
+  const command = name as CommandName;
+  const rest = [...argv.slice(0, at), ...argv.slice(at + 1)];
+
+  switch (command) {
+    case 'listen': {
+      const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS.listen }, command);
+      if (values.help) return { command: 'help', topic: command };
+      const labels = splitList(values.labels);
+      const keys = splitList(values.keys);
+      if (values['all-labels'] && labels === undefined) throw new UsageError('--all-labels needs --labels', command);
+      let filter: SubscribeFilter | undefined;
+      if (labels !== undefined || keys !== undefined) {
+        filter = {};
+        if (labels !== undefined) filter.labels = labels;
+        if (values['all-labels']) filter.allLabels = true;
+        if (keys !== undefined) filter.keys = keys;
+      }
+      return {
+        command,
+        ...globals(values, env),
+        patterns: positionals.length > 0 ? positionals : ['>'],
+        filter,
+        json: values.json ?? false,
+      };
+    }
+    case 'publish': {
+      const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS.publish }, command);
+      if (values.help) return { command: 'help', topic: command };
+      const [channel, data, ...extra] = positionals;
+      if (channel === undefined) throw new UsageError('missing channel', command);
+      if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}" (quote data that has spaces)`, command);
+      const lines = values.lines ?? false;
+      let source: PublishCommand['source'];
+      if (values.file !== undefined) {
+        if (data !== undefined) throw new UsageError('give the data as an argument or with --file, not both', command);
+        source = { file: values.file };
+      } else if (data === '-' || (data === undefined && lines)) source = { stdin: true };
+      else if (data !== undefined) {
+        if (lines) throw new UsageError('--lines reads stdin or --file: give "-" instead of data', command);
+        source = { text: data };
+      } else throw new UsageError('missing data (give it as an argument, "-" for stdin, or --file)', command);
+      return {
+        command,
+        ...globals(values, env),
+        channel,
+        source,
+        lines,
+        labels: values.label,
+        key: values.key,
+        ack: !values['no-ack'],
+        json: values.json ?? false,
+      };
+    }
+    case 'stats': {
+      const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS.stats }, command);
+      if (values.help) return { command: 'help', topic: command };
+      if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`, command);
+      return { command, ...globals(values, env), json: values.json ?? false };
+    }
+  }
+}
