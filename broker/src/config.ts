@@ -35,7 +35,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'channelCacheSize', flag: 'channel-cache-size', env: 'EVENT_CHANNEL_CACHE_SIZE', kind: 'int', help: 'channels whose offset counter is kept' },
   { key: 'logSlowConsumers', flag: 'log-slow-consumers', env: 'EVENT_LOG_SLOW_CONSUMERS', kind: 'bool', help: 'log connections that lose events' },
   { key: 'logPublishedEvents', flag: 'log-published-events', env: 'EVENT_LOG_PUBLISHED_EVENTS', kind: 'bool', help: 'log every published event' },
-  { key: 'corsOrigins', flag: 'cors-origins', env: 'EVENT_CORS_ORIGINS', kind: 'list', help: 'origins allowed to read /events across origins (comma-separated; * for any)' },
+  { key: 'corsOrigins', flag: 'cors-origins', env: 'EVENT_CORS_ORIGINS', kind: 'list', help: 'origins whose pages may read /events and /publish answers (CORS; comma-separated; * for any)' },
+  { key: 'allowedOrigins', flag: 'allowed-origins', env: 'EVENT_ALLOWED_ORIGINS', kind: 'list', help: 'origins whose pages may connect at all: WebSocket, SSE, publish (comma-separated; default *)' },
   { key: 'logLevel', flag: 'log-level', env: 'EVENT_LOG_LEVEL', kind: 'level', help: `${LOG_LEVELS.join('|')}` },
   { key: 'logFormat', flag: 'log-format', env: 'EVENT_LOG_FORMAT', kind: 'format', help: `${LOG_FORMATS.join('|')} (auto: pretty when stderr is a terminal, else json)` },
 ];

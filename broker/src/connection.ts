@@ -52,6 +52,8 @@ export class Connection implements Flushable {
    * (it is its own index entry), a `FilteredEntry` for one with.
    */
   readonly subscriptions = new Map<string, IndexEntry<Connection>>();
+  /** Characters of labels and keys held by this connection's filters (bounded per connection). */
+  filterChars = 0;
   /** As an index entry: a subscription without a filter. */
   readonly sub = this;
   readonly filter: EventFilter | undefined = undefined;

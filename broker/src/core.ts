@@ -45,7 +45,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   readonly bufferSize: number;
   readonly maxBufferBytes: number;
   /**
-   * Decode limits, one object for the broker's life (the codec caches a decoder per object).
+   * Decode limits, one object for the broker's life.
    * Binary fields may be as long as a whole frame, so that data past `maxPayload` inside an
    * acceptable frame decodes and gets a `payload_too_large` answer carrying its request id,
    * instead of a `frame_too_large` without one.
@@ -221,6 +221,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     conn.helloTimer = undefined;
     for (const [key, entry] of conn.subscriptions) this.index.remove(patternOfKey(key), entry);
     conn.subscriptions.clear();
+    conn.filterChars = 0;
     if (conn.uuid && this.registry.get(conn.uuid) === conn) this.registry.delete(conn.uuid);
     this.connections.delete(conn);
     this.slow.delete(conn);

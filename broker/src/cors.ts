@@ -1,5 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
+/**
+ * Whether a request may proceed under the `allowedOrigins` option: one without an `Origin` header
+ * (a service, curl) always may; a browser's only when its origin is listed, or the list holds `*`.
+ */
+export function originAllowed(req: IncomingMessage, allowed: readonly string[]): boolean {
+  const origin = req.headers.origin;
+  return origin === undefined || allowed.includes('*') || allowed.includes(origin);
+}
+
 /** Methods a cross-origin page may use on the broker's HTTP endpoints. */
 const ALLOWED_METHODS = 'GET, HEAD, POST, OPTIONS';
 /** Headers a page may send when it does not say which (a preflight without the request header). */

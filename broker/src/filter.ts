@@ -16,6 +16,8 @@ export interface SubscribeFilter {
  */
 export class EventFilter {
   readonly id: string;
+  /** Characters of labels and keys it holds: what it costs to keep. */
+  readonly size: number;
   private readonly labels: readonly string[] | undefined;
   private readonly all: boolean;
   private readonly keys: ReadonlySet<string> | undefined;
@@ -25,6 +27,9 @@ export class EventFilter {
     this.labels = wire.l;
     this.all = wire.la === true;
     this.keys = wire.k ? new Set(wire.k) : undefined;
+    let size = 0;
+    for (const s of [...(wire.l ?? []), ...(wire.k ?? [])]) size += s.length;
+    this.size = size;
   }
 
   passes(labels: readonly string[] | undefined, key: string | undefined): boolean {

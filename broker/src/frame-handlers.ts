@@ -129,6 +129,9 @@ function handleFrame(core: BrokerCore, conn: Connection, frame: Frame): void {
   }
 }
 
+/** Characters of labels and keys that one connection's filters may hold in all. */
+export const MAX_FILTER_CHARS_PER_CONNECTION = 64 * 1024;
+
 function subscribe(core: BrokerCore, conn: Connection, frame: SubscribeFrame): void {
   assertPattern(frame.p);
   const filter = compileFilter(frame.f); // bad_filter
@@ -140,6 +143,13 @@ function subscribe(core: BrokerCore, conn: Connection, frame: SubscribeFrame): v
     if (conn.subscriptions.size >= max) {
       throw new CrierError(ErrorCode.maxChannels, `this connection already holds ${max} subscriptions (maxChannels)`);
     }
+    // Filters may list 256 keys each: bound what one connection can make the broker hold.
+    const size = filter === undefined ? 0 : filter.size;
+    if (conn.filterChars + size > MAX_FILTER_CHARS_PER_CONNECTION) {
+      throw new CrierError(ErrorCode.badFilter,
+        `this connection's filters would exceed ${MAX_FILTER_CHARS_PER_CONNECTION} characters of labels and keys`);
+    }
+    conn.filterChars += size;
     const entry = filter === undefined ? conn : new FilteredEntry(conn, filter);
     conn.subscriptions.set(key, entry);
     core.index.add(frame.p, entry);
@@ -148,11 +158,16 @@ function subscribe(core: BrokerCore, conn: Connection, frame: SubscribeFrame): v
 }
 
 function unsubscribe(core: BrokerCore, conn: Connection, frame: UnsubscribeFrame): void {
+  // A valid pattern holds no space, so its key cannot be confused with another subscription's
+  // (an unchecked one could name a filtered key and leave its index entry behind).
+  assertPattern(frame.p);
   // Without `f`, the subscription of the pattern with no filter; with it, that filter's.
-  const key = subscriptionKey(frame.p, compileFilter(frame.f));
+  const filter = compileFilter(frame.f);
+  const key = subscriptionKey(frame.p, filter);
   const entry = conn.subscriptions.get(key);
   if (entry !== undefined) {
     conn.subscriptions.delete(key);
+    if (filter !== undefined) conn.filterChars -= filter.size;
     core.index.remove(frame.p, entry);
   }
   sendAck(conn, frame.r);

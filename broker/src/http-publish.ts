@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
 import type { BrokerCore } from './core.js';
-import { applyCors } from './cors.js';
+import { applyCors, originAllowed } from './cors.js';
 import { validatePublish } from './publish-validation.js';
 
 /** HTTP status of each error code an HTTP publish can answer. */
@@ -10,6 +10,7 @@ const STATUS_OF: Readonly<Record<string, number>> = {
   [ErrorCode.badFrame]: 400,
   [ErrorCode.payloadTooLarge]: 413,
   [ErrorCode.shuttingDown]: 503,
+  [ErrorCode.forbiddenOrigin]: 403,
 };
 
 const EMPTY = new Uint8Array(0);
@@ -36,6 +37,10 @@ export function handlePublish(core: BrokerCore, req: IncomingMessage, res: Serve
   let key: string | undefined;
   try {
     if (core.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
+    // A page from another site must not publish through its visitor's browser (CSRF).
+    if (!originAllowed(req, core.options.allowedOrigins)) {
+      throw new CrierError(ErrorCode.forbiddenOrigin, `origin ${req.headers.origin} is not in allowedOrigins`);
+    }
     channel = decodeChannel(rawChannel);
     ({ labels, key } = labelsAndKey(req));
     // Everything but the data is checked before a byte of the body is read.

@@ -93,6 +93,14 @@ export interface BrokerOptions {
    */
   corsOrigins?: string[];
   /**
+   * Origins whose browser pages may open WebSockets, SSE streams and HTTP publishes: a request
+   * carrying an `Origin` header not listed is refused (403 `forbidden_origin`) before anything
+   * else; requests without one (services, curl) always pass. `['*']` allows any origin. Set it in
+   * production: with `*`, any web page a user visits can talk to a broker that user can reach.
+   * @default ['*']
+   */
+  allowedOrigins?: string[];
+  /**
    * A pino logger, or `false` for none.
    * @default pino to stderr at level 'info'
    */
@@ -116,6 +124,7 @@ export interface ResolvedOptions {
   logSlowConsumers: boolean;
   logPublishedEvents: boolean;
   corsOrigins: string[];
+  allowedOrigins: string[];
   logger: Logger | false | undefined;
 }
 
@@ -134,6 +143,7 @@ export const DEFAULTS = {
   logSlowConsumers: true,
   logPublishedEvents: false,
   corsOrigins: [] as readonly string[],
+  allowedOrigins: ['*'] as readonly string[],
 } as const;
 
 // setTimeout/setInterval overflow past 2^31-1 ms and fire at once: bound every duration by it.
@@ -182,6 +192,11 @@ export const optionSchemas = {
       .regex(/^(\*|https?:\/\/[^\s/,]+)$/, { error: 'each origin must be "*" or like "https://app.example.com" (scheme and host, no path)' }),
     { error: 'must be a list of origins' },
   ),
+  allowedOrigins: z.array(
+    z.string({ error: 'must be a list of origins' })
+      .regex(/^(\*|https?:\/\/[^\s/,]+)$/, { error: 'each origin must be "*" or like "https://app.example.com" (scheme and host, no path)' }),
+    { error: 'must be a list of origins' },
+  ),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
 } as const;
 
@@ -224,6 +239,7 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     logSlowConsumers: o.logSlowConsumers ?? DEFAULTS.logSlowConsumers,
     logPublishedEvents: o.logPublishedEvents ?? DEFAULTS.logPublishedEvents,
     corsOrigins: o.corsOrigins ?? [],
+    allowedOrigins: o.allowedOrigins ?? [...DEFAULTS.allowedOrigins],
     logger: o.logger,
   };
 }

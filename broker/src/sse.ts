@@ -4,7 +4,7 @@ import { nanoid } from 'nanoid';
 import { CrierError, ErrorCode, assertPattern, canonicalFilter, type SubscriptionFilter } from '@crier/protocol';
 import type { Flushable } from './connection.js';
 import type { BrokerCore } from './core.js';
-import { applyCors } from './cors.js';
+import { applyCors, originAllowed } from './cors.js';
 import { EventFilter } from './filter.js';
 
 /** Sent first on every stream: how long a browser's EventSource waits before reconnecting (ms). */
@@ -242,6 +242,13 @@ export class SseHub {
       return sendError(res, 405, 'method_not_allowed', 'events answers GET only', { Allow: 'GET, OPTIONS' });
     }
     if (core.closing) return sendError(res, 503, ErrorCode.shuttingDown, 'the broker is shutting down');
+    if (!originAllowed(req, core.options.allowedOrigins)) {
+      return sendError(res, 403, ErrorCode.forbiddenOrigin, `origin ${req.headers.origin} is not in allowedOrigins`);
+    }
+    // SSE streams count against maxConnections with the sockets: each holds a queue and subscriptions.
+    if (core.sockets.size + this.size >= core.options.maxConnections) {
+      return sendError(res, 503, ErrorCode.tooManyConnections, 'the broker is at its connection limit', { 'Retry-After': '5' });
+    }
     let query: SseQuery;
     try {
       query = parseSseQuery(req.url, core.options.maxChannels);

@@ -1,3 +1,4 @@
+import { originAllowed } from './cors.js';
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Server as WebSocketServer } from 'ws';
@@ -39,7 +40,11 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
       rejectUpgrade(socket, 503, ErrorCode.shuttingDown, 'the broker is shutting down');
       return;
     }
-    if (core.sockets.size >= core.options.maxConnections) {
+    if (!originAllowed(req, core.options.allowedOrigins)) {
+      rejectUpgrade(socket, 403, ErrorCode.forbiddenOrigin, `origin ${req.headers.origin} is not in allowedOrigins`);
+      return;
+    }
+    if (core.sockets.size + core.sse.size >= core.options.maxConnections) {
       core.log.warn({ maxConnections: core.options.maxConnections }, 'connection refused: maxConnections reached');
       rejectUpgrade(socket, 503, ErrorCode.tooManyConnections, 'the broker is at its connection limit', RETRY_AFTER_SECONDS);
       return;
@@ -51,7 +56,7 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
         ws.close(CloseCode.goingAway, 'broker shutting down');
         return;
       }
-      if (core.sockets.size >= core.options.maxConnections) {
+      if (core.sockets.size + core.sse.size >= core.options.maxConnections) {
         ws.close(CloseCode.tryAgainLater, `${ErrorCode.tooManyConnections}: try again later`);
         return;
       }

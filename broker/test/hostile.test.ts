@@ -173,6 +173,34 @@ describe('after hello: an error answer, and the connection goes on', () => {
   });
 });
 
+describe('subscriptions a client cannot abuse', () => {
+  it('an unsubscribe naming a filtered subscription by a crafted pattern is refused, and leaves nothing behind', async () => {
+    const c = await RawClient.connect(broker.url);
+    const before = broker.stats().subscriptions;
+    for (let i = 0; i < 20; i++) {
+      expect(await c.request({ t: FrameType.subscribe, r: 10 + i, p: 'leak.x', f: { l: ['x'] } })).toMatchObject({ t: FrameType.ack });
+      // The filtered subscription's internal key: a pattern with a space can never be valid.
+      const e = await errorFor(c, encodeFrame({ t: FrameType.unsubscribe, r: 9000 + i, p: 'leak.x [["x"],0,0]' } as Frame));
+      expect(e.code).toBe('bad_pattern');
+      expect(await c.request({ t: FrameType.unsubscribe, r: 200 + i, p: 'leak.x', f: { l: ['x'] } })).toMatchObject({ t: FrameType.ack });
+    }
+    expect(broker.stats().subscriptions).toBe(before);
+    c.ws.close();
+    await waitFor('the connection to be gone', () => broker.stats().subscriptions === before);
+  });
+
+  it('bounds the characters all filters of one connection may hold', async () => {
+    const c = await RawClient.connect(broker.url);
+    const keys = Array.from({ length: 256 }, (_, i) => `${String(i).padStart(3, '0')}${'k'.repeat(253)}`); // 64 KiB
+    expect(await c.request({ t: FrameType.subscribe, r: 1, p: 'big.a', f: { k: keys } })).toMatchObject({ t: FrameType.ack });
+    const e = await errorFor(c, encodeFrame({ t: FrameType.subscribe, r: 9002, p: 'big.b', f: { k: ['one-more'] } }));
+    expect([e.code, e.r]).toEqual(['bad_filter', 9002]);
+    expect(await c.request({ t: FrameType.unsubscribe, r: 3, p: 'big.a', f: { k: keys } })).toMatchObject({ t: FrameType.ack });
+    expect(await c.request({ t: FrameType.subscribe, r: 4, p: 'big.b', f: { k: ['one-more'] } })).toMatchObject({ t: FrameType.ack }); // room again
+    c.ws.close();
+  });
+});
+
 describe('before hello: the socket is closed with a code that says why', () => {
   it('undecodable bytes close with 4000', async () => {
     await fc.assert(

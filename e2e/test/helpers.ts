@@ -2,9 +2,10 @@ import { createBroker, type Broker, type BrokerOptions } from '@crier/broker';
 import { connect, type ClientOptions, type CrierClient, type CrierEvent } from '@crier/sdk-node';
 
 /**
- * Waits until `check` returns a value other than undefined/false, re-checking whenever `subscribe`
- * reports a change (or every few ms for state outside our reach, such as HTTP stats), and fails
- * with `what` after `timeoutMs`. The one way tests wait: never a bare sleep.
+ * Waits until `check` returns a value other than undefined/false, and fails naming `what` after
+ * `timeoutMs`. For state the test cannot subscribe to (a broker process's HTTP stats, a client's
+ * state): it re-checks every few milliseconds until the deadline. Events a test can listen to are
+ * awaited directly instead (`Inbox.waitForCount`, Playwright's waitForFunction).
  */
 export async function waitFor<T>(
   what: string,

@@ -29,6 +29,8 @@ export const ErrorCode = {
   shuttingDown: 'shutting_down',
   /** Too many connections on the broker. */
   tooManyConnections: 'too_many_connections',
+  /** A browser page from an origin not in the broker's `allowedOrigins`. */
+  forbiddenOrigin: 'forbidden_origin',
   /** An unexpected failure inside the broker. */
   internal: 'internal',
   // Client-side codes (raised by the SDKs, never sent by the broker).

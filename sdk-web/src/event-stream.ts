@@ -70,7 +70,10 @@ export class EventStream implements AsyncIterator<CrierEvent, undefined> {
     if (this.head >= this.buffer.length) return undefined;
     const event = this.buffer[this.head++];
     // Compact now and then instead of shifting one by one (shift is O(n)).
-    if (this.head >= 1024 || this.head === this.buffer.length) {
+    if (this.head === this.buffer.length) {
+      this.buffer.length = 0; // drained: reuse the array
+      this.head = 0;
+    } else if (this.head >= 1024) {
       this.buffer = this.buffer.slice(this.head);
       this.head = 0;
     }

@@ -1,0 +1,70 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'node:http';
+import WebSocket from 'ws';
+import { cleanup, startBroker, waitFor } from './helpers.js';
+
+afterEach(cleanup);
+
+const httpUrl = (wsUrl: string, path: string): string => new URL(path, wsUrl.replace(/^ws/, 'http')).toString();
+
+/** The HTTP status a WebSocket upgrade gets (101 when it opens). */
+function upgradeStatus(url: string, origin?: string): Promise<number> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, origin ? { origin } : {});
+    ws.once('open', () => {
+      ws.close();
+      resolve(101);
+    });
+    ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    ws.once('error', () => {});
+  });
+}
+
+describe('allowedOrigins', () => {
+  it('refuses browser pages from unlisted origins on every door, and lets services (no Origin) through', async () => {
+    const b = await startBroker({ allowedOrigins: ['https://app.example.com'] });
+    expect(await upgradeStatus(b.url)).toBe(101);
+    expect(await upgradeStatus(b.url, 'https://app.example.com')).toBe(101);
+    expect(await upgradeStatus(b.url, 'https://evil.example')).toBe(403);
+
+    const post = (origin?: string): Promise<Response> =>
+      fetch(httpUrl(b.url, '/publish/user.created'), { method: 'POST', body: 'x', headers: origin ? { Origin: origin } : {} });
+    expect((await post()).status).toBe(202);
+    expect((await post('https://app.example.com')).status).toBe(202);
+    const refused = await post('https://evil.example');
+    expect(refused.status).toBe(403);
+    expect(await refused.json()).toMatchObject({ code: 'forbidden_origin' });
+
+    const sse = await fetch(httpUrl(b.url, '/events?channels=a.b'), { headers: { Origin: 'https://evil.example' } });
+    expect(sse.status).toBe(403);
+    expect(await sse.json()).toMatchObject({ code: 'forbidden_origin' });
+    expect(b.stats().published).toBe(2); // the refused publish never happened
+  });
+
+  it('allows any origin by default', async () => {
+    const b = await startBroker();
+    expect(await upgradeStatus(b.url, 'https://anywhere.example')).toBe(101);
+  });
+});
+
+describe('maxConnections counts SSE streams with sockets', () => {
+  it('answers a stream past the limit with 503 and Retry-After', async () => {
+    const b = await startBroker({ maxConnections: 2 });
+    const open: ReturnType<typeof request>[] = [];
+    for (let i = 0; i < 2; i++) {
+      const req = request(httpUrl(b.url, '/events?channels=a.b'));
+      req.on('error', () => {});
+      req.end();
+      open.push(req);
+    }
+    await waitFor('two SSE streams', () => b.stats().sseStreams === 2);
+    const third = await fetch(httpUrl(b.url, '/events?channels=a.b'));
+    expect(third.status).toBe(503);
+    expect(third.headers.get('retry-after')).toBe('5');
+    expect(await third.json()).toMatchObject({ code: 'too_many_connections' });
+    expect(await upgradeStatus(b.url)).toBe(503);
+    for (const req of open) req.destroy();
+    await waitFor('the streams to be freed', () => b.stats().sseStreams === 0);
+    expect(await upgradeStatus(b.url)).toBe(101);
+  });
+});
