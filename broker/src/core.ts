@@ -137,11 +137,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
         for (let i = 0; i < recipients.length; i++) {
           const sub = recipients[i]!;
           if (sub instanceof Connection) {
-            if (!sub.accepts(0)) {
-              sub.drop(channel);
-              this.dropped++;
-              continue;
-            }
+            // One budget check, inside enqueueEvent (which also counts a drop).
             frame ??= encodeFrame({ t: FrameType.event, c: channel, d: data, id, o: offset, e: epoch, ts, l: labels, k: key });
             if (sub.enqueueEvent(frame, channel)) queued++;
             else this.dropped++;

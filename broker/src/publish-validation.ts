@@ -1,11 +1,15 @@
-import { CrierError, ErrorCode, assertChannel } from '@crier/protocol';
+import {
+  CrierError,
+  ErrorCode,
+  MAX_FILTER_LABELS,
+  MAX_KEY_LENGTH,
+  MAX_LABEL_LENGTH,
+  assertChannel,
+} from '@crier/protocol';
 
-/** Max labels on one event. */
-export const MAX_LABELS = 16;
-/** Max characters of one label. */
-export const MAX_LABEL_LENGTH = 64;
-/** Max characters of an event key. */
-export const MAX_KEY_LENGTH = 256;
+/** Max labels on one event: as many as a filter may name (the protocol's bounds, in one place). */
+export const MAX_LABELS = MAX_FILTER_LABELS;
+export { MAX_KEY_LENGTH, MAX_LABEL_LENGTH };
 
 /**
  * Checks a publish, remote or in-process, and throws the `CrierError` that answers it:
