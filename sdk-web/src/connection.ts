@@ -85,6 +85,11 @@ export class Connection {
     return this.welcomed;
   }
 
+  /** Bytes sent on the current socket and not yet on the network (0 without a socket). */
+  get bufferedAmount(): number {
+    return this.socket?.bufferedAmount ?? 0;
+  }
+
   /** Sends a frame on the current socket. False (nothing sent) when not connected. */
   send(frame: ClientFrame): boolean {
     if (!this.welcomed || !this.socket) return false;

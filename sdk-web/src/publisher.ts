@@ -17,6 +17,9 @@ interface Queued extends Publish {
   reject(error: CrierError): void;
 }
 
+/** Bytes a socket may hold unsent before publishes reject with `queue_full`: 16 MiB. */
+export const MAX_SOCKET_BUFFER = 16 * 1024 * 1024;
+
 function toFrame(item: Publish, r: number | undefined): PublishFrame {
   // Undefined fields are left out by the encoder.
   return { t: FrameType.publish, r, c: item.channel, d: item.data, l: item.labels, k: item.key };
@@ -95,6 +98,12 @@ export class Publisher {
   }
 
   private send(item: Publish): Promise<PublishAck | undefined> {
+    // `send` never refuses: without this, a publisher faster than its network (fire-and-forget in
+    // a loop, above all) would grow the socket's buffer without bound.
+    const buffered = this.connection.bufferedAmount;
+    if (buffered > MAX_SOCKET_BUFFER) {
+      return Promise.reject(new CrierError(ErrorCode.queueFull, `cannot publish to "${item.channel}": ${buffered} bytes wait to be sent (limit ${MAX_SOCKET_BUFFER}); slow down`));
+    }
     if (!item.ack) {
       this.connection.send(toFrame(item, undefined));
       return Promise.resolve(undefined);

@@ -9,6 +9,8 @@
 export interface WebSocketLike {
   binaryType: string;
   readonly readyState: number;
+  /** Bytes handed to `send` and not yet written to the network. */
+  readonly bufferedAmount?: number;
   onopen: ((event: never) => void) | null;
   onmessage: ((event: never) => void) | null;
   onclose: ((event: never) => void) | null;

@@ -24,6 +24,18 @@ describe('publish', () => {
     expect(socket().sentOf(FrameType.publish)).toEqual([{ t: FrameType.publish, c: 'a.b', d: bytes(3) }]);
   });
 
+  it('refuses to publish with queue_full while 16 MiB wait unsent on the socket, and goes on once it drains', async () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome();
+    socket().bufferedAmount = 16 * 1024 * 1024 + 1;
+    await expect(client.publish('a.b', bytes(1), { ack: false })).rejects.toMatchObject({ code: ErrorCode.queueFull });
+    await expect(client.publish('a.b', bytes(1))).rejects.toMatchObject({ code: ErrorCode.queueFull });
+    expect(socket().sentOf(FrameType.publish)).toEqual([]);
+    socket().bufferedAmount = 0;
+    await expect(client.publish('a.b', bytes(2), { ack: false })).resolves.toBeUndefined();
+    expect(socket().sentOf(FrameType.publish)).toHaveLength(1);
+  });
+
   it('an error frame rejects the request with its code and message', async () => {
     const { client, socket, welcome } = scriptedClient();
     welcome();

@@ -8,6 +8,8 @@ import type { WebSocketConstructor, WebSocketLike } from '../src/websocket.js';
 export class ScriptedSocket implements WebSocketLike {
   binaryType = 'blob';
   readyState = 0;
+  /** What the test says is waiting unsent in the socket. */
+  bufferedAmount = 0;
   onopen: ((event: never) => void) | null = null;
   onmessage: ((event: never) => void) | null = null;
   onclose: ((event: never) => void) | null = null;
