@@ -1,4 +1,5 @@
 import { PatternTrie, isWildcard } from '@crier/protocol';
+import { TopN } from './top-n.js';
 import type { ChannelCount } from './types.js';
 
 /**
@@ -66,25 +67,17 @@ export class ChannelIndex<S> {
 
   /**
    * The `limit` names and patterns with the most subscribers, most first (ties by name). One pass
-   * over the distinct names and patterns, keeping a sorted array of at most `limit` entries: no
-   * copy or sort of the whole index, so a dashboard polling it costs O(channels) and little memory.
+   * over the distinct names and patterns keeping the best `limit`: no copy or sort of the whole
+   * index, so a dashboard polling it costs O(channels) and little memory.
    */
   top(limit: number): ChannelCount[] {
-    const best: ChannelCount[] = [];
-    if (limit <= 0) return best;
-    const offer = (name: string, subscribers: number, pattern: boolean): void => {
-      if (best.length === limit && !ranksBefore(subscribers, name, best[limit - 1]!)) return;
-      if (best.length === limit) best.pop();
-      let i = best.length;
-      while (i > 0 && ranksBefore(subscribers, name, best[i - 1]!)) i--;
-      best.splice(i, 0, { name, pattern, subscribers });
-    };
-    for (const [name, set] of this.exact) offer(name, set.size, false);
-    for (const [name, refs] of this.wildcardRefs) offer(name, refs, true);
-    return best;
+    const best = new TopN<ChannelCount>(limit, ranksBefore);
+    for (const [name, set] of this.exact) best.offer({ name, pattern: false, subscribers: set.size });
+    for (const [name, refs] of this.wildcardRefs) best.offer({ name, pattern: true, subscribers: refs });
+    return best.result();
   }
 }
 
-function ranksBefore(subscribers: number, name: string, other: ChannelCount): boolean {
-  return subscribers > other.subscribers || (subscribers === other.subscribers && name < other.name);
+function ranksBefore(a: ChannelCount, b: ChannelCount): boolean {
+  return a.subscribers > b.subscribers || (a.subscribers === b.subscribers && a.name < b.name);
 }

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { FrameType, encodeFrame } from '@crier/protocol';
+import { DropTally } from './drop-tally.js';
 import type { EventFilter, IndexEntry } from './filter.js';
 import type { CrierSocket } from './socket.js';
 
@@ -26,11 +27,6 @@ export interface ConnectionHost {
   onOverflow(conn: Connection): void;
 }
 
-/** At most this many channel pairs in one `dropped` frame. */
-export const MAX_DROPPED_PAIRS = 100;
-// Distinct channels counted per slow spell; past it drops only count in the total, so a frozen
-// subscriber of `>` cannot make the broker hold one entry per channel ever published.
-const MAX_DROPPED_CHANNELS = 10_000;
 // Control frames past this many bytes beyond `maxBufferBytes` mean a peer that requests and never
 // reads: acks and pongs cannot be dropped like events, so the connection is cut instead.
 const CONTROL_SLACK_BYTES = 64 * 1024;
@@ -65,8 +61,8 @@ export class Connection implements Flushable {
   dirty = false;
   /** Whether the connection is losing events right now. */
   slow = false;
-  /** When the current slow spell started (ms since the Unix epoch; 0 when not slow). */
-  slowSince = 0;
+  /** What the current slow spell cost, and when it started. */
+  readonly drops = new DropTally();
 
   private readonly queue: Uint8Array[] = [];
   private queuedEvents = 0;
@@ -78,8 +74,6 @@ export class Connection implements Flushable {
   private batchHead = 0;
   // Batches at the head of `batches` already counted as written by settleWritten().
   private settledBatches = 0;
-  private droppedTotal = 0;
-  private droppedByChannel: Map<string, number> | undefined;
   private readonly onBatchWritten: (err?: Error | null) => void;
 
   constructor(
@@ -151,15 +145,10 @@ export class Connection implements Flushable {
   drop(channel: string): void {
     if (!this.slow) {
       this.slow = true;
-      this.slowSince = Date.now();
-      this.droppedByChannel ??= new Map();
+      this.drops.start();
       this.host.onSlow(this);
     }
-    this.droppedTotal++;
-    const counts = this.droppedByChannel!;
-    const n = counts.get(channel);
-    if (n !== undefined) counts.set(channel, n + 1);
-    else if (counts.size < MAX_DROPPED_CHANNELS) counts.set(channel, 1);
+    this.drops.count(channel);
   }
 
   /** Queues a frame that is never dropped (welcome, ack, error, ping, pong, dropped). */
@@ -215,7 +204,7 @@ export class Connection implements Flushable {
     return {
       events: this.queuedEvents + this.inflightEvents,
       bytes: this.queuedBytes + this.inflightBytes,
-      dropped: this.droppedTotal,
+      dropped: this.drops.total,
     };
   }
 
@@ -237,13 +226,9 @@ export class Connection implements Flushable {
   }
 
   private recover(): void {
-    const counts = this.droppedByChannel!;
-    const channels = [...counts].sort((a, b) => b[1] - a[1]).slice(0, MAX_DROPPED_PAIRS);
-    const dropped = this.droppedTotal;
+    const dropped = this.drops.total;
+    const channels = this.drops.end();
     this.slow = false;
-    this.slowSince = 0;
-    this.droppedTotal = 0;
-    counts.clear();
     this.enqueueControl(encodeFrame({ t: FrameType.dropped, n: dropped, c: channels }));
     this.host.onRecovered(this, dropped, channels);
   }

@@ -356,7 +356,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     const slow: SlowConsumer[] = [];
     for (const conn of this.slow) {
       const { events, bytes, dropped } = conn.backlog();
-      slow.push({ uuid: conn.uuid, events, bytes, dropped, since: conn.slowSince });
+      slow.push({ uuid: conn.uuid, events, bytes, dropped, since: conn.drops.since });
     }
     slow.sort((a, b) => b.dropped - a.dropped || (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
     return {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DEFAULT_STATS_CHANNELS, type BrokerCore } from './core.js';
 import { handlePublish } from './http-publish.js';
+import { send, sendJson } from './http-response.js';
 import { BrokerMetrics } from './metrics.js';
 import { isUpgradePath, pathnameOf, type BrokerPaths } from './paths.js';
 import { etagOf, type StaticAsset } from './static-assets.js';
@@ -13,6 +14,8 @@ export const MAX_TOP_LIMIT = 100;
 
 /** JSON answers and the fallback page: nothing may load. */
 const API_CSP = "default-src 'none'; style-src 'unsafe-inline'";
+/** What every answer but the dashboard's adds to the defaults of `send`. */
+const API_HEADERS = { 'Content-Security-Policy': API_CSP } as const;
 /**
  * The dashboard and its files: its own script and styles, its WebSocket back to the broker
  * (`'self'` does not cover `ws:` in every browser), nothing from anywhere else.
@@ -54,40 +57,40 @@ export function createRequestListener(
       : undefined;
     if (route === undefined) {
       if (fallback) fallback(req, res);
-      else sendJson(req, res, 404, { code: 'not_found', message: `no such endpoint: ${pathname}` });
+      else sendJson(req, res, 404, { code: 'not_found', message: `no such endpoint: ${pathname}` }, API_HEADERS);
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(req, res, 405, { code: 'method_not_allowed', message: `${route} answers GET and HEAD only` }, { Allow: 'GET, HEAD' });
+      sendJson(req, res, 405, { code: 'method_not_allowed', message: `${route} answers GET and HEAD only` }, { ...API_HEADERS, Allow: 'GET, HEAD' });
       return;
     }
     if (route === 'healthz') {
-      if (core.closing) sendJson(req, res, 503, { status: 'shutting_down' });
-      else sendJson(req, res, 200, { status: 'ok' });
+      if (core.closing) sendJson(req, res, 503, { status: 'shutting_down' }, API_HEADERS);
+      else sendJson(req, res, 200, { status: 'ok' }, API_HEADERS);
     } else if (route === 'readyz') {
-      if (core.closing) sendJson(req, res, 503, { status: 'draining' });
-      else sendJson(req, res, 200, { status: 'ready' });
+      if (core.closing) sendJson(req, res, 503, { status: 'draining' }, API_HEADERS);
+      else sendJson(req, res, 200, { status: 'ready' }, API_HEADERS);
     } else if (route === 'metrics') {
       metrics.render().then(
-        (text) => send(req, res, 200, metrics.contentType, text),
+        (text) => send(req, res, 200, metrics.contentType, text, API_HEADERS),
         (err: unknown) => {
           core.log.error({ err }, 'metrics scrape failed');
-          sendJson(req, res, 500, { code: 'internal', message: 'metrics could not be collected' });
+          sendJson(req, res, 500, { code: 'internal', message: 'metrics could not be collected' }, API_HEADERS);
         },
       );
     } else if (route === 'stats') {
       const channels = statsChannels(req.url);
       if (channels === undefined) {
-        sendJson(req, res, 400, { code: 'bad_request', message: `channels must be an integer from 0 to ${MAX_TOP_LIMIT}` });
+        sendJson(req, res, 400, { code: 'bad_request', message: `channels must be an integer from 0 to ${MAX_TOP_LIMIT}` }, API_HEADERS);
       } else {
-        sendJson(req, res, 200, core.stats(channels));
+        sendJson(req, res, 200, core.stats(channels), API_HEADERS);
       }
     } else if (route === 'stats/top') {
       const limit = topLimit(req.url);
       if (limit === undefined) {
-        sendJson(req, res, 400, { code: 'bad_request', message: `limit must be an integer from 1 to ${MAX_TOP_LIMIT}` });
+        sendJson(req, res, 400, { code: 'bad_request', message: `limit must be an integer from 1 to ${MAX_TOP_LIMIT}` }, API_HEADERS);
       } else {
-        sendJson(req, res, 200, core.top(limit));
+        sendJson(req, res, 200, core.top(limit), API_HEADERS);
       }
     } else if (route === 'dashboard') {
       sendAsset(req, res, page);
@@ -95,7 +98,7 @@ export function createRequestListener(
       const name = files.get(pathname)!;
       const asset = assets.get(name);
       if (asset) sendAsset(req, res, asset);
-      else sendJson(req, res, 404, { code: 'not_found', message: `${name} is not built into this broker: run the build (npm run build)` });
+      else sendJson(req, res, 404, { code: 'not_found', message: `${name} is not built into this broker: run the build (npm run build)` }, API_HEADERS);
     }
   };
 }
@@ -136,13 +139,9 @@ function dashboardPage(paths: BrokerPaths, assets: ReadonlyMap<string, StaticAss
   return { body, type: 'text/html; charset=utf-8', etag: etagOf(body) };
 }
 
-function sendJson(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  send(req, res, status, 'application/json; charset=utf-8', JSON.stringify(body), headers);
-}
-
 /** A file from memory, revalidated by its ETag on every use (a new broker may serve a new one). */
 function sendAsset(req: IncomingMessage, res: ServerResponse, asset: StaticAsset): void {
-  const headers = { ETag: asset.etag, 'Cache-Control': 'no-cache', 'Content-Security-Policy': DASHBOARD_CSP };
+  const headers = { 'Cache-Control': 'no-cache', 'Content-Security-Policy': DASHBOARD_CSP, ETag: asset.etag };
   if (matchesEtag(req.headers['if-none-match'], asset.etag)) {
     if (res.headersSent || res.writableEnded) return;
     res.writeHead(304, headers);
@@ -155,23 +154,6 @@ function sendAsset(req: IncomingMessage, res: ServerResponse, asset: StaticAsset
 function matchesEtag(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false;
   return header.trim() === '*' || header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
-}
-
-function send(
-  req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string | Buffer,
-  headers: Record<string, string> = {},
-): void {
-  // Another listener of an attached server may have answered already: never write twice.
-  if (res.headersSent || res.writableEnded) return;
-  res.writeHead(status, {
-    'Cache-Control': 'no-store',
-    'Content-Security-Policy': API_CSP,
-    ...headers,
-    'Content-Type': type,
-    'Content-Length': Buffer.byteLength(body),
-    'X-Content-Type-Options': 'nosniff',
-  });
-  res.end(req.method === 'HEAD' ? undefined : body);
 }
 
 /** What `GET /` shows when the build did not copy the dashboard into `dist/static/`. */

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
 import type { BrokerCore } from './core.js';
 import { applyCors, originAllowed } from './cors.js';
+import { sendJson } from './http-response.js';
 import { validatePublish } from './publish-validation.js';
 
 /** HTTP status of each error code an HTTP publish can answer. */
@@ -14,6 +15,8 @@ const STATUS_OF: Readonly<Record<string, number>> = {
 };
 
 const EMPTY = new Uint8Array(0);
+/** What every publish answer adds to the defaults of `sendJson`: nothing in it may load. */
+const PUBLISH_HEADERS = { 'Content-Security-Policy': "default-src 'none'" } as const;
 
 /**
  * `POST <base>/publish/<channel>`: the body's raw bytes become one event on `<channel>` (URL
@@ -28,7 +31,7 @@ const EMPTY = new Uint8Array(0);
 export function handlePublish(core: BrokerCore, req: IncomingMessage, res: ServerResponse, rawChannel: string): void {
   if (applyCors(req, res, core.options.corsOrigins)) return; // a preflight, answered
   if (req.method !== 'POST') {
-    answer(res, 405, { code: 'method_not_allowed', message: 'publish answers POST only' }, { Allow: 'POST' });
+    sendJson(req, res, 405, { code: 'method_not_allowed', message: 'publish answers POST only' }, { ...PUBLISH_HEADERS, Allow: 'POST' });
     return;
   }
   const maxPayload = core.options.maxPayload;
@@ -73,7 +76,7 @@ export function handlePublish(core: BrokerCore, req: IncomingMessage, res: Serve
       if (core.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
       const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
       validatePublish(channel, data, labels, key, maxPayload);
-      answer(res, 202, core.publish(channel, data, labels, key));
+      sendJson(req, res, 202, core.publish(channel, data, labels, key), PUBLISH_HEADERS);
     } catch (err) {
       fail(core, req, res, err);
     }
@@ -117,32 +120,18 @@ function splitList(list: string): string[] {
 function fail(core: BrokerCore, req: IncomingMessage, res: ServerResponse, err: unknown): void {
   if (!(err instanceof CrierError)) {
     core.log.error({ err }, 'HTTP publish failed');
-    answer(res, 500, { code: 'internal', message: 'the broker could not publish the event' });
+    sendJson(req, res, 500, { code: 'internal', message: 'the broker could not publish the event' }, PUBLISH_HEADERS);
     return;
   }
   const status = STATUS_OF[err.code] ?? 400;
   if (status !== 413) {
-    answer(res, status, { code: err.code, message: err.message });
+    sendJson(req, res, status, { code: err.code, message: err.message }, PUBLISH_HEADERS);
     return;
   }
   // The rest of the body is not wanted: close the connection rather than read it to the end.
-  answer(res, status, { code: err.code, message: err.message }, { Connection: 'close' });
+  sendJson(req, res, status, { code: err.code, message: err.message }, { ...PUBLISH_HEADERS, Connection: 'close' });
   const socket = req.socket;
   // On loopback and most sockets the answer is in the kernel already; otherwise wait for it.
   if (socket.writableLength === 0) socket.destroy();
   else res.once('finish', () => socket.destroy());
-}
-
-function answer(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.headersSent || res.writableEnded) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'Cache-Control': 'no-store',
-    'Content-Security-Policy': "default-src 'none'",
-    ...headers,
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(text),
-    'X-Content-Type-Options': 'nosniff',
-  });
-  res.end(text);
 }

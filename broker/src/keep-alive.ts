@@ -5,7 +5,9 @@ import { PING_FRAME } from './frame-handlers.js';
 /**
  * Starts the broker's one keep-alive timer: every `keepAliveInterval` it advances the tick, pings
  * every connection, and closes (4003) and frees those from which nothing arrived for two whole
- * intervals. One timer for the broker, not one per connection. Returns its stop function.
+ * intervals; then it sends each SSE stream its keep-alive comment and closes the streams stalled
+ * too long. One timer for the broker, not one per connection or per transport. Returns its stop
+ * function.
  */
 export function startKeepAlive(core: BrokerCore): () => void {
   const timer = setInterval(keepAliveOnTick, core.options.keepAliveInterval, core);
@@ -25,4 +27,5 @@ function keepAliveOnTick(core: BrokerCore): void {
       conn.enqueueControl(PING_FRAME);
     }
   }
+  core.sse.tick();
 }

@@ -1,5 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { nanoid } from 'nanoid';
+import { TopN } from './top-n.js';
+import type { ChannelEvents } from './types.js';
 
 interface Counter {
   epoch: string;
@@ -37,20 +39,10 @@ export class ChannelCounters {
    * One pass over the held counters keeping the best `limit`: O(channels × limit) at worst, no
    * copy of the cache; it does not touch the LRU order.
    */
-  top(limit: number): { channel: string; events: number }[] {
-    const best: { channel: string; events: number }[] = [];
-    if (limit <= 0) return best;
-    for (const [channel, counter] of this.counters.entries()) {
-      const events = counter.offset;
-      if (best.length === limit && !ranksBefore(events, channel, best[limit - 1]!)) continue;
-      let at = best.length === limit ? limit - 1 : best.length;
-      while (at > 0 && ranksBefore(events, channel, best[at - 1]!)) {
-        best[at] = best[at - 1]!;
-        at--;
-      }
-      best[at] = { channel, events };
-    }
-    return best;
+  top(limit: number): ChannelEvents[] {
+    const best = new TopN<ChannelEvents>(limit, ranksBefore);
+    for (const [channel, counter] of this.counters.entries()) best.offer({ channel, events: counter.offset });
+    return best.result();
   }
 
   /** Advances `channel`'s counter (into `epoch` and `offset`) and returns a new event id. */
@@ -67,6 +59,6 @@ export class ChannelCounters {
   }
 }
 
-function ranksBefore(events: number, channel: string, other: { channel: string; events: number }): boolean {
-  return events > other.events || (events === other.events && channel < other.channel);
+function ranksBefore(a: ChannelEvents, b: ChannelEvents): boolean {
+  return a.events > b.events || (a.events === b.events && a.channel < b.channel);
 }

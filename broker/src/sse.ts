@@ -5,14 +5,12 @@ import { CrierError, ErrorCode, assertPattern, canonicalFilter, type Subscriptio
 import type { Flushable } from './connection.js';
 import type { BrokerCore } from './core.js';
 import { applyCors, originAllowed } from './cors.js';
+import { DropTally } from './drop-tally.js';
 import { EventFilter } from './filter.js';
+import { sendJson } from './http-response.js';
 
 /** Sent first on every stream: how long a browser's EventSource waits before reconnecting (ms). */
 export const SSE_RETRY_MS = 2000;
-/** At most this many `[channel, count]` pairs in a `dropped` event. */
-const MAX_DROPPED_PAIRS = 100;
-/** Distinct channels counted per slow spell (like a WebSocket connection's). */
-const MAX_DROPPED_CHANNELS = 10_000;
 /** A stream whose socket has not drained for more than this many keep-alive ticks is closed. */
 const STALL_TICKS = 2;
 
@@ -96,7 +94,8 @@ export class SseStream implements Flushable {
   stamp = 0;
   dirty = false;
   slow = false;
-  slowSince = 0;
+  /** What the current slow spell cost, and when it started (as a WebSocket connection's). */
+  readonly drops = new DropTally();
   closed = false;
   /** Keep-alive ticks spent waiting for a drain. */
   stalledTicks = 0;
@@ -105,8 +104,6 @@ export class SseStream implements Flushable {
   private queuedBytes = 0;
   /** `res.write()` returned false and no `'drain'` came yet. */
   private waiting = false;
-  private droppedTotal = 0;
-  private readonly droppedByChannel = new Map<string, number>();
 
   constructor(
     readonly res: ServerResponse,
@@ -146,13 +143,10 @@ export class SseStream implements Flushable {
   private drop(channel: string): false {
     if (!this.slow) {
       this.slow = true;
-      this.slowSince = Date.now();
+      this.drops.start();
       this.host.onSlow(this);
     }
-    this.droppedTotal++;
-    const n = this.droppedByChannel.get(channel);
-    if (n !== undefined) this.droppedByChannel.set(channel, n + 1);
-    else if (this.droppedByChannel.size < MAX_DROPPED_CHANNELS) this.droppedByChannel.set(channel, 1);
+    this.drops.count(channel);
     return false;
   }
 
@@ -186,12 +180,9 @@ export class SseStream implements Flushable {
   }
 
   private recover(): void {
-    const channels = [...this.droppedByChannel].sort((a, b) => b[1] - a[1]).slice(0, MAX_DROPPED_PAIRS);
-    const n = this.droppedTotal;
+    const n = this.drops.total;
+    const channels = this.drops.end();
     this.slow = false;
-    this.slowSince = 0;
-    this.droppedTotal = 0;
-    this.droppedByChannel.clear();
     this.flush(); // what was queued before the gap goes first
     this.write(`event: dropped\ndata: ${JSON.stringify({ n, channels })}\n\n`);
     this.host.onRecovered(this, n, channels);
@@ -212,7 +203,7 @@ export class SseStream implements Flushable {
   }
 
   backlog(): { events: number; bytes: number; dropped: number } {
-    return { events: this.queue.length, bytes: this.queuedBytes + this.res.writableLength, dropped: this.droppedTotal };
+    return { events: this.queue.length, bytes: this.queuedBytes + this.res.writableLength, dropped: this.drops.total };
   }
 
   /** Forgets the queue and stops writing. */
@@ -223,10 +214,9 @@ export class SseStream implements Flushable {
   }
 }
 
-/** Every SSE stream of a broker, and their one keep-alive timer. */
+/** Every SSE stream of a broker. The broker's keep-alive timer calls {@link SseHub.tick}. */
 export class SseHub {
   readonly streams = new Set<SseStream>();
-  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly core: BrokerCore) {}
 
@@ -239,22 +229,22 @@ export class SseHub {
     if (applyCors(req, res, corsOrigins)) return;
     const core = this.core;
     if (req.method !== 'GET') {
-      return sendError(res, 405, 'method_not_allowed', 'events answers GET only', { Allow: 'GET, OPTIONS' });
+      return sendJson(req, res, 405, { code: 'method_not_allowed', message: 'events answers GET only' }, { Allow: 'GET, OPTIONS' });
     }
-    if (core.closing) return sendError(res, 503, ErrorCode.shuttingDown, 'the broker is shutting down');
+    if (core.closing) return sendJson(req, res, 503, { code: ErrorCode.shuttingDown, message: 'the broker is shutting down' });
     if (!originAllowed(req, core.options.allowedOrigins)) {
-      return sendError(res, 403, ErrorCode.forbiddenOrigin, `origin ${req.headers.origin} is not in allowedOrigins`);
+      return sendJson(req, res, 403, { code: ErrorCode.forbiddenOrigin, message: `origin ${req.headers.origin} is not in allowedOrigins` });
     }
     // SSE streams count against maxConnections with the sockets: each holds a queue and subscriptions.
     if (core.sockets.size + this.size >= core.options.maxConnections) {
-      return sendError(res, 503, ErrorCode.tooManyConnections, 'the broker is at its connection limit', { 'Retry-After': '5' });
+      return sendJson(req, res, 503, { code: ErrorCode.tooManyConnections, message: 'the broker is at its connection limit' }, { 'Retry-After': '5' });
     }
     let query: SseQuery;
     try {
       query = parseSseQuery(req.url, core.options.maxChannels);
     } catch (err) {
       if (!(err instanceof CrierError)) throw err;
-      return sendError(res, 400, err.code, err.message);
+      return sendJson(req, res, 400, { code: err.code, message: err.message });
     }
     const stream = new SseStream(res, query.patterns, query.filter, core);
     res.writeHead(200, {
@@ -270,7 +260,6 @@ export class SseHub {
     stream.write(`retry: ${SSE_RETRY_MS}\n\nevent: subscribed\ndata: ${JSON.stringify(subscribed)}\n\n`);
     for (const pattern of query.patterns) core.index.add(pattern, stream);
     this.streams.add(stream);
-    this.timer ??= setInterval(sseHubOnTick, core.options.keepAliveInterval, this).unref();
     res.on('close', () => this.remove(stream));
     core.log.debug({ uuid: stream.uuid, channels: query.patterns, remoteAddress: req.socket.remoteAddress }, 'sse stream open');
   }
@@ -281,10 +270,13 @@ export class SseHub {
     stream.dispose();
     for (const pattern of stream.patterns) this.core.index.remove(pattern, stream);
     this.core.forgetSlow(stream);
-    if (this.streams.size === 0) this.stop();
     this.core.log.debug({ uuid: stream.uuid }, 'sse stream closed');
   }
 
+  /**
+   * Every keep-alive interval: a `: keep-alive` comment to each stream, and closes those that
+   * have not drained for more than two intervals.
+   */
   tick(): void {
     for (const stream of this.streams) {
       if (!stream.keepAlive()) {
@@ -302,28 +294,5 @@ export class SseHub {
       this.remove(stream);
       stream.res.end();
     }
-    this.stop();
   }
-
-  private stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-  }
-}
-
-function sseHubOnTick(hub: SseHub): void {
-  hub.tick();
-}
-
-function sendError(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
-  if (res.headersSent || res.writableEnded) return;
-  const body = JSON.stringify({ code, message });
-  res.writeHead(status, {
-    'Cache-Control': 'no-store',
-    ...headers,
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(body),
-    'X-Content-Type-Options': 'nosniff',
-  });
-  res.end(body);
 }
