@@ -79,14 +79,14 @@ export function createRequestListener(
         },
       );
     } else if (route === 'stats') {
-      const channels = statsChannels(req.url);
+      const channels = intParam(req.url, 'channels', 0, DEFAULT_STATS_CHANNELS);
       if (channels === undefined) {
         sendJson(req, res, 400, { code: 'bad_request', message: `channels must be an integer from 0 to ${MAX_TOP_LIMIT}` }, API_HEADERS);
       } else {
         sendJson(req, res, 200, core.stats(channels), API_HEADERS);
       }
     } else if (route === 'stats/top') {
-      const limit = topLimit(req.url);
+      const limit = intParam(req.url, 'limit', 1, DEFAULT_TOP_LIMIT);
       if (limit === undefined) {
         sendJson(req, res, 400, { code: 'bad_request', message: `limit must be an integer from 1 to ${MAX_TOP_LIMIT}` }, API_HEADERS);
       } else {
@@ -103,24 +103,17 @@ export function createRequestListener(
   };
 }
 
-/** The `channels` query parameter of `stats` (0-100, default 10): undefined when it is not a valid one. */
-function statsChannels(url: string | undefined): number | undefined {
+/**
+ * An integer query parameter from `min` to {@link MAX_TOP_LIMIT}: `fallback` when absent,
+ * undefined when it is not a valid one.
+ */
+function intParam(url: string | undefined, name: string, min: number, fallback: number): number | undefined {
   const q = url?.indexOf('?') ?? -1;
-  const raw = q === -1 ? null : new URLSearchParams(url!.slice(q + 1)).get('channels');
-  if (raw === null) return DEFAULT_STATS_CHANNELS;
+  const raw = q === -1 ? null : new URLSearchParams(url!.slice(q + 1)).get(name);
+  if (raw === null) return fallback;
   if (!/^\d{1,3}$/.test(raw)) return undefined;
   const n = Number(raw);
-  return n <= MAX_TOP_LIMIT ? n : undefined;
-}
-
-/** The `limit` query parameter of `stats/top`: undefined when it is not a valid one. */
-function topLimit(url: string | undefined): number | undefined {
-  const q = url?.indexOf('?') ?? -1;
-  const raw = q === -1 ? null : new URLSearchParams(url!.slice(q + 1)).get('limit');
-  if (raw === null) return DEFAULT_TOP_LIMIT;
-  if (!/^\d{1,3}$/.test(raw)) return undefined;
-  const limit = Number(raw);
-  return limit >= 1 && limit <= MAX_TOP_LIMIT ? limit : undefined;
+  return n >= min && n <= MAX_TOP_LIMIT ? n : undefined;
 }
 
 /**
