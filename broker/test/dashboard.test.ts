@@ -7,7 +7,7 @@ import { createRequestListener } from '../src/http-endpoints.js';
 import { brokerPaths } from '../src/paths.js';
 import { STATIC_DIR, loadStaticAssets } from '../src/static-assets.js';
 import type { BrokerTop } from '../src/types.js';
-import { RawClient, cleanup, startBroker, waitFor } from './helpers.js';
+import { RawClient, cleanup, publishUntil, startBroker, waitFor } from './helpers.js';
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -186,13 +186,7 @@ describe('GET /stats/top', () => {
     await frozen.subscribe('feed.>');
     await fast.subscribe('feed.>');
     frozen.ws.pause();
-    const payload = new Uint8Array(8 * 1024);
-    let n = 0;
-    for (let round = 0; round < 1000 && b.stats().dropped === 0; round++) {
-      for (let i = 0; i < 8; i++) b.publish('feed.x', payload);
-      n += 8;
-      await fast.waitEvents(n);
-    }
+    await publishUntil(fast, (payload) => b.publish('feed.x', payload), () => b.stats().dropped > 0);
     const top = (await (await fetch(httpUrl(b.url, '/stats/top'))).json()) as BrokerTop;
     expect(top.slowConsumers).toEqual({
       total: 1,

@@ -164,3 +164,19 @@ export class RawClient {
 }
 
 export const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/**
+ * Publishes 8 KiB events with `publish`, in rounds of 8, waiting after each round until `fast` has
+ * every one, until `done()` (a frozen subscriber has become slow) or 1000 rounds. Returns how many
+ * were published. The fast reader never falls behind, however slow the machine.
+ */
+export async function publishUntil(fast: RawClient, publish: (payload: Uint8Array) => void, done: () => boolean): Promise<number> {
+  const payload = new Uint8Array(8 * 1024);
+  let n = 0;
+  for (let round = 0; round < 1000 && !done(); round++) {
+    for (let i = 0; i < 8; i++) publish(payload);
+    n += 8;
+    await fast.waitEvents(n);
+  }
+  return n;
+}

@@ -1,6 +1,6 @@
 import { afterEach, expect, it } from 'vitest';
 import { FrameType, type DroppedFrame } from '@crier/protocol';
-import { RawClient, cleanup, startBroker, waitFor } from './helpers.js';
+import { RawClient, cleanup, publishUntil, startBroker, waitFor } from './helpers.js';
 
 afterEach(cleanup);
 
@@ -53,15 +53,11 @@ it('a subscriber that never reads does not delay a fast one: remote publishes ke
   await fast.subscribe('feed.>');
   await frozen.subscribe('feed.>');
   frozen.ws.pause();
-  const payload = new Uint8Array(8 * 1024);
-  let n = 0;
-  for (let round = 0; round < 1000 && b.stats().slowConsumers === 0; round++) {
-    for (let i = 0; i < 8; i++) pub.send({ t: FrameType.publish, c: 'feed.x', d: payload });
-    n += 8;
-    await fast.waitEvents(n);
-  }
+  const send = (payload: Uint8Array): void => pub.send({ t: FrameType.publish, c: 'feed.x', d: payload });
+  let n = await publishUntil(fast, send, () => b.stats().slowConsumers > 0);
   expect(b.stats().slowConsumers).toBe(1);
   // With the frozen one slow, a further burst still reaches the fast one promptly and whole.
+  const payload = new Uint8Array(8 * 1024);
   for (let i = 0; i < 8; i++) pub.send({ t: FrameType.publish, c: 'feed.x', d: payload });
   n += 8;
   const got = await fast.waitEvents(n);
