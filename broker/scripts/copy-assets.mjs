@@ -1,21 +1,44 @@
 #!/usr/bin/env node
-// Copies the files the broker serves into broker/dist/static/, where it reads them at start:
-// the browser bundle built by sdk-web (the broker never imports sdk-web code; it only serves the
-// file) and the hand-written dashboard. Run after `node sdk-web/scripts/bundle.mjs`.
-import { copyFile, mkdir, readdir } from 'node:fs/promises';
+// Puts the files the broker serves into broker/dist/static/, where it reads them at start:
+//   crier.min.js  the browser bundle of @crier/sdk-web, a devDependency of the broker for this
+//                 file only (the broker never imports sdk-web code; it serves the bundle, and the
+//                 published package carries its own copy in dist/static/). Resolved through
+//                 sdk-web's exports, so build sdk-web's bundle first (`node sdk-web/scripts/bundle.mjs`;
+//                 the root `npm run build` runs both in order).
+//   the dashboard, hand-written in src/dashboard/.
+// A file whose content is already there is not rewritten: a broker started while another build
+// runs (`npm start` in a test) never reads a half-written file, and mtimes stay put.
+import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 
-const bundle = new URL('../../sdk-web/dist/crier.min.js', import.meta.url);
+const require = createRequire(import.meta.url);
 const dashboard = new URL('../src/dashboard/', import.meta.url);
 const out = new URL('../dist/static/', import.meta.url);
 
-await mkdir(out, { recursive: true });
+let bundle;
 try {
-  await copyFile(bundle, new URL('crier.min.js', out));
+  bundle = await readFile(require.resolve('@crier/sdk-web/crier.min.js'));
 } catch (err) {
-  if (err.code !== 'ENOENT') throw err;
-  console.error('copy-assets: sdk-web/dist/crier.min.js is missing: run `node sdk-web/scripts/bundle.mjs` first');
+  if (err.code !== 'ENOENT' && err.code !== 'MODULE_NOT_FOUND') throw err;
+  console.error('copy-assets: @crier/sdk-web/crier.min.js is missing: run `node sdk-web/scripts/bundle.mjs` first');
   process.exit(1);
 }
+
+/** Writes `content` to `name` in dist/static/ unless it is there already; atomically (rename). */
+async function put(name, content) {
+  const target = new URL(name, out);
+  const current = await readFile(target).catch((err) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (current?.equals(content)) return;
+  const temp = new URL(`.${name}.${process.pid}.tmp`, out);
+  await writeFile(temp, content);
+  await rename(temp, target);
+}
+
+await mkdir(out, { recursive: true });
+await put('crier.min.js', bundle);
 for (const name of await readdir(dashboard)) {
-  await copyFile(new URL(name, dashboard), new URL(name, out));
+  await put(name, await readFile(new URL(name, dashboard)));
 }

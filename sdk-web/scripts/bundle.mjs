@@ -7,7 +7,10 @@
 // class fields can be compiled as plain assignments (`useDefineForClassFields: false`): lowered
 // to es2020 with define semantics, each field costs a helper call (about 0.25 KB gzipped in all).
 // Nothing in crier depends on define semantics (no field shadows an accessor of a base class).
-import { mkdirSync, readFileSync } from 'node:fs';
+//
+// A bundle whose content is already on disk is not rewritten: a broker started while another
+// build runs (`npm start` in a test) never sees a half-written file, and mtimes stay put.
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -27,7 +30,23 @@ const common = {
   logLevel: 'warning',
   alias: { '@crier/protocol': join(root, '..', 'protocol', 'src', 'index.ts') },
   tsconfigRaw: { compilerOptions: { useDefineForClassFields: false } },
+  write: false,
 };
+
+/** Writes a build's one output file unless the same bytes are there already; atomically (rename). */
+function save(result) {
+  const [file] = result.outputFiles;
+  let current;
+  try {
+    current = readFileSync(file.path);
+  } catch (err) {
+    if (err.code !== 'ENOENT') throw err;
+  }
+  if (current?.equals(file.contents)) return;
+  const temp = join(dirname(file.path), `.${process.pid}.tmp`);
+  writeFileSync(temp, file.contents);
+  renameSync(temp, file.path);
+}
 
 function report(file) {
   const bytes = readFileSync(join(dist, file));
@@ -36,17 +55,19 @@ function report(file) {
 }
 
 const esm = await build({ ...common, entryPoints: [entry], format: 'esm', outfile: join(dist, 'crier.esm.js'), metafile: true });
+save(esm);
 report('crier.esm.js');
 
 // The IIFE assigns the exports to the global as a plain object: esbuild's `globalName` would
 // wrap them in a namespace object of getters, with its helpers (about 0.2 KB gzipped).
 const names = Object.values(esm.metafile.outputs)[0].exports;
 const list = names.join(',');
-await build({
+const iife = await build({
   ...common,
   stdin: { contents: `import {${list}} from './${relative(root, entry)}';globalThis.Crier={${list}};`, resolveDir: root, loader: 'ts' },
   format: 'iife',
   banner: { js: '"use strict";' }, // the sources are modules, written for strict mode
   outfile: join(dist, 'crier.min.js'),
 });
+save(iife);
 report('crier.min.js');
