@@ -4,12 +4,19 @@
 let stdoutClosed = false;
 const closedListeners: (() => void)[] = [];
 
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code !== 'EPIPE') throw err;
-  // The reader went away: nothing more to write, quietly.
-  stdoutClosed = true;
-  for (const listener of closedListeners.splice(0)) listener();
-});
+/**
+ * Treats a closed stdout (EPIPE) as the reader going away, not as an error. The command's `main`
+ * calls it once at start; importing this module registers nothing (the package has no side
+ * effects at load).
+ */
+export function watchStdout(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    // The reader went away: nothing more to write, quietly.
+    stdoutClosed = true;
+    for (const listener of closedListeners.splice(0)) listener();
+  });
+}
 
 /** Calls `listener` once when the reader of stdout goes away (EPIPE). */
 export function onStdoutClosed(listener: () => void): void {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { COMMAND_USAGE, TOP_USAGE, UsageError, parseCommandLine, type ParsedCommandLine } from './cli-args.js';
 import { CliFailure } from './cli-connect.js';
 import { listen } from './cli-listen.js';
-import { say } from './cli-output.js';
+import { say, watchStdout } from './cli-output.js';
 import { publish } from './cli-publish.js';
 import { stats } from './cli-stats.js';
 
@@ -43,6 +43,7 @@ async function run(parsed: ParsedCommandLine): Promise<number> {
 }
 
 async function main(): Promise<void> {
+  watchStdout();
   let parsed: ParsedCommandLine;
   try {
     parsed = parseCommandLine(process.argv.slice(2), process.env);

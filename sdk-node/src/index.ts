@@ -1,8 +1,34 @@
 import WebSocket from 'ws';
 import { connect as connectWith, type ClientOptions, type CrierClient } from '@crier/sdk-web';
 
-// Everything of the isomorphic core; the local `connect` below takes precedence over its `connect`.
-export * from '@crier/sdk-web';
+// The public surface, named (as in sdk-web's index): the isomorphic core of `@crier/sdk-web`,
+// except its `connect`, which the one below replaces. A bundle for a browser gets `./browser.js`
+// instead (the `browser` condition of this package's exports), which leaves `ws` out.
+export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from '@crier/sdk-web';
+export { encodeText, decodeText, encodeJson, decodeJson } from '@crier/sdk-web';
+export type { WebSocketLike, WebSocketConstructor, LifecycleTarget } from '@crier/sdk-web';
+export type {
+  ClientOptions,
+  ReconnectOptions,
+  LifecycleOptions,
+  Timers,
+  CrierClient,
+  ClientState,
+  StateInfo,
+  ClientLimits,
+  CrierEvent,
+  PublishAck,
+  PublishOptions,
+  FireAndForgetOptions,
+  DroppedNotice,
+  Subscription,
+  SubscribeFilter,
+  EventHandler,
+  StateListener,
+  DroppedListener,
+  ErrorListener,
+} from '@crier/sdk-web';
+export { CrierError, ErrorCode, CloseCode } from '@crier/sdk-web';
 
 /**
  * Creates a crier client in Node: the `@crier/sdk-web` client with the `ws` package's WebSocket
