@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createBroker } from './broker.js';
 import { ConfigError, parseCommand, usage, type Command } from './config.js';
 import { defaultLogger } from './logger.js';
+import { DEFAULTS } from './options.js';
 import { statsUrlOf } from './paths.js';
 
 // The `crier-broker` command. Logs are JSON lines on stderr; stdout carries one human line
@@ -19,6 +20,12 @@ function version(): string {
   const pkg: unknown = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
   const v = typeof pkg === 'object' && pkg !== null ? (pkg as { version?: unknown }).version : undefined;
   return typeof v === 'string' ? v : 'unknown';
+}
+
+/** Where the broker listens, as an operator reads it: a wildcard host says it is every interface. */
+function listenAddress(host: string, port: number): string {
+  const wildcard = host === '0.0.0.0' || host === '::';
+  return wildcard ? `port ${port} of every interface (${host})` : `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 async function main(): Promise<void> {
@@ -45,7 +52,7 @@ async function main(): Promise<void> {
   } catch (err) {
     fail(`cannot start: ${err instanceof Error ? err.message : String(err)}`, 1);
   }
-  process.stdout.write(`crier broker listening on ${broker.url} (stats: ${statsUrlOf(broker.url)})\n`);
+  process.stdout.write(`crier broker listening on ${listenAddress(options.host ?? DEFAULTS.host, broker.port)}: ${broker.url} (stats: ${statsUrlOf(broker.url)})\n`);
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {

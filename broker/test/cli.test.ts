@@ -46,7 +46,7 @@ function spawnCli(args: string[], env: Record<string, string> = {}): Run {
 /** Spawns a broker on a free port and resolves with its URL from the line it prints. */
 async function startCli(args: string[], env: Record<string, string> = {}): Promise<Run & { url: string }> {
   const run = spawnCli(['--port', '0', '--host', '127.0.0.1', ...args], env);
-  const url = await waitFor('the CLI to print its URL', () => /listening on (ws:\/\/\S+) \(stats: http:\/\/\S+\)/.exec(run.stdout())?.[1], {
+  const url = await waitFor('the CLI to print its URL', () => /listening on 127\.0\.0\.1:\d+: (ws:\/\/\S+) \(stats: http:\/\/\S+\)/.exec(run.stdout())?.[1], {
     wakeOn: [[run.child.stdout!, 'data']],
     timeoutMs: 10_000,
   });

@@ -35,6 +35,8 @@ export interface ListenCommand extends GlobalOptions {
   /** Undefined when no filter flag was given. */
   filter: SubscribeFilter | undefined;
   json: boolean;
+  /** Wait for a broker that cannot be reached at start, instead of failing (exit 1). */
+  wait: boolean;
 }
 
 export interface PublishCommand extends GlobalOptions {
@@ -76,6 +78,7 @@ const COMMAND_OPTIONS = {
     'all-labels': { type: 'boolean' },
     keys: { type: 'string', multiple: true },
     json: { type: 'boolean' },
+    wait: { type: 'boolean' },
   },
   publish: {
     label: { type: 'string', multiple: true },
@@ -107,11 +110,12 @@ Global options:
   -h, --help          help (also after a command: crier listen --help)
   --version           print the version
 
+An unreachable broker is a failure for every command (listen --wait waits for it instead).
 Exit codes: 0 done, 1 failure (broker unreachable, error from the broker), 2 usage error.
 `;
 
 export const COMMAND_USAGE: Record<CommandName, string> = {
-  listen: `Usage: crier listen [patterns...] [--labels a,b] [--all-labels] [--keys k1,k2] [--json]
+  listen: `Usage: crier listen [patterns...] [--labels a,b] [--all-labels] [--keys k1,k2] [--json] [--wait]
 
 Prints each event on the patterns (default ">", every channel), one line each:
   [14:23:15] user.created: {"id":42}
@@ -123,7 +127,9 @@ Options:
   --keys k1,k2     only events with one of these keys
   --json           one JSON object per line: {"id","channel","offset","epoch","time","labels",
                    "key","data"}; data is the text when valid UTF-8, else {"base64": "…"}
-  plus the global options (crier --help). Reconnects by itself; Ctrl+C quits.
+  --wait           wait for a broker that cannot be reached yet (default: exit 1 at once)
+  plus the global options (crier --help). Once connected, it rides out broker restarts
+  (reconnecting by itself); Ctrl+C quits.
 `,
   publish: `Usage: crier publish <channel> [data | -] [--label x]... [--key k] [--file path] [--lines] [--no-ack]
 
@@ -240,6 +246,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): P
         patterns: positionals.length > 0 ? positionals : ['>'],
         filter,
         json: values.json ?? false,
+        wait: values.wait ?? false,
       };
     }
     case 'publish': {

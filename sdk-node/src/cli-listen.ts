@@ -4,8 +4,10 @@ import { connectCli } from './cli-connect.js';
 import { formatDropped, formatEventJson, formatEventLine } from './cli-format.js';
 import { onStdoutClosed, say, writeLine } from './cli-output.js';
 
-// `crier listen`: a long-running tail. Events on stdout, everything else on stderr. It reconnects
-// by itself (the SDK does) and says so; SIGINT, SIGTERM and a closed stdout quit cleanly.
+// `crier listen`: a long-running tail. Events on stdout, everything else on stderr. A broker that
+// cannot be reached at start is a failure (exit 1), as for every command, unless `--wait`; once
+// connected it reconnects by itself (the SDK does) and says so; SIGINT, SIGTERM and a closed
+// stdout quit cleanly.
 
 /** `client.subscribe(pattern, filter, handler)` when a filter was asked for (labels, keys). */
 function subscribe(client: CrierClient, pattern: string, filter: SubscribeFilter | undefined, handler: EventHandler): Subscription {
@@ -51,6 +53,12 @@ export function listen(cmd: ListenCommand): Promise<number> {
         everConnected = true;
         waiting = false;
       } else if (state === 'reconnecting') {
+        if (!everConnected && !cmd.wait) {
+          const why = lastProblem();
+          say(`cannot reach ${cmd.url}${why ? `: ${why}` : ''} (--wait to wait for it)`);
+          finish(1);
+          return;
+        }
         if (everConnected && chatty && !waiting) {
           say(`connection lost${info.code !== undefined ? ` (code ${info.code}${info.reason ? `: ${info.reason}` : ''})` : ''}`);
         }

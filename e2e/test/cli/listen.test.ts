@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { connect, type CrierClient } from '@crier/sdk-node';
 import { startBrokerProcess, type BrokerProcess } from '../browser/harness.js';
 import { text, waitFor } from '../helpers.js';
-import { CLI, CliProcess, freePort } from './run-cli.js';
+import { CLI, CliProcess, freePort, runCli } from './run-cli.js';
 
 let broker: BrokerProcess;
 let publisher: CrierClient;
@@ -96,9 +96,17 @@ it('a closed pipe (crier listen | head -1) ends it quietly with exit 0', async (
   expect(cli.stderrLines).toEqual([expect.stringMatching(/^crier: listening to pipe\.x/)]);
 });
 
-it('says on stderr that it is waiting for a broker that is not there, and connects when it comes', async () => {
+it('exits 1 at once when the broker cannot be reached, as publish and stats do', async () => {
   const port = await freePort();
-  const cli = CliProcess.start(['listen', '--url', `ws://127.0.0.1:${port}`, '--json', 'late.>']);
+  const result = await runCli(['listen', '--url', `ws://127.0.0.1:${port}`, 'late.>']);
+  expect(result.code).toBe(1);
+  expect(result.stdout).toBe('');
+  expect(result.stderr).toBe(`crier: cannot reach ws://127.0.0.1:${port}/: connection refused (--wait to wait for it)\n`);
+});
+
+it('with --wait, says on stderr that it is waiting for a broker that is not there, and connects when it comes', async () => {
+  const port = await freePort();
+  const cli = CliProcess.start(['listen', '--wait', '--url', `ws://127.0.0.1:${port}`, '--json', 'late.>']);
   running.push(cli);
   const waiting = `crier: waiting for the broker at ws://127.0.0.1:${port}/ (connection refused), retrying…`;
   await cli.waitForLine('stderr', (line) => line === waiting, 'the waiting line');
