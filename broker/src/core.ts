@@ -15,6 +15,7 @@ import { ChannelCounters } from './offsets.js';
 import type { ResolvedOptions } from './options.js';
 import { closeReason, type CrierSocket } from './socket.js';
 import { compileFilter, patternOfKey, wireFilter, type IndexEntry, type SubscribeFilter } from './filter.js';
+import { Refusals } from './refusals.js';
 import { SseHub, SseStream, encodeSseEvent } from './sse.js';
 import type { BrokerEvent, BrokerStats, BrokerTop, PublishResult, SlowConsumer } from './types.js';
 
@@ -24,6 +25,7 @@ export const DEFAULT_STATS_CHANNELS = 10;
 /** Counters and sizes read at a metrics scrape. */
 export interface BrokerCounts {
   connections: number;
+  sseStreams: number;
   subscriptions: number;
   channels: number;
   slowConsumers: number;
@@ -55,6 +57,8 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   readonly index = new ChannelIndex<IndexEntry<Subscriber>>();
   /** The SSE streams of `GET /events`. */
   readonly sse: SseHub = new SseHub(this);
+  /** Upgrades, streams and publishes refused before they started: counted and logged. */
+  readonly refusals: Refusals;
   /** Connections not yet freed (before and after hello). */
   readonly connections = new Set<Connection>();
   /** Connections whose socket has not closed yet (freed ones included): what `close()` waits for. */
@@ -109,6 +113,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     this.maxBufferBytes = options.maxBufferBytes;
     this.counters = new ChannelCounters(options.channelCacheSize);
     this.limits = limitsForPayload(options.maxPayload);
+    this.refusals = new Refusals(log, options.maxConnections);
   }
 
   // ---- publish ----------------------------------------------------------------------------
@@ -309,6 +314,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   counts(): BrokerCounts {
     return {
       connections: this.connections.size,
+      sseStreams: this.sse.size,
       subscriptions: this.index.subscriptions,
       channels: this.index.channels,
       slowConsumers: this.slow.size,

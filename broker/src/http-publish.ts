@@ -123,6 +123,8 @@ function fail(core: BrokerCore, req: IncomingMessage, res: ServerResponse, err: 
     sendJson(req, res, 500, { code: 'internal', message: 'the broker could not publish the event' }, PUBLISH_HEADERS);
     return;
   }
+  // Refused before anything was published (not a bad request): counted and logged.
+  if (err.code === ErrorCode.forbiddenOrigin || err.code === ErrorCode.shuttingDown) core.refusals.refuse(err.code, 'publish', req);
   const status = STATUS_OF[err.code] ?? 400;
   if (status !== 413) {
     sendJson(req, res, status, { code: err.code, message: err.message }, PUBLISH_HEADERS);

@@ -23,6 +23,56 @@ export function defaultLogger(level: string, format?: LogFormat): Logger {
   return pino({ name: 'crier-broker', level }, pretty ? prettyStream(stderr, tty) : stderr);
 }
 
+/**
+ * Log lines that a client can cause at its own pace (refusals: a page retrying a refused
+ * handshake, a reconnect storm against a full broker), rate-limited per key so that the log stays
+ * readable and cheap: the first line of a key is written at once; later ones within `intervalMs`
+ * are only counted, and the next line written for that key carries `suppressed` (how many were
+ * left out since the previous one). Exact numbers belong in a metric, not here.
+ *
+ * At most `maxKeys` keys are remembered (expired ones are pruned at most once per interval); past
+ * that, new keys share one overflow key, so a flood of distinct keys costs bounded memory.
+ */
+export class RateLimitedLog {
+  private readonly keys = new Map<string, { last: number; suppressed: number }>();
+  private lastPrune = -Infinity;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly intervalMs = 10_000,
+    private readonly maxKeys = 1000,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Writes `msg` with `fields` at `level` unless `key` was written less than `intervalMs` ago. Returns whether it did. */
+  write(level: 'info' | 'warn' | 'error', key: string, fields: Record<string, unknown>, msg: string): boolean {
+    const now = this.now();
+    let entry = this.keys.get(key);
+    if (entry === undefined) {
+      if (this.keys.size >= this.maxKeys) this.prune(now);
+      if (this.keys.size >= this.maxKeys) key = RateLimitedLog.OVERFLOW_KEY;
+      entry = this.keys.get(key);
+    }
+    if (entry !== undefined && now - entry.last < this.intervalMs) {
+      entry.suppressed++;
+      return false;
+    }
+    const suppressed = entry?.suppressed ?? 0;
+    this.keys.set(key, { last: now, suppressed: 0 });
+    this.logger[level](suppressed > 0 ? { ...fields, suppressed } : fields, msg);
+    return true;
+  }
+
+  /** The key shared by new keys once `maxKeys` are remembered. */
+  static readonly OVERFLOW_KEY = '\u0000overflow';
+
+  private prune(now: number): void {
+    if (now - this.lastPrune < this.intervalMs) return;
+    this.lastPrune = now;
+    for (const [key, entry] of this.keys) if (now - entry.last >= this.intervalMs) this.keys.delete(key);
+  }
+}
+
 /** Keys whose values never reach a log: tokens, secrets, passwords, credentials, private keys. */
 const SECRET_KEY = /token|secret|passw|credential|api[-_]?key|private[-_]?key|authorization/i;
 

@@ -1,9 +1,17 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BrokerCore, BrokerCounts } from './core.js';
-import { LATENCY_BUCKETS_MS } from './latency.js';
+import { LATENCY_BUCKETS_MS, type LatencyHistogram } from './latency.js';
+import { REFUSAL_REASONS } from './refusals.js';
 
 /** Prefix of every metric, the Node process metrics included. */
 export const METRIC_PREFIX = 'crier_';
+
+/**
+ * prom-client's default metrics that are gauges named like counters (`_total`): `promtool check
+ * metrics` warns about each. Their per-type gauges (`crier_nodejs_active_handles{type}`, …) stay,
+ * and sum to the same value.
+ */
+const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 /**
  * The Node process metrics (event-loop lag, heap, GC, CPU, handles…), shared by every broker of
@@ -17,49 +25,65 @@ function sharedProcessRegistry(): Registry {
   if (!processRegistry) {
     processRegistry = new Registry();
     collectDefaultMetrics({ register: processRegistry, prefix: METRIC_PREFIX });
+    for (const name of GAUGES_NAMED_TOTAL) processRegistry.removeSingleMetric(METRIC_PREFIX + name);
   }
   return processRegistry;
 }
 
 /**
  * The broker's Prometheus metrics, in a registry of its own. Nothing is counted here on the hot
- * path: every value is read from the core's counters when scraped (gauges set, counters reset and
- * raised to the core's total, the latency histogram taken from the core's bucket counts).
+ * path: every value is kept by the core and read when scraped, through prom-client's `collect()`
+ * hook (called by the registry before it reads a metric): gauges are set to the core's value, and
+ * counters raised by what the core counted since the previous scrape (prom-client's own pattern
+ * for totals kept elsewhere, as its `process_cpu_seconds_total`: a Counter cannot be set).
  */
 export class BrokerMetrics {
   private readonly registry = new Registry();
   // The core's counters, read once per scrape so that one scrape is consistent.
-  private snapshot: BrokerCounts = {
-    connections: 0, subscriptions: 0, channels: 0, slowConsumers: 0, published: 0, delivered: 0, dropped: 0, receivedBytes: 0, sentBytes: 0,
-  };
+  private snapshot: BrokerCounts;
 
   constructor(private readonly core: BrokerCore) {
+    this.snapshot = core.counts();
     const registers = [this.registry];
+    const metrics = this;
     const gauge = (name: string, help: string, read: (c: BrokerCounts) => number): void => {
-      const metrics = this;
       new Gauge({ name: METRIC_PREFIX + name, help, registers, collect() { this.set(read(metrics.snapshot)); } });
     };
     const counter = (name: string, help: string, read: (c: BrokerCounts) => number): void => {
-      const metrics = this;
+      let seen = 0;
       new Counter({
         name: METRIC_PREFIX + name, help, registers,
-        // A prom-client Counter cannot be set: zero it and raise it to the core's total.
         collect() {
-          this.reset();
-          this.inc(read(metrics.snapshot));
+          const total = read(metrics.snapshot);
+          this.inc(total - seen);
+          seen = total;
         },
       });
     };
     gauge('connections', 'Open WebSocket connections (before hello included).', (c) => c.connections);
-    gauge('subscriptions', 'Subscriptions held: (subscriber, pattern) pairs, in-process subscribers included.', (c) => c.subscriptions);
+    gauge('sse_streams', 'Open SSE streams (GET /events); they count against maxConnections with the connections.', (c) => c.sseStreams);
+    gauge('subscriptions', 'Subscriptions held: (subscriber, pattern) pairs, in-process subscribers and SSE streams included.', (c) => c.subscriptions);
     gauge('channels', 'Distinct subscribed channel names and patterns.', (c) => c.channels);
-    gauge('slow_consumers', 'Connections losing events right now.', (c) => c.slowConsumers);
+    gauge('slow_consumers', 'Connections and SSE streams losing events right now.', (c) => c.slowConsumers);
     counter('events_published_total', 'Events published.', (c) => c.published);
     counter('events_delivered_total', 'Events queued to a subscriber (one per subscriber per event).', (c) => c.delivered);
     counter('events_dropped_total', 'Events subscribers lost to a full queue.', (c) => c.dropped);
     counter('received_bytes_total', 'Bytes of WebSocket messages received from clients (payloads).', (c) => c.receivedBytes);
     counter('sent_bytes_total', 'Bytes written to client sockets (WebSocket frames, headers included).', (c) => c.sentBytes);
-    this.registry.registerMetric(latencyHistogram(core) as unknown as Metric);
+    const seenRefusals = new Map<string, number>();
+    new Counter({
+      name: `${METRIC_PREFIX}refused_total`,
+      help: 'WebSocket upgrades, SSE streams and HTTP publishes refused before they started, by reason (the error code the client got).',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        for (const reason of REFUSAL_REASONS) {
+          const total = core.refusals.count(reason);
+          this.inc({ reason }, total - (seenRefusals.get(reason) ?? 0));
+          seenRefusals.set(reason, total);
+        }
+      },
+    });
   }
 
   /** The content type of {@link render}'s text. */
@@ -71,34 +95,25 @@ export class BrokerMetrics {
   async render(): Promise<string> {
     this.snapshot = this.core.counts();
     const own = await this.registry.metrics();
-    return `${own}\n${await sharedProcessRegistry().metrics()}`;
+    const latency = histogramText(
+      `${METRIC_PREFIX}publish_to_send_seconds`,
+      'Publish-to-send latency: from a publish until its frames were handed to the sockets (or to in-process handlers), per event with a recipient.',
+      this.core.latencyHistogram(),
+    );
+    return `${own}\n${latency}\n${await sharedProcessRegistry().metrics()}`;
   }
 }
 
 /**
- * `crier_publish_to_send_seconds` as a prom-client metric object: the core keeps the bucket
- * counts itself (a few binary searches per flush, nothing per event), which a prom-client
- * Histogram could only be fed one `observe` per event.
+ * `crier_publish_to_send_seconds` in the text format, from the bucket counts the core keeps itself
+ * (a few binary searches per flush, nothing per event). prom-client cannot take them: its
+ * Histogram is fed one `observe()` per sample, and it has no collector API for values aggregated
+ * elsewhere (prometheus/client_js#241), so this one family is written here, in the registry's
+ * own format (HELP, TYPE, cumulative `le` buckets ending at `+Inf` = `_count`, `_sum`, `_count`).
  */
-function latencyHistogram(core: BrokerCore) {
-  const name = `${METRIC_PREFIX}publish_to_send_seconds`;
-  const help = 'Publish-to-send latency: from a publish until its frames were handed to the sockets (or to in-process handlers), per event with a recipient.';
-  return {
-    name,
-    help,
-    type: 'histogram',
-    aggregator: 'sum',
-    reset(): void {},
-    async get() {
-      const h = core.latencyHistogram();
-      const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
-      LATENCY_BUCKETS_MS.forEach((ms, i) => {
-        values.push({ metricName: `${name}_bucket`, labels: { le: ms / 1000 }, value: h.counts[i]! });
-      });
-      values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf' }, value: h.count });
-      values.push({ metricName: `${name}_sum`, labels: {}, value: h.sumMs / 1000 });
-      values.push({ metricName: `${name}_count`, labels: {}, value: h.count });
-      return { name, help, type: 'histogram', values, aggregator: 'sum' };
-    },
-  };
+function histogramText(name: string, help: string, h: LatencyHistogram): string {
+  const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`];
+  LATENCY_BUCKETS_MS.forEach((ms, i) => lines.push(`${name}_bucket{le="${ms / 1000}"} ${h.counts[i]!}`));
+  lines.push(`${name}_bucket{le="+Inf"} ${h.count}`, `${name}_sum ${h.sumMs / 1000}`, `${name}_count ${h.count}`);
+  return `${lines.join('\n')}\n`;
 }

@@ -231,12 +231,17 @@ export class SseHub {
     if (req.method !== 'GET') {
       return sendJson(req, res, 405, { code: 'method_not_allowed', message: 'events answers GET only' }, { Allow: 'GET, OPTIONS' });
     }
-    if (core.closing) return sendJson(req, res, 503, { code: ErrorCode.shuttingDown, message: 'the broker is shutting down' });
+    if (core.closing) {
+      core.refusals.refuse(ErrorCode.shuttingDown, 'sse', req);
+      return sendJson(req, res, 503, { code: ErrorCode.shuttingDown, message: 'the broker is shutting down' });
+    }
     if (!originAllowed(req, core.options.allowedOrigins)) {
+      core.refusals.refuse(ErrorCode.forbiddenOrigin, 'sse', req);
       return sendJson(req, res, 403, { code: ErrorCode.forbiddenOrigin, message: `origin ${req.headers.origin} is not in allowedOrigins` });
     }
     // SSE streams count against maxConnections with the sockets: each holds a queue and subscriptions.
     if (core.sockets.size + this.size >= core.options.maxConnections) {
+      core.refusals.refuse(ErrorCode.tooManyConnections, 'sse', req);
       return sendJson(req, res, 503, { code: ErrorCode.tooManyConnections, message: 'the broker is at its connection limit' }, { 'Retry-After': '5' });
     }
     let query: SseQuery;

@@ -22,8 +22,9 @@ export interface UpgradeContext {
 
 /**
  * The server's `upgrade` listener. Everything that can be refused is refused here, with a plain
- * HTTP answer, before a WebSocket exists: a wrong path (404), a broker at its connection limit or
- * shutting down (503 with Retry-After).
+ * HTTP answer, before a WebSocket exists: a wrong path (404), a broker shutting down (503), a
+ * page from an origin not in `allowedOrigins` (403), a broker at its connection limit (503 with
+ * Retry-After). Each refusal but the 404 is counted and logged (rate-limited) by `core.refusals`.
  */
 export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   const { core, wss, paths, server, attached } = ctx;
@@ -37,15 +38,17 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
       return;
     }
     if (core.closing) {
+      core.refusals.refuse(ErrorCode.shuttingDown, 'websocket', req);
       rejectUpgrade(socket, 503, ErrorCode.shuttingDown, 'the broker is shutting down');
       return;
     }
     if (!originAllowed(req, core.options.allowedOrigins)) {
+      core.refusals.refuse(ErrorCode.forbiddenOrigin, 'websocket', req);
       rejectUpgrade(socket, 403, ErrorCode.forbiddenOrigin, `origin ${req.headers.origin} is not in allowedOrigins`);
       return;
     }
     if (core.sockets.size + core.sse.size >= core.options.maxConnections) {
-      core.log.warn({ maxConnections: core.options.maxConnections }, 'connection refused: maxConnections reached');
+      core.refusals.refuse(ErrorCode.tooManyConnections, 'websocket', req);
       rejectUpgrade(socket, 503, ErrorCode.tooManyConnections, 'the broker is at its connection limit', RETRY_AFTER_SECONDS);
       return;
     }
@@ -53,10 +56,12 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
       // handleUpgrade may complete later than it was called: check the limits again.
       ws.on('error', rawSocketOnError);
       if (core.closing) {
+        core.refusals.refuse(ErrorCode.shuttingDown, 'websocket', req);
         ws.close(CloseCode.goingAway, 'broker shutting down');
         return;
       }
       if (core.sockets.size + core.sse.size >= core.options.maxConnections) {
+        core.refusals.refuse(ErrorCode.tooManyConnections, 'websocket', req);
         ws.close(CloseCode.tryAgainLater, `${ErrorCode.tooManyConnections}: try again later`);
         return;
       }

@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FrameType } from '@crier/protocol';
 import { parseCommand } from '../src/config.js';
-import { formatPrettyLine, prettyStream, redactConfig } from '../src/logger.js';
+import { RateLimitedLog, formatPrettyLine, prettyStream, redactConfig } from '../src/logger.js';
 import { RawClient, cleanup, startBroker, text, waitFor } from './helpers.js';
 
 afterEach(cleanup);
@@ -46,6 +46,34 @@ describe('JSON logs', () => {
       port: 1, token: '[redacted]', nested: { password: '[redacted]', ok: true, authToken: '[redacted]' }, apiKey: '[redacted]',
       list: [{ clientSecret: '[redacted]', n: 2 }],
     });
+  });
+});
+
+describe('RateLimitedLog', () => {
+  it('writes a key once per interval, then says how many lines it left out', () => {
+    const { logger, entries } = capture('info');
+    let now = 0;
+    const log = new RateLimitedLog(logger, 1000, 2, () => now);
+    expect(log.write('warn', 'a', { n: 1 }, 'refused')).toBe(true);
+    expect(log.write('warn', 'a', { n: 2 }, 'refused')).toBe(false);
+    expect(log.write('warn', 'a', { n: 3 }, 'refused')).toBe(false);
+    expect(log.write('warn', 'b', { n: 4 }, 'refused')).toBe(true);
+    now = 999;
+    expect(log.write('warn', 'a', { n: 5 }, 'refused')).toBe(false);
+    now = 1000;
+    expect(log.write('info', 'a', { n: 6 }, 'refused')).toBe(true);
+    expect(entries.map((e) => [e['level'], e['n'], e['suppressed']])).toEqual([[40, 1, undefined], [40, 4, undefined], [30, 6, 3]]);
+  });
+
+  it('remembers at most maxKeys keys: past them, new keys share one line per interval', () => {
+    const { logger, entries } = capture('info');
+    let now = 0;
+    const log = new RateLimitedLog(logger, 1000, 2, () => now);
+    for (const key of ['a', 'b', 'c', 'd', 'e']) log.write('warn', key, { key }, 'refused');
+    expect(entries.map((e) => e['key'])).toEqual(['a', 'b', 'c']);
+    now = 1500; // every key expired: pruned to make room (at most once per interval)
+    for (const key of ['f', 'g', 'h', 'i']) log.write('warn', key, { key }, 'refused');
+    expect(entries.map((e) => e['key'])).toEqual(['a', 'b', 'c', 'f', 'g', 'h']);
   });
 });
 

@@ -1,4 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { FrameType } from '@crier/protocol';
 import { RawClient, cleanup, startBroker, text, waitFor } from './helpers.js';
 
@@ -50,11 +53,60 @@ function parsePrometheus(body: string): Map<string, Family> {
   return families;
 }
 
-async function scrape(wsUrl: string): Promise<Map<string, Family>> {
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+
+/**
+ * What `promtool check metrics` would complain about, checked without it: every family has HELP
+ * and TYPE (once, the parser checks), names are valid, counters end in `_total` and nothing else
+ * does, no series appears twice, and each histogram has cumulative buckets in `le` order ending
+ * at `+Inf`, equal to its `_count`, with a `_sum`.
+ */
+function lint(families: Map<string, Family>): string[] {
+  const problems: string[] = [];
+  for (const [name, f] of families) {
+    if (!METRIC_NAME.test(name)) problems.push(`${name}: invalid metric name`);
+    if (f.type === '') problems.push(`${name}: HELP without TYPE`);
+    if (f.type === 'counter' && !name.endsWith('_total')) problems.push(`${name}: counter not named *_total`);
+    if (f.type !== 'counter' && name.endsWith('_total')) problems.push(`${name}: ${f.type} named like a counter (*_total)`);
+    const series = new Set<string>();
+    for (const s of f.samples) {
+      const id = `${s.name}{${Object.entries(s.labels).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join(',')}}`;
+      if (series.has(id)) problems.push(`${id}: duplicate series`);
+      series.add(id);
+    }
+    if (f.type !== 'histogram') continue;
+    // One histogram per label set other than le.
+    const groups = new Map<string, { buckets: [number, number][]; sum?: number; count?: number }>();
+    for (const s of f.samples) {
+      const { le, ...rest } = s.labels;
+      const key = JSON.stringify(Object.entries(rest).sort());
+      const g = groups.get(key) ?? { buckets: [] };
+      groups.set(key, g);
+      if (s.name === `${name}_bucket`) g.buckets.push([le === '+Inf' ? Infinity : Number(le), s.value]);
+      else if (s.name === `${name}_sum`) g.sum = s.value;
+      else if (s.name === `${name}_count`) g.count = s.value;
+    }
+    for (const [key, g] of groups) {
+      const les = g.buckets.map(([le]) => le);
+      if (les.some((le, i) => Number.isNaN(le) || (i > 0 && le <= les[i - 1]!))) problems.push(`${name}${key}: le bounds not increasing`);
+      if (g.buckets.some(([, v], i) => i > 0 && v < g.buckets[i - 1]![1])) problems.push(`${name}${key}: bucket counts not cumulative`);
+      if (les.at(-1) !== Infinity) problems.push(`${name}${key}: no +Inf bucket`);
+      if (g.count === undefined || g.sum === undefined) problems.push(`${name}${key}: _sum or _count missing`);
+      if (g.buckets.at(-1)?.[1] !== g.count) problems.push(`${name}${key}: +Inf bucket ${g.buckets.at(-1)?.[1]} is not _count ${g.count}`);
+    }
+  }
+  return problems;
+}
+
+async function scrapeText(wsUrl: string): Promise<string> {
   const res = await fetch(httpUrl(wsUrl, '/metrics'));
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
-  return parsePrometheus(await res.text());
+  return res.text();
+}
+
+async function scrape(wsUrl: string): Promise<Map<string, Family>> {
+  return parsePrometheus(await scrapeText(wsUrl));
 }
 
 const value = (families: Map<string, Family>, name: string, labels: Record<string, string> = {}): number => {
@@ -72,6 +124,7 @@ describe('GET /metrics', () => {
     const types = Object.fromEntries([...m].filter(([n]) => n.startsWith('crier_')).map(([n, f]) => [n, f.type]));
     expect(types).toMatchObject({
       crier_connections: 'gauge',
+      crier_sse_streams: 'gauge',
       crier_subscriptions: 'gauge',
       crier_channels: 'gauge',
       crier_slow_consumers: 'gauge',
@@ -80,17 +133,19 @@ describe('GET /metrics', () => {
       crier_events_dropped_total: 'counter',
       crier_received_bytes_total: 'counter',
       crier_sent_bytes_total: 'counter',
+      crier_refused_total: 'counter',
       crier_publish_to_send_seconds: 'histogram',
       crier_nodejs_eventloop_lag_seconds: 'gauge',
       crier_process_resident_memory_bytes: 'gauge',
     });
-    for (const [name, f] of m) if (f.type === 'counter') expect(name).toMatch(/_total$/);
-    // No per-channel labels anywhere in the broker's own families.
+    expect(lint(m)).toEqual([]);
+    // No per-channel labels anywhere in the broker's own families: only le and a refusal's reason.
     for (const [name, f] of m) {
       if (!name.startsWith('crier_nodejs') && !name.startsWith('crier_process')) {
-        for (const s of f.samples) expect(Object.keys(s.labels).filter((k) => k !== 'le')).toEqual([]);
+        for (const s of f.samples) expect(Object.keys(s.labels).filter((k) => k !== 'le' && !(name === 'crier_refused_total' && k === 'reason'))).toEqual([]);
       }
     }
+    expect(m.get('crier_refused_total')!.samples.map((s) => s.labels['reason']).sort()).toEqual(['forbidden_origin', 'shutting_down', 'too_many_connections']);
     expect((await fetch(httpUrl(b.url, '/metrics'), { method: 'POST' })).status).toBe(405);
   });
 
@@ -128,6 +183,78 @@ describe('GET /metrics', () => {
     expect(buckets).toEqual([...buckets].sort((x, y) => x - y));
     expect(value(after, 'crier_publish_to_send_seconds_sum')).toBeGreaterThanOrEqual(0);
     expect(value(after, 'crier_publish_to_send_seconds_sum')).toBeCloseTo((stats.latency.avgMs * 5) / 1000, 3);
+  });
+
+  it('passes the lint after traffic too (histogram filled, every family with values)', async () => {
+    const b = await startBroker();
+    const sub = await RawClient.connect(b.url);
+    await sub.subscribe('l.*');
+    for (let i = 0; i < 20; i++) b.publish('l.x', text('x'));
+    await sub.waitEvents(20);
+    expect(lint(await scrape(b.url))).toEqual([]);
+    expect(lint(await scrape(b.url))).toEqual([]); // a second scrape adds no series and loses none
+  });
+
+  it('the lint itself catches what promtool warns about', () => {
+    const bad = [
+      '# HELP x_total a gauge named like a counter', '# TYPE x_total gauge', 'x_total 1',
+      '# HELP y a counter without _total', '# TYPE y counter', 'y 1',
+      '# HELP z twice', '# TYPE z gauge', 'z{a="1"} 1', 'z{a="1"} 2',
+      '# HELP h h', '# TYPE h histogram', 'h_bucket{le="1"} 3', 'h_bucket{le="2"} 2', 'h_bucket{le="+Inf"} 4', 'h_sum 1', 'h_count 5',
+    ].join('\n');
+    expect(lint(parsePrometheus(bad))).toEqual([
+      'x_total: gauge named like a counter (*_total)',
+      'y: counter not named *_total',
+      'z{a=1}: duplicate series',
+      'h[]: bucket counts not cumulative',
+      'h[]: +Inf bucket 4 is not _count 5',
+    ]);
+  });
+
+  it('passes promtool check metrics with no warning (when promtool is installed)', async (ctx) => {
+    const b = await startBroker();
+    b.publish('p.x', text('x'));
+    const body = await scrapeText(b.url);
+    const run = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8', timeout: 20_000 });
+    if ((run.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') ctx.skip('promtool is not installed (apt-get install prometheus)');
+    expect({ status: run.status, output: `${run.stdout}${run.stderr}` }).toEqual({ status: 0, output: '' });
+  });
+
+  it('crier_sse_streams counts open SSE streams (crier_connections does not)', async () => {
+    const b = await startBroker();
+    const req = request(httpUrl(b.url, '/events?channels=a.b'));
+    req.on('error', () => {});
+    req.end();
+    await waitFor('the stream', () => b.stats().sseStreams === 1);
+    const m = await scrape(b.url);
+    expect(value(m, 'crier_sse_streams')).toBe(1);
+    expect(value(m, 'crier_connections')).toBe(0);
+    req.destroy();
+    await waitFor('the stream to be freed', () => b.stats().sseStreams === 0);
+    expect(value(await scrape(b.url), 'crier_sse_streams')).toBe(0);
+  });
+
+  it('crier_refused_total counts refusals by reason, across scrapes', async () => {
+    const b = await startBroker({ allowedOrigins: ['https://app.example.com'], maxConnections: 1 });
+    const refusedUpgrade = (origin?: string): Promise<number> => new Promise((resolve) => {
+      const ws = new WebSocket(b.url, origin ? { origin } : {});
+      ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.once('open', () => resolve(101));
+      ws.once('error', () => {});
+    });
+    expect(await refusedUpgrade('https://evil.example')).toBe(403);
+    const post = await fetch(httpUrl(b.url, '/publish/a.b'), { method: 'POST', body: 'x', headers: { Origin: 'https://evil.example' } });
+    expect(post.status).toBe(403);
+    let m = await scrape(b.url);
+    expect(value(m, 'crier_refused_total', { reason: 'forbidden_origin' })).toBe(2);
+    expect(value(m, 'crier_refused_total', { reason: 'too_many_connections' })).toBe(0);
+    const first = await RawClient.connect(b.url);
+    expect(await refusedUpgrade()).toBe(503);
+    m = await scrape(b.url);
+    expect(value(m, 'crier_refused_total', { reason: 'forbidden_origin' })).toBe(2);
+    expect(value(m, 'crier_refused_total', { reason: 'too_many_connections' })).toBe(1);
+    expect(value(m, 'crier_refused_total', { reason: 'shutting_down' })).toBe(0);
+    first.ws.close();
   });
 
   it('has a registry per broker: two brokers count apart', async () => {

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
+import { pino } from 'pino';
 import WebSocket from 'ws';
 import { cleanup, startBroker, waitFor } from './helpers.js';
 
@@ -39,6 +40,29 @@ describe('allowedOrigins', () => {
     expect(sse.status).toBe(403);
     expect(await sse.json()).toMatchObject({ code: 'forbidden_origin' });
     expect(b.stats().published).toBe(2); // the refused publish never happened
+  });
+
+  it('logs refused origins at warn, one line per origin and interval, and counts every refusal', async () => {
+    const entries: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => entries.push(JSON.parse(line) as Record<string, unknown>) });
+    const b = await startBroker({ logger, allowedOrigins: ['https://app.example.com'] });
+    const refusedLines = (): Record<string, unknown>[] => entries.filter((e) => e['msg'] === 'refused: origin not in allowedOrigins');
+    // A page retrying its handshake: six refusals, one line.
+    for (let i = 0; i < 6; i++) expect(await upgradeStatus(b.url, 'https://evil.example')).toBe(403);
+    expect(refusedLines()).toEqual([
+      expect.objectContaining({ level: 40, reason: 'forbidden_origin', door: 'websocket', origin: 'https://evil.example', remoteAddress: expect.any(String) }),
+    ]);
+    // The same origin on another door is the same key; another origin gets its own line.
+    const sse = await fetch(httpUrl(b.url, '/events?channels=a.b'), { headers: { Origin: 'https://evil.example' } });
+    expect(sse.status).toBe(403);
+    expect(await upgradeStatus(b.url, 'https://other.example')).toBe(403);
+    expect(refusedLines().map((e) => e['origin'])).toEqual(['https://evil.example', 'https://other.example']);
+    const metrics = await (await fetch(httpUrl(b.url, '/metrics'))).text();
+    expect(metrics).toContain('crier_refused_total{reason="forbidden_origin"} 8\n');
+    // Allowed pages and services are neither refused nor logged.
+    expect(await upgradeStatus(b.url, 'https://app.example.com')).toBe(101);
+    expect(await upgradeStatus(b.url)).toBe(101);
+    expect(refusedLines()).toHaveLength(2);
   });
 
   it('allows any origin by default', async () => {
