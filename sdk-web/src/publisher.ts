@@ -79,11 +79,13 @@ export class Publisher {
     this.queue = [];
     const failures: CrierError[] = [];
     for (const item of queued) {
-      // The limits may have become known (or changed) since the publish was queued.
-      const refused = this.tooLarge(item.data);
-      if (refused && item.ack) item.reject(refused);
-      else if (refused) failures.push(refused);
-      else this.send(item).then(item.resolve, item.reject);
+      // The limits may have become known (or changed) since the publish was queued, and the
+      // socket may have filled up with the publishes flushed before this one.
+      const refused = this.tooLarge(item.data) ?? this.bufferFull(item.channel);
+      if (refused === undefined) this.transmit(item).then(item.resolve, item.reject);
+      else if (item.ack) item.reject(refused);
+      // A fire-and-forget publish resolved when it was queued: its refusal can only be an event.
+      else failures.push(refused);
     }
     // Reported once everything is sent: a listener may do anything, quit() included.
     for (const failure of failures) this.error(failure);
@@ -98,12 +100,23 @@ export class Publisher {
   }
 
   private send(item: Publish): Promise<PublishAck | undefined> {
-    // `send` never refuses: without this, a publisher faster than its network (fire-and-forget in
-    // a loop, above all) would grow the socket's buffer without bound.
+    const refused = this.bufferFull(item.channel);
+    return refused === undefined ? this.transmit(item) : Promise.reject(refused);
+  }
+
+  /**
+   * `queue_full` while the socket holds more than {@link MAX_SOCKET_BUFFER} unsent. `send` never
+   * refuses: without this, a publisher faster than its network (fire-and-forget in a loop, above
+   * all) would grow the socket's buffer without bound.
+   */
+  private bufferFull(channel: string): CrierError | undefined {
     const buffered = this.connection.bufferedAmount;
-    if (buffered > MAX_SOCKET_BUFFER) {
-      return Promise.reject(new CrierError(ErrorCode.queueFull, `cannot publish to "${item.channel}": ${buffered} bytes wait to be sent (limit ${MAX_SOCKET_BUFFER}); slow down`));
-    }
+    if (buffered <= MAX_SOCKET_BUFFER) return undefined;
+    return new CrierError(ErrorCode.queueFull, `cannot publish to "${channel}": ${buffered} bytes wait to be sent (limit ${MAX_SOCKET_BUFFER}); slow down`);
+  }
+
+  /** Hands the publish to the socket (checks done); an acked one resolves with its ack. */
+  private transmit(item: Publish): Promise<PublishAck | undefined> {
     if (!item.ack) {
       this.connection.send(toFrame(item, undefined));
       return Promise.resolve(undefined);

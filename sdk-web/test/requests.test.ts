@@ -103,6 +103,19 @@ describe('local checks fail fast, before anything is sent', () => {
     expect(socket().sentOf(FrameType.publish).map((f) => f.d.length)).toEqual([10]);
   });
 
+  it('a queued fire-and-forget publish refused at the welcome for a full socket is an error event', async () => {
+    const { client, socket, welcome, rec } = scriptedClient();
+    await client.publish('a.b', bytes(1), { ack: false });
+    const acked = client.publish('a.b', bytes(2));
+    socket().bufferedAmount = 16 * 1024 * 1024 + 1;
+    welcome();
+    await expect(acked).rejects.toMatchObject({ code: ErrorCode.queueFull });
+    expect(rec.errors.map((e) => [e.code, e.message])).toEqual([
+      [ErrorCode.queueFull, expect.stringContaining('cannot publish to "a.b"')],
+    ]);
+    expect(socket().sentOf(FrameType.publish)).toEqual([]);
+  });
+
   it('a TypeError for data that is not bytes', async () => {
     const { client, welcome } = scriptedClient();
     welcome();
