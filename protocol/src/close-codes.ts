@@ -1,3 +1,5 @@
+import { isErrorCode, type ErrorCode } from './errors.js';
+
 /**
  * WebSocket close codes used by crier. 1000-1011 are the standard ones; 4000-4099 are crier's.
  * {@link shouldReconnect} is the one place that decides whether a client reconnects after a close.
@@ -27,6 +29,13 @@ export const CloseCode = {
   helloTimeout: 4004,
   /** The broker is at its connection limit; try again later. */
   tryAgainLater: 4005,
+  /**
+   * The broker refused the WebSocket handshake for good (HTTP 401 or 403, such as
+   * `forbidden_origin`), so trying again cannot succeed. Reported locally by a client that can read
+   * the handshake's answer (sdk-node), never sent: a browser cannot read it and sees only 1006. The
+   * reason is `<error code>: <message>` from the answer's body when the broker wrote one.
+   */
+  handshakeRefused: 4006,
 } as const;
 
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
@@ -43,8 +52,21 @@ export function shouldReconnect(code: number): boolean {
     case CloseCode.badFrame:
     case CloseCode.replaced:
     case CloseCode.helloRejected:
+    case CloseCode.handshakeRefused:
       return false;
     default:
       return true;
   }
+}
+
+/**
+ * The stable error code a close reason carries, as the broker writes its reasons
+ * (`<code>: <message>`, or the code alone), with the message after it; `undefined` when the reason
+ * does not start with a known {@link ErrorCode}.
+ */
+export function errorOfCloseReason(reason: string): { code: ErrorCode; message: string } | undefined {
+  const colon = reason.indexOf(':');
+  const code = colon === -1 ? reason : reason.slice(0, colon);
+  if (!isErrorCode(code)) return undefined;
+  return { code, message: colon === -1 ? code : reason.slice(colon + 1).trim() || code };
 }

@@ -1,5 +1,5 @@
 export { ErrorCode, CrierError, isErrorCode } from './errors.js';
-export { CloseCode, shouldReconnect } from './close-codes.js';
+export { CloseCode, errorOfCloseReason, shouldReconnect } from './close-codes.js';
 export {
   PROTOCOL_VERSION,
   FrameType,

@@ -1,4 +1,4 @@
-import WebSocket from 'ws';
+import { CrierWebSocket } from './websocket.js';
 import { CrierError, connect as connectWith, type ClientOptions, type CrierClient, type StateInfo, type WebSocketConstructor } from '@crier/sdk-web';
 
 // How the `crier` command reaches the broker, and how it says that it could not.
@@ -51,9 +51,10 @@ export interface CliClient {
 export function connectCli(url: string, options: ClientOptions): CliClient {
   let socketError: unknown;
   let closeInfo: StateInfo | undefined;
-  // ws's own error event carries the system error (ECONNREFUSED, ENOTFOUND, a 404 on upgrade);
-  // the SDK's `onerror` ignores it, so listen beside it.
-  class RecordingWebSocket extends WebSocket {
+  // ws's own error event carries the system error (ECONNREFUSED, ENOTFOUND, a 404 on upgrade;
+  // `forbidden_origin: …` for a handshake refused for good, see CrierWebSocket); the SDK's
+  // `onerror` ignores it, so listen beside it.
+  class RecordingWebSocket extends CrierWebSocket {
     constructor(address: string | URL) {
       super(address);
       socketError = undefined;

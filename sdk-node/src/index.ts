@@ -1,4 +1,4 @@
-import WebSocket from 'ws';
+import { CrierWebSocket } from './websocket.js';
 import { connect as connectWith, type ClientOptions, type CrierClient } from '@crier/sdk-web';
 
 // The public surface, named (as in sdk-web's index): the isomorphic core of `@crier/sdk-web`,
@@ -36,5 +36,5 @@ export { CrierError, ErrorCode, CloseCode } from '@crier/sdk-web';
  * Returns at once and connects in the background; see `ready()`.
  */
 export function connect(url: string, options: ClientOptions = {}): CrierClient {
-  return connectWith(url, { ...options, WebSocket: options.WebSocket ?? WebSocket });
+  return connectWith(url, { ...options, WebSocket: options.WebSocket ?? CrierWebSocket });
 }

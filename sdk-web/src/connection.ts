@@ -7,6 +7,7 @@ import {
   PROTOCOL_VERSION,
   decodeFrames,
   encodeFrame,
+  errorOfCloseReason,
   limitsForPayload,
   shouldReconnect,
   type BrokerFrame,
@@ -277,6 +278,10 @@ export class Connection {
     const backoff = this.options.reconnect;
     // A suspended client is not lost: it reconnects on resume() whatever the code.
     if (!this.suspended && (backoff === false || !shouldReconnect(code))) {
+      // A close that refuses the client for good says why with a stable code (a refused
+      // handshake, 4006 forbidden_origin; a refused hello, 4002 unsupported_version): an error.
+      const refusal = shouldReconnect(code) ? undefined : errorOfCloseReason(reason);
+      if (refusal) this.hooks.error(new CrierError(refusal.code, refusal.message));
       this.hooks.down(true, info);
       return this.setState('closed', info);
     }

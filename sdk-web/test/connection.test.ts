@@ -104,6 +104,25 @@ describe('reconnect', () => {
     expect(sockets).toHaveLength(1);
   });
 
+  it('a refused handshake (4006, as sdk-node reports a 403) is final and reported as an error with the broker code', () => {
+    const { client, socket, clock, rec, sockets } = scriptedClient();
+    socket().fireClose(CloseCode.handshakeRefused, 'forbidden_origin: origin https://evil.example is not in allowedOrigins');
+    expect(client.state).toBe('closed');
+    expect(rec.errors.map((e) => [e.code, e.message])).toEqual([[ErrorCode.forbiddenOrigin, 'origin https://evil.example is not in allowedOrigins']]);
+    expect(rec.states).toEqual([['closed', { code: CloseCode.handshakeRefused, reason: 'forbidden_origin: origin https://evil.example is not in allowedOrigins' }]]);
+    expect(clock.pending()).toEqual([]);
+    expect(sockets).toHaveLength(1);
+  });
+
+  it('a browser only sees 1006 for a refused handshake: it retries with backoff, and reports no error', () => {
+    const { client, socket, clock, rec, sockets } = scriptedClient({ random: () => 0.5 });
+    socket().fireClose(CloseCode.abnormal);
+    expect(client.state).toBe('reconnecting');
+    expect(rec.errors).toEqual([]);
+    clock.advance(clock.pending()[0]!);
+    expect(sockets).toHaveLength(2);
+  });
+
   it('with reconnect: false, any loss closes for good', () => {
     const { client, socket, clock, welcome } = scriptedClient({ reconnect: false });
     welcome();
