@@ -40,10 +40,11 @@ function sharedProcessRegistry(): Registry {
 export class BrokerMetrics {
   private readonly registry = new Registry();
   // The core's counters, read once per scrape so that one scrape is consistent.
-  private snapshot: BrokerCounts;
+  private snapshot: BrokerCounts = {
+    connections: 0, sseStreams: 0, subscriptions: 0, channels: 0, slowConsumers: 0, published: 0, delivered: 0, dropped: 0, receivedBytes: 0, sentBytes: 0,
+  };
 
   constructor(private readonly core: BrokerCore) {
-    this.snapshot = core.counts();
     const registers = [this.registry];
     const metrics = this;
     const gauge = (name: string, help: string, read: (c: BrokerCounts) => number): void => {
