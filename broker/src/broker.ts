@@ -7,6 +7,7 @@ import {
   ErrorCode,
   FRAME_ENVELOPE_BYTES,
   assertPattern,
+  type SubscribeFilter,
 } from '@crier/protocol';
 import { BrokerCore } from './core.js';
 import { createRequestListener } from './http-endpoints.js';
@@ -17,7 +18,6 @@ import { resolveOptions, type BrokerOptions, type ResolvedOptions } from './opti
 import { brokerPaths, statsUrlOf, type BrokerPaths } from './paths.js';
 import { validatePublish } from './publish-validation.js';
 import { CrierSocket } from './socket.js';
-import type { SubscribeFilter } from './filter.js';
 import type { Broker, BrokerEvent, BrokerStats, BrokerSubscription, PublishOptions, PublishResult } from './types.js';
 import { createUpgradeListener } from './upgrade.js';
 

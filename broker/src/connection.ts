@@ -1,8 +1,8 @@
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
-import { FrameType, encodeFrame } from '@crier/protocol';
+import { FrameType, encodeFrame, type EventFilter } from '@crier/protocol';
 import { DropTally } from './drop-tally.js';
-import type { EventFilter, IndexEntry } from './filter.js';
+import type { IndexEntry } from './filter.js';
 import type { CrierSocket } from './socket.js';
 
 /** Something with frames to hand over in the broker's next flush. */

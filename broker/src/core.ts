@@ -3,9 +3,13 @@ import type { Logger } from 'pino';
 import {
   CloseCode,
   FrameType,
+  compileFilter,
   encodeFrame,
   limitsForPayload,
+  patternOfSubscriptionKey,
+  toWireFilter,
   type DecodeLimits,
+  type SubscribeFilter,
 } from '@crier/protocol';
 import { ChannelIndex } from './channel-index.js';
 import { Connection, type ConnectionHost, type Flushable } from './connection.js';
@@ -14,7 +18,7 @@ import { LocalSubscriber, type LocalHost } from './local-subscriber.js';
 import { ChannelCounters } from './offsets.js';
 import type { ResolvedOptions } from './options.js';
 import { closeReason, type CrierSocket } from './socket.js';
-import { compileFilter, patternOfKey, wireFilter, type IndexEntry, type SubscribeFilter } from './filter.js';
+import type { IndexEntry } from './filter.js';
 import { Refusals } from './refusals.js';
 import { SseHub, SseStream, encodeSseEvent } from './sse.js';
 import type { BrokerEvent, BrokerStats, BrokerTop, PublishResult, SlowConsumer } from './types.js';
@@ -170,7 +174,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
 
   /** Adds an in-process subscriber for a valid pattern. Throws `bad_filter` for a bad filter. */
   subscribeLocal(pattern: string, handler: (event: BrokerEvent) => void, filter?: SubscribeFilter): LocalSubscriber {
-    const sub = new LocalSubscriber(pattern, handler, this, compileFilter(wireFilter(filter)));
+    const sub = new LocalSubscriber(pattern, handler, this, compileFilter(toWireFilter(filter)));
     this.index.add(pattern, sub);
     return sub;
   }
@@ -220,7 +224,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     conn.state = 'freed';
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     conn.helloTimer = undefined;
-    for (const [key, entry] of conn.subscriptions) this.index.remove(patternOfKey(key), entry);
+    for (const [key, entry] of conn.subscriptions) this.index.remove(patternOfSubscriptionKey(key), entry);
     conn.subscriptions.clear();
     conn.filterChars = 0;
     if (conn.uuid && this.registry.get(conn.uuid) === conn) this.registry.delete(conn.uuid);

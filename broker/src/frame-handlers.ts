@@ -6,8 +6,10 @@ import {
   FrameType,
   PROTOCOL_VERSION,
   assertPattern,
+  compileFilter,
   decodeFrames,
   encodeFrame,
+  subscriptionKey,
   type Frame,
   type HelloFrame,
   type PublishFrame,
@@ -16,7 +18,7 @@ import {
 } from '@crier/protocol';
 import type { Connection } from './connection.js';
 import type { BrokerCore } from './core.js';
-import { FilteredEntry, compileFilter, subscriptionKey } from './filter.js';
+import { FilteredEntry, filterChars } from './filter.js';
 import { validatePublish } from './publish-validation.js';
 
 // Frames without a per-request field are encoded once for the process.
@@ -144,7 +146,7 @@ function subscribe(core: BrokerCore, conn: Connection, frame: SubscribeFrame): v
       throw new CrierError(ErrorCode.maxChannels, `this connection already holds ${max} subscriptions (maxChannels)`);
     }
     // Filters may list 256 keys each: bound what one connection can make the broker hold.
-    const size = filter === undefined ? 0 : filter.size;
+    const size = filterChars(filter);
     if (conn.filterChars + size > MAX_FILTER_CHARS_PER_CONNECTION) {
       throw new CrierError(ErrorCode.badFilter,
         `this connection's filters would exceed ${MAX_FILTER_CHARS_PER_CONNECTION} characters of labels and keys`);
@@ -167,7 +169,7 @@ function unsubscribe(core: BrokerCore, conn: Connection, frame: UnsubscribeFrame
   const entry = conn.subscriptions.get(key);
   if (entry !== undefined) {
     conn.subscriptions.delete(key);
-    if (filter !== undefined) conn.filterChars -= filter.size;
+    conn.filterChars -= filterChars(filter);
     core.index.remove(frame.p, entry);
   }
   sendAck(conn, frame.r);

@@ -12,5 +12,4 @@ export type {
   PublishOptions,
   PublishResult,
 } from './types.js';
-export type { SubscribeFilter } from './filter.js';
-export { MAX_LABELS, MAX_LABEL_LENGTH, MAX_KEY_LENGTH } from './publish-validation.js';
+export { type SubscribeFilter, MAX_LABELS, MAX_LABEL_LENGTH, MAX_KEY_LENGTH } from '@crier/protocol';

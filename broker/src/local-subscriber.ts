@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
+import type { EventFilter } from '@crier/protocol';
 import type { Flushable } from './connection.js';
-import type { EventFilter } from './filter.js';
 import type { BrokerEvent } from './types.js';
 
 /** What an in-process subscriber needs from the broker around it. */

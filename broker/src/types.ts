@@ -1,4 +1,4 @@
-import type { SubscribeFilter } from './filter.js';
+import type { SubscribeFilter } from '@crier/protocol';
 
 /** One event as an in-process subscriber sees it. */
 export interface BrokerEvent {

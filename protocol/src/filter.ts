@@ -1,4 +1,5 @@
 import { CrierError, ErrorCode } from './errors.js';
+import { MAX_FILTER_KEYS, MAX_FILTER_LABELS, MAX_KEY_LENGTH, MAX_LABEL_LENGTH, isBoundedString } from './labels.js';
 
 /**
  * A server-side filter on a subscription, as it travels in `subscribe` and `unsubscribe` (`f`).
@@ -13,14 +14,34 @@ export interface SubscriptionFilter {
   k?: string[];
 }
 
-/** Max labels in a filter (and on an event). */
-export const MAX_FILTER_LABELS = 16;
-/** Max keys in a filter. */
-export const MAX_FILTER_KEYS = 256;
-/** Max characters of a label (in a filter and on an event). */
-export const MAX_LABEL_LENGTH = 64;
-/** Max characters of a key (in a filter and on an event). */
-export const MAX_KEY_LENGTH = 256;
+/**
+ * A server-side filter on a subscription, as the APIs spell it (the SDK's `subscribe`, the
+ * broker's in-process `subscribe`): the broker sends only the events that pass every part given.
+ * Labels and keys are compared exactly.
+ */
+export interface SubscribeFilter {
+  /** The event must carry at least one of these labels (every one with `allLabels`). At most 16, each 1-64 characters. */
+  labels?: string[];
+  /** `true`: the event must carry every label of `labels`. @default false */
+  allLabels?: boolean;
+  /** The event's key must be one of these. At most 256, each 1-256 characters. */
+  keys?: string[];
+}
+
+function assertMap(f: unknown): void {
+  if (typeof f !== 'object' || Array.isArray(f)) throw new CrierError(ErrorCode.badFilter, 'a filter must be a map (an object)');
+}
+
+/**
+ * The wire spelling of an API filter, not yet checked ({@link canonicalFilter} checks it);
+ * `undefined` for none. Throws `bad_filter` for something other than an object.
+ */
+export function toWireFilter(f: SubscribeFilter | null | undefined): SubscriptionFilter | undefined {
+  if (f === undefined || f === null) return undefined;
+  assertMap(f);
+  // Parts not given stay undefined, which canonicalFilter (and the encoder) take as absent.
+  return { l: f.labels, la: f.allLabels, k: f.keys };
+}
 
 function strings(v: unknown, what: string, max: number, maxLength: number): string[] | undefined {
   if (v === undefined || v === null) return undefined;
@@ -28,7 +49,7 @@ function strings(v: unknown, what: string, max: number, maxLength: number): stri
     throw new CrierError(ErrorCode.badFilter, `filter ${what} must be an array of at most ${max} strings`);
   }
   for (const s of v) {
-    if (typeof s !== 'string' || s.length === 0 || s.length > maxLength) {
+    if (!isBoundedString(s, maxLength)) {
       throw new CrierError(ErrorCode.badFilter, `each filter ${what.slice(0, -1)} must be a string of 1-${maxLength} characters`);
     }
   }
@@ -41,9 +62,9 @@ function strings(v: unknown, what: string, max: number, maxLength: number): stri
  * `la` that changes nothing left out; `undefined` when nothing filters. Throws `bad_filter` for
  * more than 16 labels or 256 keys, a label not 1-64 characters, a key not 1-256 characters.
  */
-export function canonicalFilter(f: SubscriptionFilter | undefined): SubscriptionFilter | undefined {
+export function canonicalFilter(f: SubscriptionFilter | null | undefined): SubscriptionFilter | undefined {
   if (f === undefined || f === null) return undefined;
-  if (typeof f !== 'object' || Array.isArray(f)) throw new CrierError(ErrorCode.badFilter, 'a filter must be a map');
+  assertMap(f);
   const l = strings(f.l, 'labels', MAX_FILTER_LABELS, MAX_LABEL_LENGTH);
   const k = strings(f.k, 'keys', MAX_FILTER_KEYS, MAX_KEY_LENGTH);
   if (f.la !== undefined && f.la !== null && typeof f.la !== 'boolean') {
@@ -63,13 +84,58 @@ export function filterId(f: SubscriptionFilter | undefined): string {
   return f === undefined ? '' : JSON.stringify([f.l ?? 0, f.la ? 1 : 0, f.k ?? 0]);
 }
 
-/** Whether an event with `labels` and `key` passes the canonical filter `f` (always, when none). */
-export function passesFilter(f: SubscriptionFilter | undefined, labels: readonly string[] | undefined, key: string | undefined): boolean {
-  if (f === undefined) return true;
-  if (f.k && (key === undefined || !f.k.includes(key))) return false;
-  if (f.l) {
-    if (!labels) return false;
-    return f.la ? f.l.every((l) => labels.includes(l)) : f.l.some((l) => labels.includes(l));
+/**
+ * A canonical filter compiled for evaluation on every event: keys in a Set (a filter may hold
+ * 256), labels as a short sorted array (16 at most, and events carry few). {@link passes}
+ * allocates nothing: the broker calls it on its publish path, once per filtered subscription.
+ */
+export class EventFilter {
+  /** The filter's {@link filterId}. */
+  readonly id: string;
+  private readonly labels: readonly string[] | undefined;
+  private readonly all: boolean;
+  private readonly keys: ReadonlySet<string> | undefined;
+
+  /** @param wire a canonical filter, as {@link canonicalFilter} returns it (and as it is sent). */
+  constructor(readonly wire: SubscriptionFilter) {
+    this.id = filterId(wire);
+    this.labels = wire.l;
+    this.all = wire.la === true;
+    this.keys = wire.k ? new Set(wire.k) : undefined;
   }
-  return true;
+
+  /** Whether an event with `labels` and `key` passes. */
+  passes(labels: readonly string[] | undefined, key: string | undefined): boolean {
+    if (this.keys !== undefined && (key === undefined || !this.keys.has(key))) return false;
+    const want = this.labels;
+    if (want === undefined) return true;
+    if (labels === undefined) return false;
+    if (this.all) {
+      for (let i = 0; i < want.length; i++) if (!labels.includes(want[i]!)) return false;
+      return true;
+    }
+    for (let i = 0; i < labels.length; i++) if (want.includes(labels[i]!)) return true;
+    return false;
+  }
+}
+
+/** Checks and compiles a wire filter (throws `bad_filter`); `undefined` when it filters nothing. */
+export function compileFilter(f: SubscriptionFilter | null | undefined): EventFilter | undefined {
+  const canonical = canonicalFilter(f);
+  return canonical === undefined ? undefined : new EventFilter(canonical);
+}
+
+/**
+ * A subscription's identity on its subscriber: its pattern, and its filter's id when it has one.
+ * Subscribing twice with the same key is one subscription; the broker and the SDK agree on it.
+ */
+export function subscriptionKey(pattern: string, filter: EventFilter | undefined): string {
+  // Patterns hold no spaces: the pattern is everything before the first one.
+  return filter === undefined ? pattern : `${pattern} ${filter.id}`;
+}
+
+/** The pattern of a {@link subscriptionKey} (made from a valid pattern). */
+export function patternOfSubscriptionKey(key: string): string {
+  const space = key.indexOf(' ');
+  return space === -1 ? key : key.slice(0, space);
 }

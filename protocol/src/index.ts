@@ -39,12 +39,22 @@ export {
 } from './channel.js';
 export { PatternTrie } from './trie.js';
 export {
-  type SubscriptionFilter,
+  MAX_LABELS,
   MAX_FILTER_LABELS,
   MAX_FILTER_KEYS,
   MAX_LABEL_LENGTH,
   MAX_KEY_LENGTH,
+  assertEventLabels,
+  assertEventKey,
+} from './labels.js';
+export {
+  type SubscriptionFilter,
+  type SubscribeFilter,
+  toWireFilter,
   canonicalFilter,
   filterId,
-  passesFilter,
+  EventFilter,
+  compileFilter,
+  subscriptionKey,
+  patternOfSubscriptionKey,
 } from './filter.js';

@@ -2,10 +2,11 @@ import {
   CrierError,
   ErrorCode,
   assertPattern,
-  canonicalFilter,
-  filterId,
+  compileFilter,
   matchPattern,
-  passesFilter,
+  subscriptionKey,
+  toWireFilter,
+  type EventFilter,
   type SubscriptionFilter,
 } from '@crier/protocol';
 import { EventStream } from './event-stream.js';
@@ -46,11 +47,11 @@ function deferred(): Deferred {
 
 /** One (pattern, filter) subscription on the broker, shared by every local handle of it. */
 interface Entry {
-  /** The pattern and the canonical filter's id: the subscription's identity. */
+  /** The subscription's identity, as the broker sees it: pattern and canonical filter. */
   readonly key: string;
   readonly pattern: string;
-  /** The canonical filter, as sent in `f`. */
-  readonly filter: SubscriptionFilter | undefined;
+  /** The canonical filter; `wire` is sent in `f`. */
+  readonly filter: EventFilter | undefined;
   readonly handles: Set<Handle>;
   /** Resolves at the broker's first ack; every handle's `ready`. */
   readonly ready: Deferred;
@@ -141,14 +142,14 @@ export class Subscriptions {
   /** The (pattern, filter) entry (created and sent when new), or why there can be none. */
   private entryFor(pattern: string, f: SubscribeFilter | undefined): Entry | CrierError {
     if (this.closedWith) return this.closedWith;
-    let filter: SubscriptionFilter | undefined;
+    let filter: EventFilter | undefined;
     try {
       assertPattern(pattern);
-      filter = canonicalFilter(f && { l: f.labels, la: f.allLabels, k: f.keys });
+      filter = compileFilter(toWireFilter(f));
     } catch (err) {
       return err as CrierError;
     }
-    const key = filter ? `${pattern} ${filterId(filter)}` : pattern;
+    const key = subscriptionKey(pattern, filter);
     const existing = this.entries.get(key);
     if (existing) return existing;
     // Fail fast only once the broker told us its limit; before that its answer decides.
@@ -187,7 +188,7 @@ export class Subscriptions {
    */
   dispatch(event: CrierEvent): void {
     for (const entry of this.entries.values()) {
-      if (matchPattern(entry.pattern, event.channel) && passesFilter(entry.filter, event.labels, event.key)) {
+      if (matchPattern(entry.pattern, event.channel) && (entry.filter === undefined || entry.filter.passes(event.labels, event.key))) {
         for (const handle of entry.handles) handle.deliver(event);
       }
     }
@@ -214,7 +215,7 @@ export class Subscriptions {
     // Settle `ready` now rather than leave it hanging on an answer that may never matter.
     entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed from "${entry.pattern}" before the broker acknowledged it`));
     return new Promise((resolve, reject) => {
-      const sent = this.host.request('unsubscribe', entry.pattern, entry.filter, {
+      const sent = this.host.request('unsubscribe', entry.pattern, entry.filter?.wire, {
         resolve: () => resolve(),
         // Lost with the connection or the client: the pattern is not resubscribed, so it is gone.
         reject: (err) => (err.code === ErrorCode.disconnected || err.code === ErrorCode.closed ? resolve() : reject(err)),
@@ -224,7 +225,7 @@ export class Subscriptions {
   }
 
   private send(entry: Entry): void {
-    this.host.request('subscribe', entry.pattern, entry.filter, {
+    this.host.request('subscribe', entry.pattern, entry.filter?.wire, {
       resolve: () => {
         entry.acked = true;
         entry.ready.resolve();
@@ -241,7 +242,7 @@ export class Subscriptions {
       this.entries.delete(entry.key);
       for (const handle of entry.handles) handle.end(err);
       // The broker may have subscribed after all (a late answer): do not leave it behind.
-      if (err.code === ErrorCode.timeout) this.host.request('unsubscribe', entry.pattern, entry.filter, noAnswer);
+      if (err.code === ErrorCode.timeout) this.host.request('unsubscribe', entry.pattern, entry.filter?.wire, noAnswer);
     }
     if (!entry.acked) entry.ready.reject(err);
     else if (current) {

@@ -1,4 +1,4 @@
-import type { CrierError } from '@crier/protocol';
+import type { CrierError, SubscribeFilter } from '@crier/protocol';
 import type { LifecycleTarget } from './lifecycle.js';
 import type { WebSocketConstructor } from './websocket.js';
 
@@ -192,18 +192,8 @@ export interface DroppedNotice {
   source: 'broker' | 'iterator';
 }
 
-/**
- * A server-side filter on a subscription: the broker sends only the events that pass every part
- * given. Labels and keys are compared exactly.
- */
-export interface SubscribeFilter {
-  /** The event must carry at least one of these labels (every one with `allLabels`). At most 16, each 1-64 characters. */
-  labels?: string[];
-  /** `true`: the event must carry every label of `labels`. @default false */
-  allLabels?: boolean;
-  /** The event's key must be one of these. At most 256, each 1-256 characters. */
-  keys?: string[];
-}
+// A server-side filter on a subscription: the protocol's, shared with the broker.
+export type { SubscribeFilter };
 
 export type EventHandler = (event: CrierEvent) => void;
 export type StateListener = (state: ClientState, info: StateInfo) => void;
