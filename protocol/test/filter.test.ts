@@ -17,6 +17,7 @@ import {
   patternOfSubscriptionKey,
   subscriptionKey,
   toWireFilter,
+  type SubscribeFrame,
   type SubscriptionFilter,
 } from '../src/index.js';
 
@@ -96,7 +97,7 @@ describe('subscription filters', () => {
   });
 
   it('subscribe and unsubscribe carry f; its types are checked by the codec', () => {
-    const frame = { t: FrameType.subscribe, r: 1, p: 'a.*', f: { l: ['x'], la: true, k: ['k'] } } as const;
+    const frame: SubscribeFrame = { t: FrameType.subscribe, r: 1, p: 'a.*', f: { l: ['x'], la: true, k: ['k'] } };
     expect(decodeFrame(encodeFrame(frame))).toEqual(frame);
     expect(decodeFrame(encodeFrame({ t: FrameType.unsubscribe, r: 2, p: 'a.*', f: { k: ['k'] } }))).toMatchObject({ f: { k: ['k'] } });
     expect(() => decodeFrame(encodeFrame({ t: FrameType.subscribe, r: 1, p: 'a', f: { l: 'x' } } as never))).toThrow(expect.objectContaining({ code: ErrorCode.badFrame, requestId: 1 }));
