@@ -16,14 +16,38 @@ import { createBroker, type Broker, type BrokerOptions } from '../src/index.js';
 export const DEADLINE_MS = 5000;
 
 /**
+ * Waiters to wake, for a source that many waits share at once (a client with 250 requests in
+ * flight has 250): a set has no listener limit to outgrow, where an emitter warns past 10.
+ */
+export class Signal {
+  private readonly waiters = new Set<() => void>();
+
+  add(waiter: () => void): void {
+    this.waiters.add(waiter);
+  }
+
+  delete(waiter: () => void): void {
+    this.waiters.delete(waiter);
+  }
+
+  /** Tells every waiter to re-check. */
+  notify(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+}
+
+/** What wakes a wait: an emitter's event, or a {@link Signal}. */
+export type WakeSource = [EventEmitter, string] | Signal;
+
+/**
  * The one way tests wait: until `check` returns something other than `undefined`/`false`,
- * re-checking whenever one of `wakeOn` emits (and every few ms for state no event announces,
+ * re-checking whenever one of `wakeOn` fires (and every few ms for state no event announces,
  * such as a broker's counters). Fails naming `what` after `timeoutMs`; removes its listeners.
  */
 export function waitFor<T>(
   what: string,
   check: () => T | undefined | false,
-  options: { timeoutMs?: number; wakeOn?: [EventEmitter, string][] } = {},
+  options: { timeoutMs?: number; wakeOn?: WakeSource[] } = {},
 ): Promise<T> {
   const { timeoutMs = DEADLINE_MS, wakeOn = [] } = options;
   return new Promise<T>((resolve, reject) => {
@@ -32,7 +56,10 @@ export function waitFor<T>(
       done = true;
       clearTimeout(deadline);
       clearInterval(poll);
-      for (const [emitter, event] of wakeOn) emitter.off(event, recheck);
+      for (const source of wakeOn) {
+        if (source instanceof Signal) source.delete(recheck);
+        else source[0].off(source[1], recheck);
+      }
     };
     const recheck = (): void => {
       if (done) return;
@@ -54,7 +81,10 @@ export function waitFor<T>(
       reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
     }, timeoutMs);
     const poll = setInterval(recheck, 5);
-    for (const [emitter, event] of wakeOn) emitter.on(event, recheck);
+    for (const source of wakeOn) {
+      if (source instanceof Signal) source.add(recheck);
+      else source[0].on(source[1], recheck);
+    }
     recheck();
   });
 }
@@ -85,17 +115,25 @@ export class RawClient {
   readonly raw: Buffer[] = [];
   closed: { code: number; reason: string } | undefined;
   opened = false;
+  /** Notified on open, on every message and on close: what this client's waits wake on. */
+  readonly changed = new Signal();
   private nextRequest = 1;
 
   private constructor(readonly ws: WebSocket) {
-    ws.on('open', () => (this.opened = true));
+    // One listener per event, however many waits are pending (see Signal).
+    ws.on('open', () => {
+      this.opened = true;
+      this.changed.notify();
+    });
     ws.on('message', (data: Buffer) => {
       this.raw.push(data);
       // A message holds one or more frames: the broker batches a tick's frames.
       decodeFrames(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), DEFAULT_DECODE_LIMITS, (f) => this.frames.push(f));
+      this.changed.notify();
     });
     ws.on('close', (code: number, reason: Buffer) => {
       this.closed = { code, reason: reason.toString() };
+      this.changed.notify();
     });
     ws.on('error', () => {}); // a refused or reset socket is an outcome the tests look at
   }
@@ -106,7 +144,7 @@ export class RawClient {
     const client = new RawClient(ws);
     clients.push(client);
     await waitFor(`the socket to ${url} to open`, () => client.opened || (ws.readyState === WebSocket.CLOSED && 'closed'), {
-      wakeOn: [[ws, 'open'], [ws, 'close']],
+      wakeOn: [client.changed],
     });
     if (!client.opened) throw new Error(`could not open ${url}`);
     return client;
@@ -143,7 +181,7 @@ export class RawClient {
 
   /** The first frame received so far, or from now on, that matches. */
   waitFrame(what: string, match: (f: Frame) => boolean, timeoutMs?: number): Promise<Frame> {
-    return waitFor(what, () => this.frames.find(match), { timeoutMs, wakeOn: [[this.ws, 'message']] });
+    return waitFor(what, () => this.frames.find(match), { timeoutMs, wakeOn: [this.changed] });
   }
 
   events(channel?: string): EventFrame[] {
@@ -155,11 +193,11 @@ export class RawClient {
     return waitFor(`${n} events${channel ? ` on ${channel}` : ''}`, () => {
       const e = this.events(channel);
       return e.length >= n && e;
-    }, { timeoutMs, wakeOn: [[this.ws, 'message']] });
+    }, { timeoutMs, wakeOn: [this.changed] });
   }
 
   waitClose(timeoutMs?: number): Promise<{ code: number; reason: string }> {
-    return waitFor('the socket to close', () => this.closed, { timeoutMs, wakeOn: [[this.ws, 'close']] });
+    return waitFor('the socket to close', () => this.closed, { timeoutMs, wakeOn: [this.changed] });
   }
 }
 

@@ -41,7 +41,7 @@ const isError = (f: Frame): f is ErrorFrame => f.t === FrameType.error;
 async function errorFor(c: RawClient, payload: Uint8Array | string): Promise<ErrorFrame> {
   const before = c.frames.filter(isError).length;
   c.send(payload);
-  return waitFor('an error answer', () => c.frames.filter(isError)[before], { wakeOn: [[c.ws, 'message']] });
+  return waitFor('an error answer', () => c.frames.filter(isError)[before], { wakeOn: [c.changed] });
 }
 
 /** Sends `payload` on a fresh socket before any hello; resolves with how it was closed. */

@@ -1,10 +1,9 @@
 // GET /events (SSE): a small spec-following parser over a raw http.get, no EventSource needed.
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
-import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Broker } from '../src/index.js';
 import { encodeSseEvent } from '../src/sse.js';
-import { cleanup, startBroker, text, waitFor } from './helpers.js';
+import { Signal, cleanup, startBroker, text, waitFor } from './helpers.js';
 
 interface SseMessage {
   event: string;
@@ -13,7 +12,9 @@ interface SseMessage {
 }
 
 /** One SSE response, parsed as an EventSource would (fields, multi-line data, comments, retry). */
-class SseClient extends EventEmitter {
+class SseClient {
+  /** Notified on every chunk and at the end: what this stream's waits wake on. */
+  readonly changed = new Signal();
   readonly messages: SseMessage[] = [];
   readonly comments: string[] = [];
   retry: number | undefined;
@@ -24,12 +25,11 @@ class SseClient extends EventEmitter {
   private id = '';
 
   constructor(readonly req: ClientRequest, readonly res: IncomingMessage) {
-    super();
     res.setEncoding('utf8');
     res.on('data', (chunk: string) => this.feed(chunk));
     res.on('close', () => {
       this.ended = true;
-      this.emit('change');
+      this.changed.notify();
     });
   }
 
@@ -51,7 +51,7 @@ class SseClient extends EventEmitter {
       this.buffer = this.buffer.slice(nl.index + nl[0].length);
       this.line(line);
     }
-    this.emit('change');
+    this.changed.notify();
   }
 
   private line(line: string): void {
@@ -77,7 +77,7 @@ class SseClient extends EventEmitter {
   }
 
   wait(what: string, check: () => boolean, timeoutMs?: number): Promise<true> {
-    return waitFor(what, () => check() || undefined, { timeoutMs, wakeOn: [[this, 'change']] });
+    return waitFor(what, () => check() || undefined, { timeoutMs, wakeOn: [this.changed] });
   }
 
   waitEvents(event: string, n: number): Promise<SseMessage[]> {
