@@ -1,36 +1,20 @@
 import { createBroker, type Broker, type BrokerOptions } from '@crier/broker';
 import { connect, type ClientOptions, type CrierClient, type CrierEvent } from '@crier/sdk-node';
+import { Signal, waitFor } from './wait-for.js';
 
-/**
- * Waits until `check` returns a value other than undefined/false, and fails naming `what` after
- * `timeoutMs`. For state the test cannot subscribe to (a broker process's HTTP stats, a client's
- * state): it re-checks every few milliseconds until the deadline. Events a test can listen to are
- * awaited directly instead (`Inbox.waitForCount`, Playwright's waitForFunction).
- */
-export async function waitFor<T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 5000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+// The layer's one wait, for the tests that import their helpers from here.
+export { Signal, waitFor, type WaitOptions } from './wait-for.js';
 
 /** Collects a client's events for a pattern; tests wait for a count, woken by each arrival. */
 export class Inbox {
   readonly events: CrierEvent[] = [];
   readonly subscription: ReturnType<CrierClient['subscribe']>;
-  private wake: (() => void) | undefined;
+  private readonly arrived = new Signal();
 
   constructor(client: CrierClient, pattern: string) {
     this.subscription = client.subscribe(pattern, (e) => {
       this.events.push(e);
-      this.wake?.();
+      this.arrived.notify();
     });
   }
 
@@ -40,19 +24,10 @@ export class Inbox {
 
   /** Resolves once `n` events arrived; fails naming `what` after `timeoutMs`. */
   waitForCount(n: number, what = `${n} events`, timeoutMs = 5000): Promise<CrierEvent[]> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.wake = undefined;
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what} (got ${this.events.length})`));
-      }, timeoutMs);
-      const check = (): void => {
-        if (this.events.length < n) return;
-        clearTimeout(timer);
-        this.wake = undefined;
-        resolve(this.events);
-      };
-      this.wake = check;
-      check();
+    return waitFor(what, () => this.events.length >= n && this.events, {
+      timeoutMs,
+      wake: this.arrived,
+      seen: () => `got ${this.events.length}`,
     });
   }
 }

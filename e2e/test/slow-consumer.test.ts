@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Broker } from '@crier/broker';
 import type { CrierClient } from '@crier/sdk-node';
-import { Inbox, connectClient, getStats, startBroker } from './helpers.js';
+import { Inbox, Signal, connectClient, getStats, startBroker, waitFor } from './helpers.js';
 
 let broker: Broker | undefined;
 let child: ChildProcess | undefined;
@@ -22,23 +22,12 @@ afterEach(async () => {
 /** The child's stdout as parsed JSON lines, with a way to wait for the first line that matches. */
 function linesOf(proc: ChildProcess): (match: (line: Record<string, unknown>) => boolean, what: string) => Promise<Record<string, unknown>> {
   const seen: Record<string, unknown>[] = [];
-  const waiters: (() => void)[] = [];
+  const arrived = new Signal();
   createInterface({ input: proc.stdout! }).on('line', (line) => {
     seen.push(JSON.parse(line) as Record<string, unknown>);
-    for (const w of waiters.splice(0)) w();
+    arrived.notify();
   });
-  return (match, what) =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for the child's ${what}`)), 15_000);
-      const check = (): void => {
-        const hit = seen.find(match);
-        if (hit) {
-          clearTimeout(timer);
-          resolve(hit);
-        } else waiters.push(check);
-      };
-      check();
-    });
+  return (match, what) => waitFor(`the child's ${what}`, () => seen.find(match), { timeoutMs: 15_000, wake: arrived });
 }
 
 it('a frozen subscriber loses events (counted and reported to it) while a fast one on the same channel gets everything, in order', async () => {

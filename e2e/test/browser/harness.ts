@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:http';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type LaunchOptions } from 'playwright-core';
+import { Signal, waitFor } from '../wait-for.js';
 
 const CLI = fileURLToPath(new URL('../../../broker/dist/cli.js', import.meta.url));
 
@@ -45,17 +46,21 @@ export async function startBrokerProcess(args: string[] = []): Promise<BrokerPro
   const proc = spawn(process.execPath, [CLI, '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn', ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('crier-broker did not print its address within 10 s')), 10_000);
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
-      const m = /ws:\/\/\S+/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[0]);
-      }
-    });
-    proc.once('exit', (code) => reject(new Error(`crier-broker exited with ${code} before listening`)));
+  let printed: string | undefined;
+  let exitCode: number | null | undefined;
+  const changed = new Signal();
+  createInterface({ input: proc.stdout! }).on('line', (line) => {
+    printed ??= /ws:\/\/\S+/.exec(line)?.[0];
+    changed.notify();
   });
+  proc.once('exit', (code) => {
+    exitCode = code;
+    changed.notify();
+  });
+  const url = await waitFor('crier-broker to print its address', () => {
+    if (printed === undefined && exitCode !== undefined) throw new Error(`crier-broker exited with ${exitCode} before listening`);
+    return printed;
+  }, { timeoutMs: 10_000, wake: changed });
   const port = Number(new URL(url).port);
   const http = `http://127.0.0.1:${port}`;
   return {

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { Signal, waitFor } from '../wait-for.js';
 
 export const CLI = fileURLToPath(new URL('../../../sdk-node/dist/cli.js', import.meta.url));
 
@@ -41,8 +42,9 @@ export class CliProcess {
   stderr = '';
   readonly stdoutLines: string[] = [];
   readonly stderrLines: string[] = [];
-  private readonly wakers = new Set<() => void>();
-  private readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Notified on every line and at the exit: what waits on this process wake on. */
+  private readonly changed = new Signal();
+  private status: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
   constructor(
     readonly proc: ChildProcess,
@@ -58,15 +60,13 @@ export class CliProcess {
       });
       createInterface({ input: stream }).on('line', (line) => {
         lines.push(line);
-        this.wake();
+        this.changed.notify();
       });
       stream.on('error', () => {}); // a test may destroy stdout on purpose
     }
-    this.exit = new Promise((resolve) => {
-      proc.once('close', (code, signal) => {
-        this.wake();
-        resolve({ code, signal });
-      });
+    proc.once('close', (code, signal) => {
+      this.status = { code, signal };
+      this.changed.notify();
     });
   }
 
@@ -98,47 +98,29 @@ export class CliProcess {
   }
 
   exited(timeoutMs = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        this.kill();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${this.name} to exit\nstdout: ${this.stdout}\nstderr: ${this.stderr}`));
-      }, timeoutMs);
+    return waitFor(`${this.name} to exit`, () => this.status, { timeoutMs, wake: this.changed, seen: () => this.output() }).catch((err: unknown) => {
+      this.kill();
+      throw err;
     });
-    return Promise.race([this.exit, deadline]).finally(() => clearTimeout(timer));
   }
 
   kill(): void {
     if (this.running) this.proc.kill('SIGKILL');
   }
 
-  private wake(): void {
-    for (const waker of this.wakers) waker();
+  private output(): string {
+    return `stdout: ${this.stdout}\nstderr: ${this.stderr}`;
   }
 
+  /** `check`'s first value; fails when the process ended without one, or at the deadline. */
   private waitUntil<T>(check: () => T | undefined, what: string, timeoutMs: number): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.wakers.delete(poll);
-      };
-      const poll = (): void => {
-        const value = check();
-        if (value !== undefined) {
-          done();
-          resolve(value);
-        } else if (!this.running && this.proc.stdout!.readableEnded && this.proc.stderr!.readableEnded) {
-          done();
-          reject(new Error(`${this.name} exited (${this.proc.exitCode ?? this.proc.signalCode}) before ${what}\nstdout: ${this.stdout}\nstderr: ${this.stderr}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}\nstdout: ${this.stdout}\nstderr: ${this.stderr}`));
-      }, timeoutMs);
-      this.wakers.add(poll);
-      poll();
-    });
+    return waitFor(what, () => {
+      const value = check();
+      if (value === undefined && this.status !== undefined) {
+        throw new Error(`${this.name} exited (${this.status.code ?? this.status.signal}) before ${what}\n${this.output()}`);
+      }
+      return value;
+    }, { timeoutMs, wake: this.changed, seen: () => this.output() });
   }
 }
 

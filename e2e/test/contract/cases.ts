@@ -1,8 +1,9 @@
 // The client contract: one suite of cases, run against sdk-node in Node and against the browser
 // bundle (`/crier.min.js`) in Chromium, so both SDKs face the same cases. Plain TypeScript with no
-// imports but types: the browser runner bundles this file with esbuild and calls the cases in the
-// page with `window.Crier` as the SDK.
+// imports but types and the layer's wait (which has none): the browser runner bundles this file
+// with esbuild and calls the cases in the page with `window.Crier` as the SDK.
 import type * as Sdk from '@crier/sdk-web';
+import { Signal, waitFor } from '../wait-for.js';
 
 export type ContractSdk = Pick<typeof Sdk, 'connect' | 'encodeText' | 'decodeText' | 'encodeJson' | 'decodeJson' | 'CrierError'>;
 
@@ -28,25 +29,15 @@ function same(actual: unknown, expected: unknown, what: string): void {
 /** Events of one subscription, and a way to wait (event-driven, with a deadline) for a count. */
 function inbox(client: Client, pattern: string): { events: Event[]; ready: Promise<void>; count(n: number): Promise<Event[]> } {
   const events: Event[] = [];
-  let wake = (): void => {};
+  const arrived = new Signal();
   const sub = client.subscribe(pattern, (e) => {
     events.push(e);
-    wake();
+    arrived.notify();
   });
   return {
     events,
     ready: sub.ready,
-    count: (n) =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${n} events on ${pattern} (got ${events.length})`)), 5000);
-        wake = () => {
-          if (events.length >= n) {
-            clearTimeout(timer);
-            resolve(events);
-          }
-        };
-        wake();
-      }),
+    count: (n) => waitFor(`${n} events on ${pattern}`, () => events.length >= n && events, { wake: arrived, seen: () => `got ${events.length}` }),
   };
 }
 
