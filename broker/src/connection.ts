@@ -41,6 +41,8 @@ const CONTROL_SLACK_BYTES = 64 * 1024;
 export class Connection implements Flushable {
   /** The stream's uuid, set by `hello` (empty before). */
   uuid = '';
+  /** The stream's session secret, given in its `welcome`: a takeover of the uuid must present it. */
+  secret = '';
   /** `pending` until hello, `open` after, `freed` once subscriptions and registry entry are gone. */
   state: 'pending' | 'open' | 'freed' = 'pending';
   /**

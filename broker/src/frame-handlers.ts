@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import { nanoid } from 'nanoid';
 import {
   CloseCode,
@@ -26,6 +27,16 @@ export const PING_FRAME = encodeFrame({ t: FrameType.ping });
 const PONG_FRAME = encodeFrame({ t: FrameType.pong });
 
 const UUID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** Characters of a session secret: nanoid's alphabet, 192 bits. */
+const SECRET_LENGTH = 32;
+
+/** Whether `given` is the session secret `held`, compared in constant time. */
+function secretMatches(given: string | undefined, held: string): boolean {
+  if (given === undefined) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(held);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
 const TEXT_REFUSED = 'crier speaks binary msgpack: text messages are refused';
 
 const brokerFrameNames: ReadonlyMap<number, string> = new Map([
@@ -94,8 +105,16 @@ function hello(core: BrokerCore, conn: Connection, frame: HelloFrame): void {
     return;
   }
   const uuid = frame.u ?? nanoid();
+  const holder = core.registry.get(uuid);
+  if (holder !== undefined && !secretMatches(frame.s, holder.secret)) {
+    // A uuid is not a credential: taking over a live stream needs the secret its welcome gave.
+    core.closeConnection(conn, CloseCode.helloRejected,
+      `${ErrorCode.forbidden}: uuid ${uuid} is held by another connection; taking it over needs its session secret`);
+    return;
+  }
   if (conn.helloTimer) clearTimeout(conn.helloTimer);
   conn.helloTimer = undefined;
+  conn.secret = nanoid(SECRET_LENGTH);
   core.register(conn, uuid);
   const { keepAliveInterval, maxChannels, maxPayload, bufferSize } = core.options;
   conn.enqueueControl(encodeFrame({
@@ -104,6 +123,7 @@ function hello(core: BrokerCore, conn: Connection, frame: HelloFrame): void {
     u: uuid,
     ka: keepAliveInterval,
     lim: { mc: maxChannels, mp: maxPayload, bs: bufferSize },
+    s: conn.secret,
   }));
   core.log.debug({ uuid, remoteAddress: conn.remoteAddress, resumed: frame.u !== undefined }, 'connection open');
 }

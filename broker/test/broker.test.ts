@@ -16,6 +16,7 @@ describe('hello', () => {
       u: expect.stringMatching(/^[A-Za-z0-9_-]{21}$/),
       ka: 12_345,
       lim: { mc: 7, mp: 2048, bs: 33 },
+      s: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/),
     });
     const chosen = await RawClient.open(b.url);
     expect((await chosen.hello('billing-worker_1')).u).toBe('billing-worker_1');
@@ -186,17 +187,36 @@ describe('connection lifecycle', () => {
     expect(b.stats()).toMatchObject({ connections: 0, subscriptions: 0, channels: 0 });
   });
 
-  it('a second connection with the same uuid replaces the first, which gets 4001', async () => {
+  it('a second connection with the same uuid and its session secret replaces the first, which gets 4001', async () => {
     const b = await startBroker();
     const first = await RawClient.connect(b.url, 'worker-1');
     await first.subscribe('jobs.>');
-    const second = await RawClient.connect(b.url, 'worker-1');
+    const second = await RawClient.connect(b.url, 'worker-1', first.welcome!.s);
+    expect(second.welcome!.s).not.toBe(first.welcome!.s); // a new secret for the new holder
     const closed = await first.waitClose();
     expect(closed).toEqual({ code: CloseCode.replaced, reason: 'replaced: another connection took over this uuid' });
     expect(b.stats()).toMatchObject({ connections: 1, subscriptions: 0 });
     await second.subscribe('jobs.>');
     second.send({ t: FrameType.publish, c: 'jobs.new', d: text('still here') });
     await second.waitEvents(1);
+  });
+
+  it('a uuid is not a credential: a hello with a held uuid and no secret, or a wrong one, is refused and the holder stays', async () => {
+    const b = await startBroker();
+    const holder = await RawClient.connect(b.url, 'worker-2');
+    await holder.subscribe('jobs.>');
+    for (const secret of [undefined, 'x'.repeat(32), `${holder.welcome!.s.slice(0, -1)}é`]) {
+      const stranger = await RawClient.open(b.url);
+      stranger.send({ t: FrameType.hello, v: PROTOCOL_VERSION, u: 'worker-2', ...(secret === undefined ? {} : { s: secret }) });
+      expect(await stranger.waitClose()).toEqual({
+        code: CloseCode.helloRejected,
+        reason: 'forbidden: uuid worker-2 is held by another connection; taking it over needs its session secret',
+      });
+    }
+    expect(holder.closed).toBeUndefined();
+    expect(b.stats()).toMatchObject({ connections: 1, subscriptions: 1 });
+    holder.send({ t: FrameType.publish, c: 'jobs.new', d: text('still mine') });
+    await holder.waitEvents(1);
   });
 
   it('the keep-alive frees a silent peer and keeps one that answers pings', async () => {

@@ -115,6 +115,8 @@ export class RawClient {
   readonly raw: Buffer[] = [];
   closed: { code: number; reason: string } | undefined;
   opened = false;
+  /** The welcome, once `connect` said hello. */
+  welcome: WelcomeFrame | undefined;
   /** Notified on open, on every message and on close: what this client's waits wake on. */
   readonly changed = new Signal();
   private nextRequest = 1;
@@ -151,9 +153,9 @@ export class RawClient {
   }
 
   /** Opens a socket and says hello; resolves with the welcome. */
-  static async connect(url: string, uuid?: string): Promise<RawClient> {
+  static async connect(url: string, uuid?: string, secret?: string): Promise<RawClient> {
     const client = await RawClient.open(url);
-    await client.hello(uuid);
+    client.welcome = await client.hello(uuid, secret);
     return client;
   }
 
@@ -161,8 +163,8 @@ export class RawClient {
     this.ws.send(typeof frame === 'string' || frame instanceof Uint8Array ? frame : encodeFrame(frame));
   }
 
-  async hello(uuid?: string): Promise<WelcomeFrame> {
-    this.send(uuid === undefined ? { t: FrameType.hello, v: PROTOCOL_VERSION } : { t: FrameType.hello, v: PROTOCOL_VERSION, u: uuid });
+  async hello(uuid?: string, secret?: string): Promise<WelcomeFrame> {
+    this.send({ t: FrameType.hello, v: PROTOCOL_VERSION, ...(uuid === undefined ? {} : { u: uuid }), ...(secret === undefined ? {} : { s: secret }) });
     const f = await this.waitFrame('welcome', (f) => f.t === FrameType.welcome);
     return f as WelcomeFrame;
   }

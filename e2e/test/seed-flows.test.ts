@@ -128,7 +128,7 @@ describe('connection lifecycle', () => {
     });
   });
 
-  it('a second connection with the same uuid replaces the first, which is told and does not come back', async () => {
+  it('a second connection with the same uuid and its session secret replaces the first, which is told and does not come back', async () => {
     const b = await broker();
     const first = await client(b, { uuid: 'billing-worker-1' });
     expect(first.uuid).toBe('billing-worker-1');
@@ -137,7 +137,7 @@ describe('connection lifecycle', () => {
       if (state === 'closed') closes.push(info.code);
     });
 
-    const second = await client(b, { uuid: 'billing-worker-1' });
+    const second = await client(b, { uuid: 'billing-worker-1', secret: first.secret! });
     expect(second.uuid).toBe('billing-worker-1');
     await waitFor('the first client to be closed as replaced', () => closes.length > 0);
     expect(closes).toEqual([CloseCode.replaced]);

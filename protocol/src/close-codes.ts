@@ -36,6 +36,13 @@ export const CloseCode = {
    * reason is `<error code>: <message>` from the answer's body when the broker wrote one.
    */
   handshakeRefused: 4006,
+  /**
+   * The connection's credential expired without a refresh. A client reconnects, asking its
+   * `getToken()` for a fresh credential first.
+   */
+  tokenExpired: 4007,
+  /** The broker refused `hello`'s credential (missing, malformed, badly signed): final. */
+  unauthorized: 4008,
 } as const;
 
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
@@ -53,6 +60,7 @@ export function shouldReconnect(code: number): boolean {
     case CloseCode.replaced:
     case CloseCode.helloRejected:
     case CloseCode.handshakeRefused:
+    case CloseCode.unauthorized:
       return false;
     default:
       return true;

@@ -32,8 +32,9 @@ const isDropCounts: FieldCheck = (v) =>
 /** Per frame type: required and optional fields with their checks. Unknown fields are ignored. */
 const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, FieldCheck][] }> =
   new Map([
-    [FrameType.hello, { req: [['v', isUint]], opt: [['u', isStr]] }],
-    [FrameType.welcome, { req: [['v', isUint], ['u', isStr], ['ka', isUint], ['lim', isLimits]], opt: [] }],
+    [FrameType.hello, { req: [['v', isUint]], opt: [['u', isStr], ['tk', isStr], ['s', isStr]] }],
+    [FrameType.welcome, { req: [['v', isUint], ['u', isStr], ['ka', isUint], ['lim', isLimits], ['s', isStr]], opt: [['x', isUint]] }],
+    [FrameType.auth, { req: [['r', isUint], ['tk', isStr]], opt: [] }],
     // A filter's types are checked here, its bounds by canonicalFilter (bad_filter).
     [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter]] }],
     [FrameType.unsubscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter]] }],
@@ -41,7 +42,7 @@ const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, F
     [FrameType.quit, { req: [], opt: [] }],
     [FrameType.ping, { req: [], opt: [] }],
     [FrameType.pong, { req: [], opt: [] }],
-    [FrameType.ack, { req: [['r', isUint]], opt: [['id', isStr], ['o', isUint], ['e', isStr]] }],
+    [FrameType.ack, { req: [['r', isUint]], opt: [['id', isStr], ['o', isUint], ['e', isStr], ['x', isUint]] }],
     [FrameType.error, { req: [['code', isStr], ['msg', isStr]], opt: [['r', isUint]] }],
     [FrameType.event, {
       req: [['c', isStr], ['d', isBin], ['id', isStr], ['o', isUint], ['e', isStr], ['ts', isUint]],

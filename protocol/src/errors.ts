@@ -31,6 +31,13 @@ export const ErrorCode = {
   tooManyConnections: 'too_many_connections',
   /** A browser page from an origin not in the broker's `allowedOrigins`. */
   forbiddenOrigin: 'forbidden_origin',
+  /**
+   * No valid credential: missing where one is required, malformed, badly signed, of a refused
+   * algorithm, expired or not yet valid. The message says which, never echoing the credential.
+   */
+  unauthorized: 'unauthorized',
+  /** The principal's grants do not allow this publish, subscribe, uuid or endpoint. */
+  forbidden: 'forbidden',
   /** An unexpected failure inside the broker. */
   internal: 'internal',
   // Client-side codes (raised by the SDKs, never sent by the broker).

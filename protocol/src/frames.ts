@@ -17,6 +17,7 @@ export const FrameType = {
   error: 10,
   event: 11,
   dropped: 12,
+  auth: 13,
 } as const;
 
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
@@ -26,8 +27,15 @@ export interface HelloFrame {
   t: typeof FrameType.hello;
   /** Protocol version the client speaks. */
   v: number;
-  /** The uuid to use (to resume a stream); the broker assigns one when absent. */
+  /** The uuid to use (to take over a stream); the broker assigns one when absent. */
   u?: string;
+  /** The credential: a JWT or a static token. */
+  tk?: string;
+  /**
+   * The session secret of the stream `u`, from its `welcome`: proves a takeover of `u` comes from
+   * its holder (required unless the same authenticated principal holds `u`).
+   */
+  s?: string;
 }
 
 /** The limits a broker applies to one connection, sent in `welcome` so an SDK can fail fast. */
@@ -49,6 +57,20 @@ export interface WelcomeFrame {
   /** Keep-alive interval in milliseconds. */
   ka: number;
   lim: ConnectionLimits;
+  /** The stream's session secret: give it in a later `hello` with `u` to take the stream over. */
+  s: string;
+  /**
+   * When the connection's credential expires, ms since the Unix epoch: refresh it before then
+   * with an `auth` frame, or the broker closes the connection with 4007 (`tokenExpired`).
+   */
+  x?: number;
+}
+
+/** Client → broker: a new credential for a live connection (in-band refresh, nothing lost). */
+export interface AuthFrame {
+  t: typeof FrameType.auth;
+  r: number;
+  tk: string;
 }
 
 export interface SubscribeFrame {
@@ -97,6 +119,8 @@ export interface AckFrame {
   id?: string;
   o?: number;
   e?: string;
+  /** For an `auth` frame: when the new credential expires (ms since the Unix epoch). */
+  x?: number;
 }
 
 /** Broker → client: a request failed (`r` present) or a fire-and-forget publish failed. */
@@ -139,7 +163,8 @@ export type ClientFrame =
   | PublishFrame
   | QuitFrame
   | PingFrame
-  | PongFrame;
+  | PongFrame
+  | AuthFrame;
 
 export type BrokerFrame =
   | WelcomeFrame

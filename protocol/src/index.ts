@@ -12,6 +12,7 @@ export {
   type QuitFrame,
   type PingFrame,
   type PongFrame,
+  type AuthFrame,
   type AckFrame,
   type ErrorFrame,
   type EventFrame,

@@ -29,7 +29,10 @@ describe('encodeFrame / decodeFrame round trip', () => {
   const frames: Frame[] = [
     { t: FrameType.hello, v: 1 },
     { t: FrameType.hello, v: 1, u: 'abc_DEF-1' },
-    { t: FrameType.welcome, v: 1, u: 'abc', ka: 30000, lim: { mc: 100, mp: 1048576, bs: 1000 } },
+    { t: FrameType.welcome, v: 1, u: 'abc', ka: 30000, lim: { mc: 100, mp: 1048576, bs: 1000 }, s: 'secret' },
+    { t: FrameType.welcome, v: 1, u: 'abc', ka: 30000, lim: { mc: 100, mp: 1048576, bs: 1000 }, s: 'secret', x: 1796000000000 },
+    { t: FrameType.auth, r: 4, tk: 'a.b.c' },
+    { t: FrameType.hello, v: 1, u: 'abc', tk: 'a.b.c', s: 'secret' },
     { t: FrameType.subscribe, r: 1, p: 'user.*' },
     { t: FrameType.unsubscribe, r: 2, p: 'user.>' },
     { t: FrameType.publish, r: 3, c: 'user.created', d: data },

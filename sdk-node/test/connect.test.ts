@@ -47,7 +47,7 @@ describe('@crier/sdk-node', () => {
     await waitFor('ready', c.ready());
     b.connections[0]!.close(CloseCode.goingAway);
     await waitFor('the reconnect', () => b.connections.length === 2 && c.state === 'connected');
-    expect(b.connections[1]!.frames[0]).toEqual({ t: FrameType.hello, v: 1, u: c.uuid });
+    expect(b.connections[1]!.frames[0]).toEqual({ t: FrameType.hello, v: 1, u: c.uuid, s: c.secret });
   });
 
   it('uses options.WebSocket when given', async () => {

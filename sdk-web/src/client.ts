@@ -133,6 +133,10 @@ class Client implements CrierClient {
     return this.connection.uuid;
   }
 
+  get secret(): string | undefined {
+    return this.connection.secret;
+  }
+
   get limits(): ClientLimits | undefined {
     return this.connection.limits;
   }

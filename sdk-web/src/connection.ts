@@ -59,6 +59,8 @@ const noop = (): void => {};
 export class Connection {
   state: ClientState = 'connecting';
   uuid: string | undefined;
+  /** The session secret of `uuid`, from its last `welcome` (or the options). */
+  secret: string | undefined;
   limits: ClientLimits | undefined;
   private socket: WebSocketLike | undefined;
   private welcomed = false;
@@ -77,6 +79,7 @@ export class Connection {
     private readonly hooks: ConnectionHooks,
   ) {
     this.uuid = options.uuid;
+    this.secret = options.secret;
     // The first socket is opened synchronously so a bad URL throws from `connect()` itself.
     this.open(true);
   }
@@ -186,7 +189,8 @@ export class Connection {
     // costs a copy per message.
     if (socket.binaryType === 'blob') socket.binaryType = 'arraybuffer';
     socket.onopen = () => {
-      if (socket === this.socket) this.write(socket, { t: FrameType.hello, v: PROTOCOL_VERSION, u: this.uuid });
+      // The secret of the stream we held proves a reconnect is its holder taking it back.
+      if (socket === this.socket) this.write(socket, { t: FrameType.hello, v: PROTOCOL_VERSION, u: this.uuid, s: this.secret });
     };
     socket.onmessage = (event: MessageLike) => {
       if (socket === this.socket && this.state !== 'closed') this.receive(event.data);
@@ -243,6 +247,7 @@ export class Connection {
     this.welcomed = true;
     this.attempt = 0;
     this.uuid = frame.u;
+    this.secret = frame.s;
     this.limits = { maxChannels: frame.lim.mc, maxPayload: frame.lim.mp, bufferSize: frame.lim.bs, keepAliveInterval: frame.ka };
     // Events may carry up to the broker's maxPayload: decode with limits that allow it.
     this.decodeLimits = frame.lim.mp > DEFAULT_MAX_PAYLOAD ? limitsForPayload(frame.lim.mp) : DEFAULT_DECODE_LIMITS;
@@ -251,8 +256,8 @@ export class Connection {
       ping: () => this.send({ t: FrameType.ping }),
       dead: (grace) =>
         grace === undefined
-          ? this.abandon(CloseCode.keepAliveTimeout, `keep-alive timeout: nothing from the broker for ${2 * frame.ka} ms`)
-          : this.abandon(CloseCode.keepAliveTimeout, `keep-alive timeout: no answer to a ping within ${grace} ms`, true),
+          ? this.abandon(CloseCode.keepAliveTimeout, `keep-alive: broker silent for ${2 * frame.ka} ms`)
+          : this.abandon(CloseCode.keepAliveTimeout, `keep-alive: no pong within ${grace} ms`, true),
     });
     this.hooks.welcome();
     this.setState('connected', {});

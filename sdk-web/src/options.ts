@@ -7,6 +7,7 @@ import { resolveWebSocket, type WebSocketConstructor } from './websocket.js';
 export interface ResolvedOptions {
   WebSocket: WebSocketConstructor;
   uuid: string | undefined;
+  secret: string | undefined;
   reconnect: BackoffOptions | false;
   requestTimeout: number;
   offline: 'queue' | 'fail';
@@ -42,6 +43,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   return {
     WebSocket: resolveWebSocket(options.WebSocket),
     uuid: options.uuid,
+    secret: options.secret,
     reconnect: r === false ? false : {
       initialDelay: check('reconnect.initialDelay', r?.initialDelay, DEFAULT_BACKOFF.initialDelay, 0),
       maxDelay: check('reconnect.maxDelay', r?.maxDelay, DEFAULT_BACKOFF.maxDelay, 0),

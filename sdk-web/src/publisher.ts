@@ -130,6 +130,6 @@ export class Publisher {
   private tooLarge(data: Uint8Array): CrierError | undefined {
     const max = this.connection.limits?.maxPayload;
     if (max === undefined || data.length <= max) return undefined;
-    return new CrierError(ErrorCode.payloadTooLarge, `data of ${data.length} bytes exceeds the broker's maxPayload of ${max} bytes`);
+    return new CrierError(ErrorCode.payloadTooLarge, `data of ${data.length} bytes exceeds maxPayload (${max})`);
   }
 }

@@ -155,7 +155,7 @@ export class Subscriptions {
     // Fail fast only once the broker told us its limit; before that its answer decides.
     const limits = this.host.limits();
     if (limits && this.entries.size >= limits.maxChannels) {
-      return new CrierError(ErrorCode.maxChannels, `cannot subscribe to "${pattern}": already at the broker's limit of ${limits.maxChannels} patterns`);
+      return new CrierError(ErrorCode.maxChannels, `cannot subscribe to "${pattern}": at maxChannels (${limits.maxChannels})`);
     }
     const entry: Entry = { key, pattern, filter, handles: new Set(), ready: deferred(), acked: false };
     this.entries.set(key, entry);
@@ -213,7 +213,7 @@ export class Subscriptions {
     this.entries.delete(entry.key);
     entry.handles.clear();
     // Settle `ready` now rather than leave it hanging on an answer that may never matter.
-    entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed from "${entry.pattern}" before the broker acknowledged it`));
+    entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed from "${entry.pattern}" before its ack`));
     return new Promise((resolve, reject) => {
       const sent = this.host.request('unsubscribe', entry.pattern, entry.filter?.wire, {
         resolve: () => resolve(),
@@ -246,7 +246,7 @@ export class Subscriptions {
     }
     if (!entry.acked) entry.ready.reject(err);
     else if (current) {
-      this.host.error(new CrierError(err.code, `resubscribing to "${entry.pattern}" failed, the subscription is removed: ${err.message}`, err.requestId));
+      this.host.error(new CrierError(err.code, `resubscribe to "${entry.pattern}" failed (removed): ${err.message}`, err.requestId));
     }
   }
 }

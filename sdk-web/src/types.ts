@@ -58,11 +58,18 @@ export interface ClientOptions {
    */
   WebSocket?: WebSocketConstructor;
   /**
-   * The stream uuid to ask for (to resume a stream, or to name a worker). After the first
-   * `welcome` the client always reconnects with the uuid the broker gave it.
+   * The stream uuid to ask for (to name a worker, or to take a stream over). After the first
+   * `welcome` the client always reconnects with the uuid the broker gave it, and its secret.
    * @default undefined (the broker assigns one)
    */
   uuid?: string;
+  /**
+   * The session secret of `uuid` (`client.secret` of the client that held it, kept by a page in
+   * `sessionStorage` across a reload, say): the broker lets a connection take over a live
+   * stream only with it, or when it is the same authenticated principal.
+   * @default undefined
+   */
+  secret?: string;
   /**
    * Reconnect after a connection is lost (unless the close code says it would only repeat
    * itself: see `shouldReconnect`), or `false` to close for good on the first loss.
@@ -219,6 +226,8 @@ export interface CrierClient {
   readonly state: ClientState;
   /** The stream's uuid, from the latest `welcome`. */
   readonly uuid: string | undefined;
+  /** The stream's session secret, from the latest `welcome`: keep it to take the stream over. */
+  readonly secret: string | undefined;
   /** The broker's limits, from the latest `welcome`. */
   readonly limits: ClientLimits | undefined;
   /** Resolves when connected (now or at the next `welcome`); rejects with `closed` if closed. */

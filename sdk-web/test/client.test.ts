@@ -121,7 +121,7 @@ describe('reconnect', () => {
     b.connections[0]!.close(CloseCode.goingAway, 'restart');
     await waitFor('a second welcome', () => b.connections.length === 2 && c.state === 'connected');
     const second = b.connections[1]!;
-    expect(second.frames[0]).toEqual({ t: FrameType.hello, v: 1, u: uuid });
+    expect(second.frames[0]).toEqual({ t: FrameType.hello, v: 1, u: uuid, s: `secret-${uuid}` }); // with the stream's secret
     await waitFor('the resubscribe', () => second.patterns.has('user.*'));
     expect(rec.states.map(([s]) => s)).toEqual(['connected', 'reconnecting', 'connected']);
     expect(rec.states[1]![1]).toEqual({ code: 1001, reason: 'restart' });

@@ -25,6 +25,14 @@ describe('handshake', () => {
     await client.ready(); // resolves at once when connected
   });
 
+  it('takes a stream over with options.uuid and options.secret, then keeps the secret of its own welcome', () => {
+    const { client, socket, welcome } = scriptedClient({ uuid: 'mine', secret: 'held-secret' });
+    socket().open();
+    expect(socket().sentOf(FrameType.hello)).toEqual([{ t: FrameType.hello, v: 1, u: 'mine', s: 'held-secret' }]);
+    welcome({ u: 'mine', s: 'new-secret' });
+    expect(client.secret).toBe('new-secret');
+  });
+
   it('asks for options.uuid, then reconnects with the uuid the broker gave', () => {
     const { socket, welcome, clock, sockets } = scriptedClient({ uuid: 'mine' });
     socket().open();
@@ -34,7 +42,7 @@ describe('handshake', () => {
     clock.advance(1000);
     expect(sockets).toHaveLength(2);
     socket().open();
-    expect(socket().sentOf(FrameType.hello)).toEqual([{ t: FrameType.hello, v: 1, u: 'assigned' }]);
+    expect(socket().sentOf(FrameType.hello)).toEqual([{ t: FrameType.hello, v: 1, u: 'assigned', s: 'secret-1' }]);
   });
 
   it('abandons a socket without a welcome after requestTimeout, and tries again', () => {

@@ -104,7 +104,7 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
         for (const other of connections) {
           if (other !== c && !other.closed && other.uuid === c.uuid) other.close(CloseCode.replaced, 'replaced');
         }
-        return c.send({ t: FrameType.welcome, v: PROTOCOL_VERSION, u: c.uuid, ka, lim });
+        return c.send({ t: FrameType.welcome, v: PROTOCOL_VERSION, u: c.uuid, ka, lim, s: `secret-${c.uuid}` });
       }
       case FrameType.subscribe: {
         const problem = channelProblem(f.p, true);

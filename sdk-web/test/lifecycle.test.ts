@@ -138,7 +138,7 @@ describe('back/forward cache (pagehide and pageshow with persisted true)', () =>
 
       page.pageshow(true);
       await waitFor('connected again', () => b.connections.length === 2 && c!.state === 'connected');
-      expect(b.connections[1]!.frames[0]).toEqual({ t: FrameType.hello, v: 1, u: uuid });
+      expect(b.connections[1]!.frames[0]).toEqual({ t: FrameType.hello, v: 1, u: uuid, s: `secret-${uuid}` });
       await waitFor('resubscribed', () => b.connections[1]!.patterns.has('user.*'));
       b.publish('user.created', bytes(42));
       await waitFor('the event', () => rec.events.length === 1);
@@ -172,8 +172,8 @@ describe('wake-up probe (visibilitychange to visible, online)', () => {
     clock.advance(2999);
     expect(client.state).toBe('connected');
     clock.advance(1);
-    expect(rec.states.at(-1)).toEqual(['reconnecting', { code: CloseCode.keepAliveTimeout, reason: 'keep-alive timeout: no answer to a ping within 3000 ms' }]);
-    expect(dead.closeCalls).toEqual([{ code: CloseCode.keepAliveTimeout, reason: expect.stringContaining('ping') }]);
+    expect(rec.states.at(-1)).toEqual(['reconnecting', { code: CloseCode.keepAliveTimeout, reason: 'keep-alive: no pong within 3000 ms' }]);
+    expect(dead.closeCalls).toEqual([{ code: CloseCode.keepAliveTimeout, reason: expect.stringContaining('pong') }]);
     expect(sockets).toHaveLength(2); // no backoff delay
     welcome();
     expect(client.state).toBe('connected');

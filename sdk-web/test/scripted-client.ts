@@ -34,7 +34,7 @@ export function scriptedClient(options: ClientOptions = {}): ScriptedClient {
     welcome(frame = {}) {
       const s = socket();
       if (s.readyState === 0) s.open();
-      s.receive({ t: FrameType.welcome, v: 1, u: 'uuid-1', ka: 1000, lim: LIMITS, ...frame });
+      s.receive({ t: FrameType.welcome, v: 1, u: 'uuid-1', ka: 1000, lim: LIMITS, s: 'secret-1', ...frame });
       return s;
     },
   };

@@ -189,7 +189,7 @@ export const cases: Record<string, (env: ContractEnv) => Promise<void>> = {
     });
   },
 
-  async 'a second client with the same uuid takes over, and the first stays closed'(env) {
+  async 'a second client with the same uuid and its secret takes over, and the first stays closed'(env) {
     const uuid = fresh();
     const first = env.sdk.connect(env.url, { uuid });
     await first.ready();
@@ -198,6 +198,19 @@ export const cases: Record<string, (env: ContractEnv) => Promise<void>> = {
       same(second.uuid, uuid, 'second has the uuid');
       same(await closed, 4001, 'first closed as replaced');
       same(first.state, 'closed', 'first does not reconnect');
+    }, { uuid, secret: first.secret! });
+  },
+
+  async 'a client with a held uuid but not its secret is refused with forbidden, and the holder stays'(env) {
+    const uuid = fresh();
+    await withClients(env, 1, async (holder) => {
+      const stranger = env.sdk.connect(env.url, { uuid });
+      const errors: string[] = [];
+      stranger.on('error', (e) => errors.push(e.code));
+      same(await codeOf(env, stranger.ready()), 'closed', 'the stranger never connects');
+      same(errors, ['forbidden'], 'the stranger is told why');
+      same(stranger.state, 'closed', 'the stranger does not retry');
+      same(holder.state, 'connected', 'the holder stays');
     }, { uuid });
   },
 
