@@ -39,6 +39,7 @@ export {
   matchPattern,
 } from './channel.js';
 export { PatternTrie } from './trie.js';
+export { patternCovers, expandGrant, grantTemplateProblem, type GrantClaims } from './grants.js';
 export {
   MAX_LABELS,
   MAX_FILTER_LABELS,
