@@ -5,6 +5,7 @@ import {
   CrierError,
   ErrorCode,
   FrameType,
+  MAX_HELLO_MESSAGE_BYTES,
   PROTOCOL_VERSION,
   assertPattern,
   compileFilter,
@@ -58,6 +59,12 @@ export function handleMessage(core: BrokerCore, conn: Connection, bytes: Buffer,
   if (!isBinary) {
     if (conn.state === 'pending') core.closeConnection(conn, CloseCode.badFrame, `${ErrorCode.badFrame}: ${TEXT_REFUSED}`);
     else sendError(conn, ErrorCode.badFrame, TEXT_REFUSED, undefined);
+    return;
+  }
+  if (conn.state === 'pending' && bytes.length > MAX_HELLO_MESSAGE_BYTES) {
+    // A client that has not said hello gets nothing large decoded (or even looked at).
+    core.closeConnection(conn, CloseCode.badFrame,
+      `${ErrorCode.frameTooLarge}: a message before hello holds at most ${MAX_HELLO_MESSAGE_BYTES} bytes, not ${bytes.length}`);
     return;
   }
   try {

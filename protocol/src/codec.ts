@@ -1,7 +1,7 @@
 import { CrierError, ErrorCode } from './errors.js';
 import { FrameType, type Frame } from './frames.js';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
-import { MsgpackError, MsgpackReader, decodeMsgpack, encodeMsgpack } from './msgpack.js';
+import { MsgpackError, MsgpackReader, encodeMsgpack, type FrameFields } from './msgpack.js';
 
 /**
  * Encodes a frame as msgpack. The result is a fresh copy the caller owns, backed by a plain
@@ -51,12 +51,39 @@ const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, F
     [FrameType.dropped, { req: [['n', isUint], ['c', isDropCounts]], opt: [] }],
   ]);
 
+/**
+ * How deep containers may nest in a field of each kind: all the decoder builds of a frame. A
+ * deeper one (a list where a string belongs) is skipped unbuilt and fails its check.
+ */
+const nestingOf: ReadonlyMap<FieldCheck, number> = new Map([
+  [isUint, 0], [isStr, 0], [isBin, 0], [isStrArray, 1], [isLimits, 1], [isFilter, 2], [isDropCounts, 2],
+]);
+
+/** The fields the decoder builds, per frame type and for all types together; others are skipped. */
+const frameFields: FrameFields = (() => {
+  const any: Record<string, number> = { t: 0 };
+  const byType: Record<string, number>[] = [];
+  for (const [type, { req, opt }] of shapes) {
+    const fields: Record<string, number> = { t: 0 };
+    for (const [name, check] of [...req, ...opt]) {
+      // A check this table does not know still decodes, within the depth and value limits.
+      const nest = nestingOf.get(check) ?? Infinity;
+      fields[name] = nest;
+      any[name] = Math.max(Object.hasOwn(any, name) ? any[name]! : 0, nest);
+    }
+    byType[type] = fields;
+  }
+  return { byType, any };
+})();
+
 function isPlainRecord(v: unknown): v is Rec {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 
 /**
- * Decodes one frame and checks it against `limits` and its type's shape. Throws a
+ * Decodes one frame and checks it against `limits` and its type's shape. Only the fields its
+ * type uses are built (others are skipped), at most `limits.maxValues` values are visited, and a
+ * frame that is not a map is refused at its first byte. Throws a
  * {@link CrierError} (`frame_too_large`, `bad_frame` or `unknown_type`) and nothing else; when
  * the frame's request id could be read, the error carries it.
  */
@@ -64,12 +91,14 @@ export function decodeFrame(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DE
   if (bytes.length > limits.maxFrameBytes) {
     throw new CrierError(ErrorCode.frameTooLarge, `frame of ${bytes.length} bytes exceeds ${limits.maxFrameBytes}`);
   }
+  const reader = new MsgpackReader(bytes, limits);
   let value: unknown;
   try {
-    value = decodeMsgpack(bytes, limits);
+    value = reader.frame(frameFields);
   } catch (err) {
     throw codecError(err);
   }
+  if (reader.pos !== bytes.length) throw new CrierError(ErrorCode.badFrame, 'malformed frame: trailing bytes after frame');
   return checkFrame(value);
 }
 
@@ -85,7 +114,7 @@ export function decodeFrames(bytes: Uint8Array, limits: DecodeLimits, visit: (fr
     const start = reader.pos;
     let value: unknown;
     try {
-      value = reader.value();
+      value = reader.frame(frameFields);
     } catch (err) {
       throw codecError(err);
     }

@@ -25,7 +25,9 @@ export {
   type DecodeLimits,
   DEFAULT_DECODE_LIMITS,
   DEFAULT_MAX_PAYLOAD,
+  DEFAULT_MAX_VALUES,
   FRAME_ENVELOPE_BYTES,
+  MAX_HELLO_MESSAGE_BYTES,
   limitsForPayload,
 } from './limits.js';
 export { encodeFrame, decodeFrame, decodeFrames } from './codec.js';

@@ -6,7 +6,7 @@
 // tree-shaken out of the browser bundle (8 KB of a 10 KB budget), and decoding an event frame
 // through it was the SDK's largest cost in the W6 profile. It stays as the oracle that the
 // property tests compare this codec against.
-import type { DecodeLimits } from './limits.js';
+import { DEFAULT_MAX_VALUES, type DecodeLimits } from './limits.js';
 
 /** A decode failure: the message is for people; the kind says whether a limit was hit. */
 export class MsgpackError extends Error {
@@ -165,16 +165,49 @@ const textDecoder = new TextDecoder('utf-8', { fatal: true });
 // Short ASCII map keys by their bytes (length, then up to 3 bytes, packed in one number).
 const keyCache = new Map<number, string>();
 
-/** Reads msgpack values one after another from `bytes`, within `limits`. */
+/**
+ * Which fields of a frame are decoded, and how deep containers may nest in each (0: a scalar, 1:
+ * an array or map of scalars, ...). Any other field is skipped without being built.
+ */
+export interface FrameFields {
+  /**
+   * The fields of each frame type by `t`, used when `t` is a frame's first field (as encoders
+   * write it). Plain objects and an array rather than maps: a property load on the same few key
+   * strings is the cheapest lookup there is, and this runs for every field of every event.
+   */
+  readonly byType: readonly (Readonly<Record<string, number>> | undefined)[];
+  /** The fields of every frame type together, for a frame whose first field is not a known `t`. */
+  readonly any: Readonly<Record<string, number>>;
+}
+
+// Keys longer than any field name are unknown without being decoded.
+const MAX_FIELD_NAME = 16;
+
+/**
+ * What a frame decodes to in place of a container nested deeper than its field allows (a list
+ * where a string belongs, say): skipped unbuilt, it fails every field check, so the frame is
+ * refused as `bad_frame` with its request id, as a wrongly typed scalar is.
+ */
+export const MISTYPED: unique symbol = Symbol('mistyped');
+
+/**
+ * Reads msgpack values one after another from `bytes`, within `limits`. Every value read or
+ * skipped (map keys included) counts against `limits.maxValues`, per frame: a frame costs at
+ * most that many steps whatever its bytes hold.
+ */
 export class MsgpackReader {
   pos = 0;
   depth = 0;
+  /** Values read or skipped since the current frame began (map keys included). */
+  values = 0;
+  private readonly maxValues: number;
   readonly view: DataView;
   constructor(
     readonly bytes: Uint8Array,
     readonly limits: DecodeLimits,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.maxValues = limits.maxValues ?? DEFAULT_MAX_VALUES;
   }
 
   need(n: number): void {
@@ -230,31 +263,42 @@ export class MsgpackReader {
     return this.bytes.subarray(start, start + len); // a view: the caller's bytes are not copied
   }
 
-  array(len: number): unknown[] {
-    if (len > this.limits.maxArrayLength) throw new MsgpackError('array too large', true);
-    this.need(len); // every item is at least one byte: no huge allocation from a short frame
-    this.enter();
+  array(len: number, nest: number): unknown[] {
+    this.items(len, len, false);
     const out = new Array<unknown>(len);
-    for (let i = 0; i < len; i++) out[i] = this.value();
+    for (let i = 0; i < len; i++) out[i] = this.value(nest - 1);
     this.depth--;
     return out;
   }
 
-  map(len: number): Record<string, unknown> {
-    if (len > this.limits.maxMapLength) throw new MsgpackError('map too large', true);
-    this.need(len * 2);
-    this.enter();
+  map(len: number, nest: number): Record<string, unknown> {
+    this.items(len, len * 2, true);
     const out: Record<string, unknown> = {};
     for (let i = 0; i < len; i++) {
       const key = this.key();
-      if (typeof key !== 'string') throw new MsgpackError('map keys must be strings', false);
-      if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
-        throw new MsgpackError(`forbidden key "${key}"`, false);
-      }
-      out[key] = this.value();
+      if (isForbiddenKey(key)) throw new MsgpackError(`forbidden key "${key}"`, false);
+      out[key] = this.value(nest - 1);
     }
     this.depth--;
     return out;
+  }
+
+  /**
+   * Checks a container of `len` entries (`values` msgpack values) before anything is allocated
+   * for it: its length, the bytes left (every value is at least one byte), the frame's value
+   * budget and the depth. Enters it.
+   */
+  private items(len: number, values: number, isMap: boolean): void {
+    if (len > (isMap ? this.limits.maxMapLength : this.limits.maxArrayLength)) {
+      throw new MsgpackError(isMap ? 'map too large' : 'array too large', true);
+    }
+    this.need(values);
+    if (this.values + values > this.maxValues) this.overBudget();
+    this.enter();
+  }
+
+  private overBudget(): never {
+    throw new MsgpackError(`more than ${this.maxValues} values in one frame`, true);
   }
 
   /**
@@ -262,7 +306,7 @@ export class MsgpackReader {
    * keys of 1 to 3 bytes come from a small cache: one lookup, and always the same string, which
    * makes the property store that follows cheaper too (measured on the W6 profile).
    */
-  key(): unknown {
+  key(): string {
     const bytes = this.bytes;
     const p = this.pos;
     const b = bytes[p];
@@ -271,32 +315,44 @@ export class MsgpackReader {
       let code = len;
       for (let i = 1; i <= len; i++) {
         const c = bytes[p + i]!;
-        if (c >= 0x80) return this.value();
+        if (c >= 0x80) return this.value(0) as string;
         code = code * 256 + c;
       }
       const cached = keyCache.get(code);
       if (cached !== undefined) {
+        if (++this.values > this.maxValues) this.overBudget();
         this.pos = p + 1 + len;
         return cached;
       }
-      const key = this.value() as string;
+      const key = this.value(0) as string;
       if (keyCache.size < 1024) keyCache.set(code, key);
       return key;
     }
-    return this.value();
+    // Refused at its first byte: a key that is not a string is never built.
+    if (b === undefined || !((b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb))) {
+      this.need(1);
+      throw new MsgpackError('map keys must be strings', false);
+    }
+    return this.value(0) as string;
   }
 
   enter(): void {
     if (++this.depth > this.limits.maxDepth) throw new MsgpackError('nesting too deep', true);
   }
 
-  value(): unknown {
+  /**
+   * One value, built. `nest`: how many levels of containers it may hold (0: a scalar only); a
+   * container nested deeper is skipped unbuilt and stands as {@link MISTYPED}.
+   */
+  value(nest = Infinity): unknown {
     this.need(1);
+    if (++this.values > this.maxValues) this.overBudget();
     const b = this.bytes[this.pos++]!;
     if (b < 0x80) return b;
+    if (nest <= 0 && ((b >= 0x80 && b < 0xa0) || (b >= 0xdc && b <= 0xdf))) return this.mistyped();
     if (b >= 0xe0) return b - 0x100;
-    if (b < 0x90) return this.map(b & 0x0f);
-    if (b < 0xa0) return this.array(b & 0x0f);
+    if (b < 0x90) return this.map(b & 0x0f, nest);
+    if (b < 0xa0) return this.array(b & 0x0f, nest);
     if (b < 0xc0) return this.str(b & 0x1f);
     switch (b) {
       case 0xc0: return null;
@@ -324,19 +380,138 @@ export class MsgpackReader {
       case 0xd9: return this.str(this.uint(1));
       case 0xda: return this.str(this.uint(2));
       case 0xdb: return this.str(this.uint(4));
-      case 0xdc: return this.array(this.uint(2));
-      case 0xdd: return this.array(this.uint(4));
-      case 0xde: return this.map(this.uint(2));
-      case 0xdf: return this.map(this.uint(4));
+      case 0xdc: return this.array(this.uint(2), nest);
+      case 0xdd: return this.array(this.uint(4), nest);
+      case 0xde: return this.map(this.uint(2), nest);
+      case 0xdf: return this.map(this.uint(4), nest);
       default:
         // 0xc1 (never used) and the extension types.
         throw new MsgpackError(`unsupported msgpack type 0x${b.toString(16)}`, false);
     }
   }
+
+  /**
+   * Passes over one value without building it: lengths, depth, the value budget and the bytes
+   * left are checked as for {@link value}; strings are not decoded (nor their UTF-8 checked).
+   */
+  skip(): void {
+    this.need(1);
+    if (++this.values > this.maxValues) this.overBudget();
+    const b = this.bytes[this.pos++]!;
+    if (b < 0x80 || b >= 0xe0) return;
+    if (b < 0x90) return this.skipItems(b & 0x0f, true);
+    if (b < 0xa0) return this.skipItems(b & 0x0f, false);
+    if (b < 0xc0) return this.skipBytes(b & 0x1f, this.limits.maxStrLength);
+    switch (b) {
+      case 0xc0: case 0xc2: case 0xc3: return;
+      case 0xc4: return this.skipBytes(this.uint(1), this.limits.maxBinLength);
+      case 0xc5: return this.skipBytes(this.uint(2), this.limits.maxBinLength);
+      case 0xc6: return this.skipBytes(this.uint(4), this.limits.maxBinLength);
+      case 0xcc: case 0xd0: return this.skipBytes(1, 1);
+      case 0xcd: case 0xd1: return this.skipBytes(2, 2);
+      case 0xca: case 0xce: case 0xd2: return this.skipBytes(4, 4);
+      case 0xcb: case 0xcf: case 0xd3: return this.skipBytes(8, 8);
+      case 0xd9: return this.skipBytes(this.uint(1), this.limits.maxStrLength);
+      case 0xda: return this.skipBytes(this.uint(2), this.limits.maxStrLength);
+      case 0xdb: return this.skipBytes(this.uint(4), this.limits.maxStrLength);
+      case 0xdc: return this.skipItems(this.uint(2), false);
+      case 0xdd: return this.skipItems(this.uint(4), false);
+      case 0xde: return this.skipItems(this.uint(2), true);
+      case 0xdf: return this.skipItems(this.uint(4), true);
+      default:
+        throw new MsgpackError(`unsupported msgpack type 0x${b.toString(16)}`, false);
+    }
+  }
+
+  /** The container whose header was just read, skipped instead of built. */
+  private mistyped(): symbol {
+    this.pos--;
+    this.values--;
+    this.skip();
+    return MISTYPED;
+  }
+
+  private skipBytes(len: number, max: number): void {
+    if (len > max) throw new MsgpackError(max === this.limits.maxBinLength ? 'binary too long' : 'string too long', true);
+    this.need(len);
+    this.pos += len;
+  }
+
+  private skipItems(len: number, isMap: boolean): void {
+    const values = isMap ? len * 2 : len;
+    this.items(len, values, isMap);
+    for (let i = 0; i < values; i++) this.skip();
+    this.depth--;
+  }
+
+  /**
+   * One frame: a map (anything else is refused at its first byte) whose fields named in `known`
+   * are decoded, each with containers nested no deeper than its entry allows ({@link MISTYPED}
+   * stands for one nested deeper), and whose other fields are skipped without being built. When `t` comes first, only the fields of that frame
+   * type are decoded. Resets the value budget: it counts per frame.
+   */
+  frame(known: FrameFields): Record<string, unknown> {
+    this.values = 0;
+    this.need(1);
+    const b = this.bytes[this.pos]!;
+    let len: number;
+    if (b >= 0x80 && b <= 0x8f) {
+      this.pos++;
+      len = b & 0x0f;
+    } else if (b === 0xde || b === 0xdf) {
+      this.pos++;
+      len = this.uint(b === 0xde ? 2 : 4);
+    } else {
+      throw new MsgpackError('a frame must be a msgpack map', false);
+    }
+    this.values = 1;
+    this.items(len, len * 2, true);
+    const out: Record<string, unknown> = {};
+    let fields = known.any;
+    for (let i = 0; i < len; i++) {
+      const b = this.bytes[this.pos];
+      // Field names of 1 to 3 ASCII bytes (all but two of them) go straight to the key cache.
+      const key = b !== undefined && b >= 0xa1 && b <= 0xa3 ? this.key() : this.frameKey();
+      // Inherited properties ('toString', '__proto__') are not numbers: unknown like the rest.
+      const nest = key === undefined ? undefined : fields[key];
+      if (typeof nest !== 'number') {
+        if (key !== undefined && isForbiddenKey(key)) throw new MsgpackError(`forbidden key "${key}"`, false);
+        this.skip();
+        continue;
+      }
+      const v = this.value(nest);
+      if (i === 0 && key === 't' && typeof v === 'number') fields = known.byType[v] ?? known.any;
+      out[key!] = v;
+    }
+    this.depth--;
+    return out;
+  }
+
+  /** A frame's field name, or undefined for one longer than any field name (passed over). */
+  private frameKey(): string | undefined {
+    const bytes = this.bytes;
+    const p = this.pos;
+    const b = bytes[p];
+    const len =
+      b !== undefined && b >= 0xa0 && b <= 0xbf ? b & 0x1f
+      : b === 0xd9 ? (bytes[p + 1] ?? 0)
+      : b === 0xda ? ((bytes[p + 1] ?? 0) << 8) | (bytes[p + 2] ?? 0)
+      : b === 0xdb ? MAX_FIELD_NAME + 1 // 2^16 bytes or more
+      : 0;
+    if (len > MAX_FIELD_NAME) {
+      this.skip(); // a string (checked against maxStrLength), never decoded
+      return undefined;
+    }
+    return this.key();
+  }
+}
+
+function isForbiddenKey(key: string): boolean {
+  return key === '__proto__' || key === 'constructor' || key === 'prototype';
 }
 
 /**
- * Decodes exactly one msgpack value from `bytes` within `limits` (lengths, depth), refusing
+ * Decodes exactly one msgpack value from `bytes` within `limits` (lengths, depth, values), refusing
  * extension types, invalid UTF-8, non-string map keys, prototype keys and trailing bytes.
  * Throws {@link MsgpackError} only. Binary values are views into `bytes`.
  */

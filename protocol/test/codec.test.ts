@@ -99,9 +99,10 @@ describe('decodeFrame rejects hostile input with one coded error', () => {
   });
 
   it('rejects huge declared lengths without allocating them', () => {
-    // str32, bin32, array32 and map32 each declaring ~4 GiB.
+    // str32, bin32, array32 and map32 each declaring ~4 GiB, as field d of {t: 5, d: …}
+    // (a frame that is not a map is refused at its first byte, whatever it declares).
     for (const head of [0xdb, 0xc6, 0xdd, 0xdf]) {
-      const err = decodeError(bytes(head, 0xff, 0xff, 0xff, 0xf0, 1, 2, 3));
+      const err = decodeError(bytes(0x82, 0xa1, 0x74, 0x05, 0xa1, 0x64, head, 0xff, 0xff, 0xff, 0xf0, 1, 2, 3));
       expect(err.code).toBe('frame_too_large');
     }
   });
@@ -114,7 +115,9 @@ describe('decodeFrame rejects hostile input with one coded error', () => {
   });
 
   it('rejects deep nesting cheaply (a nesting bomb)', () => {
-    const bomb = new Uint8Array(1_000_000).fill(0x91); // a million nested one-element arrays
+    // {t: 7, x: a million nested one-element arrays}
+    const bomb = new Uint8Array(1_000_000).fill(0x91);
+    bomb.set([0x82, 0xa1, 0x74, 0x07, 0xa1, 0x78]);
     const started = performance.now();
     expect(decodeError(bomb).code).toBe('frame_too_large');
     expect(decodeError(bomb).message).toContain('nesting too deep');
@@ -133,8 +136,9 @@ describe('decodeFrame rejects hostile input with one coded error', () => {
   });
 
   it('rejects extension types, the unused 0xc1 byte, truncation and trailing bytes', () => {
-    expect(decodeError(bytes(0xd4, 0x01, 0x00)).message).toContain('unsupported msgpack type');
-    expect(decodeError(bytes(0xc1)).message).toContain('unsupported msgpack type');
+    // As field c of {t: 5, c: …}: known fields and skipped ones alike.
+    expect(decodeError(bytes(0x81, 0xa1, 0x63, 0xd4, 0x01, 0x00)).message).toContain('unsupported msgpack type');
+    expect(decodeError(bytes(0x81, 0xa1, 0x78, 0xc1)).message).toContain('unsupported msgpack type');
     expect(decodeError(bytes(0x82, 0xa1, 0x74)).message).toContain('truncated');
     expect(decodeError(bytes()).message).toContain('truncated');
     const ping = encodeFrame({ t: FrameType.ping });
@@ -173,9 +177,9 @@ describe('decodeFrame rejects hostile input with one coded error', () => {
     expect(decodeError(encode({ t: 3, r: 77, p: 5 })).requestId).toBe(77);
   });
 
-  it('ignores unknown fields and treats nil optional fields as absent', () => {
-    const frame = decodeFrame(encode({ t: 5, c: 'a', d: new Uint8Array(1), x: 1, k: null }));
-    expect(frame).toEqual({ t: 5, c: 'a', d: new Uint8Array(1), x: 1 });
+  it('ignores unknown fields (skipped, not decoded) and treats nil optional fields as absent', () => {
+    const frame = decodeFrame(encode({ t: 5, c: 'a', d: new Uint8Array(1), xx: 1, k: null }));
+    expect(frame).toEqual({ t: 5, c: 'a', d: new Uint8Array(1) });
   });
 });
 
