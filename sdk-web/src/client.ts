@@ -1,8 +1,8 @@
-import { CloseCode, CrierError, ErrorCode, FrameType, type BrokerFrame, type EventFrame } from '@crier/protocol';
+import { CloseCode, CrierError, ErrorCode, FrameType, type BrokerFrame, type ClientFrame, type EventFrame } from '@crier/protocol';
 import { Connection } from './connection.js';
 import { watchPage } from './lifecycle.js';
 import { resolveOptions } from './options.js';
-import { PendingRequests, errorFromFrame } from './pending.js';
+import { PendingRequests, errorFromFrame, type Answer } from './pending.js';
 import { Publisher } from './publisher.js';
 import { Subscriptions } from './subscriptions.js';
 import type {
@@ -79,6 +79,8 @@ class Client implements CrierClient {
   private readonly stateListeners = new Set<StateListener>();
   private readonly droppedListeners = new Set<DroppedListener>();
   private readonly errorListeners = new Set<ErrorListener>();
+  /** Emits an `'error'` event. */
+  private readonly fail = (error: CrierError): void => emit(this.errorListeners, error);
   private readyWaiters: { resolve(): void; reject(error: CrierError): void }[] = [];
   private closedWith: CrierError | undefined;
   /** Removes the page lifecycle listeners. */
@@ -88,13 +90,10 @@ class Client implements CrierClient {
     const resolved = resolveOptions(options);
     this.pending = new PendingRequests(resolved.timers, resolved.requestTimeout);
     this.subscriptions = new Subscriptions({
-      request: (type, pattern, f, answer) => {
-        if (!this.connection.isOpen) return false;
-        const r = this.pending.add(answer, `${type} "${pattern}"`);
-        return this.connection.send({ t: type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe, r, p: pattern, f });
-      },
+      request: (type, pattern, f, answer) =>
+        this.request((r) => ({ t: type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe, r, p: pattern, f }), answer, `${type} "${pattern}"`),
       limits: () => this.connection.limits,
-      error: (error) => emit(this.errorListeners, error),
+      error: this.fail,
       overflow: (event) =>
         emit(this.droppedListeners, { total: 1, channels: new Map([[event.channel, 1]]), source: 'iterator' }),
       handlerFailed: reportError,
@@ -112,9 +111,10 @@ class Client implements CrierClient {
         if (state === 'connected') for (const waiter of this.readyWaiters.splice(0)) waiter.resolve();
         emit(this.stateListeners, state, info);
       },
-      error: (error) => emit(this.errorListeners, error),
+      error: this.fail,
+      auth: (tk, answer) => this.request((r) => ({ t: FrameType.auth, r, tk }), answer, 'auth'),
     });
-    this.publisher = new Publisher(this.connection, this.pending, resolved, (error) => emit(this.errorListeners, error));
+    this.publisher = new Publisher(this.connection, this.pending, resolved, this.fail);
     if (resolved.lifecycle && this.connection.state !== 'closed') {
       this.unwatch = watchPage(resolved.lifecycle, {
         unload: () => void this.connection.quit({ code: CloseCode.normal, reason: 'pagehide' }),
@@ -187,6 +187,11 @@ class Client implements CrierClient {
     return this.connection.quit({ code: 1000, reason: 'quit' });
   }
 
+  /** Sends a request (its frame made with its id) when connected; false (nothing sent) when not. */
+  private request(frame: (r: number) => ClientFrame, answer: Answer, what: string): boolean {
+    return this.connection.isOpen && this.connection.send(frame(this.pending.add(answer, what)));
+  }
+
   private receive(frame: BrokerFrame): void {
     switch (frame.t) {
       case FrameType.event: {
@@ -201,7 +206,7 @@ class Client implements CrierClient {
       case FrameType.error:
         // Without a request id: a fire-and-forget publish failed. (A late answer to a request
         // that already timed out finds nothing to settle and is dropped.)
-        if (frame.r === undefined) emit(this.errorListeners, errorFromFrame(frame));
+        if (frame.r === undefined) this.fail(errorFromFrame(frame));
         else this.pending.settle(frame);
         return;
       case FrameType.dropped: {

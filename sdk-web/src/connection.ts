@@ -7,6 +7,7 @@ import {
   PROTOCOL_VERSION,
   decodeFrames,
   encodeFrame,
+  ErrorCode,
   errorOfCloseReason,
   limitsForPayload,
   shouldReconnect,
@@ -17,13 +18,14 @@ import {
   type WelcomeFrame,
 } from '@crier/protocol';
 import { backoffDelay } from './backoff.js';
+import { Credential, type CredentialHooks } from './credential.js';
 import { KeepAlive, WAKE_PROBE_GRACE_MAX } from './keep-alive.js';
 import type { ResolvedOptions } from './options.js';
 import type { ClientLimits, ClientState, StateInfo } from './types.js';
 import { OPEN, toBytes, type WebSocketLike } from './websocket.js';
 
-/** What the connection tells the client. */
-export interface ConnectionHooks {
+/** What the connection tells the client (and asks of it: `auth`, for the credential's refresh). */
+export interface ConnectionHooks extends CredentialHooks {
   /** A `welcome` arrived: requests can be sent. Called before the state becomes `connected`. */
   welcome(): void;
   /** An `ack`, `error`, `event` or `dropped` frame from the current socket. */
@@ -31,8 +33,6 @@ export interface ConnectionHooks {
   /** The socket was lost (`final`: the client will not reconnect). Called before the state changes. */
   down(final: boolean, info: StateInfo): void;
   state(state: ClientState, info: StateInfo): void;
-  /** A frame from the broker that could not be decoded. */
-  error(error: CrierError): void;
 }
 
 interface MessageLike {
@@ -72,6 +72,7 @@ export class Connection {
   private quitting: Promise<void> | undefined;
   private socketClosed: (() => void) | undefined;
   private suspended = false;
+  private readonly credential: Credential;
 
   constructor(
     private readonly url: string,
@@ -80,6 +81,7 @@ export class Connection {
   ) {
     this.uuid = options.uuid;
     this.secret = options.secret;
+    this.credential = new Credential(options, hooks);
     // The first socket is opened synchronously so a bad URL throws from `connect()` itself.
     this.open(true);
   }
@@ -106,8 +108,6 @@ export class Connection {
     if (this.quitting) return this.quitting;
     const socket = this.socket;
     this.stopTimers();
-    this.timers.clearTimeout(this.retryTimer);
-    this.welcomed = false;
     // Set before anything user-visible happens, so a listener calling quit() again gets this promise.
     this.quitting = !socket
       ? Promise.resolve()
@@ -188,10 +188,30 @@ export class Connection {
     // that already hands over bytes (ws's 'nodebuffer') is left alone: asking it for ArrayBuffers
     // costs a copy per message.
     if (socket.binaryType === 'blob') socket.binaryType = 'arraybuffer';
-    socket.onopen = () => {
+    // The credential may come from an async getToken, asked while the socket opens: hello goes
+    // out once both are there. A getToken that fails is reported, and the attempt is a loss
+    // (4007: ask again before the next one), retried with backoff.
+    let tk = this.credential.forHello();
+    const hello = (): void => {
       // The secret of the stream we held proves a reconnect is its holder taking it back.
-      if (socket === this.socket) this.write(socket, { t: FrameType.hello, v: PROTOCOL_VERSION, u: this.uuid, s: this.secret });
+      if (socket === this.socket && socket.readyState === OPEN && typeof tk !== 'object') {
+        this.write(socket, { t: FrameType.hello, v: PROTOCOL_VERSION, u: this.uuid, tk, s: this.secret });
+      }
     };
+    if (typeof tk === 'object') {
+      tk.then(
+        (token) => {
+          tk = token;
+          hello();
+        },
+        (err: CrierError) => {
+          if (socket !== this.socket) return;
+          this.hooks.error(err);
+          this.abandon(CloseCode.tokenExpired, 'getToken failed');
+        },
+      );
+    }
+    socket.onopen = hello;
     socket.onmessage = (event: MessageLike) => {
       if (socket === this.socket && this.state !== 'closed') this.receive(event.data);
     };
@@ -248,6 +268,7 @@ export class Connection {
     this.attempt = 0;
     this.uuid = frame.u;
     this.secret = frame.s;
+    this.credential.expires(frame.x);
     this.limits = { maxChannels: frame.lim.mc, maxPayload: frame.lim.mp, bufferSize: frame.lim.bs, keepAliveInterval: frame.ka };
     // Events may carry up to the broker's maxPayload: decode with limits that allow it.
     this.decodeLimits = frame.lim.mp > DEFAULT_MAX_PAYLOAD ? limitsForPayload(frame.lim.mp) : DEFAULT_DECODE_LIMITS;
@@ -276,16 +297,20 @@ export class Connection {
 
   private lost(code: number, reason: string, now = false): void {
     this.stopTimers();
-    this.timers.clearTimeout(this.retryTimer);
     this.socket = undefined;
-    this.welcomed = false;
     const info: StateInfo = { code, reason };
     const backoff = this.options.reconnect;
+    // The credential expired: the next hello needs getToken's; without getToken, nothing would do.
+    const expired = code === CloseCode.tokenExpired;
+    if (expired) this.credential.expired();
     // A suspended client is not lost: it reconnects on resume() whatever the code.
-    if (!this.suspended && (backoff === false || !shouldReconnect(code))) {
+    if (!this.suspended && (backoff === false || !shouldReconnect(code) || (expired && !this.options.getToken))) {
       // A close that refuses the client for good says why with a stable code (a refused
-      // handshake, 4006 forbidden_origin; a refused hello, 4002 unsupported_version): an error.
-      const refusal = shouldReconnect(code) ? undefined : errorOfCloseReason(reason);
+      // handshake, 4006 forbidden_origin; a refused hello, 4002 unsupported_version; a refused
+      // credential, 4008 unauthorized): an error. So does an expired one without getToken (4007).
+      const refusal =
+        (expired || !shouldReconnect(code)) &&
+        (errorOfCloseReason(reason) ?? (expired ? { code: ErrorCode.unauthorized, message: `the credential expired ${reason}` } : undefined));
       if (refusal) this.hooks.error(new CrierError(refusal.code, refusal.message));
       this.hooks.down(true, info);
       return this.setState('closed', info);
@@ -298,8 +323,12 @@ export class Connection {
     this.retryTimer = this.timers.setTimeout(() => this.open(false), delay);
   }
 
+  /** Nothing more of the current socket (no requests, no timers) and no retry pending. */
   private stopTimers(): void {
+    this.welcomed = false;
+    this.timers.clearTimeout(this.retryTimer);
     this.timers.clearTimeout(this.handshakeTimer);
+    this.credential.stop();
     this.keepAlive?.stop();
     this.keepAlive = undefined;
   }

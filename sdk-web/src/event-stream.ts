@@ -18,8 +18,8 @@ const DONE: IteratorResult<CrierEvent, undefined> = Object.freeze({ done: true, 
  * `error` once, when the subscription failed).
  */
 export class EventStream implements AsyncIterator<CrierEvent, undefined> {
+  /** At most `capacity` events, oldest first: `shift()` on an array this small is cheap. */
   private buffer: CrierEvent[] = [];
-  private head = 0;
   private waiters: Waiter[] = [];
   private ended = false;
   private error: CrierError | undefined;
@@ -35,8 +35,7 @@ export class EventStream implements AsyncIterator<CrierEvent, undefined> {
     if (this.ended) return;
     const waiter = this.waiters.shift();
     if (waiter) return waiter.resolve({ done: false, value: event });
-    this.buffer.push(event);
-    if (this.buffer.length - this.head > this.capacity) this.onOverflow(this.take()!);
+    if (this.buffer.push(event) > this.capacity) this.onOverflow(this.buffer.shift()!);
   }
 
   end(error?: CrierError): void {
@@ -48,7 +47,7 @@ export class EventStream implements AsyncIterator<CrierEvent, undefined> {
   }
 
   next(): Promise<IteratorResult<CrierEvent, undefined>> {
-    const event = this.take();
+    const event = this.buffer.shift();
     if (event) return Promise.resolve({ done: false, value: event });
     return new Promise((resolve, reject) => {
       const waiter = { resolve, reject };
@@ -60,24 +59,9 @@ export class EventStream implements AsyncIterator<CrierEvent, undefined> {
   return(): Promise<IteratorResult<CrierEvent, undefined>> {
     const early = !this.ended;
     this.buffer = [];
-    this.head = 0;
     this.end();
     if (early) this.onReturn();
     return Promise.resolve(DONE);
-  }
-
-  private take(): CrierEvent | undefined {
-    if (this.head >= this.buffer.length) return undefined;
-    const event = this.buffer[this.head++];
-    // Compact now and then instead of shifting one by one (shift is O(n)).
-    if (this.head === this.buffer.length) {
-      this.buffer.length = 0; // drained: reuse the array
-      this.head = 0;
-    } else if (this.head >= 1024) {
-      this.buffer = this.buffer.slice(this.head);
-      this.head = 0;
-    }
-    return event;
   }
 
   private finish(waiter: Waiter): void {

@@ -8,6 +8,8 @@ export interface ResolvedOptions {
   WebSocket: WebSocketConstructor;
   uuid: string | undefined;
   secret: string | undefined;
+  token: string | undefined;
+  getToken: (() => string | Promise<string>) | undefined;
   reconnect: BackoffOptions | false;
   requestTimeout: number;
   offline: 'queue' | 'fail';
@@ -44,6 +46,8 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     WebSocket: resolveWebSocket(options.WebSocket),
     uuid: options.uuid,
     secret: options.secret,
+    token: options.token,
+    getToken: options.getToken,
     reconnect: r === false ? false : {
       initialDelay: check('reconnect.initialDelay', r?.initialDelay, DEFAULT_BACKOFF.initialDelay, 0),
       maxDelay: check('reconnect.maxDelay', r?.maxDelay, DEFAULT_BACKOFF.maxDelay, 0),

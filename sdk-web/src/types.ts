@@ -6,7 +6,10 @@ import type { WebSocketConstructor } from './websocket.js';
 export interface Timers {
   setTimeout(callback: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
-  /** Milliseconds, monotonic enough for intervals (`Date.now` by default). */
+  /**
+   * Milliseconds since the Unix epoch (`Date.now` by default): compared with the broker's
+   * credential expiry, and used for intervals.
+   */
   now(): number;
 }
 
@@ -70,6 +73,24 @@ export interface ClientOptions {
    * @default undefined
    */
   secret?: string;
+  /**
+   * The credential sent in every `hello`: a JWT or a static token. Alone, it cannot be renewed:
+   * when it expires (close code 4007) the client emits an `'error'` (`unauthorized`) and closes
+   * for good. With {@link ClientOptions.getToken} it is the first credential used.
+   * @default undefined (no credential)
+   */
+  token?: string;
+  /**
+   * Fetches a credential (sync or async). Asked before a hello when no credential is held (the
+   * first connect, unless `token` is given), after a close with 4007 (expired), and when the one
+   * held is past its expiry; and, when the broker says when the credential expires, a little
+   * before then (a tenth of its lifetime, at most 30 s), to refresh it in band with an `auth`
+   * frame: no reconnect, nothing lost. A throw or rejection is an `'error'` event (`unauthorized`,
+   * "getToken failed: …"): before a hello the client retries with backoff; a refresh is tried
+   * again up to 3 times before the credential expires.
+   * @default undefined
+   */
+  getToken?: () => string | Promise<string>;
   /**
    * Reconnect after a connection is lost (unless the close code says it would only repeat
    * itself: see `shouldReconnect`), or `false` to close for good on the first loss.

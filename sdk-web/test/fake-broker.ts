@@ -29,6 +29,12 @@ export interface FakeBrokerOptions {
   maxPayload?: number;
   /** @default 1000 */
   bufferSize?: number;
+  /**
+   * Checks the credential of a `hello` or an `auth` frame: its expiry (`x`, ms since the Unix
+   * epoch; `undefined`: none), or `false` to refuse it (hello: close 4008; auth: an `unauthorized`
+   * error, the connection stays). @default every credential is accepted, without expiry
+   */
+  credential?: (tk: string | undefined) => number | undefined | false;
   /** Sees every client frame first; return true when it handled it (the default is skipped). */
   intercept?: (connection: FakeConnection, frame: ClientFrame) => boolean;
 }
@@ -100,11 +106,18 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
     switch (f.t) {
       case FrameType.hello: {
         if (f.v !== PROTOCOL_VERSION) return c.close(CloseCode.helloRejected, 'unsupported_version');
+        const x = options.credential?.(f.tk);
+        if (x === false) return c.close(CloseCode.unauthorized, 'unauthorized: credential refused');
         c.uuid = f.u ?? `fake-${nextUuid++}`;
         for (const other of connections) {
           if (other !== c && !other.closed && other.uuid === c.uuid) other.close(CloseCode.replaced, 'replaced');
         }
-        return c.send({ t: FrameType.welcome, v: PROTOCOL_VERSION, u: c.uuid, ka, lim, s: `secret-${c.uuid}` });
+        return c.send({ t: FrameType.welcome, v: PROTOCOL_VERSION, u: c.uuid, ka, lim, s: `secret-${c.uuid}`, x });
+      }
+      case FrameType.auth: {
+        const x = options.credential?.(f.tk);
+        if (x === false) return c.send({ t: FrameType.error, r: f.r, code: ErrorCode.unauthorized, msg: 'credential refused' });
+        return c.send({ t: FrameType.ack, r: f.r, x });
       }
       case FrameType.subscribe: {
         const problem = channelProblem(f.p, true);
