@@ -27,6 +27,8 @@ export interface GlobalOptions {
   /** Bound on connecting and on each request, in ms. */
   timeout: number;
   verbose: boolean;
+  /** The credential (--token, else $CRIER_TOKEN): never printed. */
+  token: string | undefined;
 }
 
 export interface ListenCommand extends GlobalOptions {
@@ -68,6 +70,7 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 const GLOBAL_OPTIONS = {
   url: { type: 'string' },
   timeout: { type: 'string' },
+  token: { type: 'string' },
   verbose: { type: 'boolean', short: 'v' },
   help: { type: 'boolean', short: 'h' },
 } satisfies Options;
@@ -94,7 +97,7 @@ const COMMAND_OPTIONS = {
 } satisfies Record<CommandName, Options>;
 
 /** Global options that take a value: their value is not the command name. */
-const VALUED_GLOBALS = new Set(['--url', '--timeout']);
+const VALUED_GLOBALS = new Set(['--url', '--timeout', '--token']);
 
 export const TOP_USAGE = `Usage: crier <command> [options]
 
@@ -106,6 +109,8 @@ Commands:
 Global options:
   --url <ws-url>      broker URL (default $CRIER_URL or ${DEFAULT_URL})
   --timeout <time>    bound on connecting and on each request: ms, or 500ms, 5s, 1m (default 5s)
+  --token <token>     credential for a broker that requires one: a JWT or a static token
+                      (default $CRIER_TOKEN; prefer the variable: arguments show in ps)
   -v, --verbose       report connection state changes on stderr
   -h, --help          help (also after a command: crier listen --help)
   --version           print the version
@@ -203,12 +208,14 @@ function parse<O extends Options>(args: string[], options: O, command: CommandNa
   }
 }
 
-function globals(values: { url?: string; timeout?: string; verbose?: boolean }, env: NodeJS.ProcessEnv): GlobalOptions {
+function globals(values: { url?: string; timeout?: string; token?: string; verbose?: boolean }, env: NodeJS.ProcessEnv): GlobalOptions {
   const fromEnv = env['CRIER_URL'] ? env['CRIER_URL'] : undefined;
   return {
     url: values.url !== undefined ? parseUrl(values.url, '--url') : parseUrl(fromEnv ?? DEFAULT_URL, fromEnv ? 'CRIER_URL' : 'default'),
     timeout: values.timeout !== undefined ? parseDuration(values.timeout, '--timeout') : DEFAULT_TIMEOUT_MS,
     verbose: values.verbose ?? false,
+    // An empty value (--token= or CRIER_TOKEN=) means none.
+    token: values.token || env['CRIER_TOKEN'] || undefined,
   };
 }
 

@@ -85,8 +85,8 @@ export function connectCli(url: string, options: ClientOptions): CliClient {
  * Connects for a one-shot command: no reconnecting, the handshake and every request bounded by
  * `timeout`. Resolves when the broker welcomed the client; else throws a CliFailure saying why.
  */
-export async function connectOnce(url: string, timeout: number): Promise<CrierClient> {
-  const cli = connectCli(url, { reconnect: false, requestTimeout: timeout, offline: 'fail' });
+export async function connectOnce(url: string, timeout: number, token?: string): Promise<CrierClient> {
+  const cli = connectCli(url, { reconnect: false, requestTimeout: timeout, offline: 'fail', token });
   try {
     await cli.client.ready();
     return cli.client;

@@ -19,7 +19,7 @@ export function listen(cmd: ListenCommand): Promise<number> {
   const human = !cmd.json;
   const chatty = human || cmd.verbose; // state changes on stderr
   // A tail should notice a broker that came back within seconds, not the SDK's default 30 s.
-  const { client, lastProblem } = connectCli(cmd.url, { reconnect: { maxDelay: 5000 } });
+  const { client, lastProblem } = connectCli(cmd.url, { reconnect: { maxDelay: 5000 }, token: cmd.token });
 
   return new Promise<number>((resolve) => {
     let finishing = false;

@@ -43,7 +43,7 @@ function describe(err: unknown): string {
 export async function publish(cmd: PublishCommand): Promise<number> {
   // Read a single payload before connecting: a missing file fails without touching the broker.
   const single = cmd.lines ? undefined : await readSource(cmd.source);
-  const client = await connectOnce(cmd.url, cmd.timeout);
+  const client = await connectOnce(cmd.url, cmd.timeout, cmd.token);
   let failed = 0;
   const options = { labels: cmd.labels, key: cmd.key };
   const report = (ack: PublishAck): void => {

@@ -9,10 +9,15 @@ import { writeLine } from './cli-output.js';
 // node:http rather than fetch: fetch refuses some ports outright ("bad port") and hides the
 // system error that says why a broker cannot be reached.
 
-function getText(url: string, timeout: number): Promise<{ status: number; body: string }> {
+/** The headers of a request to the broker: the credential, when there is one. */
+export function authHeaders(token: string | undefined): Record<string, string> {
+  return token === undefined ? {} : { authorization: `Bearer ${token}` };
+}
+
+function getText(url: string, timeout: number, token: string | undefined): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const get = url.startsWith('https:') ? httpsGet : httpGet;
-    const req = get(url, { timeout }, (res: IncomingMessage) => {
+    const req = get(url, { timeout, headers: authHeaders(token) }, (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -27,7 +32,7 @@ export async function stats(cmd: StatsCommand): Promise<number> {
   const url = statsUrlOf(cmd.url);
   let answer: { status: number; body: string };
   try {
-    answer = await getText(url, cmd.timeout);
+    answer = await getText(url, cmd.timeout, cmd.token);
   } catch (err) {
     throw new CliFailure(`cannot reach ${url}: ${describeError(err)}`);
   }
