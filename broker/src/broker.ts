@@ -9,6 +9,7 @@ import {
   assertPattern,
   type SubscribeFilter,
 } from '@crier/protocol';
+import { createAuthenticator } from './auth/config.js';
 import { BrokerCore } from './core.js';
 import { createRequestListener } from './http-endpoints.js';
 import { startKeepAlive } from './keep-alive.js';
@@ -40,7 +41,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   // The dashboard's files, read once: a request never touches the disk.
   const assets = await loadStaticAssets();
   const log = createLogger(resolved.logger);
-  const core = new BrokerCore(resolved, log);
+  const core = new BrokerCore(resolved, log, createAuthenticator(resolved));
   const wssOptions: ServerOptions<typeof CrierSocket> & { closeTimeout: number } = {
     noServer: true,
     clientTracking: false, // the broker keeps its own registry
@@ -87,6 +88,11 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     for (const listener of [...previous].reverse()) server.prependListener('request', listener);
   });
   log.info({ url: broker.url, stats: statsUrlOf(broker.url), config: redactConfig(resolved) }, 'crier broker listening');
+  if (!core.auth.enabled && resolved.allowAnonymous) {
+    log.warn('allowAnonymous: clients without a credential may connect from anywhere and publish and subscribe to every channel');
+  } else if (!core.auth.enabled) {
+    log.info('no credential configured: serving loopback clients only (configure credentials, or allowAnonymous)');
+  }
   return broker;
 }
 

@@ -9,7 +9,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 type Kind = 'int' | 'duration' | 'size' | 'bool' | 'string' | 'level' | 'list' | 'format';
-type SettingKey = Exclude<OptionKey, 'server' | 'logger'> | 'logLevel' | 'logFormat';
+type SettingKey = Exclude<OptionKey, 'server' | 'logger' | 'tokens'> | 'logLevel' | 'logFormat';
 
 interface Setting {
   key: SettingKey;
@@ -36,7 +36,18 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'logSlowConsumers', flag: 'log-slow-consumers', env: 'EVENT_LOG_SLOW_CONSUMERS', kind: 'bool', help: 'log connections that lose events' },
   { key: 'logPublishedEvents', flag: 'log-published-events', env: 'EVENT_LOG_PUBLISHED_EVENTS', kind: 'bool', help: 'log every published event' },
   { key: 'corsOrigins', flag: 'cors-origins', env: 'EVENT_CORS_ORIGINS', kind: 'list', help: 'origins whose pages may read /events and /publish answers (CORS; comma-separated; * for any)' },
-  { key: 'allowedOrigins', flag: 'allowed-origins', env: 'EVENT_ALLOWED_ORIGINS', kind: 'list', help: 'origins whose pages may connect at all: WebSocket, SSE, publish (comma-separated; default *)' },
+  { key: 'allowedOrigins', flag: 'allowed-origins', env: 'EVENT_ALLOWED_ORIGINS', kind: 'list', help: 'origins whose pages may connect besides the broker\'s own and loopback pages: WebSocket, SSE, publish (comma-separated; * for any)' },
+  { key: 'allowAnonymous', flag: 'allow-anonymous', env: 'EVENT_ALLOW_ANONYMOUS', kind: 'bool', help: 'with no credential configured, serve clients from anywhere (default: loopback clients only)' },
+  { key: 'jwtSecret', flag: 'jwt-secret', env: 'EVENT_JWT_SECRET', kind: 'string', help: 'HS256 secret of JWT credentials (prefer the env var: a flag shows in ps)' },
+  { key: 'jwtKeyFile', flag: 'jwt-key-file', env: 'EVENT_JWT_KEY_FILE', kind: 'string', help: 'file with the JWT public key: one PEM key, or a JWKS' },
+  { key: 'jwksUrl', flag: 'jwks-url', env: 'EVENT_JWKS_URL', kind: 'string', help: 'JWKS URL for JWT credentials' },
+  { key: 'jwtAlgorithms', flag: 'jwt-algorithms', env: 'EVENT_JWT_ALGORITHMS', kind: 'list', help: 'JWT algorithms accepted (default: from the key source)' },
+  { key: 'jwtAudience', flag: 'jwt-audience', env: 'EVENT_JWT_AUDIENCE', kind: 'string', help: 'required aud of JWTs' },
+  { key: 'jwtIssuer', flag: 'jwt-issuer', env: 'EVENT_JWT_ISSUER', kind: 'string', help: 'required iss of JWTs' },
+  { key: 'jwtClockTolerance', flag: 'jwt-clock-tolerance', env: 'EVENT_JWT_CLOCK_TOLERANCE', kind: 'duration', help: 'clock leeway for exp, nbf, iat' },
+  { key: 'jwtPublish', flag: 'jwt-publish', env: 'EVENT_JWT_PUBLISH', kind: 'list', help: 'publish grants of a JWT without a crier claim ({sub} filled in)' },
+  { key: 'jwtSubscribe', flag: 'jwt-subscribe', env: 'EVENT_JWT_SUBSCRIBE', kind: 'list', help: 'subscribe grants of a JWT without a crier claim ({sub} filled in)' },
+  { key: 'tokensFile', flag: 'tokens-file', env: 'EVENT_TOKENS_FILE', kind: 'string', help: 'JSON file of static service tokens [{id, sha256, publish, subscribe, admin}]' },
   { key: 'logLevel', flag: 'log-level', env: 'EVENT_LOG_LEVEL', kind: 'level', help: `${LOG_LEVELS.join('|')}` },
   { key: 'logFormat', flag: 'log-format', env: 'EVENT_LOG_FORMAT', kind: 'format', help: `${LOG_FORMATS.join('|')} (auto: pretty when stderr is a terminal, else json)` },
 ];
@@ -262,7 +273,8 @@ export function usage(): string {
 function defaultText(s: Setting): string {
   if (s.key === 'logLevel') return DEFAULT_LOG_LEVEL;
   if (s.key === 'logFormat') return 'auto';
-  const d = DEFAULTS[s.key];
+  const d: unknown = (DEFAULTS as Readonly<Record<string, unknown>>)[s.key];
+  if (d === undefined) return 'none';
   if (s.kind === 'duration' && typeof d === 'number') return formatDuration(d);
   if (s.kind === 'size' && typeof d === 'number') return formatSize(d);
   if (s.kind === 'list') return Array.isArray(d) && d.length > 0 ? d.join(',') : 'none';

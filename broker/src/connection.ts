@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
-import { FrameType, encodeFrame, type EventFilter } from '@crier/protocol';
+import { FrameType, encodeFrame, type EventFilter, type Frame } from '@crier/protocol';
+import { Principal } from './auth/principal.js';
 import { DropTally } from './drop-tally.js';
 import type { IndexEntry } from './filter.js';
 import type { CrierSocket } from './socket.js';
@@ -43,6 +44,15 @@ export class Connection implements Flushable {
   uuid = '';
   /** The stream's session secret, given in its `welcome`: a takeover of the uuid must present it. */
   secret = '';
+  /** Who is on the other end (anonymous until hello's credential is verified). */
+  principal: Principal = Principal.ANONYMOUS;
+  /**
+   * While hello's credential is being verified: the socket is paused, and frames that arrived
+   * behind the hello wait here, to be handled in order once it is welcomed.
+   */
+  early: Frame[] | undefined;
+  /** Closes the connection with 4007 when its credential expires. */
+  expiryTimer: NodeJS.Timeout | undefined;
   /** `pending` until hello, `open` after, `freed` once subscriptions and registry entry are gone. */
   state: 'pending' | 'open' | 'freed' = 'pending';
   /**

@@ -11,6 +11,7 @@ import {
   type DecodeLimits,
   type SubscribeFilter,
 } from '@crier/protocol';
+import type { Authenticator } from './auth/authenticator.js';
 import { ChannelIndex } from './channel-index.js';
 import { Connection, type ConnectionHost, type Flushable } from './connection.js';
 import { LatencyRecorder, type LatencyHistogram } from './latency.js';
@@ -112,6 +113,8 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   constructor(
     readonly options: ResolvedOptions,
     readonly log: Logger,
+    /** Turns credentials into principals, for every door. */
+    readonly auth: Authenticator,
   ) {
     this.bufferSize = options.bufferSize;
     this.maxBufferBytes = options.maxBufferBytes;
@@ -224,6 +227,9 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     conn.state = 'freed';
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     conn.helloTimer = undefined;
+    if (conn.expiryTimer) clearTimeout(conn.expiryTimer);
+    conn.expiryTimer = undefined;
+    conn.early = undefined;
     for (const [key, entry] of conn.subscriptions) this.index.remove(patternOfSubscriptionKey(key), entry);
     conn.subscriptions.clear();
     conn.filterChars = 0;

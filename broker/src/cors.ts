@@ -2,17 +2,34 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /**
  * Whether a request may proceed under the `allowedOrigins` option: one without an `Origin` header
- * (a service, curl) always may; a browser's only when its origin is listed, or the list holds `*`.
+ * (a service, curl) always may; a browser's when its origin is listed (or the list holds `*`),
+ * is the broker's own (same origin: its host is the request's `Host`), or is a loopback page
+ * (`http://localhost:…`, `http://127.0.0.1:…`, `http://[::1]:…`).
  */
 export function originAllowed(req: IncomingMessage, allowed: readonly string[]): boolean {
   const origin = req.headers.origin;
-  return origin === undefined || allowed.includes('*') || allowed.includes(origin);
+  if (origin === undefined || allowed.includes('*') || allowed.includes(origin)) return true;
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false; // "null" (a sandboxed page, a file://) or garbage
+  }
+  if (url.host === req.headers.host) return true;
+  return url.hostname === 'localhost' || isLoopbackAddress(url.hostname.replace(/^\[|\]$/g, ''));
+}
+
+/** Whether an IP address is a loopback one (127.0.0.0/8, ::1, or 127.x mapped into IPv6). */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4) || address === '::1';
 }
 
 /** Methods a cross-origin page may use on the broker's HTTP endpoints. */
 const ALLOWED_METHODS = 'GET, HEAD, POST, OPTIONS';
 /** Headers a page may send when it does not say which (a preflight without the request header). */
-const DEFAULT_ALLOWED_HEADERS = 'Content-Type, Last-Event-ID';
+const DEFAULT_ALLOWED_HEADERS = 'Content-Type, Last-Event-ID, Authorization';
 /** How long a browser may cache a preflight answer, in seconds. */
 const PREFLIGHT_MAX_AGE = '600';
 

@@ -18,6 +18,9 @@ import {
   type SubscribeFrame,
   type UnsubscribeFrame,
 } from '@crier/protocol';
+import { AuthFailure } from './auth/authenticator.js';
+import { Principal } from './auth/principal.js';
+import { refreshCredential, watchExpiry } from './auth/session-credential.js';
 import type { Connection } from './connection.js';
 import type { BrokerCore } from './core.js';
 import { FilteredEntry, filterChars } from './filter.js';
@@ -28,6 +31,8 @@ export const PING_FRAME = encodeFrame({ t: FrameType.ping });
 const PONG_FRAME = encodeFrame({ t: FrameType.pong });
 
 const UUID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** Frames a client may send behind its hello before the welcome (while its credential is verified). */
+const MAX_EARLY_FRAMES = 64;
 /** Characters of a session secret: nanoid's alphabet, 192 bits. */
 const SECRET_LENGTH = 32;
 
@@ -82,6 +87,12 @@ export function handleMessage(core: BrokerCore, conn: Connection, bytes: Buffer,
 /** One decoded frame. Never throws: a failure is answered (or closes a connection before hello). */
 function handleDecoded(core: BrokerCore, conn: Connection, frame: Frame): void {
   if (conn.state === 'freed') return; // a quit earlier in the same message
+  if (conn.early !== undefined) {
+    // Behind a hello whose credential is being verified: handled in order once it is welcomed.
+    if (conn.early.length < MAX_EARLY_FRAMES) conn.early.push(frame);
+    else core.closeConnection(conn, CloseCode.badFrame, `${ErrorCode.helloRequired}: more than ${MAX_EARLY_FRAMES} frames before the welcome`);
+    return;
+  }
   try {
     if (conn.state === 'pending') handleFirstFrame(core, conn, frame);
     else handleFrame(core, conn, frame);
@@ -111,14 +122,42 @@ function hello(core: BrokerCore, conn: Connection, frame: HelloFrame): void {
     core.closeConnection(conn, CloseCode.helloRejected, `${ErrorCode.badUuid}: a uuid is 1-64 characters of A-Z a-z 0-9 _ -`);
     return;
   }
+  if (!core.auth.enabled) return welcome(core, conn, frame, Principal.ANONYMOUS);
+  // Verifying may take a while (a remote key set): the socket waits, paused, and the frames
+  // already behind the hello are kept for later; the hello timeout still bounds it all.
+  conn.early = [];
+  conn.ws.pause();
+  core.auth.authenticate(frame.tk).then(
+    (principal) => {
+      const early = conn.early;
+      if (conn.state !== 'pending' || early === undefined) return;
+      conn.early = undefined;
+      welcome(core, conn, frame, principal);
+      conn.ws.resume();
+      for (const f of early) handleDecoded(core, conn, f);
+    },
+    (err: unknown) => {
+      if (conn.state !== 'pending') return;
+      const failure = err instanceof AuthFailure ? err : new AuthFailure('token refused');
+      core.refusals.refuse(ErrorCode.unauthorized, 'websocket', { remoteAddress: conn.remoteAddress });
+      core.closeConnection(conn, failure.expired ? CloseCode.tokenExpired : CloseCode.unauthorized, `${ErrorCode.unauthorized}: ${failure.message}`);
+    },
+  );
+}
+
+/** Registers a connection whose hello passed, and sends its welcome. */
+function welcome(core: BrokerCore, conn: Connection, frame: HelloFrame, principal: Principal): void {
   const uuid = frame.u ?? nanoid();
   const holder = core.registry.get(uuid);
-  if (holder !== undefined && !secretMatches(frame.s, holder.secret)) {
-    // A uuid is not a credential: taking over a live stream needs the secret its welcome gave.
+  if (holder !== undefined && !principal.sameAs(holder.principal) && !secretMatches(frame.s, holder.secret)) {
+    // A uuid is not a credential: taking over a live stream needs the secret its welcome gave,
+    // unless it is the same authenticated principal (a page reload).
+    core.refusals.refuse(ErrorCode.forbidden, 'websocket', { remoteAddress: conn.remoteAddress });
     core.closeConnection(conn, CloseCode.helloRejected,
       `${ErrorCode.forbidden}: uuid ${uuid} is held by another connection; taking it over needs its session secret`);
     return;
   }
+  conn.principal = principal;
   if (conn.helloTimer) clearTimeout(conn.helloTimer);
   conn.helloTimer = undefined;
   conn.secret = nanoid(SECRET_LENGTH);
@@ -131,7 +170,9 @@ function hello(core: BrokerCore, conn: Connection, frame: HelloFrame): void {
     ka: keepAliveInterval,
     lim: { mc: maxChannels, mp: maxPayload, bs: bufferSize },
     s: conn.secret,
+    x: principal.expiresAt,
   }));
+  watchExpiry(core, conn);
   core.log.debug({ uuid, remoteAddress: conn.remoteAddress, resumed: frame.u !== undefined }, 'connection open');
 }
 
@@ -150,6 +191,8 @@ function handleFrame(core: BrokerCore, conn: Connection, frame: Frame): void {
       return conn.enqueueControl(PONG_FRAME);
     case FrameType.pong:
       return; // seenTick is all a pong is for
+    case FrameType.auth:
+      return refreshCredential(core, conn, frame);
     case FrameType.hello:
       throw new CrierError(ErrorCode.helloRequired, 'hello was already received on this connection');
     default:
@@ -163,6 +206,9 @@ export const MAX_FILTER_CHARS_PER_CONNECTION = 64 * 1024;
 
 function subscribe(core: BrokerCore, conn: Connection, frame: SubscribeFrame): void {
   assertPattern(frame.p);
+  if (!conn.principal.subscribe.covers(frame.p)) {
+    throw new CrierError(ErrorCode.forbidden, `no grant of ${conn.principal.id} covers subscribing to ${frame.p}`);
+  }
   const filter = compileFilter(frame.f); // bad_filter
   // A subscription is (pattern, canonical filter). One already held changes nothing and is
   // acknowledged all the same.
@@ -204,6 +250,9 @@ function unsubscribe(core: BrokerCore, conn: Connection, frame: UnsubscribeFrame
 
 function publish(core: BrokerCore, conn: Connection, frame: PublishFrame): void {
   validatePublish(frame.c, frame.d, frame.l, frame.k, core.options.maxPayload);
+  if (!conn.principal.publish.allows(frame.c)) {
+    throw new CrierError(ErrorCode.forbidden, `no grant of ${conn.principal.id} allows publishing to ${frame.c}`);
+  }
   const { id, offset, epoch } = core.publish(frame.c, frame.d, frame.l, frame.k);
   if (frame.r !== undefined) conn.enqueueControl(encodeFrame({ t: FrameType.ack, r: frame.r, id, o: offset, e: epoch }));
 }

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CrierError, ErrorCode } from '@crier/protocol';
 import { DEFAULT_STATS_CHANNELS, type BrokerCore } from './core.js';
 import { handlePublish } from './http-publish.js';
+import { authenticateRequest, refuseRequest } from './auth/http-auth.js';
 import { send, sendJson } from './http-response.js';
 import { BrokerMetrics } from './metrics.js';
 import { isUpgradePath, pathnameOf, type BrokerPaths } from './paths.js';
@@ -23,6 +25,9 @@ const API_HEADERS = { 'Content-Security-Policy': API_CSP } as const;
 const DASHBOARD_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; " +
   "base-uri 'self'; form-action 'none'; frame-ancestors 'none'";
+
+/** What only an admin may read once credentials are configured. */
+const ADMIN_ROUTES: ReadonlySet<string> = new Set(['stats', 'stats/top']);
 
 /** The files served under the base path, by request name. */
 const ASSET_NAMES = ['crier.min.js', 'dashboard.js', 'dashboard.css', 'favicon.svg'] as const;
@@ -64,42 +69,54 @@ export function createRequestListener(
       sendJson(req, res, 405, { code: 'method_not_allowed', message: `${route} answers GET and HEAD only` }, { ...API_HEADERS, Allow: 'GET, HEAD' });
       return;
     }
-    if (route === 'healthz') {
-      if (core.closing) sendJson(req, res, 503, { status: 'shutting_down' }, API_HEADERS);
-      else sendJson(req, res, 200, { status: 'ok' }, API_HEADERS);
-    } else if (route === 'readyz') {
-      if (core.closing) sendJson(req, res, 503, { status: 'draining' }, API_HEADERS);
-      else sendJson(req, res, 200, { status: 'ready' }, API_HEADERS);
-    } else if (route === 'metrics') {
-      metrics.render().then(
-        (text) => send(req, res, 200, metrics.contentType, text, API_HEADERS),
-        (err: unknown) => {
-          core.log.error({ err }, 'metrics scrape failed');
-          sendJson(req, res, 500, { code: 'internal', message: 'metrics could not be collected' }, API_HEADERS);
-        },
+    const answer = (): void => {
+      if (route === 'healthz') {
+        if (core.closing) sendJson(req, res, 503, { status: 'shutting_down' }, API_HEADERS);
+        else sendJson(req, res, 200, { status: 'ok' }, API_HEADERS);
+      } else if (route === 'readyz') {
+        if (core.closing) sendJson(req, res, 503, { status: 'draining' }, API_HEADERS);
+        else sendJson(req, res, 200, { status: 'ready' }, API_HEADERS);
+      } else if (route === 'metrics') {
+        metrics.render().then(
+          (text) => send(req, res, 200, metrics.contentType, text, API_HEADERS),
+          (err: unknown) => {
+            core.log.error({ err }, 'metrics scrape failed');
+            sendJson(req, res, 500, { code: 'internal', message: 'metrics could not be collected' }, API_HEADERS);
+          },
+        );
+      } else if (route === 'stats') {
+        const channels = intParam(req.url, 'channels', 0, DEFAULT_STATS_CHANNELS);
+        if (channels === undefined) {
+          sendJson(req, res, 400, { code: 'bad_request', message: `channels must be an integer from 0 to ${MAX_TOP_LIMIT}` }, API_HEADERS);
+        } else {
+          sendJson(req, res, 200, core.stats(channels), API_HEADERS);
+        }
+      } else if (route === 'stats/top') {
+        const limit = intParam(req.url, 'limit', 1, DEFAULT_TOP_LIMIT);
+        if (limit === undefined) {
+          sendJson(req, res, 400, { code: 'bad_request', message: `limit must be an integer from 1 to ${MAX_TOP_LIMIT}` }, API_HEADERS);
+        } else {
+          sendJson(req, res, 200, core.top(limit), API_HEADERS);
+        }
+      } else if (route === 'dashboard') {
+        sendAsset(req, res, page);
+      } else {
+        const name = files.get(pathname)!;
+        const asset = assets.get(name);
+        if (asset) sendAsset(req, res, asset);
+        else sendJson(req, res, 404, { code: 'not_found', message: `${name} is not built into this broker: run the build (npm run build)` }, API_HEADERS);
+      }
+    };
+    // The broker's inner workings (connections, channels, uuids) are for admins: anonymous
+    // clients on loopback (or anywhere with allowAnonymous) while no credential is configured.
+    if (ADMIN_ROUTES.has(route)) {
+      authenticateRequest(core, req, false).then(
+        (principal) => principal.admin
+          ? answer()
+          : refuseRequest(core, req, res, 'admin', new CrierError(ErrorCode.forbidden, `${principal.id} may not read ${route}: admin only`), API_HEADERS),
+        (err: unknown) => refuseRequest(core, req, res, 'admin', err, API_HEADERS),
       );
-    } else if (route === 'stats') {
-      const channels = intParam(req.url, 'channels', 0, DEFAULT_STATS_CHANNELS);
-      if (channels === undefined) {
-        sendJson(req, res, 400, { code: 'bad_request', message: `channels must be an integer from 0 to ${MAX_TOP_LIMIT}` }, API_HEADERS);
-      } else {
-        sendJson(req, res, 200, core.stats(channels), API_HEADERS);
-      }
-    } else if (route === 'stats/top') {
-      const limit = intParam(req.url, 'limit', 1, DEFAULT_TOP_LIMIT);
-      if (limit === undefined) {
-        sendJson(req, res, 400, { code: 'bad_request', message: `limit must be an integer from 1 to ${MAX_TOP_LIMIT}` }, API_HEADERS);
-      } else {
-        sendJson(req, res, 200, core.top(limit), API_HEADERS);
-      }
-    } else if (route === 'dashboard') {
-      sendAsset(req, res, page);
-    } else {
-      const name = files.get(pathname)!;
-      const asset = assets.get(name);
-      if (asset) sendAsset(req, res, asset);
-      else sendJson(req, res, 404, { code: 'not_found', message: `${name} is not built into this broker: run the build (npm run build)` }, API_HEADERS);
-    }
+    } else answer();
   };
 }
 

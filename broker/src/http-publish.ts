@@ -3,7 +3,7 @@ import { CrierError, ErrorCode } from '@crier/protocol';
 import { BodyBuffer } from './body-buffer.js';
 import type { BrokerCore } from './core.js';
 import { authenticateRequest, refuseRequest } from './auth/http-auth.js';
-import { Principal } from './auth/principal.js';
+import type { Principal } from './auth/principal.js';
 import { applyCors, originAllowed } from './cors.js';
 import { sendJson } from './http-response.js';
 import { validatePublish } from './publish-validation.js';
@@ -48,7 +48,6 @@ export function handlePublish(core: BrokerCore, req: IncomingMessage, res: Serve
     return;
   }
   // The credential first: nothing of an unauthenticated request is read or checked.
-  if (!core.auth.enabled) return publishAs(core, req, res, rawChannel, Principal.ANONYMOUS);
   authenticateRequest(core, req, false).then(
     (principal) => publishAs(core, req, res, rawChannel, principal),
     (err: unknown) => refuseRequest(core, req, res, 'publish', err, PUBLISH_HEADERS),

@@ -1,7 +1,8 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { DEFAULT_MAX_PAYLOAD } from '@crier/protocol';
+import { DEFAULT_MAX_PAYLOAD, grantTemplateProblem } from '@crier/protocol';
+import type { StaticToken } from './auth/authenticator.js';
 
 /** The largest `maxPayload` the broker accepts: 64 MiB. Past it, one frame is a memory hazard. */
 export const MAX_MAX_PAYLOAD = 64 * 1024 * 1024;
@@ -93,13 +94,63 @@ export interface BrokerOptions {
    */
   corsOrigins?: string[];
   /**
-   * Origins whose browser pages may open WebSockets, SSE streams and HTTP publishes: a request
-   * carrying an `Origin` header not listed is refused (403 `forbidden_origin`) before anything
-   * else; requests without one (services, curl) always pass. `['*']` allows any origin. Set it in
-   * production: with `*`, any web page a user visits can talk to a broker that user can reach.
-   * @default ['*']
+   * Origins whose browser pages may open WebSockets, SSE streams and HTTP publishes, besides the
+   * broker's own origin and loopback pages (`http://localhost:…`), which always may: a request
+   * carrying another `Origin` header is refused (403 `forbidden_origin`) before anything else;
+   * requests without one (services, curl) always pass. `['*']` allows any origin: then any web
+   * page a user visits can talk to a broker that user can reach.
+   * @default [] (same origin and loopback pages only)
    */
   allowedOrigins?: string[];
+  /**
+   * Serve clients without a credential from anywhere. Off, a broker with no credential configured
+   * serves loopback clients only (like Redis's protected mode): a non-loopback socket, SSE stream,
+   * publish or `/stats` request is refused with 403 `forbidden` naming the options to change.
+   * Meaningless once a credential is configured (then every client needs one).
+   * @default false
+   */
+  allowAnonymous?: boolean;
+  /**
+   * HS256 secret for JWT credentials (at least 32 bytes). Prefer the environment or the config
+   * file to a flag: a flag shows in `ps`. One JWT key source at most: this, `jwtKeyFile` or `jwksUrl`.
+   * @default undefined
+   */
+  jwtSecret?: string;
+  /**
+   * A file holding the JWT verification key: one PEM public key (RS256, ES256 or EdDSA, from its
+   * type) or a JWKS (JSON, keys chosen by `kid`). Read at start.
+   * @default undefined
+   */
+  jwtKeyFile?: string;
+  /** A JWKS URL, fetched and cached (jose's remote key set). @default undefined */
+  jwksUrl?: string;
+  /**
+   * JWT algorithms accepted. `none` never is.
+   * @default ['HS256'] with jwtSecret; the key's own with a PEM key; ['RS256', 'ES256'] with a JWKS
+   */
+  jwtAlgorithms?: string[];
+  /** Required `aud` of JWTs. @default undefined (not checked) */
+  jwtAudience?: string;
+  /** Required `iss` of JWTs. @default undefined (not checked) */
+  jwtIssuer?: string;
+  /** Clock leeway for `exp`, `nbf` and `iat`, in ms. @default 5000 */
+  jwtClockTolerance?: number;
+  /**
+   * Publish grants of a JWT without a `crier` claim: crier patterns, `{sub}` filled with the
+   * token's subject (`user.{sub}.>`).
+   * @default []
+   */
+  jwtPublish?: string[];
+  /** Subscribe grants of a JWT without a `crier` claim, as `jwtPublish`. @default [] */
+  jwtSubscribe?: string[];
+  /**
+   * A JSON file of static tokens for services: `[{"id", "sha256", "publish", "subscribe",
+   * "admin"}]`, each token stored as its hex SHA-256. Read at start.
+   * @default undefined
+   */
+  tokensFile?: string;
+  /** Static tokens, as in `tokensFile` (for an embedded broker). @default [] */
+  tokens?: StaticToken[];
   /**
    * A pino logger, or `false` for none.
    * @default pino to stderr at level 'info'
@@ -125,6 +176,18 @@ export interface ResolvedOptions {
   logPublishedEvents: boolean;
   corsOrigins: string[];
   allowedOrigins: string[];
+  allowAnonymous: boolean;
+  jwtSecret: string | undefined;
+  jwtKeyFile: string | undefined;
+  jwksUrl: string | undefined;
+  jwtAlgorithms: string[] | undefined;
+  jwtAudience: string | undefined;
+  jwtIssuer: string | undefined;
+  jwtClockTolerance: number;
+  jwtPublish: string[];
+  jwtSubscribe: string[];
+  tokensFile: string | undefined;
+  tokens: StaticToken[];
   logger: Logger | false | undefined;
 }
 
@@ -143,7 +206,11 @@ export const DEFAULTS = {
   logSlowConsumers: true,
   logPublishedEvents: false,
   corsOrigins: [] as readonly string[],
-  allowedOrigins: ['*'] as readonly string[],
+  allowedOrigins: [] as readonly string[],
+  allowAnonymous: false,
+  jwtClockTolerance: 5000,
+  jwtPublish: [] as readonly string[],
+  jwtSubscribe: [] as readonly string[],
 } as const;
 
 // setTimeout/setInterval overflow past 2^31-1 ms and fire at once: bound every duration by it.
@@ -165,6 +232,22 @@ const isServer = (v: unknown): v is HttpServer =>
 const isLogger = (v: unknown): v is Logger =>
   typeof v === 'object' && v !== null &&
   ['debug', 'info', 'warn', 'error', 'child'].every((m) => typeof (v as Record<string, unknown>)[m] === 'function');
+
+/** Grant patterns, `{sub}` allowed. */
+const grant = z.string({ error: 'each grant must be a string' }).superRefine((v, ctx) => {
+  const problem = grantTemplateProblem(v);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `grant ${JSON.stringify(v)}: ${problem}` });
+});
+const grantList = z.array(grant, { error: 'must be a list of grant patterns' });
+
+/** One entry of `tokens` / `tokensFile`. */
+export const staticToken = z.strictObject({
+  id: z.string({ error: 'id must be a string' }).regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'id must be 1-64 characters of A-Z a-z 0-9 _ . -' }),
+  sha256: z.string({ error: 'sha256 must be a string' }).regex(/^[0-9a-f]{64}$/, { error: 'sha256 must be 64 lowercase hex digits (printf %s "$TOKEN" | sha256sum)' }),
+  publish: grantList.optional(),
+  subscribe: grantList.optional(),
+  admin: z.boolean({ error: 'admin must be true or false' }).optional(),
+}, { error: 'each token must be an object {id, sha256, publish, subscribe, admin}' });
 
 /**
  * One schema per option, so the CLI can validate a value from a flag, env var or file on its own
@@ -197,6 +280,21 @@ export const optionSchemas = {
       .regex(/^(\*|https?:\/\/[^\s/,]+)$/, { error: 'each origin must be "*" or like "https://app.example.com" (scheme and host, no path)' }),
     { error: 'must be a list of origins' },
   ),
+  allowAnonymous: z.boolean({ error: 'must be true or false' }),
+  jwtSecret: z.string({ error: 'must be a string' }).min(32, { error: 'must be at least 32 characters' }),
+  jwtKeyFile: z.string({ error: 'must be a file path' }).min(1, { error: 'must not be empty' }),
+  jwksUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+  jwtAlgorithms: z.array(
+    z.enum(['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'], { error: 'each algorithm must be one of HS256…512, RS256…512, PS256…512, ES256…512, EdDSA' }),
+    { error: 'must be a list of algorithms' },
+  ).min(1, { error: 'must name at least one algorithm' }),
+  jwtAudience: z.string({ error: 'must be a string' }).min(1, { error: 'must not be empty' }),
+  jwtIssuer: z.string({ error: 'must be a string' }).min(1, { error: 'must not be empty' }),
+  jwtClockTolerance: int(0, 600_000, ' ms'),
+  jwtPublish: grantList,
+  jwtSubscribe: grantList,
+  tokensFile: z.string({ error: 'must be a file path' }).min(1, { error: 'must not be empty' }),
+  tokens: z.array(staticToken, { error: 'must be a list of tokens' }),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
 } as const;
 
@@ -240,6 +338,18 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     logPublishedEvents: o.logPublishedEvents ?? DEFAULTS.logPublishedEvents,
     corsOrigins: o.corsOrigins ?? [],
     allowedOrigins: o.allowedOrigins ?? [...DEFAULTS.allowedOrigins],
+    allowAnonymous: o.allowAnonymous ?? DEFAULTS.allowAnonymous,
+    jwtSecret: o.jwtSecret,
+    jwtKeyFile: o.jwtKeyFile,
+    jwksUrl: o.jwksUrl,
+    jwtAlgorithms: o.jwtAlgorithms,
+    jwtAudience: o.jwtAudience,
+    jwtIssuer: o.jwtIssuer,
+    jwtClockTolerance: o.jwtClockTolerance ?? DEFAULTS.jwtClockTolerance,
+    jwtPublish: o.jwtPublish ?? [],
+    jwtSubscribe: o.jwtSubscribe ?? [],
+    tokensFile: o.tokensFile,
+    tokens: o.tokens ?? [],
     logger: o.logger,
   };
 }

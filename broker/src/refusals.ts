@@ -8,11 +8,13 @@ import { RateLimitedLog } from './logger.js';
  * code (HTTP status and `{code, message}`, or a close), `crier_refused_total{reason}` counts it,
  * and the operator gets a rate-limited log line. A small fixed set: it is a metric label.
  */
-export const REFUSAL_REASONS = [ErrorCode.forbiddenOrigin, ErrorCode.tooManyConnections, ErrorCode.shuttingDown] as const;
+export const REFUSAL_REASONS = [
+  ErrorCode.forbiddenOrigin, ErrorCode.tooManyConnections, ErrorCode.shuttingDown, ErrorCode.unauthorized, ErrorCode.forbidden,
+] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 /** Where a request was refused: a WebSocket upgrade, `GET /events`, `POST /publish`. */
-export type Door = 'websocket' | 'sse' | 'publish';
+export type Door = 'websocket' | 'sse' | 'publish' | 'admin';
 
 /** One line per key and 10 s at most: a page retrying a refused handshake cannot flood the log. */
 const LOG_INTERVAL_MS = 10_000;
@@ -23,7 +25,12 @@ const MESSAGES: Readonly<Record<RefusalReason, string>> = {
   [ErrorCode.forbiddenOrigin]: 'refused: origin not in allowedOrigins',
   [ErrorCode.tooManyConnections]: 'refused: maxConnections reached',
   [ErrorCode.shuttingDown]: 'refused: the broker is shutting down',
+  [ErrorCode.unauthorized]: 'refused: no valid credential',
+  [ErrorCode.forbidden]: 'refused: not granted',
 };
+
+/** Who was refused: an HTTP request, or what a socket knows of its peer. */
+export type RefusedPeer = IncomingMessage | { remoteAddress: string; origin?: string };
 
 /** The refusals of one broker: counted per reason, logged at most once per key and interval. */
 export class Refusals {
@@ -38,14 +45,19 @@ export class Refusals {
    * Counts one refusal and logs it (rate-limited): `forbidden_origin` at warn, one line per origin;
    * `too_many_connections` at warn and `shutting_down` at info, one line per door.
    */
-  refuse(reason: RefusalReason, door: Door, req: IncomingMessage): void {
+  refuse(reason: RefusalReason, door: Door, peer: RefusedPeer): void {
     this.counts.set(reason, this.counts.get(reason)! + 1);
-    const raw = req.headers.origin;
+    const http = 'headers' in peer;
+    const raw = http ? peer.headers.origin : peer.origin;
     const origin = raw === undefined ? undefined : raw.slice(0, MAX_LOGGED_ORIGIN);
-    const fields: Record<string, unknown> = { reason, door, remoteAddress: req.socket.remoteAddress };
+    const fields: Record<string, unknown> = { reason, door, remoteAddress: http ? peer.socket.remoteAddress : peer.remoteAddress };
     if (origin !== undefined) fields['origin'] = origin;
     if (reason === ErrorCode.tooManyConnections) fields['maxConnections'] = this.maxConnections;
-    const key = reason === ErrorCode.forbiddenOrigin ? `${reason} ${origin}` : `${reason} ${door}`;
+    // One line per origin for origins; per peer address for credentials (one noisy client cannot
+    // hide another); per door for the rest.
+    const key = reason === ErrorCode.forbiddenOrigin ? `${reason} ${origin}`
+      : reason === ErrorCode.unauthorized || reason === ErrorCode.forbidden ? `${reason} ${door} ${String(fields['remoteAddress'])}`
+        : `${reason} ${door}`;
     this.log.write(reason === ErrorCode.shuttingDown ? 'info' : 'warn', key, fields, MESSAGES[reason]);
   }
 

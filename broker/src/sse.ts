@@ -4,6 +4,7 @@ import { nanoid } from 'nanoid';
 import { CrierError, ErrorCode, assertPattern, canonicalFilter, type SubscriptionFilter } from '@crier/protocol';
 import type { Flushable } from './connection.js';
 import type { BrokerCore } from './core.js';
+import { authenticateRequest, refuseRequest } from './auth/http-auth.js';
 import { applyCors, originAllowed } from './cors.js';
 import { DropTally } from './drop-tally.js';
 import { EventFilter } from './filter.js';
@@ -251,6 +252,21 @@ export class SseHub {
       if (!(err instanceof CrierError)) throw err;
       return sendJson(req, res, 400, { code: err.code, message: err.message });
     }
+    authenticateRequest(core, req, true).then(
+      (principal) => {
+        const denied = query.patterns.find((p) => !principal.subscribe.covers(p));
+        if (denied !== undefined) {
+          return refuseRequest(core, req, res, 'sse', new CrierError(ErrorCode.forbidden, `no grant of ${principal.id} covers subscribing to ${denied}`));
+        }
+        if (!req.destroyed) this.open(req, res, query);
+      },
+      (err: unknown) => refuseRequest(core, req, res, 'sse', err),
+    );
+  }
+
+  /** Starts the stream of an admitted request. */
+  private open(req: IncomingMessage, res: ServerResponse, query: SseQuery): void {
+    const core = this.core;
     const stream = new SseStream(res, query.patterns, query.filter, core);
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',

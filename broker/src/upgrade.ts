@@ -1,3 +1,4 @@
+import { anonymousRefusal } from './auth/http-auth.js';
 import { originAllowed } from './cors.js';
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -23,8 +24,9 @@ export interface UpgradeContext {
 /**
  * The server's `upgrade` listener. Everything that can be refused is refused here, with a plain
  * HTTP answer, before a WebSocket exists: a wrong path (404), a broker shutting down (503), a
- * page from an origin not in `allowedOrigins` (403), a broker at its connection limit (503 with
- * Retry-After). Each refusal but the 404 is counted and logged (rate-limited) by `core.refusals`.
+ * page from an origin not in `allowedOrigins` (403), a client from outside loopback while no
+ * credential is configured and `allowAnonymous` is off (403 `forbidden`), a broker at its
+ * connection limit (503 with Retry-After). Each refusal but the 404 is counted and logged (rate-limited) by `core.refusals`.
  */
 export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   const { core, wss, paths, server, attached } = ctx;
@@ -45,6 +47,12 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
     if (!originAllowed(req, core.options.allowedOrigins)) {
       core.refusals.refuse(ErrorCode.forbiddenOrigin, 'websocket', req);
       rejectUpgrade(socket, 403, ErrorCode.forbiddenOrigin, `origin ${req.headers.origin} is not in allowedOrigins`);
+      return;
+    }
+    const anonymous = anonymousRefusal(core, req.socket.remoteAddress);
+    if (anonymous) {
+      core.refusals.refuse(ErrorCode.forbidden, 'websocket', req);
+      rejectUpgrade(socket, 403, ErrorCode.forbidden, anonymous.message);
       return;
     }
     if (core.sockets.size + core.sse.size >= core.options.maxConnections) {

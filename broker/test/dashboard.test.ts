@@ -93,7 +93,7 @@ describe('the browser bundle and the dashboard files', () => {
 
 describe('without the built files', () => {
   async function serveWithout(): Promise<string> {
-    const core = { closing: false, stats: () => ({}), top: () => ({}) } as unknown as BrokerCore;
+    const core = { closing: false, auth: { enabled: false }, options: { allowAnonymous: false }, stats: () => ({}), top: () => ({}) } as unknown as BrokerCore;
     const assets = await loadStaticAssets(new URL('./no-such-dir/', import.meta.url));
     expect(assets.size).toBe(0);
     const server = createServer(createRequestListener(core, brokerPaths('/'), undefined, assets));

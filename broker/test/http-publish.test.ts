@@ -162,7 +162,7 @@ describe('POST /publish/<channel>', () => {
   });
 
   it('answers a CORS preflight for an allowed origin', async () => {
-    const b = await startBroker({ corsOrigins: ['https://app.example'] });
+    const b = await startBroker({ corsOrigins: ['https://app.example'], allowedOrigins: ['https://app.example'] });
     const pre = await fetch(httpUrl(b.url, '/publish/a.b'), {
       method: 'OPTIONS',
       headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'crier-key' },

@@ -65,9 +65,13 @@ describe('allowedOrigins', () => {
     expect(refusedLines()).toHaveLength(2);
   });
 
-  it('allows any origin by default', async () => {
+  it('allows the broker\'s own origin and loopback pages by default, and refuses other origins', async () => {
     const b = await startBroker();
-    expect(await upgradeStatus(b.url, 'https://anywhere.example')).toBe(101);
+    expect(await upgradeStatus(b.url, `http://127.0.0.1:${b.port}`)).toBe(101);
+    expect(await upgradeStatus(b.url, 'http://localhost:5173')).toBe(101);
+    expect(await upgradeStatus(b.url, 'https://anywhere.example')).toBe(403);
+    const open = await startBroker({ allowedOrigins: ['*'] });
+    expect(await upgradeStatus(open.url, 'https://anywhere.example')).toBe(101);
   });
 });
 

@@ -199,7 +199,8 @@ describe('GET /events', () => {
   });
 
   it('sends CORS headers for allowed origins only, and answers preflights', async () => {
-    const b = await startBroker({ corsOrigins: ['https://app.example.com'] });
+    // CORS alone here: every origin may connect (allowedOrigins), only some may read (corsOrigins).
+    const b = await startBroker({ corsOrigins: ['https://app.example.com'], allowedOrigins: ['*'] });
     const url = eventsUrl(b, 'channels=a');
     const ok = await SseClient.open(url, { Origin: 'https://app.example.com' });
     expect(ok.res.headers['access-control-allow-origin']).toBe('https://app.example.com');
@@ -214,10 +215,10 @@ describe('GET /events', () => {
     expect(bad.status).toBe(400);
     expect(bad.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
 
-    const star = await startBroker({ corsOrigins: ['*'] });
+    const star = await startBroker({ corsOrigins: ['*'], allowedOrigins: ['*'] });
     const s = await SseClient.open(eventsUrl(star, 'channels=a'), { Origin: 'https://anything.example' });
     expect(s.res.headers['access-control-allow-origin']).toBe('*');
-    const none = await startBroker();
+    const none = await startBroker({ allowedOrigins: ['*'] });
     const n = await SseClient.open(eventsUrl(none, 'channels=a'), { Origin: 'https://app.example.com' });
     expect(n.res.headers['access-control-allow-origin']).toBeUndefined();
   });

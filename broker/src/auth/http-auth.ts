@@ -1,0 +1,64 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CrierError, ErrorCode } from '@crier/protocol';
+import { isLoopbackAddress } from '../cors.js';
+import type { BrokerCore } from '../core.js';
+import { sendJson } from '../http-response.js';
+import type { Door } from '../refusals.js';
+import { AuthFailure } from './authenticator.js';
+import { Principal } from './principal.js';
+
+// The HTTP doors' side of authentication: the credential of a request, and the answer to a refusal.
+
+const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
+
+/**
+ * The credential of a request: `Authorization: Bearer <token>`, or (where `query` allows, for
+ * `EventSource`, which cannot set headers) the `token` query parameter.
+ */
+export function credentialOf(req: IncomingMessage, query: boolean): string | undefined {
+  const header = req.headers.authorization;
+  if (header !== undefined) return BEARER.exec(header)?.[1] ?? '';
+  if (!query) return undefined;
+  return new URL(req.url ?? '/', 'http://x').searchParams.get('token') ?? undefined;
+}
+
+/**
+ * The principal of a request: anonymous without a configured credential (from loopback, or
+ * anywhere with `allowAnonymous`). Rejects with an AuthFailure, or a `forbidden` CrierError.
+ */
+export function authenticateRequest(core: BrokerCore, req: IncomingMessage, query: boolean): Promise<Principal> {
+  if (!core.auth.enabled) {
+    const refusal = anonymousRefusal(core, req.socket.remoteAddress);
+    return refusal ? Promise.reject(refusal) : Promise.resolve(Principal.ANONYMOUS);
+  }
+  return core.auth.authenticate(credentialOf(req, query));
+}
+
+/**
+ * Why a client without a credential at `remoteAddress` may not come in, or `undefined` when it
+ * may: a broker with no credential configured serves loopback clients only, unless
+ * `allowAnonymous` opens it deliberately.
+ */
+export function anonymousRefusal(
+  core: { readonly auth: { readonly enabled: boolean }; readonly options: { readonly allowAnonymous: boolean } },
+  remoteAddress: string | undefined,
+): CrierError | undefined {
+  if (core.auth.enabled || core.options.allowAnonymous || isLoopbackAddress(remoteAddress)) return undefined;
+  return new CrierError(ErrorCode.forbidden, LOOPBACK_ONLY);
+}
+
+const LOOPBACK_ONLY = 'this broker serves clients without a credential on loopback only: '
+  + 'configure credentials (--jwt-secret, --jwt-key-file, --jwks-url or --tokens-file), or --allow-anonymous';
+
+/**
+ * Answers a refused request: 401 `unauthorized` (with `WWW-Authenticate: Bearer`) or 403
+ * `forbidden`, counted and logged as a refusal at `door`.
+ */
+export function refuseRequest(core: BrokerCore, req: IncomingMessage, res: ServerResponse, door: Door, err: unknown, headers: Record<string, string> = {}): void {
+  const e: CrierError = err instanceof AuthFailure || (err as CrierError | undefined)?.code === ErrorCode.forbidden
+    ? (err as CrierError) : new AuthFailure('token refused');
+  const reason = e.code === ErrorCode.forbidden ? ErrorCode.forbidden : ErrorCode.unauthorized;
+  core.refusals.refuse(reason, door, req);
+  const extra = reason === ErrorCode.unauthorized ? { ...headers, 'WWW-Authenticate': 'Bearer' } : headers;
+  sendJson(req, res, reason === ErrorCode.unauthorized ? 401 : 403, { code: reason, message: e.message }, extra);
+}

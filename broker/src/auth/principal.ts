@@ -1,0 +1,64 @@
+import { expandGrant, matchPattern, patternCovers, type GrantClaims } from '@crier/protocol';
+
+// Who is on the other end of a connection, an SSE stream or an HTTP publish, and what it may do.
+
+/** Patterns a principal may publish to, or subscribe to. */
+export class Grants {
+  /** Everything (`>`): the one check on the publish path is a boolean. */
+  static readonly ALL = new Grants(['>']);
+  static readonly NONE = new Grants([]);
+
+  private readonly all: boolean;
+
+  constructor(readonly patterns: readonly string[]) {
+    this.all = patterns.includes('>');
+  }
+
+  /** Grant templates with `{sub}` filled; a template that cannot be filled safely is dropped. */
+  static fromTemplates(templates: readonly string[], claims: GrantClaims): Grants {
+    const patterns: string[] = [];
+    for (const t of templates) {
+      const grant = expandGrant(t, claims);
+      if (grant !== undefined) patterns.push(grant);
+    }
+    return new Grants(patterns);
+  }
+
+  /** A publish to `channel` is allowed when a grant matches it. */
+  allows(channel: string): boolean {
+    if (this.all) return true;
+    for (const p of this.patterns) if (matchPattern(p, channel)) return true;
+    return false;
+  }
+
+  /** A subscription to `pattern` is allowed when one grant covers all of it. */
+  covers(pattern: string): boolean {
+    if (this.all) return true;
+    for (const p of this.patterns) if (patternCovers(p, pattern)) return true;
+    return false;
+  }
+}
+
+export type PrincipalKind = 'anonymous' | 'jwt' | 'token';
+
+export class Principal {
+  constructor(
+    /** `anonymous`, `jwt:<sub>` or `token:<id>`: what logs and takeover rules know it by. */
+    readonly id: string,
+    readonly kind: PrincipalKind,
+    readonly publish: Grants,
+    readonly subscribe: Grants,
+    /** May read `/stats`, the dashboard's data and its live tail, and publish from it. */
+    readonly admin: boolean,
+    /** When its credential expires, ms since the Unix epoch (`undefined`: never). */
+    readonly expiresAt: number | undefined,
+  ) {}
+
+  /** Anyone, with every grant: a broker with no credential configured, on loopback. */
+  static readonly ANONYMOUS = new Principal('anonymous', 'anonymous', Grants.ALL, Grants.ALL, true, undefined);
+
+  /** Whether this principal and `other` are the same identity (never true for anonymous ones). */
+  sameAs(other: Principal): boolean {
+    return this.kind !== 'anonymous' && this.kind === other.kind && this.id === other.id;
+  }
+}

@@ -1,0 +1,174 @@
+// Credentials at every door of a broker with auth configured: each credential kind × socket, HTTP
+// publish and SSE × allowed / forbidden / expired / tampered, with the exact code, and nothing
+// published or delivered on a refusal. Then the life of a credential on a socket: in-band
+// refresh, expiry (4007), and who may take a uuid over.
+import { createHash } from 'node:crypto';
+import { get } from 'node:http';
+import { SignJWT, type JWTPayload } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Broker } from '@crier/broker';
+import { CloseCode, FrameType, PROTOCOL_VERSION } from '@crier/protocol';
+import { RawClient, cleanup, startBroker, text } from './helpers.js';
+
+const SECRET = 'an-auth-test-secret-of-32-bytes-or-more';
+const now = (): number => Math.floor(Date.now() / 1000);
+const jwt = (payload: JWTPayload): Promise<string> =>
+  new SignJWT(payload).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
+const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
+
+let broker: Broker;
+let http: string;
+const creds: Record<string, string> = {};
+
+beforeAll(async () => {
+  broker = await startBroker({
+    jwtSecret: SECRET,
+    jwtClockTolerance: 0,
+    jwtPublish: ['user.{sub}.>'],
+    jwtSubscribe: ['user.{sub}.>'],
+    tokens: [
+      { id: 'billing', sha256: sha('billing-secret-token'), publish: ['billing.>'], subscribe: ['billing.>'] },
+      { id: 'ops', sha256: sha('ops-secret-token'), subscribe: ['>'], admin: true },
+    ],
+  });
+  http = broker.url.replace(/^ws/, 'http').replace(/\/$/, '');
+  creds['jwt'] = await jwt({ sub: '42', exp: now() + 600 });
+  creds['expired'] = await jwt({ sub: '42', exp: now() - 60 });
+  const good = await jwt({ sub: '42', exp: now() + 600 });
+  creds['tampered'] = `${good.slice(0, -4)}${good.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
+  creds['static'] = 'billing-secret-token';
+});
+
+afterAll(cleanup);
+
+/** hello with a credential: the welcome, or how the socket was closed. */
+async function helloWith(tk: string | undefined, uuid?: string, s?: string): Promise<{ client: RawClient; closed?: { code: number; reason: string } }> {
+  const client = await RawClient.open(broker.url);
+  client.send({ t: FrameType.hello, v: PROTOCOL_VERSION, ...(tk ? { tk } : {}), ...(uuid ? { u: uuid } : {}), ...(s ? { s } : {}) });
+  const first = await Promise.race([
+    client.waitFrame('welcome', (f) => f.t === FrameType.welcome).then(() => undefined),
+    client.waitClose(),
+  ]);
+  return first === undefined ? { client } : { client, closed: first };
+}
+
+async function httpPublish(channel: string, token?: string): Promise<{ status: number; code?: string }> {
+  const res = await fetch(`${http}/publish/${channel}`, { method: 'POST', body: 'x', headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  const body = (await res.json()) as { code?: string };
+  return { status: res.status, ...(body.code ? { code: body.code } : {}) };
+}
+
+/** The status of `GET /events`, and its first event's name when it is a stream. */
+function sse(channels: string, token?: string, inQuery = false): Promise<{ status: number; code?: string }> {
+  const q = inQuery && token ? `&token=${encodeURIComponent(token)}` : '';
+  return new Promise((resolve, reject) => {
+    const req = get(`${http}/events?channels=${channels}${q}`, { headers: token && !inQuery ? { Authorization: `Bearer ${token}` } : {} }, (res) => {
+      if (res.statusCode === 200) {
+        req.destroy();
+        resolve({ status: 200 });
+        return;
+      }
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, code: (JSON.parse(body) as { code: string }).code }));
+    });
+    req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+  });
+}
+
+describe('the refusal matrix', () => {
+  it('socket: hello with each credential', async () => {
+    const published = broker.stats().published;
+    const ok = await helloWith(creds['jwt']);
+    expect(ok.closed).toBeUndefined();
+    expect((await helloWith(creds['static'])).closed).toBeUndefined();
+    expect((await helloWith(undefined)).closed).toEqual({ code: CloseCode.unauthorized, reason: expect.stringMatching(/^unauthorized: a credential is required/) });
+    expect((await helloWith(creds['tampered'])).closed).toEqual({ code: CloseCode.unauthorized, reason: 'unauthorized: bad token signature' });
+    expect((await helloWith(creds['expired'])).closed).toEqual({ code: CloseCode.tokenExpired, reason: 'unauthorized: token expired' });
+    expect(broker.stats().published).toBe(published);
+  });
+
+  it('socket: subscribe and publish within the grants, forbidden outside, the connection stays', async () => {
+    const { client } = await helloWith(creds['jwt']);
+    await client.subscribe('user.42.>');
+    expect(await client.request({ t: FrameType.subscribe, r: 0, p: 'user.*' })).toMatchObject({ t: FrameType.error, code: 'forbidden' });
+    expect(await client.request({ t: FrameType.subscribe, r: 0, p: 'user.43.x' })).toMatchObject({ t: FrameType.error, code: 'forbidden' });
+    const published = broker.stats().published;
+    expect(await client.request({ t: FrameType.publish, r: 0, c: 'user.43.created', d: text('no') })).toMatchObject({ t: FrameType.error, code: 'forbidden' });
+    expect(broker.stats().published).toBe(published);
+    expect(await client.request({ t: FrameType.publish, r: 0, c: 'user.42.created', d: text('yes') })).toMatchObject({ t: FrameType.ack });
+    expect((await client.waitEvents(1)).map((e) => e.c)).toEqual(['user.42.created']);
+    expect(client.closed).toBeUndefined();
+  });
+
+  it('HTTP publish: 202 within the grants, 401 without a valid credential, 403 outside the grants', async () => {
+    const published = broker.stats().published;
+    expect(await httpPublish('billing.invoice.paid', creds['static'])).toEqual({ status: 202 });
+    expect(await httpPublish('user.42.created', creds['jwt'])).toEqual({ status: 202 });
+    expect(broker.stats().published).toBe(published + 2);
+    expect(await httpPublish('billing.invoice.paid')).toEqual({ status: 401, code: 'unauthorized' });
+    expect(await httpPublish('billing.invoice.paid', creds['tampered'])).toEqual({ status: 401, code: 'unauthorized' });
+    expect(await httpPublish('billing.invoice.paid', creds['expired'])).toEqual({ status: 401, code: 'unauthorized' });
+    expect(await httpPublish('user.42.created', creds['static'])).toEqual({ status: 403, code: 'forbidden' });
+    expect(await httpPublish('user.43.created', creds['jwt'])).toEqual({ status: 403, code: 'forbidden' });
+    expect(broker.stats().published).toBe(published + 2);
+  });
+
+  it('SSE: a stream within the grants (header or token parameter), 401 and 403 otherwise', async () => {
+    expect(await sse('user.42.>', creds['jwt'])).toEqual({ status: 200 });
+    expect(await sse('user.42.>', creds['jwt'], true)).toEqual({ status: 200 });
+    expect(await sse('billing.>', creds['static'])).toEqual({ status: 200 });
+    expect(await sse('user.42.>')).toEqual({ status: 401, code: 'unauthorized' });
+    expect(await sse('user.42.>', creds['expired'])).toEqual({ status: 401, code: 'unauthorized' });
+    expect(await sse('user.42.>', creds['tampered'], true)).toEqual({ status: 401, code: 'unauthorized' });
+    expect(await sse('user.>', creds['jwt'])).toEqual({ status: 403, code: 'forbidden' });
+    expect(await sse('user.42.>,billing.>', creds['jwt'])).toEqual({ status: 403, code: 'forbidden' });
+  });
+
+  it('admin endpoints: /stats needs an admin credential; /healthz stays open', async () => {
+    const stats = async (token?: string): Promise<number> =>
+      (await fetch(`${http}/stats`, { headers: token ? { Authorization: `Bearer ${token}` } : {} })).status;
+    expect(await stats()).toBe(401);
+    expect(await stats(creds['jwt'])).toBe(403);
+    expect(await stats('ops-secret-token')).toBe(200);
+    expect((await fetch(`${http}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('a credential on a live socket', () => {
+  it('is refreshed in band: the ack carries the new expiry, and the subscription goes on', async () => {
+    const { client } = await helloWith(await jwt({ sub: 'r1', exp: now() + 60 }));
+    await client.subscribe('user.r1.>');
+    const exp = now() + 600;
+    expect(await client.request({ t: FrameType.auth, r: 0, tk: await jwt({ sub: 'r1', exp }) })).toMatchObject({ t: FrameType.ack, x: exp * 1000 });
+    expect(await client.request({ t: FrameType.auth, r: 0, tk: await jwt({ sub: 'other', exp }) })).toMatchObject({ t: FrameType.error, code: 'forbidden' });
+    expect(await client.request({ t: FrameType.auth, r: 0, tk: creds['tampered']! })).toMatchObject({ t: FrameType.error, code: 'unauthorized', msg: 'bad token signature' });
+    broker.publish('user.r1.still', text('here'));
+    expect((await client.waitEvents(1)).map((e) => e.c)).toEqual(['user.r1.still']);
+    expect(client.closed).toBeUndefined();
+  });
+
+  it('closes with 4007 when it expires without a refresh', async () => {
+    const { client } = await helloWith(await jwt({ sub: 'short', exp: now() + 1 }));
+    expect(await client.waitClose(5000)).toEqual({ code: CloseCode.tokenExpired, reason: 'unauthorized: token expired' });
+  });
+
+  it('the same principal takes its uuid over without the secret; another one cannot', async () => {
+    const first = await helloWith(await jwt({ sub: 'page', exp: now() + 600 }), 'tab-1');
+    const reload = await helloWith(await jwt({ sub: 'page', exp: now() + 601 }), 'tab-1');
+    expect(reload.closed).toBeUndefined();
+    expect(await first.client.waitClose()).toMatchObject({ code: CloseCode.replaced });
+    const stranger = await helloWith(await jwt({ sub: 'mallory', exp: now() + 600 }), 'tab-1');
+    expect(stranger.closed).toEqual({ code: CloseCode.helloRejected, reason: expect.stringMatching(/^forbidden: uuid tab-1 is held/) });
+    expect(reload.client.closed).toBeUndefined();
+  });
+
+  it('frames sent right behind the hello wait for the credential, then run in order', async () => {
+    const client = await RawClient.open(broker.url);
+    client.send({ t: FrameType.hello, v: PROTOCOL_VERSION, tk: creds['static']! });
+    client.send({ t: FrameType.subscribe, r: 1, p: 'billing.>' });
+    client.send({ t: FrameType.publish, r: 2, c: 'billing.early', d: text('e') });
+    expect(await client.waitFrame('ack 2', (f) => f.t === FrameType.ack && f.r === 2)).toMatchObject({ t: FrameType.ack });
+    expect((await client.waitEvents(1)).map((e) => e.c)).toEqual(['billing.early']);
+  });
+});
