@@ -180,9 +180,6 @@ export interface FrameFields {
   readonly any: Readonly<Record<string, number>>;
 }
 
-// Keys longer than any field name are unknown without being decoded.
-const MAX_FIELD_NAME = 16;
-
 /**
  * What a frame decodes to in place of a container nested deeper than its field allows (a list
  * where a string belongs, say): skipped unbuilt, it fails every field check, so the frame is
@@ -194,6 +191,10 @@ export const MISTYPED: unique symbol = Symbol('mistyped');
  * Reads msgpack values one after another from `bytes`, within `limits`. Every value read or
  * skipped (map keys included) counts against `limits.maxValues`, per frame: a frame costs at
  * most that many steps whatever its bytes hold.
+ *
+ * `nest` says how deep containers may nest in the value being read: 0 for a scalar only (a
+ * container there is skipped and stands as {@link MISTYPED}), a negative value to skip the
+ * value without building it (strings not decoded, binaries not viewed, nothing allocated).
  */
 export class MsgpackReader {
   pos = 0;
@@ -227,12 +228,13 @@ export class MsgpackReader {
     return n;
   }
 
-  str(len: number): string {
+  str(len: number, nest = 0): string {
     if (len > this.limits.maxStrLength) throw new MsgpackError('string too long', true);
     this.need(len);
     const bytes = this.bytes;
     const start = this.pos;
     this.pos += len;
+    if (nest < 0) return '';
     // ASCII fast path for short strings; anything else through a fatal decoder, so invalid UTF-8
     // is refused rather than turned into replacement characters.
     if (len <= 64) {
@@ -255,32 +257,54 @@ export class MsgpackReader {
     }
   }
 
-  bin(len: number): Uint8Array {
+  bin(len: number, nest = 0): Uint8Array | undefined {
     if (len > this.limits.maxBinLength) throw new MsgpackError('binary too long', true);
     this.need(len);
     const start = this.pos;
     this.pos += len;
-    return this.bytes.subarray(start, start + len); // a view: the caller's bytes are not copied
+    // A view: the caller's bytes are not copied (and a skipped one costs no object at all).
+    return nest < 0 ? undefined : this.bytes.subarray(start, start + len);
   }
 
-  array(len: number, nest: number): unknown[] {
+  array(len: number, nest: number): unknown {
     this.items(len, len, false);
-    const out = new Array<unknown>(len);
-    for (let i = 0; i < len; i++) out[i] = this.value(nest - 1);
-    this.depth--;
-    return out;
-  }
-
-  map(len: number, nest: number): Record<string, unknown> {
-    this.items(len, len * 2, true);
-    const out: Record<string, unknown> = {};
+    const out = nest > 0 ? new Array<unknown>(len) : undefined;
     for (let i = 0; i < len; i++) {
-      const key = this.key();
-      if (isForbiddenKey(key)) throw new MsgpackError(`forbidden key "${key}"`, false);
-      out[key] = this.value(nest - 1);
+      const v = this.value(out ? nest - 1 : -1);
+      if (out) out[i] = v;
     }
     this.depth--;
-    return out;
+    return out ?? (nest === 0 ? MISTYPED : undefined);
+  }
+
+  /**
+   * A map. With `fields` (a frame), only the fields named there are built, each with its own
+   * nesting, and when `t` comes first only that frame type's fields; others are skipped.
+   */
+  map(len: number, nest: number, fields?: FrameFields): unknown {
+    this.items(len, len * 2, true);
+    const build = nest > 0;
+    const out: Record<string, unknown> = {};
+    let known = fields?.any;
+    for (let i = 0; i < len; i++) {
+      if (!build) {
+        this.value(-1);
+        this.value(-1);
+        continue;
+      }
+      const key = this.key();
+      // Inherited properties ('toString') are not numbers: unknown like the rest.
+      const n = known ? known[key] : nest - 1;
+      if (typeof n !== 'number') {
+        this.value(-1);
+        continue;
+      }
+      const v = this.value(n);
+      if (i === 0 && fields && key === 't' && typeof v === 'number') known = fields.byType[v] ?? fields.any;
+      out[key] = v;
+    }
+    this.depth--;
+    return build ? out : nest === 0 ? MISTYPED : undefined;
   }
 
   /**
@@ -294,7 +318,7 @@ export class MsgpackReader {
     }
     this.need(values);
     if (this.values + values > this.maxValues) this.overBudget();
-    this.enter();
+    if (++this.depth > this.limits.maxDepth) throw new MsgpackError('nesting too deep', true);
   }
 
   private overBudget(): never {
@@ -333,40 +357,40 @@ export class MsgpackReader {
       this.need(1);
       throw new MsgpackError('map keys must be strings', false);
     }
-    return this.value(0) as string;
-  }
-
-  enter(): void {
-    if (++this.depth > this.limits.maxDepth) throw new MsgpackError('nesting too deep', true);
+    // Only here: the cached keys above are 1 to 3 bytes long, never one of these.
+    const key = this.value(0) as string;
+    if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
+      throw new MsgpackError(`forbidden key "${key}"`, false);
+    }
+    return key;
   }
 
   /**
-   * One value, built. `nest`: how many levels of containers it may hold (0: a scalar only); a
-   * container nested deeper is skipped unbuilt and stands as {@link MISTYPED}.
+   * One value (see the class for `nest`; the default builds everything). `fields` makes a map
+   * a frame (see {@link map}).
    */
-  value(nest = Infinity): unknown {
+  value(nest = Infinity, fields?: FrameFields): unknown {
     this.need(1);
     if (++this.values > this.maxValues) this.overBudget();
     const b = this.bytes[this.pos++]!;
     if (b < 0x80) return b;
-    if (nest <= 0 && ((b >= 0x80 && b < 0xa0) || (b >= 0xdc && b <= 0xdf))) return this.mistyped();
     if (b >= 0xe0) return b - 0x100;
-    if (b < 0x90) return this.map(b & 0x0f, nest);
+    if (b < 0x90) return this.map(b & 0x0f, nest, fields);
     if (b < 0xa0) return this.array(b & 0x0f, nest);
-    if (b < 0xc0) return this.str(b & 0x1f);
+    if (b < 0xc0) return this.str(b & 0x1f, nest);
     switch (b) {
       case 0xc0: return null;
       case 0xc2: return false;
       case 0xc3: return true;
-      case 0xc4: return this.bin(this.uint(1));
-      case 0xc5: return this.bin(this.uint(2));
-      case 0xc6: return this.bin(this.uint(4));
+      case 0xc4: return this.bin(this.uint(1), nest);
+      case 0xc5: return this.bin(this.uint(2), nest);
+      case 0xc6: return this.bin(this.uint(4), nest);
       case 0xca: this.need(4); this.pos += 4; return this.view.getFloat32(this.pos - 4);
       case 0xcb: this.need(8); this.pos += 8; return this.view.getFloat64(this.pos - 8);
       case 0xcc: return this.uint(1);
       case 0xcd: return this.uint(2);
       case 0xce: return this.uint(4);
-      case 0xcf: return this.uint(8);
+      case 0xcf: return nest < 0 ? this.uint(4) + this.uint(4) : this.uint(8);
       case 0xd0: this.need(1); return this.view.getInt8(this.pos++);
       case 0xd1: this.need(2); this.pos += 2; return this.view.getInt16(this.pos - 2);
       case 0xd2: this.need(4); this.pos += 4; return this.view.getInt32(this.pos - 4);
@@ -374,16 +398,16 @@ export class MsgpackReader {
         this.need(8);
         const n = this.view.getInt32(this.pos) * 0x100000000 + this.view.getUint32(this.pos + 4);
         this.pos += 8;
-        if (!Number.isSafeInteger(n)) throw new MsgpackError('integer beyond 2^53', false);
+        if (!Number.isSafeInteger(n) && nest >= 0) throw new MsgpackError('integer beyond 2^53', false);
         return n;
       }
-      case 0xd9: return this.str(this.uint(1));
-      case 0xda: return this.str(this.uint(2));
-      case 0xdb: return this.str(this.uint(4));
+      case 0xd9: return this.str(this.uint(1), nest);
+      case 0xda: return this.str(this.uint(2), nest);
+      case 0xdb: return this.str(this.uint(4), nest);
       case 0xdc: return this.array(this.uint(2), nest);
       case 0xdd: return this.array(this.uint(4), nest);
-      case 0xde: return this.map(this.uint(2), nest);
-      case 0xdf: return this.map(this.uint(4), nest);
+      case 0xde: return this.map(this.uint(2), nest, fields);
+      case 0xdf: return this.map(this.uint(4), nest, fields);
       default:
         // 0xc1 (never used) and the extension types.
         throw new MsgpackError(`unsupported msgpack type 0x${b.toString(16)}`, false);
@@ -391,123 +415,20 @@ export class MsgpackReader {
   }
 
   /**
-   * Passes over one value without building it: lengths, depth, the value budget and the bytes
-   * left are checked as for {@link value}; strings are not decoded (nor their UTF-8 checked).
-   */
-  skip(): void {
-    this.need(1);
-    if (++this.values > this.maxValues) this.overBudget();
-    const b = this.bytes[this.pos++]!;
-    if (b < 0x80 || b >= 0xe0) return;
-    if (b < 0x90) return this.skipItems(b & 0x0f, true);
-    if (b < 0xa0) return this.skipItems(b & 0x0f, false);
-    if (b < 0xc0) return this.skipBytes(b & 0x1f, this.limits.maxStrLength);
-    switch (b) {
-      case 0xc0: case 0xc2: case 0xc3: return;
-      case 0xc4: return this.skipBytes(this.uint(1), this.limits.maxBinLength);
-      case 0xc5: return this.skipBytes(this.uint(2), this.limits.maxBinLength);
-      case 0xc6: return this.skipBytes(this.uint(4), this.limits.maxBinLength);
-      case 0xcc: case 0xd0: return this.skipBytes(1, 1);
-      case 0xcd: case 0xd1: return this.skipBytes(2, 2);
-      case 0xca: case 0xce: case 0xd2: return this.skipBytes(4, 4);
-      case 0xcb: case 0xcf: case 0xd3: return this.skipBytes(8, 8);
-      case 0xd9: return this.skipBytes(this.uint(1), this.limits.maxStrLength);
-      case 0xda: return this.skipBytes(this.uint(2), this.limits.maxStrLength);
-      case 0xdb: return this.skipBytes(this.uint(4), this.limits.maxStrLength);
-      case 0xdc: return this.skipItems(this.uint(2), false);
-      case 0xdd: return this.skipItems(this.uint(4), false);
-      case 0xde: return this.skipItems(this.uint(2), true);
-      case 0xdf: return this.skipItems(this.uint(4), true);
-      default:
-        throw new MsgpackError(`unsupported msgpack type 0x${b.toString(16)}`, false);
-    }
-  }
-
-  /** The container whose header was just read, skipped instead of built. */
-  private mistyped(): symbol {
-    this.pos--;
-    this.values--;
-    this.skip();
-    return MISTYPED;
-  }
-
-  private skipBytes(len: number, max: number): void {
-    if (len > max) throw new MsgpackError(max === this.limits.maxBinLength ? 'binary too long' : 'string too long', true);
-    this.need(len);
-    this.pos += len;
-  }
-
-  private skipItems(len: number, isMap: boolean): void {
-    const values = isMap ? len * 2 : len;
-    this.items(len, values, isMap);
-    for (let i = 0; i < values; i++) this.skip();
-    this.depth--;
-  }
-
-  /**
    * One frame: a map (anything else is refused at its first byte) whose fields named in `known`
    * are decoded, each with containers nested no deeper than its entry allows ({@link MISTYPED}
-   * stands for one nested deeper), and whose other fields are skipped without being built. When `t` comes first, only the fields of that frame
-   * type are decoded. Resets the value budget: it counts per frame.
+   * stands for one nested deeper), and whose other fields are skipped without being built.
+   * Resets the value budget: it counts per frame.
    */
   frame(known: FrameFields): Record<string, unknown> {
     this.values = 0;
-    this.need(1);
-    const b = this.bytes[this.pos]!;
-    let len: number;
-    if (b >= 0x80 && b <= 0x8f) {
-      this.pos++;
-      len = b & 0x0f;
-    } else if (b === 0xde || b === 0xdf) {
-      this.pos++;
-      len = this.uint(b === 0xde ? 2 : 4);
-    } else {
+    const b = this.bytes[this.pos];
+    if (b === undefined || !((b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf)) {
+      this.need(1);
       throw new MsgpackError('a frame must be a msgpack map', false);
     }
-    this.values = 1;
-    this.items(len, len * 2, true);
-    const out: Record<string, unknown> = {};
-    let fields = known.any;
-    for (let i = 0; i < len; i++) {
-      const b = this.bytes[this.pos];
-      // Field names of 1 to 3 ASCII bytes (all but two of them) go straight to the key cache.
-      const key = b !== undefined && b >= 0xa1 && b <= 0xa3 ? this.key() : this.frameKey();
-      // Inherited properties ('toString', '__proto__') are not numbers: unknown like the rest.
-      const nest = key === undefined ? undefined : fields[key];
-      if (typeof nest !== 'number') {
-        if (key !== undefined && isForbiddenKey(key)) throw new MsgpackError(`forbidden key "${key}"`, false);
-        this.skip();
-        continue;
-      }
-      const v = this.value(nest);
-      if (i === 0 && key === 't' && typeof v === 'number') fields = known.byType[v] ?? known.any;
-      out[key!] = v;
-    }
-    this.depth--;
-    return out;
+    return this.value(1, known) as Record<string, unknown>;
   }
-
-  /** A frame's field name, or undefined for one longer than any field name (passed over). */
-  private frameKey(): string | undefined {
-    const bytes = this.bytes;
-    const p = this.pos;
-    const b = bytes[p];
-    const len =
-      b !== undefined && b >= 0xa0 && b <= 0xbf ? b & 0x1f
-      : b === 0xd9 ? (bytes[p + 1] ?? 0)
-      : b === 0xda ? ((bytes[p + 1] ?? 0) << 8) | (bytes[p + 2] ?? 0)
-      : b === 0xdb ? MAX_FIELD_NAME + 1 // 2^16 bytes or more
-      : 0;
-    if (len > MAX_FIELD_NAME) {
-      this.skip(); // a string (checked against maxStrLength), never decoded
-      return undefined;
-    }
-    return this.key();
-  }
-}
-
-function isForbiddenKey(key: string): boolean {
-  return key === '__proto__' || key === 'constructor' || key === 'prototype';
 }
 
 /**
