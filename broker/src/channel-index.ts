@@ -1,5 +1,5 @@
 import { PatternTrie, isWildcard } from '@crier/protocol';
-import { TopN } from './top-n.js';
+import { CachedTop, TopN } from './top-n.js';
 import type { ChannelCount } from './types.js';
 
 /**
@@ -12,6 +12,13 @@ export class ChannelIndex<S> {
   // Subscribers per wildcard pattern: the trie counts pairs, the stats want distinct patterns.
   private readonly wildcardRefs = new Map<string, number>();
   private pairs = 0;
+  /** The most subscribed names and patterns, ranked at most once a second when there are many. */
+  readonly ranking: CachedTop<ChannelCount>;
+
+  /** @param now a clock in milliseconds, for the ranking's cache */
+  constructor(now?: () => number) {
+    this.ranking = new CachedTop((limit) => this.rank(limit), () => this.channels, now);
+  }
 
   /** (subscriber, pattern) pairs held. */
   get subscriptions(): number {
@@ -66,11 +73,18 @@ export class ChannelIndex<S> {
   }
 
   /**
-   * The `limit` names and patterns with the most subscribers, most first (ties by name). One pass
-   * over the distinct names and patterns keeping the best `limit`: no copy or sort of the whole
-   * index, so a dashboard polling it costs O(channels) and little memory.
+   * The `limit` names and patterns with the most subscribers, most first (ties by name); with
+   * many of them, from a ranking at most a second old shared by every caller.
    */
   top(limit: number): ChannelCount[] {
+    return this.ranking.top(limit);
+  }
+
+  /**
+   * One pass over the distinct names and patterns keeping the best `limit`: no copy or sort of
+   * the whole index.
+   */
+  private rank(limit: number): ChannelCount[] {
     const best = new TopN<ChannelCount>(limit, ranksBefore);
     for (const [name, set] of this.exact) best.offer({ name, pattern: false, subscribers: set.size });
     for (const [name, refs] of this.wildcardRefs) best.offer({ name, pattern: true, subscribers: refs });

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { nanoid } from 'nanoid';
-import { TopN } from './top-n.js';
+import { CachedTop, TopN } from './top-n.js';
 import type { ChannelEvents } from './types.js';
 
 interface Counter {
@@ -24,9 +24,13 @@ export class ChannelCounters {
   /** Filled by {@link next}: the counter of the last event. Read right after the call. */
   epoch = '';
   offset = 0;
+  /** The busiest channels, ranked at most once a second when there are many. */
+  readonly ranking: CachedTop<ChannelEvents>;
 
-  constructor(size: number) {
+  /** @param now a clock in milliseconds, for the ranking's cache */
+  constructor(size: number, now?: () => number) {
     this.counters = new LRUCache<string, Counter>({ max: size });
+    this.ranking = new CachedTop((limit) => this.rank(limit), () => this.counters.size, now);
   }
 
   /** Channels with a counter. */
@@ -36,12 +40,25 @@ export class ChannelCounters {
 
   /**
    * The `limit` channels with the most events in their current epoch, most first (ties by name).
+   * With many channels (anyone can publish to 100,000 names), from a ranking at most a second
+   * old, shared by every caller: no request walks every channel.
+   */
+  top(limit: number): ChannelEvents[] {
+    return this.ranking.top(limit);
+  }
+
+  /**
    * One pass over the held counters keeping the best `limit`: O(channels × limit) at worst, no
    * copy of the cache; it does not touch the LRU order.
    */
-  top(limit: number): ChannelEvents[] {
+  private rank(limit: number): ChannelEvents[] {
     const best = new TopN<ChannelEvents>(limit, ranksBefore);
-    for (const [channel, counter] of this.counters.entries()) best.offer({ channel, events: counter.offset });
+    this.counters.forEach((counter, channel) => {
+      // Most channels rank with none of the kept ones: turned away without an allocation.
+      const worst = best.threshold;
+      if (worst !== undefined && (counter.offset < worst.events || (counter.offset === worst.events && channel > worst.channel))) return;
+      best.offer({ channel, events: counter.offset });
+    });
     return best.result();
   }
 
