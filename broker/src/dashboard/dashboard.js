@@ -15,6 +15,20 @@ const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.getAttrib
 const SVG = 'http://www.w3.org/2000/svg'; // the SVG namespace name, not a URL anything loads
 
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${meta('crier-path') || '/'}`;
+
+// With credentials configured, the broker's data is for admins: the page asks for a token on a
+// 401/403 and keeps it for this tab only (sessionStorage), for its requests and its stream.
+const TOKEN_KEY = 'crier.dashboard.token';
+let token = sessionStorage.getItem(TOKEN_KEY) ?? undefined;
+const authHeaders = () => (token ? { Authorization: `Bearer ${token}` } : {});
+
+/** Shows the token form, saying why (no credential yet, or one that was refused). */
+function askForToken(status) {
+  setText('token-why', token === undefined
+    ? 'This broker needs an admin credential to show its data.'
+    : `The credential was refused (${status === 403 ? 'not an admin' : 'unauthorized'}): give another one.`);
+  $('token-form').hidden = false;
+}
 const hasBundle = meta('crier-bundle') !== 'missing' && typeof globalThis.Crier === 'object';
 
 // ---- formatting ----------------------------------------------------------------------------
@@ -126,7 +140,8 @@ function onStats(stats) {
 
 async function pollStats() {
   try {
-    const res = await fetch('stats', { cache: 'no-store' });
+    const res = await fetch('stats', { cache: 'no-store', headers: authHeaders() });
+    if (res.status === 401 || res.status === 403) askForToken(res.status);
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     onStats(await res.json());
     reachable = true;
@@ -292,7 +307,7 @@ function onTop(top) {
 
 async function pollTop() {
   try {
-    const res = await fetch(`stats/top?limit=${TOP_LIMIT}`, { cache: 'no-store' });
+    const res = await fetch(`stats/top?limit=${TOP_LIMIT}`, { cache: 'no-store', headers: authHeaders() });
     if (res.ok) onTop(await res.json());
   } catch {
     // pollStats reports an unreachable broker
@@ -437,16 +452,19 @@ function start() {
     return;
   }
 
-  client = Crier.connect(wsUrl, { reconnect: { maxDelay: 5000 } });
-  client.on('state', (state) => {
-    clientState = state;
-    renderStatus();
+  connectClient();
+  $('token-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const given = $('token-input').value.trim();
+    if (given === '') return;
+    token = given;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $('token-input').value = '';
+    $('token-form').hidden = true;
+    void client.quit();
+    connectClient();
+    tail($('tail-pattern').value.trim() || '>');
   });
-  client.on('dropped', ({ total }) => {
-    missed += total;
-    updateTailInfo();
-  });
-  // The SDK itself quits on unload and suspends/resumes around the back/forward cache.
 
   tail($('tail-pattern').value.trim() || '>');
   $('tail-form').addEventListener('submit', (event) => {
@@ -467,6 +485,23 @@ function start() {
     updateTailInfo();
   });
   $('publish-form').addEventListener('submit', onPublish);
+}
+
+/** The page's own stream, with the token when there is one; a refused one asks for another. */
+function connectClient() {
+  client = Crier.connect(wsUrl, { reconnect: { maxDelay: 5000 }, ...(token ? { token } : {}) });
+  client.on('error', (err) => {
+    if (err.code === 'unauthorized' || err.code === 'forbidden') askForToken(err.code === 'forbidden' ? 403 : 401);
+  });
+  client.on('state', (state) => {
+    clientState = state;
+    renderStatus();
+  });
+  client.on('dropped', ({ total }) => {
+    missed += total;
+    updateTailInfo();
+  });
+  // The SDK itself quits on unload and suspends/resumes around the back/forward cache.
 }
 
 start();

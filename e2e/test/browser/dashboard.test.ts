@@ -58,3 +58,55 @@ it('shows a service event in the live tail, counts it, and publishes a test even
   }
   expect(external).toEqual([]); // nothing from a CDN or any other host
 });
+
+it('with credentials configured, asks for an admin token, keeps it for the tab, and then shows and tails', async () => {
+  const { createHash } = await import('node:crypto');
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
+  const dir = mkdtempSync(join(tmpdir(), 'crier-dash-'));
+  const tokens = join(dir, 'tokens.json');
+  writeFileSync(tokens, JSON.stringify([
+    { id: 'ops', sha256: sha('ops-admin-token'), publish: ['>'], subscribe: ['>'], admin: true },
+    { id: 'svc', sha256: sha('svc-token'), publish: ['svc.>'] },
+  ]));
+  const secured = await startBrokerProcess(['--tokens-file', tokens]);
+  const page = await browser.newPage();
+  try {
+    await page.goto(`${secured.http}/`);
+    await page.waitForSelector('#token-form:not([hidden])', { timeout: 10_000 });
+    expect(await page.textContent('#token-why')).toContain('needs an admin credential');
+
+    // A service token is not an admin's: the form says it was refused.
+    await page.fill('#token-input', 'svc-token');
+    await page.click('#token-form [type=submit]');
+    await page.waitForFunction(() => document.getElementById('token-why')?.textContent?.includes('not an admin'), undefined, { timeout: 10_000 });
+
+    await page.fill('#token-input', 'ops-admin-token');
+    await page.click('#token-form [type=submit]');
+    await page.waitForFunction(() => document.getElementById('status')?.textContent === 'connected', undefined, { timeout: 10_000 });
+    await page.waitForFunction(() => document.getElementById('connections')?.textContent !== '—', undefined, { timeout: 10_000 });
+    expect(await page.isHidden('#token-form')).toBe(true);
+    expect(await page.evaluate(() => sessionStorage.getItem('crier.dashboard.token'))).toBe('ops-admin-token');
+
+    const service = connect(secured.url, { token: 'svc-token' });
+    try {
+      await page.waitForFunction(async (http) => {
+        const res = await fetch(`${http}/stats`, { headers: { Authorization: 'Bearer ops-admin-token' } });
+        return (await res.json()).subscriptions >= 1;
+      }, secured.http, { timeout: 10_000 });
+      await service.publish('svc.deployed', encodeJson({ version: 7 }));
+      await page.waitForFunction(
+        () => [...document.querySelectorAll('#tail .row')].some((r) => (r as HTMLElement).dataset['channel'] === 'svc.deployed'),
+        undefined,
+        { timeout: 10_000 },
+      );
+    } finally {
+      await service.quit();
+    }
+  } finally {
+    await page.close();
+    await secured.stop();
+  }
+});
