@@ -12,6 +12,7 @@ import {
   type SubscribeFilter,
 } from '@crier/protocol';
 import type { Authenticator } from './auth/authenticator.js';
+import { trustedProxySet } from './client-address.js';
 import { ChannelIndex } from './channel-index.js';
 import { Connection, type ConnectionHost, type Flushable } from './connection.js';
 import { LatencyRecorder, type LatencyHistogram } from './latency.js';
@@ -64,6 +65,8 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   readonly sse: SseHub = new SseHub(this);
   /** Upgrades, streams and publishes refused before they started: counted and logged. */
   readonly refusals: Refusals;
+  /** `trustedProxies`, normalized for clientAddress. */
+  readonly trustedProxies: ReadonlySet<string>;
   /** Connections not yet freed (before and after hello). */
   readonly connections = new Set<Connection>();
   /** Connections whose socket has not closed yet (freed ones included): what `close()` waits for. */
@@ -120,7 +123,8 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     this.maxBufferBytes = options.maxBufferBytes;
     this.counters = new ChannelCounters(options.channelCacheSize);
     this.limits = limitsForPayload(options.maxPayload);
-    this.refusals = new Refusals(log, options.maxConnections);
+    this.trustedProxies = trustedProxySet(options.trustedProxies);
+    this.refusals = new Refusals(log, options.maxConnections, this.trustedProxies);
   }
 
   // ---- publish ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_MAX_PAYLOAD, grantTemplateProblem } from '@crier/protocol';
 import type { StaticToken } from './auth/authenticator.js';
@@ -152,6 +153,15 @@ export interface BrokerOptions {
   /** Static tokens, as in `tokensFile` (for an embedded broker). @default [] */
   tokens?: StaticToken[];
   /**
+   * Addresses of the reverse proxies in front of the broker. A request whose socket comes from one
+   * of them is taken to come from the right-most address of its `X-Forwarded-For` that is not a
+   * trusted proxy; from any other peer, `X-Forwarded-For` is ignored (anyone can write it). That
+   * address is the one the loopback-only admission, the per-address caps and rates and the logs
+   * use. Exact IPv4 or IPv6 addresses (no ranges).
+   * @default [] (no proxy trusted: the socket's address is the client's)
+   */
+  trustedProxies?: string[];
+  /**
    * A pino logger, or `false` for none.
    * @default pino to stderr at level 'info'
    */
@@ -188,6 +198,7 @@ export interface ResolvedOptions {
   jwtSubscribe: string[];
   tokensFile: string | undefined;
   tokens: StaticToken[];
+  trustedProxies: string[];
   logger: Logger | false | undefined;
 }
 
@@ -295,6 +306,10 @@ export const optionSchemas = {
   jwtSubscribe: grantList,
   tokensFile: z.string({ error: 'must be a file path' }).min(1, { error: 'must not be empty' }),
   tokens: z.array(staticToken, { error: 'must be a list of tokens' }),
+  trustedProxies: z.array(
+    z.string({ error: 'must be a list of IP addresses' }).refine((v) => isIP(v) !== 0, { error: 'each entry must be an IPv4 or IPv6 address, like "10.0.0.7"' }),
+    { error: 'must be a list of IP addresses' },
+  ),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
 } as const;
 
@@ -350,6 +365,7 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     jwtSubscribe: o.jwtSubscribe ?? [],
     tokensFile: o.tokensFile,
     tokens: o.tokens ?? [],
+    trustedProxies: o.trustedProxies ?? [],
     logger: o.logger,
   };
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { ErrorCode } from '@crier/protocol';
+import { clientAddress } from './client-address.js';
 import { RateLimitedLog } from './logger.js';
 
 /**
@@ -37,7 +38,12 @@ export class Refusals {
   private readonly counts = new Map<RefusalReason, number>(REFUSAL_REASONS.map((r) => [r, 0]));
   private readonly log: RateLimitedLog;
 
-  constructor(logger: Logger, private readonly maxConnections: number) {
+  constructor(
+    logger: Logger,
+    private readonly maxConnections: number,
+    /** `trustedProxies`, so that a refusal names the client behind a proxy (see clientAddress). */
+    private readonly trustedProxies?: ReadonlySet<string>,
+  ) {
     this.log = new RateLimitedLog(logger, LOG_INTERVAL_MS);
   }
 
@@ -50,7 +56,7 @@ export class Refusals {
     const http = 'headers' in peer;
     const raw = http ? peer.headers.origin : peer.origin;
     const origin = raw === undefined ? undefined : raw.slice(0, MAX_LOGGED_ORIGIN);
-    const fields: Record<string, unknown> = { reason, door, remoteAddress: http ? peer.socket.remoteAddress : peer.remoteAddress };
+    const fields: Record<string, unknown> = { reason, door, remoteAddress: http ? clientAddress(peer, this.trustedProxies) : peer.remoteAddress };
     if (origin !== undefined) fields['origin'] = origin;
     if (reason === ErrorCode.tooManyConnections) fields['maxConnections'] = this.maxConnections;
     // One line per origin for origins; per peer address for credentials (one noisy client cannot

@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import { CloseCode } from '@crier/protocol';
@@ -10,9 +9,12 @@ import { CrierSocket } from './socket.js';
 // Module-level listeners, named <source>On<Event> as in `ws` itself: each finds its connection
 // through `this` (the socket), so a connection costs no closures.
 
-/** Takes over a freshly upgraded socket: registers it and starts its hello timer. */
-export function attachSocket(core: BrokerCore, ws: CrierSocket, socket: Duplex, req: IncomingMessage): Connection {
-  const conn = core.addConnection(ws, socket, req.socket.remoteAddress ?? '');
+/**
+ * Takes over a freshly upgraded socket: registers it and starts its hello timer. `address` is
+ * the client's (see clientAddress).
+ */
+export function attachSocket(core: BrokerCore, ws: CrierSocket, socket: Duplex, address: string): Connection {
+  const conn = core.addConnection(ws, socket, address);
   ws.core = core;
   // Without an 'error' listener, one bad frame from one client would kill the process.
   ws.on('error', socketOnError);

@@ -5,6 +5,7 @@ import { CrierError, ErrorCode, assertPattern, canonicalFilter, type Subscriptio
 import type { Flushable } from './connection.js';
 import type { BrokerCore } from './core.js';
 import { authenticateRequest, refuseRequest } from './auth/http-auth.js';
+import { clientAddress } from './client-address.js';
 import { applyCors, originAllowed } from './cors.js';
 import { DropTally } from './drop-tally.js';
 import { EventFilter } from './filter.js';
@@ -282,7 +283,7 @@ export class SseHub {
     for (const pattern of query.patterns) core.index.add(pattern, stream);
     this.streams.add(stream);
     res.on('close', () => this.remove(stream));
-    core.log.debug({ uuid: stream.uuid, channels: query.patterns, remoteAddress: req.socket.remoteAddress }, 'sse stream open');
+    core.log.debug({ uuid: stream.uuid, channels: query.patterns, remoteAddress: clientAddress(req, core.trustedProxies) }, 'sse stream open');
   }
 
   /** Frees a stream whose response closed (or is being closed). Idempotent. */

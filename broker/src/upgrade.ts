@@ -1,4 +1,5 @@
 import { anonymousRefusal } from './auth/http-auth.js';
+import { clientAddress } from './client-address.js';
 import { originAllowed } from './cors.js';
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -49,7 +50,8 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
       rejectUpgrade(socket, 403, ErrorCode.forbiddenOrigin, `origin ${req.headers.origin} is not in allowedOrigins`);
       return;
     }
-    const anonymous = anonymousRefusal(core, req.socket.remoteAddress);
+    const address = clientAddress(req, core.trustedProxies);
+    const anonymous = anonymousRefusal(core, address);
     if (anonymous) {
       core.refusals.refuse(ErrorCode.forbidden, 'websocket', req);
       rejectUpgrade(socket, 403, ErrorCode.forbidden, anonymous.message);
@@ -73,7 +75,7 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
         ws.close(CloseCode.tryAgainLater, `${ErrorCode.tooManyConnections}: try again later`);
         return;
       }
-      attachSocket(core, ws, socket, req);
+      attachSocket(core, ws, socket, address);
     });
   };
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
+import { clientAddress } from '../client-address.js';
 import { isLoopbackAddress } from '../cors.js';
 import type { BrokerCore } from '../core.js';
 import { sendJson } from '../http-response.js';
@@ -28,7 +29,7 @@ export function credentialOf(req: IncomingMessage, query: boolean): string | und
  */
 export function authenticateRequest(core: BrokerCore, req: IncomingMessage, query: boolean): Promise<Principal> {
   if (!core.auth.enabled) {
-    const refusal = anonymousRefusal(core, req.socket.remoteAddress);
+    const refusal = anonymousRefusal(core, clientAddress(req, core.trustedProxies));
     return refusal ? Promise.reject(refusal) : Promise.resolve(Principal.ANONYMOUS);
   }
   return core.auth.authenticate(credentialOf(req, query));
@@ -37,7 +38,8 @@ export function authenticateRequest(core: BrokerCore, req: IncomingMessage, quer
 /**
  * Why a client without a credential at `remoteAddress` may not come in, or `undefined` when it
  * may: a broker with no credential configured serves loopback clients only, unless
- * `allowAnonymous` opens it deliberately.
+ * `allowAnonymous` opens it deliberately. `remoteAddress` is the request's {@link clientAddress}:
+ * behind a trusted proxy, the forwarded client's, so a proxy on loopback opens nothing.
  */
 export function anonymousRefusal(
   core: { readonly auth: { readonly enabled: boolean }; readonly options: { readonly allowAnonymous: boolean } },

@@ -1,0 +1,34 @@
+// The transport and abuse limits' options: flags, env vars, and their config errors.
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseCommand } from '../src/config.js';
+import { createBroker } from '../src/index.js';
+
+function configError(argv: string[], env: Record<string, string> = {}): ConfigError {
+  try {
+    parseCommand(argv, env, () => '{}');
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+function options(argv: string[], env: Record<string, string> = {}): Record<string, unknown> {
+  const cmd = parseCommand(argv, env, () => '{}');
+  if (cmd.action !== 'run') throw new Error(cmd.action);
+  return cmd.config.options as Record<string, unknown>;
+}
+
+describe('trustedProxies', () => {
+  it('is a comma-separated list of IP addresses from a flag or env var', () => {
+    expect(options(['--trusted-proxies', '10.0.0.7, ::1'])['trustedProxies']).toEqual(['10.0.0.7', '::1']);
+    expect(options([], { EVENT_TRUSTED_PROXIES: '10.0.0.7' })['trustedProxies']).toEqual(['10.0.0.7']);
+  });
+
+  it('refuses anything but IP addresses', async () => {
+    const err = configError(['--trusted-proxies', '10.0.0.0/8']);
+    expect(err.message).toMatch(/^trustedProxies: each entry must be an IPv4 or IPv6 address.*flag --trusted-proxies/);
+    expect(configError([], { EVENT_TRUSTED_PROXIES: 'proxy.local' }).source).toBe('env EVENT_TRUSTED_PROXIES');
+    await expect(createBroker({ trustedProxies: ['nginx'] })).rejects.toThrow(/invalid option "trustedProxies.0"/);
+  });
+});
