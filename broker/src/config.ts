@@ -49,6 +49,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'jwtSubscribe', flag: 'jwt-subscribe', env: 'EVENT_JWT_SUBSCRIBE', kind: 'list', help: 'subscribe grants of a JWT without a crier claim ({sub} filled in)' },
   { key: 'tokensFile', flag: 'tokens-file', env: 'EVENT_TOKENS_FILE', kind: 'string', help: 'JSON file of static service tokens [{id, sha256, publish, subscribe, admin}]' },
   { key: 'trustedProxies', flag: 'trusted-proxies', env: 'EVENT_TRUSTED_PROXIES', kind: 'list', help: 'addresses of reverse proxies whose X-Forwarded-For is believed (comma-separated IPs)' },
+  { key: 'publishRate', flag: 'publish-rate', env: 'EVENT_PUBLISH_RATE', kind: 'int', help: 'publishes per second per connection (and per client address over HTTP); past it, rate_limited' },
+  { key: 'publishBurst', flag: 'publish-burst', env: 'EVENT_PUBLISH_BURST', kind: 'int', help: 'publishes at once above the rate (default: twice the rate)' },
   { key: 'logLevel', flag: 'log-level', env: 'EVENT_LOG_LEVEL', kind: 'level', help: `${LOG_LEVELS.join('|')}` },
   { key: 'logFormat', flag: 'log-format', env: 'EVENT_LOG_FORMAT', kind: 'format', help: `${LOG_FORMATS.join('|')} (auto: pretty when stderr is a terminal, else json)` },
 ];

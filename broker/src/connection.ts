@@ -5,6 +5,7 @@ import { Principal } from './auth/principal.js';
 import { DropTally } from './drop-tally.js';
 import type { IndexEntry } from './filter.js';
 import type { CrierSocket } from './socket.js';
+import type { TokenBucket } from './token-bucket.js';
 
 /** Something with frames to hand over in the broker's next flush. */
 export interface Flushable {
@@ -94,6 +95,8 @@ export class Connection implements Flushable {
     private readonly socket: Duplex,
     private readonly host: ConnectionHost,
     readonly remoteAddress: string,
+    /** Its publishes: `publishRate` per second, `publishBurst` at once. */
+    readonly publishBucket: TokenBucket,
   ) {
     // One bound callback per connection, reused by every batch.
     this.onBatchWritten = this.batchWritten.bind(this);

@@ -23,6 +23,7 @@ import { closeReason, type CrierSocket } from './socket.js';
 import type { IndexEntry } from './filter.js';
 import { Refusals } from './refusals.js';
 import { SseHub, SseStream, encodeSseEvent } from './sse.js';
+import { AddressBuckets, TokenBucket } from './token-bucket.js';
 import type { BrokerEvent, BrokerStats, BrokerTop, PublishResult, SlowConsumer } from './types.js';
 
 /** `stats()` lists this many channels in `eventsByChannel` unless told otherwise. */
@@ -67,6 +68,13 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   readonly refusals: Refusals;
   /** `trustedProxies`, normalized for clientAddress. */
   readonly trustedProxies: ReadonlySet<string>;
+  /** HTTP publishes per client address: the same rate and burst as a connection's. */
+  readonly httpPublishBuckets: AddressBuckets;
+  /**
+   * The clock of every rate limit, in ms (monotonic). Time is an input: tests replace it to
+   * decide when a bucket refills.
+   */
+  now: () => number = () => performance.now();
   /** Connections not yet freed (before and after hello). */
   readonly connections = new Set<Connection>();
   /** Connections whose socket has not closed yet (freed ones included): what `close()` waits for. */
@@ -125,6 +133,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     this.limits = limitsForPayload(options.maxPayload);
     this.trustedProxies = trustedProxySet(options.trustedProxies);
     this.refusals = new Refusals(log, options.maxConnections, this.trustedProxies);
+    this.httpPublishBuckets = new AddressBuckets(options.publishRate, options.publishBurst);
   }
 
   // ---- publish ----------------------------------------------------------------------------
@@ -196,7 +205,8 @@ export class BrokerCore implements ConnectionHost, LocalHost {
 
   /** Registers a freshly upgraded socket (before its hello). */
   addConnection(ws: CrierSocket, socket: Duplex, remoteAddress: string): Connection {
-    const conn = new Connection(ws, socket, this, remoteAddress);
+    const { publishRate, publishBurst } = this.options;
+    const conn = new Connection(ws, socket, this, remoteAddress, new TokenBucket(publishRate, publishBurst, this.now()));
     ws.connection = conn;
     this.connections.add(conn);
     this.sockets.add(conn);

@@ -162,13 +162,13 @@ function welcome(core: BrokerCore, conn: Connection, frame: HelloFrame, principa
   conn.helloTimer = undefined;
   conn.secret = nanoid(SECRET_LENGTH);
   core.register(conn, uuid);
-  const { keepAliveInterval, maxChannels, maxPayload, bufferSize } = core.options;
+  const { keepAliveInterval, maxChannels, maxPayload, bufferSize, publishRate, publishBurst } = core.options;
   conn.enqueueControl(encodeFrame({
     t: FrameType.welcome,
     v: PROTOCOL_VERSION,
     u: uuid,
     ka: keepAliveInterval,
-    lim: { mc: maxChannels, mp: maxPayload, bs: bufferSize },
+    lim: { mc: maxChannels, mp: maxPayload, bs: bufferSize, pr: publishRate, pb: publishBurst },
     s: conn.secret,
     x: principal.expiresAt,
   }));
@@ -249,12 +249,21 @@ function unsubscribe(core: BrokerCore, conn: Connection, frame: UnsubscribeFrame
 }
 
 function publish(core: BrokerCore, conn: Connection, frame: PublishFrame): void {
+  // First, before any validation: a flooder's refused publish costs no more than this check.
+  if (!conn.publishBucket.take(core.now())) return refusePublish(core, conn, frame.r);
   validatePublish(frame.c, frame.d, frame.l, frame.k, core.options.maxPayload);
   if (!conn.principal.publish.allows(frame.c)) {
     throw new CrierError(ErrorCode.forbidden, `no grant of ${conn.principal.id} allows publishing to ${frame.c}`);
   }
   const { id, offset, epoch } = core.publish(frame.c, frame.d, frame.l, frame.k);
   if (frame.r !== undefined) conn.enqueueControl(encodeFrame({ t: FrameType.ack, r: frame.r, id, o: offset, e: epoch }));
+}
+
+/** A publish over the connection's rate: refused with its request id, counted and logged. */
+function refusePublish(core: BrokerCore, conn: Connection, r: number | undefined): void {
+  core.refusals.refuse(ErrorCode.rateLimited, 'websocket', conn);
+  const { publishRate, publishBurst } = core.options;
+  sendError(conn, ErrorCode.rateLimited, `over the publish rate of this connection: ${publishRate} per second, ${publishBurst} at once`, r);
 }
 
 function sendAck(conn: Connection, r: number): void {

@@ -4,6 +4,7 @@ import { BodyBuffer } from './body-buffer.js';
 import type { BrokerCore } from './core.js';
 import { authenticateRequest, refuseRequest } from './auth/http-auth.js';
 import type { Principal } from './auth/principal.js';
+import { clientAddress } from './client-address.js';
 import { applyCors, originAllowed } from './cors.js';
 import { sendJson } from './http-response.js';
 import { validatePublish } from './publish-validation.js';
@@ -16,6 +17,7 @@ const STATUS_OF: Readonly<Record<string, number>> = {
   [ErrorCode.shuttingDown]: 503,
   [ErrorCode.forbiddenOrigin]: 403,
   [ErrorCode.forbidden]: 403,
+  [ErrorCode.rateLimited]: 429,
 };
 
 const EMPTY = new Uint8Array(0);
@@ -65,6 +67,12 @@ function publishAs(core: BrokerCore, req: IncomingMessage, res: ServerResponse, 
     // A page from another site must not publish through its visitor's browser (CSRF).
     if (!originAllowed(req, core.options.allowedOrigins)) {
       throw new CrierError(ErrorCode.forbiddenOrigin, `origin ${req.headers.origin} is not in allowedOrigins`);
+    }
+    // Per client address, with a connection's rate and burst: before anything is read or checked.
+    const refusing = core.httpPublishBuckets.take(clientAddress(req, core.trustedProxies), core.now());
+    if (refusing !== undefined) {
+      throw new RateLimited(`over the publish rate of this address: ${core.options.publishRate} per second, ${core.options.publishBurst} at once`,
+        refusing.retryAfterSeconds());
     }
     channel = decodeChannel(rawChannel);
     ({ labels, key } = labelsAndKey(req));
@@ -138,6 +146,13 @@ function splitList(list: string): string[] {
   return list.split(',').map((s) => s.trim());
 }
 
+/** A refused HTTP publish over its address's rate, and when to try again. */
+class RateLimited extends CrierError {
+  constructor(message: string, readonly retryAfterSeconds: number) {
+    super(ErrorCode.rateLimited, message);
+  }
+}
+
 function fail(core: BrokerCore, req: IncomingMessage, res: ServerResponse, err: unknown): void {
   if (!(err instanceof CrierError)) {
     core.log.error({ err }, 'HTTP publish failed');
@@ -145,12 +160,13 @@ function fail(core: BrokerCore, req: IncomingMessage, res: ServerResponse, err: 
     return;
   }
   // Refused before anything was published (not a bad request): counted and logged.
-  if (err.code === ErrorCode.forbiddenOrigin || err.code === ErrorCode.shuttingDown || err.code === ErrorCode.forbidden) {
+  if (err.code === ErrorCode.forbiddenOrigin || err.code === ErrorCode.shuttingDown || err.code === ErrorCode.forbidden || err.code === ErrorCode.rateLimited) {
     core.refusals.refuse(err.code, 'publish', req);
   }
   const status = STATUS_OF[err.code] ?? 400;
   if (status !== 413) {
-    sendJson(req, res, status, { code: err.code, message: err.message }, PUBLISH_HEADERS);
+    const headers = err instanceof RateLimited ? { ...PUBLISH_HEADERS, 'Retry-After': String(err.retryAfterSeconds) } : PUBLISH_HEADERS;
+    sendJson(req, res, status, { code: err.code, message: err.message }, headers);
     return;
   }
   answerThenDiscard(req, res, status, { code: err.code, message: err.message });

@@ -162,6 +162,19 @@ export interface BrokerOptions {
    */
   trustedProxies?: string[];
   /**
+   * Publishes per second one connection may make, sustained (a token bucket refilled at this
+   * rate); past it and `publishBurst`, a publish gets `rate_limited` with its request id and the
+   * connection stays. HTTP publishes get the same bucket per client address (429). Told to the
+   * client in the `welcome` (`lim.pr`).
+   * @default 10_000
+   */
+  publishRate?: number;
+  /**
+   * Publishes a connection may make at once above `publishRate` (the bucket's size; `lim.pb`).
+   * @default 2 × publishRate (20_000)
+   */
+  publishBurst?: number;
+  /**
    * A pino logger, or `false` for none.
    * @default pino to stderr at level 'info'
    */
@@ -199,6 +212,8 @@ export interface ResolvedOptions {
   tokensFile: string | undefined;
   tokens: StaticToken[];
   trustedProxies: string[];
+  publishRate: number;
+  publishBurst: number;
   logger: Logger | false | undefined;
 }
 
@@ -222,6 +237,8 @@ export const DEFAULTS = {
   jwtClockTolerance: 5000,
   jwtPublish: [] as readonly string[],
   jwtSubscribe: [] as readonly string[],
+  publishRate: 10_000,
+  publishBurst: 20_000,
 } as const;
 
 // setTimeout/setInterval overflow past 2^31-1 ms and fire at once: bound every duration by it.
@@ -310,6 +327,8 @@ export const optionSchemas = {
     z.string({ error: 'must be a list of IP addresses' }).refine((v) => isIP(v) !== 0, { error: 'each entry must be an IPv4 or IPv6 address, like "10.0.0.7"' }),
     { error: 'must be a list of IP addresses' },
   ),
+  publishRate: int(1, 1_000_000_000, ' per second'),
+  publishBurst: int(1, 1_000_000_000),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
 } as const;
 
@@ -366,6 +385,8 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     tokensFile: o.tokensFile,
     tokens: o.tokens ?? [],
     trustedProxies: o.trustedProxies ?? [],
+    publishRate: o.publishRate ?? DEFAULTS.publishRate,
+    publishBurst: o.publishBurst ?? (o.publishRate === undefined ? DEFAULTS.publishBurst : 2 * o.publishRate),
     logger: o.logger,
   };
 }

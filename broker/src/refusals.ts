@@ -11,6 +11,7 @@ import { RateLimitedLog } from './logger.js';
  */
 export const REFUSAL_REASONS = [
   ErrorCode.forbiddenOrigin, ErrorCode.tooManyConnections, ErrorCode.shuttingDown, ErrorCode.unauthorized, ErrorCode.forbidden,
+  ErrorCode.rateLimited,
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
@@ -28,6 +29,7 @@ const MESSAGES: Readonly<Record<RefusalReason, string>> = {
   [ErrorCode.shuttingDown]: 'refused: the broker is shutting down',
   [ErrorCode.unauthorized]: 'refused: no valid credential',
   [ErrorCode.forbidden]: 'refused: not granted',
+  [ErrorCode.rateLimited]: 'refused: over a rate limit',
 };
 
 /** Who was refused: an HTTP request, or what a socket knows of its peer. */
@@ -62,7 +64,8 @@ export class Refusals {
     // One line per origin for origins; per peer address for credentials (one noisy client cannot
     // hide another); per door for the rest.
     const key = reason === ErrorCode.forbiddenOrigin ? `${reason} ${origin}`
-      : reason === ErrorCode.unauthorized || reason === ErrorCode.forbidden ? `${reason} ${door} ${String(fields['remoteAddress'])}`
+      : reason === ErrorCode.unauthorized || reason === ErrorCode.forbidden || reason === ErrorCode.rateLimited
+        ? `${reason} ${door} ${String(fields['remoteAddress'])}`
         : `${reason} ${door}`;
     this.log.write(reason === ErrorCode.shuttingDown ? 'info' : 'warn', key, fields, MESSAGES[reason]);
   }

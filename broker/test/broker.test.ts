@@ -15,7 +15,7 @@ describe('hello', () => {
       v: PROTOCOL_VERSION,
       u: expect.stringMatching(/^[A-Za-z0-9_-]{21}$/),
       ka: 12_345,
-      lim: { mc: 7, mp: 2048, bs: 33 },
+      lim: { mc: 7, mp: 2048, bs: 33, pr: 10_000, pb: 20_000 },
       s: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/),
     });
     const chosen = await RawClient.open(b.url);
@@ -26,7 +26,7 @@ describe('hello', () => {
     const b = await startBroker();
     const welcome = await (await RawClient.open(b.url)).hello();
     expect(welcome.ka).toBe(30_000);
-    expect(welcome.lim).toEqual({ mc: 100, mp: DEFAULT_MAX_PAYLOAD, bs: 1000 });
+    expect(welcome.lim).toEqual({ mc: 100, mp: DEFAULT_MAX_PAYLOAD, bs: 1000, pr: 10_000, pb: 20_000 });
   });
 
   it('closes a socket that sends no hello in time with 4004', async () => {

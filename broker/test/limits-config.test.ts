@@ -32,3 +32,18 @@ describe('trustedProxies', () => {
     await expect(createBroker({ trustedProxies: ['nginx'] })).rejects.toThrow(/invalid option "trustedProxies.0"/);
   });
 });
+
+describe('publishRate and publishBurst', () => {
+  it('read from flags and env; the burst defaults to twice the rate', async () => {
+    expect(options(['--publish-rate', '500'], { EVENT_PUBLISH_BURST: '600' })).toMatchObject({ publishRate: 500, publishBurst: 600 });
+    const { resolveOptions } = await import('../src/options.js');
+    expect(resolveOptions({})).toMatchObject({ publishRate: 10_000, publishBurst: 20_000 });
+    expect(resolveOptions({ publishRate: 300 })).toMatchObject({ publishRate: 300, publishBurst: 600 });
+  });
+
+  it('refuse zero, fractions and words', async () => {
+    expect(configError(['--publish-rate', '0']).message).toBe('publishRate: must be at least 1 per second, got "0" (from flag --publish-rate)');
+    expect(configError([], { EVENT_PUBLISH_BURST: 'lots' }).message).toMatch(/^publishBurst: must be a non-negative integer.*env EVENT_PUBLISH_BURST/);
+    await expect(createBroker({ publishBurst: 1.5 })).rejects.toThrow(/invalid option "publishBurst": must be an integer/);
+  });
+});

@@ -38,6 +38,12 @@ export const ErrorCode = {
   unauthorized: 'unauthorized',
   /** The principal's grants do not allow this publish, subscribe, uuid or endpoint. */
   forbidden: 'forbidden',
+  /**
+   * Over a rate limit: a publish past the connection's (or, over HTTP, the client address's)
+   * publish rate, or a message holding more frames than the broker reads at once. The request
+   * is refused, the connection kept: slow down (the `welcome`'s `lim.pr`/`lim.pb` give the rate).
+   */
+  rateLimited: 'rate_limited',
   /** An unexpected failure inside the broker. */
   internal: 'internal',
   // Client-side codes (raised by the SDKs, never sent by the broker).

@@ -46,6 +46,13 @@ export interface ConnectionLimits {
   mp: number;
   /** Max events queued towards this connection (`bufferSize`). */
   bs: number;
+  /**
+   * Publishes per second this connection may make (`publishRate`), sustained; past it (and the
+   * burst) a publish gets `rate_limited`. Absent from brokers that do not limit it.
+   */
+  pr?: number;
+  /** Publishes the connection may make at once above the rate (`publishBurst`). */
+  pb?: number;
 }
 
 /** Broker → client, answer to `hello`. */
