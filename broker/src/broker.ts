@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions as HttpServerOptions, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { Server as TlsServer } from 'node:tls';
 import { WebSocketServer, type Server as WsServer, type ServerOptions } from 'ws';
 import {
@@ -19,6 +20,7 @@ import { resolveOptions, type BrokerOptions, type ResolvedOptions } from './opti
 import { brokerPaths, statsUrlOf, type BrokerPaths } from './paths.js';
 import { validatePublish } from './publish-validation.js';
 import { CrierSocket } from './socket.js';
+import { readTlsPair, type TlsFiles, type TlsPair } from './tls.js';
 import type { Broker, BrokerEvent, BrokerStats, BrokerSubscription, PublishOptions, PublishResult } from './types.js';
 import { createUpgradeListener } from './upgrade.js';
 
@@ -38,6 +40,10 @@ const MAX_FRAGMENTS = 256;
  */
 export async function createBroker(options: BrokerOptions = {}): Promise<Broker> {
   const resolved = resolveOptions(options);
+  const tlsFiles = resolved.tlsCert !== undefined && resolved.tlsKey !== undefined ? { tlsCert: resolved.tlsCert, tlsKey: resolved.tlsKey } : undefined;
+  const tls = tlsFiles === undefined ? undefined : await readTlsPair(tlsFiles).catch((err: Error) => {
+    throw new TypeError(`createBroker: ${err.message}`);
+  });
   // The dashboard's files, read once: a request never touches the disk.
   const assets = await loadStaticAssets();
   const log = createLogger(resolved.logger);
@@ -56,7 +62,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   const wss: WsServer<typeof CrierSocket> = new WebSocketServer(wssOptions);
   const paths = brokerPaths(resolved.path);
   const owned = resolved.server === undefined;
-  const server = resolved.server ?? createOwnServer();
+  const server = resolved.server ?? createOwnServer(tls);
 
   // On a shared server the broker answers its own paths and hands every other request to the
   // listeners that were there before it (restored by close()).
@@ -81,13 +87,16 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     server.on('error', (err) => log.error({ err }, 'server error'));
   }
   const stopKeepAlive = startKeepAlive(core);
-  const broker = new RunningBroker(core, resolved, server, owned, paths, () => {
+  const broker = new RunningBroker(core, resolved, server, owned, paths, tlsFiles, () => {
     stopKeepAlive();
     server.off('upgrade', onUpgrade);
     server.off('request', onRequest);
     for (const listener of [...previous].reverse()) server.prependListener('request', listener);
   });
-  log.info({ url: broker.url, stats: statsUrlOf(broker.url), config: redactConfig(resolved) }, 'crier broker listening');
+  log.info({
+    url: broker.url, stats: statsUrlOf(broker.url), config: redactConfig(resolved),
+    ...(tls ? { tls: { fingerprint: tls.fingerprint, validTo: tls.validTo } } : {}),
+  }, 'crier broker listening');
   if (!core.auth.enabled && resolved.allowAnonymous) {
     log.warn('allowAnonymous: clients without a credential may connect from anywhere and publish and subscribe to every channel');
   } else if (!core.auth.enabled) {
@@ -101,6 +110,8 @@ class RunningBroker implements Broker {
   // The last port seen listening: `url` stays meaningful after close(), or while an attached
   // server is not listening (0 until it first is).
   private lastPort = 0;
+  /** The reloads in flight, one after the other: the last one asked for is the pair in service. */
+  private tlsReloads: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly core: BrokerCore,
@@ -108,6 +119,7 @@ class RunningBroker implements Broker {
     private readonly server: Server,
     private readonly owned: boolean,
     private readonly paths: BrokerPaths,
+    private readonly tlsFiles: TlsFiles | undefined,
     private readonly detach: () => void,
   ) {}
 
@@ -141,6 +153,25 @@ class RunningBroker implements Broker {
 
   stats(): BrokerStats {
     return this.core.stats();
+  }
+
+  reloadTls(): Promise<void> {
+    const reload = async (): Promise<void> => {
+      const files = this.tlsFiles;
+      if (files === undefined) throw new Error('reloadTls: this broker serves no TLS of its own (no tlsCert and tlsKey)');
+      let pair: TlsPair;
+      try {
+        pair = await readTlsPair(files);
+      } catch (err) {
+        throw new Error(`reloadTls: ${(err as Error).message}; the previous certificate stays in service`, { cause: err });
+      }
+      // New handshakes get the new pair; connections already open keep theirs.
+      (this.server as unknown as TlsServer).setSecureContext({ cert: pair.cert, key: pair.key });
+      this.core.log.info({ fingerprint: pair.fingerprint, validTo: pair.validTo }, 'TLS certificate reloaded');
+    };
+    const done = this.tlsReloads.then(reload);
+    this.tlsReloads = done.catch(() => undefined);
+    return done;
   }
 
   close(): Promise<void> {
@@ -183,13 +214,16 @@ async function settle(promise: Promise<void>, ms: number): Promise<boolean> {
   return done;
 }
 
-function createOwnServer(): Server {
-  return createServer({
+function createOwnServer(tls: TlsPair | undefined): Server {
+  const hardening: HttpServerOptions = {
     // Defaults let a client drip headers for a minute before an upgrade.
     headersTimeout: 10_000,
     requestTimeout: 30_000,
     connectionsCheckingInterval: 2_000,
-  });
+  };
+  if (tls === undefined) return createServer(hardening);
+  // The TLS handshake comes before any header: its own default deadline is two minutes.
+  return createHttpsServer({ ...hardening, cert: tls.cert, key: tls.key, handshakeTimeout: 10_000 });
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

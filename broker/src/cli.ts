@@ -69,6 +69,16 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  if (options.tlsCert !== undefined) {
+    // SIGHUP re-reads the certificate (after a renewal) without dropping a connection; a pair
+    // that fails to load is logged and the one in service stays. Without TLS, SIGHUP keeps its
+    // default meaning (the process ends).
+    process.on('SIGHUP', () => {
+      if (stopping) return;
+      logger.info({ signal: 'SIGHUP' }, 'reloading the TLS certificate');
+      broker.reloadTls().catch((err: unknown) => logger.error({ err }, 'TLS reload failed: the previous certificate stays in service'));
+    });
+  }
 }
 
 main().catch((err: unknown) => fail(err instanceof Error ? (err.stack ?? err.message) : String(err), 1));

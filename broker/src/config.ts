@@ -48,6 +48,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'jwtPublish', flag: 'jwt-publish', env: 'EVENT_JWT_PUBLISH', kind: 'list', help: 'publish grants of a JWT without a crier claim ({sub} filled in)' },
   { key: 'jwtSubscribe', flag: 'jwt-subscribe', env: 'EVENT_JWT_SUBSCRIBE', kind: 'list', help: 'subscribe grants of a JWT without a crier claim ({sub} filled in)' },
   { key: 'tokensFile', flag: 'tokens-file', env: 'EVENT_TOKENS_FILE', kind: 'string', help: 'JSON file of static service tokens [{id, sha256, publish, subscribe, admin}]' },
+  { key: 'tlsCert', flag: 'tls-cert', env: 'EVENT_TLS_CERT', kind: 'string', help: 'PEM certificate (chain) file: serve wss:// and https:// (with --tls-key; SIGHUP re-reads both)' },
+  { key: 'tlsKey', flag: 'tls-key', env: 'EVENT_TLS_KEY', kind: 'string', help: 'PEM private key file of --tls-cert' },
   { key: 'trustedProxies', flag: 'trusted-proxies', env: 'EVENT_TRUSTED_PROXIES', kind: 'list', help: 'addresses of reverse proxies whose X-Forwarded-For is believed (comma-separated IPs)' },
   { key: 'publishRate', flag: 'publish-rate', env: 'EVENT_PUBLISH_RATE', kind: 'int', help: 'publishes per second per connection (and per client address over HTTP); past it, rate_limited' },
   { key: 'publishBurst', flag: 'publish-burst', env: 'EVENT_PUBLISH_BURST', kind: 'int', help: 'publishes at once above the rate (default: twice the rate)' },
@@ -123,6 +125,11 @@ export function parseCommand(
     }
   }
 
+  // Checked here too (createBroker would refuse it) so that it is a config error, exit 2.
+  if (values.has('tlsCert') !== values.has('tlsKey')) {
+    const [missing, given] = values.has('tlsCert') ? ['tlsKey', 'tlsCert'] : ['tlsCert', 'tlsKey'];
+    throw new ConfigError(missing, '', `required with ${given} (give both --tls-cert and --tls-key, or neither)`);
+  }
   const options: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   let logLevel: LogLevel = DEFAULT_LOG_LEVEL;
   let logFormat: LogFormat | undefined;

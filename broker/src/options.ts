@@ -153,6 +153,15 @@ export interface BrokerOptions {
   /** Static tokens, as in `tokensFile` (for an embedded broker). @default [] */
   tokens?: StaticToken[];
   /**
+   * A PEM file with the broker's certificate (its chain after it). With `tlsKey` (both or
+   * neither) the broker's own server is an `https.Server`: `wss://` and `https://`. Read at start
+   * and again by `broker.reloadTls()`. Not with `server` (attach to an `https.Server` instead).
+   * @default undefined (plain `ws://` and `http://`)
+   */
+  tlsCert?: string;
+  /** A PEM file with the private key of `tlsCert` (no passphrase). @default undefined */
+  tlsKey?: string;
+  /**
    * Addresses of the reverse proxies in front of the broker. A request whose socket comes from one
    * of them is taken to come from the right-most address of its `X-Forwarded-For` that is not a
    * trusted proxy; from any other peer, `X-Forwarded-For` is ignored (anyone can write it). That
@@ -211,6 +220,8 @@ export interface ResolvedOptions {
   jwtSubscribe: string[];
   tokensFile: string | undefined;
   tokens: StaticToken[];
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
   trustedProxies: string[];
   publishRate: number;
   publishBurst: number;
@@ -323,6 +334,8 @@ export const optionSchemas = {
   jwtSubscribe: grantList,
   tokensFile: z.string({ error: 'must be a file path' }).min(1, { error: 'must not be empty' }),
   tokens: z.array(staticToken, { error: 'must be a list of tokens' }),
+  tlsCert: z.string({ error: 'must be a file path' }).min(1, { error: 'must not be empty' }),
+  tlsKey: z.string({ error: 'must be a file path' }).min(1, { error: 'must not be empty' }),
   trustedProxies: z.array(
     z.string({ error: 'must be a list of IP addresses' }).refine((v) => isIP(v) !== 0, { error: 'each entry must be an IPv4 or IPv6 address, like "10.0.0.7"' }),
     { error: 'must be a list of IP addresses' },
@@ -355,6 +368,14 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     throw new TypeError(`createBroker: invalid option "${key}": ${issue.message}`);
   }
   const o = parsed.data;
+  // A certificate without its key (or the reverse) is a typo, never a choice.
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
+    const [missing, given] = o.tlsCert === undefined ? ['tlsCert', 'tlsKey'] : ['tlsKey', 'tlsCert'];
+    throw new TypeError(`createBroker: invalid option "${missing}": required with ${given} (give both or neither)`);
+  }
+  if (o.tlsCert !== undefined && o.server !== undefined) {
+    throw new TypeError('createBroker: invalid option "tlsCert": not with server (attach the broker to an https.Server instead)');
+  }
   return {
     port: o.port ?? DEFAULTS.port,
     host: o.host ?? DEFAULTS.host,
@@ -384,6 +405,8 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     jwtSubscribe: o.jwtSubscribe ?? [],
     tokensFile: o.tokensFile,
     tokens: o.tokens ?? [],
+    tlsCert: o.tlsCert,
+    tlsKey: o.tlsKey,
     trustedProxies: o.trustedProxies ?? [],
     publishRate: o.publishRate ?? DEFAULTS.publishRate,
     publishBurst: o.publishBurst ?? (o.publishRate === undefined ? DEFAULTS.publishBurst : 2 * o.publishRate),

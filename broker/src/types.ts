@@ -152,6 +152,12 @@ export interface Broker {
   subscribe(pattern: string, handler: (event: BrokerEvent) => void, filter?: SubscribeFilter): BrokerSubscription;
   /** The current counters (the same as `GET /stats`). */
   stats(): BrokerStats;
+  /**
+   * Re-reads the `tlsCert` and `tlsKey` files and serves the new pair to new connections; open
+   * ones keep theirs (what `crier-broker` does on SIGHUP). Rejects naming the file at fault, and
+   * then the previous pair stays in service; rejects too on a broker without `tlsCert`/`tlsKey`.
+   */
+  reloadTls(): Promise<void>;
   /** Closes every connection with 1001, stops listening (when the broker owns the server). Idempotent. */
   close(): Promise<void>;
 }
