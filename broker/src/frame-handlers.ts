@@ -9,7 +9,7 @@ import {
   PROTOCOL_VERSION,
   assertPattern,
   compileFilter,
-  decodeFrames,
+  decodeUntrustedFrames,
   encodeFrame,
   subscriptionKey,
   type Frame,
@@ -74,7 +74,7 @@ export function handleMessage(core: BrokerCore, conn: Connection, bytes: Buffer,
   }
   try {
     // A message holds one or more frames; each is handled in order.
-    decodeFrames(bytes, core.limits, (frame) => handleDecoded(core, conn, frame));
+    decodeUntrustedFrames(bytes, core.limits, (frame) => handleDecoded(core, conn, frame));
   } catch (err) {
     // A frame before the malformed one may have closed the connection (TS cannot see the callback).
     if ((conn.state as Connection['state']) === 'freed') return;

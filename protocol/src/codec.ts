@@ -1,7 +1,7 @@
 import { CrierError, ErrorCode } from './errors.js';
 import { FrameType, type Frame } from './frames.js';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
-import { MsgpackError, MsgpackReader, encodeMsgpack, type FrameFields } from './msgpack.js';
+import { MsgpackError, MsgpackReader, decodeMsgpack, encodeMsgpack } from './msgpack.js';
 
 /**
  * Encodes a frame as msgpack. The result is a fresh copy the caller owns, backed by a plain
@@ -11,26 +11,28 @@ export function encodeFrame(frame: Frame): Uint8Array<ArrayBuffer> {
   return encodeMsgpack(frame);
 }
 
+// The field checks and shape table are exported for untrusted-codec.ts (the broker's decoder),
+// not from the package.
 type Rec = Record<string, unknown>;
-type FieldCheck = (value: unknown) => boolean;
+export type FieldCheck = (value: unknown) => boolean;
 
-const isStr: FieldCheck = (v) => typeof v === 'string';
-const isBin: FieldCheck = (v) => v instanceof Uint8Array;
-const isUint: FieldCheck = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-const isStrArray: FieldCheck = (v) => Array.isArray(v) && v.every(isStr);
-const isFilter: FieldCheck = (v) =>
+export const isStr: FieldCheck = (v) => typeof v === 'string';
+export const isBin: FieldCheck = (v) => v instanceof Uint8Array;
+export const isUint: FieldCheck = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+export const isStrArray: FieldCheck = (v) => Array.isArray(v) && v.every(isStr);
+export const isFilter: FieldCheck = (v) =>
   isPlainRecord(v) &&
   (v['l'] === undefined || v['l'] === null || isStrArray(v['l'])) &&
   (v['la'] === undefined || v['la'] === null || typeof v['la'] === 'boolean') &&
   (v['k'] === undefined || v['k'] === null || isStrArray(v['k']));
-const isLimits: FieldCheck = (v) =>
+export const isLimits: FieldCheck = (v) =>
   isPlainRecord(v) && isUint(v['mc']) && isUint(v['mp']) && isUint(v['bs']);
-const isDropCounts: FieldCheck = (v) =>
+export const isDropCounts: FieldCheck = (v) =>
   Array.isArray(v) &&
   v.every((p) => Array.isArray(p) && p.length === 2 && isStr(p[0]) && isUint(p[1]));
 
 /** Per frame type: required and optional fields with their checks. Unknown fields are ignored. */
-const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, FieldCheck][] }> =
+export const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, FieldCheck][] }> =
   new Map([
     [FrameType.hello, { req: [['v', isUint]], opt: [['u', isStr], ['tk', isStr], ['s', isStr]] }],
     [FrameType.welcome, { req: [['v', isUint], ['u', isStr], ['ka', isUint], ['lim', isLimits], ['s', isStr]], opt: [['x', isUint]] }],
@@ -51,62 +53,37 @@ const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, F
     [FrameType.dropped, { req: [['n', isUint], ['c', isDropCounts]], opt: [] }],
   ]);
 
-/**
- * How deep containers may nest in a field of each kind: all the decoder builds of a frame. A
- * deeper one (a list where a string belongs) is skipped unbuilt and fails its check.
- */
-const nestingOf: ReadonlyMap<FieldCheck, number> = new Map([
-  [isUint, 0], [isStr, 0], [isBin, 0], [isStrArray, 1], [isLimits, 1], [isFilter, 2], [isDropCounts, 2],
-]);
-
-/** The fields the decoder builds, per frame type and for all types together; others are skipped. */
-const frameFields: FrameFields = (() => {
-  const any: Record<string, number> = { t: 0 };
-  const byType: Record<string, number>[] = [];
-  for (const [type, { req, opt }] of shapes) {
-    const fields: Record<string, number> = { t: 0 };
-    for (const [name, check] of [...req, ...opt]) {
-      // A check this table does not know still decodes, within the depth and value limits.
-      const nest = nestingOf.get(check) ?? Infinity;
-      fields[name] = nest;
-      any[name] = Math.max(Object.hasOwn(any, name) ? any[name]! : 0, nest);
-    }
-    byType[type] = fields;
-  }
-  return { byType, any };
-})();
-
 function isPlainRecord(v: unknown): v is Rec {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 
 /**
- * Decodes one frame and checks it against `limits` and its type's shape. Only the fields its
- * type uses are built (others are skipped), at most `limits.maxValues` values are visited, and a
- * frame that is not a map is refused at its first byte. Throws a
- * {@link CrierError} (`frame_too_large`, `bad_frame` or `unknown_type`) and nothing else; when
- * the frame's request id could be read, the error carries it.
+ * Decodes one frame from a trusted peer (what a broker sends an SDK) and checks it against
+ * `limits` (all but `maxValues`) and its type's shape. Throws a {@link CrierError}
+ * (`frame_too_large`, `bad_frame` or `unknown_type`) and nothing else; when the frame's request
+ * id could be read, the error carries it. Unknown fields are decoded like the rest and left on
+ * the frame. For bytes from the internet, use {@link decodeUntrustedFrame}.
  */
 export function decodeFrame(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): Frame {
   if (bytes.length > limits.maxFrameBytes) {
     throw new CrierError(ErrorCode.frameTooLarge, `frame of ${bytes.length} bytes exceeds ${limits.maxFrameBytes}`);
   }
-  const reader = new MsgpackReader(bytes, limits);
   let value: unknown;
   try {
-    value = reader.frame(frameFields);
+    value = decodeMsgpack(bytes, limits);
   } catch (err) {
     throw codecError(err);
   }
-  if (reader.pos !== bytes.length) throw new CrierError(ErrorCode.badFrame, 'malformed frame: trailing bytes after frame');
   return checkFrame(value);
 }
 
 /**
- * Decodes every frame of one WebSocket message, which holds one or more frames back to back,
- * and calls `visit` with each in order. Each frame is held to `limits` (`maxFrameBytes` counts
- * per frame, not per message). A malformed frame throws like {@link decodeFrame}, after the
- * frames before it were visited; what follows it is lost, since its boundaries are unknown.
+ * Decodes every frame of one WebSocket message from a trusted peer (an SDK reading its broker),
+ * which holds one or more frames back to back, and calls `visit` with each in order. Each frame
+ * is held to `limits` (`maxFrameBytes` counts per frame, not per message; `maxValues` is not
+ * used). A malformed frame throws like {@link decodeFrame}, after the frames before it were
+ * visited; what follows it is lost, since its boundaries are unknown. The broker decodes what
+ * clients send with {@link decodeUntrustedFrames}.
  */
 export function decodeFrames(bytes: Uint8Array, limits: DecodeLimits, visit: (frame: Frame) => void): void {
   const reader = new MsgpackReader(bytes, limits);
@@ -114,7 +91,7 @@ export function decodeFrames(bytes: Uint8Array, limits: DecodeLimits, visit: (fr
     const start = reader.pos;
     let value: unknown;
     try {
-      value = reader.frame(frameFields);
+      value = reader.value();
     } catch (err) {
       throw codecError(err);
     }
@@ -125,7 +102,7 @@ export function decodeFrames(bytes: Uint8Array, limits: DecodeLimits, visit: (fr
   }
 }
 
-function codecError(err: unknown): CrierError {
+export function codecError(err: unknown): CrierError {
   if (err instanceof MsgpackError) {
     return new CrierError(err.tooLarge ? ErrorCode.frameTooLarge : ErrorCode.badFrame, `malformed frame: ${err.message}`);
   }
@@ -133,7 +110,7 @@ function codecError(err: unknown): CrierError {
 }
 
 /** Checks a decoded value against its frame type's shape. */
-function checkFrame(value: unknown): Frame {
+export function checkFrame(value: unknown): Frame {
   if (!isPlainRecord(value)) throw new CrierError(ErrorCode.badFrame, 'a frame must be a msgpack map');
   const requestId = isUint(value['r']) ? (value['r'] as number) : undefined;
   const type = value['t'];

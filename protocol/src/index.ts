@@ -30,7 +30,10 @@ export {
   MAX_HELLO_MESSAGE_BYTES,
   limitsForPayload,
 } from './limits.js';
+// decodeFrame(s): the lean decoder, for a trusted peer (the SDKs reading their broker).
+// decodeUntrustedFrame(s): value budget and field tables too, for the internet (the broker reading clients).
 export { encodeFrame, decodeFrame, decodeFrames } from './codec.js';
+export { decodeUntrustedFrame, decodeUntrustedFrames } from './untrusted-codec.js';
 export {
   MAX_CHANNEL_LENGTH,
   MAX_CHANNEL_SEGMENTS,

@@ -6,7 +6,7 @@
 // tree-shaken out of the browser bundle (8 KB of a 10 KB budget), and decoding an event frame
 // through it was the SDK's largest cost in the W6 profile. It stays as the oracle that the
 // property tests compare this codec against.
-import { DEFAULT_MAX_VALUES, type DecodeLimits } from './limits.js';
+import type { DecodeLimits } from './limits.js';
 
 /** A decode failure: the message is for people; the kind says whether a limit was hit. */
 export class MsgpackError extends Error {
@@ -160,55 +160,30 @@ export function encodeMsgpack(value: unknown): Uint8Array<ArrayBuffer> {
 }
 
 // ---- decoding -----------------------------------------------------------------------------
+//
+// MsgpackReader is the lean reader: every length, the depth, UTF-8, safe integers and map keys
+// are checked, and everything is built. It decodes what a broker sends an SDK, and is all of the
+// decoder the browser bundle carries. BudgetedReader (budgeted-reader.ts), a subclass only the
+// broker's entry point references, adds the per-frame value budget and field tables for input
+// from the internet; esbuild drops it from the bundle, as it would not drop methods of this class.
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
-// Short ASCII map keys by their bytes (length, then up to 3 bytes, packed in one number).
-const keyCache = new Map<number, string>();
-
 /**
- * Which fields of a frame are decoded, and how deep containers may nest in each (0: a scalar, 1:
- * an array or map of scalars, ...). Any other field is skipped without being built.
+ * Short ASCII map keys by their bytes (length, then up to 3 bytes, packed in one number). Shared
+ * with BudgetedReader, whose key() is its own (it counts keys against the value budget).
  */
-export interface FrameFields {
-  /**
-   * The fields of each frame type by `t`, used when `t` is a frame's first field (as encoders
-   * write it). Plain objects and an array rather than maps: a property load on the same few key
-   * strings is the cheapest lookup there is, and this runs for every field of every event.
-   */
-  readonly byType: readonly (Readonly<Record<string, number>> | undefined)[];
-  /** The fields of every frame type together, for a frame whose first field is not a known `t`. */
-  readonly any: Readonly<Record<string, number>>;
-}
+export const keyCache = new Map<number, string>();
 
-/**
- * What a frame decodes to in place of a container nested deeper than its field allows (a list
- * where a string belongs, say): skipped unbuilt, it fails every field check, so the frame is
- * refused as `bad_frame` with its request id, as a wrongly typed scalar is.
- */
-export const MISTYPED: unique symbol = Symbol('mistyped');
-
-/**
- * Reads msgpack values one after another from `bytes`, within `limits`. Every value read or
- * skipped (map keys included) counts against `limits.maxValues`, per frame: a frame costs at
- * most that many steps whatever its bytes hold.
- *
- * `nest` says how deep containers may nest in the value being read: 0 for a scalar only (a
- * container there is skipped and stands as {@link MISTYPED}), a negative value to skip the
- * value without building it (strings not decoded, binaries not viewed, nothing allocated).
- */
+/** Reads msgpack values one after another from `bytes`, within `limits` (all but `maxValues`). */
 export class MsgpackReader {
   pos = 0;
   depth = 0;
-  /** Values read or skipped since the current frame began (map keys included). */
-  values = 0;
-  private readonly maxValues: number;
   readonly view: DataView;
   constructor(
     readonly bytes: Uint8Array,
     readonly limits: DecodeLimits,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    this.maxValues = limits.maxValues ?? DEFAULT_MAX_VALUES;
   }
 
   need(n: number): void {
@@ -228,13 +203,12 @@ export class MsgpackReader {
     return n;
   }
 
-  str(len: number, nest = 0): string {
+  str(len: number): string {
     if (len > this.limits.maxStrLength) throw new MsgpackError('string too long', true);
     this.need(len);
     const bytes = this.bytes;
     const start = this.pos;
     this.pos += len;
-    if (nest < 0) return '';
     // ASCII fast path for short strings; anything else through a fatal decoder, so invalid UTF-8
     // is refused rather than turned into replacement characters.
     if (len <= 64) {
@@ -257,72 +231,43 @@ export class MsgpackReader {
     }
   }
 
-  bin(len: number, nest = 0): Uint8Array | undefined {
+  bin(len: number): Uint8Array {
     if (len > this.limits.maxBinLength) throw new MsgpackError('binary too long', true);
     this.need(len);
     const start = this.pos;
     this.pos += len;
-    // A view: the caller's bytes are not copied (and a skipped one costs no object at all).
-    return nest < 0 ? undefined : this.bytes.subarray(start, start + len);
+    return this.bytes.subarray(start, start + len); // a view: the caller's bytes are not copied
   }
 
-  array(len: number, nest: number): unknown {
-    this.items(len, len, false);
-    const out = nest > 0 ? new Array<unknown>(len) : undefined;
-    for (let i = 0; i < len; i++) {
-      const v = this.value(out ? nest - 1 : -1);
-      if (out) out[i] = v;
-    }
+  array(len: number): unknown {
+    this.enter(len, len, false);
+    const out = new Array<unknown>(len);
+    for (let i = 0; i < len; i++) out[i] = this.value();
     this.depth--;
-    return out ?? (nest === 0 ? MISTYPED : undefined);
+    return out;
   }
 
-  /**
-   * A map. With `fields` (a frame), only the fields named there are built, each with its own
-   * nesting, and when `t` comes first only that frame type's fields; others are skipped.
-   */
-  map(len: number, nest: number, fields?: FrameFields): unknown {
-    this.items(len, len * 2, true);
-    const build = nest > 0;
+  map(len: number): unknown {
+    this.enter(len, len * 2, true);
     const out: Record<string, unknown> = {};
-    let known = fields?.any;
     for (let i = 0; i < len; i++) {
-      if (!build) {
-        this.value(-1);
-        this.value(-1);
-        continue;
-      }
       const key = this.key();
-      // Inherited properties ('toString') are not numbers: unknown like the rest.
-      const n = known ? known[key] : nest - 1;
-      if (typeof n !== 'number') {
-        this.value(-1);
-        continue;
-      }
-      const v = this.value(n);
-      if (i === 0 && fields && key === 't' && typeof v === 'number') known = fields.byType[v] ?? fields.any;
-      out[key] = v;
+      out[key] = this.value();
     }
     this.depth--;
-    return build ? out : nest === 0 ? MISTYPED : undefined;
+    return out;
   }
 
   /**
    * Checks a container of `len` entries (`values` msgpack values) before anything is allocated
-   * for it: its length, the bytes left (every value is at least one byte), the frame's value
-   * budget and the depth. Enters it.
+   * for it: its length, the bytes left (every value is at least one byte) and the depth. Enters it.
    */
-  private items(len: number, values: number, isMap: boolean): void {
+  enter(len: number, values: number, isMap: boolean): void {
     if (len > (isMap ? this.limits.maxMapLength : this.limits.maxArrayLength)) {
       throw new MsgpackError(isMap ? 'map too large' : 'array too large', true);
     }
     this.need(values);
-    if (this.values + values > this.maxValues) this.overBudget();
     if (++this.depth > this.limits.maxDepth) throw new MsgpackError('nesting too deep', true);
-  }
-
-  private overBudget(): never {
-    throw new MsgpackError(`more than ${this.maxValues} values in one frame`, true);
   }
 
   /**
@@ -339,58 +284,48 @@ export class MsgpackReader {
       let code = len;
       for (let i = 1; i <= len; i++) {
         const c = bytes[p + i]!;
-        if (c >= 0x80) return this.value(0) as string;
+        if (c >= 0x80) return this.value() as string;
         code = code * 256 + c;
       }
       const cached = keyCache.get(code);
       if (cached !== undefined) {
-        if (++this.values > this.maxValues) this.overBudget();
         this.pos = p + 1 + len;
         return cached;
       }
-      const key = this.value(0) as string;
+      const key = this.value() as string;
       if (keyCache.size < 1024) keyCache.set(code, key);
       return key;
     }
-    // Refused at its first byte: a key that is not a string is never built.
-    if (b === undefined || !((b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb))) {
-      this.need(1);
-      throw new MsgpackError('map keys must be strings', false);
-    }
+    const key = this.value();
+    if (typeof key !== 'string') throw new MsgpackError('map keys must be strings', false);
     // Only here: the cached keys above are 1 to 3 bytes long, never one of these.
-    const key = this.value(0) as string;
     if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
       throw new MsgpackError(`forbidden key "${key}"`, false);
     }
     return key;
   }
 
-  /**
-   * One value (see the class for `nest`; the default builds everything). `fields` makes a map
-   * a frame (see {@link map}).
-   */
-  value(nest = Infinity, fields?: FrameFields): unknown {
+  value(): unknown {
     this.need(1);
-    if (++this.values > this.maxValues) this.overBudget();
     const b = this.bytes[this.pos++]!;
     if (b < 0x80) return b;
     if (b >= 0xe0) return b - 0x100;
-    if (b < 0x90) return this.map(b & 0x0f, nest, fields);
-    if (b < 0xa0) return this.array(b & 0x0f, nest);
-    if (b < 0xc0) return this.str(b & 0x1f, nest);
+    if (b < 0x90) return this.map(b & 0x0f);
+    if (b < 0xa0) return this.array(b & 0x0f);
+    if (b < 0xc0) return this.str(b & 0x1f);
     switch (b) {
       case 0xc0: return null;
       case 0xc2: return false;
       case 0xc3: return true;
-      case 0xc4: return this.bin(this.uint(1), nest);
-      case 0xc5: return this.bin(this.uint(2), nest);
-      case 0xc6: return this.bin(this.uint(4), nest);
+      case 0xc4: return this.bin(this.uint(1));
+      case 0xc5: return this.bin(this.uint(2));
+      case 0xc6: return this.bin(this.uint(4));
       case 0xca: this.need(4); this.pos += 4; return this.view.getFloat32(this.pos - 4);
       case 0xcb: this.need(8); this.pos += 8; return this.view.getFloat64(this.pos - 8);
       case 0xcc: return this.uint(1);
       case 0xcd: return this.uint(2);
       case 0xce: return this.uint(4);
-      case 0xcf: return nest < 0 ? this.uint(4) + this.uint(4) : this.uint(8);
+      case 0xcf: return this.uint(8);
       case 0xd0: this.need(1); return this.view.getInt8(this.pos++);
       case 0xd1: this.need(2); this.pos += 2; return this.view.getInt16(this.pos - 2);
       case 0xd2: this.need(4); this.pos += 4; return this.view.getInt32(this.pos - 4);
@@ -398,46 +333,34 @@ export class MsgpackReader {
         this.need(8);
         const n = this.view.getInt32(this.pos) * 0x100000000 + this.view.getUint32(this.pos + 4);
         this.pos += 8;
-        if (!Number.isSafeInteger(n) && nest >= 0) throw new MsgpackError('integer beyond 2^53', false);
+        if (!Number.isSafeInteger(n)) throw new MsgpackError('integer beyond 2^53', false);
         return n;
       }
-      case 0xd9: return this.str(this.uint(1), nest);
-      case 0xda: return this.str(this.uint(2), nest);
-      case 0xdb: return this.str(this.uint(4), nest);
-      case 0xdc: return this.array(this.uint(2), nest);
-      case 0xdd: return this.array(this.uint(4), nest);
-      case 0xde: return this.map(this.uint(2), nest, fields);
-      case 0xdf: return this.map(this.uint(4), nest, fields);
+      case 0xd9: return this.str(this.uint(1));
+      case 0xda: return this.str(this.uint(2));
+      case 0xdb: return this.str(this.uint(4));
+      case 0xdc: return this.array(this.uint(2));
+      case 0xdd: return this.array(this.uint(4));
+      case 0xde: return this.map(this.uint(2));
+      case 0xdf: return this.map(this.uint(4));
       default:
         // 0xc1 (never used) and the extension types.
         throw new MsgpackError(`unsupported msgpack type 0x${b.toString(16)}`, false);
     }
   }
-
-  /**
-   * One frame: a map (anything else is refused at its first byte) whose fields named in `known`
-   * are decoded, each with containers nested no deeper than its entry allows ({@link MISTYPED}
-   * stands for one nested deeper), and whose other fields are skipped without being built.
-   * Resets the value budget: it counts per frame.
-   */
-  frame(known: FrameFields): Record<string, unknown> {
-    this.values = 0;
-    const b = this.bytes[this.pos];
-    if (b === undefined || !((b >= 0x80 && b <= 0x8f) || b === 0xde || b === 0xdf)) {
-      this.need(1);
-      throw new MsgpackError('a frame must be a msgpack map', false);
-    }
-    return this.value(1, known) as Record<string, unknown>;
-  }
 }
 
 /**
- * Decodes exactly one msgpack value from `bytes` within `limits` (lengths, depth, values), refusing
- * extension types, invalid UTF-8, non-string map keys, prototype keys and trailing bytes.
- * Throws {@link MsgpackError} only. Binary values are views into `bytes`.
+ * Decodes exactly one msgpack value from `bytes` within `limits` (lengths, depth; not
+ * `maxValues`), refusing extension types, invalid UTF-8, non-string map keys, prototype keys and
+ * trailing bytes. Throws {@link MsgpackError} only. Binary values are views into `bytes`.
  */
 export function decodeMsgpack(bytes: Uint8Array, limits: DecodeLimits): unknown {
-  const reader = new MsgpackReader(bytes, limits);
+  return readOne(new MsgpackReader(bytes, limits));
+}
+
+/** Reads the one value `reader` holds: {@link decodeMsgpack} for either reader. */
+export function readOne(reader: MsgpackReader): unknown {
   let value: unknown;
   try {
     value = reader.value();
@@ -445,6 +368,6 @@ export function decodeMsgpack(bytes: Uint8Array, limits: DecodeLimits): unknown 
     if (err instanceof MsgpackError) throw err;
     throw new MsgpackError(`malformed msgpack: ${String(err)}`, false); // never expected
   }
-  if (reader.pos !== bytes.length) throw new MsgpackError('trailing bytes after frame', false);
+  if (reader.pos !== reader.bytes.length) throw new MsgpackError('trailing bytes after frame', false);
   return value;
 }

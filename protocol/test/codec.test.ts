@@ -7,6 +7,8 @@ import {
   FrameType,
   decodeFrame,
   decodeFrames,
+  decodeUntrustedFrame,
+  decodeUntrustedFrames,
   encodeFrame,
   limitsForPayload,
   type Frame,
@@ -14,15 +16,12 @@ import {
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
 
-function decodeError(input: Uint8Array, limits = DEFAULT_DECODE_LIMITS): CrierError {
-  try {
-    decodeFrame(input, limits);
-  } catch (err) {
-    expect(err).toBeInstanceOf(CrierError);
-    return err as CrierError;
-  }
-  throw new Error('expected decodeFrame to throw');
-}
+// Both decoders (the SDKs' lean one and the broker's budgeted one) are held to the same limits
+// and shape checks: the hostile-input and message suites below run against each of them.
+const decoders = [
+  ['decodeFrame', decodeFrame],
+  ['decodeUntrustedFrame', decodeUntrustedFrame],
+] as const;
 
 describe('encodeFrame / decodeFrame round trip', () => {
   const data = new Uint8Array([0, 1, 2, 255]);
@@ -60,7 +59,17 @@ describe('encodeFrame / decodeFrame round trip', () => {
   });
 });
 
-describe('decodeFrame rejects hostile input with one coded error', () => {
+describe.each(decoders)('%s rejects hostile input with one coded error', (name, decodeFrame) => {
+  function decodeError(input: Uint8Array, limits = DEFAULT_DECODE_LIMITS): CrierError {
+    try {
+      decodeFrame(input, limits);
+    } catch (err) {
+      expect(err).toBeInstanceOf(CrierError);
+      return err as CrierError;
+    }
+    throw new Error(`expected ${name} to throw`);
+  }
+
   it('random bytes never throw anything but CrierError', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 256 }), (input) => {
@@ -177,13 +186,24 @@ describe('decodeFrame rejects hostile input with one coded error', () => {
     expect(decodeError(encode({ t: 3, r: 77, p: 5 })).requestId).toBe(77);
   });
 
-  it('ignores unknown fields (skipped, not decoded) and treats nil optional fields as absent', () => {
-    const frame = decodeFrame(encode({ t: 5, c: 'a', d: new Uint8Array(1), xx: 1, k: null }));
+});
+
+describe('unknown fields', () => {
+  it('decodeUntrustedFrame ignores them (skipped, not decoded) and treats nil optional fields as absent', () => {
+    const frame = decodeUntrustedFrame(encode({ t: 5, c: 'a', d: new Uint8Array(1), xx: 1, k: null }));
     expect(frame).toEqual({ t: 5, c: 'a', d: new Uint8Array(1) });
+  });
+
+  it('decodeFrame decodes them like the rest and leaves them on the frame; nil optional fields are absent', () => {
+    const frame = decodeFrame(encode({ t: 5, c: 'a', d: new Uint8Array(1), xx: 1, k: null }));
+    expect(frame).toEqual({ t: 5, c: 'a', d: new Uint8Array(1), xx: 1 });
   });
 });
 
-describe('decodeFrames: one or more frames per message', () => {
+describe.each([
+  ['decodeFrames', decodeFrames],
+  ['decodeUntrustedFrames', decodeUntrustedFrames],
+] as const)('%s: one or more frames per message', (_name, decodeFrames) => {
   const a = encodeFrame({ t: FrameType.ping });
   const b = encodeFrame({ t: FrameType.ack, r: 7 });
   const c = encodeFrame({ t: FrameType.event, c: 'a.b', d: new Uint8Array([1, 2]), id: 'x', o: 1, e: 'e', ts: 5 });

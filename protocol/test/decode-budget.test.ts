@@ -1,20 +1,22 @@
 // Issue 9, finding 1: decode amplification inside the limits. A 1 MiB frame of 1,024 arrays of
 // 1,024 empty maps was decoded in full (~80 MiB of heap, ~150 ms) before any shape check, and the
-// same junk inside an unknown field of a valid ping was decoded and answered. Every frame now
-// costs at most `maxValues` steps; these tests count the steps, never the time.
+// same junk inside an unknown field of a valid ping was decoded and answered. Every frame the
+// broker decodes (decodeUntrustedFrame(s), BudgetedReader) now costs at most `maxValues` steps;
+// these tests count the steps, never the time.
 import { describe, expect, it } from 'vitest';
 import {
   CrierError,
   DEFAULT_DECODE_LIMITS,
   FrameType,
-  decodeFrame,
-  decodeFrames,
+  decodeUntrustedFrame,
+  decodeUntrustedFrames,
   encodeFrame,
   type DecodeLimits,
   type Frame,
 } from '../src/index.js';
 import { DEFAULT_MAX_VALUES } from '../src/limits.js';
-import { MsgpackError, MsgpackReader, decodeMsgpack, encodeMsgpack, type FrameFields } from '../src/msgpack.js';
+import { BudgetedReader, decodeBudgetedMsgpack, type FrameFields } from '../src/budgeted-reader.js';
+import { MsgpackError, encodeMsgpack } from '../src/msgpack.js';
 
 const MAX = DEFAULT_DECODE_LIMITS.maxValues!;
 
@@ -40,7 +42,7 @@ function frameWith(type: number, field: string, raw: Uint8Array, extra: Uint8Arr
 
 function decodeError(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): CrierError {
   try {
-    decodeFrame(bytes, limits);
+    decodeUntrustedFrame(bytes, limits);
   } catch (err) {
     if (err instanceof CrierError) return err;
     throw err;
@@ -48,9 +50,9 @@ function decodeError(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DECODE_LI
   throw new Error('expected the frame to be refused');
 }
 
-/** Decodes like decodeFrames would and returns how far the reader got: bytes and values. */
+/** Decodes like decodeUntrustedFrames would and returns how far the reader got: bytes and values. */
 function steps(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): { pos: number; values: number; error: string } {
-  const reader = new MsgpackReader(bytes, limits);
+  const reader = new BudgetedReader(bytes, limits);
   const known: FrameFields = { byType: [], any: { t: 0, r: 0, c: 0, d: 0, l: 1 } };
   try {
     reader.frame(known);
@@ -78,9 +80,9 @@ describe('decode budget: a frame costs at most maxValues steps', () => {
     const s = steps(grid);
     expect(s.pos).toBe(0); // not one byte past the header
     expect(s.values).toBe(0);
-    // decodeFrames too, and it visits nothing.
+    // decodeUntrustedFrames too, and it visits nothing.
     const seen: Frame[] = [];
-    expect(() => decodeFrames(grid, DEFAULT_DECODE_LIMITS, (f) => seen.push(f))).toThrowError(/must be a msgpack map/);
+    expect(() => decodeUntrustedFrames(grid, DEFAULT_DECODE_LIMITS, (f) => seen.push(f))).toThrowError(/must be a msgpack map/);
     expect(seen).toEqual([]);
   });
 
@@ -115,12 +117,12 @@ describe('decode budget: a frame costs at most maxValues steps', () => {
 
   it('skips an unknown field that fits the budget without building it, and keeps the frame', () => {
     const junk = encodeMsgpack(Array.from({ length: 30 }, () => Array.from({ length: 30 }, () => ({}))));
-    const frame = decodeFrame(frameWith(FrameType.ping, 'junk', junk));
+    const frame = decodeUntrustedFrame(frameWith(FrameType.ping, 'junk', junk));
     expect(frame).toEqual({ t: FrameType.ping });
     // Strings in a skipped field are not decoded: invalid UTF-8 there costs nothing and harms nothing.
-    expect(decodeFrame(frameWith(FrameType.ping, 'zz', new Uint8Array([0xa2, 0xff, 0xfe])))).toEqual({ t: FrameType.ping });
+    expect(decodeUntrustedFrame(frameWith(FrameType.ping, 'zz', new Uint8Array([0xa2, 0xff, 0xfe])))).toEqual({ t: FrameType.ping });
     // A field of another frame type is unknown to this one: a ping's `c` is skipped.
-    expect(decodeFrame(frameWith(FrameType.ping, 'c', junk))).toEqual({ t: FrameType.ping });
+    expect(decodeUntrustedFrame(frameWith(FrameType.ping, 'c', junk))).toEqual({ t: FrameType.ping });
   });
 
   it('answers a container where a scalar belongs with bad_frame and the request id', () => {
@@ -135,14 +137,14 @@ describe('decode budget: a frame costs at most maxValues steps', () => {
   it('decodes the largest frames of the protocol well within the budget', () => {
     const dropped = encodeFrame({ t: FrameType.dropped, n: 5, c: Array.from({ length: 100 }, (_, i): [string, number] => [`ch.${i}`, i]) });
     expect(steps(dropped).values).toBeLessThan(MAX / 4);
-    expect(decodeFrame(dropped)).toMatchObject({ t: FrameType.dropped, n: 5 });
+    expect(decodeUntrustedFrame(dropped)).toMatchObject({ t: FrameType.dropped, n: 5 });
     const f = { l: Array.from({ length: 16 }, (_, i) => `l${i}`), la: true, k: Array.from({ length: 256 }, (_, i) => `k${i}`) };
     const subscribe = encodeFrame({ t: FrameType.subscribe, r: 1, p: 'a.*', f });
-    expect(decodeFrame(subscribe)).toEqual({ t: FrameType.subscribe, r: 1, p: 'a.*', f });
+    expect(decodeUntrustedFrame(subscribe)).toEqual({ t: FrameType.subscribe, r: 1, p: 'a.*', f });
     const event = encodeFrame({
       t: FrameType.event, c: 'a.b', d: new Uint8Array(10), id: 'x-1', o: 1, e: 'x.0', ts: 1, l: Array.from({ length: 16 }, (_, i) => `l${i}`), k: 'k',
     });
-    expect(decodeFrame(event)).toMatchObject({ t: FrameType.event, c: 'a.b', o: 1 });
+    expect(decodeUntrustedFrame(event)).toMatchObject({ t: FrameType.event, c: 'a.b', o: 1 });
   });
 
   it('counts per frame: a message of several frames each near the budget decodes', () => {
@@ -150,7 +152,7 @@ describe('decode budget: a frame costs at most maxValues steps', () => {
     expect(steps(near).values).toBeGreaterThan(1000);
     const message = new Uint8Array([...near, ...near, ...near]);
     const seen: Frame[] = [];
-    decodeFrames(message, DEFAULT_DECODE_LIMITS, (frame) => seen.push(frame));
+    decodeUntrustedFrames(message, DEFAULT_DECODE_LIMITS, (frame) => seen.push(frame));
     expect(seen).toHaveLength(3);
   });
 
@@ -158,11 +160,11 @@ describe('decode budget: a frame costs at most maxValues steps', () => {
     const frame = encodeFrame({ t: FrameType.publish, c: 'a', d: new Uint8Array(1), l: ['a', 'b', 'c', 'd'] });
     expect(decodeError(frame, { ...DEFAULT_DECODE_LIMITS, maxValues: 8 }).code).toBe('frame_too_large');
     const { maxValues: _omitted, ...older } = DEFAULT_DECODE_LIMITS;
-    expect(decodeFrame(frame, older)).toMatchObject({ l: ['a', 'b', 'c', 'd'] });
+    expect(decodeUntrustedFrame(frame, older)).toMatchObject({ l: ['a', 'b', 'c', 'd'] });
     expect(decodeError(frameWith(FrameType.ping, 'junk', grid), older).code).toBe('frame_too_large');
   });
 
-  it('holds decodeMsgpack to the budget too', () => {
-    expect(() => decodeMsgpack(grid, { ...DEFAULT_DECODE_LIMITS, maxDepth: 8 })).toThrowError(/more than 2048 values/);
+  it('holds decodeBudgetedMsgpack to the budget too', () => {
+    expect(() => decodeBudgetedMsgpack(grid, { ...DEFAULT_DECODE_LIMITS, maxDepth: 8 })).toThrowError(/more than 2048 values/);
   });
 });

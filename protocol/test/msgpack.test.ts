@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { decode as oracleDecode, encode as oracleEncode } from '@msgpack/msgpack';
 import { DEFAULT_DECODE_LIMITS } from '../src/index.js';
+import { decodeBudgetedMsgpack } from '../src/budgeted-reader.js';
 import { MsgpackError, decodeMsgpack, encodeMsgpack } from '../src/msgpack.js';
 
 // @msgpack/msgpack is the oracle: crier's own codec must agree with it on everything it accepts.
-const limits = { ...DEFAULT_DECODE_LIMITS, maxDepth: 8, maxMapLength: 64, maxArrayLength: 64 };
+const limits = { ...DEFAULT_DECODE_LIMITS, maxDepth: 8, maxMapLength: 64, maxArrayLength: 64, maxValues: 100_000 };
 const safeKey = fc.string({ maxLength: 12 }).filter((k) => !['__proto__', 'constructor', 'prototype'].includes(k));
 const leaf = fc.oneof(
   fc.constant(null),
@@ -21,7 +22,11 @@ const value = fc.letrec((tie) => ({
   v: fc.oneof({ depthSize: 'small', maxDepth: 4 }, leaf, fc.array(tie('v'), { maxLength: 6 }), fc.dictionary(safeKey, tie('v'), { maxKeys: 6 })),
 })).v;
 
-describe('crier msgpack codec against @msgpack/msgpack', () => {
+// Both readers: the lean one (MsgpackReader, the SDKs') and the budgeted one (the broker's).
+describe.each([
+  ['decodeMsgpack', decodeMsgpack],
+  ['decodeBudgetedMsgpack', decodeBudgetedMsgpack],
+] as const)('crier msgpack codec against @msgpack/msgpack (%s)', (_name, decodeMsgpack) => {
   it('what crier encodes, the oracle decodes to the same value', () => {
     fc.assert(fc.property(value, (v) => {
       expect(oracleDecode(encodeMsgpack(v))).toEqual(v);

@@ -49,6 +49,9 @@ const INTERNAL_NAMES = [
   'unload', 'dead', 'overflow', 'answer', 'stop', 'promise', 'target',
   // protocol's compiled filter, used inside the bundle only
   'wire', 'passes',
+  // protocol's msgpack reader and its decode limits (the SDK's own, never a user's), inside the bundle only
+  'bytes', 'view', 'pos', 'depth', 'need', 'uint', 'str', 'utf8', 'bin', 'enter',
+  'maxFrameBytes', 'maxStrLength', 'maxBinLength', 'maxArrayLength', 'maxMapLength', 'maxDepth', 'maxValues',
 ];
 
 const common = {

@@ -1,0 +1,92 @@
+// The broker's frame decoder: every message a client sends goes through decodeUntrustedFrames.
+// A client is anyone on the internet, so what one frame may cost is bounded whatever its bytes
+// hold (BudgetedReader: a value budget per frame, only the fields its type uses built). The SDKs
+// decode their broker's frames with the lean decodeFrames (codec.ts) instead: an SDK's only peer
+// is its broker, which already decides everything the client sees, and this module (field
+// tables, budget) stays out of the browser bundle because nothing the SDKs import reaches it.
+import { CrierError, ErrorCode } from './errors.js';
+import type { Frame } from './frames.js';
+import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
+import { BudgetedReader, type FrameFields } from './budgeted-reader.js';
+import {
+  checkFrame,
+  codecError,
+  isBin,
+  isDropCounts,
+  isFilter,
+  isLimits,
+  isStr,
+  isStrArray,
+  isUint,
+  shapes,
+  type FieldCheck,
+} from './codec.js';
+
+/**
+ * How deep containers may nest in a field of each kind: all the decoder builds of a frame. A
+ * deeper one (a list where a string belongs) is skipped unbuilt and fails its check.
+ */
+const nestingOf: ReadonlyMap<FieldCheck, number> = new Map([
+  [isUint, 0], [isStr, 0], [isBin, 0], [isStrArray, 1], [isLimits, 1], [isFilter, 2], [isDropCounts, 2],
+]);
+
+/** The fields the decoder builds, per frame type and for all types together; others are skipped. */
+const frameFields: FrameFields = (() => {
+  const any: Record<string, number> = { t: 0 };
+  const byType: Record<string, number>[] = [];
+  for (const [type, { req, opt }] of shapes) {
+    const fields: Record<string, number> = { t: 0 };
+    for (const [name, check] of [...req, ...opt]) {
+      // A check this table does not know still decodes, within the depth and value limits.
+      const nest = nestingOf.get(check) ?? Infinity;
+      fields[name] = nest;
+      any[name] = Math.max(Object.hasOwn(any, name) ? any[name]! : 0, nest);
+    }
+    byType[type] = fields;
+  }
+  return { byType, any };
+})();
+
+/**
+ * Decodes one frame from an untrusted peer and checks it against `limits` and its type's shape,
+ * like {@link decodeFrame}, and also: only the fields its type uses are built (others are
+ * skipped), at most `limits.maxValues` values are visited, and a frame that is not a map is
+ * refused at its first byte. Throws a {@link CrierError} (`frame_too_large`, `bad_frame` or
+ * `unknown_type`) and nothing else; when the frame's request id could be read, the error carries it.
+ */
+export function decodeUntrustedFrame(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): Frame {
+  if (bytes.length > limits.maxFrameBytes) {
+    throw new CrierError(ErrorCode.frameTooLarge, `frame of ${bytes.length} bytes exceeds ${limits.maxFrameBytes}`);
+  }
+  const reader = new BudgetedReader(bytes, limits);
+  let value: unknown;
+  try {
+    value = reader.frame(frameFields);
+  } catch (err) {
+    throw codecError(err);
+  }
+  if (reader.pos !== bytes.length) throw new CrierError(ErrorCode.badFrame, 'malformed frame: trailing bytes after frame');
+  return checkFrame(value);
+}
+
+/**
+ * Decodes every frame of one WebSocket message from an untrusted peer (the broker reading a
+ * client) like {@link decodeFrames}, each frame held to every limit of `limits` as in
+ * {@link decodeUntrustedFrame}: `maxValues` and `maxFrameBytes` count per frame.
+ */
+export function decodeUntrustedFrames(bytes: Uint8Array, limits: DecodeLimits, visit: (frame: Frame) => void): void {
+  const reader = new BudgetedReader(bytes, limits);
+  while (reader.pos < bytes.length) {
+    const start = reader.pos;
+    let value: unknown;
+    try {
+      value = reader.frame(frameFields);
+    } catch (err) {
+      throw codecError(err);
+    }
+    if (reader.pos - start > limits.maxFrameBytes) {
+      throw new CrierError(ErrorCode.frameTooLarge, `frame of ${reader.pos - start} bytes exceeds ${limits.maxFrameBytes}`);
+    }
+    visit(checkFrame(value));
+  }
+}
