@@ -24,7 +24,10 @@ function httpBase(url: string): string {
 
 export async function startCrier(args: string[] = []): Promise<BenchServer> {
   const cli = fileURLToPath(new URL('../../broker/dist/cli.js', import.meta.url));
-  const server = await startServer(cli, ['--port', '0', '--host', '127.0.0.1', '--log-level', 'warn', ...args], 0);
+  // Every load client comes from 127.0.0.1: the per-address limits (1,000 connections, 16 before
+  // hello, 100 handshakes a second) would refuse the workloads' thousands of sockets.
+  const perAddress = ['--max-connections-per-ip', '10000000', '--max-pending-per-ip', '10000000', '--handshake-rate', '1000000000'];
+  const server = await startServer(cli, ['--port', '0', '--host', '127.0.0.1', '--log-level', 'warn', ...perAddress, ...args], 0);
   return {
     ...server,
     name: 'crier',

@@ -12,6 +12,7 @@ import {
   type SubscribeFilter,
 } from '@crier/protocol';
 import type { Authenticator } from './auth/authenticator.js';
+import { AddressAdmission } from './address-admission.js';
 import { trustedProxySet } from './client-address.js';
 import { ChannelIndex } from './channel-index.js';
 import { Connection, type ConnectionHost, type Flushable } from './connection.js';
@@ -68,6 +69,8 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   readonly refusals: Refusals;
   /** `trustedProxies`, normalized for clientAddress. */
   readonly trustedProxies: ReadonlySet<string>;
+  /** Sockets, pending sockets, streams and handshakes per client address. */
+  readonly admission: AddressAdmission;
   /** HTTP publishes per client address: the same rate and burst as a connection's. */
   readonly httpPublishBuckets: AddressBuckets;
   /**
@@ -134,6 +137,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     this.trustedProxies = trustedProxySet(options.trustedProxies);
     this.refusals = new Refusals(log, options.maxConnections, this.trustedProxies);
     this.httpPublishBuckets = new AddressBuckets(options.publishRate, options.publishBurst);
+    this.admission = new AddressAdmission(options);
   }
 
   // ---- publish ----------------------------------------------------------------------------
@@ -210,6 +214,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     ws.connection = conn;
     this.connections.add(conn);
     this.sockets.add(conn);
+    this.admission.opened(remoteAddress, true);
     return conn;
   }
 
@@ -221,6 +226,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
       this.closeConnection(previous, CloseCode.replaced, 'replaced: another connection took over this uuid');
     }
     conn.uuid = uuid;
+    if (conn.state === 'pending') this.admission.settled(conn.remoteAddress);
     conn.state = 'open';
     conn.seenTick = this.tick;
     this.registry.set(uuid, conn);
@@ -238,6 +244,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   /** Drops every subscription and the registry entry of `conn`. Idempotent. */
   free(conn: Connection): void {
     if (conn.state === 'freed') return;
+    if (conn.state === 'pending') this.admission.settled(conn.remoteAddress);
     conn.state = 'freed';
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     conn.helloTimer = undefined;
@@ -256,7 +263,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   /** The socket of `conn` closed: whatever the reason, it is gone. */
   socketClosed(conn: Connection, code: number, reason: string): void {
     this.free(conn);
-    this.sockets.delete(conn);
+    if (this.sockets.delete(conn)) this.admission.closed(conn.remoteAddress);
     this.log.debug({ uuid: conn.uuid || undefined, code, reason }, 'connection closed');
     if (this.sockets.size === 0) for (const resolve of this.closeWaiters.splice(0)) resolve();
   }

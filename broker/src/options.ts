@@ -179,6 +179,27 @@ export interface BrokerOptions {
    */
   publishRate?: number;
   /**
+   * WebSocket connections and SSE streams together from one client address (see
+   * `trustedProxies`); past it a new one gets 503 `too_many_connections` with `Retry-After`
+   * before the upgrade. Behind a proxy that is not in `trustedProxies`, every client shares the
+   * proxy's address: trust the proxy, or raise this.
+   * @default 1000
+   */
+  maxConnectionsPerIp?: number;
+  /**
+   * Sockets from one client address that have not said `hello` yet; past it a new socket from
+   * that address gets 503 `too_many_connections` before the upgrade. Silent sockets from one
+   * address can then never hold every slot of `maxConnections` until the hello timeout.
+   * @default 16
+   */
+  maxPendingPerIp?: number;
+  /**
+   * WebSocket handshakes and SSE streams one client address may open per second (a token bucket
+   * of twice this size); past it, 503 `rate_limited` with `Retry-After`.
+   * @default 100
+   */
+  handshakeRate?: number;
+  /**
    * Publishes a connection may make at once above `publishRate` (the bucket's size; `lim.pb`).
    * @default 2 × publishRate (20_000)
    */
@@ -224,6 +245,9 @@ export interface ResolvedOptions {
   tlsKey: string | undefined;
   trustedProxies: string[];
   publishRate: number;
+  maxConnectionsPerIp: number;
+  maxPendingPerIp: number;
+  handshakeRate: number;
   publishBurst: number;
   logger: Logger | false | undefined;
 }
@@ -249,6 +273,9 @@ export const DEFAULTS = {
   jwtPublish: [] as readonly string[],
   jwtSubscribe: [] as readonly string[],
   publishRate: 10_000,
+  maxConnectionsPerIp: 1000,
+  maxPendingPerIp: 16,
+  handshakeRate: 100,
   publishBurst: 20_000,
 } as const;
 
@@ -341,6 +368,9 @@ export const optionSchemas = {
     { error: 'must be a list of IP addresses' },
   ),
   publishRate: int(1, 1_000_000_000, ' per second'),
+  maxConnectionsPerIp: int(1, 10_000_000),
+  maxPendingPerIp: int(1, 10_000_000),
+  handshakeRate: int(1, 1_000_000_000, ' per second'),
   publishBurst: int(1, 1_000_000_000),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
 } as const;
@@ -409,6 +439,9 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     tlsKey: o.tlsKey,
     trustedProxies: o.trustedProxies ?? [],
     publishRate: o.publishRate ?? DEFAULTS.publishRate,
+    maxConnectionsPerIp: o.maxConnectionsPerIp ?? DEFAULTS.maxConnectionsPerIp,
+    maxPendingPerIp: o.maxPendingPerIp ?? DEFAULTS.maxPendingPerIp,
+    handshakeRate: o.handshakeRate ?? DEFAULTS.handshakeRate,
     publishBurst: o.publishBurst ?? (o.publishRate === undefined ? DEFAULTS.publishBurst : 2 * o.publishRate),
     logger: o.logger,
   };

@@ -51,19 +51,23 @@ export class Refusals {
 
   /**
    * Counts one refusal and logs it (rate-limited): `forbidden_origin` at warn, one line per origin;
-   * `too_many_connections` at warn and `shutting_down` at info, one line per door.
+   * `too_many_connections` at warn and `shutting_down` at info, one line per door; with `limit`
+   * (the per-address option that refused it), one line per limit and address.
    */
-  refuse(reason: RefusalReason, door: Door, peer: RefusedPeer): void {
+  refuse(reason: RefusalReason, door: Door, peer: RefusedPeer, limit?: string): void {
     this.counts.set(reason, this.counts.get(reason)! + 1);
     const http = 'headers' in peer;
     const raw = http ? peer.headers.origin : peer.origin;
     const origin = raw === undefined ? undefined : raw.slice(0, MAX_LOGGED_ORIGIN);
     const fields: Record<string, unknown> = { reason, door, remoteAddress: http ? clientAddress(peer, this.trustedProxies) : peer.remoteAddress };
     if (origin !== undefined) fields['origin'] = origin;
-    if (reason === ErrorCode.tooManyConnections) fields['maxConnections'] = this.maxConnections;
+    if (limit !== undefined) fields['limit'] = limit;
+    else if (reason === ErrorCode.tooManyConnections) fields['maxConnections'] = this.maxConnections;
     // One line per origin for origins; per peer address for credentials (one noisy client cannot
     // hide another); per door for the rest.
-    const key = reason === ErrorCode.forbiddenOrigin ? `${reason} ${origin}`
+    // A per-address limit: one line per limit and address.
+    const key = limit !== undefined ? `${reason} ${door} ${limit} ${String(fields['remoteAddress'])}`
+      : reason === ErrorCode.forbiddenOrigin ? `${reason} ${origin}`
       : reason === ErrorCode.unauthorized || reason === ErrorCode.forbidden || reason === ErrorCode.rateLimited
         ? `${reason} ${door} ${String(fields['remoteAddress'])}`
         : `${reason} ${door}`;

@@ -101,6 +101,8 @@ export class SseStream implements Flushable {
   closed = false;
   /** Keep-alive ticks spent waiting for a drain. */
   stalledTicks = 0;
+  /** The client's address (clientAddress), counted against its per-address caps. */
+  address = '';
 
   private queue: Buffer[] = [];
   private queuedBytes = 0;
@@ -246,6 +248,12 @@ export class SseHub {
       core.refusals.refuse(ErrorCode.tooManyConnections, 'sse', req);
       return sendJson(req, res, 503, { code: ErrorCode.tooManyConnections, message: 'the broker is at its connection limit' }, { 'Retry-After': '5' });
     }
+    const address = clientAddress(req, core.trustedProxies);
+    const perAddress = core.admission.admit(address, false, core.now());
+    if (perAddress) {
+      core.refusals.refuse(perAddress.code, 'sse', req, perAddress.limit);
+      return sendJson(req, res, 503, { code: perAddress.code, message: perAddress.message }, { 'Retry-After': String(perAddress.retryAfter) });
+    }
     let query: SseQuery;
     try {
       query = parseSseQuery(req.url, core.options.maxChannels);
@@ -259,16 +267,18 @@ export class SseHub {
         if (denied !== undefined) {
           return refuseRequest(core, req, res, 'sse', new CrierError(ErrorCode.forbidden, `no grant of ${principal.id} covers subscribing to ${denied}`));
         }
-        if (!req.destroyed) this.open(req, res, query);
+        if (!req.destroyed) this.open(req, res, query, address);
       },
       (err: unknown) => refuseRequest(core, req, res, 'sse', err),
     );
   }
 
   /** Starts the stream of an admitted request. */
-  private open(req: IncomingMessage, res: ServerResponse, query: SseQuery): void {
+  private open(req: IncomingMessage, res: ServerResponse, query: SseQuery, address: string): void {
     const core = this.core;
     const stream = new SseStream(res, query.patterns, query.filter, core);
+    stream.address = address;
+    core.admission.opened(address, false);
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-store',
@@ -283,12 +293,13 @@ export class SseHub {
     for (const pattern of query.patterns) core.index.add(pattern, stream);
     this.streams.add(stream);
     res.on('close', () => this.remove(stream));
-    core.log.debug({ uuid: stream.uuid, channels: query.patterns, remoteAddress: clientAddress(req, core.trustedProxies) }, 'sse stream open');
+    core.log.debug({ uuid: stream.uuid, channels: query.patterns, remoteAddress: address }, 'sse stream open');
   }
 
   /** Frees a stream whose response closed (or is being closed). Idempotent. */
   remove(stream: SseStream): void {
     if (!this.streams.delete(stream)) return;
+    this.core.admission.closed(stream.address);
     stream.dispose();
     for (const pattern of stream.patterns) this.core.index.remove(pattern, stream);
     this.core.forgetSlow(stream);

@@ -27,7 +27,9 @@ export interface UpgradeContext {
  * HTTP answer, before a WebSocket exists: a wrong path (404), a broker shutting down (503), a
  * page from an origin not in `allowedOrigins` (403), a client from outside loopback while no
  * credential is configured and `allowAnonymous` is off (403 `forbidden`), a broker at its
- * connection limit (503 with Retry-After). Each refusal but the 404 is counted and logged (rate-limited) by `core.refusals`.
+ * connection limit (503 with Retry-After), a client address at one of its own limits (503 with
+ * Retry-After: `too_many_connections` past `maxConnectionsPerIp` or `maxPendingPerIp`,
+ * `rate_limited` past `handshakeRate`). Each refusal but the 404 is counted and logged (rate-limited) by `core.refusals`.
  */
 export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   const { core, wss, paths, server, attached } = ctx;
@@ -60,6 +62,13 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
     if (core.sockets.size + core.sse.size >= core.options.maxConnections) {
       core.refusals.refuse(ErrorCode.tooManyConnections, 'websocket', req);
       rejectUpgrade(socket, 503, ErrorCode.tooManyConnections, 'the broker is at its connection limit', RETRY_AFTER_SECONDS);
+      return;
+    }
+    // Per address after the broker-wide cap: a full broker spends no handshake token.
+    const perAddress = core.admission.admit(address, true, core.now());
+    if (perAddress) {
+      core.refusals.refuse(perAddress.code, 'websocket', req, perAddress.limit);
+      rejectUpgrade(socket, 503, perAddress.code, perAddress.message, perAddress.retryAfter);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {

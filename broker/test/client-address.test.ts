@@ -3,6 +3,7 @@
 import { Duplex } from 'node:stream';
 import type { IncomingMessage, Server } from 'node:http';
 import { describe, expect, it } from 'vitest';
+import { AddressAdmission } from '../src/address-admission.js';
 import { clientAddress, trustedProxySet } from '../src/client-address.js';
 import { Refusals } from '../src/refusals.js';
 import { createUpgradeListener } from '../src/upgrade.js';
@@ -48,7 +49,8 @@ describe('the loopback-only admission behind a proxy', () => {
     const trustedProxies = trustedProxySet(trusted);
     const refusals = new Refusals({ warn() {}, info() {} } as never, 10, trustedProxies);
     const core = {
-      auth: { enabled: false }, closing: false, refusals, trustedProxies,
+      auth: { enabled: false }, closing: false, refusals, trustedProxies, now: () => 0,
+      admission: new AddressAdmission({ maxConnectionsPerIp: 10, maxPendingPerIp: 10, handshakeRate: 10 }),
       options: { allowAnonymous: false, allowedOrigins: [], maxConnections: 10 },
       sockets: new Set(), sse: { size: 0 },
     } as unknown as BrokerCore;

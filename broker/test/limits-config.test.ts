@@ -47,3 +47,19 @@ describe('publishRate and publishBurst', () => {
     await expect(createBroker({ publishBurst: 1.5 })).rejects.toThrow(/invalid option "publishBurst": must be an integer/);
   });
 });
+
+describe('maxConnectionsPerIp, maxPendingPerIp, handshakeRate', () => {
+  it('read from flags and env, with their defaults', async () => {
+    expect(options(['--max-connections-per-ip', '50', '--max-pending-per-ip', '4'], { EVENT_HANDSHAKE_RATE: '7' }))
+      .toMatchObject({ maxConnectionsPerIp: 50, maxPendingPerIp: 4, handshakeRate: 7 });
+    const { resolveOptions } = await import('../src/options.js');
+    expect(resolveOptions({})).toMatchObject({ maxConnectionsPerIp: 1000, maxPendingPerIp: 16, handshakeRate: 100 });
+  });
+
+  it('refuse zero and words', async () => {
+    expect(configError(['--max-connections-per-ip', '0']).message).toBe('maxConnectionsPerIp: must be at least 1, got "0" (from flag --max-connections-per-ip)');
+    expect(configError([], { EVENT_MAX_PENDING_PER_IP: 'few' }).message).toMatch(/^maxPendingPerIp: must be a non-negative integer.*env EVENT_MAX_PENDING_PER_IP/);
+    expect(configError(['--handshake-rate', '0']).key).toBe('handshakeRate');
+    await expect(createBroker({ maxPendingPerIp: 0 })).rejects.toThrow(/invalid option "maxPendingPerIp": must be at least 1/);
+  });
+});
