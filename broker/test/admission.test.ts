@@ -3,7 +3,8 @@
 import { Duplex } from 'node:stream';
 import type { IncomingMessage, Server } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { anonymousRefusal } from '../src/auth/http-auth.js';
+import { anonymousRefusal, authenticateRequest, type IngressHost } from '../src/auth/http-auth.js';
+import { Principal } from '../src/auth/principal.js';
 import { isLoopbackAddress, originAllowed } from '../src/cors.js';
 import { Refusals } from '../src/refusals.js';
 import { createUpgradeListener } from '../src/upgrade.js';
@@ -20,6 +21,15 @@ describe('anonymous clients', () => {
       expect(refusal?.code).toBe('forbidden');
       expect(refusal?.message).toContain('--allow-anonymous');
     }
+  });
+
+  it('allowAnonymous lets anyone publish and subscribe, but the admin endpoints stay with loopback', async () => {
+    const host = { auth: { enabled: false }, options: { allowAnonymous: true }, trustedProxies: new Set<string>() } as unknown as IngressHost;
+    const from = (remoteAddress: string): IncomingMessage => ({ headers: {}, socket: { remoteAddress } }) as unknown as IncomingMessage;
+    const remote = await authenticateRequest(host, from('203.0.113.5'), false);
+    expect(remote).toBe(Principal.ANONYMOUS_REMOTE);
+    expect([remote.admin, remote.publish.allows('a.b'), remote.subscribe.covers('>')]).toEqual([false, true, true]);
+    expect((await authenticateRequest(host, from('127.0.0.1'), false)).admin).toBe(true);
   });
 
   it('allowAnonymous opens it; a configured credential makes the question moot', () => {

@@ -2,13 +2,20 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
 import { clientAddress } from '../client-address.js';
 import { isLoopbackAddress } from '../cors.js';
-import type { BrokerCore } from '../core.js';
 import { sendJson } from '../http-response.js';
-import type { Door } from '../refusals.js';
-import { AuthFailure } from './authenticator.js';
+import type { Door, Refusals } from '../refusals.js';
+import { AuthFailure, type Authenticator } from './authenticator.js';
 import { Principal } from './principal.js';
 
 // The HTTP doors' side of authentication: the credential of a request, and the answer to a refusal.
+
+/** What the doors' authentication needs of the broker: this much of the core, no more. */
+export interface IngressHost {
+  readonly auth: Authenticator;
+  readonly options: { readonly allowAnonymous: boolean };
+  readonly trustedProxies: ReadonlySet<string>;
+  readonly refusals: Refusals;
+}
 
 const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
 
@@ -27,10 +34,13 @@ export function credentialOf(req: IncomingMessage, query: boolean): string | und
  * The principal of a request: anonymous without a configured credential (from loopback, or
  * anywhere with `allowAnonymous`). Rejects with an AuthFailure, or a `forbidden` CrierError.
  */
-export function authenticateRequest(core: BrokerCore, req: IncomingMessage, query: boolean): Promise<Principal> {
+export function authenticateRequest(core: IngressHost, req: IncomingMessage, query: boolean): Promise<Principal> {
   if (!core.auth.enabled) {
-    const refusal = anonymousRefusal(core, clientAddress(req, core.trustedProxies));
-    return refusal ? Promise.reject(refusal) : Promise.resolve(Principal.ANONYMOUS);
+    const address = clientAddress(req, core.trustedProxies);
+    const refusal = anonymousRefusal(core, address);
+    if (refusal) return Promise.reject(refusal);
+    // Anyone may come in (allowAnonymous), but the broker's inner workings stay with loopback.
+    return Promise.resolve(isLoopbackAddress(address) ? Principal.ANONYMOUS : Principal.ANONYMOUS_REMOTE);
   }
   return core.auth.authenticate(credentialOf(req, query));
 }
@@ -56,7 +66,7 @@ const LOOPBACK_ONLY = 'this broker serves clients without a credential on loopba
  * Answers a refused request: 401 `unauthorized` (with `WWW-Authenticate: Bearer`) or 403
  * `forbidden`, counted and logged as a refusal at `door`.
  */
-export function refuseRequest(core: BrokerCore, req: IncomingMessage, res: ServerResponse, door: Door, err: unknown, headers: Record<string, string> = {}): void {
+export function refuseRequest(core: IngressHost, req: IncomingMessage, res: ServerResponse, door: Door, err: unknown, headers: Record<string, string> = {}): void {
   const e: CrierError = err instanceof AuthFailure || (err as CrierError | undefined)?.code === ErrorCode.forbidden
     ? (err as CrierError) : new AuthFailure('token refused');
   const reason = e.code === ErrorCode.forbidden ? ErrorCode.forbidden : ErrorCode.unauthorized;

@@ -56,6 +56,8 @@ export class Principal {
 
   /** Anyone, with every grant: a broker with no credential configured, on loopback. */
   static readonly ANONYMOUS = new Principal('anonymous', 'anonymous', Grants.ALL, Grants.ALL, true, undefined);
+  /** Anyone from elsewhere, let in by `allowAnonymous`: every grant, but not the admin's. */
+  static readonly ANONYMOUS_REMOTE = new Principal('anonymous', 'anonymous', Grants.ALL, Grants.ALL, false, undefined);
 
   /** Whether this principal and `other` are the same identity (never true for anonymous ones). */
   sameAs(other: Principal): boolean {
