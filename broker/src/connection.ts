@@ -7,6 +7,12 @@ import type { IndexEntry } from './filter.js';
 import type { CrierSocket } from './socket.js';
 import type { TokenBucket } from './token-bucket.js';
 
+/** A message read past a connection's budget of one turn: handled in the next. */
+export interface DeferredMessage {
+  bytes: Buffer;
+  isBinary: boolean;
+}
+
 /** Something with frames to hand over in the broker's next flush. */
 export interface Flushable {
   dirty: boolean;
@@ -70,6 +76,14 @@ export class Connection implements Flushable {
   stamp = 0;
   /** Keep-alive tick in which a frame last arrived. */
   seenTick = 0;
+  // Fair reading (see readMessage): the read turn these counts belong to, the frames and bytes
+  // handled in it, the frames of the message being handled, and the messages waiting for the
+  // next turn while the socket is paused (undefined while it reads).
+  readTurn = -1;
+  readFrames = 0;
+  readBytes = 0;
+  messageFrames = 0;
+  deferred: DeferredMessage[] | undefined;
   helloTimer: NodeJS.Timeout | undefined;
   dirty = false;
   /** Whether the connection is losing events right now. */

@@ -22,6 +22,7 @@ import { ChannelCounters } from './offsets.js';
 import type { ResolvedOptions } from './options.js';
 import { closeReason, type CrierSocket } from './socket.js';
 import type { IndexEntry } from './filter.js';
+import { ReadTurns } from './read-turns.js';
 import { Refusals } from './refusals.js';
 import { SseHub, SseStream, encodeSseEvent } from './sse.js';
 import { AddressBuckets, TokenBucket } from './token-bucket.js';
@@ -86,6 +87,8 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   readonly registry = new Map<string, Connection>();
   /** Keep-alive tick, advanced by the keep-alive timer; connections record it on every frame. */
   tick = 0;
+  /** Each connection's read budget per event-loop turn (fair reading). */
+  readonly reads: ReadTurns = new ReadTurns(this);
   closing = false;
   /** Bytes of WebSocket messages received from clients (payloads), since start. */
   receivedBytes = 0;
@@ -339,6 +342,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   dispose(): void {
     if (this.immediate) clearImmediate(this.immediate);
     this.immediate = undefined;
+    this.reads.dispose();
   }
 
   /** The cumulative counters and current sizes, without the costlier parts of {@link stats}. */

@@ -33,6 +33,13 @@ const PONG_FRAME = encodeFrame({ t: FrameType.pong });
 const UUID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** Frames a client may send behind its hello before the welcome (while its credential is verified). */
 const MAX_EARLY_FRAMES = 64;
+/**
+ * Frames one client message may hold (as many as a connection's read budget of one turn, see
+ * read-turns.ts). Its frames beyond are refused: one `error` `rate_limited` for the message, and
+ * they are not decoded (200,000 pings in one message used to get 200,000 pongs in one turn). The
+ * SDKs send one frame per message.
+ */
+export const MAX_FRAMES_PER_MESSAGE = 256;
 /** Characters of a session secret: nanoid's alphabet, 192 bits. */
 const SECRET_LENGTH = 32;
 
@@ -84,9 +91,17 @@ export function handleMessage(core: BrokerCore, conn: Connection, bytes: Buffer,
   }
 }
 
-/** One decoded frame. Never throws: a failure is answered (or closes a connection before hello). */
+/**
+ * One decoded frame. A failure is answered (or closes a connection before hello); it throws only
+ * past MAX_FRAMES_PER_MESSAGE, to stop the decoder of its message.
+ */
 function handleDecoded(core: BrokerCore, conn: Connection, frame: Frame): void {
   if (conn.state === 'freed') return; // a quit earlier in the same message
+  if (++conn.messageFrames > MAX_FRAMES_PER_MESSAGE) {
+    // Thrown out of the decoder: the rest of the message is neither decoded nor handled.
+    throw new CrierError(ErrorCode.rateLimited,
+      `a message holds at most ${MAX_FRAMES_PER_MESSAGE} frames: the rest of this one was not handled`);
+  }
   if (conn.early !== undefined) {
     // Behind a hello whose credential is being verified: handled in order once it is welcomed.
     if (conn.early.length < MAX_EARLY_FRAMES) conn.early.push(frame);
@@ -134,6 +149,7 @@ function hello(core: BrokerCore, conn: Connection, frame: HelloFrame): void {
       conn.early = undefined;
       welcome(core, conn, frame, principal);
       conn.ws.resume();
+      conn.messageFrames = 0; // at most MAX_EARLY_FRAMES: the per-message cap cannot throw here
       for (const f of early) handleDecoded(core, conn, f);
     },
     (err: unknown) => {

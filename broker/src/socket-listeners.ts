@@ -3,7 +3,6 @@ import type { RawData, WebSocket } from 'ws';
 import { CloseCode } from '@crier/protocol';
 import type { Connection } from './connection.js';
 import type { BrokerCore } from './core.js';
-import { handleMessage } from './frame-handlers.js';
 import { CrierSocket } from './socket.js';
 
 // Module-level listeners, named <source>On<Event> as in `ws` itself: each finds its connection
@@ -32,7 +31,8 @@ function socketOnMessage(this: WebSocket, data: RawData, isBinary: boolean): voi
   // With the default binaryType every message is one Buffer; the other shapes are for safety.
   const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
   core.receivedBytes += bytes.length;
-  handleMessage(core, connection, bytes, isBinary);
+  // Under the connection's read budget of this turn (or deferred to the next): see ReadTurns.
+  core.reads.read(connection, bytes, isBinary);
 }
 
 function socketOnClose(this: WebSocket, code: number, reason: Buffer): void {
