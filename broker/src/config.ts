@@ -56,6 +56,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', env: 'EVENT_MAX_CONNECTIONS_PER_IP', kind: 'int', help: 'sockets and SSE streams per client address; past it, 503' },
   { key: 'maxPendingPerIp', flag: 'max-pending-per-ip', env: 'EVENT_MAX_PENDING_PER_IP', kind: 'int', help: 'sockets per client address that have not said hello; past it, 503' },
   { key: 'handshakeRate', flag: 'handshake-rate', env: 'EVENT_HANDSHAKE_RATE', kind: 'int', help: 'handshakes and SSE streams per client address per second (burst: twice); past it, 503' },
+  { key: 'maxTotalBufferBytes', flag: 'max-total-buffer-bytes', env: 'EVENT_MAX_TOTAL_BUFFER_BYTES', kind: 'size', help: 'bytes queued towards all connections together; past it new connections get 503 and slow ones lose events (default: a quarter of RAM)' },
   { key: 'logLevel', flag: 'log-level', env: 'EVENT_LOG_LEVEL', kind: 'level', help: `${LOG_LEVELS.join('|')}` },
   { key: 'logFormat', flag: 'log-format', env: 'EVENT_LOG_FORMAT', kind: 'format', help: `${LOG_FORMATS.join('|')} (auto: pretty when stderr is a terminal, else json)` },
 ];

@@ -23,6 +23,10 @@ export interface Flushable {
 export interface ConnectionHost {
   readonly bufferSize: number;
   readonly maxBufferBytes: number;
+  /** Bytes queued towards every connection together (queued or written, not yet taken by the kernel). */
+  bufferedBytes: number;
+  /** The broker-wide bound of {@link bufferedBytes} (`maxTotalBufferBytes`). */
+  readonly maxTotalBufferBytes: number;
   /** Bytes written to sockets, for the metrics: the flush adds each write's size. */
   sentBytes: number;
   /** Schedules `item` for the broker-wide flush of this tick. */
@@ -143,6 +147,7 @@ export class Connection implements Flushable {
     this.queue.push(frame);
     this.queuedEvents++;
     this.queuedBytes += frame.length;
+    this.host.bufferedBytes += frame.length;
     if (!this.dirty) this.host.markDirty(this);
     return true;
   }
@@ -150,8 +155,9 @@ export class Connection implements Flushable {
   private hasRoom(bytes: number): boolean {
     if (this.queuedEvents + this.inflightEvents >= this.host.bufferSize) return false;
     const held = this.queuedBytes + this.inflightBytes;
-    // An event larger than the whole byte budget still goes through an empty queue.
-    return held === 0 || held + bytes <= this.host.maxBufferBytes;
+    // An event larger than the whole byte budget still goes through an empty queue. Past the
+    // broker-wide budget, only connections holding nothing get events: the slow lose them first.
+    return held === 0 || (held + bytes <= this.host.maxBufferBytes && this.host.bufferedBytes + bytes <= this.host.maxTotalBufferBytes);
   }
 
   /** Back under half of both budgets: the end of a slow spell. */
@@ -167,6 +173,7 @@ export class Connection implements Flushable {
     // Their callbacks are still to come; they must not subtract a second time.
     this.settledBatches = (this.batches.length - this.batchHead) / 2;
     this.inflightEvents = 0;
+    this.host.bufferedBytes -= this.inflightBytes;
     this.inflightBytes = 0;
   }
 
@@ -185,6 +192,7 @@ export class Connection implements Flushable {
     if (this.state === 'freed') return;
     this.queue.push(frame);
     this.queuedBytes += frame.length;
+    this.host.bufferedBytes += frame.length;
     if (!this.dirty) this.host.markDirty(this);
     if (this.queuedBytes + this.inflightBytes > 2 * this.host.maxBufferBytes + CONTROL_SLACK_BYTES) {
       this.host.onOverflow(this);
@@ -213,11 +221,16 @@ export class Connection implements Flushable {
     this.batches.push(this.queuedEvents, this.queuedBytes);
     this.inflightEvents += this.queuedEvents;
     this.inflightBytes += this.queuedBytes;
-    this.clearQueue();
+    this.resetQueue(); // now in flight: still counted in the host's bufferedBytes
   }
 
   /** Forgets whatever is queued (the connection is going away). */
   clearQueue(): void {
+    this.host.bufferedBytes -= this.queuedBytes;
+    this.resetQueue();
+  }
+
+  private resetQueue(): void {
     this.queue.length = 0;
     this.queuedEvents = 0;
     this.queuedBytes = 0;
@@ -245,7 +258,9 @@ export class Connection implements Flushable {
       this.batchHead += 2;
     } else {
       this.inflightEvents -= this.batches[this.batchHead++]!;
-      this.inflightBytes -= this.batches[this.batchHead++]!;
+      const bytes = this.batches[this.batchHead++]!;
+      this.inflightBytes -= bytes;
+      this.host.bufferedBytes -= bytes;
     }
     if (this.batchHead === this.batches.length) {
       this.batches.length = 0;

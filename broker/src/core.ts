@@ -55,6 +55,12 @@ type Subscriber = Connection | LocalSubscriber | SseStream;
 export class BrokerCore implements ConnectionHost, LocalHost {
   readonly bufferSize: number;
   readonly maxBufferBytes: number;
+  readonly maxTotalBufferBytes: number;
+  /**
+   * Bytes queued towards every WebSocket connection together (queued, or written and not yet
+   * taken by the kernel): kept by the connections, bounded by `maxTotalBufferBytes`.
+   */
+  bufferedBytes = 0;
   /**
    * Decode limits, one object for the broker's life.
    * Binary fields may be as long as a whole frame, so that data past `maxPayload` inside an
@@ -135,6 +141,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   ) {
     this.bufferSize = options.bufferSize;
     this.maxBufferBytes = options.maxBufferBytes;
+    this.maxTotalBufferBytes = options.maxTotalBufferBytes;
     this.counters = new ChannelCounters(options.channelCacheSize);
     this.limits = limitsForPayload(options.maxPayload);
     this.trustedProxies = trustedProxySet(options.trustedProxies);

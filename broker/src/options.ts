@@ -1,6 +1,7 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
 import { isIP } from 'node:net';
+import { totalmem } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_MAX_PAYLOAD, grantTemplateProblem } from '@crier/protocol';
 import type { StaticToken } from './auth/authenticator.js';
@@ -179,6 +180,15 @@ export interface BrokerOptions {
    */
   publishRate?: number;
   /**
+   * Bytes queued towards all WebSocket connections together (queued, or written and not yet taken
+   * by the kernel). Past it, a new socket or SSE stream gets 503 `too_many_connections` before
+   * the upgrade, and only connections that hold nothing get new events: the slow ones lose them
+   * (counted as dropped) instead of the broker running out of memory. Each connection alone stays
+   * bounded by `maxBufferBytes` (events) and twice that (acks and errors).
+   * @default a quarter of the machine's memory (`os.totalmem() / 4`)
+   */
+  maxTotalBufferBytes?: number;
+  /**
    * WebSocket connections and SSE streams together from one client address (see
    * `trustedProxies`); past it a new one gets 503 `too_many_connections` with `Retry-After`
    * before the upgrade. Behind a proxy that is not in `trustedProxies`, every client shares the
@@ -245,6 +255,7 @@ export interface ResolvedOptions {
   tlsKey: string | undefined;
   trustedProxies: string[];
   publishRate: number;
+  maxTotalBufferBytes: number;
   maxConnectionsPerIp: number;
   maxPendingPerIp: number;
   handshakeRate: number;
@@ -273,6 +284,8 @@ export const DEFAULTS = {
   jwtPublish: [] as readonly string[],
   jwtSubscribe: [] as readonly string[],
   publishRate: 10_000,
+  // Sized to the machine: a quarter of its memory leaves the rest to the process and the kernel.
+  maxTotalBufferBytes: Math.floor(totalmem() / 4),
   maxConnectionsPerIp: 1000,
   maxPendingPerIp: 16,
   handshakeRate: 100,
@@ -368,6 +381,7 @@ export const optionSchemas = {
     { error: 'must be a list of IP addresses' },
   ),
   publishRate: int(1, 1_000_000_000, ' per second'),
+  maxTotalBufferBytes: int(65_536, 2 ** 50, ' bytes'),
   maxConnectionsPerIp: int(1, 10_000_000),
   maxPendingPerIp: int(1, 10_000_000),
   handshakeRate: int(1, 1_000_000_000, ' per second'),
@@ -439,6 +453,7 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     tlsKey: o.tlsKey,
     trustedProxies: o.trustedProxies ?? [],
     publishRate: o.publishRate ?? DEFAULTS.publishRate,
+    maxTotalBufferBytes: o.maxTotalBufferBytes ?? DEFAULTS.maxTotalBufferBytes,
     maxConnectionsPerIp: o.maxConnectionsPerIp ?? DEFAULTS.maxConnectionsPerIp,
     maxPendingPerIp: o.maxPendingPerIp ?? DEFAULTS.maxPendingPerIp,
     handshakeRate: o.handshakeRate ?? DEFAULTS.handshakeRate,

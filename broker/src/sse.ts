@@ -248,6 +248,10 @@ export class SseHub {
       core.refusals.refuse(ErrorCode.tooManyConnections, 'sse', req);
       return sendJson(req, res, 503, { code: ErrorCode.tooManyConnections, message: 'the broker is at its connection limit' }, { 'Retry-After': '5' });
     }
+    if (core.bufferedBytes >= core.maxTotalBufferBytes) {
+      core.refusals.refuse(ErrorCode.tooManyConnections, 'sse', req, 'maxTotalBufferBytes');
+      return sendJson(req, res, 503, { code: ErrorCode.tooManyConnections, message: 'the broker holds maxTotalBufferBytes of outbound data' }, { 'Retry-After': '5' });
+    }
     const address = clientAddress(req, core.trustedProxies);
     const perAddress = core.admission.admit(address, false, core.now());
     if (perAddress) {

@@ -64,7 +64,12 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
       rejectUpgrade(socket, 503, ErrorCode.tooManyConnections, 'the broker is at its connection limit', RETRY_AFTER_SECONDS);
       return;
     }
-    // Per address after the broker-wide cap: a full broker spends no handshake token.
+    if (core.bufferedBytes >= core.maxTotalBufferBytes) {
+      core.refusals.refuse(ErrorCode.tooManyConnections, 'websocket', req, 'maxTotalBufferBytes');
+      rejectUpgrade(socket, 503, ErrorCode.tooManyConnections, 'the broker holds maxTotalBufferBytes of outbound data', RETRY_AFTER_SECONDS);
+      return;
+    }
+    // Per address after the broker-wide caps: a full broker spends no handshake token.
     const perAddress = core.admission.admit(address, true, core.now());
     if (perAddress) {
       core.refusals.refuse(perAddress.code, 'websocket', req, perAddress.limit);

@@ -63,3 +63,18 @@ describe('maxConnectionsPerIp, maxPendingPerIp, handshakeRate', () => {
     await expect(createBroker({ maxPendingPerIp: 0 })).rejects.toThrow(/invalid option "maxPendingPerIp": must be at least 1/);
   });
 });
+
+describe('maxTotalBufferBytes', () => {
+  it('is a size; the default is a quarter of the machine\'s memory', async () => {
+    expect(options(['--max-total-buffer-bytes', '2GiB'])['maxTotalBufferBytes']).toBe(2 * 1024 ** 3);
+    const { totalmem } = await import('node:os');
+    const { resolveOptions } = await import('../src/options.js');
+    expect(resolveOptions({}).maxTotalBufferBytes).toBe(Math.floor(totalmem() / 4));
+  });
+
+  it('refuses less than 64 KiB and words', async () => {
+    expect(configError(['--max-total-buffer-bytes', '1KiB']).message).toBe('maxTotalBufferBytes: must be at least 65536 bytes, got "1KiB" (from flag --max-total-buffer-bytes)');
+    expect(configError([], { EVENT_MAX_TOTAL_BUFFER_BYTES: 'most' }).source).toBe('env EVENT_MAX_TOTAL_BUFFER_BYTES');
+    await expect(createBroker({ maxTotalBufferBytes: 10 })).rejects.toThrow(/invalid option "maxTotalBufferBytes"/);
+  });
+});
