@@ -37,6 +37,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'logPublishedEvents', flag: 'log-published-events', env: 'EVENT_LOG_PUBLISHED_EVENTS', kind: 'bool', help: 'log every published event' },
   { key: 'corsOrigins', flag: 'cors-origins', env: 'EVENT_CORS_ORIGINS', kind: 'list', help: 'origins whose pages may read /events and /publish answers (CORS; comma-separated; * for any)' },
   { key: 'allowedOrigins', flag: 'allowed-origins', env: 'EVENT_ALLOWED_ORIGINS', kind: 'list', help: 'origins whose pages may connect besides the broker\'s own and loopback pages: WebSocket, SSE, publish (comma-separated; * for any)' },
+  { key: 'metricsAuth', flag: 'metrics-auth', env: 'EVENT_METRICS_AUTH', kind: 'bool', help: '/metrics for admins only, like /stats (default: open)' },
   { key: 'allowAnonymous', flag: 'allow-anonymous', env: 'EVENT_ALLOW_ANONYMOUS', kind: 'bool', help: 'with no credential configured, serve clients from anywhere (default: loopback clients only)' },
   { key: 'jwtSecret', flag: 'jwt-secret', env: 'EVENT_JWT_SECRET', kind: 'string', help: 'HS256 secret of JWT credentials (prefer the env var: a flag shows in ps)' },
   { key: 'jwtKeyFile', flag: 'jwt-key-file', env: 'EVENT_JWT_KEY_FILE', kind: 'string', help: 'file with the JWT public key: one PEM key, or a JWKS' },

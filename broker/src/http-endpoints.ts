@@ -109,7 +109,7 @@ export function createRequestListener(
     };
     // The broker's inner workings (connections, channels, uuids) are for admins: anonymous
     // clients on loopback (or anywhere with allowAnonymous) while no credential is configured.
-    if (ADMIN_ROUTES.has(route)) {
+    if (ADMIN_ROUTES.has(route) || (route === 'metrics' && core.options.metricsAuth)) {
       authenticateRequest(core, req, false).then(
         (principal) => principal.admin
           ? answer()

@@ -113,6 +113,13 @@ export interface BrokerOptions {
    */
   allowAnonymous?: boolean;
   /**
+   * Serve `/metrics` to admins only, like `/stats` (give Prometheus an admin token:
+   * `authorization: {credentials: …}` in its scrape config). Off, `/metrics` answers anyone who
+   * reaches the port, loopback or not: it holds counts, never channel names or uuids.
+   * @default false
+   */
+  metricsAuth?: boolean;
+  /**
    * HS256 secret for JWT credentials (at least 32 bytes). Prefer the environment or the config
    * file to a flag: a flag shows in `ps`. One JWT key source at most: this, `jwtKeyFile` or `jwksUrl`.
    * @default undefined
@@ -240,6 +247,7 @@ export interface ResolvedOptions {
   corsOrigins: string[];
   allowedOrigins: string[];
   allowAnonymous: boolean;
+  metricsAuth: boolean;
   jwtSecret: string | undefined;
   jwtKeyFile: string | undefined;
   jwksUrl: string | undefined;
@@ -280,6 +288,7 @@ export const DEFAULTS = {
   corsOrigins: [] as readonly string[],
   allowedOrigins: [] as readonly string[],
   allowAnonymous: false,
+  metricsAuth: false,
   jwtClockTolerance: 5000,
   jwtPublish: [] as readonly string[],
   jwtSubscribe: [] as readonly string[],
@@ -360,6 +369,7 @@ export const optionSchemas = {
     { error: 'must be a list of origins' },
   ),
   allowAnonymous: z.boolean({ error: 'must be true or false' }),
+  metricsAuth: z.boolean({ error: 'must be true or false' }),
   jwtSecret: z.string({ error: 'must be a string' }).min(32, { error: 'must be at least 32 characters' }),
   jwtKeyFile: z.string({ error: 'must be a file path' }).min(1, { error: 'must not be empty' }),
   jwksUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
@@ -438,6 +448,7 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     corsOrigins: o.corsOrigins ?? [],
     allowedOrigins: o.allowedOrigins ?? [...DEFAULTS.allowedOrigins],
     allowAnonymous: o.allowAnonymous ?? DEFAULTS.allowAnonymous,
+    metricsAuth: o.metricsAuth ?? DEFAULTS.metricsAuth,
     jwtSecret: o.jwtSecret,
     jwtKeyFile: o.jwtKeyFile,
     jwksUrl: o.jwksUrl,

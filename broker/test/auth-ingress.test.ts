@@ -132,6 +132,16 @@ describe('the refusal matrix', () => {
     expect(await stats(creds['jwt'])).toBe(403);
     expect(await stats('ops-secret-token')).toBe(200);
     expect((await fetch(`${http}/healthz`)).status).toBe(200);
+    expect((await fetch(`${http}/metrics`)).status).toBe(200); // open by default
+  });
+
+  it('metricsAuth: /metrics for admins only', async () => {
+    const guarded = await startBroker({ tokens: [{ id: 'prom', sha256: sha('scraper-token'), admin: true }], metricsAuth: true });
+    const metrics = guarded.url.replace(/^ws/, 'http').replace(/\/$/, '/metrics');
+    expect((await fetch(metrics)).status).toBe(401);
+    const res = await fetch(metrics, { headers: { Authorization: 'Bearer scraper-token' } });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('crier_connections');
   });
 });
 
