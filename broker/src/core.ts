@@ -249,6 +249,9 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     conn.flush();
     this.free(conn);
     conn.ws.close(code, closeReason(reason));
+    // A socket paused (a hello being verified, a spent read budget) must read again, or the
+    // peer's close frame would wait behind the pause until ws gives up on the handshake.
+    conn.ws.resume();
   }
 
   /** Drops every subscription and the registry entry of `conn`. Idempotent. */

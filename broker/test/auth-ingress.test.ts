@@ -8,6 +8,7 @@ import { SignJWT, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '@crier/broker';
 import { CloseCode, FrameType, PROTOCOL_VERSION } from '@crier/protocol';
+import type { BrokerCore } from '../src/core.js';
 import { RawClient, cleanup, startBroker, text } from './helpers.js';
 
 const SECRET = 'an-auth-test-secret-of-32-bytes-or-more';
@@ -156,6 +157,17 @@ describe('a credential on a live socket', () => {
     broker.publish('user.r1.still', text('here'));
     expect((await client.waitEvents(1)).map((e) => e.c)).toEqual(['user.r1.still']);
     expect(client.closed).toBeUndefined();
+  });
+
+  it('a refused hello completes its close handshake: the socket, paused while verifying, reads again', async () => {
+    const b = await startBroker({ tokens: [{ id: 'x', sha256: sha('x-token') }] });
+    const core = (b as unknown as { core: BrokerCore }).core;
+    const client = await RawClient.open(b.url);
+    client.send({ t: FrameType.hello, v: PROTOCOL_VERSION, tk: 'wrong' });
+    expect(await client.waitClose()).toEqual({ code: CloseCode.unauthorized, reason: 'unauthorized: unknown token' });
+    // Still paused, the broker would not read the client's answering close frame until ws gave
+    // up on the handshake (2 s later, and then with 1006 on its side).
+    expect([...core.sockets].map((c) => c.ws.isPaused)).not.toContain(true);
   });
 
   it('closes with 4007 when it expires without a refresh', async () => {
