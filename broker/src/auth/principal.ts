@@ -42,17 +42,26 @@ export class Grants {
 export type PrincipalKind = 'anonymous' | 'jwt' | 'token';
 
 export class Principal {
+  readonly publish: Grants;
+  readonly subscribe: Grants;
+
   constructor(
     /** `anonymous`, `jwt:<sub>` or `token:<id>`: what logs and takeover rules know it by. */
     readonly id: string,
     readonly kind: PrincipalKind,
-    readonly publish: Grants,
-    readonly subscribe: Grants,
-    /** May read `/stats`, the dashboard's data and its live tail, and publish from it. */
+    publish: Grants,
+    subscribe: Grants,
+    /**
+     * May read `/stats` and `/stats/top`, and, through the dashboard's live tail and publish form,
+     * every channel: an admin holds every grant whatever else it was given.
+     */
     readonly admin: boolean,
     /** When its credential expires, ms since the Unix epoch (`undefined`: never). */
     readonly expiresAt: number | undefined,
-  ) {}
+  ) {
+    this.publish = admin ? Grants.ALL : publish;
+    this.subscribe = admin ? Grants.ALL : subscribe;
+  }
 
   /** Anyone, with every grant: a broker with no credential configured, on loopback. */
   static readonly ANONYMOUS = new Principal('anonymous', 'anonymous', Grants.ALL, Grants.ALL, true, undefined);
