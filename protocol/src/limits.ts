@@ -31,6 +31,13 @@ export interface DecodeLimits {
 export const DEFAULT_MAX_VALUES = 2048;
 
 /**
+ * Max msgpack values in all the frames of one message from an untrusted peer: eight frames at
+ * their per-frame budget. A message of many valid frames (1 MiB of 1,000-label publishes) costs
+ * no more than this; a client's ordinary messages hold a few dozen values per frame.
+ */
+export const MAX_MESSAGE_VALUES = 8 * DEFAULT_MAX_VALUES;
+
+/**
  * Max bytes of a WebSocket message before `hello` (the `hello` frame and any frames behind it):
  * a client that has not said hello gets no more than this decoded. A larger one closes the
  * connection (`4000`, `frame_too_large`) before a byte of it is decoded.

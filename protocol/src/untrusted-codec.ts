@@ -6,7 +6,7 @@
 // tables, budget) stays out of the browser bundle because nothing the SDKs import reaches it.
 import { CrierError, ErrorCode } from './errors.js';
 import type { Frame } from './frames.js';
-import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
+import { DEFAULT_DECODE_LIMITS, MAX_MESSAGE_VALUES, type DecodeLimits } from './limits.js';
 import { BudgetedReader, type FrameFields } from './budgeted-reader.js';
 import {
   checkFrame,
@@ -72,11 +72,17 @@ export function decodeUntrustedFrame(bytes: Uint8Array, limits: DecodeLimits = D
 /**
  * Decodes every frame of one WebSocket message from an untrusted peer (the broker reading a
  * client) like {@link decodeFrames}, each frame held to every limit of `limits` as in
- * {@link decodeUntrustedFrame}: `maxValues` and `maxFrameBytes` count per frame.
+ * {@link decodeUntrustedFrame}: `maxValues` and `maxFrameBytes` count per frame. The frames of
+ * one message hold {@link MAX_MESSAGE_VALUES} values at most: past it, the frames visited so far
+ * stand and the rest is refused (`frame_too_large`) without being decoded.
  */
 export function decodeUntrustedFrames(bytes: Uint8Array, limits: DecodeLimits, visit: (frame: Frame) => void): void {
   const reader = new BudgetedReader(bytes, limits);
+  let values = 0;
   while (reader.pos < bytes.length) {
+    if (values >= MAX_MESSAGE_VALUES) {
+      throw new CrierError(ErrorCode.frameTooLarge, `malformed frame: more than ${MAX_MESSAGE_VALUES} values in one message: the rest of it is not read`);
+    }
     const start = reader.pos;
     let value: unknown;
     try {
@@ -87,6 +93,7 @@ export function decodeUntrustedFrames(bytes: Uint8Array, limits: DecodeLimits, v
     if (reader.pos - start > limits.maxFrameBytes) {
       throw new CrierError(ErrorCode.frameTooLarge, `frame of ${reader.pos - start} bytes exceeds ${limits.maxFrameBytes}`);
     }
+    values += reader.values;
     visit(checkFrame(value));
   }
 }

@@ -14,7 +14,7 @@ import {
   type DecodeLimits,
   type Frame,
 } from '../src/index.js';
-import { DEFAULT_MAX_VALUES } from '../src/limits.js';
+import { DEFAULT_MAX_VALUES, MAX_MESSAGE_VALUES } from '../src/limits.js';
 import { BudgetedReader, decodeBudgetedMsgpack, type FrameFields } from '../src/budgeted-reader.js';
 import { MsgpackError, encodeMsgpack } from '../src/msgpack.js';
 
@@ -154,6 +154,30 @@ describe('decode budget: a frame costs at most maxValues steps', () => {
     const seen: Frame[] = [];
     decodeUntrustedFrames(message, DEFAULT_DECODE_LIMITS, (frame) => seen.push(frame));
     expect(seen).toHaveLength(3);
+  });
+
+  it('holds a message of many valid frames to MAX_MESSAGE_VALUES: the frames before stand, the rest is not read', () => {
+    const heavy = encodeFrame({ t: FrameType.publish, c: 'a', d: new Uint8Array(1), l: Array.from({ length: 1000 }, (_, i) => `l${i}`) });
+    const perFrame = steps(heavy).values;
+    const message = new Uint8Array(heavy.length * 300);
+    for (let i = 0; i < 300; i++) message.set(heavy, i * heavy.length);
+    let seen = 0;
+    let error: unknown;
+    try {
+      decodeUntrustedFrames(message, DEFAULT_DECODE_LIMITS, () => seen++);
+    } catch (err) {
+      error = err;
+    }
+    expect(seen).toBe(Math.ceil(MAX_MESSAGE_VALUES / perFrame));
+    expect(error).toBeInstanceOf(CrierError);
+    expect((error as CrierError).code).toBe('frame_too_large');
+    // A message of ordinary frames is far from it.
+    const ordinary = encodeFrame({ t: FrameType.publish, r: 1, c: 'user.created', d: new Uint8Array(100), l: ['a'], k: 'k' });
+    const many = new Uint8Array(ordinary.length * 256);
+    for (let i = 0; i < 256; i++) many.set(ordinary, i * ordinary.length);
+    let n = 0;
+    decodeUntrustedFrames(many, DEFAULT_DECODE_LIMITS, () => n++);
+    expect(n).toBe(256);
   });
 
   it('takes a smaller budget from the limits, and limits written without one get the default', () => {
