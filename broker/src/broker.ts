@@ -12,6 +12,7 @@ import {
 } from '@crier/protocol';
 import { createAuthenticator } from './auth/config.js';
 import { BrokerCore } from './core.js';
+import { handleMessage } from './frame-handlers.js';
 import { createRequestListener } from './http-endpoints.js';
 import { startKeepAlive } from './keep-alive.js';
 import { loadStaticAssets } from './static-assets.js';
@@ -47,7 +48,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   // The dashboard's files, read once: a request never touches the disk.
   const assets = await loadStaticAssets();
   const log = createLogger(resolved.logger);
-  const core = new BrokerCore(resolved, log, createAuthenticator(resolved));
+  const core = new BrokerCore(resolved, log, createAuthenticator(resolved), handleMessage);
   const wssOptions: ServerOptions<typeof CrierSocket> & { closeTimeout: number } = {
     noServer: true,
     clientTracking: false, // the broker keeps its own registry

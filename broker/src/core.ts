@@ -22,7 +22,7 @@ import { ChannelCounters } from './offsets.js';
 import type { ResolvedOptions } from './options.js';
 import { closeReason, type CrierSocket } from './socket.js';
 import type { IndexEntry } from './filter.js';
-import { ReadTurns } from './read-turns.js';
+import { ReadTurns, type MessageHandler } from './read-turns.js';
 import { Refusals } from './refusals.js';
 import { SseHub, SseStream, encodeSseEvent } from './sse.js';
 import { AddressBuckets, TokenBucket } from './token-bucket.js';
@@ -94,7 +94,7 @@ export class BrokerCore implements ConnectionHost, LocalHost {
   /** Keep-alive tick, advanced by the keep-alive timer; connections record it on every frame. */
   tick = 0;
   /** Each connection's read budget per event-loop turn (fair reading). */
-  readonly reads: ReadTurns = new ReadTurns(this);
+  readonly reads: ReadTurns;
   closing = false;
   /** Bytes of WebSocket messages received from clients (payloads), since start. */
   receivedBytes = 0;
@@ -138,7 +138,10 @@ export class BrokerCore implements ConnectionHost, LocalHost {
     readonly log: Logger,
     /** Turns credentials into principals, for every door. */
     readonly auth: Authenticator,
+    /** Handles a client's message: the frame handlers, above the core (they call into it). */
+    handleMessage: MessageHandler,
   ) {
+    this.reads = new ReadTurns(this, handleMessage);
     this.bufferSize = options.bufferSize;
     this.maxBufferBytes = options.maxBufferBytes;
     this.maxTotalBufferBytes = options.maxTotalBufferBytes;

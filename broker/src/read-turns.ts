@@ -1,6 +1,8 @@
 import type { Connection, DeferredMessage } from './connection.js';
 import type { BrokerCore } from './core.js';
-import { handleMessage } from './frame-handlers.js';
+
+/** Handles one client message (frame-handlers' handleMessage, given by the broker's composition). */
+export type MessageHandler = (core: BrokerCore, conn: Connection, bytes: Buffer, isBinary: boolean) => void;
 
 /**
  * Frames one connection gets handled per event-loop turn. Past it (or past
@@ -27,7 +29,10 @@ export class ReadTurns {
   private immediate: NodeJS.Immediate | undefined;
   private readonly endTurnBound = (): void => this.endTurn();
 
-  constructor(private readonly core: BrokerCore) {}
+  constructor(
+    private readonly core: BrokerCore,
+    private readonly handleMessage: MessageHandler,
+  ) {}
 
   /** One message from a client: handled now, or deferred while its connection is paused. */
   read(conn: Connection, bytes: Buffer, isBinary: boolean): void {
@@ -42,7 +47,7 @@ export class ReadTurns {
       this.immediate ??= setImmediate(this.endTurnBound);
     }
     conn.messageFrames = 0;
-    handleMessage(this.core, conn, bytes, isBinary);
+    this.handleMessage(this.core, conn, bytes, isBinary);
     conn.readFrames += conn.messageFrames;
     conn.readBytes += bytes.length;
     if ((conn.readFrames >= READ_BUDGET_FRAMES || conn.readBytes >= READ_BUDGET_BYTES) && conn.state !== 'freed') this.throttle(conn);

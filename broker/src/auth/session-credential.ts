@@ -1,16 +1,29 @@
 import { CloseCode, ErrorCode, FrameType, encodeFrame, type AuthFrame } from '@crier/protocol';
-import type { Connection } from '../connection.js';
-import type { BrokerCore } from '../core.js';
-import { AuthFailure } from './authenticator.js';
+import { AuthFailure, type Authenticator } from './authenticator.js';
+import type { Principal } from './principal.js';
 
 // A live connection's credential: it expires (4007, reconnectable: the SDK asks for a fresh one),
 // unless an `auth` frame refreshes it in band first, with nothing lost.
+
+/** What a connection's credential life needs of the connection (not the whole class: no import circle). */
+export interface CredentialHolder {
+  readonly state: string;
+  principal: Principal;
+  expiryTimer: NodeJS.Timeout | undefined;
+  enqueueControl(frame: Uint8Array): void;
+}
+
+/** What it needs of the broker. */
+export interface CredentialHost<C extends CredentialHolder> {
+  readonly auth: Authenticator;
+  closeConnection(conn: C, code: number, reason: string): void;
+}
 
 // setTimeout fires at once past 2^31-1 ms: a far expiry is watched in steps.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Closes `conn` with 4007 when its principal's credential expires; replaces an earlier watch. */
-export function watchExpiry(core: BrokerCore, conn: Connection): void {
+export function watchExpiry<C extends CredentialHolder>(core: CredentialHost<C>, conn: C): void {
   if (conn.expiryTimer) clearTimeout(conn.expiryTimer);
   conn.expiryTimer = undefined;
   const expiresAt = conn.principal.expiresAt;
@@ -30,7 +43,7 @@ export function watchExpiry(core: BrokerCore, conn: Connection): void {
  * the old one (grants and expiry) and the answer is an ack carrying the new expiry. On a refusal
  * the connection keeps its current credential until that one expires.
  */
-export function refreshCredential(core: BrokerCore, conn: Connection, frame: AuthFrame): void {
+export function refreshCredential<C extends CredentialHolder>(core: CredentialHost<C>, conn: C, frame: AuthFrame): void {
   if (!core.auth.enabled) {
     conn.enqueueControl(encodeFrame({ t: FrameType.ack, r: frame.r }));
     return;
