@@ -2,11 +2,11 @@ export { connect } from './client.js';
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 export { encodeText, decodeText, encodeJson, decodeJson } from './text.js';
 export type { WebSocketLike, WebSocketConstructor } from './websocket.js';
-export type { LifecycleTarget } from './lifecycle.js';
 export type {
   ClientOptions,
   ReconnectOptions,
   LifecycleOptions,
+  LifecycleTarget,
   Timers,
   CrierClient,
   ClientState,

@@ -1,15 +1,4 @@
-import type { ClientOptions } from './types.js';
-
-/**
- * The part of `window` the page lifecycle listens to. A browser's `window` satisfies it; tests
- * pass an `EventTarget` (with a `document` when they need a visibility state).
- */
-export interface LifecycleTarget {
-  addEventListener(type: string, listener: LifecycleListener): void;
-  removeEventListener(type: string, listener: LifecycleListener): void;
-  /** Read on `visibilitychange`: only a page that is not `'hidden'` probes its connection. */
-  readonly document?: { readonly visibilityState?: string } | undefined;
-}
+import type { ClientOptions, LifecycleListener, LifecycleTarget } from './types.js';
 
 /** Page lifecycle options, with defaults applied and a target to listen on. */
 export interface ResolvedLifecycle {
@@ -30,9 +19,6 @@ export interface PageHooks {
   /** The page became visible or the network came back: check the connection now. */
   wake(): void;
 }
-
-/** What the client reads from a lifecycle event: `persisted` on `pagehide` and `pageshow`. */
-export type LifecycleListener = (event: { readonly type: string; readonly persisted?: boolean }) => void;
 
 /**
  * The lifecycle settings, or `undefined` when there is nothing to listen on: `lifecycle: false`,

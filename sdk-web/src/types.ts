@@ -1,5 +1,4 @@
 import type { CrierError, SubscribeFilter } from '@crier/protocol';
-import type { LifecycleTarget } from './lifecycle.js';
 import type { WebSocketConstructor } from './websocket.js';
 
 /** Clock and timers, injectable so tests of keep-alive, backoff and timeouts are exact. */
@@ -51,6 +50,20 @@ export interface LifecycleOptions {
    */
   probeOnWake?: boolean;
 }
+
+/**
+ * The part of `window` the page lifecycle listens to. A browser's `window` satisfies it; tests
+ * pass an `EventTarget` (with a `document` when they need a visibility state).
+ */
+export interface LifecycleTarget {
+  addEventListener(type: string, listener: LifecycleListener): void;
+  removeEventListener(type: string, listener: LifecycleListener): void;
+  /** Read on `visibilitychange`: only a page that is not `'hidden'` probes its connection. */
+  readonly document?: { readonly visibilityState?: string } | undefined;
+}
+
+/** What the client reads from a lifecycle event: `persisted` on `pagehide` and `pageshow`. */
+export type LifecycleListener = (event: { readonly type: string; readonly persisted?: boolean }) => void;
 
 /** Options of {@link connect}. */
 export interface ClientOptions {

@@ -1,4 +1,4 @@
-import type { LifecycleTarget } from '../src/lifecycle.js';
+import type { LifecycleTarget } from '../src/types.js';
 
 /**
  * A stand-in for a browser's `window` in Node: an `EventTarget` with a `document.visibilityState`,
