@@ -11,19 +11,19 @@ import {
   type SubscribeFilter,
 } from '@crier/protocol';
 import { createAuthenticator } from './auth/config.js';
-import { BrokerCore } from './core.js';
-import { handleMessage } from './frame-handlers.js';
-import { createRequestListener } from './http-endpoints.js';
-import { startKeepAlive } from './keep-alive.js';
-import { loadStaticAssets } from './static-assets.js';
-import { createLogger, redactConfig } from './logger.js';
-import { resolveOptions, type BrokerOptions, type ResolvedOptions } from './options.js';
-import { brokerPaths, statsUrlOf, type BrokerPaths } from './paths.js';
-import { validatePublish } from './publish-validation.js';
-import { CrierSocket } from './socket.js';
-import { readTlsPair, type TlsFiles, type TlsPair } from './tls.js';
+import { BrokerCore } from './core/core.js';
+import { handleMessage } from './transport/frame-handlers.js';
+import { createRequestListener } from './http/endpoints.js';
+import { startKeepAlive } from './transport/keep-alive.js';
+import { loadStaticAssets } from './http/static-assets.js';
+import { createLogger, redactConfig } from './observe/logger.js';
+import { resolveOptions, type BrokerOptions, type ResolvedOptions } from './config/options.js';
+import { brokerPaths, statsUrlOf, type BrokerPaths } from './config/paths.js';
+import { validatePublish } from './core/publish-validation.js';
+import { CrierSocket } from './transport/socket.js';
+import { readTlsPair, type TlsFiles, type TlsPair } from './config/tls.js';
 import type { Broker, BrokerEvent, BrokerStats, BrokerSubscription, PublishOptions, PublishResult } from './types.js';
-import { createUpgradeListener } from './upgrade.js';
+import { createUpgradeListener } from './transport/upgrade.js';
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 

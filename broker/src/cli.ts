@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { createBroker } from './broker.js';
-import { ConfigError, parseCommand, usage, type Command } from './config.js';
-import { defaultLogger } from './logger.js';
-import { DEFAULTS } from './options.js';
-import { statsUrlOf } from './paths.js';
+import { ConfigError, parseCommand, usage, type Command } from './config/config.js';
+import { defaultLogger } from './observe/logger.js';
+import { DEFAULTS } from './config/options.js';
+import { statsUrlOf } from './config/paths.js';
 
 // The `crier-broker` command. Logs are JSON lines on stderr; stdout carries one human line
 // with the address, which scripts (and tests) can parse.

@@ -1,5 +1,5 @@
 export { createBroker } from './broker.js';
-export { DEFAULTS, MAX_MAX_PAYLOAD, type BrokerOptions } from './options.js';
+export { DEFAULTS, MAX_MAX_PAYLOAD, type BrokerOptions } from './config/options.js';
 export type {
   Broker,
   BrokerEvent,

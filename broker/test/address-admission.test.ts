@@ -5,8 +5,8 @@ import { get, type IncomingMessage } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ErrorCode } from '@crier/protocol';
-import { AddressAdmission } from '../src/address-admission.js';
-import type { BrokerCore } from '../src/core.js';
+import { AddressAdmission } from '../src/admission/address-admission.js';
+import type { BrokerCore } from '../src/core/core.js';
 import type { Broker } from '../src/index.js';
 import { RawClient, cleanup, startBroker, waitFor } from './helpers.js';
 

@@ -5,11 +5,11 @@ import type { IncomingMessage, Server } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { anonymousRefusal, authenticateRequest, type IngressHost } from '../src/auth/http-auth.js';
 import { Principal } from '../src/auth/principal.js';
-import { isLoopbackAddress, originAllowed } from '../src/cors.js';
-import { Refusals } from '../src/refusals.js';
-import { createUpgradeListener } from '../src/upgrade.js';
-import type { BrokerCore } from '../src/core.js';
-import { brokerPaths } from '../src/paths.js';
+import { isLoopbackAddress, originAllowed } from '../src/http/cors.js';
+import { Refusals } from '../src/observe/refusals.js';
+import { createUpgradeListener } from '../src/transport/upgrade.js';
+import type { BrokerCore } from '../src/core/core.js';
+import { brokerPaths } from '../src/config/paths.js';
 
 const closed = { auth: { enabled: false }, options: { allowAnonymous: false } };
 

@@ -8,7 +8,7 @@ import { SignJWT, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '@crier/broker';
 import { CloseCode, FrameType, PROTOCOL_VERSION } from '@crier/protocol';
-import type { BrokerCore } from '../src/core.js';
+import type { BrokerCore } from '../src/core/core.js';
 import { RawClient, cleanup, startBroker, text } from './helpers.js';
 
 const SECRET = 'an-auth-test-secret-of-32-bytes-or-more';

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FrameType, encodeFrame } from '@crier/protocol';
-import { BATCH_BYTES, frameMessages } from '../src/connection.js';
+import { BATCH_BYTES, frameMessages } from '../src/transport/connection.js';
 import { RawClient, cleanup, startBroker, text, waitFor } from './helpers.js';
 
 afterEach(cleanup);

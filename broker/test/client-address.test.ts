@@ -3,12 +3,12 @@
 import { Duplex } from 'node:stream';
 import type { IncomingMessage, Server } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { AddressAdmission } from '../src/address-admission.js';
-import { clientAddress, trustedProxySet } from '../src/client-address.js';
-import { Refusals } from '../src/refusals.js';
-import { createUpgradeListener } from '../src/upgrade.js';
-import type { BrokerCore } from '../src/core.js';
-import { brokerPaths } from '../src/paths.js';
+import { AddressAdmission } from '../src/admission/address-admission.js';
+import { clientAddress, trustedProxySet } from '../src/admission/client-address.js';
+import { Refusals } from '../src/observe/refusals.js';
+import { createUpgradeListener } from '../src/transport/upgrade.js';
+import type { BrokerCore } from '../src/core/core.js';
+import { brokerPaths } from '../src/config/paths.js';
 
 const request = (remoteAddress: string, forwarded?: string | string[]): IncomingMessage =>
   ({ url: '/', headers: forwarded === undefined ? {} : { 'x-forwarded-for': forwarded }, socket: { remoteAddress } }) as unknown as IncomingMessage;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, SETTINGS, parseCommand, usage, type CliConfig } from '../src/config.js';
-import { formatDuration, formatSize, parseDuration, parseSize } from '../src/units.js';
+import { ConfigError, SETTINGS, parseCommand, usage, type CliConfig } from '../src/config/config.js';
+import { formatDuration, formatSize, parseDuration, parseSize } from '../src/config/units.js';
 import { createBroker } from '../src/index.js';
 
 const files = (content: Record<string, string>) => (path: string): string => {

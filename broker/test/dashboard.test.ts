@@ -1,11 +1,11 @@
 import { createServer, type Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FrameType } from '@crier/protocol';
-import { ChannelIndex } from '../src/channel-index.js';
-import type { BrokerCore } from '../src/core.js';
-import { createRequestListener } from '../src/http-endpoints.js';
-import { brokerPaths } from '../src/paths.js';
-import { STATIC_DIR, loadStaticAssets } from '../src/static-assets.js';
+import { ChannelIndex } from '../src/core/channel-index.js';
+import type { BrokerCore } from '../src/core/core.js';
+import { createRequestListener } from '../src/http/endpoints.js';
+import { brokerPaths } from '../src/config/paths.js';
+import { STATIC_DIR, loadStaticAssets } from '../src/http/static-assets.js';
 import type { BrokerTop } from '../src/types.js';
 import { RawClient, cleanup, publishUntil, startBroker, waitFor } from './helpers.js';
 

@@ -2,11 +2,11 @@
 // budget its socket is paused until the next turn. Asserted by counting, never by time.
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, FrameType, encodeFrame, type Frame } from '@crier/protocol';
-import type { Connection } from '../src/connection.js';
-import type { BrokerCore } from '../src/core.js';
-import { MAX_FRAMES_PER_MESSAGE } from '../src/frame-handlers.js';
+import type { Connection } from '../src/transport/connection.js';
+import type { BrokerCore } from '../src/core/core.js';
+import { MAX_FRAMES_PER_MESSAGE } from '../src/transport/frame-handlers.js';
 import type { Broker } from '../src/index.js';
-import { READ_BUDGET_FRAMES } from '../src/read-turns.js';
+import { READ_BUDGET_FRAMES } from '../src/transport/read-turns.js';
 import { RawClient, cleanup, startBroker, text, waitFor } from './helpers.js';
 
 afterEach(cleanup);

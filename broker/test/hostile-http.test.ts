@@ -3,7 +3,7 @@
 // and 2-20 of 50 clients saw ECONNRESET instead of the 413.
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BodyBuffer } from '../src/body-buffer.js';
+import { BodyBuffer } from '../src/http/body-buffer.js';
 import { RawClient, cleanup, startBroker, waitFor } from './helpers.js';
 
 afterEach(cleanup);

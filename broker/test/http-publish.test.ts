@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DISCARD_BYTES } from '../src/http-publish.js';
+import { DISCARD_BYTES } from '../src/http/publish.js';
 import { RawClient, cleanup, startBroker, text, waitFor } from './helpers.js';
 
 const servers: Server[] = [];

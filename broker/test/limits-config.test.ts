@@ -1,6 +1,6 @@
 // The transport and abuse limits' options: flags, env vars, and their config errors.
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseCommand } from '../src/config.js';
+import { ConfigError, parseCommand } from '../src/config/config.js';
 import { createBroker } from '../src/index.js';
 
 function configError(argv: string[], env: Record<string, string> = {}): ConfigError {
@@ -36,7 +36,7 @@ describe('trustedProxies', () => {
 describe('publishRate and publishBurst', () => {
   it('read from flags and env; the burst defaults to twice the rate', async () => {
     expect(options(['--publish-rate', '500'], { EVENT_PUBLISH_BURST: '600' })).toMatchObject({ publishRate: 500, publishBurst: 600 });
-    const { resolveOptions } = await import('../src/options.js');
+    const { resolveOptions } = await import('../src/config/options.js');
     expect(resolveOptions({})).toMatchObject({ publishRate: 10_000, publishBurst: 20_000 });
     expect(resolveOptions({ publishRate: 300 })).toMatchObject({ publishRate: 300, publishBurst: 600 });
   });
@@ -52,7 +52,7 @@ describe('maxConnectionsPerIp, maxPendingPerIp, handshakeRate', () => {
   it('read from flags and env, with their defaults', async () => {
     expect(options(['--max-connections-per-ip', '50', '--max-pending-per-ip', '4'], { EVENT_HANDSHAKE_RATE: '7' }))
       .toMatchObject({ maxConnectionsPerIp: 50, maxPendingPerIp: 4, handshakeRate: 7 });
-    const { resolveOptions } = await import('../src/options.js');
+    const { resolveOptions } = await import('../src/config/options.js');
     expect(resolveOptions({})).toMatchObject({ maxConnectionsPerIp: 1000, maxPendingPerIp: 16, handshakeRate: 100 });
   });
 
@@ -68,7 +68,7 @@ describe('maxTotalBufferBytes', () => {
   it('is a size; the default is a quarter of the machine\'s memory', async () => {
     expect(options(['--max-total-buffer-bytes', '2GiB'])['maxTotalBufferBytes']).toBe(2 * 1024 ** 3);
     const { totalmem } = await import('node:os');
-    const { resolveOptions } = await import('../src/options.js');
+    const { resolveOptions } = await import('../src/config/options.js');
     expect(resolveOptions({}).maxTotalBufferBytes).toBe(Math.floor(totalmem() / 4));
   });
 

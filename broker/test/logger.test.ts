@@ -2,8 +2,8 @@ import { EventEmitter } from 'node:events';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FrameType } from '@crier/protocol';
-import { parseCommand } from '../src/config.js';
-import { RateLimitedLog, formatPrettyLine, prettyStream, redactConfig } from '../src/logger.js';
+import { parseCommand } from '../src/config/config.js';
+import { RateLimitedLog, formatPrettyLine, prettyStream, redactConfig } from '../src/observe/logger.js';
 import { RawClient, cleanup, startBroker, text, waitFor } from './helpers.js';
 
 afterEach(cleanup);

@@ -2,9 +2,9 @@
 import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, FrameType, encodeFrame, type ErrorFrame, type Frame } from '@crier/protocol';
-import type { BrokerCore } from '../src/core.js';
+import type { BrokerCore } from '../src/core/core.js';
 import type { Broker } from '../src/index.js';
-import { AddressBuckets, TokenBucket } from '../src/token-bucket.js';
+import { AddressBuckets, TokenBucket } from '../src/admission/token-bucket.js';
 import { RawClient, cleanup, startBroker, text } from './helpers.js';
 
 afterEach(cleanup);

@@ -2,7 +2,7 @@
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Broker } from '../src/index.js';
-import { encodeSseEvent } from '../src/sse.js';
+import { encodeSseEvent } from '../src/transport/sse.js';
 import { Signal, cleanup, startBroker, text, waitFor } from './helpers.js';
 
 interface SseMessage {

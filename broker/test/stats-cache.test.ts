@@ -2,9 +2,9 @@
 // channel counter (25-40 ms; with ?channels=100, 131-228 ms; 20 at once, ~2.5 s). The rankings
 // are now computed at most once a second and shared; these tests count walks with a fake clock.
 import { afterEach, describe, expect, it } from 'vitest';
-import { ChannelIndex } from '../src/channel-index.js';
-import { ChannelCounters } from '../src/offsets.js';
-import { TOP_CACHE_MS, TOP_EXACT_BELOW } from '../src/top-n.js';
+import { ChannelIndex } from '../src/core/channel-index.js';
+import { ChannelCounters } from '../src/engine/offsets.js';
+import { TOP_CACHE_MS, TOP_EXACT_BELOW } from '../src/observe/top-n.js';
 import { cleanup, startBroker } from './helpers.js';
 
 afterEach(cleanup);

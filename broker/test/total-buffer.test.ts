@@ -2,7 +2,7 @@
 import { afterEach, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { FrameType } from '@crier/protocol';
-import type { BrokerCore } from '../src/core.js';
+import type { BrokerCore } from '../src/core/core.js';
 import type { Broker } from '../src/index.js';
 import { RawClient, cleanup, publishUntil, startBroker, waitFor } from './helpers.js';
 

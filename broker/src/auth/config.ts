@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { staticToken, type ResolvedOptions } from '../options.js';
+import { staticToken, type ResolvedOptions } from '../config/options.js';
 import { Authenticator, type AuthConfig, type StaticToken } from './authenticator.js';
 
 // The broker's options as an Authenticator: the key and token files are read here, once, at start.

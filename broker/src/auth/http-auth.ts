@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
-import { clientAddress } from '../client-address.js';
-import { isLoopbackAddress } from '../cors.js';
-import { sendJson } from '../http-response.js';
-import type { Door, Refusals } from '../refusals.js';
+import { clientAddress } from '../admission/client-address.js';
+import { isLoopbackAddress } from '../http/cors.js';
+import { sendJson } from '../http/response.js';
+import type { Door, Refusals } from '../observe/refusals.js';
 import { AuthFailure, type Authenticator } from './authenticator.js';
 import { Principal } from './principal.js';
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { LOG_FORMATS, type LogFormat } from './logger.js';
+import { LOG_FORMATS, type LogFormat } from '../observe/logger.js';
 import { DEFAULTS, optionSchemas, type BrokerOptions, type OptionKey } from './options.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from './units.js';
 

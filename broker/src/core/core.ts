@@ -11,22 +11,22 @@ import {
   type DecodeLimits,
   type SubscribeFilter,
 } from '@crier/protocol';
-import type { Authenticator } from './auth/authenticator.js';
-import { AddressAdmission } from './address-admission.js';
-import { trustedProxySet } from './client-address.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import { AddressAdmission } from '../admission/address-admission.js';
+import { trustedProxySet } from '../admission/client-address.js';
 import { ChannelIndex } from './channel-index.js';
-import { Connection, type ConnectionHost, type Flushable } from './connection.js';
-import { LatencyRecorder, type LatencyHistogram } from './latency.js';
+import { Connection, type ConnectionHost, type Flushable } from '../transport/connection.js';
+import { LatencyRecorder, type LatencyHistogram } from '../observe/latency.js';
 import { LocalSubscriber, type LocalHost } from './local-subscriber.js';
-import { ChannelCounters } from './offsets.js';
-import type { ResolvedOptions } from './options.js';
-import { closeReason, type CrierSocket } from './socket.js';
+import { ChannelCounters } from '../engine/offsets.js';
+import type { ResolvedOptions } from '../config/options.js';
+import { closeReason, type CrierSocket } from '../transport/socket.js';
 import type { IndexEntry } from './filter.js';
-import { ReadTurns, type MessageHandler } from './read-turns.js';
-import { Refusals } from './refusals.js';
-import { SseHub, SseStream, encodeSseEvent } from './sse.js';
-import { AddressBuckets, TokenBucket } from './token-bucket.js';
-import type { BrokerEvent, BrokerStats, BrokerTop, PublishResult, SlowConsumer } from './types.js';
+import { ReadTurns, type MessageHandler } from '../transport/read-turns.js';
+import { Refusals } from '../observe/refusals.js';
+import { SseHub, SseStream, encodeSseEvent } from '../transport/sse.js';
+import { AddressBuckets, TokenBucket } from '../admission/token-bucket.js';
+import type { BrokerEvent, BrokerStats, BrokerTop, PublishResult, SlowConsumer } from '../types.js';
 
 /** `stats()` lists this many channels in `eventsByChannel` unless told otherwise. */
 export const DEFAULT_STATS_CHANNELS = 10;

@@ -1,5 +1,5 @@
 import { CloseCode } from '@crier/protocol';
-import type { BrokerCore } from './core.js';
+import type { BrokerCore } from '../core/core.js';
 import { PING_FRAME } from './frame-handlers.js';
 
 /**

@@ -20,10 +20,10 @@ export const ASSET_TYPES: Readonly<Record<string, string>> = {
 
 /**
  * Where the build puts them (`broker/scripts/copy-assets.mjs`): `dist/static/`. Resolved from
- * the package root, so the same URL works from `dist/` (what users run) and from `src/` (what
- * the tests run): both sit one level below it.
+ * the package root, so the same URL works from `dist/http/` (what users run) and from `src/http/` (what
+ * the tests run): both sit two levels below it.
  */
-export const STATIC_DIR = new URL('../dist/static/', import.meta.url);
+export const STATIC_DIR = new URL('../../dist/static/', import.meta.url);
 
 /**
  * Reads every known asset once (at `createBroker`), so a request never touches the disk. A file

@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import { CloseCode } from '@crier/protocol';
 import type { Connection } from './connection.js';
-import type { BrokerCore } from './core.js';
+import type { BrokerCore } from '../core/core.js';
 import { CrierSocket } from './socket.js';
 
 // Module-level listeners, named <source>On<Event> as in `ws` itself: each finds its connection

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { EventFilter } from '@crier/protocol';
-import type { Flushable } from './connection.js';
-import type { BrokerEvent } from './types.js';
+import type { Flushable } from '../transport/connection.js';
+import type { BrokerEvent } from '../types.js';
 
 /** What an in-process subscriber needs from the broker around it. */
 export interface LocalHost {

@@ -1,6 +1,6 @@
 import { WebSocket } from 'ws';
 import type { Connection } from './connection.js';
-import type { BrokerCore } from './core.js';
+import type { BrokerCore } from '../core/core.js';
 
 /**
  * The broker's WebSocket class (given to `WebSocketServer` as its `WebSocket` option): it carries

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { totalmem } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_MAX_PAYLOAD, grantTemplateProblem } from '@crier/protocol';
-import type { StaticToken } from './auth/authenticator.js';
+import type { StaticToken } from '../auth/authenticator.js';
 
 /** The largest `maxPayload` the broker accepts: 64 MiB. Past it, one frame is a memory hazard. */
 export const MAX_MAX_PAYLOAD = 64 * 1024 * 1024;

@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
 import { BodyBuffer } from './body-buffer.js';
-import type { BrokerCore } from './core.js';
-import { authenticateRequest, refuseRequest } from './auth/http-auth.js';
-import type { Principal } from './auth/principal.js';
-import { clientAddress } from './client-address.js';
+import type { BrokerCore } from '../core/core.js';
+import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
+import type { Principal } from '../auth/principal.js';
+import { clientAddress } from '../admission/client-address.js';
 import { applyCors, originAllowed } from './cors.js';
-import { sendJson } from './http-response.js';
-import { validatePublish } from './publish-validation.js';
+import { sendJson } from './response.js';
+import { validatePublish } from '../core/publish-validation.js';
 
 /** HTTP status of each error code an HTTP publish can answer. */
 const STATUS_OF: Readonly<Record<string, number>> = {

@@ -1,5 +1,5 @@
 import type { Connection, DeferredMessage } from './connection.js';
-import type { BrokerCore } from './core.js';
+import type { BrokerCore } from '../core/core.js';
 
 /** Handles one client message (frame-handlers' handleMessage, given by the broker's composition). */
 export type MessageHandler = (core: BrokerCore, conn: Connection, bytes: Buffer, isBinary: boolean) => void;

@@ -1,11 +1,11 @@
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { FrameType, encodeFrame, type EventFilter, type Frame } from '@crier/protocol';
-import { Principal } from './auth/principal.js';
-import { DropTally } from './drop-tally.js';
-import type { IndexEntry } from './filter.js';
+import { Principal } from '../auth/principal.js';
+import { DropTally } from '../core/drop-tally.js';
+import type { IndexEntry } from '../core/filter.js';
 import type { CrierSocket } from './socket.js';
-import type { TokenBucket } from './token-bucket.js';
+import type { TokenBucket } from '../admission/token-bucket.js';
 
 /** A message read past a connection's budget of one turn: handled in the next. */
 export interface DeferredMessage {

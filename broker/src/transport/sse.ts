@@ -3,13 +3,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { nanoid } from 'nanoid';
 import { CrierError, ErrorCode, assertPattern, canonicalFilter, type SubscriptionFilter } from '@crier/protocol';
 import type { Flushable } from './connection.js';
-import type { BrokerCore } from './core.js';
-import { authenticateRequest, refuseRequest } from './auth/http-auth.js';
-import { clientAddress } from './client-address.js';
-import { applyCors, originAllowed } from './cors.js';
-import { DropTally } from './drop-tally.js';
-import { EventFilter } from './filter.js';
-import { sendJson } from './http-response.js';
+import type { BrokerCore } from '../core/core.js';
+import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
+import { clientAddress } from '../admission/client-address.js';
+import { applyCors, originAllowed } from '../http/cors.js';
+import { DropTally } from '../core/drop-tally.js';
+import { EventFilter } from '../core/filter.js';
+import { sendJson } from '../http/response.js';
 
 /** Sent first on every stream: how long a browser's EventSource waits before reconnecting (ms). */
 export const SSE_RETRY_MS = 2000;

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { ErrorCode } from '@crier/protocol';
-import { clientAddress } from './client-address.js';
+import { clientAddress } from '../admission/client-address.js';
 import { RateLimitedLog } from './logger.js';
 
 /**

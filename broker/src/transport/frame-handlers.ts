@@ -18,13 +18,13 @@ import {
   type SubscribeFrame,
   type UnsubscribeFrame,
 } from '@crier/protocol';
-import { AuthFailure } from './auth/authenticator.js';
-import { Principal } from './auth/principal.js';
-import { refreshCredential, watchExpiry } from './auth/session-credential.js';
+import { AuthFailure } from '../auth/authenticator.js';
+import { Principal } from '../auth/principal.js';
+import { refreshCredential, watchExpiry } from '../auth/session-credential.js';
 import type { Connection } from './connection.js';
-import type { BrokerCore } from './core.js';
-import { FilteredEntry, filterChars } from './filter.js';
-import { validatePublish } from './publish-validation.js';
+import type { BrokerCore } from '../core/core.js';
+import { FilteredEntry, filterChars } from '../core/filter.js';
+import { validatePublish } from '../core/publish-validation.js';
 
 // Frames without a per-request field are encoded once for the process.
 export const PING_FRAME = encodeFrame({ t: FrameType.ping });

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { nanoid } from 'nanoid';
-import { CachedTop, TopN } from './top-n.js';
-import type { ChannelEvents } from './types.js';
+import { CachedTop, TopN } from '../observe/top-n.js';
+import type { ChannelEvents } from '../types.js';
 
 interface Counter {
   epoch: string;

@@ -1,6 +1,6 @@
 import { PatternTrie, isWildcard } from '@crier/protocol';
-import { CachedTop, TopN } from './top-n.js';
-import type { ChannelCount } from './types.js';
+import { CachedTop, TopN } from '../observe/top-n.js';
+import type { ChannelCount } from '../types.js';
 
 /**
  * Who holds which subscription. Exact names sit in a Map (one lookup per publish); wildcard

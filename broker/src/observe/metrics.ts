@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { BrokerCore, BrokerCounts } from './core.js';
+import type { BrokerCore, BrokerCounts } from '../core/core.js';
 import { LATENCY_BUCKETS_MS, type LatencyHistogram } from './latency.js';
 import { REFUSAL_REASONS } from './refusals.js';
 

@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
-import { DEFAULT_STATS_CHANNELS, type BrokerCore } from './core.js';
-import { handlePublish } from './http-publish.js';
-import { authenticateRequest, refuseRequest } from './auth/http-auth.js';
-import { send, sendJson } from './http-response.js';
-import { BrokerMetrics } from './metrics.js';
-import { isUpgradePath, pathnameOf, type BrokerPaths } from './paths.js';
+import { DEFAULT_STATS_CHANNELS, type BrokerCore } from '../core/core.js';
+import { handlePublish } from './publish.js';
+import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
+import { send, sendJson } from './response.js';
+import { BrokerMetrics } from '../observe/metrics.js';
+import { isUpgradePath, pathnameOf, type BrokerPaths } from '../config/paths.js';
 import { etagOf, type StaticAsset } from './static-assets.js';
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;

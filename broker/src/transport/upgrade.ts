@@ -1,12 +1,12 @@
-import { anonymousRefusal } from './auth/http-auth.js';
-import { clientAddress } from './client-address.js';
-import { originAllowed } from './cors.js';
+import { anonymousRefusal } from '../auth/http-auth.js';
+import { clientAddress } from '../admission/client-address.js';
+import { originAllowed } from '../http/cors.js';
 import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Server as WebSocketServer } from 'ws';
 import { CloseCode, ErrorCode } from '@crier/protocol';
-import type { BrokerCore } from './core.js';
-import { isUpgradePath, pathnameOf, type BrokerPaths } from './paths.js';
+import type { BrokerCore } from '../core/core.js';
+import { isUpgradePath, pathnameOf, type BrokerPaths } from '../config/paths.js';
 import { attachSocket, rawSocketOnError } from './socket-listeners.js';
 import type { CrierSocket } from './socket.js';
 
