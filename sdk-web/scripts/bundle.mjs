@@ -31,7 +31,7 @@ const INTERNAL_NAMES = [
   // Connection
   'welcomed', 'attempt', 'retryTimer', 'handshakeTimer', 'keepAlive', 'decodeLimits', 'quitting', 'socketClosed',
   'suspended', 'credential', 'retryNow', 'abandon', 'lost', 'stopTimers', 'setState', 'closeSocket', 'handleFrame',
-  'isOpen', 'hooks', 'options', 'socket',
+  'isOpen', 'hooks', 'options', 'socket', 'clock',
   // Client
   'connection', 'pending', 'publisher', 'subscriptions', 'eventHandlers', 'stateListeners', 'droppedListeners',
   'errorListeners', 'readyWaiters', 'closedWith', 'unwatch', 'fail',
@@ -40,17 +40,21 @@ const INTERNAL_NAMES = [
   // Publisher, Subscriptions, EventStream, PendingRequests
   'bufferFull', 'transmit', 'tooLarge', 'entryFor', 'registry', 'streams', 'handles', 'acked', 'host', 'deliver',
   'dispatch', 'resubscribe', 'removePattern', 'handlerFailed', 'onOverflow', 'onReturn', 'capacity', 'waiters',
-  'nextId', 'timeoutMs', 'settle', 'rejectAll', 'timer',
+  'nextId', 'timeoutMs', 'settle', 'rejectAll', 'timer', 'waiting', 'byKey', 'buffered', 'end', 'remove',
   // Credential
-  'expiry', 'failures', 'forHello', 'expired', 'expires', 'refresh', 'schedule', 'fetch',
+  'expiry', 'failures', 'forHello', 'expired', 'expires', 'refresh', 'schedule', 'fetch', 'heldToken',
   // Shared by several classes, or hook objects
   'url', 'queue', 'handler', 'failure', 'ended', 'head', 'stopped', 'drop', 'failed', 'check', 'open',
   'finish', 'write', 'receive', 'welcome', 'down', 'frame', 'request', 'flush', 'probe', 'wake', 'suspend', 'resume',
   'unload', 'dead', 'overflow', 'answer', 'stop', 'promise', 'target',
-  // protocol's compiled filter, used inside the bundle only
-  'wire', 'passes',
+  // protocol's frame kinds (FrameType is not exported from the bundle) and the SDK's hooks named
+  // after them; not 'subscribe', 'unsubscribe', 'publish', 'quit' (the client's methods) nor 'ack'
+  // (a publish option)
+  'hello', 'ping', 'pong', 'error', 'event', 'dropped', 'auth',
+  // protocol's compiled filter and its frame shape table, used inside the bundle only
+  'wire', 'passes', 'req', 'opt',
   // protocol's msgpack reader and its decode limits (the SDK's own, never a user's), inside the bundle only
-  'bytes', 'view', 'pos', 'depth', 'need', 'uint', 'str', 'utf8', 'bin', 'enter',
+  'bytes', 'view', 'pos', 'depth', 'need', 'uint', 'str', 'utf8', 'bin', 'enter', 'array',
   'maxFrameBytes', 'maxStrLength', 'maxBinLength', 'maxArrayLength', 'maxMapLength', 'maxDepth', 'maxValues',
 ];
 

@@ -88,7 +88,7 @@ class Client implements CrierClient {
 
   constructor(url: string, options: ClientOptions) {
     const resolved = resolveOptions(options);
-    this.pending = new PendingRequests(resolved.timers, resolved.requestTimeout);
+    this.pending = new PendingRequests(resolved.clock, resolved.requestTimeout);
     this.subscriptions = new Subscriptions({
       request: (type, pattern, f, answer) =>
         this.request((r) => ({ t: type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe, r, p: pattern, f }), answer, `${type} "${pattern}"`),

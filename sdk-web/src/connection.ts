@@ -113,9 +113,9 @@ export class Connection {
       ? Promise.resolve()
       : new Promise<void>((resolve) => {
           // Resolve on the close event, or after requestTimeout if a dead peer never completes it.
-          const timer = this.timers.setTimeout(() => this.socketClosed?.(), this.options.requestTimeout);
+          const timer = this.clock.setTimeout(() => this.socketClosed?.(), this.options.requestTimeout);
           this.socketClosed = () => {
-            this.timers.clearTimeout(timer);
+            this.clock.clearTimeout(timer);
             this.socket = undefined;
             this.socketClosed = undefined;
             resolve();
@@ -165,13 +165,13 @@ export class Connection {
   }
 
   private retryNow(): void {
-    this.timers.clearTimeout(this.retryTimer);
+    this.clock.clearTimeout(this.retryTimer);
     this.attempt = 0;
     this.open(false);
   }
 
-  private get timers(): ResolvedOptions['timers'] {
-    return this.options.timers;
+  private get clock(): ResolvedOptions['clock'] {
+    return this.options.clock;
   }
 
   private open(first: boolean): void {
@@ -224,7 +224,7 @@ export class Connection {
     // must exist anyway: `ws` throws an "Unhandled 'error' event" without one.
     socket.onerror = noop;
     const timeout = this.options.requestTimeout;
-    this.handshakeTimer = this.timers.setTimeout(
+    this.handshakeTimer = this.clock.setTimeout(
       () => this.abandon(CloseCode.helloTimeout, `no welcome within ${timeout} ms`),
       timeout,
     );
@@ -263,7 +263,7 @@ export class Connection {
 
   private welcome(frame: WelcomeFrame): void {
     if (this.welcomed) return;
-    this.timers.clearTimeout(this.handshakeTimer);
+    this.clock.clearTimeout(this.handshakeTimer);
     this.welcomed = true;
     this.attempt = 0;
     this.uuid = frame.u;
@@ -273,7 +273,7 @@ export class Connection {
     // Events may carry up to the broker's maxPayload: decode with limits that allow it.
     this.decodeLimits = frame.lim.mp > DEFAULT_MAX_PAYLOAD ? limitsForPayload(frame.lim.mp) : DEFAULT_DECODE_LIMITS;
     // With ka 0 (a broker that sends no pings) it only serves wake-up probes.
-    this.keepAlive = new KeepAlive(this.timers, frame.ka, {
+    this.keepAlive = new KeepAlive(this.clock, frame.ka, {
       ping: () => this.send({ t: FrameType.ping }),
       dead: (grace) =>
         grace === undefined
@@ -320,14 +320,14 @@ export class Connection {
     if (this.quitting || this.suspended) return; // a state listener quit, or waiting for resume()
     if (now || backoff === false) return this.retryNow(); // (false only to narrow: handled above)
     const delay = backoffDelay(this.attempt++, backoff, this.options.random);
-    this.retryTimer = this.timers.setTimeout(() => this.open(false), delay);
+    this.retryTimer = this.clock.setTimeout(() => this.open(false), delay);
   }
 
   /** Nothing more of the current socket (no requests, no timers) and no retry pending. */
   private stopTimers(): void {
     this.welcomed = false;
-    this.timers.clearTimeout(this.retryTimer);
-    this.timers.clearTimeout(this.handshakeTimer);
+    this.clock.clearTimeout(this.retryTimer);
+    this.clock.clearTimeout(this.handshakeTimer);
     this.credential.stop();
     this.keepAlive?.stop();
     this.keepAlive = undefined;

@@ -22,7 +22,7 @@ export interface CredentialHooks {
  */
 export class Credential {
   /** The credential held; `undefined` once the broker said it expired (4007). */
-  private token: string | undefined;
+  private heldToken: string | undefined;
   /** When the connection's credential expires (ms since the Unix epoch), when the broker said. */
   private expiry: number | undefined;
   private timer: unknown;
@@ -32,22 +32,22 @@ export class Credential {
     private readonly options: ResolvedOptions,
     private readonly hooks: CredentialHooks,
   ) {
-    this.token = options.token;
+    this.heldToken = options.token;
   }
 
   /** The credential for a hello: the one held, or a fresh one from getToken when it is needed. */
   forHello(): string | undefined | Promise<string> {
     const x = this.expiry;
-    const held = this.token !== undefined && (x === undefined || x > this.options.timers.now());
-    if (held || !this.options.getToken) return this.token;
+    const held = this.heldToken !== undefined && (x === undefined || x > this.options.clock.now());
+    if (held || !this.options.getToken) return this.heldToken;
     // Neither the credential nor its expiry stands any more: a failed getToken leaves none.
-    this.token = this.expiry = undefined;
+    this.heldToken = this.expiry = undefined;
     return this.fetch();
   }
 
   /** The broker closed with 4007: the credential held is spent, the next hello needs getToken's. */
   expired(): void {
-    this.token = undefined;
+    this.heldToken = undefined;
   }
 
   /**
@@ -60,18 +60,18 @@ export class Credential {
     this.stop();
     this.expiry = x;
     this.failures = 0;
-    const left = x! - this.options.timers.now(); // NaN without x: no refresh
+    const left = x! - this.options.clock.now(); // NaN without x: no refresh
     if (this.options.getToken && left > 0) this.schedule(left - Math.min(30_000, left / 10));
   }
 
   /** The connection is down: no refresh until the next welcome. */
   stop(): void {
-    this.options.timers.clearTimeout(this.timer);
+    this.options.clock.clearTimeout(this.timer);
   }
 
   private schedule(ms: number): void {
     this.stop();
-    this.timer = this.options.timers.setTimeout(() => void this.refresh(), ms);
+    this.timer = this.options.clock.setTimeout(() => void this.refresh(), ms);
   }
 
   private async refresh(): Promise<void> {
@@ -87,7 +87,7 @@ export class Credential {
       if (e.code === ErrorCode.disconnected || e.code === ErrorCode.closed) return;
       this.hooks.error(new CrierError(e.code, `credential refresh failed: ${e.message}`));
       // Tried again 3 times at most, each at half the time left.
-      const left = x - this.options.timers.now();
+      const left = x - this.options.clock.now();
       if (++this.failures <= 3 && left > 0) this.schedule(left / 2);
     }
   }
@@ -96,7 +96,7 @@ export class Credential {
   private async fetch(): Promise<string> {
     try {
       // Anything but a string would make a malformed hello.
-      return (this.token = String(await this.options.getToken!()));
+      return (this.heldToken = String(await this.options.getToken!()));
     } catch (err) {
       throw new CrierError(ErrorCode.unauthorized, `getToken failed: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -19,7 +19,7 @@ const DONE: IteratorResult<CrierEvent, undefined> = Object.freeze({ done: true, 
  */
 export class EventStream implements AsyncIterator<CrierEvent, undefined> {
   /** At most `capacity` events, oldest first: `shift()` on an array this small is cheap. */
-  private buffer: CrierEvent[] = [];
+  private buffered: CrierEvent[] = [];
   private waiters: Waiter[] = [];
   private ended = false;
   private error: CrierError | undefined;
@@ -35,7 +35,7 @@ export class EventStream implements AsyncIterator<CrierEvent, undefined> {
     if (this.ended) return;
     const waiter = this.waiters.shift();
     if (waiter) return waiter.resolve({ done: false, value: event });
-    if (this.buffer.push(event) > this.capacity) this.onOverflow(this.buffer.shift()!);
+    if (this.buffered.push(event) > this.capacity) this.onOverflow(this.buffered.shift()!);
   }
 
   end(error?: CrierError): void {
@@ -47,7 +47,7 @@ export class EventStream implements AsyncIterator<CrierEvent, undefined> {
   }
 
   next(): Promise<IteratorResult<CrierEvent, undefined>> {
-    const event = this.buffer.shift();
+    const event = this.buffered.shift();
     if (event) return Promise.resolve({ done: false, value: event });
     return new Promise((resolve, reject) => {
       const waiter = { resolve, reject };
@@ -58,7 +58,7 @@ export class EventStream implements AsyncIterator<CrierEvent, undefined> {
 
   return(): Promise<IteratorResult<CrierEvent, undefined>> {
     const early = !this.ended;
-    this.buffer = [];
+    this.buffered = [];
     this.end();
     if (early) this.onReturn();
     return Promise.resolve(DONE);

@@ -44,7 +44,7 @@ export class KeepAlive {
   private stopped = false;
 
   constructor(
-    private readonly timers: Timers,
+    private readonly clock: Timers,
     private readonly interval: number,
     private readonly hooks: KeepAliveHooks,
   ) {
@@ -62,18 +62,18 @@ export class KeepAlive {
    */
   probe(grace: number): void {
     if (this.stopped || this.framesAtProbe !== undefined) return;
-    this.timers.clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
     this.sendProbe(grace);
   }
 
   stop(): void {
     this.stopped = true;
-    this.timers.clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
   }
 
   private schedule(ms: number): void {
-    this.dueAt = this.timers.now() + ms;
-    this.timer = this.timers.setTimeout(() => this.check(), ms);
+    this.dueAt = this.clock.now() + ms;
+    this.timer = this.clock.setTimeout(() => this.check(), ms);
   }
 
   private check(): void {
@@ -91,7 +91,7 @@ export class KeepAlive {
       this.silentChecks = 0;
       return this.next();
     }
-    if (this.timers.now() - this.dueAt > this.interval / 2) {
+    if (this.clock.now() - this.dueAt > this.interval / 2) {
       // Late by more than half an interval: the gap says more about our timers than the broker.
       return this.sendProbe(Math.min(this.interval, PROBE_GRACE_MAX));
     }

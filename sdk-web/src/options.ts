@@ -15,7 +15,7 @@ export interface ResolvedOptions {
   offline: 'queue' | 'fail';
   offlineQueueSize: number;
   iteratorBufferSize: number;
-  timers: Timers;
+  clock: Timers;
   random: () => number;
   /** `undefined`: no page lifecycle handling (turned off, or not in a browser). */
   lifecycle: ResolvedLifecycle | undefined;
@@ -57,7 +57,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     offline,
     offlineQueueSize: check('offlineQueueSize', options.offlineQueueSize, 1000, 0),
     iteratorBufferSize: check('iteratorBufferSize', options.iteratorBufferSize, 1000, 1),
-    timers: options.timers ?? globalTimers,
+    clock: options.timers ?? globalTimers,
     random: options.random ?? Math.random,
     lifecycle: resolveLifecycle(options),
   };

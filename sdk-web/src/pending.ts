@@ -27,31 +27,31 @@ export function errorFromFrame(frame: ErrorFrame): CrierError {
  */
 export class PendingRequests {
   private nextId = 1;
-  private readonly entries = new Map<number, Entry>();
+  private readonly waiting = new Map<number, Entry>();
 
   constructor(
-    private readonly timers: Timers,
+    private readonly clock: Timers,
     private readonly timeoutMs: number,
   ) {}
 
   /** Registers a request about to be sent; returns its id. `what` names it in a timeout error. */
   add(answer: Answer, what: string): number {
     const id = this.nextId++;
-    const timer = this.timers.setTimeout(() => {
-      this.entries.delete(id);
+    const timer = this.clock.setTimeout(() => {
+      this.waiting.delete(id);
       answer.reject(new CrierError(ErrorCode.timeout, `no answer to ${what} within ${this.timeoutMs} ms`, id));
     }, this.timeoutMs);
-    this.entries.set(id, { answer, timer });
+    this.waiting.set(id, { answer, timer });
     return id;
   }
 
   /** Settles the request an `ack` or `error` frame answers. False when none waits for it. */
   settle(frame: AckFrame | ErrorFrame): boolean {
     const id = frame.r;
-    const entry = id === undefined ? undefined : this.entries.get(id);
+    const entry = id === undefined ? undefined : this.waiting.get(id);
     if (id === undefined || !entry) return false;
-    this.entries.delete(id);
-    this.timers.clearTimeout(entry.timer);
+    this.waiting.delete(id);
+    this.clock.clearTimeout(entry.timer);
     if (frame.t === FrameType.ack) entry.answer.resolve(frame);
     else entry.answer.reject(errorFromFrame(frame));
     return true;
@@ -59,10 +59,10 @@ export class PendingRequests {
 
   /** Rejects every request (the connection dropped, or the client closed). */
   rejectAll(code: ErrorCode, message: string): void {
-    const entries = [...this.entries];
-    this.entries.clear();
+    const entries = [...this.waiting];
+    this.waiting.clear();
     for (const [id, entry] of entries) {
-      this.timers.clearTimeout(entry.timer);
+      this.clock.clearTimeout(entry.timer);
       entry.answer.reject(new CrierError(code, message, id));
     }
   }

@@ -120,7 +120,7 @@ class Handle implements Subscription {
  * handle whose pattern matches (the broker sends each event once per connection).
  */
 export class Subscriptions {
-  private readonly entries = new Map<string, Entry>();
+  private readonly byKey = new Map<string, Entry>();
   private closedWith: CrierError | undefined;
 
   constructor(readonly host: SubscriptionHost) {}
@@ -150,22 +150,22 @@ export class Subscriptions {
       return err as CrierError;
     }
     const key = subscriptionKey(pattern, filter);
-    const existing = this.entries.get(key);
+    const existing = this.byKey.get(key);
     if (existing) return existing;
     // Fail fast only once the broker told us its limit; before that its answer decides.
     const limits = this.host.limits();
-    if (limits && this.entries.size >= limits.maxChannels) {
+    if (limits && this.byKey.size >= limits.maxChannels) {
       return new CrierError(ErrorCode.maxChannels, `cannot subscribe to "${pattern}": at maxChannels (${limits.maxChannels})`);
     }
     const entry: Entry = { key, pattern, filter, handles: new Set(), ready: deferred(), acked: false };
-    this.entries.set(key, entry);
+    this.byKey.set(key, entry);
     this.send(entry);
     return entry;
   }
 
   /** Removes one handle; unsubscribes on the broker when it was the pattern's last. */
   remove(handle: Handle): Promise<void> {
-    const entry = this.entries.get(handle.key);
+    const entry = this.byKey.get(handle.key);
     handle.end();
     if (!entry || !entry.handles.delete(handle)) return Promise.resolve();
     return entry.handles.size === 0 ? this.drop(entry) : Promise.resolve();
@@ -174,7 +174,7 @@ export class Subscriptions {
   /** Removes every handle of `pattern`, whatever its filter, and the broker-side subscriptions. */
   removePattern(pattern: string): Promise<void> {
     const drops: Promise<void>[] = [];
-    for (const entry of [...this.entries.values()]) {
+    for (const entry of [...this.byKey.values()]) {
       if (entry.pattern !== pattern) continue;
       for (const handle of entry.handles) handle.end();
       drops.push(this.drop(entry));
@@ -187,7 +187,7 @@ export class Subscriptions {
    * the connection through one subscription, and must not reach another it does not pass.
    */
   dispatch(event: CrierEvent): void {
-    for (const entry of this.entries.values()) {
+    for (const entry of this.byKey.values()) {
       if (matchPattern(entry.pattern, event.channel) && (entry.filter === undefined || entry.filter.passes(event.labels, event.key))) {
         for (const handle of entry.handles) handle.deliver(event);
       }
@@ -196,21 +196,21 @@ export class Subscriptions {
 
   /** After a `welcome`: subscribe every pattern again on the new socket. */
   resubscribe(): void {
-    for (const entry of this.entries.values()) this.send(entry);
+    for (const entry of this.byKey.values()) this.send(entry);
   }
 
   /** The client closed for good: fail what never got an ack, end every iterator. */
   close(error: CrierError): void {
     this.closedWith = error;
-    for (const entry of this.entries.values()) {
+    for (const entry of this.byKey.values()) {
       entry.ready.reject(error);
       for (const handle of entry.handles) handle.end();
     }
-    this.entries.clear();
+    this.byKey.clear();
   }
 
   private drop(entry: Entry): Promise<void> {
-    this.entries.delete(entry.key);
+    this.byKey.delete(entry.key);
     entry.handles.clear();
     // Settle `ready` now rather than leave it hanging on an answer that may never matter.
     entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed from "${entry.pattern}" before its ack`));
@@ -237,9 +237,9 @@ export class Subscriptions {
   private failed(entry: Entry, err: CrierError): void {
     // A lost connection is not a refusal: the next welcome subscribes again. `closed` is close()'s.
     if (err.code === ErrorCode.disconnected || err.code === ErrorCode.closed) return;
-    const current = this.entries.get(entry.key) === entry;
+    const current = this.byKey.get(entry.key) === entry;
     if (current) {
-      this.entries.delete(entry.key);
+      this.byKey.delete(entry.key);
       for (const handle of entry.handles) handle.end(err);
       // The broker may have subscribed after all (a late answer): do not leave it behind.
       if (err.code === ErrorCode.timeout) this.host.request('unsubscribe', entry.pattern, entry.filter?.wire, noAnswer);
