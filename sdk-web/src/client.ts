@@ -1,8 +1,9 @@
-import { CloseCode, CrierError, ErrorCode, FrameType, type BrokerFrame, type ClientFrame, type EventFrame } from '@crier/protocol';
+import { CrierError, ErrorCode, FrameType, type EventFrame, type Frame } from '@crier/protocol';
 import { Connection } from './connection.js';
 import { watchPage } from './lifecycle.js';
+import { emit, listen } from './listeners.js';
 import { resolveOptions } from './options.js';
-import { PendingRequests, errorFromFrame, type Answer } from './pending.js';
+import { PendingRequests, errorFromFrame, type SendRequest } from './pending.js';
 import { Publisher } from './publisher.js';
 import { Subscriptions } from './subscriptions.js';
 import type {
@@ -23,33 +24,6 @@ import type {
   SubscribeFilter,
   Subscription,
 } from './types.js';
-
-type Listener = (...args: never[]) => void;
-
-/** Calls every listener; one that throws is reported without keeping the others from running. */
-function emit<F extends Listener>(listeners: Set<F>, ...args: Parameters<F>): void {
-  for (const listener of listeners) {
-    try {
-      listener(...args);
-    } catch (err) {
-      reportError(err);
-    }
-  }
-}
-
-/** Re-throws outside our call stack, like an event listener's exception (uncaught, but isolated). */
-function reportError(err: unknown): void {
-  queueMicrotask(() => {
-    throw err;
-  });
-}
-
-function listen<F>(listeners: Set<F>, listener: F): () => void {
-  listeners.add(listener);
-  return () => {
-    listeners.delete(listener);
-  };
-}
 
 function toEvent(f: EventFrame): CrierEvent {
   const event: { -readonly [K in keyof CrierEvent]: CrierEvent[K] } = {
@@ -83,6 +57,9 @@ class Client implements CrierClient {
   private readonly fail = (error: CrierError): void => emit(this.errorListeners, error);
   private readyWaiters: { resolve(): void; reject(error: CrierError): void }[] = [];
   private closedWith: CrierError | undefined;
+  /** Sends a request (its frame made with its id) when connected; false (nothing sent) when not. */
+  private readonly request: SendRequest = (frame, answer, what) =>
+    this.connection.isOpen && this.connection.send(frame(this.pending.add(answer, what)));
   /** Removes the page lifecycle listeners. */
   private unwatch = (): void => {};
 
@@ -90,13 +67,11 @@ class Client implements CrierClient {
     const resolved = resolveOptions(options);
     this.pending = new PendingRequests(resolved.clock, resolved.requestTimeout);
     this.subscriptions = new Subscriptions({
-      request: (type, pattern, f, answer) =>
-        this.request((r) => ({ t: type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe, r, p: pattern, f }), answer, `${type} "${pattern}"`),
+      request: this.request,
       limits: () => this.connection.limits,
       error: this.fail,
       overflow: (event) =>
         emit(this.droppedListeners, { total: 1, channels: new Map([[event.channel, 1]]), source: 'iterator' }),
-      handlerFailed: reportError,
       iteratorBufferSize: resolved.iteratorBufferSize,
     });
     this.connection = new Connection(url, resolved, {
@@ -112,16 +87,11 @@ class Client implements CrierClient {
         emit(this.stateListeners, state, info);
       },
       error: this.fail,
-      auth: (tk, answer) => this.request((r) => ({ t: FrameType.auth, r, tk }), answer, 'auth'),
+      request: this.request,
     });
     this.publisher = new Publisher(this.connection, this.pending, resolved, this.fail);
     if (resolved.lifecycle && this.connection.state !== 'closed') {
-      this.unwatch = watchPage(resolved.lifecycle, {
-        unload: () => void this.connection.quit({ code: CloseCode.normal, reason: 'pagehide' }),
-        suspend: () => this.connection.suspend(),
-        resume: () => this.connection.resume(),
-        wake: () => this.connection.wake(),
-      });
+      this.unwatch = watchPage(resolved.lifecycle, this.connection);
     }
   }
 
@@ -179,20 +149,16 @@ class Client implements CrierClient {
       case 'error':
         return listen(this.errorListeners, listener as ErrorListener);
       default:
-        throw new TypeError(`crier: unknown event type ${JSON.stringify(type)} (expected 'state', 'dropped' or 'error')`);
+        throw new TypeError(`crier: unknown event ${JSON.stringify(type)}: use 'state', 'dropped' or 'error'`);
     }
   }
 
   quit(): Promise<void> {
-    return this.connection.quit({ code: 1000, reason: 'quit' });
+    return this.connection.quit();
   }
 
-  /** Sends a request (its frame made with its id) when connected; false (nothing sent) when not. */
-  private request(frame: (r: number) => ClientFrame, answer: Answer, what: string): boolean {
-    return this.connection.isOpen && this.connection.send(frame(this.pending.add(answer, what)));
-  }
 
-  private receive(frame: BrokerFrame): void {
+  private receive(frame: Frame): void {
     switch (frame.t) {
       case FrameType.event: {
         const event = toEvent(frame);
@@ -220,10 +186,10 @@ class Client implements CrierClient {
 
   private down(final: boolean, info: StateInfo): void {
     if (!final) {
-      this.pending.rejectAll(ErrorCode.disconnected, `the connection was lost${describeClose(info)}; the broker may or may not have received the request`);
+      this.pending.rejectAll(ErrorCode.disconnected, `connection lost${describeClose(info)}: the broker may or may not have it`);
       return;
     }
-    const error = new CrierError(ErrorCode.closed, `the client is closed${describeClose(info)}`);
+    const error = new CrierError(ErrorCode.closed, `client closed${describeClose(info)}`);
     this.closedWith = error;
     this.unwatch();
     this.pending.rejectAll(ErrorCode.closed, error.message);

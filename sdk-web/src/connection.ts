@@ -11,7 +11,6 @@ import {
   errorOfCloseReason,
   limitsForPayload,
   shouldReconnect,
-  type BrokerFrame,
   type ClientFrame,
   type DecodeLimits,
   type Frame,
@@ -20,6 +19,7 @@ import {
 import { backoffDelay } from './backoff.js';
 import { Credential, type CredentialHooks } from './credential.js';
 import { KeepAlive, WAKE_PROBE_GRACE_MAX } from './keep-alive.js';
+import type { PageHooks } from './lifecycle.js';
 import type { ResolvedOptions } from './options.js';
 import type { ClientLimits, ClientState, StateInfo } from './types.js';
 import { OPEN, toBytes, type WebSocketLike } from './websocket.js';
@@ -28,8 +28,8 @@ import { OPEN, toBytes, type WebSocketLike } from './websocket.js';
 export interface ConnectionHooks extends CredentialHooks {
   /** A `welcome` arrived: requests can be sent. Called before the state becomes `connected`. */
   welcome(): void;
-  /** An `ack`, `error`, `event` or `dropped` frame from the current socket. */
-  frame(frame: BrokerFrame): void;
+  /** Any frame from the current socket but `welcome` and `ping` (answered here). */
+  frame(frame: Frame): void;
   /** The socket was lost (`final`: the client will not reconnect). Called before the state changes. */
   down(final: boolean, info: StateInfo): void;
   state(state: ClientState, info: StateInfo): void;
@@ -56,7 +56,7 @@ const noop = (): void => {};
  * A page in the back/forward cache is `suspended`: no socket, state `reconnecting`, and no retry
  * until `resume()`.
  */
-export class Connection {
+export class Connection implements PageHooks {
   state: ClientState = 'connecting';
   uuid: string | undefined;
   /** The session secret of `uuid`, from its last `welcome` (or the options). */
@@ -103,9 +103,13 @@ export class Connection {
     return true;
   }
 
-  /** Sends `quit`, closes the socket and never reconnects. Resolves when the socket has closed. */
-  quit(info: StateInfo): Promise<void> {
+  /**
+   * Sends `quit`, closes the socket and never reconnects. Resolves when the socket has closed.
+   * `reason` is the state change's (`quit()`, or the page's `pagehide`); the close code is 1000.
+   */
+  quit(reason = 'quit'): Promise<void> {
     if (this.quitting) return this.quitting;
+    const info: StateInfo = { code: CloseCode.normal, reason };
     const socket = this.socket;
     this.stopTimers();
     // Set before anything user-visible happens, so a listener calling quit() again gets this promise.
@@ -131,6 +135,11 @@ export class Connection {
       this.setState('closed', info);
     }
     return this.quitting;
+  }
+
+  /** The page is going away for good: quit. */
+  unload(): void {
+    void this.quit('pagehide');
   }
 
   /**
@@ -245,20 +254,11 @@ export class Connection {
 
   private readonly handleFrame = (frame: Frame): void => {
     if (this.state === 'closed') return;
-    switch (frame.t) {
-      case FrameType.welcome:
-        return this.welcome(frame);
-      case FrameType.ping:
-        this.send({ t: FrameType.pong });
-        return;
-      case FrameType.ack:
-      case FrameType.error:
-      case FrameType.event:
-      case FrameType.dropped:
-        return this.hooks.frame(frame);
-      default:
-      // pong (already counted as a sign of life) and client frames: nothing to do.
-    }
+    if (frame.t === FrameType.welcome) this.welcome(frame);
+    else if (frame.t === FrameType.ping) this.send({ t: FrameType.pong });
+    // The client acts on `ack`, `error`, `event` and `dropped`, and ignores the rest: a `pong`
+    // (already counted as a sign of life), or a client frame.
+    else this.hooks.frame(frame);
   };
 
   private welcome(frame: WelcomeFrame): void {
@@ -275,10 +275,13 @@ export class Connection {
     // With ka 0 (a broker that sends no pings) it only serves wake-up probes.
     this.keepAlive = new KeepAlive(this.clock, frame.ka, {
       ping: () => this.send({ t: FrameType.ping }),
+      // An unanswered probe reconnects at once, with the backoff reset.
       dead: (grace) =>
-        grace === undefined
-          ? this.abandon(CloseCode.keepAliveTimeout, `keep-alive: broker silent for ${2 * frame.ka} ms`)
-          : this.abandon(CloseCode.keepAliveTimeout, `keep-alive: no pong within ${grace} ms`, true),
+        this.abandon(
+          CloseCode.keepAliveTimeout,
+          grace === undefined ? `keep-alive: broker silent for ${2 * frame.ka} ms` : `keep-alive: no pong within ${grace} ms`,
+          grace !== undefined,
+        ),
     });
     this.hooks.welcome();
     this.setState('connected', {});

@@ -1,11 +1,11 @@
-import { CrierError, ErrorCode, type AckFrame } from '@crier/protocol';
+import { CrierError, ErrorCode, FrameType, type AckFrame } from '@crier/protocol';
 import type { ResolvedOptions } from './options.js';
-import type { Answer } from './pending.js';
+import { isLoss, type SendRequest } from './pending.js';
 
 /** What the credential asks of the client. */
 export interface CredentialHooks {
-  /** Sends an `auth` frame as a pending request; false (nothing sent) when not connected. */
-  auth(tk: string, answer: Answer): boolean;
+  /** Sends a request (here, `auth` frames). */
+  request: SendRequest;
   /** Reports a failure nobody awaits (getToken failed, the broker refused a refresh). */
   error(error: CrierError): void;
 }
@@ -79,12 +79,12 @@ export class Credential {
     try {
       const tk = await this.fetch();
       // Not connected: nothing to refresh (the next welcome schedules its own).
-      const ack = await new Promise<AckFrame | void>((resolve, reject) => this.hooks.auth(tk, { resolve, reject }) || resolve());
+      const ack = await new Promise<AckFrame | void>((resolve, reject) => this.hooks.request((r) => ({ t: FrameType.auth, r, tk }), { resolve, reject }, 'auth') || resolve());
       if (ack) this.expires(ack.x);
     } catch (err) {
       const e = err as CrierError;
       // A lost connection is not a refusal: the next welcome schedules a refresh of its own.
-      if (e.code === ErrorCode.disconnected || e.code === ErrorCode.closed) return;
+      if (isLoss(e)) return;
       this.hooks.error(new CrierError(e.code, `credential refresh failed: ${e.message}`));
       // Tried again 3 times at most, each at half the time left.
       const left = x - this.options.clock.now();

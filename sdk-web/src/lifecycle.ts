@@ -29,7 +29,7 @@ export function resolveLifecycle(options: ClientOptions): ResolvedLifecycle | un
   if (l === false) return undefined;
   const target = options.lifecycleTarget ?? (globalThis as Partial<LifecycleTarget>);
   if (typeof target.addEventListener !== 'function' || typeof target.removeEventListener !== 'function') {
-    if (options.lifecycleTarget) throw new TypeError('crier: options.lifecycleTarget must have addEventListener and removeEventListener');
+    if (options.lifecycleTarget) throw new TypeError('crier: options.lifecycleTarget must have add/removeEventListener');
     return undefined;
   }
   return {
@@ -62,7 +62,7 @@ export function watchPage(settings: ResolvedLifecycle, hooks: PageHooks): () => 
   });
   if (settings.reconnectOnPageShow) on('pageshow', (event) => event.persisted && hooks.resume());
   if (settings.probeOnWake) {
-    on('online', hooks.wake);
+    on('online', () => hooks.wake());
     on('visibilitychange', () => target.document?.visibilityState !== 'hidden' && hooks.wake());
   }
   return () => {

@@ -1,4 +1,4 @@
-import { CrierError, ErrorCode, FrameType, isErrorCode, type AckFrame, type ErrorFrame } from '@crier/protocol';
+import { CrierError, ErrorCode, FrameType, isErrorCode, type AckFrame, type ClientFrame, type ErrorFrame } from '@crier/protocol';
 import type { Timers } from './types.js';
 
 /** What a request does with its answer. */
@@ -6,6 +6,12 @@ export interface Answer {
   resolve(ack: AckFrame): void;
   reject(error: CrierError): void;
 }
+
+/**
+ * Sends a request when connected: `frame` makes it with its request id, `what` names it in a
+ * timeout error. False (nothing sent, nothing pending) when not connected.
+ */
+export type SendRequest = (frame: (r: number) => ClientFrame, answer: Answer, what: string) => boolean;
 
 interface Entry {
   answer: Answer;
@@ -17,6 +23,14 @@ export function errorFromFrame(frame: ErrorFrame): CrierError {
   const code = isErrorCode(frame.code) ? frame.code : ErrorCode.internal;
   const message = code === frame.code ? frame.msg : `${frame.code}: ${frame.msg}`;
   return new CrierError(code, message, frame.r);
+}
+
+/**
+ * Whether a request failed because the connection or the client went away (`disconnected`,
+ * `closed`) rather than because the broker refused it.
+ */
+export function isLoss(error: CrierError): boolean {
+  return error.code === ErrorCode.disconnected || error.code === ErrorCode.closed;
 }
 
 /**

@@ -25,6 +25,10 @@ function toFrame(item: Publish, r: number | undefined): PublishFrame {
   return { t: FrameType.publish, r, c: item.channel, d: item.data, l: item.labels, k: item.key };
 }
 
+function refuse(code: ErrorCode, channel: string, why: string): CrierError {
+  return new CrierError(code, `cannot publish to "${channel}": ${why}`);
+}
+
 function toAck(frame: AckFrame): PublishAck {
   return { id: frame.id ?? '', offset: frame.o ?? 0, epoch: frame.e ?? '' };
 }
@@ -55,17 +59,17 @@ export class Publisher {
       return Promise.reject(err);
     }
     if (!(data instanceof Uint8Array)) {
-      return Promise.reject(new TypeError('crier: publish data must be a Uint8Array (see encodeText and encodeJson)'));
+      return Promise.reject(new TypeError('crier: data must be a Uint8Array (see encodeText, encodeJson)'));
     }
     const refused = this.closedWith ?? this.tooLarge(data);
     if (refused) return Promise.reject(refused);
     const item: Publish = { channel, data, labels: options.labels, key: options.key, ack: options.ack !== false };
     if (this.connection.isOpen) return this.send(item);
     if (this.options.offline === 'fail') {
-      return Promise.reject(new CrierError(ErrorCode.disconnected, `cannot publish to "${channel}": not connected (offline: 'fail')`));
+      return Promise.reject(refuse(ErrorCode.disconnected, channel, "not connected (offline: 'fail')"));
     }
     if (this.queue.length >= this.options.offlineQueueSize) {
-      return Promise.reject(new CrierError(ErrorCode.queueFull, `cannot publish to "${channel}": the offline queue holds ${this.options.offlineQueueSize} publishes already`));
+      return Promise.reject(refuse(ErrorCode.queueFull, channel, `offline queue full (${this.options.offlineQueueSize})`));
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ ...item, resolve, reject });
@@ -112,7 +116,7 @@ export class Publisher {
   private bufferFull(channel: string): CrierError | undefined {
     const buffered = this.connection.bufferedAmount;
     if (buffered <= MAX_SOCKET_BUFFER) return undefined;
-    return new CrierError(ErrorCode.queueFull, `cannot publish to "${channel}": ${buffered} bytes wait to be sent (limit ${MAX_SOCKET_BUFFER}); slow down`);
+    return refuse(ErrorCode.queueFull, channel, `${buffered} bytes unsent (max ${MAX_SOCKET_BUFFER}): slow down`);
   }
 
   /** Hands the publish to the socket (checks done); an acked one resolves with its ack. */

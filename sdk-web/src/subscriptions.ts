@@ -1,29 +1,28 @@
 import {
   CrierError,
   ErrorCode,
+  FrameType,
   assertPattern,
   compileFilter,
   matchPattern,
   subscriptionKey,
   toWireFilter,
   type EventFilter,
-  type SubscriptionFilter,
 } from '@crier/protocol';
 import { EventStream } from './event-stream.js';
-import type { Answer } from './pending.js';
+import { call } from './listeners.js';
+import { isLoss, type Answer, type SendRequest } from './pending.js';
 import type { ClientLimits, CrierEvent, EventHandler, SubscribeFilter, Subscription } from './types.js';
 
 /** What the registry needs from the client. */
 export interface SubscriptionHost {
-  /** Sends a subscribe/unsubscribe request when connected; false when not (nothing sent). */
-  request(type: 'subscribe' | 'unsubscribe', pattern: string, filter: SubscriptionFilter | undefined, answer: Answer): boolean;
+  /** Sends a request (here, `subscribe` and `unsubscribe` frames). */
+  request: SendRequest;
   limits(): ClientLimits | undefined;
   /** Reports an asynchronous failure (a resubscribe the broker refused) as an `'error'` event. */
   error(error: CrierError): void;
   /** An iterator discarded an event (its buffer was full). */
   overflow(event: CrierEvent): void;
-  /** Reports an exception thrown by a user's handler without disturbing the others. */
-  handlerFailed(error: unknown): void;
   iteratorBufferSize: number;
 }
 
@@ -79,13 +78,7 @@ class Handle implements Subscription {
   }
 
   deliver(event: CrierEvent): void {
-    if (this.handler) {
-      try {
-        this.handler(event);
-      } catch (err) {
-        this.registry.host.handlerFailed(err);
-      }
-    }
+    if (this.handler) call(this.handler, event);
     for (const stream of this.streams) stream.push(event);
   }
 
@@ -155,7 +148,7 @@ export class Subscriptions {
     // Fail fast only once the broker told us its limit; before that its answer decides.
     const limits = this.host.limits();
     if (limits && this.byKey.size >= limits.maxChannels) {
-      return new CrierError(ErrorCode.maxChannels, `cannot subscribe to "${pattern}": at maxChannels (${limits.maxChannels})`);
+      return new CrierError(ErrorCode.maxChannels, `subscribe "${pattern}": at maxChannels (${limits.maxChannels})`);
     }
     const entry: Entry = { key, pattern, filter, handles: new Set(), ready: deferred(), acked: false };
     this.byKey.set(key, entry);
@@ -213,19 +206,25 @@ export class Subscriptions {
     this.byKey.delete(entry.key);
     entry.handles.clear();
     // Settle `ready` now rather than leave it hanging on an answer that may never matter.
-    entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed from "${entry.pattern}" before its ack`));
+    entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed "${entry.pattern}" before its ack`));
     return new Promise((resolve, reject) => {
-      const sent = this.host.request('unsubscribe', entry.pattern, entry.filter?.wire, {
+      const sent = this.request('unsubscribe', entry, {
         resolve: () => resolve(),
         // Lost with the connection or the client: the pattern is not resubscribed, so it is gone.
-        reject: (err) => (err.code === ErrorCode.disconnected || err.code === ErrorCode.closed ? resolve() : reject(err)),
+        reject: (err) => (isLoss(err) ? resolve() : reject(err)),
       });
       if (!sent) resolve();
     });
   }
 
+  /** Sends the entry's `subscribe` or `unsubscribe`; false (nothing sent) when not connected. */
+  private request(type: 'subscribe' | 'unsubscribe', { pattern, filter }: Entry, answer: Answer): boolean {
+    const t = type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe;
+    return this.host.request((r) => ({ t, r, p: pattern, f: filter?.wire }), answer, `${type} "${pattern}"`);
+  }
+
   private send(entry: Entry): void {
-    this.host.request('subscribe', entry.pattern, entry.filter?.wire, {
+    this.request('subscribe', entry, {
       resolve: () => {
         entry.acked = true;
         entry.ready.resolve();
@@ -236,17 +235,17 @@ export class Subscriptions {
 
   private failed(entry: Entry, err: CrierError): void {
     // A lost connection is not a refusal: the next welcome subscribes again. `closed` is close()'s.
-    if (err.code === ErrorCode.disconnected || err.code === ErrorCode.closed) return;
+    if (isLoss(err)) return;
     const current = this.byKey.get(entry.key) === entry;
     if (current) {
       this.byKey.delete(entry.key);
       for (const handle of entry.handles) handle.end(err);
       // The broker may have subscribed after all (a late answer): do not leave it behind.
-      if (err.code === ErrorCode.timeout) this.host.request('unsubscribe', entry.pattern, entry.filter?.wire, noAnswer);
+      if (err.code === ErrorCode.timeout) this.request('unsubscribe', entry, noAnswer);
     }
     if (!entry.acked) entry.ready.reject(err);
     else if (current) {
-      this.host.error(new CrierError(err.code, `resubscribe to "${entry.pattern}" failed (removed): ${err.message}`, err.requestId));
+      this.host.error(new CrierError(err.code, `resubscribe "${entry.pattern}" failed (removed): ${err.message}`, err.requestId));
     }
   }
 }

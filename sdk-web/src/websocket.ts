@@ -32,9 +32,7 @@ export const OPEN = 1;
 export function resolveWebSocket(injected: WebSocketConstructor | undefined): WebSocketConstructor {
   const ctor = injected ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (typeof ctor !== 'function') {
-    throw new TypeError(
-      'crier: no WebSocket implementation found: pass options.WebSocket (in Node use @crier/sdk-node)',
-    );
+    throw new TypeError('crier: no WebSocket: pass options.WebSocket (in Node use @crier/sdk-node)');
   }
   return ctor;
 }
