@@ -11,8 +11,11 @@ import {
   type SubscribeFilter,
 } from '@crier/protocol';
 import { createAuthenticator } from './auth/config.js';
-import { BrokerCore } from './core/core.js';
+import { BrokerCore, publishResult } from './core/core.js';
+import { MemoryEngine } from './engine/memory-engine.js';
 import { handleMessage } from './transport/frame-handlers.js';
+import { Ingress } from './transport/ingress.js';
+import { SseHub } from './transport/sse.js';
 import { createRequestListener } from './http/endpoints.js';
 import { startKeepAlive } from './transport/keep-alive.js';
 import { loadStaticAssets } from './http/static-assets.js';
@@ -48,7 +51,11 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   // The dashboard's files, read once: a request never touches the disk.
   const assets = await loadStaticAssets();
   const log = createLogger(resolved.logger);
-  const core = new BrokerCore(resolved, log, createAuthenticator(resolved), handleMessage);
+  const engine = new MemoryEngine(resolved, resolved.clock);
+  const core = new BrokerCore(resolved, log, resolved.clock, engine);
+  await core.start();
+  const ingress: Ingress = new Ingress(core, createAuthenticator(resolved), (conn, bytes, isBinary) => handleMessage(ingress, conn, bytes, isBinary));
+  const sse = new SseHub(ingress);
   const wssOptions: ServerOptions<typeof CrierSocket> & { closeTimeout: number } = {
     noServer: true,
     clientTracking: false, // the broker keeps its own registry
@@ -71,8 +78,8 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   const fallback = previous.length === 0 ? undefined : (req: IncomingMessage, res: ServerResponse) => {
     for (const listener of previous) listener.call(server, req, res);
   };
-  const onRequest = createRequestListener(core, paths, fallback, assets);
-  const onUpgrade = createUpgradeListener({ core, wss, paths, server, attached: !owned });
+  const onRequest = createRequestListener(ingress, sse, paths, fallback, assets);
+  const onUpgrade = createUpgradeListener({ ingress, wss, paths, server, attached: !owned });
   for (const listener of previous) server.off('request', listener);
   server.on('request', onRequest);
   server.on('upgrade', onUpgrade);
@@ -87,8 +94,8 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     }
     server.on('error', (err) => log.error({ err }, 'server error'));
   }
-  const stopKeepAlive = startKeepAlive(core);
-  const broker = new RunningBroker(core, resolved, server, owned, paths, tlsFiles, () => {
+  const stopKeepAlive = startKeepAlive(ingress, sse);
+  const broker = new RunningBroker(ingress, sse, resolved, server, owned, paths, tlsFiles, () => {
     stopKeepAlive();
     server.off('upgrade', onUpgrade);
     server.off('request', onRequest);
@@ -98,9 +105,9 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     url: broker.url, stats: statsUrlOf(broker.url), config: redactConfig(resolved),
     ...(tls ? { tls: { fingerprint: tls.fingerprint, validTo: tls.validTo } } : {}),
   }, 'crier broker listening');
-  if (!core.auth.enabled && resolved.allowAnonymous) {
+  if (!ingress.auth.enabled && resolved.allowAnonymous) {
     log.warn('allowAnonymous: clients without a credential may connect from anywhere and publish and subscribe to every channel');
-  } else if (!core.auth.enabled) {
+  } else if (!ingress.auth.enabled) {
     log.info('no credential configured: serving loopback clients only (configure credentials, or allowAnonymous)');
   }
   return broker;
@@ -115,7 +122,8 @@ class RunningBroker implements Broker {
   private tlsReloads: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly core: BrokerCore,
+    private readonly ingress: Ingress,
+    private readonly sse: SseHub,
     private readonly options: ResolvedOptions,
     private readonly server: Server,
     private readonly owned: boolean,
@@ -137,23 +145,23 @@ class RunningBroker implements Broker {
     return `${scheme}://${urlHost(host)}:${this.port}${this.paths.upgrade}`;
   }
 
-  publish(channel: string, data: Uint8Array, options: PublishOptions = {}): PublishResult {
-    if (this.core.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is closed');
+  async publish(channel: string, data: Uint8Array, options: PublishOptions = {}): Promise<PublishResult> {
+    if (this.ingress.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is closed');
     validatePublish(channel, data, options.labels, options.key, this.options.maxPayload);
-    return this.core.publish(channel, data, options.labels, options.key);
+    return publishResult(await this.ingress.core.publish({ channel, data, labels: options.labels, key: options.key }));
   }
 
   subscribe(pattern: string, handler: (event: BrokerEvent) => void, filter?: SubscribeFilter): BrokerSubscription {
-    if (this.core.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is closed');
+    if (this.ingress.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is closed');
     assertPattern(pattern);
     if (typeof handler !== 'function') throw new TypeError('subscribe: handler must be a function');
-    const core = this.core;
+    const core = this.ingress.core;
     const sub = core.subscribeLocal(pattern, handler, filter);
     return { unsubscribe: () => core.unsubscribeLocal(sub) };
   }
 
   stats(): BrokerStats {
-    return this.core.stats();
+    return this.ingress.stats();
   }
 
   reloadTls(): Promise<void> {
@@ -168,7 +176,7 @@ class RunningBroker implements Broker {
       }
       // New handshakes get the new pair; connections already open keep theirs.
       (this.server as unknown as TlsServer).setSecureContext({ cert: pair.cert, key: pair.key });
-      this.core.log.info({ fingerprint: pair.fingerprint, validTo: pair.validTo }, 'TLS certificate reloaded');
+      this.ingress.log.info({ fingerprint: pair.fingerprint, validTo: pair.validTo }, 'TLS certificate reloaded');
     };
     const done = this.tlsReloads.then(reload);
     this.tlsReloads = done.catch(() => undefined);
@@ -180,29 +188,32 @@ class RunningBroker implements Broker {
   }
 
   private async shutdown(): Promise<void> {
-    const { core, server } = this;
-    core.closing = true;
+    const { ingress, server } = this;
+    const core = ingress.core;
+    ingress.closing = true;
     // Until the sockets have drained the broker keeps listening, answering `readyz` (and every
     // publish or upgrade) with 503, so a load balancer sees it draining rather than gone.
     core.flush(); // what was queued goes out ahead of the close frames
-    core.sse.closeAll();
-    for (const conn of [...core.connections]) core.closeConnection(conn, CloseCode.goingAway, 'broker shutting down');
+    this.sse.closeAll();
+    for (const conn of [...ingress.connections]) ingress.closeConnection(conn, CloseCode.goingAway, 'broker shutting down');
     // Peers answer the close frame; `ws` destroys those that do not within CLOSE_TIMEOUT_MS.
     // The deadlines are a last resort should a socket outlive even that.
-    if (!(await settle(core.whenSocketsClosed(), SHUTDOWN_DEADLINE_MS))) {
-      for (const conn of core.sockets) conn.ws.terminate();
-      if (!(await settle(core.whenSocketsClosed(), 1000))) {
-        for (const conn of [...core.sockets]) core.socketClosed(conn, CloseCode.abnormal, 'terminated');
+    if (!(await settle(ingress.whenSocketsClosed(), SHUTDOWN_DEADLINE_MS))) {
+      for (const conn of ingress.sockets) conn.ws.terminate();
+      if (!(await settle(ingress.whenSocketsClosed(), 1000))) {
+        for (const conn of [...ingress.sockets]) ingress.socketClosed(conn, CloseCode.abnormal, 'terminated');
       }
     }
     this.detach();
     const serverClosed = this.owned ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
     core.dispose();
+    ingress.reads.dispose();
+    await core.engine.close();
     if (serverClosed) {
       server.closeAllConnections(); // idle keep-alive HTTP connections would hold close() open
       await serverClosed;
     }
-    core.log.info('crier broker closed');
+    ingress.log.info('crier broker closed');
   }
 }
 

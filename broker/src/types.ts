@@ -139,10 +139,14 @@ export interface Broker {
   /** The TCP port the broker (or the server it is attached to) listens on. */
   readonly port: number;
   /**
-   * Publishes an event from this process: synchronous, no network hop. Throws a `CrierError`
+   * Publishes an event from this process, no network hop to the broker. Resolves with the
+   * event's `{id, offset, epoch}` once the engine has sequenced it: with the memory engine the
+   * event is already routed to its subscribers when `publish` returns, and the promise is
+   * resolved; an engine that sequences over the network (Redis) resolves after the round trip.
+   * Publishes are sequenced in call order, awaited or not. Rejects with a `CrierError`
    * (`bad_channel`, `payload_too_large`, `bad_frame` for bad labels or key, `shutting_down`).
    */
-  publish(channel: string, data: Uint8Array, options?: PublishOptions): PublishResult;
+  publish(channel: string, data: Uint8Array, options?: PublishOptions): Promise<PublishResult>;
   /**
    * Subscribes a handler in this process, with a remote client's semantics: each matching event
    * once, asynchronously (in the broker's next flush), bounded by `bufferSize` per flush. Throws

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ErrorCode } from '@crier/protocol';
 import { AddressAdmission } from '../src/admission/address-admission.js';
-import type { BrokerCore } from '../src/core/core.js';
+import type { Ingress } from '../src/transport/ingress.js';
 import type { Broker } from '../src/index.js';
 import { RawClient, cleanup, startBroker, waitFor } from './helpers.js';
 
@@ -16,8 +16,8 @@ afterEach(async () => {
   await cleanup();
 });
 
-function coreOf(broker: Broker): BrokerCore {
-  return (broker as unknown as { core: BrokerCore }).core;
+function coreOf(broker: Broker): Ingress {
+  return (broker as unknown as { ingress: Ingress }).ingress;
 }
 
 /** Opens a socket from `localAddress` and says nothing: resolves 'open', or the refusal's status. */

@@ -8,7 +8,7 @@ import { Principal } from '../src/auth/principal.js';
 import { isLoopbackAddress, originAllowed } from '../src/http/cors.js';
 import { Refusals } from '../src/observe/refusals.js';
 import { createUpgradeListener } from '../src/transport/upgrade.js';
-import type { BrokerCore } from '../src/core/core.js';
+import type { Ingress } from '../src/transport/ingress.js';
 import { brokerPaths } from '../src/config/paths.js';
 
 const closed = { auth: { enabled: false }, options: { allowAnonymous: false } };
@@ -39,11 +39,11 @@ describe('anonymous clients', () => {
 
   it('a WebSocket upgrade from outside loopback is answered 403 forbidden before any socket exists, and counted', async () => {
     const refusals = new Refusals({ warn() {}, info() {} } as never, 10);
-    const core = { ...closed, closing: false, refusals, options: { ...closed.options, allowedOrigins: [], maxConnections: 10 }, sockets: new Set(), sse: { size: 0 } } as unknown as BrokerCore;
+    const core = { ...closed, closing: false, refusals, options: { ...closed.options, allowedOrigins: [], maxConnections: 10 }, openCount: 0 } as unknown as Ingress;
     let written = '';
     const socket = new Duplex({ read() {}, write(chunk: Buffer, _enc, done) { written += chunk.toString(); done(); } });
     const req = { url: '/', headers: {}, socket: { remoteAddress: '203.0.113.5' } } as unknown as IncomingMessage;
-    const listener = createUpgradeListener({ core, wss: {} as never, paths: brokerPaths('/'), server: {} as Server, attached: false });
+    const listener = createUpgradeListener({ ingress: core, wss: {} as never, paths: brokerPaths('/'), server: {} as Server, attached: false });
     listener(req, socket, Buffer.alloc(0));
     await new Promise((resolve) => socket.once('finish', resolve));
     expect(written).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);

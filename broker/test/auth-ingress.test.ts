@@ -8,7 +8,7 @@ import { SignJWT, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '@crier/broker';
 import { CloseCode, FrameType, PROTOCOL_VERSION } from '@crier/protocol';
-import type { BrokerCore } from '../src/core/core.js';
+import type { Ingress } from '../src/transport/ingress.js';
 import { RawClient, cleanup, startBroker, text } from './helpers.js';
 
 const SECRET = 'an-auth-test-secret-of-32-bytes-or-more';
@@ -211,7 +211,7 @@ describe('a credential on a live socket', () => {
 
   it('a refused hello completes its close handshake: the socket, paused while verifying, reads again', async () => {
     const b = await startBroker({ tokens: [{ id: 'x', sha256: sha('x-token') }] });
-    const core = (b as unknown as { core: BrokerCore }).core;
+    const core = (b as unknown as { ingress: Ingress }).ingress;
     const client = await RawClient.open(b.url);
     client.send({ t: FrameType.hello, v: PROTOCOL_VERSION, tk: 'wrong' });
     expect(await client.waitClose()).toEqual({ code: CloseCode.unauthorized, reason: 'unauthorized: unknown token' });

@@ -7,7 +7,7 @@ import { AddressAdmission } from '../src/admission/address-admission.js';
 import { clientAddress, trustedProxySet } from '../src/admission/client-address.js';
 import { Refusals } from '../src/observe/refusals.js';
 import { createUpgradeListener } from '../src/transport/upgrade.js';
-import type { BrokerCore } from '../src/core/core.js';
+import type { Ingress } from '../src/transport/ingress.js';
 import { brokerPaths } from '../src/config/paths.js';
 
 const request = (remoteAddress: string, forwarded?: string | string[]): IncomingMessage =>
@@ -52,13 +52,13 @@ describe('the loopback-only admission behind a proxy', () => {
       auth: { enabled: false }, closing: false, refusals, trustedProxies, now: () => 0,
       admission: new AddressAdmission({ maxConnectionsPerIp: 10, maxPendingPerIp: 10, handshakeRate: 10 }),
       options: { allowAnonymous: false, allowedOrigins: [], maxConnections: 10 },
-      sockets: new Set(), sse: { size: 0 },
-    } as unknown as BrokerCore;
+      openCount: 0,
+    } as unknown as Ingress;
     let written = '';
     const socket = new Duplex({ read() {}, write(chunk: Buffer, _enc, done) { written += chunk.toString(); done(); } });
     const handled = { value: false };
     const wss = { handleUpgrade: () => { handled.value = true; socket.end(); } } as never;
-    const listener = createUpgradeListener({ core, wss, paths: brokerPaths('/'), server: {} as Server, attached: false });
+    const listener = createUpgradeListener({ ingress: core, wss, paths: brokerPaths('/'), server: {} as Server, attached: false });
     listener(req, socket, Buffer.alloc(0));
     return new Promise((resolve) => socket.once('finish', () => resolve({ written: handled.value ? 'upgraded' : written, refusals })));
   }

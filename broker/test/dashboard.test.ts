@@ -2,7 +2,8 @@ import { createServer, type Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FrameType } from '@crier/protocol';
 import { ChannelIndex } from '../src/core/channel-index.js';
-import type { BrokerCore } from '../src/core/core.js';
+import type { Ingress } from '../src/transport/ingress.js';
+import type { SseHub } from '../src/transport/sse.js';
 import { createRequestListener } from '../src/http/endpoints.js';
 import { brokerPaths } from '../src/config/paths.js';
 import { STATIC_DIR, loadStaticAssets } from '../src/http/static-assets.js';
@@ -93,10 +94,10 @@ describe('the browser bundle and the dashboard files', () => {
 
 describe('without the built files', () => {
   async function serveWithout(): Promise<string> {
-    const core = { closing: false, auth: { enabled: false }, options: { allowAnonymous: false }, stats: () => ({}), top: () => ({}) } as unknown as BrokerCore;
+    const core = { closing: false, auth: { enabled: false }, options: { allowAnonymous: false }, stats: () => ({}), top: () => ({}) } as unknown as Ingress;
     const assets = await loadStaticAssets(new URL('./no-such-dir/', import.meta.url));
     expect(assets.size).toBe(0);
-    const server = createServer(createRequestListener(core, brokerPaths('/'), undefined, assets));
+    const server = createServer(createRequestListener(core, {} as SseHub, brokerPaths('/'), undefined, assets));
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return `http://127.0.0.1:${(server.address() as { port: number }).port}`;

@@ -10,7 +10,7 @@ it('the built package exports createBroker and its constants', async () => {
     expect(broker.url).toBe(`ws://127.0.0.1:${broker.port}/`);
     const seen: built.BrokerEvent[] = [];
     broker.subscribe('a.b', (e) => seen.push(e));
-    expect(broker.publish('a.b', new Uint8Array([1]))).toMatchObject({ offset: 1 });
+    expect(await broker.publish('a.b', new Uint8Array([1]))).toEqual({ id: expect.any(String), offset: 1, epoch: expect.any(String) });
     await new Promise<void>((resolve) => setImmediate(resolve)); // one flush: in-process delivery
     expect(seen).toHaveLength(1);
     const stats: built.BrokerStats = broker.stats();

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, FrameType, encodeFrame, type Frame } from '@crier/protocol';
 import type { Connection } from '../src/transport/connection.js';
-import type { BrokerCore } from '../src/core/core.js';
+import type { Ingress } from '../src/transport/ingress.js';
 import { MAX_FRAMES_PER_MESSAGE } from '../src/transport/frame-handlers.js';
 import type { Broker } from '../src/index.js';
 import { READ_BUDGET_FRAMES } from '../src/transport/read-turns.js';
@@ -11,7 +11,7 @@ import { RawClient, cleanup, startBroker, text, waitFor } from './helpers.js';
 
 afterEach(cleanup);
 
-const coreOf = (broker: Broker): BrokerCore => (broker as unknown as { core: BrokerCore }).core;
+const coreOf = (broker: Broker): Ingress => (broker as unknown as { ingress: Ingress }).ingress;
 const PING = Buffer.from(encodeFrame({ t: FrameType.ping }));
 const pongs = (c: RawClient): number => c.frames.filter((f: Frame) => f.t === FrameType.pong).length;
 
@@ -20,7 +20,7 @@ describe('fair reading', () => {
     const broker = await startBroker();
     const core = coreOf(broker);
     const client = await RawClient.connect(broker.url);
-    const conn: Connection = core.registry.get(client.welcome!.u)!;
+    const conn: Connection = core.byUuid.get(client.welcome!.u)!;
     // Count what the broker does per turn: a pong queued is a ping handled.
     const perTurn = new Map<number, number>();
     const enqueue = conn.enqueueControl.bind(conn);
@@ -72,7 +72,7 @@ describe('fair reading', () => {
     const broker = await startBroker();
     const core = coreOf(broker);
     const client = await RawClient.connect(broker.url);
-    const conn = core.registry.get(client.welcome!.u)!;
+    const conn = core.byUuid.get(client.welcome!.u)!;
     for (let i = 0; i < 300; i++) core.reads.read(conn, PING, true);
     core.reads.read(conn, Buffer.from(encodeFrame({ t: FrameType.quit })), true);
     expect(conn.deferred).toHaveLength(300 - READ_BUDGET_FRAMES + 1);

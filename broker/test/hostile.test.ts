@@ -10,7 +10,7 @@ import {
   type Frame,
 } from '@crier/protocol';
 import type { Broker } from '../src/index.js';
-import { closeReason } from '../src/transport/socket.js';
+import { closeReason } from '../src/transport/connection.js';
 import { RawClient, cleanup, startBroker, text, waitFor } from './helpers.js';
 
 // Hostile input: every case gets its clear error (or close code), and a well-behaved subscriber

@@ -46,7 +46,7 @@ describe('POST /publish/<channel>', () => {
     expect(events[1]).toMatchObject({ c: 'user.deleted', l: ['x', 'y'], k: 'k2' });
     expect([...events[1]!.d]).toEqual([0, 255, 1]);
     // The same path as a socket's publish: offsets and counters are shared.
-    expect(b.publish('user.created', text('again')).offset).toBe(2);
+    expect((await b.publish('user.created', text('again'))).offset).toBe(2);
     expect(b.stats().published).toBe(3);
   });
 

@@ -2,7 +2,7 @@
 import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, FrameType, encodeFrame, type ErrorFrame, type Frame } from '@crier/protocol';
-import type { BrokerCore } from '../src/core/core.js';
+import type { Ingress } from '../src/transport/ingress.js';
 import type { Broker } from '../src/index.js';
 import { AddressBuckets, TokenBucket } from '../src/admission/token-bucket.js';
 import { RawClient, cleanup, startBroker, text } from './helpers.js';
@@ -10,8 +10,8 @@ import { RawClient, cleanup, startBroker, text } from './helpers.js';
 afterEach(cleanup);
 
 /** The broker's core, with its clock stopped at `t` (advance it with the returned setter). */
-function stopClock(broker: Broker): { core: BrokerCore; set: (ms: number) => void } {
-  const core = (broker as unknown as { core: BrokerCore }).core;
+function stopClock(broker: Broker): { core: Ingress; set: (ms: number) => void } {
+  const core = (broker as unknown as { ingress: Ingress }).ingress;
   let t = 1_000_000;
   core.now = () => t;
   return { core, set: (ms) => (t = ms) };

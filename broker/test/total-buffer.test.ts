@@ -2,13 +2,13 @@
 import { afterEach, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { FrameType } from '@crier/protocol';
-import type { BrokerCore } from '../src/core/core.js';
+import type { Ingress } from '../src/transport/ingress.js';
 import type { Broker } from '../src/index.js';
 import { RawClient, cleanup, publishUntil, startBroker, waitFor } from './helpers.js';
 
 afterEach(cleanup);
 
-const coreOf = (broker: Broker): BrokerCore => (broker as unknown as { core: BrokerCore }).core;
+const coreOf = (broker: Broker): Ingress => (broker as unknown as { ingress: Ingress }).ingress;
 
 /** The status of a handshake: 101, or the refusal's. */
 function handshake(url: string): Promise<number> {

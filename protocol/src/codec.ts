@@ -35,12 +35,12 @@ export const isDropCounts: FieldCheck = (v) =>
 export const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, FieldCheck][] }> =
   new Map([
     [FrameType.hello, { req: [['v', isUint]], opt: [['u', isStr], ['tk', isStr], ['s', isStr]] }],
-    [FrameType.welcome, { req: [['v', isUint], ['u', isStr], ['ka', isUint], ['lim', isLimits], ['s', isStr]], opt: [['x', isUint]] }],
+    [FrameType.welcome, { req: [['v', isUint], ['u', isStr], ['ka', isUint], ['lim', isLimits], ['s', isStr]], opt: [['x', isUint], ['ep', isStr]] }],
     [FrameType.auth, { req: [['r', isUint], ['tk', isStr]], opt: [] }],
     // A filter's types are checked here, its bounds by canonicalFilter (bad_filter).
     [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter]] }],
     [FrameType.unsubscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter]] }],
-    [FrameType.publish, { req: [['c', isStr], ['d', isBin]], opt: [['r', isUint], ['l', isStrArray], ['k', isStr]] }],
+    [FrameType.publish, { req: [['c', isStr], ['d', isBin]], opt: [['r', isUint], ['l', isStrArray], ['k', isStr], ['i', isStr]] }],
     [FrameType.quit, { req: [], opt: [] }],
     [FrameType.ping, { req: [], opt: [] }],
     [FrameType.pong, { req: [], opt: [] }],
@@ -48,7 +48,7 @@ export const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [st
     [FrameType.error, { req: [['code', isStr], ['msg', isStr]], opt: [['r', isUint]] }],
     [FrameType.event, {
       req: [['c', isStr], ['d', isBin], ['id', isStr], ['o', isUint], ['e', isStr], ['ts', isUint]],
-      opt: [['l', isStrArray], ['k', isStr]],
+      opt: [['s', isUint], ['l', isStrArray], ['k', isStr]],
     }],
     [FrameType.dropped, { req: [['n', isUint], ['c', isDropCounts]], opt: [] }],
   ]);

@@ -71,6 +71,11 @@ export interface WelcomeFrame {
    * with an `auth` frame, or the broker closes the connection with 4007 (`tokenExpired`).
    */
   x?: number;
+  /**
+   * The broker's stream epoch: event positions (`s`) count within it. A client that comes back
+   * to a different epoch (a restarted broker without shared history) cannot resume from them.
+   */
+  ep?: string;
 }
 
 /** Client → broker: a new credential for a live connection (in-band refresh, nothing lost). */
@@ -105,6 +110,12 @@ export interface PublishFrame {
   d: Uint8Array;
   l?: string[];
   k?: string;
+  /**
+   * The publish's message id (1-64 characters): a publish with an id the broker has seen from the
+   * same publisher within its idempotency window is acknowledged with the first one's
+   * `{id, offset, epoch}` and not delivered again.
+   */
+  i?: string;
 }
 
 export interface QuitFrame {
@@ -150,6 +161,11 @@ export interface EventFrame {
   e: string;
   /** Publish time, milliseconds since the Unix epoch. */
   ts: number;
+  /**
+   * The event's position in the broker's whole stream (every channel): increasing within the
+   * stream epoch of the `welcome` (`ep`). What a client presents to resume after a reconnect.
+   */
+  s?: number;
   l?: string[];
   k?: string;
 }

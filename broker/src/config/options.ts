@@ -5,6 +5,7 @@ import { totalmem } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_MAX_PAYLOAD, grantTemplateProblem } from '@crier/protocol';
 import type { StaticToken } from '../auth/authenticator.js';
+import { systemClock, type Clock } from '../clock.js';
 
 /** The largest `maxPayload` the broker accepts: 64 MiB. Past it, one frame is a memory hazard. */
 export const MAX_MAX_PAYLOAD = 64 * 1024 * 1024;
@@ -226,6 +227,12 @@ export interface BrokerOptions {
    * @default pino to stderr at level 'info'
    */
   logger?: Logger | false;
+  /**
+   * The broker's clocks, timers and flush scheduler, for tests that decide when time passes
+   * (rate limits, resume windows, history age). Production uses the real clock.
+   * @default the system clock
+   */
+  clock?: Clock;
 }
 
 /** {@link BrokerOptions} with every default applied. */
@@ -269,6 +276,7 @@ export interface ResolvedOptions {
   handshakeRate: number;
   publishBurst: number;
   logger: Logger | false | undefined;
+  clock: Clock;
 }
 
 export const DEFAULTS = {
@@ -316,6 +324,10 @@ const isServer = (v: unknown): v is HttpServer =>
   typeof (v as { on?: unknown }).on === 'function' &&
   typeof (v as { listeners?: unknown }).listeners === 'function' &&
   typeof (v as { address?: unknown }).address === 'function';
+
+const CLOCK_METHODS = ['now', 'wall', 'setTimeout', 'setInterval', 'clearTimer', 'defer', 'clearDefer'];
+const isClock = (v: unknown): v is Clock =>
+  typeof v === 'object' && v !== null && CLOCK_METHODS.every((name) => typeof (v as Record<string, unknown>)[name] === 'function');
 
 const isLogger = (v: unknown): v is Logger =>
   typeof v === 'object' && v !== null &&
@@ -397,6 +409,7 @@ export const optionSchemas = {
   handshakeRate: int(1, 1_000_000_000, ' per second'),
   publishBurst: int(1, 1_000_000_000),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
+  clock: z.custom<Clock>(isClock, { error: 'must be a Clock (now, wall, setTimeout, setInterval, clearTimer, defer, clearDefer)' }),
 } as const;
 
 export type OptionKey = keyof typeof optionSchemas;
@@ -470,5 +483,6 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     handshakeRate: o.handshakeRate ?? DEFAULTS.handshakeRate,
     publishBurst: o.publishBurst ?? (o.publishRate === undefined ? DEFAULTS.publishBurst : 2 * o.publishRate),
     logger: o.logger,
+    clock: o.clock ?? systemClock,
   };
 }

@@ -30,6 +30,11 @@ export class ChannelIndex<S> {
     return this.exact.size + this.wildcardRefs.size;
   }
 
+  /** Subscribers holding `pattern` (a name or a wildcard pattern). */
+  holders(pattern: string): number {
+    return isWildcard(pattern) ? (this.wildcardRefs.get(pattern) ?? 0) : (this.exact.get(pattern)?.size ?? 0);
+  }
+
   /** Adds `sub` under the valid `pattern`. Returns false when it was already there. */
   add(pattern: string, sub: S): boolean {
     if (isWildcard(pattern)) {

@@ -17,9 +17,9 @@ export class DropTally {
   since = 0;
   private byChannel: Map<string, number> | undefined;
 
-  /** A spell starts now. */
-  start(): void {
-    this.since = Date.now();
+  /** A spell starts now (`now`: ms since the Unix epoch). */
+  start(now: number): void {
+    this.since = now;
     this.byChannel ??= new Map();
   }
 

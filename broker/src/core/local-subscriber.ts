@@ -1,29 +1,41 @@
 import type { Logger } from 'pino';
-import type { EventFilter } from '@crier/protocol';
-import type { Flushable } from '../transport/connection.js';
+import { Encoding, type StreamEvent } from '../engine/stream-event.js';
 import type { BrokerEvent } from '../types.js';
+import type { Flushable, IndexEntry, Subscriber } from './subscriber.js';
 
 /** What an in-process subscriber needs from the broker around it. */
 export interface LocalHost {
-  readonly bufferSize: number;
+  readonly options: { readonly bufferSize: number };
   readonly log: Logger;
   markDirty(item: Flushable): void;
-  /** Counts one event lost by an in-process subscriber. */
-  countDrop(): void;
 }
 
+/** The event as in-process handlers get it: one frozen object per event, shared by all of them. */
+class LocalEncoding extends Encoding<BrokerEvent> {
+  encode(e: StreamEvent): BrokerEvent {
+    // Data from a socket is a Buffer view; handlers get a plain Uint8Array, as from any publish.
+    const data = Buffer.isBuffer(e.data) ? new Uint8Array(e.data.buffer, e.data.byteOffset, e.data.byteLength) : e.data;
+    const event: BrokerEvent = { channel: e.channel, data, id: e.id, offset: e.offset, epoch: e.epoch, time: e.time };
+    if (e.labels !== undefined) event.labels = e.labels;
+    if (e.key !== undefined) event.key = e.key;
+    // None may change it for the others.
+    return Object.freeze(event);
+  }
+}
+const LOCAL = new LocalEncoding();
+
 /**
- * An in-process subscription. It sits in the channel index beside the connections and gets the
- * same treatment: each matching event once, handed over in the broker's flush (never inside
+ * An in-process subscription. It sits in the registry beside the connections and gets the same
+ * treatment: each matching event once, handed over in the broker's flush (never inside
  * `publish`, so a handler that publishes cannot recurse), at most `bufferSize` per flush.
  */
-export class LocalSubscriber implements Flushable {
-  /** Publish sequence that last matched: dedupes like a connection's. */
+export class LocalSubscriber implements Subscriber, Flushable {
   stamp = 0;
   dirty = false;
   active = true;
-  /** As an index entry: itself, with its filter. */
   readonly sub = this;
+  readonly filter = undefined;
+  readonly subscriptions = new Map<string, IndexEntry>();
   private queue: BrokerEvent[] = [];
   // The array being dispatched; swapped with `queue` so events published by a handler wait for
   // the next flush instead of growing the array under iteration.
@@ -34,21 +46,19 @@ export class LocalSubscriber implements Flushable {
     readonly pattern: string,
     private readonly handler: (event: BrokerEvent) => void,
     private readonly host: LocalHost,
-    readonly filter: EventFilter | undefined = undefined,
   ) {}
 
   /** Queues `event`, or drops it when a flush's worth is already waiting. */
-  enqueue(event: BrokerEvent): boolean {
-    if (this.queue.length >= this.host.bufferSize) {
-      this.host.countDrop();
+  deliver(event: StreamEvent): boolean {
+    if (this.queue.length >= this.host.options.bufferSize) {
       if (!this.warned) {
         this.warned = true;
-        this.host.log.warn({ pattern: this.pattern, bufferSize: this.host.bufferSize },
+        this.host.log.warn({ pattern: this.pattern, bufferSize: this.host.options.bufferSize },
           'in-process subscriber is losing events: more than bufferSize published within one tick');
       }
       return false;
     }
-    this.queue.push(event);
+    this.queue.push(event.as(LOCAL));
     if (!this.dirty) this.host.markDirty(this);
     return true;
   }

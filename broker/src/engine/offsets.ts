@@ -18,6 +18,8 @@ export class ChannelCounters {
   // A random prefix per broker instance makes ids and epochs unique across restarts, and a
   // base-36 sequence behind it keeps each one cheap (no random bytes per event).
   private readonly prefix = nanoid(10);
+  /** This instance's epoch of the whole stream: every channel epoch starts with it. */
+  readonly streamEpoch = this.prefix;
   private idSeq = 0;
   private epochSeq = 0;
 
@@ -60,6 +62,11 @@ export class ChannelCounters {
       best.offer({ channel, events: counter.offset });
     });
     return best.result();
+  }
+
+  /** The counter of `channel` without touching the LRU order, if held. */
+  peek(channel: string): Readonly<Counter> | undefined {
+    return this.counters.peek(channel);
   }
 
   /** Advances `channel`'s counter (into `epoch` and `offset`) and returns a new event id. */

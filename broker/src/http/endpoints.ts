@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
-import { DEFAULT_STATS_CHANNELS, type BrokerCore } from '../core/core.js';
+import { DEFAULT_STATS_CHANNELS, type Ingress } from '../transport/ingress.js';
+import type { SseHub } from '../transport/sse.js';
 import { handlePublish } from './publish.js';
 import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
 import { send, sendJson } from './response.js';
@@ -39,18 +40,18 @@ const ASSET_NAMES = ['crier.min.js', 'dashboard.js', 'dashboard.css', 'favicon.s
  * server's own listeners), or get a 404.
  */
 export function createRequestListener(
-  core: BrokerCore, paths: BrokerPaths, fallback: RequestListener | undefined, assets: ReadonlyMap<string, StaticAsset>,
+  ingress: Ingress, sse: SseHub, paths: BrokerPaths, fallback: RequestListener | undefined, assets: ReadonlyMap<string, StaticAsset>,
 ): RequestListener {
   const page = dashboardPage(paths, assets);
   const files = new Map<string, string>(ASSET_NAMES.map((name) => [`${paths.base}${name}`, name]));
   const eventsPath = `${paths.base}events`;
-  const metrics = new BrokerMetrics(core);
+  const metrics = new BrokerMetrics(ingress);
   return (req, res) => {
     const pathname = pathnameOf(req.url);
     // HTTP publish: POST, its own errors, and a body read under the maxPayload cap.
-    if (pathname.startsWith(paths.publish)) return handlePublish(core, req, res, pathname.slice(paths.publish.length));
+    if (pathname.startsWith(paths.publish)) return handlePublish(ingress, req, res, pathname.slice(paths.publish.length));
     // SSE: its own methods (GET, and OPTIONS for CORS), errors and streaming answer.
-    if (pathname === eventsPath) return core.sse.handle(req, res, core.options.corsOrigins);
+    if (pathname === eventsPath) return sse.handle(req, res, ingress.options.corsOrigins);
     const route =
       pathname === paths.healthz ? 'healthz'
       : pathname === paths.readyz ? 'readyz'
@@ -71,16 +72,16 @@ export function createRequestListener(
     }
     const answer = (): void => {
       if (route === 'healthz') {
-        if (core.closing) sendJson(req, res, 503, { status: 'shutting_down' }, API_HEADERS);
+        if (ingress.closing) sendJson(req, res, 503, { status: 'shutting_down' }, API_HEADERS);
         else sendJson(req, res, 200, { status: 'ok' }, API_HEADERS);
       } else if (route === 'readyz') {
-        if (core.closing) sendJson(req, res, 503, { status: 'draining' }, API_HEADERS);
+        if (ingress.closing) sendJson(req, res, 503, { status: 'draining' }, API_HEADERS);
         else sendJson(req, res, 200, { status: 'ready' }, API_HEADERS);
       } else if (route === 'metrics') {
         metrics.render().then(
           (text) => send(req, res, 200, metrics.contentType, text, API_HEADERS),
           (err: unknown) => {
-            core.log.error({ err }, 'metrics scrape failed');
+            ingress.log.error({ err }, 'metrics scrape failed');
             sendJson(req, res, 500, { code: 'internal', message: 'metrics could not be collected' }, API_HEADERS);
           },
         );
@@ -89,14 +90,14 @@ export function createRequestListener(
         if (channels === undefined) {
           sendJson(req, res, 400, { code: 'bad_request', message: `channels must be an integer from 0 to ${MAX_TOP_LIMIT}` }, API_HEADERS);
         } else {
-          sendJson(req, res, 200, core.stats(channels), API_HEADERS);
+          sendJson(req, res, 200, ingress.stats(channels), API_HEADERS);
         }
       } else if (route === 'stats/top') {
         const limit = intParam(req.url, 'limit', 1, DEFAULT_TOP_LIMIT);
         if (limit === undefined) {
           sendJson(req, res, 400, { code: 'bad_request', message: `limit must be an integer from 1 to ${MAX_TOP_LIMIT}` }, API_HEADERS);
         } else {
-          sendJson(req, res, 200, core.top(limit), API_HEADERS);
+          sendJson(req, res, 200, ingress.top(limit), API_HEADERS);
         }
       } else if (route === 'dashboard') {
         sendAsset(req, res, page);
@@ -109,12 +110,12 @@ export function createRequestListener(
     };
     // The broker's inner workings (connections, channels, uuids) are for admins: anonymous
     // clients on loopback (or anywhere with allowAnonymous) while no credential is configured.
-    if (ADMIN_ROUTES.has(route) || (route === 'metrics' && core.options.metricsAuth)) {
-      authenticateRequest(core, req, false).then(
+    if (ADMIN_ROUTES.has(route) || (route === 'metrics' && ingress.options.metricsAuth)) {
+      authenticateRequest(ingress, req, false).then(
         (principal) => principal.admin
           ? answer()
-          : refuseRequest(core, req, res, 'admin', new CrierError(ErrorCode.forbidden, `${principal.id} may not read ${route}: admin only`), API_HEADERS),
-        (err: unknown) => refuseRequest(core, req, res, 'admin', err, API_HEADERS),
+          : refuseRequest(ingress, req, res, 'admin', new CrierError(ErrorCode.forbidden, `${principal.id} may not read ${route}: admin only`), API_HEADERS),
+        (err: unknown) => refuseRequest(ingress, req, res, 'admin', err, API_HEADERS),
       );
     } else answer();
   };

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
 import { BodyBuffer } from './body-buffer.js';
-import type { BrokerCore } from '../core/core.js';
+import { publishResult } from '../core/core.js';
+import type { Ingress } from '../transport/ingress.js';
 import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
 import type { Principal } from '../auth/principal.js';
 import { clientAddress } from '../admission/client-address.js';
@@ -43,35 +44,35 @@ const PUBLISH_HEADERS = { 'Content-Security-Policy': "default-src 'none'" } as c
  * above it is refused before reading, and a body that streams past it is answered 413 at once;
  * either way the rest is discarded unread (see {@link DISCARD_BYTES}) and the connection closed.
  */
-export function handlePublish(core: BrokerCore, req: IncomingMessage, res: ServerResponse, rawChannel: string): void {
-  if (applyCors(req, res, core.options.corsOrigins)) return; // a preflight, answered
+export function handlePublish(ingress: Ingress, req: IncomingMessage, res: ServerResponse, rawChannel: string): void {
+  if (applyCors(req, res, ingress.options.corsOrigins)) return; // a preflight, answered
   if (req.method !== 'POST') {
     sendJson(req, res, 405, { code: 'method_not_allowed', message: 'publish answers POST only' }, { ...PUBLISH_HEADERS, Allow: 'POST' });
     return;
   }
   // The credential first: nothing of an unauthenticated request is read or checked.
-  authenticateRequest(core, req, false).then(
-    (principal) => publishAs(core, req, res, rawChannel, principal),
-    (err: unknown) => refuseRequest(core, req, res, 'publish', err, PUBLISH_HEADERS),
+  authenticateRequest(ingress, req, false).then(
+    (principal) => publishAs(ingress, req, res, rawChannel, principal),
+    (err: unknown) => refuseRequest(ingress, req, res, 'publish', err, PUBLISH_HEADERS),
   );
 }
 
-function publishAs(core: BrokerCore, req: IncomingMessage, res: ServerResponse, rawChannel: string, principal: Principal): void {
-  const maxPayload = core.options.maxPayload;
+function publishAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, rawChannel: string, principal: Principal): void {
+  const maxPayload = ingress.options.maxPayload;
   let channel: string;
   let labels: string[] | undefined;
   let key: string | undefined;
   let declared: number | undefined;
   try {
-    if (core.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
+    if (ingress.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
     // A page from another site must not publish through its visitor's browser (CSRF).
-    if (!originAllowed(req, core.options.allowedOrigins)) {
+    if (!originAllowed(req, ingress.options.allowedOrigins)) {
       throw new CrierError(ErrorCode.forbiddenOrigin, `origin ${req.headers.origin} is not in allowedOrigins`);
     }
     // Per client address, with a connection's rate and burst: before anything is read or checked.
-    const refusing = core.httpPublishBuckets.take(clientAddress(req, core.trustedProxies), core.now());
+    const refusing = ingress.httpPublishBuckets.take(clientAddress(req, ingress.trustedProxies), ingress.now());
     if (refusing !== undefined) {
-      throw new RateLimited(`over the publish rate of this address: ${core.options.publishRate} per second, ${core.options.publishBurst} at once`,
+      throw new RateLimited(`over the publish rate of this address: ${ingress.options.publishRate} per second, ${ingress.options.publishBurst} at once`,
         refusing.retryAfterSeconds());
     }
     channel = decodeChannel(rawChannel);
@@ -87,7 +88,7 @@ function publishAs(core: BrokerCore, req: IncomingMessage, res: ServerResponse, 
       throw new CrierError(ErrorCode.payloadTooLarge, `a body of ${length} bytes exceeds maxPayload ${maxPayload}`);
     }
   } catch (err) {
-    fail(core, req, res, err);
+    fail(ingress, req, res, err);
     return;
   }
 
@@ -98,16 +99,18 @@ function publishAs(core: BrokerCore, req: IncomingMessage, res: ServerResponse, 
     req.off('data', onData);
     req.off('end', onEnd);
     body.release();
-    fail(core, req, res, new CrierError(ErrorCode.payloadTooLarge, `the body exceeds maxPayload ${maxPayload} bytes`));
+    fail(ingress, req, res, new CrierError(ErrorCode.payloadTooLarge, `the body exceeds maxPayload ${maxPayload} bytes`));
   };
   const onEnd = (): void => {
     try {
-      if (core.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
+      if (ingress.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
       const data = body.bytes();
       validatePublish(channel, data, labels, key, maxPayload);
-      sendJson(req, res, 202, core.publish(channel, data, labels, key), PUBLISH_HEADERS);
+      const result = ingress.core.publish({ channel, data, labels, key });
+      if (!(result instanceof Promise)) return sendJson(req, res, 202, publishResult(result), PUBLISH_HEADERS);
+      result.then((done) => sendJson(req, res, 202, publishResult(done), PUBLISH_HEADERS), (err: unknown) => fail(ingress, req, res, err));
     } catch (err) {
-      fail(core, req, res, err);
+      fail(ingress, req, res, err);
     }
   };
   req.on('data', onData);
@@ -153,15 +156,15 @@ class RateLimited extends CrierError {
   }
 }
 
-function fail(core: BrokerCore, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+function fail(ingress: Ingress, req: IncomingMessage, res: ServerResponse, err: unknown): void {
   if (!(err instanceof CrierError)) {
-    core.log.error({ err }, 'HTTP publish failed');
+    ingress.log.error({ err }, 'HTTP publish failed');
     sendJson(req, res, 500, { code: 'internal', message: 'the broker could not publish the event' }, PUBLISH_HEADERS);
     return;
   }
   // Refused before anything was published (not a bad request): counted and logged.
   if (err.code === ErrorCode.forbiddenOrigin || err.code === ErrorCode.shuttingDown || err.code === ErrorCode.forbidden || err.code === ErrorCode.rateLimited) {
-    core.refusals.refuse(err.code, 'publish', req);
+    ingress.refusals.refuse(err.code, 'publish', req);
   }
   const status = STATUS_OF[err.code] ?? 400;
   if (status !== 413) {

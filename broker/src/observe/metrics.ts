@@ -1,7 +1,27 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { BrokerCore, BrokerCounts } from '../core/core.js';
 import { LATENCY_BUCKETS_MS, type LatencyHistogram } from './latency.js';
-import { REFUSAL_REASONS } from './refusals.js';
+import { REFUSAL_REASONS, type Refusals } from './refusals.js';
+
+/** Counters and sizes read at a metrics scrape. */
+export interface BrokerCounts {
+  connections: number;
+  sseStreams: number;
+  subscriptions: number;
+  channels: number;
+  slowConsumers: number;
+  published: number;
+  delivered: number;
+  dropped: number;
+  receivedBytes: number;
+  sentBytes: number;
+}
+
+/** What the metrics read from the broker at a scrape. */
+export interface MetricsSource {
+  readonly refusals: Refusals;
+  counts(): BrokerCounts;
+  latencyHistogram(): LatencyHistogram;
+}
 
 /** Prefix of every metric, the Node process metrics included. */
 export const METRIC_PREFIX = 'crier_';
@@ -44,7 +64,7 @@ export class BrokerMetrics {
     connections: 0, sseStreams: 0, subscriptions: 0, channels: 0, slowConsumers: 0, published: 0, delivered: 0, dropped: 0, receivedBytes: 0, sentBytes: 0,
   };
 
-  constructor(private readonly core: BrokerCore) {
+  constructor(private readonly core: MetricsSource) {
     const registers = [this.registry];
     const metrics = this;
     const gauge = (name: string, help: string, read: (c: BrokerCounts) => number): void => {

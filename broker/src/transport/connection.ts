@@ -1,11 +1,12 @@
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
-import { FrameType, encodeFrame, type EventFilter, type Frame } from '@crier/protocol';
-import { Principal } from '../auth/principal.js';
-import { DropTally } from '../core/drop-tally.js';
-import type { IndexEntry } from '../core/filter.js';
-import type { CrierSocket } from './socket.js';
+import { FrameType, encodeFrame, type Frame } from '@crier/protocol';
 import type { TokenBucket } from '../admission/token-bucket.js';
+import { Principal } from '../auth/principal.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import { DropTally } from '../core/drop-tally.js';
+import type { Flushable, IndexEntry, SlowSubscriber, Subscriber } from '../core/subscriber.js';
+import type { StreamEvent } from '../engine/stream-event.js';
 
 /** A message read past a connection's budget of one turn: handled in the next. */
 export interface DeferredMessage {
@@ -13,14 +14,9 @@ export interface DeferredMessage {
   isBinary: boolean;
 }
 
-/** Something with frames to hand over in the broker's next flush. */
-export interface Flushable {
-  dirty: boolean;
-  flush(): void;
-}
-
 /** What a connection needs from the broker around it. */
 export interface ConnectionHost {
+  readonly clock: Clock;
   readonly bufferSize: number;
   readonly maxBufferBytes: number;
   /** Bytes queued towards every connection together (queued or written, not yet taken by the kernel). */
@@ -32,9 +28,9 @@ export interface ConnectionHost {
   /** Schedules `item` for the broker-wide flush of this tick. */
   markDirty(item: Flushable): void;
   /** The connection just started losing events. */
-  onSlow(conn: Connection): void;
+  onSlow(conn: SlowSubscriber): void;
   /** The connection drained after losing `dropped` events; `channels` is what it was told. */
-  onRecovered(conn: Connection, dropped: number, channels: [string, number][]): void;
+  onRecovered(conn: SlowSubscriber, dropped: number, channels: [string, number][]): void;
   /** The connection let control frames (acks, pongs) pile up past any reason: it must go. */
   onOverflow(conn: Connection): void;
 }
@@ -50,7 +46,7 @@ const CONTROL_SLACK_BYTES = 64 * 1024;
  * written but not yet accepted by the kernel; past that the connection is a slow consumer: its
  * events are dropped and counted until it drains to half, then it gets a `dropped` frame.
  */
-export class Connection implements Flushable {
+export class Connection implements Subscriber, SlowSubscriber, Flushable {
   /** The stream's uuid, set by `hello` (empty before). */
   uuid = '';
   /** The stream's session secret, given in its `welcome`: a takeover of the uuid must present it. */
@@ -66,16 +62,13 @@ export class Connection implements Flushable {
   expiryTimer: NodeJS.Timeout | undefined;
   /** `pending` until hello, `open` after, `freed` once subscriptions and registry entry are gone. */
   state: 'pending' | 'open' | 'freed' = 'pending';
-  /**
-   * Subscriptions held, by {@link subscriptionKey}: the connection itself for one without a filter
-   * (it is its own index entry), a `FilteredEntry` for one with.
-   */
-  readonly subscriptions = new Map<string, IndexEntry<Connection>>();
+  /** Subscriptions held, by subscription key (the registry keeps them). */
+  readonly subscriptions = new Map<string, IndexEntry>();
   /** Characters of labels and keys held by this connection's filters (bounded per connection). */
   filterChars = 0;
   /** As an index entry: a subscription without a filter. */
   readonly sub = this;
-  readonly filter: EventFilter | undefined = undefined;
+  readonly filter = undefined;
   /** Publish sequence that last matched this connection: dedupes overlapping patterns. */
   stamp = 0;
   /** Keep-alive tick in which a frame last arrived. */
@@ -88,7 +81,7 @@ export class Connection implements Flushable {
   readBytes = 0;
   messageFrames = 0;
   deferred: DeferredMessage[] | undefined;
-  helloTimer: NodeJS.Timeout | undefined;
+  helloTimer: TimerHandle | undefined;
   dirty = false;
   /** Whether the connection is losing events right now. */
   slow = false;
@@ -108,7 +101,7 @@ export class Connection implements Flushable {
   private readonly onBatchWritten: (err?: Error | null) => void;
 
   constructor(
-    readonly ws: CrierSocket,
+    readonly ws: WebSocket,
     // The raw socket, kept from the upgrade: the flush writes a tick's messages to it directly.
     private readonly socket: Duplex,
     private readonly host: ConnectionHost,
@@ -136,6 +129,19 @@ export class Connection implements Flushable {
       this.recover();
     }
     return this.hasRoom(bytes);
+  }
+
+  /** The pipeline's delivery: the event's frame, queued or dropped. */
+  deliver(event: StreamEvent): boolean {
+    return this.enqueueEvent(event.frame, event.channel);
+  }
+
+  /** Closes the socket with `code` and `reason` (cut to what a close frame holds). */
+  close(code: number, reason: string): void {
+    this.ws.close(code, closeReason(reason));
+    // A socket paused (a hello being verified, a spent read budget) must read again, or the
+    // peer's close frame would wait behind the pause until ws gives up on the handshake.
+    this.ws.resume();
   }
 
   /** Queues one event frame, or drops and counts it. Returns whether it was queued. */
@@ -181,7 +187,7 @@ export class Connection implements Flushable {
   drop(channel: string): void {
     if (!this.slow) {
       this.slow = true;
-      this.drops.start();
+      this.drops.start(this.host.clock.wall());
       this.host.onSlow(this);
     }
     this.drops.count(channel);
@@ -279,6 +285,18 @@ export class Connection implements Flushable {
 }
 
 const OPEN = WebSocket.OPEN;
+
+const reasonBytes = new Uint8Array(123);
+const utf8 = new TextEncoder();
+
+/**
+ * `reason` cut to the 123 bytes a close frame allows, on a character boundary (`ws` throws on a
+ * longer one).
+ */
+export function closeReason(reason: string): string {
+  const { read } = utf8.encodeInto(reason, reasonBytes);
+  return read === reason.length ? reason : reason.slice(0, read);
+}
 
 /** A WebSocket message carries at most this many bytes of frames (unless one frame is larger). */
 export const BATCH_BYTES = 256 * 1024;

@@ -11,7 +11,6 @@ import {
   compileFilter,
   decodeUntrustedFrames,
   encodeFrame,
-  subscriptionKey,
   type Frame,
   type HelloFrame,
   type PublishFrame,
@@ -21,9 +20,10 @@ import {
 import { AuthFailure } from '../auth/authenticator.js';
 import { Principal } from '../auth/principal.js';
 import { refreshCredential, watchExpiry } from '../auth/session-credential.js';
+import type { PublishResult } from '../types.js';
 import type { Connection } from './connection.js';
-import type { BrokerCore } from '../core/core.js';
-import { FilteredEntry, filterChars } from '../core/filter.js';
+import type { Ingress } from './ingress.js';
+import { filterChars } from '../core/filter.js';
 import { validatePublish } from '../core/publish-validation.js';
 
 // Frames without a per-request field are encoded once for the process.
@@ -65,28 +65,28 @@ const brokerFrameNames: ReadonlyMap<number, string> = new Map([
  * connection that has not said hello (4000), and gets an `error` answer on one that has; the
  * connection, and every other one, goes on.
  */
-export function handleMessage(core: BrokerCore, conn: Connection, bytes: Buffer, isBinary: boolean): void {
+export function handleMessage(ingress: Ingress, conn: Connection, bytes: Buffer, isBinary: boolean): void {
   if (conn.state === 'freed') return; // closed by us; its last frames are of no interest
-  conn.seenTick = core.tick; // any frame at all proves the peer alive
+  conn.seenTick = ingress.tick; // any frame at all proves the peer alive
   if (!isBinary) {
-    if (conn.state === 'pending') core.closeConnection(conn, CloseCode.badFrame, `${ErrorCode.badFrame}: ${TEXT_REFUSED}`);
+    if (conn.state === 'pending') ingress.closeConnection(conn, CloseCode.badFrame, `${ErrorCode.badFrame}: ${TEXT_REFUSED}`);
     else sendError(conn, ErrorCode.badFrame, TEXT_REFUSED, undefined);
     return;
   }
   if (conn.state === 'pending' && bytes.length > MAX_HELLO_MESSAGE_BYTES) {
     // A client that has not said hello gets nothing large decoded (or even looked at).
-    core.closeConnection(conn, CloseCode.badFrame,
+    ingress.closeConnection(conn, CloseCode.badFrame,
       `${ErrorCode.frameTooLarge}: a message before hello holds at most ${MAX_HELLO_MESSAGE_BYTES} bytes, not ${bytes.length}`);
     return;
   }
   try {
     // A message holds one or more frames; each is handled in order.
-    decodeUntrustedFrames(bytes, core.limits, (frame) => handleDecoded(core, conn, frame));
+    decodeUntrustedFrames(bytes, ingress.limits, (frame) => handleDecoded(ingress, conn, frame));
   } catch (err) {
     // A frame before the malformed one may have closed the connection (TS cannot see the callback).
     if ((conn.state as Connection['state']) === 'freed') return;
-    const e = asCrierError(core, err);
-    if (conn.state === 'pending') core.closeConnection(conn, CloseCode.badFrame, `${e.code}: ${e.message}`);
+    const e = asCrierError(ingress, err);
+    if (conn.state === 'pending') ingress.closeConnection(conn, CloseCode.badFrame, `${e.code}: ${e.message}`);
     else sendError(conn, e.code, e.message, e.requestId);
   }
 }
@@ -95,7 +95,7 @@ export function handleMessage(core: BrokerCore, conn: Connection, bytes: Buffer,
  * One decoded frame. A failure is answered (or closes a connection before hello); it throws only
  * past MAX_FRAMES_PER_MESSAGE, to stop the decoder of its message.
  */
-function handleDecoded(core: BrokerCore, conn: Connection, frame: Frame): void {
+function handleDecoded(ingress: Ingress, conn: Connection, frame: Frame): void {
   if (conn.state === 'freed') return; // a quit earlier in the same message
   if (++conn.messageFrames > MAX_FRAMES_PER_MESSAGE) {
     // Thrown out of the decoder: the rest of the message is neither decoded nor handled.
@@ -105,80 +105,80 @@ function handleDecoded(core: BrokerCore, conn: Connection, frame: Frame): void {
   if (conn.early !== undefined) {
     // Behind a hello whose credential is being verified: handled in order once it is welcomed.
     if (conn.early.length < MAX_EARLY_FRAMES) conn.early.push(frame);
-    else core.closeConnection(conn, CloseCode.badFrame, `${ErrorCode.helloRequired}: more than ${MAX_EARLY_FRAMES} frames before the welcome`);
+    else ingress.closeConnection(conn, CloseCode.badFrame, `${ErrorCode.helloRequired}: more than ${MAX_EARLY_FRAMES} frames before the welcome`);
     return;
   }
   try {
-    if (conn.state === 'pending') handleFirstFrame(core, conn, frame);
-    else handleFrame(core, conn, frame);
+    if (conn.state === 'pending') handleFirstFrame(ingress, conn, frame);
+    else handleFrame(ingress, conn, frame);
   } catch (err) {
-    const e = asCrierError(core, err);
-    if (conn.state === 'pending') core.closeConnection(conn, CloseCode.internalError, `${e.code}: ${e.message}`);
+    const e = asCrierError(ingress, err);
+    if (conn.state === 'pending') ingress.closeConnection(conn, CloseCode.internalError, `${e.code}: ${e.message}`);
     else sendError(conn, e.code, e.message, e.requestId ?? requestIdOf(frame));
   }
 }
 
-function handleFirstFrame(core: BrokerCore, conn: Connection, frame: Frame): void {
+function handleFirstFrame(ingress: Ingress, conn: Connection, frame: Frame): void {
   if (frame.t !== FrameType.hello) {
     sendError(conn, ErrorCode.helloRequired, 'the first frame must be hello', requestIdOf(frame));
-    core.closeConnection(conn, CloseCode.helloRejected, `${ErrorCode.helloRequired}: the first frame must be hello`);
+    ingress.closeConnection(conn, CloseCode.helloRejected, `${ErrorCode.helloRequired}: the first frame must be hello`);
     return;
   }
-  hello(core, conn, frame);
+  hello(ingress, conn, frame);
 }
 
-function hello(core: BrokerCore, conn: Connection, frame: HelloFrame): void {
+function hello(ingress: Ingress, conn: Connection, frame: HelloFrame): void {
   if (frame.v !== PROTOCOL_VERSION) {
     const why = `broker speaks protocol ${PROTOCOL_VERSION}, client asked for ${frame.v}`;
-    core.closeConnection(conn, CloseCode.helloRejected, `${ErrorCode.unsupportedVersion}: ${why}`);
+    ingress.closeConnection(conn, CloseCode.helloRejected, `${ErrorCode.unsupportedVersion}: ${why}`);
     return;
   }
   if (frame.u !== undefined && !UUID_PATTERN.test(frame.u)) {
-    core.closeConnection(conn, CloseCode.helloRejected, `${ErrorCode.badUuid}: a uuid is 1-64 characters of A-Z a-z 0-9 _ -`);
+    ingress.closeConnection(conn, CloseCode.helloRejected, `${ErrorCode.badUuid}: a uuid is 1-64 characters of A-Z a-z 0-9 _ -`);
     return;
   }
-  if (!core.auth.enabled) return welcome(core, conn, frame, Principal.ANONYMOUS);
+  if (!ingress.auth.enabled) return welcome(ingress, conn, frame, Principal.ANONYMOUS);
   // Verifying may take a while (a remote key set): the socket waits, paused, and the frames
   // already behind the hello are kept for later; the hello timeout still bounds it all.
   conn.early = [];
   conn.ws.pause();
-  core.auth.authenticate(frame.tk).then(
+  ingress.auth.authenticate(frame.tk).then(
     (principal) => {
       const early = conn.early;
       if (conn.state !== 'pending' || early === undefined) return;
       conn.early = undefined;
-      welcome(core, conn, frame, principal);
+      welcome(ingress, conn, frame, principal);
       conn.ws.resume();
       conn.messageFrames = 0; // at most MAX_EARLY_FRAMES: the per-message cap cannot throw here
-      for (const f of early) handleDecoded(core, conn, f);
+      for (const f of early) handleDecoded(ingress, conn, f);
     },
     (err: unknown) => {
       if (conn.state !== 'pending') return;
       const failure = err instanceof AuthFailure ? err : new AuthFailure('token refused');
-      core.refusals.refuse(ErrorCode.unauthorized, 'websocket', { remoteAddress: conn.remoteAddress });
-      core.closeConnection(conn, failure.expired ? CloseCode.tokenExpired : CloseCode.unauthorized, `${ErrorCode.unauthorized}: ${failure.message}`);
+      ingress.refusals.refuse(ErrorCode.unauthorized, 'websocket', { remoteAddress: conn.remoteAddress });
+      ingress.closeConnection(conn, failure.expired ? CloseCode.tokenExpired : CloseCode.unauthorized, `${ErrorCode.unauthorized}: ${failure.message}`);
     },
   );
 }
 
 /** Registers a connection whose hello passed, and sends its welcome. */
-function welcome(core: BrokerCore, conn: Connection, frame: HelloFrame, principal: Principal): void {
+function welcome(ingress: Ingress, conn: Connection, frame: HelloFrame, principal: Principal): void {
   const uuid = frame.u ?? nanoid();
-  const holder = core.registry.get(uuid);
+  const holder = ingress.byUuid.get(uuid);
   if (holder !== undefined && !principal.sameAs(holder.principal) && !secretMatches(frame.s, holder.secret)) {
     // A uuid is not a credential: taking over a live stream needs the secret its welcome gave,
     // unless it is the same authenticated principal (a page reload).
-    core.refusals.refuse(ErrorCode.forbidden, 'websocket', { remoteAddress: conn.remoteAddress });
-    core.closeConnection(conn, CloseCode.helloRejected,
+    ingress.refusals.refuse(ErrorCode.forbidden, 'websocket', { remoteAddress: conn.remoteAddress });
+    ingress.closeConnection(conn, CloseCode.helloRejected,
       `${ErrorCode.forbidden}: uuid ${uuid} is held by another connection; taking it over needs its session secret`);
     return;
   }
   conn.principal = principal;
-  if (conn.helloTimer) clearTimeout(conn.helloTimer);
+  if (conn.helloTimer !== undefined) ingress.clock.clearTimer(conn.helloTimer);
   conn.helloTimer = undefined;
   conn.secret = nanoid(SECRET_LENGTH);
-  core.register(conn, uuid);
-  const { keepAliveInterval, maxChannels, maxPayload, bufferSize, publishRate, publishBurst } = core.options;
+  ingress.register(conn, uuid);
+  const { keepAliveInterval, maxChannels, maxPayload, bufferSize, publishRate, publishBurst } = ingress.options;
   conn.enqueueControl(encodeFrame({
     t: FrameType.welcome,
     v: PROTOCOL_VERSION,
@@ -188,27 +188,27 @@ function welcome(core: BrokerCore, conn: Connection, frame: HelloFrame, principa
     s: conn.secret,
     x: principal.expiresAt,
   }));
-  watchExpiry(core, conn);
-  core.log.debug({ uuid, remoteAddress: conn.remoteAddress, resumed: frame.u !== undefined }, 'connection open');
+  watchExpiry(ingress, conn);
+  ingress.log.debug({ uuid, remoteAddress: conn.remoteAddress, resumed: frame.u !== undefined }, 'connection open');
 }
 
 /** A frame after hello. Throws the `CrierError` that answers it. */
-function handleFrame(core: BrokerCore, conn: Connection, frame: Frame): void {
+function handleFrame(ingress: Ingress, conn: Connection, frame: Frame): void {
   switch (frame.t) {
     case FrameType.subscribe:
-      return subscribe(core, conn, frame);
+      return subscribe(ingress, conn, frame);
     case FrameType.unsubscribe:
-      return unsubscribe(core, conn, frame);
+      return unsubscribe(ingress, conn, frame);
     case FrameType.publish:
-      return publish(core, conn, frame);
+      return publish(ingress, conn, frame);
     case FrameType.quit:
-      return core.closeConnection(conn, CloseCode.normal, 'quit');
+      return ingress.closeConnection(conn, CloseCode.normal, 'quit');
     case FrameType.ping:
       return conn.enqueueControl(PONG_FRAME);
     case FrameType.pong:
       return; // seenTick is all a pong is for
     case FrameType.auth:
-      return refreshCredential(core, conn, frame);
+      return refreshCredential(ingress, conn, frame);
     case FrameType.hello:
       throw new CrierError(ErrorCode.helloRequired, 'hello was already received on this connection');
     default:
@@ -220,7 +220,7 @@ function handleFrame(core: BrokerCore, conn: Connection, frame: Frame): void {
 /** Characters of labels and keys that one connection's filters may hold in all. */
 export const MAX_FILTER_CHARS_PER_CONNECTION = 64 * 1024;
 
-function subscribe(core: BrokerCore, conn: Connection, frame: SubscribeFrame): void {
+function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): void {
   assertPattern(frame.p);
   if (!conn.principal.subscribe.covers(frame.p)) {
     throw new CrierError(ErrorCode.forbidden, `no grant of ${conn.principal.id} covers subscribing to ${frame.p}`);
@@ -228,9 +228,9 @@ function subscribe(core: BrokerCore, conn: Connection, frame: SubscribeFrame): v
   const filter = compileFilter(frame.f); // bad_filter
   // A subscription is (pattern, canonical filter). One already held changes nothing and is
   // acknowledged all the same.
-  const key = subscriptionKey(frame.p, filter);
-  if (!conn.subscriptions.has(key)) {
-    const max = core.options.maxChannels;
+  const registry = ingress.core.registry;
+  if (!registry.holds(conn, frame.p, filter)) {
+    const max = ingress.options.maxChannels;
     if (conn.subscriptions.size >= max) {
       throw new CrierError(ErrorCode.maxChannels, `this connection already holds ${max} subscriptions (maxChannels)`);
     }
@@ -241,44 +241,52 @@ function subscribe(core: BrokerCore, conn: Connection, frame: SubscribeFrame): v
         `this connection's filters would exceed ${MAX_FILTER_CHARS_PER_CONNECTION} characters of labels and keys`);
     }
     conn.filterChars += size;
-    const entry = filter === undefined ? conn : new FilteredEntry(conn, filter);
-    conn.subscriptions.set(key, entry);
-    core.index.add(frame.p, entry);
+    registry.add(conn, frame.p, filter);
   }
   sendAck(conn, frame.r);
 }
 
-function unsubscribe(core: BrokerCore, conn: Connection, frame: UnsubscribeFrame): void {
+function unsubscribe(ingress: Ingress, conn: Connection, frame: UnsubscribeFrame): void {
   // A valid pattern holds no space, so its key cannot be confused with another subscription's
   // (an unchecked one could name a filtered key and leave its index entry behind).
   assertPattern(frame.p);
   // Without `f`, the subscription of the pattern with no filter; with it, that filter's.
   const filter = compileFilter(frame.f);
-  const key = subscriptionKey(frame.p, filter);
-  const entry = conn.subscriptions.get(key);
-  if (entry !== undefined) {
-    conn.subscriptions.delete(key);
-    conn.filterChars -= filterChars(filter);
-    core.index.remove(frame.p, entry);
-  }
+  if (ingress.core.registry.remove(conn, frame.p, filter)) conn.filterChars -= filterChars(filter);
   sendAck(conn, frame.r);
 }
 
-function publish(core: BrokerCore, conn: Connection, frame: PublishFrame): void {
+function publish(ingress: Ingress, conn: Connection, frame: PublishFrame): void {
   // First, before any validation: a flooder's refused publish costs no more than this check.
-  if (!conn.publishBucket.take(core.now())) return refusePublish(core, conn, frame.r);
-  validatePublish(frame.c, frame.d, frame.l, frame.k, core.options.maxPayload);
+  if (!conn.publishBucket.take(ingress.now())) return refusePublish(ingress, conn, frame.r);
+  validatePublish(frame.c, frame.d, frame.l, frame.k, ingress.options.maxPayload);
   if (!conn.principal.publish.allows(frame.c)) {
     throw new CrierError(ErrorCode.forbidden, `no grant of ${conn.principal.id} allows publishing to ${frame.c}`);
   }
-  const { id, offset, epoch } = core.publish(frame.c, frame.d, frame.l, frame.k);
-  if (frame.r !== undefined) conn.enqueueControl(encodeFrame({ t: FrameType.ack, r: frame.r, id, o: offset, e: epoch }));
+  const result = ingress.core.publish({ channel: frame.c, data: frame.d, labels: frame.l, key: frame.k });
+  const r = frame.r;
+  if (!(result instanceof Promise)) {
+    if (r !== undefined) ackPublish(conn, r, result);
+    return;
+  }
+  // An engine that sequences over the network: the ack (or the error) when it answers.
+  result.then(
+    (done) => r !== undefined && ackPublish(conn, r, done),
+    (err: unknown) => {
+      const e = asCrierError(ingress, err);
+      sendError(conn, e.code, e.message, r);
+    },
+  );
+}
+
+function ackPublish(conn: Connection, r: number, { id, offset, epoch }: PublishResult): void {
+  conn.enqueueControl(encodeFrame({ t: FrameType.ack, r, id, o: offset, e: epoch }));
 }
 
 /** A publish over the connection's rate: refused with its request id, counted and logged. */
-function refusePublish(core: BrokerCore, conn: Connection, r: number | undefined): void {
-  core.refusals.refuse(ErrorCode.rateLimited, 'websocket', conn);
-  const { publishRate, publishBurst } = core.options;
+function refusePublish(ingress: Ingress, conn: Connection, r: number | undefined): void {
+  ingress.refusals.refuse(ErrorCode.rateLimited, 'websocket', conn);
+  const { publishRate, publishBurst } = ingress.options;
   sendError(conn, ErrorCode.rateLimited, `over the publish rate of this connection: ${publishRate} per second, ${publishBurst} at once`, r);
 }
 
@@ -295,8 +303,8 @@ function requestIdOf(frame: Frame): number | undefined {
 }
 
 /** Any failure as a CrierError: an unexpected one is logged and answered `internal`. */
-function asCrierError(core: BrokerCore, err: unknown): CrierError {
+function asCrierError(ingress: Ingress, err: unknown): CrierError {
   if (err instanceof CrierError) return err;
-  core.log.error({ err }, 'unexpected failure handling a frame');
+  ingress.log.error({ err }, 'unexpected failure handling a frame');
   return new CrierError(ErrorCode.internal, 'internal broker error');
 }

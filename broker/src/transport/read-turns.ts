@@ -1,8 +1,8 @@
+import type { Clock, TimerHandle } from '../clock.js';
 import type { Connection, DeferredMessage } from './connection.js';
-import type { BrokerCore } from '../core/core.js';
 
 /** Handles one client message (frame-handlers' handleMessage, given by the broker's composition). */
-export type MessageHandler = (core: BrokerCore, conn: Connection, bytes: Buffer, isBinary: boolean) => void;
+export type MessageHandler = (conn: Connection, bytes: Buffer, isBinary: boolean) => void;
 
 /**
  * Frames one connection gets handled per event-loop turn. Past it (or past
@@ -26,12 +26,12 @@ export class ReadTurns {
   turn = 0;
   private throttled: Connection[] = [];
   private spare: Connection[] = [];
-  private immediate: NodeJS.Immediate | undefined;
+  private immediate: TimerHandle | undefined;
   private readonly endTurnBound = (): void => this.endTurn();
 
   constructor(
-    private readonly core: BrokerCore,
     private readonly handleMessage: MessageHandler,
+    private readonly clock: Clock,
   ) {}
 
   /** One message from a client: handled now, or deferred while its connection is paused. */
@@ -44,10 +44,10 @@ export class ReadTurns {
       conn.readTurn = this.turn;
       conn.readFrames = 0;
       conn.readBytes = 0;
-      this.immediate ??= setImmediate(this.endTurnBound);
+      this.immediate ??= this.clock.defer(this.endTurnBound);
     }
     conn.messageFrames = 0;
-    this.handleMessage(this.core, conn, bytes, isBinary);
+    this.handleMessage(conn, bytes, isBinary);
     conn.readFrames += conn.messageFrames;
     conn.readBytes += bytes.length;
     if ((conn.readFrames >= READ_BUDGET_FRAMES || conn.readBytes >= READ_BUDGET_BYTES) && conn.state !== 'freed') this.throttle(conn);
@@ -60,7 +60,7 @@ export class ReadTurns {
 
   /** Stops the pending end of turn (the broker is closed). */
   dispose(): void {
-    if (this.immediate) clearImmediate(this.immediate);
+    if (this.immediate !== undefined) this.clock.clearDefer(this.immediate);
     this.immediate = undefined;
   }
 
@@ -68,7 +68,7 @@ export class ReadTurns {
     conn.deferred = [];
     conn.ws.pause();
     this.throttled.push(conn);
-    this.immediate ??= setImmediate(this.endTurnBound);
+    this.immediate ??= this.clock.defer(this.endTurnBound);
   }
 
   private endTurn(): void {

@@ -1,6 +1,6 @@
 import { WebSocket } from 'ws';
 import type { Connection } from './connection.js';
-import type { BrokerCore } from '../core/core.js';
+import type { Ingress } from './ingress.js';
 
 /**
  * The broker's WebSocket class (given to `WebSocketServer` as its `WebSocket` option): it carries
@@ -9,17 +9,5 @@ import type { BrokerCore } from '../core/core.js';
  */
 export class CrierSocket extends WebSocket {
   connection: Connection | undefined;
-  core: BrokerCore | undefined;
-}
-
-const reasonBytes = new Uint8Array(123);
-const utf8 = new TextEncoder();
-
-/**
- * `reason` cut to the 123 bytes a close frame allows, on a character boundary (`ws` throws on a
- * longer one).
- */
-export function closeReason(reason: string): string {
-  const { read } = utf8.encodeInto(reason, reasonBytes);
-  return read === reason.length ? reason : reason.slice(0, read);
+  ingress: Ingress | undefined;
 }

@@ -1,15 +1,16 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { nanoid } from 'nanoid';
-import { CrierError, ErrorCode, assertPattern, canonicalFilter, type SubscriptionFilter } from '@crier/protocol';
-import type { Flushable } from './connection.js';
-import type { BrokerCore } from '../core/core.js';
-import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
+import { CrierError, ErrorCode, EventFilter, assertPattern, canonicalFilter, type SubscriptionFilter } from '@crier/protocol';
 import { clientAddress } from '../admission/client-address.js';
-import { applyCors, originAllowed } from '../http/cors.js';
+import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
+import type { Clock } from '../clock.js';
 import { DropTally } from '../core/drop-tally.js';
-import { EventFilter } from '../core/filter.js';
+import type { Flushable, IndexEntry, SlowSubscriber, Subscriber } from '../core/subscriber.js';
+import { Encoding, type StreamEvent } from '../engine/stream-event.js';
+import { applyCors, originAllowed } from '../http/cors.js';
 import { sendJson } from '../http/response.js';
+import type { Ingress } from './ingress.js';
 
 /** Sent first on every stream: how long a browser's EventSource waits before reconnecting (ms). */
 export const SSE_RETRY_MS = 2000;
@@ -32,6 +33,14 @@ export function encodeSseEvent(channel: string, data: Uint8Array, offset: number
     : `data: base64:${bytes.toString('base64')}\n`;
   return Buffer.from(`id: ${offset}\nevent: ${channel}\n${text}\n`, 'utf8');
 }
+
+/** The SSE text of an event, made once per event for every stream. */
+class SseEncoding extends Encoding<Buffer> {
+  encode(event: StreamEvent): Buffer {
+    return encodeSseEvent(event.channel, event.data, event.offset);
+  }
+}
+const SSE = new SseEncoding();
 
 function startsWith(bytes: Buffer, prefix: Buffer): boolean {
   return bytes.length >= prefix.length && bytes.subarray(0, prefix.length).equals(prefix);
@@ -73,11 +82,12 @@ export function parseSseQuery(url: string | undefined, maxChannels: number): Sse
 
 /** What a stream needs from the broker around it. */
 export interface SseHost {
+  readonly clock: Clock;
   readonly bufferSize: number;
   readonly maxBufferBytes: number;
   markDirty(item: Flushable): void;
-  onSlow(stream: SseStream): void;
-  onRecovered(stream: SseStream, dropped: number, channels: [string, number][]): void;
+  onSlow(stream: SlowSubscriber): void;
+  onRecovered(stream: SlowSubscriber, dropped: number, channels: [string, number][]): void;
 }
 
 /**
@@ -88,11 +98,14 @@ export interface SseHost {
  * held while it does not (until `'drain'`). Past the bounds its events are dropped and counted;
  * after the drain it gets an `event: dropped`.
  */
-export class SseStream implements Flushable {
+export class SseStream implements Subscriber, SlowSubscriber, Flushable {
   /** A name for logs and the slow-consumer list. */
   readonly uuid = `sse-${nanoid(12)}`;
   readonly sub = this;
-  readonly filter: EventFilter | undefined;
+  readonly filter = undefined;
+  readonly subscriptions = new Map<string, IndexEntry>();
+  /** The filter of every pattern of the stream. */
+  readonly eventFilter: EventFilter | undefined;
   stamp = 0;
   dirty = false;
   slow = false;
@@ -115,8 +128,13 @@ export class SseStream implements Flushable {
     filter: SubscriptionFilter | undefined,
     private readonly host: SseHost,
   ) {
-    this.filter = filter === undefined ? undefined : new EventFilter(filter);
+    this.eventFilter = filter === undefined ? undefined : new EventFilter(filter);
     res.on('drain', () => this.drained());
+  }
+
+  /** The pipeline's delivery: the event's SSE text, queued or dropped. */
+  deliver(event: StreamEvent): boolean {
+    return this.enqueueEvent(event.as(SSE), event.channel);
   }
 
   /** Queues one encoded event, or drops and counts it. Returns whether it was queued. */
@@ -147,7 +165,7 @@ export class SseStream implements Flushable {
   private drop(channel: string): false {
     if (!this.slow) {
       this.slow = true;
-      this.drops.start();
+      this.drops.start(this.host.clock.wall());
       this.host.onSlow(this);
     }
     this.drops.count(channel);
@@ -222,7 +240,7 @@ export class SseStream implements Flushable {
 export class SseHub {
   readonly streams = new Set<SseStream>();
 
-  constructor(private readonly core: BrokerCore) {}
+  constructor(private readonly ingress: Ingress) {}
 
   get size(): number {
     return this.streams.size;
@@ -231,58 +249,58 @@ export class SseHub {
   /** Answers `GET <base>/events`: CORS, the query, then the stream until the client goes. */
   handle(req: IncomingMessage, res: ServerResponse, corsOrigins: readonly string[]): void {
     if (applyCors(req, res, corsOrigins)) return;
-    const core = this.core;
+    const ingress = this.ingress;
     if (req.method !== 'GET') {
       return sendJson(req, res, 405, { code: 'method_not_allowed', message: 'events answers GET only' }, { Allow: 'GET, OPTIONS' });
     }
-    if (core.closing) {
-      core.refusals.refuse(ErrorCode.shuttingDown, 'sse', req);
+    if (ingress.closing) {
+      ingress.refusals.refuse(ErrorCode.shuttingDown, 'sse', req);
       return sendJson(req, res, 503, { code: ErrorCode.shuttingDown, message: 'the broker is shutting down' });
     }
-    if (!originAllowed(req, core.options.allowedOrigins)) {
-      core.refusals.refuse(ErrorCode.forbiddenOrigin, 'sse', req);
+    if (!originAllowed(req, ingress.options.allowedOrigins)) {
+      ingress.refusals.refuse(ErrorCode.forbiddenOrigin, 'sse', req);
       return sendJson(req, res, 403, { code: ErrorCode.forbiddenOrigin, message: `origin ${req.headers.origin} is not in allowedOrigins` });
     }
     // SSE streams count against maxConnections with the sockets: each holds a queue and subscriptions.
-    if (core.sockets.size + this.size >= core.options.maxConnections) {
-      core.refusals.refuse(ErrorCode.tooManyConnections, 'sse', req);
+    if (ingress.openCount >= ingress.options.maxConnections) {
+      ingress.refusals.refuse(ErrorCode.tooManyConnections, 'sse', req);
       return sendJson(req, res, 503, { code: ErrorCode.tooManyConnections, message: 'the broker is at its connection limit' }, { 'Retry-After': '5' });
     }
-    if (core.bufferedBytes >= core.maxTotalBufferBytes) {
-      core.refusals.refuse(ErrorCode.tooManyConnections, 'sse', req, 'maxTotalBufferBytes');
+    if (ingress.bufferedBytes >= ingress.maxTotalBufferBytes) {
+      ingress.refusals.refuse(ErrorCode.tooManyConnections, 'sse', req, 'maxTotalBufferBytes');
       return sendJson(req, res, 503, { code: ErrorCode.tooManyConnections, message: 'the broker holds maxTotalBufferBytes of outbound data' }, { 'Retry-After': '5' });
     }
-    const address = clientAddress(req, core.trustedProxies);
-    const perAddress = core.admission.admit(address, false, core.now());
+    const address = clientAddress(req, ingress.trustedProxies);
+    const perAddress = ingress.admission.admit(address, false, ingress.now());
     if (perAddress) {
-      core.refusals.refuse(perAddress.code, 'sse', req, perAddress.limit);
+      ingress.refusals.refuse(perAddress.code, 'sse', req, perAddress.limit);
       return sendJson(req, res, 503, { code: perAddress.code, message: perAddress.message }, { 'Retry-After': String(perAddress.retryAfter) });
     }
     let query: SseQuery;
     try {
-      query = parseSseQuery(req.url, core.options.maxChannels);
+      query = parseSseQuery(req.url, ingress.options.maxChannels);
     } catch (err) {
       if (!(err instanceof CrierError)) throw err;
       return sendJson(req, res, 400, { code: err.code, message: err.message });
     }
-    authenticateRequest(core, req, true).then(
+    authenticateRequest(ingress, req, true).then(
       (principal) => {
         const denied = query.patterns.find((p) => !principal.subscribe.covers(p));
         if (denied !== undefined) {
-          return refuseRequest(core, req, res, 'sse', new CrierError(ErrorCode.forbidden, `no grant of ${principal.id} covers subscribing to ${denied}`));
+          return refuseRequest(ingress, req, res, 'sse', new CrierError(ErrorCode.forbidden, `no grant of ${principal.id} covers subscribing to ${denied}`));
         }
         if (!req.destroyed) this.open(req, res, query, address);
       },
-      (err: unknown) => refuseRequest(core, req, res, 'sse', err),
+      (err: unknown) => refuseRequest(ingress, req, res, 'sse', err),
     );
   }
 
   /** Starts the stream of an admitted request. */
   private open(req: IncomingMessage, res: ServerResponse, query: SseQuery, address: string): void {
-    const core = this.core;
-    const stream = new SseStream(res, query.patterns, query.filter, core);
+    const ingress = this.ingress;
+    const stream = new SseStream(res, query.patterns, query.filter, ingress);
     stream.address = address;
-    core.admission.opened(address, false);
+    ingress.admission.opened(address, false);
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-store',
@@ -294,20 +312,22 @@ export class SseHub {
     const f = query.filter;
     const subscribed = { channels: query.patterns, labels: f?.l ?? [], labelMatch: f?.la ? 'all' : 'any', keys: f?.k ?? [] };
     stream.write(`retry: ${SSE_RETRY_MS}\n\nevent: subscribed\ndata: ${JSON.stringify(subscribed)}\n\n`);
-    for (const pattern of query.patterns) core.index.add(pattern, stream);
+    for (const pattern of query.patterns) ingress.core.registry.add(stream, pattern, stream.eventFilter);
     this.streams.add(stream);
+    ingress.sseStreams = this.streams.size;
     res.on('close', () => this.remove(stream));
-    core.log.debug({ uuid: stream.uuid, channels: query.patterns, remoteAddress: address }, 'sse stream open');
+    ingress.log.debug({ uuid: stream.uuid, channels: query.patterns, remoteAddress: address }, 'sse stream open');
   }
 
   /** Frees a stream whose response closed (or is being closed). Idempotent. */
   remove(stream: SseStream): void {
     if (!this.streams.delete(stream)) return;
-    this.core.admission.closed(stream.address);
+    this.ingress.sseStreams = this.streams.size;
+    this.ingress.admission.closed(stream.address);
     stream.dispose();
-    for (const pattern of stream.patterns) this.core.index.remove(pattern, stream);
-    this.core.forgetSlow(stream);
-    this.core.log.debug({ uuid: stream.uuid }, 'sse stream closed');
+    this.ingress.core.registry.removeAll(stream);
+    this.ingress.core.forgetSlow(stream);
+    this.ingress.log.debug({ uuid: stream.uuid }, 'sse stream closed');
   }
 
   /**
@@ -317,7 +337,7 @@ export class SseHub {
   tick(): void {
     for (const stream of this.streams) {
       if (!stream.keepAlive()) {
-        this.core.log.warn({ uuid: stream.uuid, ...stream.backlog() }, 'sse stream did not drain for two keep-alive intervals: closed');
+        this.ingress.log.warn({ uuid: stream.uuid, ...stream.backlog() }, 'sse stream did not drain for two keep-alive intervals: closed');
         this.remove(stream);
         stream.res.destroy();
       }

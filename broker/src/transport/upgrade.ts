@@ -5,7 +5,7 @@ import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Server as WebSocketServer } from 'ws';
 import { CloseCode, ErrorCode } from '@crier/protocol';
-import type { BrokerCore } from '../core/core.js';
+import type { Ingress } from './ingress.js';
 import { isUpgradePath, pathnameOf, type BrokerPaths } from '../config/paths.js';
 import { attachSocket, rawSocketOnError } from './socket-listeners.js';
 import type { CrierSocket } from './socket.js';
@@ -14,7 +14,7 @@ import type { CrierSocket } from './socket.js';
 const RETRY_AFTER_SECONDS = 5;
 
 export interface UpgradeContext {
-  core: BrokerCore;
+  ingress: Ingress;
   wss: WebSocketServer<typeof CrierSocket>;
   paths: BrokerPaths;
   server: Server;
@@ -29,10 +29,10 @@ export interface UpgradeContext {
  * credential is configured and `allowAnonymous` is off (403 `forbidden`), a broker at its
  * connection limit (503 with Retry-After), a client address at one of its own limits (503 with
  * Retry-After: `too_many_connections` past `maxConnectionsPerIp` or `maxPendingPerIp`,
- * `rate_limited` past `handshakeRate`). Each refusal but the 404 is counted and logged (rate-limited) by `core.refusals`.
+ * `rate_limited` past `handshakeRate`). Each refusal but the 404 is counted and logged (rate-limited) by `ingress.refusals`.
  */
 export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
-  const { core, wss, paths, server, attached } = ctx;
+  const { ingress, wss, paths, server, attached } = ctx;
   return (req, socket, head) => {
     socket.on('error', rawSocketOnError);
     const pathname = pathnameOf(req.url);
@@ -42,54 +42,54 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
       rejectUpgrade(socket, 404, 'not_found', `no WebSocket endpoint at ${pathname}`);
       return;
     }
-    if (core.closing) {
-      core.refusals.refuse(ErrorCode.shuttingDown, 'websocket', req);
+    if (ingress.closing) {
+      ingress.refusals.refuse(ErrorCode.shuttingDown, 'websocket', req);
       rejectUpgrade(socket, 503, ErrorCode.shuttingDown, 'the broker is shutting down');
       return;
     }
-    if (!originAllowed(req, core.options.allowedOrigins)) {
-      core.refusals.refuse(ErrorCode.forbiddenOrigin, 'websocket', req);
+    if (!originAllowed(req, ingress.options.allowedOrigins)) {
+      ingress.refusals.refuse(ErrorCode.forbiddenOrigin, 'websocket', req);
       rejectUpgrade(socket, 403, ErrorCode.forbiddenOrigin, `origin ${req.headers.origin} is not in allowedOrigins`);
       return;
     }
-    const address = clientAddress(req, core.trustedProxies);
-    const anonymous = anonymousRefusal(core, address);
+    const address = clientAddress(req, ingress.trustedProxies);
+    const anonymous = anonymousRefusal(ingress, address);
     if (anonymous) {
-      core.refusals.refuse(ErrorCode.forbidden, 'websocket', req);
+      ingress.refusals.refuse(ErrorCode.forbidden, 'websocket', req);
       rejectUpgrade(socket, 403, ErrorCode.forbidden, anonymous.message);
       return;
     }
-    if (core.sockets.size + core.sse.size >= core.options.maxConnections) {
-      core.refusals.refuse(ErrorCode.tooManyConnections, 'websocket', req);
+    if (ingress.openCount >= ingress.options.maxConnections) {
+      ingress.refusals.refuse(ErrorCode.tooManyConnections, 'websocket', req);
       rejectUpgrade(socket, 503, ErrorCode.tooManyConnections, 'the broker is at its connection limit', RETRY_AFTER_SECONDS);
       return;
     }
-    if (core.bufferedBytes >= core.maxTotalBufferBytes) {
-      core.refusals.refuse(ErrorCode.tooManyConnections, 'websocket', req, 'maxTotalBufferBytes');
+    if (ingress.bufferedBytes >= ingress.maxTotalBufferBytes) {
+      ingress.refusals.refuse(ErrorCode.tooManyConnections, 'websocket', req, 'maxTotalBufferBytes');
       rejectUpgrade(socket, 503, ErrorCode.tooManyConnections, 'the broker holds maxTotalBufferBytes of outbound data', RETRY_AFTER_SECONDS);
       return;
     }
     // Per address after the broker-wide caps: a full broker spends no handshake token.
-    const perAddress = core.admission.admit(address, true, core.now());
+    const perAddress = ingress.admission.admit(address, true, ingress.now());
     if (perAddress) {
-      core.refusals.refuse(perAddress.code, 'websocket', req, perAddress.limit);
+      ingress.refusals.refuse(perAddress.code, 'websocket', req, perAddress.limit);
       rejectUpgrade(socket, 503, perAddress.code, perAddress.message, perAddress.retryAfter);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       // handleUpgrade may complete later than it was called: check the limits again.
       ws.on('error', rawSocketOnError);
-      if (core.closing) {
-        core.refusals.refuse(ErrorCode.shuttingDown, 'websocket', req);
+      if (ingress.closing) {
+        ingress.refusals.refuse(ErrorCode.shuttingDown, 'websocket', req);
         ws.close(CloseCode.goingAway, 'broker shutting down');
         return;
       }
-      if (core.sockets.size + core.sse.size >= core.options.maxConnections) {
-        core.refusals.refuse(ErrorCode.tooManyConnections, 'websocket', req);
+      if (ingress.openCount >= ingress.options.maxConnections) {
+        ingress.refusals.refuse(ErrorCode.tooManyConnections, 'websocket', req);
         ws.close(CloseCode.tryAgainLater, `${ErrorCode.tooManyConnections}: try again later`);
         return;
       }
-      attachSocket(core, ws, socket, address);
+      attachSocket(ingress, ws, socket, address);
     });
   };
 }

@@ -1,0 +1,80 @@
+import type { ChannelEvents, PublishResult } from '../types.js';
+import type { StreamEvent } from './stream-event.js';
+
+/** A publish as the engine receives it: validated and allowed already. */
+export interface PublishRequest {
+  channel: string;
+  data: Uint8Array;
+  labels?: string[] | undefined;
+  key?: string | undefined;
+  /**
+   * Makes the publish idempotent: within the engine's idempotency window, a second publish with
+   * the same `scope` (the publisher: its principal, or its stream) and `id` is answered with the
+   * first one's result and delivered to nobody.
+   */
+  idempotency?: { scope: string; id: string } | undefined;
+}
+
+/** Where an engine hands every sequenced event (on every node): the broker's routing and delivery. */
+export type EventSink = (event: StreamEvent) => void;
+
+/**
+ * A position in a channel's history: the last event a reader has, by `(epoch, offset)`.
+ * `offset` 0 asks for the channel from its oldest retained event.
+ */
+export interface ChannelPosition {
+  epoch: string;
+  offset: number;
+}
+
+/** What `history()` answers. */
+export interface HistoryPage {
+  /** The retained events after the asked position, oldest first, at most `limit`. */
+  events: StreamEvent[];
+  /** The channel's epoch now, and its latest offset (0: nothing published in this epoch). */
+  epoch: string;
+  offset: number;
+  /**
+   * Whether `events` follows the asked position with nothing missing: false when the epoch
+   * changed, or when events after the position were evicted. Always true without a position.
+   */
+  complete: boolean;
+  /** More retained events follow the last one returned (`limit` was reached). */
+  more: boolean;
+}
+
+/**
+ * The seam under the broker: it owns sequencing (ids, per-channel offsets and epochs, the
+ * stream's `seq`), history, and the idempotency window, and it carries events between nodes.
+ * The broker above it routes each event to its local subscribers and delivers it.
+ *
+ * Sequencing may need a network round trip (a Redis engine): methods answer with a value when
+ * the engine can at once (the memory engine always does) and with a promise otherwise, so the
+ * memory engine costs no promise per publish. Callers handle both.
+ */
+export interface Engine {
+  /** `memory`, `redis`: shown in `/stats`. */
+  readonly kind: string;
+  /**
+   * The stream epoch: `seq` positions count within it. It changes when the engine loses its
+   * history (the memory engine: every start), and a client resuming from another epoch is told
+   * it cannot be recovered.
+   */
+  readonly epoch: string;
+  /** Starts handing sequenced events to `sink` (from every node). Called once, before publishing. */
+  start(sink: EventSink): Promise<void>;
+  /**
+   * Sequences one event, stores it in history, and hands it to the sink of every node (on this
+   * node, before it answers). Answers with the event's `{id, offset, epoch}`; a duplicate within
+   * the idempotency window answers the first publish's and is delivered to nobody.
+   */
+  publish(request: PublishRequest): PublishResult | Promise<PublishResult>;
+  /** The retained events of one channel after `since` (or all retained), oldest first, at most `limit`. */
+  history(channel: string, since: ChannelPosition | undefined, limit: number): HistoryPage | Promise<HistoryPage>;
+  /** Channels whose sequencing state (counter, history) the engine holds. */
+  channelCount(): number;
+  /** The channels with the most events in their current epoch, most first (ties by name). */
+  busiestChannels(limit: number): ChannelEvents[];
+  /** Stops: timers, connections. The engine is not used after. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,257 @@
+import { CloseCode, limitsForPayload, type DecodeLimits } from '@crier/protocol';
+import type { Duplex } from 'node:stream';
+import type { WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import { AddressAdmission } from '../admission/address-admission.js';
+import { trustedProxySet } from '../admission/client-address.js';
+import { AddressBuckets, TokenBucket } from '../admission/token-bucket.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { Clock } from '../clock.js';
+import type { ResolvedOptions } from '../config/options.js';
+import type { BrokerCore } from '../core/core.js';
+import type { Flushable, SlowSubscriber } from '../core/subscriber.js';
+import type { BrokerCounts } from '../observe/metrics.js';
+import type { LatencyHistogram } from '../observe/latency.js';
+import { Refusals } from '../observe/refusals.js';
+import type { BrokerStats, BrokerTop } from '../types.js';
+import { Connection, type ConnectionHost } from './connection.js';
+import { ReadTurns, type MessageHandler } from './read-turns.js';
+
+/** `stats()` lists this many channels in `eventsByChannel` unless told otherwise. */
+export const DEFAULT_STATS_CHANNELS = 10;
+
+/**
+ * Where clients come in, whatever the door (WebSocket, SSE, HTTP): the credentials, the caps and
+ * refusals, and the WebSocket connections by uuid, with their lifecycle (upgraded, welcomed,
+ * replaced, closed, freed). Everything a transport shares with another sits here; the publish
+ * pipeline is the core's, reached through {@link core}.
+ */
+export class Ingress implements ConnectionHost {
+  readonly options: ResolvedOptions;
+  readonly log: Logger;
+  readonly clock: Clock;
+  /**
+   * Decode limits, one object for the broker's life. Binary fields may be as long as a whole
+   * frame, so that data past `maxPayload` inside an acceptable frame decodes and gets a
+   * `payload_too_large` answer carrying its request id, instead of a `frame_too_large` without one.
+   */
+  readonly limits: DecodeLimits;
+  /** Upgrades, streams and publishes refused before they started: counted and logged. */
+  readonly refusals: Refusals;
+  /** `trustedProxies`, normalized for clientAddress. */
+  readonly trustedProxies: ReadonlySet<string>;
+  /** Sockets, pending sockets, streams and handshakes per client address. */
+  readonly admission: AddressAdmission;
+  /** HTTP publishes per client address: the same rate and burst as a connection's. */
+  readonly httpPublishBuckets: AddressBuckets;
+  /** Connections not yet freed (before and after hello). */
+  readonly connections = new Set<Connection>();
+  /** Connections whose socket has not closed yet (freed ones included): what `close()` waits for. */
+  readonly sockets = new Set<Connection>();
+  /** Connections after hello, by uuid. */
+  readonly byUuid = new Map<string, Connection>();
+  /** Open SSE streams: kept by the SSE hub, counted against `maxConnections` with the sockets. */
+  sseStreams = 0;
+  /** Keep-alive tick, advanced by the keep-alive timer; connections record it on every frame. */
+  tick = 0;
+  /** Each connection's read budget per event-loop turn (fair reading). */
+  readonly reads: ReadTurns;
+  closing = false;
+  /**
+   * Bytes queued towards every WebSocket connection together (queued, or written and not yet
+   * taken by the kernel): kept by the connections, bounded by `maxTotalBufferBytes`.
+   */
+  bufferedBytes = 0;
+  /** Bytes of WebSocket messages received from clients (payloads), since start. */
+  receivedBytes = 0;
+  /** Bytes written to client sockets by the flush (frames with their WebSocket headers), since start. */
+  sentBytes = 0;
+  private closeWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly core: BrokerCore,
+    /** Turns credentials into principals, for every door. */
+    readonly auth: Authenticator,
+    /** Handles a client's message: the frame handlers, above this file (they call into it). */
+    handleMessage: MessageHandler,
+  ) {
+    const options = (this.options = core.options);
+    this.log = core.log;
+    this.clock = core.clock;
+    this.reads = new ReadTurns(handleMessage, core.clock);
+    this.limits = limitsForPayload(options.maxPayload);
+    this.trustedProxies = trustedProxySet(options.trustedProxies);
+    this.refusals = new Refusals(core.log, options.maxConnections, this.trustedProxies);
+    this.httpPublishBuckets = new AddressBuckets(options.publishRate, options.publishBurst);
+    this.admission = new AddressAdmission(options);
+  }
+
+  /** The clock of every rate limit, in ms (monotonic). */
+  now(): number {
+    return this.clock.now();
+  }
+
+  get bufferSize(): number {
+    return this.options.bufferSize;
+  }
+
+  get maxBufferBytes(): number {
+    return this.options.maxBufferBytes;
+  }
+
+  get maxTotalBufferBytes(): number {
+    return this.options.maxTotalBufferBytes;
+  }
+
+  /** WebSocket sockets and SSE streams open now: what `maxConnections` bounds. */
+  get openCount(): number {
+    return this.sockets.size + this.sseStreams;
+  }
+
+  // ---- connections ------------------------------------------------------------------------
+
+  /** Registers a freshly upgraded socket (before its hello). */
+  addConnection(ws: WebSocket, socket: Duplex, remoteAddress: string): Connection {
+    const { publishRate, publishBurst } = this.options;
+    const conn = new Connection(ws, socket, this, remoteAddress, new TokenBucket(publishRate, publishBurst, this.now()));
+    this.connections.add(conn);
+    this.sockets.add(conn);
+    this.admission.opened(remoteAddress, true);
+    return conn;
+  }
+
+  /** Makes `conn` the stream of `uuid`, replacing whichever connection held it. */
+  register(conn: Connection, uuid: string): void {
+    const previous = this.byUuid.get(uuid);
+    if (previous) {
+      this.log.debug({ uuid }, 'uuid taken over by a new connection');
+      this.closeConnection(previous, CloseCode.replaced, 'replaced: another connection took over this uuid');
+    }
+    conn.uuid = uuid;
+    if (conn.state === 'pending') this.admission.settled(conn.remoteAddress);
+    conn.state = 'open';
+    conn.seenTick = this.tick;
+    this.byUuid.set(uuid, conn);
+  }
+
+  /** Frees `conn` at once (subscriptions, uuid), then closes its socket. */
+  closeConnection(conn: Connection, code: number, reason: string): void {
+    if (conn.state === 'freed') return;
+    // Frames queued before the decision (an error answer, say) go out ahead of the close frame.
+    conn.flush();
+    this.free(conn);
+    conn.close(code, reason);
+  }
+
+  /** Drops every subscription and the uuid of `conn`. Idempotent. */
+  free(conn: Connection): void {
+    if (conn.state === 'freed') return;
+    if (conn.state === 'pending') this.admission.settled(conn.remoteAddress);
+    conn.state = 'freed';
+    if (conn.helloTimer !== undefined) this.clock.clearTimer(conn.helloTimer);
+    conn.helloTimer = undefined;
+    if (conn.expiryTimer) clearTimeout(conn.expiryTimer);
+    conn.expiryTimer = undefined;
+    conn.early = undefined;
+    this.core.registry.removeAll(conn);
+    conn.filterChars = 0;
+    if (conn.uuid && this.byUuid.get(conn.uuid) === conn) this.byUuid.delete(conn.uuid);
+    this.connections.delete(conn);
+    this.core.forgetSlow(conn);
+    conn.clearQueue();
+  }
+
+  /** The socket of `conn` closed: whatever the reason, it is gone. */
+  socketClosed(conn: Connection, code: number, reason: string): void {
+    this.free(conn);
+    if (this.sockets.delete(conn)) this.admission.closed(conn.remoteAddress);
+    this.log.debug({ uuid: conn.uuid || undefined, code, reason }, 'connection closed');
+    if (this.sockets.size === 0) for (const resolve of this.closeWaiters.splice(0)) resolve();
+  }
+
+  /** Resolves once every socket has closed. */
+  whenSocketsClosed(): Promise<void> {
+    if (this.sockets.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  // ---- ConnectionHost ---------------------------------------------------------------------
+
+  markDirty(item: Flushable): void {
+    this.core.markDirty(item);
+  }
+
+  onSlow(sub: SlowSubscriber): void {
+    this.core.onSlow(sub);
+  }
+
+  onRecovered(sub: SlowSubscriber, dropped: number, channels: [string, number][]): void {
+    this.core.onRecovered(sub, dropped, channels);
+  }
+
+  onOverflow(conn: Connection): void {
+    this.log.warn({ uuid: conn.uuid, ...conn.backlog() }, 'connection does not read its answers: terminated');
+    this.free(conn);
+    conn.ws.terminate();
+  }
+
+  // ---- observation ------------------------------------------------------------------------
+
+  /** The cumulative counters and current sizes, without the costlier parts of {@link stats}. */
+  counts(): BrokerCounts {
+    const core = this.core;
+    return {
+      connections: this.connections.size,
+      sseStreams: this.sseStreams,
+      subscriptions: core.registry.subscriptions,
+      channels: core.registry.channels,
+      slowConsumers: core.slowCount,
+      published: core.published,
+      delivered: core.delivered,
+      dropped: core.dropped,
+      receivedBytes: this.receivedBytes,
+      sentBytes: this.sentBytes,
+    };
+  }
+
+  latencyHistogram(): LatencyHistogram {
+    return this.core.latencyHistogram();
+  }
+
+  /** The largest queue towards one connection right now, in events (one pass over connections). */
+  maxQueueDepth(): number {
+    let max = 0;
+    for (const conn of this.connections) if (conn.queueDepth > max) max = conn.queueDepth;
+    return max;
+  }
+
+  stats(topChannels = DEFAULT_STATS_CHANNELS): BrokerStats {
+    const { core } = this;
+    const engine = core.engine;
+    return {
+      connections: this.connections.size,
+      sseStreams: this.sseStreams,
+      subscriptions: core.registry.subscriptions,
+      channels: core.registry.channels,
+      published: core.published,
+      delivered: core.delivered,
+      dropped: core.dropped,
+      slowConsumers: core.slowCount,
+      uptime: core.uptime(),
+      channelCounters: engine.channelCount(),
+      memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed },
+      latency: core.latencySummary(),
+      maxQueueDepth: this.maxQueueDepth(),
+      eventsByChannel: engine.busiestChannels(topChannels),
+    };
+  }
+
+  /** The busiest subscribed names and patterns, and the slow consumers, `limit` of each at most. */
+  top(limit: number): BrokerTop {
+    const core = this.core;
+    return {
+      channels: { total: core.registry.channels, top: core.registry.top(limit) },
+      slowConsumers: { total: core.slowCount, top: core.slowConsumers(limit) },
+    };
+  }
+}
