@@ -34,6 +34,8 @@ type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 const CLOSE_TIMEOUT_MS = 2000;
 /** Past this, `close()` stops waiting for sockets and destroys whatever is left. */
 const SHUTDOWN_DEADLINE_MS = CLOSE_TIMEOUT_MS + 1000;
+/** Message ids the memory engine remembers at most (within `idempotencyWindow`). */
+const IDEMPOTENCY_KEYS = 100_000;
 /** A message may carry `maxPayload` of data in this many fragments at most. */
 const MAX_FRAGMENTS = 256;
 
@@ -51,7 +53,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   // The dashboard's files, read once: a request never touches the disk.
   const assets = await loadStaticAssets();
   const log = createLogger(resolved.logger);
-  const engine = new MemoryEngine(resolved, resolved.clock);
+  const engine = new MemoryEngine({ ...resolved, idempotencyKeys: IDEMPOTENCY_KEYS }, resolved.clock);
   const core = new BrokerCore(resolved, log, resolved.clock, engine);
   await core.start();
   const ingress: Ingress = new Ingress(core, createAuthenticator(resolved), (conn, bytes, isBinary) => handleMessage(ingress, conn, bytes, isBinary));

@@ -3,16 +3,22 @@
 // are now computed at most once a second and shared; these tests count walks with a fake clock.
 import { afterEach, describe, expect, it } from 'vitest';
 import { ChannelIndex } from '../src/core/channel-index.js';
-import { ChannelCounters } from '../src/engine/offsets.js';
+import { ChannelStore } from '../src/engine/channel-store.js';
 import { TOP_CACHE_MS, TOP_EXACT_BELOW } from '../src/observe/top-n.js';
 import { cleanup, startBroker } from './helpers.js';
 
 afterEach(cleanup);
 
-function countersWith(channels: number, clock: { now: number }): ChannelCounters {
-  const counters = new ChannelCounters(200_000, () => clock.now);
-  for (let i = 0; i < channels; i++) counters.next(`ch.${i}`);
-  return counters;
+/** A store whose `next(channel)` sequences one event of the channel, as a publish does. */
+function countersWith(channels: number, clock: { now: number }): ChannelStore & { next(channel: string): void } {
+  const limits = { channelCacheSize: 200_000, historySize: 0, historyBytes: 0, historyTtl: 0, historyTotalBytes: 0 };
+  const store = Object.assign(new ChannelStore(limits, () => 0, () => clock.now), {
+    next(channel: string): void {
+      store.sequence(channel);
+    },
+  });
+  for (let i = 0; i < channels; i++) store.next(`ch.${i}`);
+  return store;
 }
 
 describe('the busiest channels of /stats: one walk per second, shared', () => {

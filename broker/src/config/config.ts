@@ -58,6 +58,11 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'maxPendingPerIp', flag: 'max-pending-per-ip', env: 'EVENT_MAX_PENDING_PER_IP', kind: 'int', help: 'sockets per client address that have not said hello; past it, 503' },
   { key: 'handshakeRate', flag: 'handshake-rate', env: 'EVENT_HANDSHAKE_RATE', kind: 'int', help: 'handshakes and SSE streams per client address per second (burst: twice); past it, 503' },
   { key: 'maxTotalBufferBytes', flag: 'max-total-buffer-bytes', env: 'EVENT_MAX_TOTAL_BUFFER_BYTES', kind: 'size', help: 'bytes queued towards all connections together; past it new connections get 503 and slow ones lose events (default: a quarter of RAM)' },
+  { key: 'historySize', flag: 'history-size', env: 'EVENT_HISTORY_SIZE', kind: 'int', help: 'events kept per channel for history and resume (0: history off)' },
+  { key: 'historyBytes', flag: 'history-bytes', env: 'EVENT_HISTORY_BYTES', kind: 'size', help: 'bytes of events kept per channel (0: history off)' },
+  { key: 'historyTtl', flag: 'history-ttl', env: 'EVENT_HISTORY_TTL', kind: 'duration', help: 'age of the oldest event kept (0: history off)' },
+  { key: 'historyTotalBytes', flag: 'history-total-bytes', env: 'EVENT_HISTORY_TOTAL_BYTES', kind: 'size', help: 'bytes of history over all channels; past it the least recently published channels are forgotten' },
+  { key: 'idempotencyWindow', flag: 'idempotency-window', env: 'EVENT_IDEMPOTENCY_WINDOW', kind: 'duration', help: 'how long a publish\'s message id is remembered per publisher (0: off)' },
   { key: 'logLevel', flag: 'log-level', env: 'EVENT_LOG_LEVEL', kind: 'level', help: `${LOG_LEVELS.join('|')}` },
   { key: 'logFormat', flag: 'log-format', env: 'EVENT_LOG_FORMAT', kind: 'format', help: `${LOG_FORMATS.join('|')} (auto: pretty when stderr is a terminal, else json)` },
 ];

@@ -188,6 +188,36 @@ export interface BrokerOptions {
    */
   publishRate?: number;
   /**
+   * Events kept per channel for history and resume (`GET /history`, `client.history`, a
+   * reconnect that resumes). 0 keeps none: history is off, and a resume recovers only when
+   * nothing was published meanwhile.
+   * @default 100
+   */
+  historySize?: number;
+  /**
+   * Bytes of events (their frames) kept per channel; the oldest go first past it. 0 keeps none.
+   * @default 1_048_576 (1 MiB)
+   */
+  historyBytes?: number;
+  /**
+   * Age of the oldest event kept, in ms. 0 keeps none.
+   * @default 300_000 (5 minutes)
+   */
+  historyTtl?: number;
+  /**
+   * Bytes of history over every channel together; past it, the channels published least recently
+   * are forgotten whole (their next event starts a new epoch).
+   * @default 67_108_864 (64 MiB)
+   */
+  historyTotalBytes?: number;
+  /**
+   * How long a publish's message id (`PublishOptions.id`, HTTP `Idempotency-Key`) is remembered,
+   * per publisher, in ms: a publish repeating one within it is acknowledged with the first one's
+   * `{id, offset, epoch}` and delivered to nobody. 0 turns deduplication off.
+   * @default 120_000 (2 minutes)
+   */
+  idempotencyWindow?: number;
+  /**
    * Bytes queued towards all WebSocket connections together (queued, or written and not yet taken
    * by the kernel). Past it, a new socket or SSE stream gets 503 `too_many_connections` before
    * the upgrade, and only connections that hold nothing get new events: the slow ones lose them
@@ -271,6 +301,11 @@ export interface ResolvedOptions {
   trustedProxies: string[];
   publishRate: number;
   maxTotalBufferBytes: number;
+  historySize: number;
+  historyBytes: number;
+  historyTtl: number;
+  historyTotalBytes: number;
+  idempotencyWindow: number;
   maxConnectionsPerIp: number;
   maxPendingPerIp: number;
   handshakeRate: number;
@@ -303,6 +338,11 @@ export const DEFAULTS = {
   publishRate: 10_000,
   // Sized to the machine: a quarter of its memory leaves the rest to the process and the kernel.
   maxTotalBufferBytes: Math.floor(totalmem() / 4),
+  historySize: 100,
+  historyBytes: 1024 * 1024,
+  historyTtl: 300_000,
+  historyTotalBytes: 64 * 1024 * 1024,
+  idempotencyWindow: 120_000,
   maxConnectionsPerIp: 1000,
   maxPendingPerIp: 16,
   handshakeRate: 100,
@@ -404,6 +444,11 @@ export const optionSchemas = {
   ),
   publishRate: int(1, 1_000_000_000, ' per second'),
   maxTotalBufferBytes: int(65_536, 2 ** 50, ' bytes'),
+  historySize: int(0, 1_000_000, ' events'),
+  historyBytes: int(0, 2 ** 40, ' bytes'),
+  historyTtl: int(0, MAX_TIMER_MS, ' ms'),
+  historyTotalBytes: int(0, 2 ** 50, ' bytes'),
+  idempotencyWindow: int(0, MAX_TIMER_MS, ' ms'),
   maxConnectionsPerIp: int(1, 10_000_000),
   maxPendingPerIp: int(1, 10_000_000),
   handshakeRate: int(1, 1_000_000_000, ' per second'),
@@ -478,6 +523,11 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     trustedProxies: o.trustedProxies ?? [],
     publishRate: o.publishRate ?? DEFAULTS.publishRate,
     maxTotalBufferBytes: o.maxTotalBufferBytes ?? DEFAULTS.maxTotalBufferBytes,
+    historySize: o.historySize ?? DEFAULTS.historySize,
+    historyBytes: o.historyBytes ?? DEFAULTS.historyBytes,
+    historyTtl: o.historyTtl ?? DEFAULTS.historyTtl,
+    historyTotalBytes: o.historyTotalBytes ?? DEFAULTS.historyTotalBytes,
+    idempotencyWindow: o.idempotencyWindow ?? DEFAULTS.idempotencyWindow,
     maxConnectionsPerIp: o.maxConnectionsPerIp ?? DEFAULTS.maxConnectionsPerIp,
     maxPendingPerIp: o.maxPendingPerIp ?? DEFAULTS.maxPendingPerIp,
     handshakeRate: o.handshakeRate ?? DEFAULTS.handshakeRate,

@@ -43,6 +43,19 @@ export interface HistoryPage {
   more: boolean;
 }
 
+/** What `replay()` answers. */
+export interface ReplayPage {
+  /** The retained events after the position, of every matching channel, in stream order. */
+  events: StreamEvent[];
+  /**
+   * Whether every matching event after the position is in `events` (or after it, when `more`):
+   * false when one was trimmed, evicted with its channel, or never kept (history off).
+   */
+  complete: boolean;
+  /** More matching events follow the last one returned (`limit` was reached). */
+  more: boolean;
+}
+
 /**
  * The seam under the broker: it owns sequencing (ids, per-channel offsets and epochs, the
  * stream's `seq`), history, and the idempotency window, and it carries events between nodes.
@@ -71,6 +84,14 @@ export interface Engine {
   publish(request: PublishRequest): PublishResult | Promise<PublishResult>;
   /** The retained events of one channel after `since` (or all retained), oldest first, at most `limit`. */
   history(channel: string, since: ChannelPosition | undefined, limit: number): HistoryPage | Promise<HistoryPage>;
+  /**
+   * The retained events after stream position `since` of every channel `pattern` (a name or a
+   * wildcard pattern) matches, in stream order, at most `limit`; `accept` filters them (a
+   * subscription's labels and keys). What a resuming subscription is replayed.
+   */
+  replay(
+    pattern: string, since: number, limit: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean,
+  ): ReplayPage | Promise<ReplayPage>;
   /** Channels whose sequencing state (counter, history) the engine holds. */
   channelCount(): number;
   /** The channels with the most events in their current epoch, most first (ties by name). */

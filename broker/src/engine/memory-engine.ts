@@ -1,13 +1,21 @@
+import { LRUCache } from 'lru-cache';
 import type { Clock } from '../clock.js';
 import type { ChannelEvents, PublishResult } from '../types.js';
-import type { ChannelPosition, Engine, EventSink, HistoryPage, PublishRequest } from './engine.js';
-import { ChannelCounters } from './offsets.js';
+import { ChannelStore, type StoreLimits } from './channel-store.js';
+import type { ChannelPosition, Engine, EventSink, HistoryPage, PublishRequest, ReplayPage } from './engine.js';
 import { StreamEvent } from './stream-event.js';
 
 /** What the memory engine is made of. */
-export interface MemoryEngineOptions {
-  /** Channels whose counter (and history) is kept, least recently published forgotten first. */
-  channelCacheSize: number;
+export interface MemoryEngineOptions extends StoreLimits {
+  /** How long a publish's message id is remembered, in ms (0: publishes are not deduplicated). */
+  idempotencyWindow: number;
+  /** Message ids remembered at most (least recent forgotten first). */
+  idempotencyKeys: number;
+}
+
+interface Remembered {
+  result: PublishResult;
+  at: number;
 }
 
 /**
@@ -16,16 +24,20 @@ export interface MemoryEngineOptions {
  */
 export class MemoryEngine implements Engine {
   readonly kind = 'memory';
-  readonly counters: ChannelCounters;
+  readonly store: ChannelStore;
   private sink: EventSink = () => {};
-  private seq = 0;
+  private readonly seen: LRUCache<string, Remembered> | undefined;
 
-  constructor(options: MemoryEngineOptions, private readonly clock: Clock) {
-    this.counters = new ChannelCounters(options.channelCacheSize, () => clock.now());
+  constructor(
+    private readonly options: MemoryEngineOptions,
+    private readonly clock: Clock,
+  ) {
+    this.store = new ChannelStore(options, () => clock.wall(), () => clock.now());
+    this.seen = options.idempotencyWindow > 0 && options.idempotencyKeys > 0 ? new LRUCache({ max: options.idempotencyKeys }) : undefined;
   }
 
   get epoch(): string {
-    return this.counters.streamEpoch;
+    return this.store.epoch;
   }
 
   start(sink: EventSink): Promise<void> {
@@ -34,25 +46,36 @@ export class MemoryEngine implements Engine {
   }
 
   publish(request: PublishRequest): PublishResult {
-    const { channel, data, labels, key } = request;
-    const counters = this.counters;
-    const id = counters.next(channel);
-    const event = new StreamEvent(channel, data, id, counters.offset, counters.epoch, ++this.seq, this.clock.wall(), labels, key);
+    const { channel, data, labels, key, idempotency } = request;
+    let dedupe: string | undefined;
+    if (idempotency !== undefined && this.seen !== undefined) {
+      dedupe = `${idempotency.scope}\u0000${idempotency.id}`;
+      const first = this.seen.get(dedupe);
+      if (first !== undefined && this.clock.now() - first.at <= this.options.idempotencyWindow) return first.result;
+    }
+    const store = this.store;
+    const log = store.sequence(channel);
+    const event = new StreamEvent(channel, data, store.nextId(), log.offset, log.epoch, store.seq, this.clock.wall(), labels, key);
+    store.retain(log, event);
+    if (dedupe !== undefined) this.seen!.set(dedupe, { result: { id: event.id, offset: event.offset, epoch: event.epoch }, at: this.clock.now() });
     this.sink(event);
     return event;
   }
 
-  history(channel: string, _since: ChannelPosition | undefined, _limit: number): HistoryPage {
-    const counter = this.counters.peek(channel);
-    return { events: [], epoch: counter?.epoch ?? '', offset: counter?.offset ?? 0, complete: false, more: false };
+  history(channel: string, since: ChannelPosition | undefined, limit: number): HistoryPage {
+    return this.store.read(channel, since, limit);
+  }
+
+  replay(pattern: string, since: number, limit: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean): ReplayPage {
+    return this.store.replay(pattern, since, limit, accept);
   }
 
   channelCount(): number {
-    return this.counters.size;
+    return this.store.size;
   }
 
   busiestChannels(limit: number): ChannelEvents[] {
-    return this.counters.top(limit);
+    return this.store.top(limit);
   }
 
   close(): Promise<void> {

@@ -1,0 +1,338 @@
+import { nanoid } from 'nanoid';
+import { decodeFrame, isWildcard, matchPattern, type EventFrame } from '@crier/protocol';
+import { CachedTop, TopN } from '../observe/top-n.js';
+import type { ChannelEvents } from '../types.js';
+import { StreamEvent } from './stream-event.js';
+
+/** The bounds of the memory engine's state. */
+export interface StoreLimits {
+  /** Channels held (counter and history), least recently published forgotten first. */
+  channelCacheSize: number;
+  /** Events kept per channel; 0 keeps none (history off). */
+  historySize: number;
+  /** Bytes kept per channel (event frames); 0 keeps none. */
+  historyBytes: number;
+  /** Age of the oldest event kept, in ms; 0 keeps none. */
+  historyTtl: number;
+  /** Bytes kept over every channel; past it, the least recently published channels are forgotten. */
+  historyTotalBytes: number;
+}
+
+/** Bytes a retained event costs beyond its frame (the record and its slot), for the byte bounds. */
+export const RETAINED_OVERHEAD = 64;
+/**
+ * Channels forgotten whole (their counter and history) whose name and last position are still
+ * remembered, so that a resume across them is known to have lost events. Past it, only the
+ * newest position of the forgotten ones is kept, and any resume from before it is incomplete.
+ */
+export const REMEMBERED_EVICTIONS = 10_000;
+
+/** An event as history keeps it: its frame (data inside, stored once) and what routing needs. */
+interface Retained {
+  readonly seq: number;
+  readonly offset: number;
+  readonly time: number;
+  readonly frame: Uint8Array;
+  readonly labels: string[] | undefined;
+  readonly key: string | undefined;
+}
+
+/** One channel: its counter, and the events it keeps, oldest first. */
+export class ChannelLog {
+  offset = 0;
+  /** The newest event this log no longer has (trimmed or never kept): its offset and seq. */
+  lostOffset = 0;
+  lostSeq = 0;
+  bytes = 0;
+  /** Retained events are `events[head..]`. */
+  readonly events: Retained[] = [];
+  head = 0;
+
+  constructor(
+    readonly channel: string,
+    readonly epoch: string,
+  ) {}
+
+  get size(): number {
+    return this.events.length - this.head;
+  }
+
+  /** Index of the first retained event with seq above `seq` (binary search: seqs increase). */
+  firstAfterSeq(seq: number): number {
+    let lo = this.head;
+    let hi = this.events.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.events[mid]!.seq <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Drops the oldest retained event; returns its byte cost. */
+  shift(): number {
+    const gone = this.events[this.head]!;
+    this.events[this.head++] = undefined as unknown as Retained;
+    this.lostOffset = gone.offset;
+    this.lostSeq = gone.seq;
+    const cost = gone.frame.length + RETAINED_OVERHEAD;
+    this.bytes -= cost;
+    // Compact now and then: the array never holds more than twice what it retains.
+    if (this.head > 64 && this.head * 2 > this.events.length) {
+      this.events.splice(0, this.head);
+      this.head = 0;
+    }
+    return cost;
+  }
+}
+
+/** Events of one channel after a position, as `read` answers them. */
+export interface ChannelRead {
+  events: StreamEvent[];
+  epoch: string;
+  offset: number;
+  complete: boolean;
+  more: boolean;
+}
+
+/** Events of every matching channel after a stream position, as `replay` answers them. */
+export interface StreamRead {
+  /** In stream order (so in order within each channel). */
+  events: StreamEvent[];
+  /** Nothing matching was lost after the position (trimmed, evicted, or never kept). */
+  complete: boolean;
+  /** More events than `limit` matched: `events` stops at `limit`. */
+  more: boolean;
+}
+
+/**
+ * The memory engine's channels: per-channel counters and bounded history, the stream's `seq`,
+ * and what was lost, so that a reader from any position learns whether it got everything.
+ *
+ * Channels sit in a Map in order of their last publish (oldest first: the eviction order). A
+ * channel is forgotten whole (counter and history: its next event starts a new epoch) when more
+ * than `channelCacheSize` are held, or when the history of every channel together passes
+ * `historyTotalBytes`. Within a channel, the oldest events go first past `historySize`,
+ * `historyBytes` or `historyTtl`. Ages are checked when a channel is published to or read.
+ */
+export class ChannelStore {
+  /** The stream epoch: this store's random prefix (ids and channel epochs start with it). */
+  readonly epoch = nanoid(10);
+  /** The stream position of the last event sequenced. */
+  seq = 0;
+  /** History bytes held over every channel (frames plus RETAINED_OVERHEAD each). */
+  totalBytes = 0;
+  /** The busiest channels, ranked at most once a second when there are many. */
+  readonly ranking: CachedTop<ChannelEvents>;
+
+  private readonly channels = new Map<string, ChannelLog>();
+  private newest: ChannelLog | undefined;
+  private idSeq = 0;
+  private epochSeq = 0;
+  /** Forgotten channels, by name: the last seq each had. Oldest first, at most REMEMBERED_EVICTIONS. */
+  private readonly evicted = new Map<string, number>();
+  /** The newest seq of the forgotten channels no longer in `evicted`. */
+  private forgottenSeq = 0;
+  private readonly keeps: boolean;
+
+  constructor(
+    private readonly limits: StoreLimits,
+    /** Wall clock, ms since the Unix epoch (history ages). */
+    private readonly wall: () => number,
+    /** Monotonic clock, ms (the ranking's cache). */
+    now: () => number,
+  ) {
+    this.keeps = limits.historySize > 0 && limits.historyBytes > 0 && limits.historyTtl > 0;
+    this.ranking = new CachedTop((limit) => this.rank(limit), () => this.channels.size, now);
+  }
+
+  /** Channels held. */
+  get size(): number {
+    return this.channels.size;
+  }
+
+  /** The log of `channel`, if held, without touching the eviction order. */
+  peek(channel: string): ChannelLog | undefined {
+    return this.channels.get(channel);
+  }
+
+  /**
+   * Sequences one event of `channel`: the channel's log (made, or moved to newest), its offset
+   * advanced, the stream's seq advanced. Returns the log; `this.seq` is the event's seq.
+   */
+  sequence(channel: string): ChannelLog {
+    let log = this.newest;
+    if (log === undefined || log.channel !== channel) {
+      log = this.channels.get(channel);
+      if (log === undefined) {
+        log = new ChannelLog(channel, `${this.epoch}.${(this.epochSeq++).toString(36)}`);
+        if (this.channels.size >= this.limits.channelCacheSize) this.evictOldest();
+      } else {
+        this.channels.delete(channel);
+      }
+      this.channels.set(channel, log);
+      this.newest = log;
+    }
+    log.offset++;
+    this.seq++;
+    return log;
+  }
+
+  /** A new event id, unique within the stream epoch. */
+  nextId(): string {
+    return `${this.epoch}-${(this.idSeq++).toString(36)}`;
+  }
+
+  /** Keeps `event` (just sequenced in `log`) in history, trimming to the bounds. */
+  retain(log: ChannelLog, event: StreamEvent): void {
+    if (!this.keeps) {
+      log.lostOffset = event.offset;
+      log.lostSeq = event.seq;
+      return;
+    }
+    const cost = event.frame.length + RETAINED_OVERHEAD;
+    log.events.push({ seq: event.seq, offset: event.offset, time: event.time, frame: event.frame, labels: event.labels, key: event.key });
+    log.bytes += cost;
+    this.totalBytes += cost;
+    const { historySize, historyBytes } = this.limits;
+    while (log.size > historySize || (log.bytes > historyBytes && log.size > 1)) this.totalBytes -= log.shift();
+    this.trimExpired(log);
+    // Over the broker-wide bound: forget the channels published least recently, this one last.
+    while (this.totalBytes > this.limits.historyTotalBytes) {
+      const oldest = this.channels.values().next().value as ChannelLog;
+      if (oldest !== log) this.evictOldest();
+      else if (log.size > 1) this.totalBytes -= log.shift();
+      else break;
+    }
+  }
+
+  /**
+   * The retained events of `channel` after `since` (all retained without it), oldest first, at
+   * most `limit`. `complete` tells whether they follow `since` with nothing missing.
+   */
+  read(channel: string, since: { epoch: string; offset: number } | undefined, limit: number): ChannelRead {
+    const log = this.channels.get(channel);
+    if (log === undefined) {
+      // Nothing held: complete from a position only if nothing was ever published after it here.
+      return { events: [], epoch: '', offset: 0, complete: since === undefined, more: false };
+    }
+    this.trimExpired(log);
+    let from = log.head;
+    let complete = true;
+    if (since !== undefined) {
+      if (since.epoch !== log.epoch) {
+        complete = false;
+      } else {
+        complete = since.offset >= log.lostOffset;
+        // Offsets within a log are consecutive: the first after `since` is at a known index.
+        from = Math.min(log.events.length, log.head + Math.max(0, since.offset - firstOffset(log) + 1));
+      }
+    }
+    const to = Math.min(log.events.length, from + limit);
+    const events: StreamEvent[] = [];
+    for (let i = from; i < to; i++) events.push(restore(channel, log.epoch, log.events[i]!));
+    return { events, epoch: log.epoch, offset: log.offset, complete, more: to < log.events.length };
+  }
+
+  /**
+   * The retained events after stream position `since` of every channel `pattern` (a name or a
+   * wildcard pattern) matches, in stream order, at most `limit`; `complete` tells whether any
+   * matching event after `since` was lost. `accept`, when given, filters (a subscription's filter):
+   * a lost event is lost whatever its labels, so it does not change `complete`.
+   */
+  replay(pattern: string, since: number, limit: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean): StreamRead {
+    let complete = since >= this.forgottenSeq || since >= this.seq;
+    const sources: ChannelLog[] = [];
+    if (!isWildcard(pattern)) {
+      const log = this.channels.get(pattern);
+      if (log !== undefined) sources.push(log);
+      if ((this.evicted.get(pattern) ?? 0) > since) complete = false;
+    } else {
+      for (const log of this.channels.values()) if (matchPattern(pattern, log.channel)) sources.push(log);
+      for (const [channel, last] of this.evicted) if (last > since && matchPattern(pattern, channel)) complete = false;
+    }
+    // One cursor per matching channel, merged by seq.
+    const cursors: { log: ChannelLog; at: number }[] = [];
+    for (const log of sources) {
+      this.trimExpired(log);
+      if (log.lostSeq > since) complete = false;
+      const at = log.firstAfterSeq(since);
+      if (at < log.events.length) cursors.push({ log, at });
+    }
+    const events: StreamEvent[] = [];
+    let more = false;
+    while (cursors.length > 0) {
+      let best = 0;
+      for (let i = 1; i < cursors.length; i++) {
+        if (cursors[i]!.log.events[cursors[i]!.at]!.seq < cursors[best]!.log.events[cursors[best]!.at]!.seq) best = i;
+      }
+      const cursor = cursors[best]!;
+      const retained = cursor.log.events[cursor.at++]!;
+      if (cursor.at === cursor.log.events.length) cursors.splice(best, 1);
+      if (accept !== undefined && !accept(retained.labels, retained.key)) continue;
+      if (events.length === limit) {
+        more = true;
+        break;
+      }
+      events.push(restore(cursor.log.channel, cursor.log.epoch, retained));
+    }
+    return { events, complete, more };
+  }
+
+  /**
+   * The `limit` channels with the most events in their current epoch, most first (ties by name),
+   * from a ranking at most a second old when there are many.
+   */
+  top(limit: number): ChannelEvents[] {
+    return this.ranking.top(limit);
+  }
+
+  private rank(limit: number): ChannelEvents[] {
+    const best = new TopN<ChannelEvents>(limit, ranksBefore);
+    for (const log of this.channels.values()) {
+      // Most channels rank with none of the kept ones: turned away without an allocation.
+      const worst = best.threshold;
+      if (worst !== undefined && (log.offset < worst.events || (log.offset === worst.events && log.channel > worst.channel))) continue;
+      best.offer({ channel: log.channel, events: log.offset });
+    }
+    return best.result();
+  }
+
+  private trimExpired(log: ChannelLog): void {
+    if (log.size === 0) return;
+    const oldest = this.wall() - this.limits.historyTtl;
+    while (log.size > 0 && log.events[log.head]!.time < oldest) this.totalBytes -= log.shift();
+  }
+
+  /** Forgets the least recently published channel whole, remembering where it stopped. */
+  private evictOldest(): void {
+    const log = this.channels.values().next().value as ChannelLog | undefined;
+    if (log === undefined) return;
+    this.channels.delete(log.channel);
+    if (this.newest === log) this.newest = undefined;
+    this.totalBytes -= log.bytes;
+    const last = Math.max(log.lostSeq, log.size > 0 ? log.events[log.events.length - 1]!.seq : 0);
+    this.evicted.delete(log.channel);
+    this.evicted.set(log.channel, last);
+    if (this.evicted.size > REMEMBERED_EVICTIONS) {
+      const [channel, seq] = this.evicted.entries().next().value as [string, number];
+      this.evicted.delete(channel);
+      if (seq > this.forgottenSeq) this.forgottenSeq = seq;
+    }
+  }
+}
+
+/** The offset of the oldest event retained in `log` (or the next one, when it retains none). */
+function firstOffset(log: ChannelLog): number {
+  return log.size > 0 ? log.events[log.head]!.offset : log.offset + 1;
+}
+
+/** A retained event as a StreamEvent again (replay is rare: its data is read back from the frame). */
+function restore(channel: string, epoch: string, r: Retained): StreamEvent {
+  const f = decodeFrame(r.frame) as EventFrame;
+  return new StreamEvent(channel, f.d, f.id, r.offset, epoch, r.seq, r.time, r.labels, r.key, r.frame);
+}
+
+function ranksBefore(a: ChannelEvents, b: ChannelEvents): boolean {
+  return a.events > b.events || (a.events === b.events && a.channel < b.channel);
+}
