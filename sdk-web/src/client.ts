@@ -13,7 +13,6 @@ import type {
   CrierClient,
   CrierEvent,
   DroppedListener,
-  DroppedNotice,
   ErrorListener,
   EventHandler,
   FireAndForgetOptions,
@@ -157,31 +156,21 @@ class Client implements CrierClient {
     return this.connection.quit();
   }
 
-
   private receive(frame: Frame): void {
-    switch (frame.t) {
-      case FrameType.event: {
-        const event = toEvent(frame);
-        emit(this.eventHandlers, event);
-        this.subscriptions.dispatch(event);
-        return;
-      }
-      case FrameType.ack:
-        this.pending.settle(frame);
-        return;
-      case FrameType.error:
-        // Without a request id: a fire-and-forget publish failed. (A late answer to a request
-        // that already timed out finds nothing to settle and is dropped.)
-        if (frame.r === undefined) this.fail(errorFromFrame(frame));
-        else this.pending.settle(frame);
-        return;
-      case FrameType.dropped: {
-        const notice: DroppedNotice = { total: frame.n, channels: new Map(frame.c), source: 'broker' };
-        emit(this.droppedListeners, notice);
-        return;
-      }
-      default:
+    if (frame.t === FrameType.event) {
+      const event = toEvent(frame);
+      emit(this.eventHandlers, event);
+      this.subscriptions.dispatch(event);
+    } else if (frame.t === FrameType.dropped) {
+      emit(this.droppedListeners, { total: frame.n, channels: new Map(frame.c), source: 'broker' });
+    } else if (frame.t === FrameType.error && frame.r === undefined) {
+      // Without a request id: a fire-and-forget publish failed.
+      this.fail(errorFromFrame(frame));
+    } else if (frame.t === FrameType.ack || frame.t === FrameType.error) {
+      // (A late answer to a request that already timed out finds nothing to settle and is dropped.)
+      this.pending.settle(frame);
     }
+    // Anything else (a pong, a client frame) needs nothing.
   }
 
   private down(final: boolean, info: StateInfo): void {

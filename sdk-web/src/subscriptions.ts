@@ -160,8 +160,7 @@ export class Subscriptions {
   remove(handle: Handle): Promise<void> {
     const entry = this.byKey.get(handle.key);
     handle.end();
-    if (!entry || !entry.handles.delete(handle)) return Promise.resolve();
-    return entry.handles.size === 0 ? this.drop(entry) : Promise.resolve();
+    return entry?.handles.delete(handle) && entry.handles.size === 0 ? this.drop(entry) : Promise.resolve();
   }
 
   /** Removes every handle of `pattern`, whatever its filter, and the broker-side subscriptions. */
