@@ -279,7 +279,7 @@ export class Connection implements PageHooks {
       dead: (grace) =>
         this.abandon(
           CloseCode.keepAliveTimeout,
-          grace === undefined ? `keep-alive: broker silent for ${2 * frame.ka} ms` : `keep-alive: no pong within ${grace} ms`,
+          `keep-alive: ${grace === undefined ? `broker silent for ${2 * frame.ka}` : `no pong within ${grace}`} ms`,
           grace !== undefined,
         ),
     });
