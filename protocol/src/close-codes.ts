@@ -43,6 +43,12 @@ export const CloseCode = {
   tokenExpired: 4007,
   /** The broker refused `hello`'s credential (missing, malformed, badly signed): final. */
   unauthorized: 4008,
+  /**
+   * The broker is draining (a deploy, a restart): reconnect, to it or to another node, after the
+   * delay the reason names (`draining: reconnect after 1500 ms`), plus jitter. Brokers spread these
+   * closes over their drain window so that clients do not all come back in the same second.
+   */
+  draining: 4009,
 } as const;
 
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
@@ -65,6 +71,12 @@ export function shouldReconnect(code: number): boolean {
     default:
       return true;
   }
+}
+
+/** The delay a `draining` close asks for, in ms (`reconnect after N ms` in its reason), if any. */
+export function drainDelayOf(reason: string): number | undefined {
+  const m = /after (\d+) ms/.exec(reason);
+  return m ? Number(m[1]) : undefined;
 }
 
 /**

@@ -20,6 +20,9 @@ export const isStr: FieldCheck = (v) => typeof v === 'string';
 export const isBin: FieldCheck = (v) => v instanceof Uint8Array;
 export const isUint: FieldCheck = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 export const isStrArray: FieldCheck = (v) => Array.isArray(v) && v.every(isStr);
+export const isBinArray: FieldCheck = (v) => Array.isArray(v) && v.every(isBin);
+export const isBool: FieldCheck = (v) => typeof v === 'boolean';
+export const isPosition: FieldCheck = (v) => isPlainRecord(v) && isStr(v['e']) && isUint(v['s']);
 export const isFilter: FieldCheck = (v) =>
   isPlainRecord(v) &&
   (v['l'] === undefined || v['l'] === null || isStrArray(v['l'])) &&
@@ -34,11 +37,13 @@ export const isDropCounts: FieldCheck = (v) =>
 /** Per frame type: required and optional fields with their checks. Unknown fields are ignored. */
 export const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, FieldCheck][] }> =
   new Map([
-    [FrameType.hello, { req: [['v', isUint]], opt: [['u', isStr], ['tk', isStr], ['s', isStr]] }],
-    [FrameType.welcome, { req: [['v', isUint], ['u', isStr], ['ka', isUint], ['lim', isLimits], ['s', isStr]], opt: [['x', isUint], ['ep', isStr]] }],
+    [FrameType.hello, { req: [['v', isUint]], opt: [['u', isStr], ['tk', isStr], ['s', isStr], ['rp', isPosition]] }],
+    [FrameType.welcome, { req: [['v', isUint], ['u', isStr], ['ka', isUint], ['lim', isLimits], ['s', isStr]], opt: [['x', isUint], ['ep', isStr], ['rs', isPlainRecord]] }],
     [FrameType.auth, { req: [['r', isUint], ['tk', isStr]], opt: [] }],
     // A filter's types are checked here, its bounds by canonicalFilter (bad_filter).
-    [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter]] }],
+    [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter], ['w', isUint]] }],
+    [FrameType.history, { req: [['r', isUint], ['c', isStr]], opt: [['e', isStr], ['o', isUint], ['n', isUint]] }],
+    [FrameType.events, { req: [['r', isUint], ['ev', isBinArray]], opt: [['e', isStr], ['o', isUint], ['ok', isBool], ['m', isBool]] }],
     [FrameType.unsubscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter]] }],
     [FrameType.publish, { req: [['c', isStr], ['d', isBin]], opt: [['r', isUint], ['l', isStrArray], ['k', isStr], ['i', isStr]] }],
     [FrameType.quit, { req: [], opt: [] }],

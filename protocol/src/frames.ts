@@ -18,6 +18,8 @@ export const FrameType = {
   event: 11,
   dropped: 12,
   auth: 13,
+  history: 14,
+  events: 15,
 } as const;
 
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
@@ -36,6 +38,46 @@ export interface HelloFrame {
    * its holder (required unless the same authenticated principal holds `u`).
    */
   s?: string;
+  /**
+   * Resume: the last stream position the client received on its stream `u` (`e`: the stream
+   * epoch of its `welcome`, `s`: the highest event `s` it got). With `u` and its secret, within
+   * the broker's resume window, the broker restores the stream's subscriptions and replays what
+   * each missed after the welcome, before anything live; the welcome's `rs` says how it went.
+   */
+  rp?: StreamPosition;
+}
+
+/** A position in a broker's stream: its epoch, and an event position within it. */
+export interface StreamPosition {
+  e: string;
+  s: number;
+}
+
+/**
+ * Why a resume (or a replay from a position) could not give every missed event. Stable strings,
+ * like error codes.
+ */
+export const ResumeReason = {
+  /** No session of this uuid and secret is kept: the resume window passed, or it never existed. */
+  windowPassed: 'window_passed',
+  /** The broker's stream epoch changed: it restarted without shared history. */
+  brokerRestarted: 'broker_restarted',
+  /** Events after the position were trimmed from history, or never kept (history off or bounded). */
+  historyEvicted: 'history_evicted',
+  /** More events were missed than one replay carries. */
+  replayLimit: 'replay_limit',
+} as const;
+
+export type ResumeReason = (typeof ResumeReason)[keyof typeof ResumeReason];
+
+/** The welcome's account of a resume (`hello` with `rp`). */
+export interface ResumeOutcome {
+  /** Events replayed right after the welcome, before anything live. */
+  n: number;
+  /** Absent when every subscription got every missed event; else the (first) reason why not. */
+  why?: string;
+  /** The patterns restored but not fully recovered (absent when all were, or none restored). */
+  f?: string[];
 }
 
 /** The limits a broker applies to one connection, sent in `welcome` so an SDK can fail fast. */
@@ -76,6 +118,8 @@ export interface WelcomeFrame {
    * to a different epoch (a restarted broker without shared history) cannot resume from them.
    */
   ep?: string;
+  /** Present when the hello asked to resume (`rp`): what was restored and replayed. */
+  rs?: ResumeOutcome;
 }
 
 /** Client → broker: a new credential for a live connection (in-band refresh, nothing lost). */
@@ -92,6 +136,41 @@ export interface SubscribeFrame {
   p: string;
   /** Server-side filter: only events that pass it are sent through this subscription. */
   f?: SubscriptionFilter;
+  /**
+   * Rewind: start with retained events, sent in an `events` frame (with this `r`) before the
+   * ack and before anything live. `w` > 0: the last `w` matching events (at most 1000);
+   * `w` = 0: the last event of each matching channel (an MQTT retained message).
+   */
+  w?: number;
+}
+
+/** Client → broker: a channel's retained events, answered with an `events` frame (same `r`). */
+export interface HistoryFrame {
+  t: typeof FrameType.history;
+  r: number;
+  c: string;
+  /** After this position of the channel (`e`: its epoch, `o`: an offset); all retained without it. */
+  e?: string;
+  o?: number;
+  /** At most this many (default and maximum: the broker's `historySize`). */
+  n?: number;
+}
+
+/**
+ * Broker → client: retained events answering request `r` (a `history` frame, or a subscribe's
+ * rewind), each an `event` frame's bytes, oldest first.
+ */
+export interface EventsFrame {
+  t: typeof FrameType.events;
+  r: number;
+  ev: Uint8Array[];
+  /** For `history`: the channel's epoch and latest offset now. */
+  e?: string;
+  o?: number;
+  /** For `history` from a position: false when events after it were lost. */
+  ok?: boolean;
+  /** More retained events follow the last one (ask again after it). */
+  m?: boolean;
 }
 
 export interface UnsubscribeFrame {
@@ -187,7 +266,8 @@ export type ClientFrame =
   | QuitFrame
   | PingFrame
   | PongFrame
-  | AuthFrame;
+  | AuthFrame
+  | HistoryFrame;
 
 export type BrokerFrame =
   | WelcomeFrame
@@ -195,6 +275,7 @@ export type BrokerFrame =
   | ErrorFrame
   | EventFrame
   | DroppedFrame
+  | EventsFrame
   | PingFrame
   | PongFrame;
 

@@ -1,10 +1,15 @@
 export { ErrorCode, CrierError, isErrorCode } from './errors.js';
-export { CloseCode, errorOfCloseReason, shouldReconnect } from './close-codes.js';
+export { CloseCode, drainDelayOf, errorOfCloseReason, shouldReconnect } from './close-codes.js';
 export {
   PROTOCOL_VERSION,
   FrameType,
   type HelloFrame,
   type WelcomeFrame,
+  type HistoryFrame,
+  type EventsFrame,
+  type StreamPosition,
+  type ResumeOutcome,
+  ResumeReason,
   type ConnectionLimits,
   type SubscribeFrame,
   type UnsubscribeFrame,

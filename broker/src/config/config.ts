@@ -63,6 +63,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'historyTtl', flag: 'history-ttl', env: 'EVENT_HISTORY_TTL', kind: 'duration', help: 'age of the oldest event kept (0: history off)' },
   { key: 'historyTotalBytes', flag: 'history-total-bytes', env: 'EVENT_HISTORY_TOTAL_BYTES', kind: 'size', help: 'bytes of history over all channels; past it the least recently published channels are forgotten' },
   { key: 'idempotencyWindow', flag: 'idempotency-window', env: 'EVENT_IDEMPOTENCY_WINDOW', kind: 'duration', help: 'how long a publish\'s message id is remembered per publisher (0: off)' },
+  { key: 'resumeWindow', flag: 'resume-window', env: 'EVENT_RESUME_WINDOW', kind: 'duration', help: 'how long a stream is kept after its connection dropped, for a resume (0: off)' },
+  { key: 'drainWindow', flag: 'drain-window', env: 'EVENT_DRAIN_WINDOW', kind: 'duration', help: 'on SIGTERM, connections are closed (4009 draining) spread over this time' },
   { key: 'logLevel', flag: 'log-level', env: 'EVENT_LOG_LEVEL', kind: 'level', help: `${LOG_LEVELS.join('|')}` },
   { key: 'logFormat', flag: 'log-format', env: 'EVENT_LOG_FORMAT', kind: 'format', help: `${LOG_FORMATS.join('|')} (auto: pretty when stderr is a terminal, else json)` },
 ];

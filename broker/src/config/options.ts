@@ -218,6 +218,21 @@ export interface BrokerOptions {
    */
   idempotencyWindow?: number;
   /**
+   * How long a stream is kept after its connection went away without `quit`, in ms: a client
+   * that comes back within it with the stream's uuid and secret gets its subscriptions back and
+   * every event it missed (from history). 0: a stream ends with its connection.
+   * @default 120_000 (2 minutes)
+   */
+  resumeWindow?: number;
+  /**
+   * On SIGTERM (`crier-broker`) or `broker.drain()`: `/readyz` answers 503 at once, then the
+   * connections are closed with 4009 `draining` spread over this many ms, each told when to
+   * reconnect, so that they do not all come back in the same second; the broker stops when the
+   * last is gone or the window ends.
+   * @default 10_000
+   */
+  drainWindow?: number;
+  /**
    * Bytes queued towards all WebSocket connections together (queued, or written and not yet taken
    * by the kernel). Past it, a new socket or SSE stream gets 503 `too_many_connections` before
    * the upgrade, and only connections that hold nothing get new events: the slow ones lose them
@@ -306,6 +321,8 @@ export interface ResolvedOptions {
   historyTtl: number;
   historyTotalBytes: number;
   idempotencyWindow: number;
+  resumeWindow: number;
+  drainWindow: number;
   maxConnectionsPerIp: number;
   maxPendingPerIp: number;
   handshakeRate: number;
@@ -343,6 +360,8 @@ export const DEFAULTS = {
   historyTtl: 300_000,
   historyTotalBytes: 64 * 1024 * 1024,
   idempotencyWindow: 120_000,
+  resumeWindow: 120_000,
+  drainWindow: 10_000,
   maxConnectionsPerIp: 1000,
   maxPendingPerIp: 16,
   handshakeRate: 100,
@@ -449,6 +468,8 @@ export const optionSchemas = {
   historyTtl: int(0, MAX_TIMER_MS, ' ms'),
   historyTotalBytes: int(0, 2 ** 50, ' bytes'),
   idempotencyWindow: int(0, MAX_TIMER_MS, ' ms'),
+  resumeWindow: int(0, MAX_TIMER_MS, ' ms'),
+  drainWindow: int(0, MAX_TIMER_MS, ' ms'),
   maxConnectionsPerIp: int(1, 10_000_000),
   maxPendingPerIp: int(1, 10_000_000),
   handshakeRate: int(1, 1_000_000_000, ' per second'),
@@ -528,6 +549,8 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     historyTtl: o.historyTtl ?? DEFAULTS.historyTtl,
     historyTotalBytes: o.historyTotalBytes ?? DEFAULTS.historyTotalBytes,
     idempotencyWindow: o.idempotencyWindow ?? DEFAULTS.idempotencyWindow,
+    resumeWindow: o.resumeWindow ?? DEFAULTS.resumeWindow,
+    drainWindow: o.drainWindow ?? DEFAULTS.drainWindow,
     maxConnectionsPerIp: o.maxConnectionsPerIp ?? DEFAULTS.maxConnectionsPerIp,
     maxPendingPerIp: o.maxPendingPerIp ?? DEFAULTS.maxPendingPerIp,
     handshakeRate: o.handshakeRate ?? DEFAULTS.handshakeRate,
