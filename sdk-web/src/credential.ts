@@ -79,7 +79,9 @@ export class Credential {
     try {
       const tk = await this.fetch();
       // Not connected: nothing to refresh (the next welcome schedules its own).
-      const ack = await new Promise<AckFrame | void>((resolve, reject) => this.hooks.request((r) => ({ t: FrameType.auth, r, tk }), { resolve, reject }, 'auth') || resolve());
+      const ack = await new Promise<AckFrame | void>(
+        (resolve, reject) => this.hooks.request((r) => ({ t: FrameType.auth, r, tk }), { resolve, reject }, 'auth') || resolve(),
+      );
       if (ack) this.expires(ack.x);
     } catch (err) {
       const e = err as CrierError;
