@@ -79,6 +79,15 @@ export interface BrokerStats {
   };
   /** The largest queue towards one connection right now, in events (queued or in flight). */
   maxQueueDepth: number;
+  /** Streams kept for a resume, and resumes since start by outcome. */
+  sessions: {
+    /** Streams parked now (their connection dropped without `quit`, within `resumeWindow`). */
+    parked: number;
+    /** Resumes that got every missed event. */
+    resumed: number;
+    /** Resumes told `recovered: false`. */
+    notRecovered: number;
+  };
   /**
    * The busiest channels by events published (10 unless asked otherwise), most first, ties by
    * name. A channel counts from its offset epoch: the events of its current offset counter.

@@ -17,6 +17,7 @@ describe('hello', () => {
       ka: 12_345,
       lim: { mc: 7, mp: 2048, bs: 33, pr: 10_000, pb: 20_000 },
       s: expect.stringMatching(/^[A-Za-z0-9_-]{32}$/),
+      ep: expect.stringMatching(/^[A-Za-z0-9_-]{10}$/),
     });
     const chosen = await RawClient.open(b.url);
     expect((await chosen.hello('billing-worker_1')).u).toBe('billing-worker_1');

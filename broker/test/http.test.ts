@@ -50,7 +50,7 @@ describe('HTTP endpoints', () => {
       connections: 1, sseStreams: 0, subscriptions: 1, channels: 1, published: 1, delivered: 1, dropped: 0, slowConsumers: 0,
       uptime: expect.any(Number), channelCounters: 1,
       memory: { rss: expect.any(Number), heapUsed: expect.any(Number) }, latency: { avgMs: expect.any(Number), p99Ms: expect.any(Number) },
-      maxQueueDepth: 0, eventsByChannel: [{ channel: 'a.b', events: 1 }],
+      maxQueueDepth: 0, sessions: { parked: 0, resumed: 0, notRecovered: 0 }, eventsByChannel: [{ channel: 'a.b', events: 1 }],
     });
     expect(stats['latency']).toMatchObject({ avgMs: expect.toSatisfy((n: number) => n >= 0) });
   });

@@ -280,6 +280,54 @@ export class ChannelStore {
   }
 
   /**
+   * The newest retained events of every channel `pattern` matches, in stream order: the last
+   * `count` of them all, or with `count` 0 the last of each channel (a retained message). `accept`
+   * filters them (a subscription's filter), `maxBytes` bounds their frames (the oldest are left
+   * out past it: `more`).
+   */
+  rewind(pattern: string, count: number, maxBytes: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean): StreamRead {
+    const logs: ChannelLog[] = [];
+    if (!isWildcard(pattern)) {
+      const log = this.channels.get(pattern);
+      if (log !== undefined) logs.push(log);
+    } else {
+      for (const log of this.channels.values()) if (matchPattern(pattern, log.channel)) logs.push(log);
+    }
+    const picked: { log: ChannelLog; retained: Retained }[] = [];
+    const passes = (r: Retained): boolean => accept === undefined || accept(r.labels, r.key);
+    if (count === 0) {
+      for (const log of logs) {
+        this.trimExpired(log);
+        for (let i = log.events.length - 1; i >= log.head; i--) {
+          if (passes(log.events[i]!)) {
+            picked.push({ log, retained: log.events[i]! });
+            break;
+          }
+        }
+      }
+    } else {
+      // Newest first, one cursor per channel walking back.
+      const cursors = logs.map((log) => (this.trimExpired(log), { log, at: log.events.length - 1 })).filter((c) => c.at >= c.log.head);
+      while (picked.length < count && cursors.length > 0) {
+        let best = 0;
+        for (let i = 1; i < cursors.length; i++) {
+          if (cursors[i]!.log.events[cursors[i]!.at]!.seq > cursors[best]!.log.events[cursors[best]!.at]!.seq) best = i;
+        }
+        const cursor = cursors[best]!;
+        const retained = cursor.log.events[cursor.at--]!;
+        if (cursor.at < cursor.log.head) cursors.splice(best, 1);
+        if (passes(retained)) picked.push({ log: cursor.log, retained });
+      }
+    }
+    picked.sort((a, b) => b.retained.seq - a.retained.seq); // newest first, to cut the oldest past maxBytes
+    let bytes = 0;
+    let kept = 0;
+    while (kept < picked.length && bytes + picked[kept]!.retained.frame.length <= maxBytes) bytes += picked[kept++]!.retained.frame.length;
+    const events = picked.slice(0, kept).reverse().map((p) => restore(p.log.channel, p.log.epoch, p.retained));
+    return { events, complete: true, more: kept < picked.length };
+  }
+
+  /**
    * The `limit` channels with the most events in their current epoch, most first (ties by name),
    * from a ranking at most a second old when there are many.
    */

@@ -1,3 +1,4 @@
+import type { SubscriptionFilter } from '@crier/protocol';
 import type { ChannelEvents, PublishResult } from '../types.js';
 import type { StreamEvent } from './stream-event.js';
 
@@ -56,6 +57,32 @@ export interface ReplayPage {
   more: boolean;
 }
 
+/** A stream kept after its connection went away without `quit`, for a resume within the window. */
+export interface ParkedSession {
+  /** The session secret its welcome gave: a resume must present it. */
+  secret: string;
+  /** The principal that held it (`''`: anonymous): the same authenticated principal may resume without the secret. */
+  principal: string;
+  /** Its subscriptions, each with the stream position from which it was live (`since`). */
+  subscriptions: ParkedSubscription[];
+}
+
+export interface ParkedSubscription {
+  pattern: string;
+  filter: SubscriptionFilter | undefined;
+  since: number;
+}
+
+/** What presents a resume: the secret it holds, and who it is. */
+export interface SessionClaim {
+  secret: string | undefined;
+  /** The principal id of the new connection (`''`: anonymous). */
+  principal: string;
+}
+
+/** `takeSession`'s answer: the session (now taken), none, or a claim that does not prove it (it stays parked). */
+export type SessionTake = { session: ParkedSession } | { none: true } | { refused: true };
+
 /**
  * The seam under the broker: it owns sequencing (ids, per-channel offsets and epochs, the
  * stream's `seq`), history, and the idempotency window, and it carries events between nodes.
@@ -92,6 +119,27 @@ export interface Engine {
   replay(
     pattern: string, since: number, limit: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean,
   ): ReplayPage | Promise<ReplayPage>;
+  /**
+   * The newest retained events of every channel `pattern` matches, in stream order: the last
+   * `count` of them all, or with `count` 0 the last of each channel; their frames within
+   * `maxBytes` (`more` when some were left out). What a subscription's rewind starts with.
+   */
+  rewind(
+    pattern: string, count: number, maxBytes: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean,
+  ): ReplayPage | Promise<ReplayPage>;
+  /** The stream position of the newest event this node has sequenced or received (0: none yet). */
+  position(): number;
+  /** Keeps `session` for `ttl` ms under `uuid` (replacing one parked there), for a resume on any node. */
+  parkSession(uuid: string, session: ParkedSession, ttl: number): void | Promise<void>;
+  /**
+   * Takes the parked session of `uuid` for a resume, if one is kept and `claim` proves it (its
+   * secret, or the same authenticated principal); a claim that does not leaves it parked.
+   */
+  takeSession(uuid: string, claim: SessionClaim): SessionTake | Promise<SessionTake>;
+  /** Forgets the parked session of `uuid`, if any (a `quit`). */
+  dropSession(uuid: string): void | Promise<void>;
+  /** Sessions parked now (expired ones freed first). */
+  parkedSessions(): number;
   /** Channels whose sequencing state (counter, history) the engine holds. */
   channelCount(): number;
   /** The channels with the most events in their current epoch, most first (ties by name). */

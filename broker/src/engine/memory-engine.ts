@@ -2,7 +2,10 @@ import { LRUCache } from 'lru-cache';
 import type { Clock } from '../clock.js';
 import type { ChannelEvents, PublishResult } from '../types.js';
 import { ChannelStore, type StoreLimits } from './channel-store.js';
-import type { ChannelPosition, Engine, EventSink, HistoryPage, PublishRequest, ReplayPage } from './engine.js';
+import { secretMatches } from '../auth/secret.js';
+import type {
+  ChannelPosition, Engine, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
+} from './engine.js';
 import { StreamEvent } from './stream-event.js';
 
 /** What the memory engine is made of. */
@@ -11,6 +14,14 @@ export interface MemoryEngineOptions extends StoreLimits {
   idempotencyWindow: number;
   /** Message ids remembered at most (least recent forgotten first). */
   idempotencyKeys: number;
+}
+
+/** Sessions parked at most; past it the oldest is freed first. */
+export const MAX_PARKED_SESSIONS = 100_000;
+
+interface Parked {
+  session: ParkedSession;
+  expires: number;
 }
 
 interface Remembered {
@@ -27,6 +38,8 @@ export class MemoryEngine implements Engine {
   readonly store: ChannelStore;
   private sink: EventSink = () => {};
   private readonly seen: LRUCache<string, Remembered> | undefined;
+  /** Parked sessions by uuid, oldest first (one TTL for all: also the expiry order). */
+  private readonly parked = new Map<string, Parked>();
 
   constructor(
     private readonly options: MemoryEngineOptions,
@@ -70,6 +83,50 @@ export class MemoryEngine implements Engine {
     return this.store.replay(pattern, since, limit, accept);
   }
 
+  rewind(pattern: string, count: number, maxBytes: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean): ReplayPage {
+    return this.store.rewind(pattern, count, maxBytes, accept);
+  }
+
+  position(): number {
+    return this.store.seq;
+  }
+
+  parkSession(uuid: string, session: ParkedSession, ttl: number): void {
+    this.sweep();
+    this.parked.delete(uuid);
+    if (this.parked.size >= MAX_PARKED_SESSIONS) this.parked.delete(this.parked.keys().next().value as string);
+    this.parked.set(uuid, { session, expires: this.clock.now() + ttl });
+  }
+
+  takeSession(uuid: string, claim: SessionClaim): SessionTake {
+    this.sweep();
+    const parked = this.parked.get(uuid);
+    if (parked === undefined) return { none: true };
+    const { session } = parked;
+    const samePrincipal = claim.principal !== '' && claim.principal === session.principal;
+    if (!samePrincipal && !secretMatches(claim.secret, session.secret)) return { refused: true };
+    this.parked.delete(uuid);
+    return { session };
+  }
+
+  dropSession(uuid: string): void {
+    this.parked.delete(uuid);
+  }
+
+  parkedSessions(): number {
+    this.sweep();
+    return this.parked.size;
+  }
+
+  /** Frees the expired sessions (at the front: they were parked first). */
+  private sweep(): void {
+    const now = this.clock.now();
+    for (const [uuid, parked] of this.parked) {
+      if (parked.expires > now) break;
+      this.parked.delete(uuid);
+    }
+  }
+
   channelCount(): number {
     return this.store.size;
   }
@@ -82,3 +139,4 @@ export class MemoryEngine implements Engine {
     return Promise.resolve();
   }
 }
+

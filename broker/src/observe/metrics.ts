@@ -14,6 +14,9 @@ export interface BrokerCounts {
   dropped: number;
   receivedBytes: number;
   sentBytes: number;
+  parkedSessions: number;
+  resumesRecovered: number;
+  resumesNotRecovered: number;
 }
 
 /** What the metrics read from the broker at a scrape. */
@@ -62,6 +65,7 @@ export class BrokerMetrics {
   // The core's counters, read once per scrape so that one scrape is consistent.
   private snapshot: BrokerCounts = {
     connections: 0, sseStreams: 0, subscriptions: 0, channels: 0, slowConsumers: 0, published: 0, delivered: 0, dropped: 0, receivedBytes: 0, sentBytes: 0,
+    parkedSessions: 0, resumesRecovered: 0, resumesNotRecovered: 0,
   };
 
   constructor(private readonly core: MetricsSource) {
@@ -86,6 +90,9 @@ export class BrokerMetrics {
     gauge('subscriptions', 'Subscriptions held: (subscriber, pattern) pairs, in-process subscribers and SSE streams included.', (c) => c.subscriptions);
     gauge('channels', 'Distinct subscribed channel names and patterns.', (c) => c.channels);
     gauge('slow_consumers', 'Connections and SSE streams losing events right now.', (c) => c.slowConsumers);
+    gauge('parked_sessions', 'Streams kept after their connection dropped, for a resume within resumeWindow.', (c) => c.parkedSessions);
+    counter('resumes_recovered_total', 'Resumes (a reconnect with the stream position) that got every missed event.', (c) => c.resumesRecovered);
+    counter('resumes_not_recovered_total', 'Resumes told recovered: false (window passed, history evicted, broker restarted, replay limit).', (c) => c.resumesNotRecovered);
     counter('events_published_total', 'Events published.', (c) => c.published);
     counter('events_delivered_total', 'Events queued to a subscriber (one per subscriber per event).', (c) => c.delivered);
     counter('events_dropped_total', 'Events subscribers lost to a full queue.', (c) => c.dropped);

@@ -1,11 +1,12 @@
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
-import { FrameType, encodeFrame, type Frame } from '@crier/protocol';
+import { FrameType, encodeFrame, patternOfSubscriptionKey, type Frame } from '@crier/protocol';
 import type { TokenBucket } from '../admission/token-bucket.js';
 import { Principal } from '../auth/principal.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import { DropTally } from '../core/drop-tally.js';
 import type { Flushable, IndexEntry, SlowSubscriber, Subscriber } from '../core/subscriber.js';
+import type { ParkedSession } from '../engine/engine.js';
 import type { StreamEvent } from '../engine/stream-event.js';
 
 /** A message read past a connection's budget of one turn: handled in the next. */
@@ -66,6 +67,18 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
   readonly subscriptions = new Map<string, IndexEntry>();
   /** Characters of labels and keys held by this connection's filters (bounded per connection). */
   filterChars = 0;
+  /**
+   * Per subscription key, the stream position from which the subscription was live: a resume
+   * replays each subscription from there at the earliest.
+   */
+  readonly floors = new Map<string, number>();
+  /** Whether its stream is parked for a resume when it goes away (not after `quit`, a takeover…). */
+  parkable = true;
+  /**
+   * While a replay is being read from an engine that answers later: live events wait here, and
+   * go out after the replay (those it did not carry).
+   */
+  holding: StreamEvent[] | undefined;
   /** As an index entry: a subscription without a filter. */
   readonly sub = this;
   readonly filter = undefined;
@@ -133,7 +146,33 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
 
   /** The pipeline's delivery: the event's frame, queued or dropped. */
   deliver(event: StreamEvent): boolean {
+    if (this.holding !== undefined) {
+      this.holding.push(event);
+      return true;
+    }
     return this.enqueueEvent(event.frame, event.channel);
+  }
+
+  /**
+   * Queues a replayed event: outside the event budget (a replay is bounded by history and by its
+   * own cap), but counted in it, so live events behind a large replay meet a full queue.
+   */
+  enqueueReplayed(frame: Uint8Array): void {
+    if (this.state === 'freed') return;
+    this.queue.push(frame);
+    this.queuedEvents++;
+    this.queuedBytes += frame.length;
+    this.host.bufferedBytes += frame.length;
+    if (!this.dirty) this.host.markDirty(this);
+  }
+
+  /** Its stream as parked for a resume: secret, principal, and each subscription with its floor. */
+  session(): ParkedSession {
+    const subscriptions: ParkedSession['subscriptions'] = [];
+    for (const [key, entry] of this.subscriptions) {
+      subscriptions.push({ pattern: patternOfSubscriptionKey(key), filter: entry.filter?.wire, since: this.floors.get(key) ?? 0 });
+    }
+    return { secret: this.secret, principal: principalKey(this.principal), subscriptions };
   }
 
   /** Closes the socket with `code` and `reason` (cut to what a close frame holds). */
@@ -285,6 +324,11 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
 }
 
 const OPEN = WebSocket.OPEN;
+
+/** A principal as a session remembers it: its id when authenticated, `''` when anonymous. */
+export function principalKey(principal: Principal): string {
+  return principal.kind === 'anonymous' ? '' : principal.id;
+}
 
 const reasonBytes = new Uint8Array(123);
 const utf8 = new TextEncoder();

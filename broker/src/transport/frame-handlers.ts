@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import { nanoid } from 'nanoid';
 import {
   CloseCode,
@@ -7,21 +6,29 @@ import {
   FrameType,
   MAX_HELLO_MESSAGE_BYTES,
   PROTOCOL_VERSION,
+  assertChannel,
   assertPattern,
+  subscriptionKey,
   compileFilter,
   decodeUntrustedFrames,
   encodeFrame,
   type Frame,
+  type EventFilter,
   type HelloFrame,
+  type HistoryFrame,
+  type StreamPosition,
   type PublishFrame,
   type SubscribeFrame,
   type UnsubscribeFrame,
 } from '@crier/protocol';
 import { AuthFailure } from '../auth/authenticator.js';
 import { Principal } from '../auth/principal.js';
+import { secretMatches } from '../auth/secret.js';
 import { refreshCredential, watchExpiry } from '../auth/session-credential.js';
+import type { ParkedSession } from '../engine/engine.js';
 import type { PublishResult } from '../types.js';
-import type { Connection } from './connection.js';
+import { principalKey, type Connection } from './connection.js';
+import { releaseHeld, restore, sendReplay, takeSession, when } from './resume.js';
 import type { Ingress } from './ingress.js';
 import { filterChars } from '../core/filter.js';
 import { validatePublish } from '../core/publish-validation.js';
@@ -31,6 +38,8 @@ export const PING_FRAME = encodeFrame({ t: FrameType.ping });
 const PONG_FRAME = encodeFrame({ t: FrameType.pong });
 
 const UUID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** A publish's message id (`i`). */
+const MESSAGE_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 /** Frames a client may send behind its hello before the welcome (while its credential is verified). */
 const MAX_EARLY_FRAMES = 64;
 /**
@@ -43,13 +52,6 @@ export const MAX_FRAMES_PER_MESSAGE = 256;
 /** Characters of a session secret: nanoid's alphabet, 192 bits. */
 const SECRET_LENGTH = 32;
 
-/** Whether `given` is the session secret `held`, compared in constant time. */
-function secretMatches(given: string | undefined, held: string): boolean {
-  if (given === undefined) return false;
-  const a = Buffer.from(given);
-  const b = Buffer.from(held);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 const TEXT_REFUSED = 'crier speaks binary msgpack: text messages are refused';
 
 const brokerFrameNames: ReadonlyMap<number, string> = new Map([
@@ -137,20 +139,15 @@ function hello(ingress: Ingress, conn: Connection, frame: HelloFrame): void {
     ingress.closeConnection(conn, CloseCode.helloRejected, `${ErrorCode.badUuid}: a uuid is 1-64 characters of A-Z a-z 0-9 _ -`);
     return;
   }
-  if (!ingress.auth.enabled) return welcome(ingress, conn, frame, Principal.ANONYMOUS);
+  if (!ingress.auth.enabled) return holdUntilWelcomed(ingress, conn, welcome(ingress, conn, frame, Principal.ANONYMOUS));
   // Verifying may take a while (a remote key set): the socket waits, paused, and the frames
   // already behind the hello are kept for later; the hello timeout still bounds it all.
   conn.early = [];
   conn.ws.pause();
   ingress.auth.authenticate(frame.tk).then(
     (principal) => {
-      const early = conn.early;
-      if (conn.state !== 'pending' || early === undefined) return;
-      conn.early = undefined;
-      welcome(ingress, conn, frame, principal);
-      conn.ws.resume();
-      conn.messageFrames = 0; // at most MAX_EARLY_FRAMES: the per-message cap cannot throw here
-      for (const f of early) handleDecoded(ingress, conn, f);
+      if (conn.state !== 'pending' || conn.early === undefined) return;
+      holdUntilWelcomed(ingress, conn, welcome(ingress, conn, frame, principal));
     },
     (err: unknown) => {
       if (conn.state !== 'pending') return;
@@ -161,35 +158,99 @@ function hello(ingress: Ingress, conn: Connection, frame: HelloFrame): void {
   );
 }
 
-/** Registers a connection whose hello passed, and sends its welcome. */
-function welcome(ingress: Ingress, conn: Connection, frame: HelloFrame, principal: Principal): void {
+/**
+ * Once the welcome is queued (now, or when `pending` settles: an engine answering a resume), the
+ * frames that arrived behind the hello are handled in order and the socket reads again.
+ */
+function holdUntilWelcomed(ingress: Ingress, conn: Connection, pending: Promise<void> | undefined): void {
+  if (pending === undefined) return handleEarly(ingress, conn);
+  conn.early ??= [];
+  conn.ws.pause();
+  pending.then(
+    () => handleEarly(ingress, conn),
+    (err: unknown) => {
+      const e = asCrierError(ingress, err);
+      ingress.closeConnection(conn, CloseCode.internalError, `${e.code}: ${e.message}`);
+    },
+  );
+}
+
+function handleEarly(ingress: Ingress, conn: Connection): void {
+  const early = conn.early;
+  if (early === undefined) return;
+  conn.early = undefined;
+  if (conn.state === 'freed') return;
+  conn.ws.resume();
+  conn.messageFrames = 0; // at most MAX_EARLY_FRAMES: the per-message cap cannot throw here
+  for (const f of early) handleDecoded(ingress, conn, f);
+}
+
+/**
+ * Registers a connection whose hello passed, and sends its welcome; with `rp`, resumes the
+ * stream first (see resume.ts). Returns a promise when the engine answers later: the caller
+ * holds the connection's next frames until it settles.
+ */
+function welcome(ingress: Ingress, conn: Connection, frame: HelloFrame, principal: Principal): Promise<void> | undefined {
   const uuid = frame.u ?? nanoid();
   const holder = ingress.byUuid.get(uuid);
   if (holder !== undefined && !principal.sameAs(holder.principal) && !secretMatches(frame.s, holder.secret)) {
     // A uuid is not a credential: taking over a live stream needs the secret its welcome gave,
     // unless it is the same authenticated principal (a page reload).
-    ingress.refusals.refuse(ErrorCode.forbidden, 'websocket', { remoteAddress: conn.remoteAddress });
-    ingress.closeConnection(conn, CloseCode.helloRejected,
-      `${ErrorCode.forbidden}: uuid ${uuid} is held by another connection; taking it over needs its session secret`);
-    return;
+    refuseTakeover(ingress, conn, uuid, 'is held by another connection');
+    return undefined;
   }
   conn.principal = principal;
   if (conn.helloTimer !== undefined) ingress.clock.clearTimer(conn.helloTimer);
   conn.helloTimer = undefined;
+  const rp = frame.u === undefined ? undefined : frame.rp;
+  if (rp === undefined) {
+    open(ingress, conn, uuid, undefined);
+    return undefined;
+  }
+  const resumed = when(takeSession(ingress, conn, uuid, frame.s, holder), (take) => {
+    if ('refused' in take) {
+      refuseTakeover(ingress, conn, uuid, 'was parked by another client');
+      return undefined;
+    }
+    // Registered first: the replay is read once the stream is this connection's.
+    return open(ingress, conn, uuid, 'session' in take ? take.session : undefined, rp);
+  });
+  return resumed instanceof Promise ? resumed : undefined;
+}
+
+/** Registers `conn` as the stream `uuid` and queues its welcome, resuming `session` from `rp`. */
+function open(ingress: Ingress, conn: Connection, uuid: string, session: ParkedSession | undefined, rp?: StreamPosition): void | Promise<void> {
+  if (conn.state !== 'pending') return undefined; // closed while an engine answered
   conn.secret = nanoid(SECRET_LENGTH);
   ingress.register(conn, uuid);
-  const { keepAliveInterval, maxChannels, maxPayload, bufferSize, publishRate, publishBurst } = ingress.options;
-  conn.enqueueControl(encodeFrame({
-    t: FrameType.welcome,
-    v: PROTOCOL_VERSION,
-    u: uuid,
-    ka: keepAliveInterval,
-    lim: { mc: maxChannels, mp: maxPayload, bs: bufferSize, pr: publishRate, pb: publishBurst },
-    s: conn.secret,
-    x: principal.expiresAt,
-  }));
-  watchExpiry(ingress, conn);
-  ingress.log.debug({ uuid, remoteAddress: conn.remoteAddress, resumed: frame.u !== undefined }, 'connection open');
+  const restored = rp === undefined ? undefined : restore(ingress, conn, session, rp);
+  return when(restored, (resumption) => {
+    if (conn.state !== 'open') return;
+    const { keepAliveInterval, maxChannels, maxPayload, bufferSize, publishRate, publishBurst } = ingress.options;
+    conn.enqueueControl(encodeFrame({
+      t: FrameType.welcome,
+      v: PROTOCOL_VERSION,
+      u: uuid,
+      ka: keepAliveInterval,
+      lim: { mc: maxChannels, mp: maxPayload, bs: bufferSize, pr: publishRate, pb: publishBurst },
+      s: conn.secret,
+      x: conn.principal.expiresAt,
+      ep: ingress.core.engine.epoch,
+      rs: resumption?.outcome,
+    }));
+    if (resumption !== undefined) {
+      sendReplay(conn, resumption.events);
+      ingress.countResume(resumption.outcome.why === undefined);
+    }
+    watchExpiry(ingress, conn);
+    ingress.log.debug({ uuid, remoteAddress: conn.remoteAddress, resumed: resumption?.outcome }, 'connection open');
+  });
+}
+
+function refuseTakeover(ingress: Ingress, conn: Connection, uuid: string, why: string): void {
+  ingress.refusals.refuse(ErrorCode.forbidden, 'websocket', { remoteAddress: conn.remoteAddress });
+  ingress.closeConnection(conn, CloseCode.helloRejected,
+    `${ErrorCode.forbidden}: uuid ${uuid} ${why}; taking it over needs its session secret`);
 }
 
 /** A frame after hello. Throws the `CrierError` that answers it. */
@@ -202,7 +263,11 @@ function handleFrame(ingress: Ingress, conn: Connection, frame: Frame): void {
     case FrameType.publish:
       return publish(ingress, conn, frame);
     case FrameType.quit:
+      // The stream ends here: nothing is kept for a resume.
+      conn.parkable = false;
       return ingress.closeConnection(conn, CloseCode.normal, 'quit');
+    case FrameType.history:
+      return history(ingress, conn, frame);
     case FrameType.ping:
       return conn.enqueueControl(PONG_FRAME);
     case FrameType.pong:
@@ -220,16 +285,23 @@ function handleFrame(ingress: Ingress, conn: Connection, frame: Frame): void {
 /** Characters of labels and keys that one connection's filters may hold in all. */
 export const MAX_FILTER_CHARS_PER_CONNECTION = 64 * 1024;
 
+/** Events a subscribe's rewind (`w`) may ask for at most. */
+export const MAX_REWIND = 1000;
+
 function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): void {
   assertPattern(frame.p);
   if (!conn.principal.subscribe.covers(frame.p)) {
     throw new CrierError(ErrorCode.forbidden, `no grant of ${conn.principal.id} covers subscribing to ${frame.p}`);
   }
   const filter = compileFilter(frame.f); // bad_filter
+  if (frame.w !== undefined && frame.w > MAX_REWIND) {
+    throw new CrierError(ErrorCode.badFrame, `a rewind asks for at most ${MAX_REWIND} events, not ${frame.w}`);
+  }
   // A subscription is (pattern, canonical filter). One already held changes nothing and is
   // acknowledged all the same.
   const registry = ingress.core.registry;
-  if (!registry.holds(conn, frame.p, filter)) {
+  const held = registry.holds(conn, frame.p, filter);
+  if (!held) {
     const max = ingress.options.maxChannels;
     if (conn.subscriptions.size >= max) {
       throw new CrierError(ErrorCode.maxChannels, `this connection already holds ${max} subscriptions (maxChannels)`);
@@ -240,10 +312,63 @@ function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): v
       throw new CrierError(ErrorCode.badFilter,
         `this connection's filters would exceed ${MAX_FILTER_CHARS_PER_CONNECTION} characters of labels and keys`);
     }
-    conn.filterChars += size;
-    registry.add(conn, frame.p, filter);
   }
-  sendAck(conn, frame.r);
+  const engine = ingress.core.engine;
+  const rewound = frame.w === undefined ? undefined : engine.rewind(frame.p, frame.w, ingress.options.maxPayload, acceptOf(filter));
+  if (rewound instanceof Promise) conn.holding ??= []; // live events wait behind the rewind
+  if (!held) {
+    conn.filterChars += filterChars(filter);
+    registry.add(conn, frame.p, filter);
+    // Live from here: a resume replays this subscription from this position at the earliest.
+    conn.floors.set(subscriptionKey(frame.p, filter), engine.position());
+  }
+  const r = frame.r;
+  const answered = when(rewound, (page) => {
+    if (page !== undefined) {
+      conn.enqueueControl(encodeFrame({ t: FrameType.events, r, ev: page.events.map((e) => e.frame), m: page.more }));
+      if (rewound instanceof Promise) releaseHeld(conn, page.events);
+    }
+    sendAck(conn, r);
+  });
+  if (answered instanceof Promise) answered.catch((err: unknown) => answerFailure(ingress, conn, err, r));
+}
+
+/** A subscription filter as history's `accept`. */
+function acceptOf(filter: EventFilter | undefined): ((labels: string[] | undefined, key: string | undefined) => boolean) | undefined {
+  return filter === undefined ? undefined : (labels, key) => filter.passes(labels, key);
+}
+
+/** A channel's retained events (`history` frame), answered with an `events` frame. */
+function history(ingress: Ingress, conn: Connection, frame: HistoryFrame): void {
+  assertChannel(frame.c);
+  if (!conn.principal.subscribe.covers(frame.c)) {
+    throw new CrierError(ErrorCode.forbidden, `no grant of ${conn.principal.id} covers reading ${frame.c}`);
+  }
+  if ((frame.e === undefined) !== (frame.o === undefined)) {
+    throw new CrierError(ErrorCode.badFrame, 'a history position needs both e (epoch) and o (offset)');
+  }
+  const max = ingress.options.historySize;
+  const limit = Math.max(1, Math.min(frame.n ?? max, max));
+  const since = frame.e === undefined ? undefined : { epoch: frame.e, offset: frame.o! };
+  const r = frame.r;
+  const answered = when(ingress.core.engine.history(frame.c, since, limit), (page) => {
+    // One frame, no larger than an event may be: the oldest first, `m` when some are left for a next ask.
+    const ev: Uint8Array[] = [];
+    let bytes = 0;
+    for (const event of page.events) {
+      if (ev.length > 0 && bytes + event.frame.length > ingress.options.maxPayload) break;
+      bytes += event.frame.length;
+      ev.push(event.frame);
+    }
+    conn.enqueueControl(encodeFrame({ t: FrameType.events, r, ev, e: page.epoch, o: page.offset, ok: page.complete, m: page.more || ev.length < page.events.length }));
+  });
+  if (answered instanceof Promise) answered.catch((err: unknown) => answerFailure(ingress, conn, err, r));
+}
+
+/** An engine that answered with a failure: the request gets its error. */
+function answerFailure(ingress: Ingress, conn: Connection, err: unknown, r: number | undefined): void {
+  const e = asCrierError(ingress, err);
+  sendError(conn, e.code, e.message, r);
 }
 
 function unsubscribe(ingress: Ingress, conn: Connection, frame: UnsubscribeFrame): void {
@@ -252,7 +377,10 @@ function unsubscribe(ingress: Ingress, conn: Connection, frame: UnsubscribeFrame
   assertPattern(frame.p);
   // Without `f`, the subscription of the pattern with no filter; with it, that filter's.
   const filter = compileFilter(frame.f);
-  if (ingress.core.registry.remove(conn, frame.p, filter)) conn.filterChars -= filterChars(filter);
+  if (ingress.core.registry.remove(conn, frame.p, filter)) {
+    conn.filterChars -= filterChars(filter);
+    conn.floors.delete(subscriptionKey(frame.p, filter));
+  }
   sendAck(conn, frame.r);
 }
 
@@ -263,20 +391,19 @@ function publish(ingress: Ingress, conn: Connection, frame: PublishFrame): void 
   if (!conn.principal.publish.allows(frame.c)) {
     throw new CrierError(ErrorCode.forbidden, `no grant of ${conn.principal.id} allows publishing to ${frame.c}`);
   }
-  const result = ingress.core.publish({ channel: frame.c, data: frame.d, labels: frame.l, key: frame.k });
+  if (frame.i !== undefined && !MESSAGE_ID.test(frame.i)) {
+    throw new CrierError(ErrorCode.badFrame, 'a message id (i) is 1-64 characters of A-Z a-z 0-9 _ - . :');
+  }
+  // Idempotent per publisher: its principal when authenticated, else its stream.
+  const idempotency = frame.i === undefined ? undefined : { scope: principalKey(conn.principal) || `u:${conn.uuid}`, id: frame.i };
+  const result = ingress.core.publish({ channel: frame.c, data: frame.d, labels: frame.l, key: frame.k, idempotency });
   const r = frame.r;
   if (!(result instanceof Promise)) {
     if (r !== undefined) ackPublish(conn, r, result);
     return;
   }
   // An engine that sequences over the network: the ack (or the error) when it answers.
-  result.then(
-    (done) => r !== undefined && ackPublish(conn, r, done),
-    (err: unknown) => {
-      const e = asCrierError(ingress, err);
-      sendError(conn, e.code, e.message, r);
-    },
-  );
+  result.then((done) => r !== undefined && ackPublish(conn, r, done), (err: unknown) => answerFailure(ingress, conn, err, r));
 }
 
 function ackPublish(conn: Connection, r: number, { id, offset, epoch }: PublishResult): void {

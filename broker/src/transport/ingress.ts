@@ -66,6 +66,9 @@ export class Ingress implements ConnectionHost {
   receivedBytes = 0;
   /** Bytes written to client sockets by the flush (frames with their WebSocket headers), since start. */
   sentBytes = 0;
+  /** Resumes that recovered every missed event, and those that did not, since start. */
+  resumesRecovered = 0;
+  resumesNotRecovered = 0;
   private closeWaiters: (() => void)[] = [];
 
   constructor(
@@ -125,6 +128,7 @@ export class Ingress implements ConnectionHost {
     const previous = this.byUuid.get(uuid);
     if (previous) {
       this.log.debug({ uuid }, 'uuid taken over by a new connection');
+      previous.parkable = false; // the stream lives on in `conn`
       this.closeConnection(previous, CloseCode.replaced, 'replaced: another connection took over this uuid');
     }
     conn.uuid = uuid;
@@ -147,6 +151,7 @@ export class Ingress implements ConnectionHost {
   free(conn: Connection): void {
     if (conn.state === 'freed') return;
     if (conn.state === 'pending') this.admission.settled(conn.remoteAddress);
+    if (conn.state === 'open' && conn.parkable && this.options.resumeWindow > 0) this.park(conn);
     conn.state = 'freed';
     if (conn.helloTimer !== undefined) this.clock.clearTimer(conn.helloTimer);
     conn.helloTimer = undefined;
@@ -154,11 +159,22 @@ export class Ingress implements ConnectionHost {
     conn.expiryTimer = undefined;
     conn.early = undefined;
     this.core.registry.removeAll(conn);
+    conn.floors.clear();
+    conn.holding = undefined;
     conn.filterChars = 0;
     if (conn.uuid && this.byUuid.get(conn.uuid) === conn) this.byUuid.delete(conn.uuid);
     this.connections.delete(conn);
     this.core.forgetSlow(conn);
     conn.clearQueue();
+  }
+
+  /**
+   * Keeps the stream of `conn` (going away without `quit`) in the engine for `resumeWindow`: its
+   * uuid, secret, principal and subscriptions, for a resume on any node.
+   */
+  private park(conn: Connection): void {
+    const parked = this.core.engine.parkSession(conn.uuid, conn.session(), this.options.resumeWindow);
+    if (parked instanceof Promise) parked.catch((err: unknown) => this.log.warn({ err, uuid: conn.uuid }, 'could not park a session for resume'));
   }
 
   /** The socket of `conn` closed: whatever the reason, it is gone. */
@@ -173,6 +189,12 @@ export class Ingress implements ConnectionHost {
   whenSocketsClosed(): Promise<void> {
     if (this.sockets.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  /** Counts one resume (a hello with `rp`), by whether it recovered everything. */
+  countResume(recovered: boolean): void {
+    if (recovered) this.resumesRecovered++;
+    else this.resumesNotRecovered++;
   }
 
   // ---- ConnectionHost ---------------------------------------------------------------------
@@ -191,6 +213,7 @@ export class Ingress implements ConnectionHost {
 
   onOverflow(conn: Connection): void {
     this.log.warn({ uuid: conn.uuid, ...conn.backlog() }, 'connection does not read its answers: terminated');
+    conn.parkable = false;
     this.free(conn);
     conn.ws.terminate();
   }
@@ -211,6 +234,9 @@ export class Ingress implements ConnectionHost {
       dropped: core.dropped,
       receivedBytes: this.receivedBytes,
       sentBytes: this.sentBytes,
+      parkedSessions: core.engine.parkedSessions(),
+      resumesRecovered: this.resumesRecovered,
+      resumesNotRecovered: this.resumesNotRecovered,
     };
   }
 
@@ -242,6 +268,7 @@ export class Ingress implements ConnectionHost {
       memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed },
       latency: core.latencySummary(),
       maxQueueDepth: this.maxQueueDepth(),
+      sessions: { parked: engine.parkedSessions(), resumed: this.resumesRecovered, notRecovered: this.resumesNotRecovered },
       eventsByChannel: engine.busiestChannels(topChannels),
     };
   }

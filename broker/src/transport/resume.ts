@@ -1,0 +1,128 @@
+import {
+  ErrorCode,
+  ResumeReason,
+  compileFilter,
+  subscriptionKey,
+  type ResumeOutcome,
+  type StreamPosition,
+} from '@crier/protocol';
+import type { ParkedSession, ReplayPage, SessionTake } from '../engine/engine.js';
+import type { StreamEvent } from '../engine/stream-event.js';
+import { filterChars } from '../core/filter.js';
+import { principalKey, type Connection } from './connection.js';
+import type { Ingress } from './ingress.js';
+
+/** Events one resume replays at most; past it the resume says `replay_limit`. */
+export const MAX_REPLAY_EVENTS = 10_000;
+
+/** A value now, or later: what engines answer. */
+type Maybe<T> = T | Promise<T>;
+
+/** `then` without a promise when the value is already there (the memory engine's case). */
+export function when<T, U>(value: Maybe<T>, next: (value: T) => Maybe<U>): Maybe<U> {
+  return value instanceof Promise ? value.then(next) : next(value);
+}
+
+/** What a resume restores and replays, before the welcome is sent. */
+export interface Resumption {
+  outcome: ResumeOutcome;
+  /** The replay, in stream order: sent right behind the welcome. */
+  events: StreamEvent[];
+}
+
+/**
+ * The session a hello with `rp` resumes: the live holder's, when the uuid is still held (a client
+ * that saw its socket die before the broker did), else the one the engine kept for the resume
+ * window. Counted as not recovered when there is none.
+ */
+export function takeSession(ingress: Ingress, conn: Connection, uuid: string, secret: string | undefined, holder: Connection | undefined): Maybe<SessionTake> {
+  if (holder !== undefined) {
+    // The caller already checked the claim on the live holder (its secret or principal).
+    holder.parkable = false;
+    return { session: holder.session() };
+  }
+  return ingress.core.engine.takeSession(uuid, { secret, principal: principalKey(conn.principal) });
+}
+
+/**
+ * Restores `session`'s subscriptions on `conn` (those its principal may still hold) and reads
+ * what each missed after the client's position `rp` (and never before the subscription was
+ * live), merged in stream order, each event once. With an engine that answers later, live events
+ * of the restored subscriptions are held on `conn` meanwhile: {@link releaseHeld} sends those the
+ * replay did not carry.
+ */
+export function restore(ingress: Ingress, conn: Connection, session: ParkedSession | undefined, rp: StreamPosition): Maybe<Resumption> {
+  const engine = ingress.core.engine;
+  if (session === undefined) {
+    const why = rp.e === engine.epoch ? ResumeReason.windowPassed : ResumeReason.brokerRestarted;
+    return { outcome: { n: 0, why }, events: [] };
+  }
+  const failed: string[] = [];
+  let why: string | undefined;
+  const fail = (pattern: string, reason: string): void => {
+    failed.push(pattern);
+    why ??= reason;
+  };
+  const sameEpoch = rp.e === engine.epoch;
+  const reads: { pattern: string; page: Maybe<ReplayPage> }[] = [];
+  conn.holding = [];
+  for (const sub of session.subscriptions) {
+    if (!conn.principal.subscribe.covers(sub.pattern)) {
+      fail(sub.pattern, ErrorCode.forbidden);
+      continue;
+    }
+    const filter = compileFilter(sub.filter);
+    if (!ingress.core.registry.add(conn, sub.pattern, filter)) continue;
+    conn.filterChars += filterChars(filter);
+    conn.floors.set(subscriptionKey(sub.pattern, filter), engine.position());
+    if (!sameEpoch) {
+      fail(sub.pattern, ResumeReason.brokerRestarted);
+      continue;
+    }
+    const since = Math.max(rp.s, sub.since);
+    const accept = filter === undefined ? undefined : (labels: string[] | undefined, key: string | undefined) => filter.passes(labels, key);
+    reads.push({ pattern: sub.pattern, page: engine.replay(sub.pattern, since, MAX_REPLAY_EVENTS, accept) });
+  }
+  const pages = reads.some((r) => r.page instanceof Promise)
+    ? Promise.all(reads.map((r) => r.page))
+    : reads.map((r) => r.page as ReplayPage);
+  return when(pages, (done) => {
+    const merged = new Map<number, StreamEvent>();
+    for (let i = 0; i < done.length; i++) {
+      const page = done[i]!;
+      if (!page.complete) fail(reads[i]!.pattern, ResumeReason.historyEvicted);
+      else if (page.more) fail(reads[i]!.pattern, ResumeReason.replayLimit);
+      for (const event of page.events) merged.set(event.seq, event);
+    }
+    let events = [...merged.values()].sort((a, b) => a.seq - b.seq);
+    if (events.length > MAX_REPLAY_EVENTS) {
+      events = events.slice(0, MAX_REPLAY_EVENTS);
+      for (const r of reads) if (!failed.includes(r.pattern)) fail(r.pattern, ResumeReason.replayLimit);
+    }
+    const outcome: ResumeOutcome = { n: events.length };
+    if (why !== undefined) {
+      outcome.why = why;
+      outcome.f = failed;
+    }
+    return { outcome, events };
+  });
+}
+
+/**
+ * Sends the replay (the welcome is already queued), then the live events held meanwhile that
+ * it did not carry, and ends the holding: from now on events go straight to the queue.
+ */
+export function sendReplay(conn: Connection, events: readonly StreamEvent[]): void {
+  for (const event of events) conn.enqueueReplayed(event.frame);
+  releaseHeld(conn, events);
+}
+
+/** Ends the holding of live events: those `carried` (already sent) are skipped, the rest queued. */
+export function releaseHeld(conn: Connection, carried: readonly StreamEvent[]): void {
+  const held = conn.holding;
+  conn.holding = undefined;
+  if (held === undefined || held.length === 0) return;
+  const sent = new Set<number>();
+  for (const event of carried) sent.add(event.seq);
+  for (const event of held) if (!sent.has(event.seq)) conn.deliver(event);
+}
