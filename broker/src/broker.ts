@@ -53,7 +53,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   // The dashboard's files, read once: a request never touches the disk.
   const assets = await loadStaticAssets();
   const log = createLogger(resolved.logger);
-  const engine = new MemoryEngine({ ...resolved, idempotencyKeys: IDEMPOTENCY_KEYS }, resolved.clock);
+  const engine = resolved.engine ?? new MemoryEngine({ ...resolved, idempotencyKeys: IDEMPOTENCY_KEYS }, resolved.clock);
   const core = new BrokerCore(resolved, log, resolved.clock, engine);
   await core.start();
   const ingress: Ingress = new Ingress(core, createAuthenticator(resolved), (conn, bytes, isBinary) => handleMessage(ingress, conn, bytes, isBinary));

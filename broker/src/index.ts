@@ -13,3 +13,18 @@ export type {
   PublishResult,
 } from './types.js';
 export { type SubscribeFilter, MAX_LABELS, MAX_LABEL_LENGTH, MAX_KEY_LENGTH } from '@crier/protocol';
+export type { Clock, TimerHandle } from './clock.js';
+export type {
+  Engine,
+  EventSink,
+  PublishRequest,
+  ChannelPosition,
+  HistoryPage,
+  ReplayPage,
+  ParkedSession,
+  ParkedSubscription,
+  SessionClaim,
+  SessionTake,
+} from './engine/engine.js';
+export { StreamEvent, Encoding } from './engine/stream-event.js';
+export { MemoryEngine, type MemoryEngineOptions } from './engine/memory-engine.js';

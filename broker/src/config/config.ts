@@ -9,7 +9,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 type Kind = 'int' | 'duration' | 'size' | 'bool' | 'string' | 'level' | 'list' | 'format';
-type SettingKey = Exclude<OptionKey, 'server' | 'logger' | 'clock' | 'tokens'> | 'logLevel' | 'logFormat';
+type SettingKey = Exclude<OptionKey, 'server' | 'logger' | 'clock' | 'engine' | 'tokens'> | 'logLevel' | 'logFormat';
 
 interface Setting {
   key: SettingKey;
@@ -88,7 +88,7 @@ export class ConfigError extends Error {
 
 /** The command's settings, every one validated: broker options plus the log level. */
 export interface CliConfig {
-  options: Omit<BrokerOptions, 'server' | 'logger' | 'clock'>;
+  options: Omit<BrokerOptions, 'server' | 'logger' | 'clock' | 'engine'>;
   logLevel: LogLevel;
   /** Undefined: pretty when stderr is a terminal, JSON otherwise. */
   logFormat?: LogFormat;

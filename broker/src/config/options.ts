@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { DEFAULT_MAX_PAYLOAD, grantTemplateProblem } from '@crier/protocol';
 import type { StaticToken } from '../auth/authenticator.js';
 import { systemClock, type Clock } from '../clock.js';
+import type { Engine } from '../engine/engine.js';
 
 /** The largest `maxPayload` the broker accepts: 64 MiB. Past it, one frame is a memory hazard. */
 export const MAX_MAX_PAYLOAD = 64 * 1024 * 1024;
@@ -278,6 +279,12 @@ export interface BrokerOptions {
    * @default the system clock
    */
   clock?: Clock;
+  /**
+   * The engine under the broker (sequencing, history, sessions, carrying events between nodes):
+   * the seam of other engines, and of tests. The broker starts it and closes it.
+   * @default the memory engine, sized by `channelCacheSize` and the history options
+   */
+  engine?: Engine;
 }
 
 /** {@link BrokerOptions} with every default applied. */
@@ -329,6 +336,7 @@ export interface ResolvedOptions {
   publishBurst: number;
   logger: Logger | false | undefined;
   clock: Clock;
+  engine: Engine | undefined;
 }
 
 export const DEFAULTS = {
@@ -387,6 +395,10 @@ const isServer = (v: unknown): v is HttpServer =>
 const CLOCK_METHODS = ['now', 'wall', 'setTimeout', 'setInterval', 'clearTimer', 'defer', 'clearDefer'];
 const isClock = (v: unknown): v is Clock =>
   typeof v === 'object' && v !== null && CLOCK_METHODS.every((name) => typeof (v as Record<string, unknown>)[name] === 'function');
+
+const ENGINE_METHODS = ['start', 'publish', 'history', 'replay', 'rewind', 'position', 'parkSession', 'takeSession', 'dropSession', 'parkedSessions', 'channelCount', 'busiestChannels', 'close'];
+const isEngine = (v: unknown): v is Engine =>
+  typeof v === 'object' && v !== null && ENGINE_METHODS.every((name) => typeof (v as Record<string, unknown>)[name] === 'function');
 
 const isLogger = (v: unknown): v is Logger =>
   typeof v === 'object' && v !== null &&
@@ -475,6 +487,7 @@ export const optionSchemas = {
   handshakeRate: int(1, 1_000_000_000, ' per second'),
   publishBurst: int(1, 1_000_000_000),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
+  engine: z.custom<Engine>(isEngine, { error: 'must be an Engine (publish, history, replay, rewind, sessions…)' }),
   clock: z.custom<Clock>(isClock, { error: 'must be a Clock (now, wall, setTimeout, setInterval, clearTimer, defer, clearDefer)' }),
 } as const;
 
@@ -557,5 +570,6 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     publishBurst: o.publishBurst ?? (o.publishRate === undefined ? DEFAULTS.publishBurst : 2 * o.publishRate),
     logger: o.logger,
     clock: o.clock ?? systemClock,
+    engine: o.engine,
   };
 }
