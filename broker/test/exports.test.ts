@@ -2,8 +2,11 @@ import { expect, it } from 'vitest';
 import * as built from '../dist/index.js';
 
 // What a user gets: the built package's exports, each one there and of the right kind.
-it('the built package exports createBroker and its constants', async () => {
-  expect(Object.keys(built).sort()).toEqual(['DEFAULTS', 'MAX_KEY_LENGTH', 'MAX_LABELS', 'MAX_LABEL_LENGTH', 'MAX_MAX_PAYLOAD', 'createBroker']);
+it('the built package exports createBroker, its constants and the engine seam', async () => {
+  expect(Object.keys(built).sort()).toEqual([
+    'DEFAULTS', 'Encoding', 'MAX_KEY_LENGTH', 'MAX_LABELS', 'MAX_LABEL_LENGTH', 'MAX_MAX_PAYLOAD', 'MemoryEngine', 'StreamEvent', 'createBroker',
+  ]);
+  expect(typeof built.MemoryEngine).toBe('function');
   expect(built.DEFAULTS).toMatchObject({ port: 10102, keepAliveInterval: 30_000, maxChannels: 100, bufferSize: 1000 });
   const broker = await built.createBroker({ port: 0, host: '127.0.0.1', logger: false });
   try {
