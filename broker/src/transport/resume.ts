@@ -64,6 +64,8 @@ export function restore(ingress: Ingress, conn: Connection, session: ParkedSessi
     why ??= reason;
   };
   const sameEpoch = rp.e === engine.epoch;
+  // Positions of another epoch say nothing here, even for a stream without subscriptions.
+  if (!sameEpoch) why = ResumeReason.brokerRestarted;
   const reads: { pattern: string; page: Maybe<ReplayPage> }[] = [];
   conn.holding = [];
   for (const sub of session.subscriptions) {
@@ -100,10 +102,8 @@ export function restore(ingress: Ingress, conn: Connection, session: ParkedSessi
       for (const r of reads) if (!failed.includes(r.pattern)) fail(r.pattern, ResumeReason.replayLimit);
     }
     const outcome: ResumeOutcome = { n: events.length };
-    if (why !== undefined) {
-      outcome.why = why;
-      outcome.f = failed;
-    }
+    if (why !== undefined) outcome.why = why;
+    if (failed.length > 0) outcome.f = failed;
     return { outcome, events };
   });
 }
