@@ -25,6 +25,8 @@ import { brokerPaths, statsUrlOf, type BrokerPaths } from './config/paths.js';
 import { validatePublish } from './core/publish-validation.js';
 import { CrierSocket } from './transport/socket.js';
 import { readTlsPair, type TlsFiles, type TlsPair } from './config/tls.js';
+import type { TimerHandle } from './clock.js';
+import type { Connection } from './transport/connection.js';
 import type { Broker, BrokerEvent, BrokerStats, BrokerSubscription, PublishOptions, PublishResult } from './types.js';
 import { createUpgradeListener } from './transport/upgrade.js';
 
@@ -38,6 +40,11 @@ const SHUTDOWN_DEADLINE_MS = CLOSE_TIMEOUT_MS + 1000;
 const IDEMPOTENCY_KEYS = 100_000;
 /** A message may carry `maxPayload` of data in this many fragments at most. */
 const MAX_FRAGMENTS = 256;
+/**
+ * A drain closes its connections in batches at least this far apart: 100 batches over the
+ * default 10 s window, however many connections (1,000 a batch at 100,000), not one timer each.
+ */
+const DRAIN_BATCH_MS = 100;
 
 /**
  * Starts a broker: listening on `port` and `host`, or attached to `server`. Resolves once it
@@ -117,6 +124,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
 
 class RunningBroker implements Broker {
   private closed: Promise<void> | undefined;
+  private draining: Drain | undefined;
   // The last port seen listening: `url` stays meaningful after close(), or while an attached
   // server is not listening (0 until it first is).
   private lastPort = 0;
@@ -185,6 +193,13 @@ class RunningBroker implements Broker {
     return done;
   }
 
+  drain(): Promise<void> {
+    // After close() there is nothing left to drain: the shutdown is the stronger of the two.
+    if (this.draining === undefined && this.closed !== undefined) return this.closed;
+    this.draining ??= new Drain(this.ingress, this.sse, this.options.drainWindow);
+    return this.draining.done;
+  }
+
   close(): Promise<void> {
     return (this.closed ??= this.shutdown());
   }
@@ -193,6 +208,8 @@ class RunningBroker implements Broker {
     const { ingress, server } = this;
     const core = ingress.core;
     ingress.closing = true;
+    // A drain under way ends here: what it has not closed yet gets the 1001 below, at once.
+    this.draining?.end();
     // Until the sockets have drained the broker keeps listening, answering `readyz` (and every
     // publish or upgrade) with 503, so a load balancer sees it draining rather than gone.
     core.flush(); // what was queued goes out ahead of the close frames
@@ -217,6 +234,92 @@ class RunningBroker implements Broker {
     }
     ingress.log.info('crier broker closed');
   }
+}
+
+/**
+ * One drain (lame-duck mode): newcomers are refused from the start, then the connections that
+ * were open are closed with 4009 in batches spread evenly over `window` ms of the broker's clock,
+ * the first batch at once and the last at `window - window / batches`. `done` resolves once every
+ * socket has closed, or when the window and SHUTDOWN_DEADLINE_MS have passed (a peer that never
+ * answers its close frame is `close()`'s to terminate).
+ */
+class Drain {
+  readonly done: Promise<void>;
+  private readonly conns: Connection[];
+  private readonly perBatch: number;
+  private readonly interval: number;
+  private readonly started: number;
+  private next = 0;
+  private batches = 0;
+  /** Connections this drain closed with 4009 (not those that left by themselves meanwhile). */
+  private closed = 0;
+  private batchTimer: TimerHandle | undefined;
+  private readonly deadline: TimerHandle;
+  private ended = false;
+  private resolve!: () => void;
+
+  constructor(private readonly ingress: Ingress, private readonly sse: SseHub, private readonly window: number) {
+    const clock = ingress.clock;
+    ingress.draining = true;
+    this.started = clock.now();
+    this.conns = [...ingress.connections];
+    const batches = Math.max(1, Math.min(this.conns.length, Math.floor(window / DRAIN_BATCH_MS)));
+    this.perBatch = Math.ceil(this.conns.length / batches);
+    this.interval = window / batches;
+    this.done = new Promise((resolve) => (this.resolve = resolve));
+    ingress.log.info({ connections: this.conns.length, sseStreams: ingress.sseStreams, drainWindow: window }, 'draining: closing connections over the drain window (4009)');
+    this.deadline = clock.setTimeout(() => this.end(), window + SHUTDOWN_DEADLINE_MS);
+    void ingress.whenSocketsClosed().then(() => this.end());
+    this.batch();
+  }
+
+  /** Closes the next batch, and schedules the one after on the clock (from the start: no drift). */
+  private batch(): void {
+    this.batchTimer = undefined;
+    if (this.ended) return;
+    const { ingress, conns } = this;
+    const last = Math.min(conns.length, this.next + this.perBatch);
+    for (; this.next < last; this.next++) {
+      const conn = conns[this.next]!;
+      if (conn.state === 'freed') continue; // it left by itself
+      ingress.closeConnection(conn, CloseCode.draining, `draining: reconnect after ${reconnectDelay(this.window)} ms`);
+      this.closed++;
+    }
+    this.batches++;
+    if (this.next < conns.length) {
+      const at = this.started + this.batches * this.interval;
+      this.batchTimer = ingress.clock.setTimeout(() => this.batch(), Math.max(0, at - ingress.clock.now()));
+    }
+  }
+
+  /** Every socket closed, the deadline passed, or `close()` came: stops, ends the streams, resolves. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const { ingress } = this;
+    if (this.batchTimer !== undefined) ingress.clock.clearTimer(this.batchTimer);
+    ingress.clock.clearTimer(this.deadline);
+    // SSE streams end last, not first: an EventSource comes back after its `retry:` (2 s), and a
+    // 503 would stop it for good, where a refused connection (the broker gone) is retried. By
+    // now the load balancer has had the whole window to see /readyz answer 503.
+    this.sse.closeAll();
+    ingress.log.info({ closed: this.closed, open: ingress.sockets.size, ms: Math.round(ingress.clock.now() - this.started) }, 'drained');
+    this.resolve();
+  }
+}
+
+/**
+ * The delay a drained client is told to wait before it reconnects: uniform in [0, window / 2].
+ * The closes are spread over the window already, but a batch closes hundreds of clients in the
+ * same millisecond (1,000 at 100,000 connections): told no delay, each batch would land on the
+ * nodes that take them over as one burst of handshakes and credential checks. Spread over half a
+ * window, every batch overlaps the next ones and the arrivals come at about the rate of the
+ * closes (connections / window), and no client stays away longer than half the window (what it
+ * missed meanwhile comes back with its resume). Random rather than assigned by position, so that
+ * several brokers draining at once do not line their clients up on the same instants.
+ */
+function reconnectDelay(window: number): number {
+  return Math.round(Math.random() * (window / 2));
 }
 
 /** Resolves true when `promise` settles within `ms`, false otherwise. */

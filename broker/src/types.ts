@@ -171,6 +171,20 @@ export interface Broker {
    * then the previous pair stays in service; rejects too on a broker without `tlsCert`/`tlsKey`.
    */
   reloadTls(): Promise<void>;
-  /** Closes every connection with 1001, stops listening (when the broker owns the server). Idempotent. */
+  /**
+   * Drains the broker (what `crier-broker` does on SIGTERM), as a deploy or restart wants: at once
+   * `/readyz` answers 503 `{"status":"draining"}` and new sockets, SSE streams and HTTP publishes
+   * get 503 `shutting_down` with `Retry-After`; then the WebSocket connections are closed with
+   * 4009 `draining: reconnect after <ms> ms`, spread evenly over `drainWindow`, each told its own
+   * delay (from 0 to half the window) so that they do not all come back at once; SSE streams end
+   * last. Resolves once every socket has closed, or at the latest when the window and the close
+   * deadline (3 s) have passed; the broker still listens: call {@link close} to finish. Idempotent;
+   * a `close()` meanwhile closes the rest at once (1001) and resolves the drain.
+   */
+  drain(): Promise<void>;
+  /**
+   * Closes every connection with 1001 at once, stops listening (when the broker owns the server).
+   * After {@link drain}, what is left of the connections. Idempotent.
+   */
   close(): Promise<void>;
 }

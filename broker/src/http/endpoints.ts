@@ -75,7 +75,8 @@ export function createRequestListener(
         if (ingress.closing) sendJson(req, res, 503, { status: 'shutting_down' }, API_HEADERS);
         else sendJson(req, res, 200, { status: 'ok' }, API_HEADERS);
       } else if (route === 'readyz') {
-        if (ingress.closing) sendJson(req, res, 503, { status: 'draining' }, API_HEADERS);
+        // Not ready from the first instant of a drain, so that load balancers stop sending clients.
+        if (ingress.closing || ingress.draining) sendJson(req, res, 503, { status: 'draining' }, API_HEADERS);
         else sendJson(req, res, 200, { status: 'ready' }, API_HEADERS);
       } else if (route === 'metrics') {
         metrics.render().then(

@@ -22,6 +22,8 @@ const STATUS_OF: Readonly<Record<string, number>> = {
 };
 
 const EMPTY = new Uint8Array(0);
+/** Seconds a publish refused by a draining or closing broker is told to wait (another node serves it meanwhile). */
+const SHUTDOWN_RETRY_AFTER_SECONDS = 5;
 
 /**
  * After a 413, the rest of the body is read and thrown away, up to this many bytes or
@@ -64,7 +66,7 @@ function publishAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
   let key: string | undefined;
   let declared: number | undefined;
   try {
-    if (ingress.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
+    if (ingress.closing || ingress.draining) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
     // A page from another site must not publish through its visitor's browser (CSRF).
     if (!originAllowed(req, ingress.options.allowedOrigins)) {
       throw new CrierError(ErrorCode.forbiddenOrigin, `origin ${req.headers.origin} is not in allowedOrigins`);
@@ -168,7 +170,8 @@ function fail(ingress: Ingress, req: IncomingMessage, res: ServerResponse, err: 
   }
   const status = STATUS_OF[err.code] ?? 400;
   if (status !== 413) {
-    const headers = err instanceof RateLimited ? { ...PUBLISH_HEADERS, 'Retry-After': String(err.retryAfterSeconds) } : PUBLISH_HEADERS;
+    const retryAfter = err instanceof RateLimited ? err.retryAfterSeconds : err.code === ErrorCode.shuttingDown ? SHUTDOWN_RETRY_AFTER_SECONDS : undefined;
+    const headers = retryAfter === undefined ? PUBLISH_HEADERS : { ...PUBLISH_HEADERS, 'Retry-After': String(retryAfter) };
     sendJson(req, res, status, { code: err.code, message: err.message }, headers);
     return;
   }

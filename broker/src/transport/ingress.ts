@@ -58,6 +58,12 @@ export class Ingress implements ConnectionHost {
   readonly reads: ReadTurns;
   closing = false;
   /**
+   * Set by `drain()`: newcomers (upgrades, SSE streams, HTTP publishes) are refused with 503
+   * `shutting_down` and `/readyz` answers 503, while the connections already here are closed over
+   * `drainWindow` with 4009. `closing` follows, in `close()`.
+   */
+  draining = false;
+  /**
    * Bytes queued towards every WebSocket connection together (queued, or written and not yet
    * taken by the kernel): kept by the connections, bounded by `maxTotalBufferBytes`.
    */

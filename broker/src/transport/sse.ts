@@ -253,9 +253,9 @@ export class SseHub {
     if (req.method !== 'GET') {
       return sendJson(req, res, 405, { code: 'method_not_allowed', message: 'events answers GET only' }, { Allow: 'GET, OPTIONS' });
     }
-    if (ingress.closing) {
+    if (ingress.closing || ingress.draining) {
       ingress.refusals.refuse(ErrorCode.shuttingDown, 'sse', req);
-      return sendJson(req, res, 503, { code: ErrorCode.shuttingDown, message: 'the broker is shutting down' });
+      return sendJson(req, res, 503, { code: ErrorCode.shuttingDown, message: 'the broker is shutting down' }, { 'Retry-After': '5' });
     }
     if (!originAllowed(req, ingress.options.allowedOrigins)) {
       ingress.refusals.refuse(ErrorCode.forbiddenOrigin, 'sse', req);

@@ -10,7 +10,7 @@ import { isUpgradePath, pathnameOf, type BrokerPaths } from '../config/paths.js'
 import { attachSocket, rawSocketOnError } from './socket-listeners.js';
 import type { CrierSocket } from './socket.js';
 
-/** Seconds a client is told to wait when the broker is full. */
+/** Seconds a client is told to wait when the broker is full, draining or closing. */
 const RETRY_AFTER_SECONDS = 5;
 
 export interface UpgradeContext {
@@ -24,9 +24,10 @@ export interface UpgradeContext {
 
 /**
  * The server's `upgrade` listener. Everything that can be refused is refused here, with a plain
- * HTTP answer, before a WebSocket exists: a wrong path (404), a broker shutting down (503), a
- * page from an origin not in `allowedOrigins` (403), a client from outside loopback while no
- * credential is configured and `allowAnonymous` is off (403 `forbidden`), a broker at its
+ * HTTP answer, before a WebSocket exists: a wrong path (404), a broker draining or shutting down
+ * (503 with Retry-After), a page from an origin not in `allowedOrigins` (403), a client from
+ * outside loopback while no credential is configured and `allowAnonymous` is off (403
+ * `forbidden`), a broker at its
  * connection limit (503 with Retry-After), a client address at one of its own limits (503 with
  * Retry-After: `too_many_connections` past `maxConnectionsPerIp` or `maxPendingPerIp`,
  * `rate_limited` past `handshakeRate`). Each refusal but the 404 is counted and logged (rate-limited) by `ingress.refusals`.
@@ -42,9 +43,9 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
       rejectUpgrade(socket, 404, 'not_found', `no WebSocket endpoint at ${pathname}`);
       return;
     }
-    if (ingress.closing) {
+    if (ingress.closing || ingress.draining) {
       ingress.refusals.refuse(ErrorCode.shuttingDown, 'websocket', req);
-      rejectUpgrade(socket, 503, ErrorCode.shuttingDown, 'the broker is shutting down');
+      rejectUpgrade(socket, 503, ErrorCode.shuttingDown, 'the broker is shutting down', RETRY_AFTER_SECONDS);
       return;
     }
     if (!originAllowed(req, ingress.options.allowedOrigins)) {
@@ -79,7 +80,7 @@ export function createUpgradeListener(ctx: UpgradeContext): (req: IncomingMessag
     wss.handleUpgrade(req, socket, head, (ws) => {
       // handleUpgrade may complete later than it was called: check the limits again.
       ws.on('error', rawSocketOnError);
-      if (ingress.closing) {
+      if (ingress.closing || ingress.draining) {
         ingress.refusals.refuse(ErrorCode.shuttingDown, 'websocket', req);
         ws.close(CloseCode.goingAway, 'broker shutting down');
         return;
