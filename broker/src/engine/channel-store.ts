@@ -1,5 +1,5 @@
 import { nanoid } from 'nanoid';
-import { decodeFrame, isWildcard, matchPattern, type EventFrame } from '@crier/protocol';
+import { isWildcard, matchPattern } from '@crier/protocol';
 import { CachedTop, TopN } from '../observe/top-n.js';
 import type { ChannelEvents } from '../types.js';
 import { StreamEvent } from './stream-event.js';
@@ -29,6 +29,7 @@ export const REMEMBERED_EVICTIONS = 10_000;
 
 /** An event as history keeps it: its frame (data inside, stored once) and what routing needs. */
 interface Retained {
+  readonly id: string;
   readonly seq: number;
   readonly offset: number;
   readonly time: number;
@@ -191,7 +192,7 @@ export class ChannelStore {
       return;
     }
     const cost = event.frame.length + RETAINED_OVERHEAD;
-    log.events.push({ seq: event.seq, offset: event.offset, time: event.time, frame: event.frame, labels: event.labels, key: event.key });
+    log.events.push({ id: event.id, seq: event.seq, offset: event.offset, time: event.time, frame: event.frame, labels: event.labels, key: event.key });
     log.bytes += cost;
     this.totalBytes += cost;
     const { historySize, historyBytes } = this.limits;
@@ -375,10 +376,9 @@ function firstOffset(log: ChannelLog): number {
   return log.size > 0 ? log.events[log.head]!.offset : log.offset + 1;
 }
 
-/** A retained event as a StreamEvent again (replay is rare: its data is read back from the frame). */
+/** A retained event as a StreamEvent again: its frame as is, its data read back only if needed. */
 function restore(channel: string, epoch: string, r: Retained): StreamEvent {
-  const f = decodeFrame(r.frame) as EventFrame;
-  return new StreamEvent(channel, f.d, f.id, r.offset, epoch, r.seq, r.time, r.labels, r.key, r.frame);
+  return new StreamEvent(channel, undefined, r.id, r.offset, epoch, r.seq, r.time, r.labels, r.key, r.frame);
 }
 
 function ranksBefore(a: ChannelEvents, b: ChannelEvents): boolean {

@@ -1,4 +1,4 @@
-import { FrameType, encodeFrame } from '@crier/protocol';
+import { FrameType, decodeFrame, encodeFrame, type EventFrame } from '@crier/protocol';
 
 /**
  * A way to put an event on the wire (the SSE text, the in-process event object): each is made at
@@ -20,11 +20,15 @@ export class StreamEvent {
   /** The msgpack `event` frame: the WebSocket encoding, made with the event (history stores it). */
   readonly frame: Uint8Array;
   private encodings: unknown[] | undefined;
+  private bytes: Uint8Array | undefined;
 
   constructor(
     readonly channel: string,
-    /** The published bytes (a view into the frame once stored; never decoded by the broker). */
-    readonly data: Uint8Array,
+    /**
+     * The published bytes; `undefined` for an event read back from history, whose data is read
+     * from its frame only if an encoding other than the frame needs it (a WebSocket replay never does).
+     */
+    data: Uint8Array | undefined,
     /** Unique within the engine's epoch, opaque. */
     readonly id: string,
     /** Position in the channel: 1, 2, 3… within the channel's epoch. */
@@ -39,7 +43,13 @@ export class StreamEvent {
     readonly key: string | undefined,
     frame?: Uint8Array,
   ) {
-    this.frame = frame ?? encodeFrame({ t: FrameType.event, c: channel, d: data, id, o: offset, e: epoch, s: seq, ts: time, l: labels, k: key });
+    this.bytes = data;
+    this.frame = frame ?? encodeFrame({ t: FrameType.event, c: channel, d: data ?? new Uint8Array(0), id, o: offset, e: epoch, s: seq, ts: time, l: labels, k: key });
+  }
+
+  /** The published bytes (never decoded by the broker). */
+  get data(): Uint8Array {
+    return (this.bytes ??= (decodeFrame(this.frame) as EventFrame).d);
   }
 
   /** The event in `encoding`, made on first use. */
