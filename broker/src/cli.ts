@@ -54,12 +54,13 @@ async function main(): Promise<void> {
   }
   process.stdout.write(`crier broker listening on ${listenAddress(options.host ?? DEFAULTS.host, broker.port)}: ${broker.url} (stats: ${statsUrlOf(broker.url)})\n`);
 
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    broker.close().then(
+  // SIGTERM (a deploy, a restart) drains: /readyz says so at once and the connections are closed
+  // over drainWindow, each told when to come back; then the broker closes. SIGINT (Ctrl-C), or a
+  // second signal during the drain, closes at once (1001 to whoever is left).
+  let draining = false;
+  let closing = false;
+  const exitWhen = (done: Promise<void>): void => {
+    done.then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
@@ -67,14 +68,24 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  const closeNow = (signal: NodeJS.Signals): void => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, draining ? 'shutting down at once: the drain is cut short' : 'shutting down');
+    exitWhen(broker.close());
+  };
+  process.on('SIGTERM', (signal: NodeJS.Signals) => {
+    if (draining || closing) return closeNow(signal);
+    draining = true; // the broker logs the drain's start (connections, window) and its end
+    exitWhen(broker.drain().then(() => broker.close()));
+  });
+  process.on('SIGINT', closeNow);
   if (options.tlsCert !== undefined) {
     // SIGHUP re-reads the certificate (after a renewal) without dropping a connection; a pair
     // that fails to load is logged and the one in service stays. Without TLS, SIGHUP keeps its
     // default meaning (the process ends).
     process.on('SIGHUP', () => {
-      if (stopping) return;
+      if (draining || closing) return;
       logger.info({ signal: 'SIGHUP' }, 'reloading the TLS certificate');
       broker.reloadTls().catch((err: unknown) => logger.error({ err }, 'TLS reload failed: the previous certificate stays in service'));
     });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CloseCode } from '@crier/protocol';
+import { CloseCode, drainDelayOf } from '@crier/protocol';
 import { RawClient, cleanup, waitFor } from './helpers.js';
 
 // The built command, as a user runs it (the test command builds first).
@@ -54,14 +54,53 @@ async function startCli(args: string[], env: Record<string, string> = {}): Promi
 }
 
 describe('crier-broker', () => {
-  it('starts on the given port, prints its URL, serves, and exits 0 on SIGTERM after telling clients 1001', async () => {
+  it('starts on the given port, prints its URL, serves, and exits 0 on SIGINT after telling clients 1001', async () => {
     const cli = await startCli([]);
     expect(cli.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/$/);
     const c = await RawClient.connect(cli.url);
     expect(JSON.parse(cli.stderr().split('\n')[0]!)).toMatchObject({ level: 30, msg: 'crier broker listening' });
-    cli.child.kill('SIGTERM');
+    cli.child.kill('SIGINT');
     expect(await cli.exited()).toBe(0);
     expect((await c.waitClose()).code).toBe(CloseCode.goingAway);
+  });
+
+  it('drains on SIGTERM: readyz 503, each client closed 4009 with a delay, spread over drainWindow; exits 0 within the window and a margin', async () => {
+    const window = 2000;
+    const cli = await startCli(['--drain-window', `${window}ms`]);
+    const clients = await Promise.all(Array.from({ length: 5 }, () => RawClient.connect(cli.url)));
+    const signalled = performance.now();
+    cli.child.kill('SIGTERM');
+    await Promise.race(clients.map((c) => c.waitClose()));
+    const readyz = await fetch(new URL('/readyz', cli.url.replace(/^ws/, 'http')));
+    expect([readyz.status, await readyz.json()]).toEqual([503, { status: 'draining' }]);
+    expect(await cli.exited()).toBe(0);
+    // The broker waits for the last batch (4/5 of the window in), not for a deadline past it.
+    expect(performance.now() - signalled).toBeLessThan(window + 2500);
+    for (const c of clients) {
+      const { code, reason } = await c.waitClose();
+      expect(code).toBe(CloseCode.draining);
+      expect(drainDelayOf(reason)).toBeLessThanOrEqual(window / 2);
+    }
+    // One line when the drain starts, one when it is done: five batches, the last 1.6 s in (the
+    // broker's timers never fire early, so this bound holds on any machine).
+    const lines = cli.stderr().trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; [k: string]: unknown });
+    expect(lines.find((l) => l.msg.startsWith('draining'))).toMatchObject({ level: 30, connections: 5, drainWindow: window });
+    const drained = lines.find((l) => l.msg === 'drained');
+    expect(drained).toMatchObject({ level: 30, closed: 5, open: 0 });
+    expect(drained!['ms']).toBeGreaterThanOrEqual((window * 4) / 5);
+    expect(lines.at(-1)).toMatchObject({ msg: 'crier broker closed' });
+  });
+
+  it('a second signal during the drain closes at once (1001 to the rest) and exits 0', async () => {
+    const cli = await startCli(['--drain-window', '60s']);
+    const clients = await Promise.all(Array.from({ length: 3 }, () => RawClient.connect(cli.url)));
+    cli.child.kill('SIGTERM');
+    const first = await Promise.race(clients.map((c) => c.waitClose().then(() => c)));
+    expect(first.closed!.code).toBe(CloseCode.draining);
+    cli.child.kill('SIGTERM');
+    expect(await cli.exited()).toBe(0);
+    const rest = clients.filter((c) => c !== first);
+    expect(await Promise.all(rest.map(async (c) => (await c.waitClose()).code))).toEqual([CloseCode.goingAway, CloseCode.goingAway]);
   });
 
   it('applies flags over env over file', async () => {
