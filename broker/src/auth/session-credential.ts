@@ -1,4 +1,5 @@
 import { CloseCode, ErrorCode, FrameType, encodeFrame, type AuthFrame } from '@crier/protocol';
+import type { Clock, TimerHandle } from '../clock.js';
 import { AuthFailure, type Authenticator } from './authenticator.js';
 import type { Principal } from './principal.js';
 
@@ -9,13 +10,14 @@ import type { Principal } from './principal.js';
 export interface CredentialHolder {
   readonly state: string;
   principal: Principal;
-  expiryTimer: NodeJS.Timeout | undefined;
+  expiryTimer: TimerHandle | undefined;
   enqueueControl(frame: Uint8Array): void;
 }
 
 /** What it needs of the broker. */
 export interface CredentialHost<C extends CredentialHolder> {
   readonly auth: Authenticator;
+  readonly clock: Clock;
   closeConnection(conn: C, code: number, reason: string): void;
 }
 
@@ -24,18 +26,17 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Closes `conn` with 4007 when its principal's credential expires; replaces an earlier watch. */
 export function watchExpiry<C extends CredentialHolder>(core: CredentialHost<C>, conn: C): void {
-  if (conn.expiryTimer) clearTimeout(conn.expiryTimer);
+  if (conn.expiryTimer !== undefined) core.clock.clearTimer(conn.expiryTimer);
   conn.expiryTimer = undefined;
   const expiresAt = conn.principal.expiresAt;
   if (expiresAt === undefined || conn.state !== 'open') return;
-  const left = expiresAt - Date.now();
-  conn.expiryTimer = setTimeout(() => {
+  const left = expiresAt - core.clock.wall();
+  conn.expiryTimer = core.clock.setTimeout(() => {
     conn.expiryTimer = undefined;
     if (conn.principal.expiresAt !== expiresAt) return; // refreshed meanwhile
     if (left > MAX_TIMER_MS) return watchExpiry(core, conn);
     core.closeConnection(conn, CloseCode.tokenExpired, `${ErrorCode.unauthorized}: token expired`);
   }, Math.max(0, Math.min(left, MAX_TIMER_MS)));
-  conn.expiryTimer.unref();
 }
 
 /**

@@ -60,7 +60,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    */
   early: Frame[] | undefined;
   /** Closes the connection with 4007 when its credential expires. */
-  expiryTimer: NodeJS.Timeout | undefined;
+  expiryTimer: TimerHandle | undefined;
   /** `pending` until hello, `open` after, `freed` once subscriptions and registry entry are gone. */
   state: 'pending' | 'open' | 'freed' = 'pending';
   /** Subscriptions held, by subscription key (the registry keeps them). */

@@ -161,7 +161,7 @@ export class Ingress implements ConnectionHost {
     conn.state = 'freed';
     if (conn.helloTimer !== undefined) this.clock.clearTimer(conn.helloTimer);
     conn.helloTimer = undefined;
-    if (conn.expiryTimer) clearTimeout(conn.expiryTimer);
+    if (conn.expiryTimer !== undefined) this.clock.clearTimer(conn.expiryTimer);
     conn.expiryTimer = undefined;
     conn.early = undefined;
     this.core.registry.removeAll(conn);
