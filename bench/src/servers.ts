@@ -27,7 +27,9 @@ export async function startCrier(args: string[] = []): Promise<BenchServer> {
   // Every load client comes from 127.0.0.1: the per-address limits (1,000 connections, 16 before
   // hello, 100 handshakes a second) would refuse the workloads' thousands of sockets.
   const perAddress = ['--max-connections-per-ip', '10000000', '--max-pending-per-ip', '10000000', '--handshake-rate', '1000000000'];
-  const server = await startServer(cli, ['--port', '0', '--host', '127.0.0.1', '--log-level', 'warn', ...perAddress, ...args], 0);
+  // Stopped with SIGTERM: no drain window (the load clients are gone or about to be).
+  const drain = ['--drain-window', '0'];
+  const server = await startServer(cli, ['--port', '0', '--host', '127.0.0.1', '--log-level', 'warn', ...perAddress, ...drain, ...args], 0);
   return {
     ...server,
     name: 'crier',

@@ -43,7 +43,9 @@ export interface BrokerProcess {
 
 /** Starts `crier-broker` as a child process and waits for the line that says where it listens. */
 export async function startBrokerProcess(args: string[] = []): Promise<BrokerProcess> {
-  const proc = spawn(process.execPath, [CLI, '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn', ...args], {
+  // No drain window by default: a test that stops the broker with clients connected need not wait
+  // for it (later args win: a test of the drain passes its own).
+  const proc = spawn(process.execPath, [CLI, '--host', '127.0.0.1', '--port', '0', '--log-level', 'warn', '--drain-window', '0', ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let printed: string | undefined;
