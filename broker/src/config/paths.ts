@@ -14,6 +14,8 @@ export interface BrokerPaths {
   metrics: string;
   /** HTTP publish: `POST <publish><channel>`. */
   publish: string;
+  /** A channel's history: `GET <history><channel>`. */
+  history: string;
 }
 
 export function brokerPaths(path: string): BrokerPaths {
@@ -21,6 +23,7 @@ export function brokerPaths(path: string): BrokerPaths {
   return {
     upgrade: path, base, healthz: `${base}healthz`, stats: `${base}stats`, top: `${base}stats/top`,
     readyz: `${base}readyz`, metrics: `${base}metrics`, publish: `${base}publish/`,
+    history: `${base}history/`,
   };
 }
 

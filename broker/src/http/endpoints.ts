@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
 import { DEFAULT_STATS_CHANNELS, type Ingress } from '../transport/ingress.js';
 import type { SseHub } from '../transport/sse.js';
+import { handleHistory } from './history.js';
 import { handlePublish } from './publish.js';
 import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
 import { send, sendJson } from './response.js';
@@ -50,6 +51,8 @@ export function createRequestListener(
     const pathname = pathnameOf(req.url);
     // HTTP publish: POST, its own errors, and a body read under the maxPayload cap.
     if (pathname.startsWith(paths.publish)) return handlePublish(ingress, req, res, pathname.slice(paths.publish.length));
+    // A channel's history: GET, its own errors, the subscribe grants.
+    if (pathname.startsWith(paths.history)) return handleHistory(ingress, req, res, pathname.slice(paths.history.length));
     // SSE: its own methods (GET, and OPTIONS for CORS), errors and streaming answer.
     if (pathname === eventsPath) return sse.handle(req, res, ingress.options.corsOrigins);
     const route =

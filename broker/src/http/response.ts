@@ -6,6 +6,12 @@ export type ExtraHeaders = Readonly<Record<string, string>>;
 const NO_HEADERS: ExtraHeaders = {};
 
 /**
+ * The code of a malformed HTTP request (a query parameter, a header): an HTTP-only code beside
+ * the protocol's, as `method_not_allowed` and `not_found` are.
+ */
+export const BAD_REQUEST = 'bad_request';
+
+/**
  * Answers with `body` as JSON: the one JSON responder of every HTTP endpoint (the API, HTTP
  * publish, and the refusals of SSE), with the headers of {@link send}.
  */

@@ -15,8 +15,8 @@ export const REFUSAL_REASONS = [
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
-/** Where a request was refused: a WebSocket upgrade, `GET /events`, `POST /publish`. */
-export type Door = 'websocket' | 'sse' | 'publish' | 'admin';
+/** Where a request was refused: a WebSocket upgrade, `GET /events`, `POST /publish`, `GET /history`. */
+export type Door = 'websocket' | 'sse' | 'publish' | 'admin' | 'history';
 
 /** One line per key and 10 s at most: a page retrying a refused handshake cannot flood the log. */
 const LOG_INTERVAL_MS = 10_000;
