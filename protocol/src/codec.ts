@@ -1,5 +1,5 @@
 import { CrierError, ErrorCode } from './errors.js';
-import { FrameType, type Frame } from './frames.js';
+import { FrameType, type BrokerFrame, type Frame } from './frames.js';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
 import { MsgpackError, MsgpackReader, decodeMsgpack, encodeMsgpack } from './msgpack.js';
 
@@ -11,65 +11,56 @@ export function encodeFrame(frame: Frame): Uint8Array<ArrayBuffer> {
   return encodeMsgpack(frame);
 }
 
-// The field checks and shape table are exported for untrusted-codec.ts (the broker's decoder),
-// not from the package.
+// The field checks, the shape type and checkFrame are exported for untrusted-codec.ts (the
+// broker's decoder, which holds the client→broker shapes), not from the package.
 type Rec = Record<string, unknown>;
 export type FieldCheck = (value: unknown) => boolean;
+/** Per frame type: required and optional fields with their checks. Unknown fields are ignored. */
+export type Shapes = ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, FieldCheck][] }>;
 
 export const isStr: FieldCheck = (v) => typeof v === 'string';
 export const isBin: FieldCheck = (v) => v instanceof Uint8Array;
 export const isUint: FieldCheck = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 export const isStrArray: FieldCheck = (v) => Array.isArray(v) && v.every(isStr);
-export const isBinArray: FieldCheck = (v) => Array.isArray(v) && v.every(isBin);
-export const isBool: FieldCheck = (v) => typeof v === 'boolean';
-export const isPosition: FieldCheck = (v) => isPlainRecord(v) && isStr(v['e']) && isUint(v['s']);
-export const isFilter: FieldCheck = (v) =>
-  isPlainRecord(v) &&
-  (v['l'] === undefined || v['l'] === null || isStrArray(v['l'])) &&
-  (v['la'] === undefined || v['la'] === null || typeof v['la'] === 'boolean') &&
-  (v['k'] === undefined || v['k'] === null || isStrArray(v['k']));
-export const isLimits: FieldCheck = (v) =>
-  isPlainRecord(v) && isUint(v['mc']) && isUint(v['mp']) && isUint(v['bs']);
-export const isDropCounts: FieldCheck = (v) =>
+const isBinArray: FieldCheck = (v) => Array.isArray(v) && v.every(isBin);
+const isBool: FieldCheck = (v) => typeof v === 'boolean';
+const isLimits: FieldCheck = (v) => isPlainRecord(v) && isUint(v['mc']) && isUint(v['mp']) && isUint(v['bs']);
+const isDropCounts: FieldCheck = (v) =>
   Array.isArray(v) &&
   v.every((p) => Array.isArray(p) && p.length === 2 && isStr(p[0]) && isUint(p[1]));
 
-/** Per frame type: required and optional fields with their checks. Unknown fields are ignored. */
-export const shapes: ReadonlyMap<number, { req: [string, FieldCheck][]; opt: [string, FieldCheck][] }> =
-  new Map([
-    [FrameType.hello, { req: [['v', isUint]], opt: [['u', isStr], ['tk', isStr], ['s', isStr], ['rp', isPosition]] }],
-    [FrameType.welcome, { req: [['v', isUint], ['u', isStr], ['ka', isUint], ['lim', isLimits], ['s', isStr]], opt: [['x', isUint], ['ep', isStr], ['rs', isPlainRecord]] }],
-    [FrameType.auth, { req: [['r', isUint], ['tk', isStr]], opt: [] }],
-    // A filter's types are checked here, its bounds by canonicalFilter (bad_filter).
-    [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter], ['w', isUint]] }],
-    [FrameType.history, { req: [['r', isUint], ['c', isStr]], opt: [['e', isStr], ['o', isUint], ['n', isUint]] }],
-    [FrameType.events, { req: [['r', isUint], ['ev', isBinArray]], opt: [['e', isStr], ['o', isUint], ['ok', isBool], ['m', isBool]] }],
-    [FrameType.unsubscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter]] }],
-    [FrameType.publish, { req: [['c', isStr], ['d', isBin]], opt: [['r', isUint], ['l', isStrArray], ['k', isStr], ['i', isStr]] }],
-    [FrameType.quit, { req: [], opt: [] }],
-    [FrameType.ping, { req: [], opt: [] }],
-    [FrameType.pong, { req: [], opt: [] }],
-    [FrameType.ack, { req: [['r', isUint]], opt: [['id', isStr], ['o', isUint], ['e', isStr], ['x', isUint]] }],
-    [FrameType.error, { req: [['code', isStr], ['msg', isStr]], opt: [['r', isUint]] }],
-    [FrameType.event, {
-      req: [['c', isStr], ['d', isBin], ['id', isStr], ['o', isUint], ['e', isStr], ['ts', isUint]],
-      opt: [['s', isUint], ['l', isStrArray], ['k', isStr]],
-    }],
-    [FrameType.dropped, { req: [['n', isUint], ['c', isDropCounts]], opt: [] }],
-  ]);
+/**
+ * The frames a broker sends (ping and pong go both ways): all the SDKs' lean decoder knows, so
+ * the browser bundle carries no client→broker shapes. A client→broker frame is `unknown_type` here.
+ */
+const brokerShapes: Shapes = new Map([
+  [FrameType.welcome, { req: [['v', isUint], ['u', isStr], ['ka', isUint], ['lim', isLimits], ['s', isStr]], opt: [['x', isUint], ['ep', isStr], ['rs', isPlainRecord]] }],
+  [FrameType.ack, { req: [['r', isUint]], opt: [['id', isStr], ['o', isUint], ['e', isStr], ['x', isUint]] }],
+  [FrameType.error, { req: [['code', isStr], ['msg', isStr]], opt: [['r', isUint]] }],
+  [FrameType.event, {
+    req: [['c', isStr], ['d', isBin], ['id', isStr], ['o', isUint], ['e', isStr], ['ts', isUint]],
+    opt: [['s', isUint], ['l', isStrArray], ['k', isStr]],
+  }],
+  [FrameType.dropped, { req: [['n', isUint], ['c', isDropCounts]], opt: [] }],
+  [FrameType.events, { req: [['r', isUint], ['ev', isBinArray]], opt: [['e', isStr], ['o', isUint], ['ok', isBool], ['m', isBool]] }],
+  [FrameType.ping, { req: [], opt: [] }],
+  [FrameType.pong, { req: [], opt: [] }],
+]);
 
-function isPlainRecord(v: unknown): v is Rec {
+export function isPlainRecord(v: unknown): v is Rec {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 
 /**
  * Decodes one frame from a trusted peer (what a broker sends an SDK) and checks it against
- * `limits` (all but `maxValues`) and its type's shape. Throws a {@link CrierError}
- * (`frame_too_large`, `bad_frame` or `unknown_type`) and nothing else; when the frame's request
- * id could be read, the error carries it. Unknown fields are decoded like the rest and left on
- * the frame. For bytes from the internet, use {@link decodeUntrustedFrame}.
+ * `limits` (all but `maxValues`) and its type's shape. It knows the broker→client frames only
+ * (welcome, ack, error, event, dropped, events, ping, pong): any other type is `unknown_type`.
+ * Throws a {@link CrierError} (`frame_too_large`, `bad_frame` or `unknown_type`) and nothing
+ * else; when the frame's request id could be read, the error carries it. Unknown fields are
+ * decoded like the rest and left on the frame. For bytes from the internet (a client's), use
+ * {@link decodeUntrustedFrame}.
  */
-export function decodeFrame(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): Frame {
+export function decodeFrame(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DECODE_LIMITS): BrokerFrame {
   if (bytes.length > limits.maxFrameBytes) {
     throw new CrierError(ErrorCode.frameTooLarge, `frame of ${bytes.length} bytes exceeds ${limits.maxFrameBytes}`);
   }
@@ -79,18 +70,18 @@ export function decodeFrame(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DE
   } catch (err) {
     throw codecError(err);
   }
-  return checkFrame(value);
+  return checkFrame(value, brokerShapes) as BrokerFrame;
 }
 
 /**
  * Decodes every frame of one WebSocket message from a trusted peer (an SDK reading its broker),
- * which holds one or more frames back to back, and calls `visit` with each in order. Each frame
+ * which holds one or more broker→client frames back to back, and calls `visit` with each in order. Each frame
  * is held to `limits` (`maxFrameBytes` counts per frame, not per message; `maxValues` is not
  * used). A malformed frame throws like {@link decodeFrame}, after the frames before it were
  * visited; what follows it is lost, since its boundaries are unknown. The broker decodes what
  * clients send with {@link decodeUntrustedFrames}.
  */
-export function decodeFrames(bytes: Uint8Array, limits: DecodeLimits, visit: (frame: Frame) => void): void {
+export function decodeFrames(bytes: Uint8Array, limits: DecodeLimits, visit: (frame: BrokerFrame) => void): void {
   const reader = new MsgpackReader(bytes, limits);
   while (reader.pos < bytes.length) {
     const start = reader.pos;
@@ -103,7 +94,7 @@ export function decodeFrames(bytes: Uint8Array, limits: DecodeLimits, visit: (fr
     if (reader.pos - start > limits.maxFrameBytes) {
       throw new CrierError(ErrorCode.frameTooLarge, `frame of ${reader.pos - start} bytes exceeds ${limits.maxFrameBytes}`);
     }
-    visit(checkFrame(value));
+    visit(checkFrame(value, brokerShapes) as BrokerFrame);
   }
 }
 
@@ -114,8 +105,8 @@ export function codecError(err: unknown): CrierError {
   return new CrierError(ErrorCode.badFrame, `malformed frame: ${String(err)}`); // never expected
 }
 
-/** Checks a decoded value against its frame type's shape. */
-export function checkFrame(value: unknown): Frame {
+/** Checks a decoded value against its frame type's shape in `shapes`: a type not there is `unknown_type`. */
+export function checkFrame(value: unknown, shapes: Shapes): Frame {
   if (!isPlainRecord(value)) throw new CrierError(ErrorCode.badFrame, 'a frame must be a msgpack map');
   const requestId = isUint(value['r']) ? (value['r'] as number) : undefined;
   const type = value['t'];

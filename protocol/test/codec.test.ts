@@ -16,27 +16,90 @@ import {
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
 
-// Both decoders (the SDKs' lean one and the broker's budgeted one) are held to the same limits
-// and shape checks: the hostile-input and message suites below run against each of them.
+// Both decoders (the SDKs' lean one, for broker→client frames, and the broker's budgeted one, for
+// client→broker frames) are held to the same limits and shape checks: the hostile-input and
+// message suites below run against each of them, each with frames of its own direction.
+interface Direction {
+  /** A frame this decoder reads, with a binary field `d` of `length` bytes. */
+  withData(length: number): Frame;
+  /** A small frame this decoder reads. */
+  small: Frame;
+  /** Values of this decoder's own frame types whose shape is wrong: bad_frame. */
+  misshapen: [string, unknown][];
+  /** Valid frames the other side reads and this one does not: unknown_type. */
+  foreign: Frame[];
+}
+
+const brokerToClient: Direction = {
+  withData: (n) => ({ t: FrameType.event, c: 'a', d: new Uint8Array(n), id: 'x', o: 1, e: 'e', ts: 1 }),
+  small: { t: FrameType.ack, r: 7 },
+  misshapen: [
+    ['an event without an id', { t: 11, c: 'a', d: new Uint8Array(1), o: 1, e: 'e', ts: 1 }],
+    ['an event with string data', { t: 11, c: 'a', d: 'text', id: 'x', o: 1, e: 'e', ts: 1 }],
+    ['an ack with a negative id', { t: 9, r: -1 }],
+    ['an event with labels not strings', { t: 11, c: 'a', d: new Uint8Array(1), id: 'x', o: 1, e: 'e', ts: 1, l: [1] }],
+    ['a welcome with a fractional version', { t: 2, v: 1.5, u: 'u', ka: 1, lim: { mc: 1, mp: 1, bs: 1 }, s: 's' }],
+    ['an events frame with a string among its events', { t: 15, r: 1, ev: ['x'] }],
+  ],
+  foreign: [
+    { t: FrameType.hello, v: 1 },
+    { t: FrameType.subscribe, r: 3, p: 'a' },
+    { t: FrameType.publish, r: 4, c: 'a', d: new Uint8Array(1) },
+    { t: FrameType.history, r: 5, c: 'a' },
+    { t: FrameType.quit },
+  ],
+};
+
+const clientToBroker: Direction = {
+  withData: (n) => ({ t: FrameType.publish, r: 1, c: 'a', d: new Uint8Array(n) }),
+  small: { t: FrameType.subscribe, r: 7, p: 'a.b' },
+  misshapen: [
+    ['subscribe without a pattern', { t: 3, r: 1 }],
+    ['subscribe with a numeric pattern', { t: 3, r: 1, p: 5 }],
+    ['publish with string data', { t: 5, r: 1, c: 'a', d: 'text' }],
+    ['publish with a negative id', { t: 5, r: -1, c: 'a', d: new Uint8Array(1) }],
+    ['publish with labels not strings', { t: 5, r: 1, c: 'a', d: new Uint8Array(1), l: [1] }],
+    ['hello with a fractional version', { t: 1, v: 1.5 }],
+  ],
+  foreign: [
+    { t: FrameType.welcome, v: 1, u: 'u', ka: 1, lim: { mc: 1, mp: 1, bs: 1 }, s: 's' },
+    { t: FrameType.ack, r: 3 },
+    { t: FrameType.event, c: 'a', d: new Uint8Array(1), id: 'x', o: 1, e: 'e', ts: 1 },
+    { t: FrameType.events, r: 5, ev: [] },
+    { t: FrameType.dropped, n: 1, c: [] },
+  ],
+};
+
 const decoders = [
-  ['decodeFrame', decodeFrame],
-  ['decodeUntrustedFrame', decodeUntrustedFrame],
+  ['decodeFrame', decodeFrame, brokerToClient],
+  ['decodeUntrustedFrame', decodeUntrustedFrame, clientToBroker],
 ] as const;
 
-describe('encodeFrame / decodeFrame round trip', () => {
+describe('encodeFrame / decode round trip, each frame by the decoder of its direction', () => {
   const data = new Uint8Array([0, 1, 2, 255]);
-  const frames: Frame[] = [
+  const event = encodeFrame({ t: FrameType.event, c: 'a.b', d: data, id: 'x1', o: 1, e: 'ep1', ts: 1, s: 9 });
+  const clientFrames: Frame[] = [
     { t: FrameType.hello, v: 1 },
     { t: FrameType.hello, v: 1, u: 'abc_DEF-1' },
-    { t: FrameType.welcome, v: 1, u: 'abc', ka: 30000, lim: { mc: 100, mp: 1048576, bs: 1000 }, s: 'secret' },
-    { t: FrameType.welcome, v: 1, u: 'abc', ka: 30000, lim: { mc: 100, mp: 1048576, bs: 1000 }, s: 'secret', x: 1796000000000 },
     { t: FrameType.auth, r: 4, tk: 'a.b.c' },
     { t: FrameType.hello, v: 1, u: 'abc', tk: 'a.b.c', s: 'secret' },
+    { t: FrameType.hello, v: 1, u: 'abc', s: 'secret', rp: { e: 'E1', s: 42 } },
     { t: FrameType.subscribe, r: 1, p: 'user.*' },
+    { t: FrameType.subscribe, r: 1, p: 'user.*', w: 0 },
     { t: FrameType.unsubscribe, r: 2, p: 'user.>' },
     { t: FrameType.publish, r: 3, c: 'user.created', d: data },
+    { t: FrameType.publish, r: 3, c: 'user.created', d: data, i: 'x1y2-a' },
     { t: FrameType.publish, c: 'user.created', d: data, l: ['a', 'b'], k: 'k1' },
+    { t: FrameType.history, r: 7, c: 'user.created' },
+    { t: FrameType.history, r: 7, c: 'user.created', e: 'ep1', o: 3, n: 10 },
     { t: FrameType.quit },
+    { t: FrameType.ping },
+    { t: FrameType.pong },
+  ];
+  const brokerFrames: Frame[] = [
+    { t: FrameType.welcome, v: 1, u: 'abc', ka: 30000, lim: { mc: 100, mp: 1048576, bs: 1000 }, s: 'secret' },
+    { t: FrameType.welcome, v: 1, u: 'abc', ka: 30000, lim: { mc: 100, mp: 1048576, bs: 1000 }, s: 'secret', x: 1796000000000 },
+    { t: FrameType.welcome, v: 1, u: 'abc', ka: 1, lim: { mc: 1, mp: 1, bs: 1 }, s: 's', ep: 'E1', rs: { n: 2, why: 'history_evicted', f: ['a.*'] } },
     { t: FrameType.ping },
     { t: FrameType.pong },
     { t: FrameType.ack, r: 4 },
@@ -44,22 +107,28 @@ describe('encodeFrame / decodeFrame round trip', () => {
     { t: FrameType.error, r: 6, code: 'bad_channel', msg: 'nope' },
     { t: FrameType.error, code: 'bad_channel', msg: 'fire-and-forget failed' },
     { t: FrameType.event, c: 'user.created', d: data, id: 'x1', o: 1, e: 'ep1', ts: 1700000000000 },
-    { t: FrameType.event, c: 'a.b', d: new Uint8Array(0), id: 'x2', o: 2, e: 'ep1', ts: 1, l: ['l'], k: 'k' },
+    { t: FrameType.event, c: 'a.b', d: new Uint8Array(0), id: 'x2', o: 2, e: 'ep1', ts: 1, s: 12, l: ['l'], k: 'k' },
     { t: FrameType.dropped, n: 3, c: [['user.created', 2], ['user.deleted', 1]] },
+    { t: FrameType.events, r: 8, ev: [] },
+    { t: FrameType.events, r: 8, ev: [event, event], e: 'ep1', o: 9, ok: true, m: false },
   ];
-  it.each(frames.map((f) => [f.t, f] as const))('type %i', (_t, frame) => {
-    const decoded = decodeFrame(encodeFrame(frame));
-    expect(decoded).toEqual(frame);
+  it.each(clientFrames.map((f) => [f.t, f] as const))('client→broker type %i (decodeUntrustedFrame)', (_t, frame) => {
+    expect(decodeUntrustedFrame(encodeFrame(frame))).toEqual(frame);
+  });
+  it.each(brokerFrames.map((f) => [f.t, f] as const))('broker→client type %i (decodeFrame)', (_t, frame) => {
+    expect(decodeFrame(encodeFrame(frame))).toEqual(frame);
   });
 
   it('carries data byte for byte as a binary field', () => {
     const big = new Uint8Array(20_000).map((_, i) => i * 7);
-    const decoded = decodeFrame(encodeFrame({ t: FrameType.publish, c: 'a', d: big }));
-    expect(decoded.t === FrameType.publish && decoded.d).toEqual(big);
+    const published = decodeUntrustedFrame(encodeFrame({ t: FrameType.publish, c: 'a', d: big }));
+    expect(published.t === FrameType.publish && published.d).toEqual(big);
+    const delivered = decodeFrame(encodeFrame({ t: FrameType.event, c: 'a', d: big, id: 'x', o: 1, e: 'e', ts: 1 }));
+    expect(delivered.t === FrameType.event && delivered.d).toEqual(big);
   });
 });
 
-describe.each(decoders)('%s rejects hostile input with one coded error', (name, decodeFrame) => {
+describe.each(decoders)('%s rejects hostile input with one coded error', (name, decodeFrame, own) => {
   function decodeError(input: Uint8Array, limits = DEFAULT_DECODE_LIMITS): CrierError {
     try {
       decodeFrame(input, limits);
@@ -85,7 +154,7 @@ describe.each(decoders)('%s rejects hostile input with one coded error', (name, 
   });
 
   it('random mutations of valid frames never throw anything but CrierError', () => {
-    const valid = encodeFrame({ t: FrameType.publish, r: 9, c: 'user.created', d: new Uint8Array(20), l: ['x'], k: 'y' });
+    const valid = encodeFrame({ ...own.withData(20), l: ['x'], k: 'y' } as Frame);
     fc.assert(
       fc.property(fc.nat(valid.length - 1), fc.integer({ min: 0, max: 255 }), fc.nat(valid.length), (i, b, cut) => {
         const input = valid.slice(0, Math.max(cut, 1));
@@ -118,9 +187,9 @@ describe.each(decoders)('%s rejects hostile input with one coded error', (name, 
 
   it('rejects data past maxBinLength', () => {
     const limits = { ...DEFAULT_DECODE_LIMITS, maxBinLength: 10 };
-    const frame = encodeFrame({ t: FrameType.publish, c: 'a', d: new Uint8Array(11) });
+    const frame = encodeFrame(own.withData(11));
     expect(decodeError(frame, limits).code).toBe('frame_too_large');
-    expect(() => decodeFrame(encodeFrame({ t: FrameType.publish, c: 'a', d: new Uint8Array(10) }), limits)).not.toThrow();
+    expect(() => decodeFrame(encodeFrame(own.withData(10)), limits)).not.toThrow();
   });
 
   it('rejects deep nesting cheaply (a nesting bomb)', () => {
@@ -171,19 +240,20 @@ describe.each(decoders)('%s rejects hostile input with one coded error', (name, 
     expect(err.requestId).toBe(12);
   });
 
-  it.each([
-    ['subscribe without a pattern', { t: 3, r: 1 }],
-    ['subscribe with a numeric pattern', { t: 3, r: 1, p: 5 }],
-    ['publish with string data', { t: 5, r: 1, c: 'a', d: 'text' }],
-    ['publish with a negative id', { t: 5, r: -1, c: 'a', d: new Uint8Array(1) }],
-    ['publish with labels not strings', { t: 5, r: 1, c: 'a', d: new Uint8Array(1), l: [1] }],
-    ['hello with a fractional version', { t: 1, v: 1.5 }],
-  ])('rejects %s with bad_frame', (_what, value) => {
+  it.each(own.misshapen)('rejects %s with bad_frame', (_what, value) => {
     expect(decodeError(encode(value)).code).toBe('bad_frame');
   });
 
   it('keeps the request id on a shape error so the answer can name the request', () => {
-    expect(decodeError(encode({ t: 3, r: 77, p: 5 })).requestId).toBe(77);
+    const frame = { ...own.withData(1), r: 77, c: 5 };
+    expect(decodeError(encode(frame)).requestId).toBe(77);
+  });
+
+  it.each(own.foreign.map((f) => [f.t, f] as const))('refuses frame type %i, the other direction\'s, with unknown_type and its request id', (t, frame) => {
+    const err = decodeError(encodeFrame(frame));
+    expect(err.code).toBe('unknown_type');
+    expect(err.message).toContain(`unknown frame type ${t}`);
+    expect(err.requestId).toBe('r' in frame ? frame.r : undefined);
   });
 
 });
@@ -195,18 +265,18 @@ describe('unknown fields', () => {
   });
 
   it('decodeFrame decodes them like the rest and leaves them on the frame; nil optional fields are absent', () => {
-    const frame = decodeFrame(encode({ t: 5, c: 'a', d: new Uint8Array(1), xx: 1, k: null }));
-    expect(frame).toEqual({ t: 5, c: 'a', d: new Uint8Array(1), xx: 1 });
+    const frame = decodeFrame(encode({ t: 9, r: 1, xx: 1, id: null }));
+    expect(frame).toEqual({ t: 9, r: 1, xx: 1 });
   });
 });
 
 describe.each([
-  ['decodeFrames', decodeFrames],
-  ['decodeUntrustedFrames', decodeUntrustedFrames],
-] as const)('%s: one or more frames per message', (_name, decodeFrames) => {
+  ['decodeFrames', decodeFrames as typeof decodeUntrustedFrames, decodeFrame as typeof decodeUntrustedFrame, brokerToClient],
+  ['decodeUntrustedFrames', decodeUntrustedFrames, decodeUntrustedFrame, clientToBroker],
+] as const)('%s: one or more frames per message', (_name, decodeFrames, decodeFrame, own) => {
   const a = encodeFrame({ t: FrameType.ping });
-  const b = encodeFrame({ t: FrameType.ack, r: 7 });
-  const c = encodeFrame({ t: FrameType.event, c: 'a.b', d: new Uint8Array([1, 2]), id: 'x', o: 1, e: 'e', ts: 5 });
+  const b = encodeFrame(own.small);
+  const c = encodeFrame(own.withData(2));
   const concat = (...parts: Uint8Array[]): Uint8Array => {
     const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
@@ -235,7 +305,7 @@ describe.each([
     let n = 0;
     decodeFrames(concat(c, c, c), limits, () => n++);
     expect(n).toBe(3);
-    const big = encodeFrame({ t: FrameType.event, c: 'a.b', d: new Uint8Array(50), id: 'x', o: 1, e: 'e', ts: 5 });
+    const big = encodeFrame(own.withData(50));
     expect(() => decodeFrames(concat(c, big), limits, () => {})).toThrowError(expect.objectContaining({ code: 'frame_too_large' }));
   });
 

@@ -9,7 +9,7 @@ import {
   FrameType,
   PROTOCOL_VERSION,
   channelProblem,
-  decodeFrame,
+  decodeUntrustedFrame,
   encodeFrame,
   matchPattern,
   type BrokerFrame,
@@ -154,7 +154,7 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
     const pinger = options.ping ? setInterval(() => c.silent || c.send({ t: FrameType.ping }), ka) : undefined;
     socket.on('message', (data: Buffer, isBinary) => {
       if (!isBinary) return;
-      const frame = decodeFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)) as ClientFrame;
+      const frame = decodeUntrustedFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       c.frames.push(frame);
       handle(c, frame);
       changed();

@@ -1,4 +1,4 @@
-import { decodeFrame, encodeFrame, type BrokerFrame, type ClientFrame } from '@crier/protocol';
+import { decodeUntrustedFrame, encodeFrame, type BrokerFrame, type ClientFrame } from '@crier/protocol';
 import type { WebSocketConstructor, WebSocketLike } from '../src/websocket.js';
 
 /**
@@ -23,7 +23,7 @@ export class ScriptedSocket implements WebSocketLike {
 
   send(data: Uint8Array<ArrayBuffer>): void {
     if (this.readyState !== 1) throw new Error('ScriptedSocket: send while not open');
-    this.sent.push(decodeFrame(data) as ClientFrame);
+    this.sent.push(decodeUntrustedFrame(data));
   }
 
   close(code?: number, reason?: string): void {
