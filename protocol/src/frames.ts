@@ -66,6 +66,8 @@ export const ResumeReason = {
   historyEvicted: 'history_evicted',
   /** More events were missed than one replay carries. */
   replayLimit: 'replay_limit',
+  /** The position given is not one the broker writes (an SSE `Last-Event-ID` not `<epoch>:<seq>`). */
+  badPosition: 'bad_position',
 } as const;
 
 export type ResumeReason = (typeof ResumeReason)[keyof typeof ResumeReason];

@@ -1,4 +1,3 @@
-import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { nanoid } from 'nanoid';
 import { CrierError, ErrorCode, EventFilter, assertPattern, canonicalFilter, type SubscriptionFilter } from '@crier/protocol';
@@ -9,7 +8,11 @@ import { DropTally } from '../core/drop-tally.js';
 import type { Flushable, IndexEntry, SlowSubscriber, Subscriber } from '../core/subscriber.js';
 import { Encoding, type StreamEvent } from '../engine/stream-event.js';
 import { applyCors, originAllowed } from '../http/cors.js';
+import { dataAsText } from '../http/event-data.js';
 import { sendJson } from '../http/response.js';
+import {
+  formatSsePosition, joinHeld, parseSsePosition, readMissed, replayBounds, resumedEvent, type CatchUp, type SsePosition,
+} from '../http/sse-resume.js';
 import type { Ingress } from './ingress.js';
 
 /** Sent first on every stream: how long a browser's EventSource waits before reconnecting (ms). */
@@ -18,38 +21,37 @@ export const SSE_RETRY_MS = 2000;
 const STALL_TICKS = 2;
 
 const KEEP_ALIVE = Buffer.from(': keep-alive\n\n');
-const BASE64_PREFIX = Buffer.from('base64:');
+const LINE_BREAK = /\r\n|\r|\n/g;
 
 /**
- * One event as SSE text: `id:` (the offset), `event:` (the channel), then the data. Valid UTF-8
- * that does not start with `base64:` goes as text, one `data:` line per line; anything else as
- * `data: base64:<standard base64>`, so a data value starting with `base64:` always means base64.
- * Built once per publish: nothing in it is per recipient.
+ * One event as SSE text: `id:`, `event:` (the channel), then the data as {@link dataAsText} gives
+ * it (text, or `base64:…`), one `data:` line per line of text.
  */
-export function encodeSseEvent(channel: string, data: Uint8Array, offset: number): Buffer {
-  const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const text = isUtf8(bytes) && !startsWith(bytes, BASE64_PREFIX)
-    ? `data: ${bytes.toString('utf8').split(/\r\n|\r|\n/).join('\ndata: ')}\n`
-    : `data: base64:${bytes.toString('base64')}\n`;
-  return Buffer.from(`id: ${offset}\nevent: ${channel}\n${text}\n`, 'utf8');
+export function encodeSseEvent(channel: string, data: Uint8Array, id: string | number): Buffer {
+  return Buffer.from(`id: ${id}\nevent: ${channel}\ndata: ${dataAsText(data).replace(LINE_BREAK, '\ndata: ')}\n\n`, 'utf8');
 }
 
-/** The SSE text of an event, made once per event for every stream. */
-class SseEncoding extends Encoding<Buffer> {
-  encode(event: StreamEvent): Buffer {
-    return encodeSseEvent(event.channel, event.data, event.offset);
+/**
+ * The SSE text of an event, made once per event for every stream of a broker (nothing in it is
+ * per recipient). Its `id:` is the event's position in the broker's stream, `<epoch>:<seq>`,
+ * which a reconnecting EventSource sends back as `Last-Event-ID`.
+ */
+export class SseEncoding extends Encoding<Buffer> {
+  constructor(private readonly engine: { readonly epoch: string }) {
+    super();
   }
-}
-const SSE = new SseEncoding();
 
-function startsWith(bytes: Buffer, prefix: Buffer): boolean {
-  return bytes.length >= prefix.length && bytes.subarray(0, prefix.length).equals(prefix);
+  encode(event: StreamEvent): Buffer {
+    return encodeSseEvent(event.channel, event.data, formatSsePosition(this.engine.epoch, event.seq));
+  }
 }
 
 /** What `GET <base>/events` subscribes to, from its query string. */
 export interface SseQuery {
   patterns: string[];
   filter: SubscriptionFilter | undefined;
+  /** The `lastEventId` parameter: where to resume from when no `Last-Event-ID` header says it. */
+  lastEventId: string | undefined;
 }
 
 /** Comma-separated values of a query parameter, which may also be repeated. */
@@ -77,7 +79,7 @@ export function parseSseQuery(url: string | undefined, maxChannels: number): Sse
     throw new CrierError(ErrorCode.badFilter, `labelMatch must be any or all, got ${JSON.stringify(match.slice(0, 16))}`);
   }
   const filter = canonicalFilter({ l: listParam(params, 'labels'), la: match === 'all', k: listParam(params, 'keys') });
-  return { patterns, filter };
+  return { patterns, filter, lastEventId: params.get('lastEventId') || undefined };
 }
 
 /** What a stream needs from the broker around it. */
@@ -116,6 +118,11 @@ export class SseStream implements Subscriber, SlowSubscriber, Flushable {
   stalledTicks = 0;
   /** The client's address (clientAddress), counted against its per-address caps. */
   address = '';
+  /**
+   * Live events held while a resume waits for the engine's replay (an engine that answers later;
+   * never with the memory engine): written after the replay, those it did not carry.
+   */
+  holding: StreamEvent[] | undefined;
 
   private queue: Buffer[] = [];
   private queuedBytes = 0;
@@ -127,14 +134,22 @@ export class SseStream implements Subscriber, SlowSubscriber, Flushable {
     readonly patterns: readonly string[],
     filter: SubscriptionFilter | undefined,
     private readonly host: SseHost,
+    /** The broker's SSE text of an event (made once per event for all its streams). */
+    readonly encoding: Encoding<Buffer>,
   ) {
     this.eventFilter = filter === undefined ? undefined : new EventFilter(filter);
     res.on('drain', () => this.drained());
   }
 
-  /** The pipeline's delivery: the event's SSE text, queued or dropped. */
+  /** The pipeline's delivery: the event's SSE text, queued or dropped (or held, during a resume). */
   deliver(event: StreamEvent): boolean {
-    return this.enqueueEvent(event.as(SSE), event.channel);
+    const held = this.holding;
+    if (held === undefined) return this.enqueueEvent(event.as(this.encoding), event.channel);
+    if (this.closed) return false;
+    // Bounded like the queue: past it, dropped and counted, and told once the stream drains.
+    if (held.length >= this.host.bufferSize) return this.drop(event.channel);
+    held.push(event);
+    return true;
   }
 
   /** Queues one encoded event, or drops and counts it. Returns whether it was queued. */
@@ -231,6 +246,7 @@ export class SseStream implements Subscriber, SlowSubscriber, Flushable {
   /** Forgets the queue and stops writing. */
   dispose(): void {
     this.closed = true;
+    this.holding = undefined;
     this.queue = [];
     this.queuedBytes = 0;
   }
@@ -239,8 +255,12 @@ export class SseStream implements Subscriber, SlowSubscriber, Flushable {
 /** Every SSE stream of a broker. The broker's keep-alive timer calls {@link SseHub.tick}. */
 export class SseHub {
   readonly streams = new Set<SseStream>();
+  /** Every stream's event text, made once per event. */
+  readonly encoding: SseEncoding;
 
-  constructor(private readonly ingress: Ingress) {}
+  constructor(private readonly ingress: Ingress) {
+    this.encoding = new SseEncoding(ingress.core.engine);
+  }
 
   get size(): number {
     return this.streams.size;
@@ -283,22 +303,30 @@ export class SseHub {
       if (!(err instanceof CrierError)) throw err;
       return sendJson(req, res, 400, { code: err.code, message: err.message });
     }
+    // Where to resume from: the header an EventSource sends on every reconnect wins over the
+    // parameter, which the URL keeps (stale) across reconnects. `null`: not a position.
+    const header = req.headers['last-event-id'];
+    const lastEventId = (typeof header === 'string' && header !== '' ? header : undefined) ?? query.lastEventId;
+    const position = lastEventId === undefined ? undefined : parseSsePosition(lastEventId) ?? null;
     authenticateRequest(ingress, req, true).then(
       (principal) => {
         const denied = query.patterns.find((p) => !principal.subscribe.covers(p));
         if (denied !== undefined) {
           return refuseRequest(ingress, req, res, 'sse', new CrierError(ErrorCode.forbidden, `no grant of ${principal.id} covers subscribing to ${denied}`));
         }
-        if (!req.destroyed) this.open(req, res, query, address);
+        if (!req.destroyed) this.open(req, res, query, address, position);
       },
       (err: unknown) => refuseRequest(ingress, req, res, 'sse', err),
     );
   }
 
-  /** Starts the stream of an admitted request. */
-  private open(req: IncomingMessage, res: ServerResponse, query: SseQuery, address: string): void {
+  /**
+   * Starts the stream of an admitted request: `subscribed`, then (with a `position`) what the
+   * client missed and `resumed`, then live events.
+   */
+  private open(req: IncomingMessage, res: ServerResponse, query: SseQuery, address: string, position: SsePosition | null | undefined): void {
     const ingress = this.ingress;
-    const stream = new SseStream(res, query.patterns, query.filter, ingress);
+    const stream = new SseStream(res, query.patterns, query.filter, ingress, this.encoding);
     stream.address = address;
     ingress.admission.opened(address, false);
     res.writeHead(200, {
@@ -311,12 +339,66 @@ export class SseHub {
     req.socket.setNoDelay(true);
     const f = query.filter;
     const subscribed = { channels: query.patterns, labels: f?.l ?? [], labelMatch: f?.la ? 'all' : 'any', keys: f?.k ?? [] };
-    stream.write(`retry: ${SSE_RETRY_MS}\n\nevent: subscribed\ndata: ${JSON.stringify(subscribed)}\n\n`);
+    const engine = ingress.core.engine;
+    // Without a position to resume from, `subscribed` carries where the stream starts: a client
+    // that reconnects before its first event still gets what it missed.
+    const start = position === undefined ? `id: ${formatSsePosition(engine.epoch, engine.position())}\n` : '';
+    stream.write(`retry: ${SSE_RETRY_MS}\n\nevent: subscribed\n${start}data: ${JSON.stringify(subscribed)}\n\n`);
+    // Live from here: during a resume, live events are held until the replay is written.
+    if (position !== undefined) stream.holding = [];
     for (const pattern of query.patterns) ingress.core.registry.add(stream, pattern, stream.eventFilter);
     this.streams.add(stream);
     ingress.sseStreams = this.streams.size;
     res.on('close', () => this.remove(stream));
     ingress.log.debug({ uuid: stream.uuid, channels: query.patterns, remoteAddress: address }, 'sse stream open');
+    if (position !== undefined) this.resume(stream, position);
+  }
+
+  /**
+   * Replays what a resuming stream missed after `position`, merged over its patterns, then
+   * `resumed`, then the live events held meanwhile. The memory engine answers at once, so
+   * nothing is held and nothing is published between the read and the write.
+   */
+  private resume(stream: SseStream, position: SsePosition | null): void {
+    const engine = this.ingress.core.engine;
+    // The position the stream is live from: what `resumed` says the client has once caught up.
+    const live = engine.position();
+    const filter = stream.eventFilter;
+    const accept = filter === undefined ? undefined : (labels: string[] | undefined, key: string | undefined) => filter.passes(labels, key);
+    const bounds = replayBounds(this.ingress.bufferSize, this.ingress.maxBufferBytes);
+    let read: CatchUp | Promise<CatchUp>;
+    try {
+      read = readMissed(engine, stream.patterns, accept, position, bounds, (event) => event.as(this.encoding).length);
+    } catch (err) {
+      return this.resumeFailed(stream, err);
+    }
+    if (read instanceof Promise) read.then((done) => this.catchUp(stream, done, live), (err: unknown) => this.resumeFailed(stream, err));
+    else this.catchUp(stream, read, live);
+  }
+
+  /** Writes the replay and `resumed` in one write (bounded: see replayBounds), then ends the holding. */
+  private catchUp(stream: SseStream, catchUp: CatchUp, live: number): void {
+    const held = stream.holding ?? [];
+    stream.holding = undefined;
+    if (stream.closed) return;
+    const { replay, after, last } = joinHeld(catchUp.events, held);
+    const chunks = replay.map((e) => e.as(this.encoding));
+    const id = formatSsePosition(this.ingress.core.engine.epoch, Math.max(live, last));
+    chunks.push(resumedEvent(id, catchUp.reason, replay.length));
+    stream.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    this.ingress.countResume(catchUp.reason === undefined);
+    for (const e of after) stream.deliver(e);
+  }
+
+  /**
+   * The engine could not read the replay (a lost connection to its store): the stream is cut, so
+   * the client reconnects with the same `Last-Event-ID` and tries again, rather than go on with a
+   * gap it would not be told about.
+   */
+  private resumeFailed(stream: SseStream, err: unknown): void {
+    this.ingress.log.error({ err, uuid: stream.uuid }, 'sse resume: the replay could not be read; stream closed for a retry');
+    this.remove(stream);
+    stream.res.destroy();
   }
 
   /** Frees a stream whose response closed (or is being closed). Idempotent. */
