@@ -15,29 +15,30 @@ for (let c = 0; c < 128; c++) {
 const DOT = 46;
 
 /**
- * Why `name` is not a valid channel name or pattern, or `undefined` when it is. With
+ * Why `name` is not a valid channel name or pattern (a few words: they ship in the browser
+ * bundle), or `undefined` when it is. With
  * `allowWildcards`, `*` may stand as a whole segment and `>` as the whole last segment.
  */
 export function channelProblem(name: unknown, allowWildcards: boolean): string | undefined {
-  if (typeof name !== 'string') return 'must be a string';
+  if (typeof name !== 'string') return 'not a string';
   const n = name.length;
-  if (n === 0) return 'must not be empty';
-  if (n > MAX_CHANNEL_LENGTH) return `longer than ${MAX_CHANNEL_LENGTH} characters`;
+  if (n === 0) return 'empty';
+  if (n > MAX_CHANNEL_LENGTH) return `over ${MAX_CHANNEL_LENGTH} characters`;
   let segments = 1;
   let segStart = 0;
   for (let i = 0; i <= n; i++) {
     const c = i < n ? name.charCodeAt(i) : DOT;
     if (c === DOT) {
-      if (i === segStart) return 'has an empty segment';
-      if (i < n && ++segments > MAX_CHANNEL_SEGMENTS) return `has more than ${MAX_CHANNEL_SEGMENTS} segments`;
+      if (i === segStart) return 'empty segment';
+      if (i < n && ++segments > MAX_CHANNEL_SEGMENTS) return `over ${MAX_CHANNEL_SEGMENTS} segments`;
       segStart = i + 1;
     } else if (c === 42 /* * */ || c === 62 /* > */) {
-      if (!allowWildcards) return 'is a pattern: publish needs a concrete channel name';
+      if (!allowWildcards) return 'is a pattern';
       const wholeSegment = i === segStart && (i + 1 === n || name.charCodeAt(i + 1) === DOT);
-      if (!wholeSegment) return `'${String.fromCharCode(c)}' must be a whole segment`;
-      if (c === 62 && i + 1 !== n) return "'>' may only be the last segment";
+      if (!wholeSegment) return `'${String.fromCharCode(c)}' not a whole segment`;
+      if (c === 62 && i + 1 !== n) return "'>' not last";
     } else if (c >= 128 || segmentChar[c] !== 1) {
-      return `has an invalid character at ${i} (allowed: A-Z a-z 0-9 _ - and '.' between segments)`;
+      return `bad character at ${i} (A-Za-z0-9_-)`;
     }
   }
   return undefined;
@@ -46,13 +47,13 @@ export function channelProblem(name: unknown, allowWildcards: boolean): string |
 /** Throws `bad_channel` unless `name` is a concrete channel name. */
 export function assertChannel(name: unknown): asserts name is string {
   const problem = channelProblem(name, false);
-  if (problem !== undefined) throw new CrierError(ErrorCode.badChannel, `invalid channel name ${JSON.stringify(name)}: ${problem}`);
+  if (problem !== undefined) throw new CrierError(ErrorCode.badChannel, `channel ${JSON.stringify(name)}: ${problem}`);
 }
 
 /** Throws `bad_pattern` unless `pattern` is a valid channel name or pattern. */
 export function assertPattern(pattern: unknown): asserts pattern is string {
   const problem = channelProblem(pattern, true);
-  if (problem !== undefined) throw new CrierError(ErrorCode.badPattern, `invalid pattern ${JSON.stringify(pattern)}: ${problem}`);
+  if (problem !== undefined) throw new CrierError(ErrorCode.badPattern, `pattern ${JSON.stringify(pattern)}: ${problem}`);
 }
 
 /** True when `pattern` holds a `*` or `>` segment. Assumes a valid pattern. */

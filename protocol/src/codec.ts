@@ -107,19 +107,19 @@ export function codecError(err: unknown): CrierError {
 
 /** Checks a decoded value against its frame type's shape in `shapes`: a type not there is `unknown_type`. */
 export function checkFrame(value: unknown, shapes: Shapes): Frame {
-  if (!isPlainRecord(value)) throw new CrierError(ErrorCode.badFrame, 'a frame must be a msgpack map');
+  if (!isPlainRecord(value)) throw new CrierError(ErrorCode.badFrame, 'frame must be a msgpack map');
   const requestId = isUint(value['r']) ? (value['r'] as number) : undefined;
   const type = value['t'];
-  if (typeof type !== 'number') throw new CrierError(ErrorCode.badFrame, 'frame has no numeric type field "t"', requestId);
+  if (typeof type !== 'number') throw new CrierError(ErrorCode.badFrame, 'frame: no numeric "t"', requestId);
   const shape = shapes.get(type);
   if (!shape) throw new CrierError(ErrorCode.unknownType, `unknown frame type ${type}`, requestId);
   for (const [field, check] of shape.req) {
-    if (!check(value[field])) throw new CrierError(ErrorCode.badFrame, `frame type ${type}: field "${field}" is missing or of the wrong type`, requestId);
+    if (!check(value[field])) throw new CrierError(ErrorCode.badFrame, `frame type ${type}: "${field}" missing or mistyped`, requestId);
   }
   for (const [field, check] of shape.opt) {
     const v = value[field];
     if (v !== undefined && v !== null && !check(v)) {
-      throw new CrierError(ErrorCode.badFrame, `frame type ${type}: field "${field}" is of the wrong type`, requestId);
+      throw new CrierError(ErrorCode.badFrame, `frame type ${type}: "${field}" mistyped`, requestId);
     }
     if (v === null) delete value[field];
   }

@@ -29,7 +29,7 @@ export interface SubscribeFilter {
 }
 
 function assertMap(f: unknown): void {
-  if (typeof f !== 'object' || Array.isArray(f)) throw new CrierError(ErrorCode.badFilter, 'a filter must be a map (an object)');
+  if (typeof f !== 'object' || Array.isArray(f)) throw new CrierError(ErrorCode.badFilter, 'filter: not an object');
 }
 
 /**
@@ -46,11 +46,11 @@ export function toWireFilter(f: SubscribeFilter | null | undefined): Subscriptio
 function strings(v: unknown, what: string, max: number, maxLength: number): string[] | undefined {
   if (v === undefined || v === null) return undefined;
   if (!Array.isArray(v) || v.length > max) {
-    throw new CrierError(ErrorCode.badFilter, `filter ${what} must be an array of at most ${max} strings`);
+    throw new CrierError(ErrorCode.badFilter, `filter ${what}: not an array of at most ${max}`);
   }
   for (const s of v) {
     if (!isBoundedString(s, maxLength)) {
-      throw new CrierError(ErrorCode.badFilter, `each filter ${what.slice(0, -1)} must be a string of 1-${maxLength} characters`);
+      throw new CrierError(ErrorCode.badFilter, `filter ${what}: each 1-${maxLength} characters`);
     }
   }
   // Sorted and deduplicated: one filter, one spelling (the subscription's identity).
@@ -68,7 +68,7 @@ export function canonicalFilter(f: SubscriptionFilter | null | undefined): Subsc
   const l = strings(f.l, 'labels', MAX_FILTER_LABELS, MAX_LABEL_LENGTH);
   const k = strings(f.k, 'keys', MAX_FILTER_KEYS, MAX_KEY_LENGTH);
   if (f.la !== undefined && f.la !== null && typeof f.la !== 'boolean') {
-    throw new CrierError(ErrorCode.badFilter, 'filter la must be a boolean');
+    throw new CrierError(ErrorCode.badFilter, 'filter la: not a boolean');
   }
   if (!l && !k) return undefined;
   const out: SubscriptionFilter = {};
