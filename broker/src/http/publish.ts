@@ -7,8 +7,9 @@ import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
 import type { Principal } from '../auth/principal.js';
 import { clientAddress } from '../admission/client-address.js';
 import { applyCors, originAllowed } from './cors.js';
-import { sendJson } from './response.js';
+import { BAD_REQUEST, sendJson } from './response.js';
 import { validatePublish } from '../core/publish-validation.js';
+import type { PublishRequest } from '../engine/engine.js';
 
 /** HTTP status of each error code an HTTP publish can answer. */
 const STATUS_OF: Readonly<Record<string, number>> = {
@@ -22,6 +23,8 @@ const STATUS_OF: Readonly<Record<string, number>> = {
 };
 
 const EMPTY = new Uint8Array(0);
+/** An `Idempotency-Key`: the characters and length of a WebSocket publish's message id (`i`). */
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9_.:-]{1,64}$/;
 /** Seconds a publish refused by a draining or closing broker is told to wait (another node serves it meanwhile). */
 const SHUTDOWN_RETRY_AFTER_SECONDS = 5;
 
@@ -40,7 +43,9 @@ const PUBLISH_HEADERS = { 'Content-Security-Policy': "default-src 'none'" } as c
  * encoded), through the same in-process publish as a socket's. Labels come from `?label=a&label=b`,
  * `?labels=a,b` or a `Crier-Labels: a,b` header (all of them, in that order), the key from
  * `?key=k` or a `Crier-Key` header (not both). Answers `202 {id, offset, epoch}`, or
- * `{code, message}` with the socket's error codes.
+ * `{code, message}` with the socket's error codes. With an `Idempotency-Key` header, a repeat of
+ * the key by the same publisher within `idempotencyWindow` answers the first publish's result and
+ * publishes nothing.
  *
  * The body is gathered into one buffer as it streams, never past `maxPayload`: a `Content-Length`
  * above it is refused before reading, and a body that streams past it is answered 413 at once;
@@ -64,6 +69,7 @@ function publishAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
   let channel: string;
   let labels: string[] | undefined;
   let key: string | undefined;
+  let idempotency: PublishRequest['idempotency'];
   let declared: number | undefined;
   try {
     if (ingress.closing || ingress.draining) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
@@ -79,6 +85,7 @@ function publishAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
     }
     channel = decodeChannel(rawChannel);
     ({ labels, key } = labelsAndKey(req));
+    idempotency = idempotencyOf(ingress, req, principal);
     // Everything but the data is checked before a byte of the body is read.
     validatePublish(channel, EMPTY, labels, key, maxPayload);
     if (!principal.publish.allows(channel)) {
@@ -108,7 +115,7 @@ function publishAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
       if (ingress.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
       const data = body.bytes();
       validatePublish(channel, data, labels, key, maxPayload);
-      const result = ingress.core.publish({ channel, data, labels, key });
+      const result = ingress.core.publish({ channel, data, labels, key, idempotency });
       if (!(result instanceof Promise)) return sendJson(req, res, 202, publishResult(result), PUBLISH_HEADERS);
       result.then((done) => sendJson(req, res, 202, publishResult(done), PUBLISH_HEADERS), (err: unknown) => fail(ingress, req, res, err));
     } catch (err) {
@@ -131,6 +138,21 @@ function decodeChannel(raw: string): string {
   }
 }
 
+/**
+ * The `Idempotency-Key` of a publish, scoped to its publisher: an authenticated principal by its
+ * id (the scope of its WebSocket publishes too, so a retry over either door is the same message),
+ * an anonymous client by its address (clientAddress), as it has nothing else to be known by.
+ */
+function idempotencyOf(ingress: Ingress, req: IncomingMessage, principal: Principal): PublishRequest['idempotency'] {
+  const id = req.headers['idempotency-key'];
+  if (id === undefined) return undefined;
+  if (typeof id !== 'string' || !IDEMPOTENCY_KEY.test(id)) {
+    throw new BadRequest('Idempotency-Key must be 1-64 characters of A-Z a-z 0-9 _ - . :');
+  }
+  const scope = principal.kind === 'anonymous' ? `a:${clientAddress(req, ingress.trustedProxies)}` : principal.id;
+  return { scope, id };
+}
+
 /** Labels and key from the query string and the `Crier-Labels` / `Crier-Key` headers. */
 function labelsAndKey(req: IncomingMessage): { labels: string[] | undefined; key: string | undefined } {
   const url = req.url ?? '';
@@ -151,6 +173,9 @@ function splitList(list: string): string[] {
   return list.split(',').map((s) => s.trim());
 }
 
+/** A malformed header: 400 `bad_request` (not a protocol code: the socket has no such header). */
+class BadRequest extends Error {}
+
 /** A refused HTTP publish over its address's rate, and when to try again. */
 class RateLimited extends CrierError {
   constructor(message: string, readonly retryAfterSeconds: number) {
@@ -159,6 +184,10 @@ class RateLimited extends CrierError {
 }
 
 function fail(ingress: Ingress, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  if (err instanceof BadRequest) {
+    sendJson(req, res, 400, { code: BAD_REQUEST, message: err.message }, PUBLISH_HEADERS);
+    return;
+  }
   if (!(err instanceof CrierError)) {
     ingress.log.error({ err }, 'HTTP publish failed');
     sendJson(req, res, 500, { code: 'internal', message: 'the broker could not publish the event' }, PUBLISH_HEADERS);
