@@ -114,8 +114,10 @@ describe('GET /events', () => {
     b.publish('user.created', text(''));
     await c.waitEvents('user.created', 2);
     await c.waitEvents('order.completed', 1);
-    expect(c.of('user.created')).toEqual([{ event: 'user.created', data: '{"id":42}', id: '1' }, { event: 'user.created', data: '', id: '2' }]);
-    expect(c.of('order.completed')).toEqual([{ event: 'order.completed', data: 'line one\nline two\nline three', id: '1' }]);
+    // Each id is the event's position in the broker's stream, <epoch>:<seq> (see sse-resume.test.ts).
+    const at = (seq: number): unknown => expect.stringMatching(new RegExp(`^\\S+:${seq}$`));
+    expect(c.of('user.created')).toEqual([{ event: 'user.created', data: '{"id":42}', id: at(1) }, { event: 'user.created', data: '', id: at(4) }]);
+    expect(c.of('order.completed')).toEqual([{ event: 'order.completed', data: 'line one\nline two\nline three', id: at(2) }]);
     expect(c.of('order.created')).toEqual([]);
   });
 
@@ -242,7 +244,8 @@ describe('GET /events', () => {
     }
     const dropped = b.stats().dropped;
     expect(dropped).toBeGreaterThan(0);
-    expect(fast.of('load.data').map((m) => Number(m.id))).toEqual(Array.from({ length: published }, (_, i) => i + 1));
+    const seq = (m: SseMessage): number => Number(m.id.slice(m.id.lastIndexOf(':') + 1));
+    expect(fast.of('load.data').map(seq)).toEqual(Array.from({ length: published }, (_, i) => i + 1));
 
     slow.res.socket.resume();
     slow.res.resume();
@@ -251,7 +254,7 @@ describe('GET /events', () => {
     await waitFor('the slow stream to recover', () => b.stats().slowConsumers === 0);
     b.publish('load.end', text('end'));
     await slow.waitEvents('load.end', 1);
-    const ids = slow.of('load.data').map((m) => Number(m.id));
+    const ids = slow.of('load.data').map(seq);
     expect(ids.length + dropped).toBe(published);
     expect(ids).toEqual([...ids].sort((x, y) => x - y));
   }, 60_000);

@@ -67,7 +67,8 @@ it('an HTTP POST reaches an SSE stream and a WebSocket subscriber alike', async 
   const events = await reading;
   controller.abort();
   expect(events.map((e) => e.event)).toEqual(['subscribed', 'user.created']);
-  expect(events[1]).toEqual({ event: 'user.created', id: '1', data: '{"id":42}' });
+  // The id is the event's stream position, <epoch>:<seq> (what Last-Event-ID resumes from).
+  expect(events[1]).toEqual({ event: 'user.created', id: expect.stringMatching(/^\S+:\d+$/), data: '{"id":42}' });
 
   const got = await inbox.waitForCount(2);
   expect(got.map((e) => [e.channel, decodeText(e.data)])).toEqual([
