@@ -8,7 +8,8 @@ import type { Broker, BrokerOptions, Engine, ReplayPage } from '../src/index.js'
 import { MemoryEngine } from '../src/engine/memory-engine.js';
 import { StreamEvent } from '../src/engine/stream-event.js';
 import { systemClock } from '../src/clock.js';
-import { joinHeld, mergeReplays, parseSsePosition } from '../src/http/sse-resume.js';
+import { mergeReplays } from '../src/core/replay.js';
+import { joinHeld, parseSsePosition } from '../src/transport/sse-resume.js';
 import type { Ingress } from '../src/transport/ingress.js';
 import type { SseHub } from '../src/transport/sse.js';
 import { Signal, cleanup, startBroker, text, waitFor } from './helpers.js';

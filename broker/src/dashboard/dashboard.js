@@ -341,6 +341,8 @@ let pending = []; // events received and not yet rendered, oldest first
 let renderQueued = false;
 let received = 0;
 let missed = 0;
+/** Why the tail may lack events after the last reconnect (a resume that did not recover them). */
+let gap;
 
 function tailRow(event) {
   const row = el('div', 'row');
@@ -386,6 +388,7 @@ function updateTailInfo() {
   const info = $('tail-info');
   const parts = [`${grouped.format(received)} received`];
   if (missed > 0) parts.push(`${grouped.format(missed)} missed (this page was too slow)`);
+  if (gap !== undefined) parts.push(`events published while disconnected may be missing (${gap.replace(/_/g, ' ')}): reload to start afresh`);
   if (paused) parts.push(`paused, ${grouped.format(Math.min(pending.length, TAIL_MAX))} waiting`);
   info.textContent = `the last ${TAIL_MAX} events matching ${subscription ? subscription.pattern : '—'}, newest first · ${parts.join(' · ')}`;
 }
@@ -499,6 +502,12 @@ function connectClient() {
   });
   client.on('dropped', ({ total }) => {
     missed += total;
+    updateTailInfo();
+  });
+  // After a reconnect the SDK resumes: the broker replays what the tail missed meanwhile, or says
+  // it cannot (the broker restarted, history was trimmed…), which the tail then says too.
+  client.on('resumed', (info) => {
+    gap = info.recovered ? undefined : info.reason ?? 'unknown';
     updateTailInfo();
   });
   // The SDK itself quits on unload and suspends/resumes around the back/forward cache.

@@ -9,19 +9,10 @@ import {
 import type { ParkedSession, ReplayPage, SessionTake } from '../engine/engine.js';
 import type { StreamEvent } from '../engine/stream-event.js';
 import { filterChars } from '../core/filter.js';
+import { MAX_REPLAY_EVENTS, mergeReplays, when, type Maybe } from '../core/replay.js';
 import { principalKey, type Connection } from './connection.js';
 import type { Ingress } from './ingress.js';
 
-/** Events one resume replays at most; past it the resume says `replay_limit`. */
-export const MAX_REPLAY_EVENTS = 10_000;
-
-/** A value now, or later: what engines answer. */
-type Maybe<T> = T | Promise<T>;
-
-/** `then` without a promise when the value is already there (the memory engine's case). */
-export function when<T, U>(value: Maybe<T>, next: (value: T) => Maybe<U>): Maybe<U> {
-  return value instanceof Promise ? value.then(next) : next(value);
-}
 
 /** What a resume restores and replays, before the welcome is sent. */
 export interface Resumption {
@@ -89,17 +80,14 @@ export function restore(ingress: Ingress, conn: Connection, session: ParkedSessi
     ? Promise.all(reads.map((r) => r.page))
     : reads.map((r) => r.page as ReplayPage);
   return when(pages, (done) => {
-    const merged = new Map<number, StreamEvent>();
+    const { events } = mergeReplays(done, { events: MAX_REPLAY_EVENTS, bytes: Infinity }, () => 0);
+    // Per pattern: trimmed history, or events past what one replay carries.
+    const last = events.length > 0 ? events[events.length - 1]!.seq : 0;
     for (let i = 0; i < done.length; i++) {
       const page = done[i]!;
+      const cut = page.more || (page.events.length > 0 && page.events[page.events.length - 1]!.seq > last);
       if (!page.complete) fail(reads[i]!.pattern, ResumeReason.historyEvicted);
-      else if (page.more) fail(reads[i]!.pattern, ResumeReason.replayLimit);
-      for (const event of page.events) merged.set(event.seq, event);
-    }
-    let events = [...merged.values()].sort((a, b) => a.seq - b.seq);
-    if (events.length > MAX_REPLAY_EVENTS) {
-      events = events.slice(0, MAX_REPLAY_EVENTS);
-      for (const r of reads) if (!failed.includes(r.pattern)) fail(r.pattern, ResumeReason.replayLimit);
+      else if (cut) fail(reads[i]!.pattern, ResumeReason.replayLimit);
     }
     const outcome: ResumeOutcome = { n: events.length };
     if (why !== undefined) outcome.why = why;

@@ -10,9 +10,8 @@ import { Encoding, type StreamEvent } from '../engine/stream-event.js';
 import { applyCors, originAllowed } from '../http/cors.js';
 import { dataAsText } from '../http/event-data.js';
 import { sendJson } from '../http/response.js';
-import {
-  formatSsePosition, joinHeld, parseSsePosition, readMissed, replayBounds, resumedEvent, type CatchUp, type SsePosition,
-} from '../http/sse-resume.js';
+import { type CatchUp } from '../core/replay.js';
+import { formatSsePosition, joinHeld, parseSsePosition, readMissed, replayBounds, resumedEvent, type SsePosition } from './sse-resume.js';
 import type { Ingress } from './ingress.js';
 
 /** Sent first on every stream: how long a browser's EventSource waits before reconnecting (ms). */

@@ -1,7 +1,7 @@
 import { ResumeReason } from '@crier/protocol';
+import { MAX_REPLAY_EVENTS, mergeReplays, when, type CatchUp, type ReplayBounds } from '../core/replay.js';
 import type { Engine, ReplayPage } from '../engine/engine.js';
 import type { StreamEvent } from '../engine/stream-event.js';
-import { MAX_REPLAY_EVENTS, when } from '../transport/resume.js';
 
 // The resume of an SSE stream: every event's `id:` is its position in the broker's stream,
 // `<engine epoch>:<seq>`; an EventSource sends the last one back as `Last-Event-ID` when it
@@ -12,20 +12,6 @@ export interface SsePosition {
   /** The engine's stream epoch: `seq` counts within it. */
   epoch: string;
   seq: number;
-}
-
-/** What a resume writes before the stream goes live: the missed events, and why not all of them. */
-export interface CatchUp {
-  /** In stream order, each once. */
-  events: StreamEvent[];
-  /** Undefined when nothing missed is left out. */
-  reason: ResumeReason | undefined;
-}
-
-/** How much one resume replays at most: past either bound it says `replay_limit`. */
-export interface ReplayBounds {
-  events: number;
-  bytes: number;
 }
 
 /**
@@ -71,40 +57,6 @@ export function readMissed(
   const pages = patterns.map((p) => engine.replay(p, position.seq, bounds.events, accept));
   const all = pages.some((p) => p instanceof Promise) ? Promise.all(pages) : (pages as ReplayPage[]);
   return when(all, (done) => mergeReplays(done, bounds, size));
-}
-
-/**
- * The replays of a stream's patterns as one: in stream order, an event two patterns match once,
- * within `bounds` (at least one event, however large; `size` is its SSE length). A page cut by
- * its limit (`more`) ends the merge at its last event: the other pages may hold events after it,
- * and what is written must have no hole behind its last event.
- */
-export function mergeReplays(pages: readonly ReplayPage[], bounds: ReplayBounds, size: (event: StreamEvent) => number): CatchUp {
-  let evicted = false;
-  let limited = false;
-  let horizon = Infinity;
-  for (const page of pages) {
-    if (!page.complete) evicted = true;
-    if (page.more) {
-      limited = true;
-      horizon = Math.min(horizon, page.events.length > 0 ? page.events[page.events.length - 1]!.seq : 0);
-    }
-  }
-  const bySeq = new Map<number, StreamEvent>();
-  for (const page of pages) for (const event of page.events) if (event.seq <= horizon) bySeq.set(event.seq, event);
-  const events = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
-  let n = 0;
-  let bytes = 0;
-  for (; n < events.length && n < bounds.events; n++) {
-    bytes += size(events[n]!);
-    if (n > 0 && bytes > bounds.bytes) break;
-  }
-  if (n < events.length) {
-    events.length = n;
-    limited = true;
-  }
-  const reason = evicted ? ResumeReason.historyEvicted : limited ? ResumeReason.replayLimit : undefined;
-  return { events, reason };
 }
 
 /**
