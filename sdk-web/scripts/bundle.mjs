@@ -38,7 +38,7 @@ const INTERNAL_NAMES = [
   // KeepAlive
   'framesAtCheck', 'silentChecks', 'framesAtProbe', 'probeGrace', 'dueAt', 'sendProbe', 'received', 'interval', 'frames',
   // Publisher, Subscriptions, EventStream, PendingRequests
-  'bufferFull', 'transmit', 'tooLarge', 'entryFor', 'registry', 'streams', 'handles', 'acked', 'host', 'deliver',
+  'bufferFull', 'transmit', 'tooLarge', 'prefix', 'published', 'entryFor', 'registry', 'streams', 'handles', 'acked', 'host', 'deliver',
   'dispatch', 'resubscribe', 'removePattern', 'onOverflow', 'onReturn', 'capacity', 'waiters',
   'nextId', 'timeoutMs', 'settle', 'rejectAll', 'timer', 'waiting', 'byKey', 'buffered', 'end', 'remove',
   // Credential

@@ -175,7 +175,8 @@ class Client implements CrierClient {
 
   private down(final: boolean, info: StateInfo): void {
     if (!final) {
-      this.pending.rejectAll(ErrorCode.disconnected, `connection lost${describeClose(info)}: the broker may or may not have it`);
+      // Acked publishes in flight go back to the publisher's queue, to be sent again (same id).
+      this.pending.rejectAll(ErrorCode.disconnected, `connection lost${describeClose(info)}`);
       return;
     }
     const error = new CrierError(ErrorCode.closed, `client closed${describeClose(info)}`);

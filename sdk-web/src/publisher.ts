@@ -4,15 +4,14 @@ import type { ResolvedOptions } from './options.js';
 import type { PendingRequests } from './pending.js';
 import type { FireAndForgetOptions, PublishAck, PublishOptions } from './types.js';
 
+/** One publish, from the call to its ack (or to the socket, without one). */
 interface Publish {
   channel: string;
   data: Uint8Array;
   labels: string[] | undefined;
   key: string | undefined;
-  ack: boolean;
-}
-
-interface Queued extends Publish {
+  /** The message id of an acked publish; `undefined` for fire-and-forget. */
+  id: string | undefined;
   resolve(ack: PublishAck | undefined): void;
   reject(error: CrierError): void;
 }
@@ -22,7 +21,7 @@ export const MAX_SOCKET_BUFFER = 16 * 1024 * 1024;
 
 function toFrame(item: Publish, r: number | undefined): PublishFrame {
   // Undefined fields are left out by the encoder.
-  return { t: FrameType.publish, r, c: item.channel, d: item.data, l: item.labels, k: item.key };
+  return { t: FrameType.publish, r, c: item.channel, d: item.data, l: item.labels, k: item.key, i: item.id };
 }
 
 function refuse(code: ErrorCode, channel: string, why: string): CrierError {
@@ -37,12 +36,21 @@ function toAck(frame: AckFrame): PublishAck {
  * Publishing: local checks that fail fast, acked and fire-and-forget sends, and the bounded queue
  * of publishes made while offline (sent, in order, after the next `welcome`).
  *
- * Delivery is at-most-once: an acked publish whose connection drops before its ack rejects with
- * `disconnected`, and is not sent again (the broker may or may not have it).
+ * Every acked publish carries a message id (`i`): this client's random prefix and a counter.
+ * One sent but not acked when the connection drops is not failed: it goes back to the head of
+ * the queue and is sent again, with the same id, after the next `welcome`, before newer
+ * publishes. The broker acks a repeated id with the first one's result and delivers it to nobody,
+ * so a publish the application awaited is delivered once across a drop.
  */
 export class Publisher {
-  private queue: Queued[] = [];
+  private queue: Publish[] = [];
   private closedWith: CrierError | undefined;
+  /**
+   * Unique across the clients of one principal (the broker keys ids by principal): not the
+   * injectable `random`, which tests (and backoff) may make deterministic.
+   */
+  private readonly prefix = Math.random().toString(36).slice(2, 12) + '.';
+  private published = 0;
 
   constructor(
     private readonly connection: Connection,
@@ -53,31 +61,28 @@ export class Publisher {
   ) {}
 
   publish(channel: string, data: Uint8Array, options: PublishOptions | FireAndForgetOptions = {}): Promise<PublishAck | undefined> {
-    try {
-      assertChannel(channel);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    if (!(data instanceof Uint8Array)) {
-      return Promise.reject(new TypeError('crier: data must be a Uint8Array (see encodeText, encodeJson)'));
-    }
-    const refused = this.closedWith ?? this.tooLarge(data);
-    if (refused) return Promise.reject(refused);
-    const item: Publish = { channel, data, labels: options.labels, key: options.key, ack: options.ack !== false };
-    if (this.connection.isOpen) return this.send(item);
-    if (this.options.offline === 'fail') {
-      return Promise.reject(refuse(ErrorCode.disconnected, channel, "not connected (offline: 'fail')"));
-    }
-    if (this.queue.length >= this.options.offlineQueueSize) {
-      return Promise.reject(refuse(ErrorCode.queueFull, channel, `offline queue full (${this.options.offlineQueueSize})`));
-    }
     return new Promise((resolve, reject) => {
-      this.queue.push({ ...item, resolve, reject });
-      if (!item.ack) resolve(undefined);
+      assertChannel(channel); // a throw here rejects
+      if (!(data instanceof Uint8Array)) throw new TypeError('crier: data must be a Uint8Array (see encodeText, encodeJson)');
+      const refused = this.closedWith ?? this.tooLarge(data);
+      if (refused) throw refused;
+      const id = options.ack === false ? undefined : this.prefix + (this.published++).toString(36);
+      const item: Publish = { channel, data, labels: options.labels, key: options.key, id, resolve, reject };
+      if (this.connection.isOpen) {
+        const full = this.bufferFull(channel);
+        if (full) throw full;
+        return this.transmit(item);
+      }
+      if (this.options.offline === 'fail') throw refuse(ErrorCode.disconnected, channel, "not connected (offline: 'fail')");
+      if (this.queue.length >= this.options.offlineQueueSize) {
+        throw refuse(ErrorCode.queueFull, channel, `offline queue full (${this.options.offlineQueueSize})`);
+      }
+      this.queue.push(item);
+      if (!id) resolve(undefined);
     });
   }
 
-  /** After a `welcome`: sends the queued publishes, oldest first. */
+  /** After a `welcome`: sends the queued publishes, oldest first (those resent after a drop lead). */
   flush(): void {
     const queued = this.queue;
     this.queue = [];
@@ -86,8 +91,8 @@ export class Publisher {
       // The limits may have become known (or changed) since the publish was queued, and the
       // socket may have filled up with the publishes flushed before this one.
       const refused = this.tooLarge(item.data) ?? this.bufferFull(item.channel);
-      if (refused === undefined) this.transmit(item).then(item.resolve, item.reject);
-      else if (item.ack) item.reject(refused);
+      if (refused === undefined) this.transmit(item);
+      else if (item.id) item.reject(refused);
       // A fire-and-forget publish resolved when it was queued: its refusal can only be an event.
       else failures.push(refused);
     }
@@ -100,12 +105,7 @@ export class Publisher {
     this.closedWith = error;
     const queued = this.queue;
     this.queue = [];
-    for (const item of queued) if (item.ack) item.reject(error);
-  }
-
-  private send(item: Publish): Promise<PublishAck | undefined> {
-    const refused = this.bufferFull(item.channel);
-    return refused === undefined ? this.transmit(item) : Promise.reject(refused);
+    for (const item of queued) if (item.id) item.reject(error);
   }
 
   /**
@@ -119,16 +119,21 @@ export class Publisher {
     return refuse(ErrorCode.queueFull, channel, `${buffered} bytes unsent (max ${MAX_SOCKET_BUFFER}): slow down`);
   }
 
-  /** Hands the publish to the socket (checks done); an acked one resolves with its ack. */
-  private transmit(item: Publish): Promise<PublishAck | undefined> {
-    if (!item.ack) {
+  /**
+   * Hands the publish to the socket (checks done). A fire-and-forget one resolves now; an acked
+   * one with its ack, or goes back to the queue when the connection drops first (the queue is
+   * empty while connected, and the requests are rejected in the order they were sent).
+   */
+  private transmit(item: Publish): void {
+    if (!item.id) {
       this.connection.send(toFrame(item, undefined));
-      return Promise.resolve(undefined);
+      return item.resolve(undefined);
     }
-    return new Promise((resolve, reject) => {
-      const r = this.pending.add({ resolve: (ack) => resolve(toAck(ack)), reject }, `publish to "${item.channel}"`);
-      this.connection.send(toFrame(item, r));
-    });
+    const r = this.pending.add({
+      resolve: (ack) => item.resolve(toAck(ack as AckFrame)),
+      reject: (err) => (err.code === ErrorCode.disconnected ? this.queue.push(item) : item.reject(err)),
+    }, `publish to "${item.channel}"`);
+    this.connection.send(toFrame(item, r));
   }
 
   private tooLarge(data: Uint8Array): CrierError | undefined {

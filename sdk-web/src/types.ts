@@ -266,7 +266,12 @@ export interface CrierClient {
   readonly limits: ClientLimits | undefined;
   /** Resolves when connected (now or at the next `welcome`); rejects with `closed` if closed. */
   ready(): Promise<void>;
-  /** Publishes and resolves with the broker's ack. */
+  /**
+   * Publishes and resolves with the broker's ack. The publish carries a message id: if the
+   * connection drops before the ack, it is sent again after the next `welcome` (before newer
+   * publishes) with the same id, and the broker, which remembers ids for its idempotency window,
+   * delivers it once.
+   */
   publish(channel: string, data: Uint8Array, options?: PublishOptions): Promise<PublishAck>;
   /** Publishes without an ack: resolves once handed to the socket (or queued offline). */
   publish(channel: string, data: Uint8Array, options: FireAndForgetOptions): Promise<void>;

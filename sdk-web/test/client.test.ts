@@ -130,14 +130,32 @@ describe('reconnect', () => {
     await waitFor('the event after the reconnect', () => got.length === 1);
   });
 
-  it('a request in flight when the connection drops rejects with disconnected', async () => {
-    const b = await broker({ intercept: (_conn, f) => f.t === FrameType.publish }); // never acks
+  it('a publish in flight when the socket drops is resent once with the same id and resolves once; the broker delivers it once', async () => {
+    // The first connection takes the publish (delivers it) and drops before its ack.
+    const b: FakeBroker = await broker({
+      intercept: (conn, f) => {
+        if (f.t !== FrameType.publish || conn !== b.connections[1]) return false;
+        b.accept(f);
+        conn.close(CloseCode.internalError);
+        return true;
+      },
+    });
+    const watcher = client(b);
+    const seen = record(watcher);
+    await waitFor('the watcher subscribed', watcher.subscribe('a.*').ready);
     const c = client(b);
     await waitFor('ready', c.ready());
-    const inFlight = c.publish('a.b', bytes(1));
-    await waitFor('the publish at the broker', () => b.connections[0]!.received(FrameType.publish).length === 1);
-    b.connections[0]!.close(CloseCode.internalError);
-    await expect(waitFor('the rejection', inFlight)).rejects.toMatchObject({ code: ErrorCode.disconnected });
+    const settled: unknown[] = [];
+    const inFlight = c.publish('a.b', bytes(1)).then((ack) => (settled.push(ack), ack), (err: unknown) => (settled.push(err), Promise.reject(err)));
+    const ack = await waitFor('the ack after the reconnect', inFlight);
+    const [sent] = b.connections[1]!.received(FrameType.publish);
+    expect(b.connections[2]!.received(FrameType.publish)).toEqual([{ ...sent, r: expect.any(Number) }]);
+    expect(ack).toEqual({ id: 'ev-1', offset: 1, epoch: 'E1' }); // the first one's
+    expect(settled).toEqual([ack]);
+    expect(b.log).toHaveLength(1);
+    await c.publish('a.b', bytes(2)); // in order behind it on the watcher's stream
+    await waitFor('the next event', () => seen.events.length === 2);
+    expect(seen.events.map((e) => e.data)).toEqual([bytes(1), bytes(2)]);
   });
 
   it.each([

@@ -139,19 +139,27 @@ describe('reconnect', () => {
     expect(clock.pending()).toEqual([]);
   });
 
-  it('rejects pending acked requests with disconnected, and keeps queued ones for the next welcome', async () => {
+  it('sends an acked publish in flight when the connection dropped again after the next welcome, with its id, before the publishes queued meanwhile', async () => {
     const { client, socket, clock, welcome } = scriptedClient();
     welcome();
-    const sent = client.publish('a.b', new Uint8Array([1]));
+    const results: unknown[] = [];
+    const sent = client.publish('a.b', new Uint8Array([1])).then((ack) => results.push(ack));
+    const [first] = socket().sentOf(FrameType.publish);
     socket().fireClose(CloseCode.abnormal);
-    await expect(sent).rejects.toMatchObject({ code: ErrorCode.disconnected });
     const queued = client.publish('a.b', new Uint8Array([2]));
     clock.advance(1000);
     const s = welcome();
     const publish = s.sentOf(FrameType.publish);
-    expect(publish).toEqual([{ t: FrameType.publish, r: 2, c: 'a.b', d: new Uint8Array([2]) }]);
-    s.receive({ t: FrameType.ack, r: 2, id: 'e2', o: 7, e: 'E' });
+    expect(publish).toEqual([
+      { t: FrameType.publish, r: 2, c: 'a.b', d: new Uint8Array([1]), i: first!.i },
+      { t: FrameType.publish, r: 3, c: 'a.b', d: new Uint8Array([2]), i: expect.any(String) },
+    ]);
+    expect(publish[1]!.i).not.toBe(first!.i);
+    s.receive({ t: FrameType.ack, r: 2, id: 'e1', o: 6, e: 'E' });
+    s.receive({ t: FrameType.ack, r: 3, id: 'e2', o: 7, e: 'E' });
+    await sent;
     await expect(queued).resolves.toEqual({ id: 'e2', offset: 7, epoch: 'E' });
+    expect(results).toEqual([{ id: 'e1', offset: 6, epoch: 'E' }]);
   });
 
   it('ignores a late close or message from a socket it already gave up on', () => {

@@ -15,6 +15,7 @@ import {
   type BrokerFrame,
   type ClientFrame,
   type EventFrame,
+  type PublishFrame,
 } from '@crier/protocol';
 import { changed } from './wait-for.js';
 
@@ -72,6 +73,13 @@ export interface FakeBroker {
   readonly connections: FakeConnection[];
   /** Delivers an event to every open connection with a matching pattern; returns the frame. */
   publish(channel: string, data: Uint8Array, extra?: { labels?: string[]; key?: string }): EventFrame;
+  /**
+   * What a publish frame does: delivers its event, or, for a message id (`i`) seen before, the
+   * first event of that id again without delivering anything (the broker's idempotency).
+   */
+  accept(frame: PublishFrame): EventFrame;
+  /** Every event published, in stream order. */
+  readonly log: EventFrame[];
   close(): Promise<void>;
 }
 
@@ -87,17 +95,28 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
   const offsets = new Map<string, number>();
   let nextUuid = 1;
   let nextEvent = 1;
+  const log: EventFrame[] = [];
+  const byMessageId = new Map<string, EventFrame>();
 
   const publish: FakeBroker['publish'] = (channel, data, extra = {}) => {
     const offset = (offsets.get(channel) ?? 0) + 1;
     offsets.set(channel, offset);
     const event: EventFrame = { t: FrameType.event, c: channel, d: data, id: `ev-${nextEvent++}`, o: offset, e: 'E1', ts: Date.now(), l: extra.labels, k: extra.key };
+    log.push(event);
     const bytes = encodeFrame(event);
     for (const c of connections) {
       if (c.closed || c.silent || c.uuid === undefined) continue;
       // Once per connection, however many of its patterns match.
       if ([...c.patterns].some((p) => matchPattern(p, channel))) c.socket.send(bytes);
     }
+    return event;
+  };
+
+  const accept = (f: PublishFrame): EventFrame => {
+    const first = f.i === undefined ? undefined : byMessageId.get(f.i);
+    if (first) return first;
+    const event = publish(f.c, f.d, { labels: f.l, key: f.k });
+    if (f.i !== undefined) byMessageId.set(f.i, event);
     return event;
   };
 
@@ -135,7 +154,7 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
         const problem = channelProblem(f.c, false);
         const code = problem ? ErrorCode.badChannel : f.d.length > lim.mp ? ErrorCode.payloadTooLarge : undefined;
         if (code) return c.send({ t: FrameType.error, r: f.r, code, msg: problem ?? 'too large' });
-        const event = publish(f.c, f.d, { labels: f.l, key: f.k });
+        const event = accept(f);
         if (f.r !== undefined) c.send({ t: FrameType.ack, r: f.r, id: event.id, o: event.o, e: event.e });
         return;
       }
@@ -172,6 +191,8 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
     url: `ws://127.0.0.1:${port}`,
     connections,
     publish,
+    accept,
+    log,
     close: () =>
       new Promise<void>((resolve) => {
         for (const c of server.clients) c.terminate();

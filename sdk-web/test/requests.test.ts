@@ -11,7 +11,7 @@ describe('publish', () => {
     welcome();
     const acked = client.publish('user.created', bytes(1, 2), { labels: ['x'], key: 'k1' });
     expect(socket().sentOf(FrameType.publish)).toEqual([
-      { t: FrameType.publish, r: 1, c: 'user.created', d: bytes(1, 2), l: ['x'], k: 'k1' },
+      { t: FrameType.publish, r: 1, c: 'user.created', d: bytes(1, 2), l: ['x'], k: 'k1', i: expect.stringMatching(/^[0-9a-z]+\.0$/) },
     ]);
     socket().receive({ t: FrameType.ack, r: 1, id: 'ev-1', o: 41, e: 'epoch-a' });
     await expect(acked).resolves.toEqual({ id: 'ev-1', offset: 41, epoch: 'epoch-a' });
