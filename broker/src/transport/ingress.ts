@@ -260,21 +260,22 @@ export class Ingress implements ConnectionHost {
   stats(topChannels = DEFAULT_STATS_CHANNELS): BrokerStats {
     const { core } = this;
     const engine = core.engine;
+    const c = this.counts();
     return {
-      connections: this.connections.size,
-      sseStreams: this.sseStreams,
-      subscriptions: core.registry.subscriptions,
-      channels: core.registry.channels,
-      published: core.published,
-      delivered: core.delivered,
-      dropped: core.dropped,
-      slowConsumers: core.slowCount,
+      connections: c.connections,
+      sseStreams: c.sseStreams,
+      subscriptions: c.subscriptions,
+      channels: c.channels,
+      published: c.published,
+      delivered: c.delivered,
+      dropped: c.dropped,
+      slowConsumers: c.slowConsumers,
       uptime: core.uptime(),
       channelCounters: engine.channelCount(),
       memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed },
       latency: core.latencySummary(),
       maxQueueDepth: this.maxQueueDepth(),
-      sessions: { parked: engine.parkedSessions(), resumed: this.resumesRecovered, notRecovered: this.resumesNotRecovered },
+      sessions: { parked: c.parkedSessions, resumed: c.resumesRecovered, notRecovered: c.resumesNotRecovered },
       eventsByChannel: engine.busiestChannels(topChannels),
     };
   }
