@@ -71,7 +71,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    * Per subscription key, the stream position from which the subscription was live: a resume
    * replays each subscription from there at the earliest.
    */
-  readonly floors = new Map<string, number>();
+  floors: Map<string, number> | undefined; // made by the first subscription: an idle connection holds none
   /** Whether its stream is parked for a resume when it goes away (not after `quit`, a takeover…). */
   parkable = true;
   /**
@@ -166,11 +166,16 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
     if (!this.dirty) this.host.markDirty(this);
   }
 
+  /** Records that the subscription `key` is live from stream position `position` on. */
+  setFloor(key: string, position: number): void {
+    (this.floors ??= new Map()).set(key, position);
+  }
+
   /** Its stream as parked for a resume: secret, principal, and each subscription with its floor. */
   session(): ParkedSession {
     const subscriptions: ParkedSession['subscriptions'] = [];
     for (const [key, entry] of this.subscriptions) {
-      subscriptions.push({ pattern: patternOfSubscriptionKey(key), filter: entry.filter?.wire, since: this.floors.get(key) ?? 0 });
+      subscriptions.push({ pattern: patternOfSubscriptionKey(key), filter: entry.filter?.wire, since: this.floors?.get(key) ?? 0 });
     }
     return { secret: this.secret, principal: principalKey(this.principal), subscriptions };
   }

@@ -321,7 +321,7 @@ function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): v
     conn.filterChars += filterChars(filter);
     registry.add(conn, frame.p, filter);
     // Live from here: a resume replays this subscription from this position at the earliest.
-    conn.floors.set(subscriptionKey(frame.p, filter), engine.position());
+    conn.setFloor(subscriptionKey(frame.p, filter), engine.position());
   }
   const r = frame.r;
   const answered = when(rewound, (page) => {
@@ -380,7 +380,7 @@ function unsubscribe(ingress: Ingress, conn: Connection, frame: UnsubscribeFrame
   const filter = compileFilter(frame.f);
   if (ingress.core.registry.remove(conn, frame.p, filter)) {
     conn.filterChars -= filterChars(filter);
-    conn.floors.delete(subscriptionKey(frame.p, filter));
+    conn.floors?.delete(subscriptionKey(frame.p, filter));
   }
   sendAck(conn, frame.r);
 }

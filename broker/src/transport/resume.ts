@@ -67,7 +67,7 @@ export function restore(ingress: Ingress, conn: Connection, session: ParkedSessi
     const filter = compileFilter(sub.filter);
     if (!ingress.core.registry.add(conn, sub.pattern, filter)) continue;
     conn.filterChars += filterChars(filter);
-    conn.floors.set(subscriptionKey(sub.pattern, filter), engine.position());
+    conn.setFloor(subscriptionKey(sub.pattern, filter), engine.position());
     if (!sameEpoch) {
       fail(sub.pattern, ResumeReason.brokerRestarted);
       continue;
