@@ -26,5 +26,8 @@ export type {
   StateListener,
   DroppedListener,
   ErrorListener,
+  ClientSession,
+  ResumedInfo,
+  ResumedListener,
 } from '@crier/sdk-web';
 export { CrierError, ErrorCode, CloseCode } from '@crier/sdk-web';

@@ -34,7 +34,7 @@ const INTERNAL_NAMES = [
   'isOpen', 'hooks', 'options', 'socket', 'clock',
   // Client
   'connection', 'pending', 'publisher', 'subscriptions', 'eventHandlers', 'stateListeners', 'droppedListeners',
-  'errorListeners', 'readyWaiters', 'closedWith', 'unwatch', 'fail',
+  'errorListeners', 'resumedListeners', 'readyWaiters', 'closedWith', 'unwatch', 'fail',
   // KeepAlive
   'framesAtCheck', 'silentChecks', 'framesAtProbe', 'probeGrace', 'dueAt', 'sendProbe', 'received', 'interval', 'frames',
   // Publisher, Subscriptions, EventStream, PendingRequests
@@ -45,8 +45,8 @@ const INTERNAL_NAMES = [
   'expiry', 'failures', 'forHello', 'expired', 'expires', 'refresh', 'schedule', 'fetch', 'heldToken',
   // Shared by several classes, or hook objects
   'url', 'queue', 'handler', 'failure', 'ended', 'head', 'stopped', 'drop', 'failed', 'check', 'open',
-  'finish', 'write', 'receive', 'welcome', 'down', 'frame', 'request', 'flush', 'probe', 'wake', 'suspend', 'resume',
-  'unload', 'dead', 'overflow', 'answer', 'stop', 'promise', 'target',
+  'finish', 'write', 'receive', 'welcome', 'down', 'frame', 'request', 'flush', 'probe', 'wake', 'suspend', 'pageBack',
+  'unload', 'dead', 'overflow', 'answer', 'stop', 'promise', 'target', 'resumed',
   // protocol's frame kinds (FrameType is not exported from the bundle) and the SDK's hooks named
   // after them; not 'subscribe', 'unsubscribe', 'publish', 'quit' (the client's methods) nor 'ack'
   // (a publish option)

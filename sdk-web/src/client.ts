@@ -1,4 +1,4 @@
-import { CrierError, ErrorCode, FrameType, type EventFrame, type Frame } from '@crier/protocol';
+import { CrierError, ErrorCode, FrameType, type BrokerFrame, type EventFrame } from '@crier/protocol';
 import { Connection } from './connection.js';
 import { watchPage } from './lifecycle.js';
 import { emit, listen } from './listeners.js';
@@ -9,6 +9,7 @@ import { Subscriptions } from './subscriptions.js';
 import type {
   ClientLimits,
   ClientOptions,
+  ClientSession,
   ClientState,
   CrierClient,
   CrierEvent,
@@ -18,6 +19,7 @@ import type {
   FireAndForgetOptions,
   PublishAck,
   PublishOptions,
+  ResumedListener,
   StateInfo,
   StateListener,
   SubscribeFilter,
@@ -52,6 +54,7 @@ class Client implements CrierClient {
   private readonly stateListeners = new Set<StateListener>();
   private readonly droppedListeners = new Set<DroppedListener>();
   private readonly errorListeners = new Set<ErrorListener>();
+  private readonly resumedListeners = new Set<ResumedListener>();
   /** Emits an `'error'` event. */
   private readonly fail = (error: CrierError): void => emit(this.errorListeners, error);
   private readyWaiters: { resolve(): void; reject(error: CrierError): void }[] = [];
@@ -85,6 +88,7 @@ class Client implements CrierClient {
         if (state === 'connected') for (const waiter of this.readyWaiters.splice(0)) waiter.resolve();
         emit(this.stateListeners, state, info);
       },
+      resumed: ({ n, why, f }) => emit(this.resumedListeners, { recovered: !why, reason: why, replayed: n, patterns: f }),
       error: this.fail,
       request: this.request,
     });
@@ -108,6 +112,11 @@ class Client implements CrierClient {
 
   get limits(): ClientLimits | undefined {
     return this.connection.limits;
+  }
+
+  get session(): ClientSession | undefined {
+    const { uuid, secret, epoch, seq } = this.connection;
+    return epoch ? { uuid: uuid!, secret: secret!, epoch, seq } : undefined;
   }
 
   ready(): Promise<void> {
@@ -139,7 +148,8 @@ class Client implements CrierClient {
   on(type: 'state', listener: StateListener): () => void;
   on(type: 'dropped', listener: DroppedListener): () => void;
   on(type: 'error', listener: ErrorListener): () => void;
-  on(type: 'state' | 'dropped' | 'error', listener: StateListener | DroppedListener | ErrorListener): () => void {
+  on(type: 'resumed', listener: ResumedListener): () => void;
+  on(type: 'state' | 'dropped' | 'error' | 'resumed', listener: StateListener | DroppedListener | ErrorListener | ResumedListener): () => void {
     switch (type) {
       case 'state':
         return listen(this.stateListeners, listener as StateListener);
@@ -147,8 +157,10 @@ class Client implements CrierClient {
         return listen(this.droppedListeners, listener as DroppedListener);
       case 'error':
         return listen(this.errorListeners, listener as ErrorListener);
+      case 'resumed':
+        return listen(this.resumedListeners, listener as ResumedListener);
       default:
-        throw new TypeError(`crier: unknown event ${JSON.stringify(type)}: use 'state', 'dropped' or 'error'`);
+        throw new TypeError(`crier: unknown event ${JSON.stringify(type)}: use 'state', 'dropped', 'error' or 'resumed'`);
     }
   }
 
@@ -156,7 +168,7 @@ class Client implements CrierClient {
     return this.connection.quit();
   }
 
-  private receive(frame: Frame): void {
+  private receive(frame: BrokerFrame): void {
     if (frame.t === FrameType.event) {
       const event = toEvent(frame);
       emit(this.eventHandlers, event);

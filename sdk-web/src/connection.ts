@@ -11,9 +11,10 @@ import {
   errorOfCloseReason,
   limitsForPayload,
   shouldReconnect,
+  type BrokerFrame,
   type ClientFrame,
   type DecodeLimits,
-  type Frame,
+  type ResumeOutcome,
   type WelcomeFrame,
 } from '@crier/protocol';
 import { backoffDelay } from './backoff.js';
@@ -21,7 +22,7 @@ import { Credential, type CredentialHooks } from './credential.js';
 import { KeepAlive, WAKE_PROBE_GRACE_MAX } from './keep-alive.js';
 import type { PageHooks } from './lifecycle.js';
 import type { ResolvedOptions } from './options.js';
-import type { ClientLimits, ClientState, StateInfo } from './types.js';
+import type { ClientLimits, ClientSession, ClientState, StateInfo } from './types.js';
 import { OPEN, toBytes, type WebSocketLike } from './websocket.js';
 
 /** What the connection tells the client (and asks of it: `auth`, for the credential's refresh). */
@@ -29,7 +30,9 @@ export interface ConnectionHooks extends CredentialHooks {
   /** A `welcome` arrived: requests can be sent. Called before the state becomes `connected`. */
   welcome(): void;
   /** Any frame from the current socket but `welcome` and `ping` (answered here). */
-  frame(frame: Frame): void;
+  frame(frame: BrokerFrame): void;
+  /** The welcome (just handled, the state `connected`) answered a resume: how it went. */
+  resumed(outcome: ResumeOutcome): void;
   /** The socket was lost (`final`: the client will not reconnect). Called before the state changes. */
   down(final: boolean, info: StateInfo): void;
   state(state: ClientState, info: StateInfo): void;
@@ -54,13 +57,17 @@ const noop = (): void => {};
  * `message` from a socket the client already gave up on never disturbs the state.
  *
  * A page in the back/forward cache is `suspended`: no socket, state `reconnecting`, and no retry
- * until `resume()`.
+ * until `pageBack()`.
  */
 export class Connection implements PageHooks {
   state: ClientState = 'connecting';
   uuid: string | undefined;
   /** The session secret of `uuid`, from its last `welcome` (or the options). */
   secret: string | undefined;
+  /** The broker's stream epoch, from the last `welcome` (or `options.resume`). */
+  epoch: string | undefined;
+  /** The highest stream position (`s`) of an event received in `epoch`: where a resume starts. */
+  seq!: number;
   limits: ClientLimits | undefined;
   private socket: WebSocketLike | undefined;
   private welcomed = false;
@@ -79,8 +86,8 @@ export class Connection implements PageHooks {
     private readonly options: ResolvedOptions,
     private readonly hooks: ConnectionHooks,
   ) {
-    this.uuid = options.uuid;
-    this.secret = options.secret;
+    // A resumed session brings its position as well.
+    ({ uuid: this.uuid, secret: this.secret, epoch: this.epoch, seq: this.seq = 0 } = (options.resume ?? options) as Partial<ClientSession>);
     this.credential = new Credential(options, hooks);
     // The first socket is opened synchronously so a bad URL throws from `connect()` itself.
     this.open(true);
@@ -144,7 +151,7 @@ export class Connection implements PageHooks {
 
   /**
    * Closes the socket and waits, without retrying and without closing the client, until
-   * `resume()`: for a page entering the back/forward cache, which an open socket would keep out.
+   * `pageBack()`: for a page entering the back/forward cache, which an open socket would keep out.
    */
   suspend(): void {
     if (this.state === 'closed' || this.suspended) return;
@@ -153,7 +160,7 @@ export class Connection implements PageHooks {
   }
 
   /** Reconnects now after `suspend()` (otherwise the same as `wake()`). */
-  resume(): void {
+  pageBack(): void {
     if (!this.suspended) return this.wake();
     this.suspended = false;
     if (this.state !== 'closed') this.retryNow();
@@ -202,9 +209,11 @@ export class Connection implements PageHooks {
     // (4007: ask again before the next one), retried with backoff.
     let tk = this.credential.forHello();
     const hello = (): void => {
-      // The secret of the stream we held proves a reconnect is its holder taking it back.
+      // The secret of the stream we held proves a reconnect is its holder taking it back; its
+      // position asks the broker to resume it (restore its subscriptions, replay what they missed).
       if (socket === this.socket && socket.readyState === OPEN && typeof tk !== 'object') {
-        this.write(socket, { t: FrameType.hello, v: PROTOCOL_VERSION, u: this.uuid, tk, s: this.secret });
+        const e = this.epoch;
+        this.write(socket, { t: FrameType.hello, v: PROTOCOL_VERSION, u: this.uuid, tk, s: this.secret, rp: e ? { e, s: this.seq } : undefined });
       }
     };
     if (typeof tk === 'object') {
@@ -252,8 +261,9 @@ export class Connection implements PageHooks {
     }
   }
 
-  private readonly handleFrame = (frame: Frame): void => {
+  private readonly handleFrame = (frame: BrokerFrame): void => {
     if (this.state === 'closed') return;
+    if (frame.t === FrameType.event && frame.s! > this.seq) this.seq = frame.s!;
     if (frame.t === FrameType.welcome) this.welcome(frame);
     else if (frame.t === FrameType.ping) this.send({ t: FrameType.pong });
     // The client acts on `ack`, `error`, `event` and `dropped`, and ignores the rest: a `pong`
@@ -268,6 +278,9 @@ export class Connection implements PageHooks {
     this.attempt = 0;
     this.uuid = frame.u;
     this.secret = frame.s;
+    // Positions count within an epoch: in another one (a restarted broker) ours mean nothing.
+    if (frame.ep !== this.epoch) this.seq = 0;
+    this.epoch = frame.ep;
     this.credential.expires(frame.x);
     this.limits = { maxChannels: frame.lim.mc, maxPayload: frame.lim.mp, bufferSize: frame.lim.bs, keepAliveInterval: frame.ka };
     // Events may carry up to the broker's maxPayload: decode with limits that allow it.
@@ -285,6 +298,7 @@ export class Connection implements PageHooks {
     });
     this.hooks.welcome();
     this.setState('connected', {});
+    if (frame.rs) this.hooks.resumed(frame.rs);
   }
 
   /**
@@ -306,7 +320,7 @@ export class Connection implements PageHooks {
     // The credential expired: the next hello needs getToken's; without getToken, nothing would do.
     const expired = code === CloseCode.tokenExpired;
     if (expired) this.credential.expired();
-    // A suspended client is not lost: it reconnects on resume() whatever the code.
+    // A suspended client is not lost: it reconnects on pageBack() whatever the code.
     if (!this.suspended && (backoff === false || !shouldReconnect(code) || (expired && !this.options.getToken))) {
       // A close that refuses the client for good says why with a stable code (a refused
       // handshake, 4006 forbidden_origin; a refused hello, 4002 unsupported_version; a refused
@@ -320,7 +334,7 @@ export class Connection implements PageHooks {
     }
     this.hooks.down(false, info);
     this.setState('reconnecting', info);
-    if (this.quitting || this.suspended) return; // a state listener quit, or waiting for resume()
+    if (this.quitting || this.suspended) return; // a state listener quit, or waiting for pageBack()
     if (now || backoff === false) return this.retryNow(); // (false only to narrow: handled above)
     const delay = backoffDelay(this.attempt++, backoff, this.options.random);
     this.retryTimer = this.clock.setTimeout(() => this.open(false), delay);

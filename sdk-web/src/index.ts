@@ -23,5 +23,8 @@ export type {
   StateListener,
   DroppedListener,
   ErrorListener,
+  ClientSession,
+  ResumedInfo,
+  ResumedListener,
 } from './types.js';
 export { CrierError, ErrorCode, CloseCode } from '@crier/protocol';

@@ -15,7 +15,7 @@ export interface PageHooks {
   /** The page enters the back/forward cache: close the socket, keep the stream's state. */
   suspend(): void;
   /** The page came back from the back/forward cache: reconnect now. */
-  resume(): void;
+  pageBack(): void;
   /** The page became visible or the network came back: check the connection now. */
   wake(): void;
 }
@@ -60,7 +60,7 @@ export function watchPage(settings: ResolvedLifecycle, hooks: PageHooks): () => 
       if (settings.quitOnUnload) hooks.unload();
     } else if (settings.reconnectOnPageShow) hooks.suspend();
   });
-  if (settings.reconnectOnPageShow) on('pageshow', (event) => event.persisted && hooks.resume());
+  if (settings.reconnectOnPageShow) on('pageshow', (event) => event.persisted && hooks.pageBack());
   if (settings.probeOnWake) {
     on('online', () => hooks.wake());
     on('visibilitychange', () => target.document?.visibilityState !== 'hidden' && hooks.wake());

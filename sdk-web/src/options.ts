@@ -1,6 +1,6 @@
 import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
 import { resolveLifecycle, type ResolvedLifecycle } from './lifecycle.js';
-import type { ClientOptions, Timers } from './types.js';
+import type { ClientOptions, ClientSession, Timers } from './types.js';
 import { resolveWebSocket, type WebSocketConstructor } from './websocket.js';
 
 /** {@link ClientOptions} with every default applied and every number checked. */
@@ -8,6 +8,7 @@ export interface ResolvedOptions {
   WebSocket: WebSocketConstructor;
   uuid: string | undefined;
   secret: string | undefined;
+  resume: ClientSession | undefined;
   token: string | undefined;
   getToken: (() => string | Promise<string>) | undefined;
   reconnect: BackoffOptions | false;
@@ -46,6 +47,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     WebSocket: resolveWebSocket(options.WebSocket),
     uuid: options.uuid,
     secret: options.secret,
+    resume: options.resume,
     token: options.token,
     getToken: options.getToken,
     reconnect: r === false ? false : {

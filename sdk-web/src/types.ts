@@ -87,6 +87,16 @@ export interface ClientOptions {
    */
   secret?: string;
   /**
+   * Resume a stream another client held: its {@link CrierClient.session} (saved by a page on
+   * `pagehide`, say, and read back after the reload). The first `hello` then asks the broker to
+   * resume it: the broker restores the stream's subscriptions and replays what they missed
+   * right after the `welcome` (a `'resumed'` event says how it went). It takes the place of
+   * `uuid` and `secret`. The page that saved it must not have quit the stream: give it
+   * `lifecycle: { quitOnUnload: false }`, so that the broker keeps the stream for its resume window.
+   * @default undefined
+   */
+  resume?: ClientSession;
+  /**
    * The credential sent in every `hello`: a JWT or a static token. Alone, it cannot be renewed:
    * when it expires (close code 4007) the client emits an `'error'` (`unauthorized`) and closes
    * for good. With {@link ClientOptions.getToken} it is the first credential used.
@@ -193,6 +203,34 @@ export interface CrierEvent {
   readonly key?: string;
 }
 
+/**
+ * Where a client's stream stands (`client.session`): its uuid and secret, and the last position
+ * it received (`epoch`, `seq`). Give it back as {@link ClientOptions.resume} to continue the
+ * stream in another client (a reloaded page).
+ */
+export interface ClientSession {
+  uuid: string;
+  secret: string;
+  /** The broker's stream epoch, from the latest `welcome`. */
+  epoch: string;
+  /** The highest stream position of an event received (0 before the first). */
+  seq: number;
+}
+
+/**
+ * How a resume went (the `'resumed'` event, after each `welcome` that answers a resume): the
+ * broker restored the stream's subscriptions and replayed `replayed` events right after the
+ * welcome, before anything live. `recovered` is false when some of what was missed could not
+ * be replayed: `reason` says why (`window_passed`, `broker_restarted`, `history_evicted`,
+ * `replay_limit`, `forbidden`), `patterns` which subscriptions lost events.
+ */
+export interface ResumedInfo {
+  recovered: boolean;
+  reason?: string;
+  replayed: number;
+  patterns?: string[];
+}
+
 /** The broker's answer to an acknowledged publish. */
 export interface PublishAck {
   id: string;
@@ -240,6 +278,7 @@ export type EventHandler = (event: CrierEvent) => void;
 export type StateListener = (state: ClientState, info: StateInfo) => void;
 export type DroppedListener = (notice: DroppedNotice) => void;
 export type ErrorListener = (error: CrierError) => void;
+export type ResumedListener = (info: ResumedInfo) => void;
 
 /** One handle on a pattern. Iterate it with `for await`; `break` unsubscribes it. */
 export interface Subscription extends AsyncIterable<CrierEvent> {
@@ -264,6 +303,12 @@ export interface CrierClient {
   readonly secret: string | undefined;
   /** The broker's limits, from the latest `welcome`. */
   readonly limits: ClientLimits | undefined;
+  /**
+   * The stream's uuid, secret and last position received, to resume it in another client
+   * ({@link ClientOptions.resume}); `undefined` before the first `welcome` (and with a broker
+   * that does not resume).
+   */
+  readonly session: ClientSession | undefined;
   /** Resolves when connected (now or at the next `welcome`); rejects with `closed` if closed. */
   ready(): Promise<void>;
   /**
@@ -291,6 +336,7 @@ export interface CrierClient {
   on(type: 'state', listener: StateListener): () => void;
   on(type: 'dropped', listener: DroppedListener): () => void;
   on(type: 'error', listener: ErrorListener): () => void;
+  on(type: 'resumed', listener: ResumedListener): () => void;
   /**
    * Ends the stream: sends `quit`, closes the socket, never reconnects, rejects pending requests
    * and queued publishes with `closed`, ends iterators. Resolves when the socket has closed.

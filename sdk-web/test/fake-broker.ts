@@ -38,6 +38,14 @@ export interface FakeBrokerOptions {
   credential?: (tk: string | undefined) => number | undefined | false;
   /** Sees every client frame first; return true when it handled it (the default is skipped). */
   intercept?: (connection: FakeConnection, frame: ClientFrame) => boolean;
+  /**
+   * The stream epoch: with it, welcomes carry `ep`, events their stream position `s`, and a
+   * hello with `rp` resumes a stream that dropped without `quit` (its patterns restored, every
+   * event after `rp.s` that they match replayed right after the welcome, `rs` saying how many).
+   * A stream of another epoch, or one that quit or is still held, is not resumed (`window_passed`).
+   * @default undefined (no resume)
+   */
+  epoch?: string;
 }
 
 type FrameOf<T extends ClientFrame['t']> = Extract<ClientFrame, { t: T }>;
@@ -101,7 +109,9 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
   const publish: FakeBroker['publish'] = (channel, data, extra = {}) => {
     const offset = (offsets.get(channel) ?? 0) + 1;
     offsets.set(channel, offset);
-    const event: EventFrame = { t: FrameType.event, c: channel, d: data, id: `ev-${nextEvent++}`, o: offset, e: 'E1', ts: Date.now(), l: extra.labels, k: extra.key };
+    const event: EventFrame = { t: FrameType.event, c: channel, d: data, id: `ev-${nextEvent}`, o: offset, e: 'E1', ts: Date.now(), l: extra.labels, k: extra.key };
+    if (options.epoch !== undefined) event.s = nextEvent;
+    nextEvent++;
     log.push(event);
     const bytes = encodeFrame(event);
     for (const c of connections) {
@@ -120,6 +130,14 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
     return event;
   };
 
+  /** The patterns of a stream that dropped without quit, if it can be resumed from `rp`. */
+  const parked = (uuid: string | undefined, rp: { e: string } | undefined): Set<string> | undefined => {
+    if (rp === undefined || rp.e !== options.epoch) return undefined;
+    const last = connections.filter((c) => c.uuid === uuid).at(-2); // the one before the new connection
+    const quit = last?.frames.some((f) => f.t === FrameType.quit);
+    return last && last.closed && !quit ? last.patterns : undefined;
+  };
+
   const handle = (c: FakeConnection, f: ClientFrame): void => {
     if (options.intercept?.(c, f) || c.silent) return;
     switch (f.t) {
@@ -131,7 +149,16 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
         for (const other of connections) {
           if (other !== c && !other.closed && other.uuid === c.uuid) other.close(CloseCode.replaced, 'replaced');
         }
-        return c.send({ t: FrameType.welcome, v: PROTOCOL_VERSION, u: c.uuid, ka, lim, s: `secret-${c.uuid}`, x });
+        const ep = options.epoch;
+        const welcome = { t: FrameType.welcome, v: PROTOCOL_VERSION, u: c.uuid, ka, lim, s: `secret-${c.uuid}`, x, ep } as const;
+        if (f.rp === undefined || ep === undefined) return c.send(welcome);
+        const patterns = parked(f.u, f.rp);
+        if (!patterns) return c.send({ ...welcome, rs: { n: 0, why: 'window_passed' } });
+        for (const p of patterns) c.patterns.add(p);
+        const missed = log.filter((e) => e.s! > f.rp!.s && [...patterns].some((p) => matchPattern(p, e.c)));
+        c.send({ ...welcome, rs: { n: missed.length } });
+        for (const e of missed) c.send(e);
+        return;
       }
       case FrameType.auth: {
         const x = options.credential?.(f.tk);
