@@ -6,6 +6,7 @@ import {
   FrameType,
   PROTOCOL_VERSION,
   decodeFrames,
+  drainDelayOf,
   encodeFrame,
   ErrorCode,
   errorOfCloseReason,
@@ -336,7 +337,9 @@ export class Connection implements PageHooks {
     this.setState('reconnecting', info);
     if (this.quitting || this.suspended) return; // a state listener quit, or waiting for pageBack()
     if (now || backoff === false) return this.retryNow(); // (false only to narrow: handled above)
-    const delay = backoffDelay(this.attempt++, backoff, this.options.random);
+    // A draining broker names the delay to wait (spread over its drain window): waited, plus the
+    // backoff's jitter (its first delay, since a welcome reset the attempts), in place of it.
+    const delay = ((code === CloseCode.draining && drainDelayOf(reason)) || 0) + backoffDelay(this.attempt++, backoff, this.options.random);
     this.retryTimer = this.clock.setTimeout(() => this.open(false), delay);
   }
 

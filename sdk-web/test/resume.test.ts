@@ -1,5 +1,5 @@
-// Continuity across reconnects: resume (hello rp, welcome rs, the 'resumed' event), and a
-// stream resumed by another client (a reloaded page). Scripted sockets and a
+// Continuity across reconnects: resume (hello rp, welcome rs, the 'resumed' event), a stream
+// resumed by another client (a reloaded page), and the drain close 4009. Scripted sockets and a
 // manual clock where the order of frames is the point; the fake broker where bytes cross sockets.
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -139,6 +139,30 @@ describe('client.session and options.resume (a page reload)', () => {
     welcome({ u: 'u-9', s: 'sec-10', ep: 'EP1', rs: { n: 2 } });
     expect(seen).toEqual([{ recovered: true, replayed: 2 }]);
     expect(client.session).toEqual({ uuid: 'u-9', secret: 'sec-10', epoch: 'EP1', seq: 41 });
+  });
+});
+
+describe('drain: close 4009', () => {
+  it('4009 waits the named delay plus the first backoff delay\'s jitter, then backs off as usual', () => {
+    // random() = 0.5: the jitter is half of initialDelay (250 ms).
+    const { socket, welcome, clock, sockets } = scriptedClient();
+    welcome();
+    socket().fireClose(CloseCode.draining, 'draining: reconnect after 1500 ms');
+    expect(clock.pending()).toEqual([1625]);
+    clock.advance(1624);
+    expect(sockets).toHaveLength(1);
+    clock.advance(1);
+    expect(sockets).toHaveLength(2);
+    socket().fireClose(CloseCode.abnormal); // the next attempt fails: the backoff's second delay
+    expect(clock.pending()).toEqual([250]);
+  });
+
+  it('4009 without a delay in its reason reconnects after the usual backoff', () => {
+    const { socket, welcome, clock, client } = scriptedClient();
+    welcome();
+    socket().fireClose(CloseCode.draining, 'draining');
+    expect(client.state).toBe('reconnecting');
+    expect(clock.pending()).toEqual([125]);
   });
 });
 
