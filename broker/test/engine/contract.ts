@@ -1,0 +1,637 @@
+// The Engine contract: what every engine (memory, Redis…) promises the broker above it, written
+// against the interface only and run once per engine. Every method's answer is awaited, so an
+// engine that answers at once and one that answers with promises are held to the same promises.
+import { afterEach, describe, expect, it } from 'vitest';
+import { FrameType, decodeFrame } from '@crier/protocol';
+import type { Clock, TimerHandle } from '../../src/clock.js';
+import type { Engine, ParkedSession, PublishRequest } from '../../src/engine/engine.js';
+import type { StreamEvent } from '../../src/engine/stream-event.js';
+
+/**
+ * A clock whose time moves only when the test calls {@link advance}, firing the timers due on the
+ * way, earliest first. `defer` stays real.
+ */
+export class ManualClock implements Clock {
+  private time = 0;
+  private nextId = 1;
+  private readonly timers = new Map<number, { at: number; callback: () => void; every?: number }>();
+
+  now(): number {
+    return this.time;
+  }
+
+  wall(): number {
+    return 1_700_000_000_000 + this.time;
+  }
+
+  setTimeout(callback: () => void, ms: number): TimerHandle {
+    this.timers.set(this.nextId, { at: this.time + ms, callback });
+    return this.nextId++;
+  }
+
+  setInterval(callback: () => void, ms: number): TimerHandle {
+    this.timers.set(this.nextId, { at: this.time + ms, callback, every: Math.max(1, ms) });
+    return this.nextId++;
+  }
+
+  clearTimer(handle: TimerHandle): void {
+    this.timers.delete(handle as number);
+  }
+
+  defer(callback: () => void): TimerHandle {
+    return setImmediate(callback);
+  }
+
+  clearDefer(handle: TimerHandle): void {
+    clearImmediate(handle as NodeJS.Immediate);
+  }
+
+  advance(ms: number): void {
+    const end = this.time + ms;
+    for (;;) {
+      let next: [number, { at: number; callback: () => void; every?: number }] | undefined;
+      for (const entry of this.timers) if (entry[1].at <= end && (next === undefined || entry[1].at < next[1].at)) next = entry;
+      if (next === undefined) break;
+      const [id, timer] = next;
+      this.time = timer.at;
+      if (timer.every === undefined) this.timers.delete(id);
+      else timer.at += timer.every;
+      timer.callback();
+    }
+    this.time = end;
+  }
+}
+
+/** The bounds every engine takes (the broker's options of the same names). */
+export interface ContractLimits {
+  channelCacheSize: number;
+  historySize: number;
+  historyBytes: number;
+  historyTtl: number;
+  historyTotalBytes: number;
+  idempotencyWindow: number;
+}
+
+export interface EngineFactoryOptions {
+  /** The engine's only time: ages, windows and expiries move when the test advances it. */
+  clock: ManualClock;
+  limits: ContractLimits;
+  /**
+   * Set when the test makes another instance over the store of one it made (a restart, another
+   * node): a factory with a shared store must keep that store, not start from an empty one.
+   */
+  sameStoreAs?: Engine;
+}
+
+/** Makes a new engine, not started (the suite starts it with its sink), over an empty store. */
+export type EngineFactory = (options: EngineFactoryOptions) => Promise<Engine> | Engine;
+
+export interface EngineTraits {
+  /** A new instance over the same store keeps its history and epoch (a Redis engine). */
+  historySurvivesNewInstance?: boolean;
+  /**
+   * Titles of the cases this engine is known to fail (a bug reported, not fixed yet): they run as
+   * `it.fails`, so the suite says when the fix lands.
+   */
+  knownFailures?: readonly string[];
+}
+
+/** Contract cases an engine may list in {@link EngineTraits.knownFailures}. */
+export const Case = {
+  sessionTtlPerPark: 'forgets each session after its own ttl, whatever the ttl of those parked before it',
+} as const;
+
+const DEFAULT_LIMITS: ContractLimits = {
+  channelCacheSize: 1000,
+  historySize: 100,
+  historyBytes: 1 << 20,
+  historyTtl: 300_000,
+  historyTotalBytes: 64 << 20,
+  idempotencyWindow: 120_000,
+};
+
+const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+const body = (e: StreamEvent): string => new TextDecoder().decode(e.data);
+const bodies = (events: StreamEvent[]): string[] => events.map(body);
+const seqs = (events: StreamEvent[]): number[] => events.map((e) => e.seq);
+/** About 1.1 KB as a frame, with its channel and fields. */
+const KB = 'x'.repeat(1000);
+
+/** A started engine, the events its sink got, and a publish that returns the sequenced event. */
+interface Rig {
+  engine: Engine;
+  clock: ManualClock;
+  limits: ContractLimits;
+  sunk: StreamEvent[];
+  publish(channel: string, data?: string, extra?: Omit<PublishRequest, 'channel' | 'data'>): Promise<StreamEvent>;
+}
+
+export function engineContract(name: string, make: EngineFactory, traits: EngineTraits = {}): void {
+  const made: Engine[] = [];
+
+  async function rig(limits: Partial<ContractLimits> = {}, clock = new ManualClock(), sameStoreAs?: Engine): Promise<Rig> {
+    const all = { ...DEFAULT_LIMITS, ...limits };
+    const engine = await make({ clock, limits: all, ...(sameStoreAs === undefined ? {} : { sameStoreAs }) });
+    made.push(engine);
+    const sunk: StreamEvent[] = [];
+    await engine.start((event) => sunk.push(event));
+    const publish = async (channel: string, data = 'x', extra: Omit<PublishRequest, 'channel' | 'data'> = {}): Promise<StreamEvent> => {
+      const result = await engine.publish({ channel, data: text(data), ...extra });
+      const event = sunk.find((e) => e.id === result.id);
+      if (event === undefined) throw new Error(`publish to ${channel} answered ${result.id} before the sink got it`);
+      return event;
+    };
+    return { engine, clock, limits: all, sunk, publish };
+  }
+
+  /** Closes an engine before the end of its test (once: afterEach closes the others). */
+  async function stop(engine: Engine): Promise<void> {
+    made.splice(made.indexOf(engine), 1);
+    await engine.close();
+  }
+
+  afterEach(async () => {
+    await Promise.all(made.splice(0).map((e) => e.close()));
+  });
+
+  const known = new Set(traits.knownFailures ?? []);
+  /** `it`, or `it.fails` for a case the engine is known to fail. */
+  const check = (title: string, test: () => Promise<void>): void => (known.has(title) ? it.fails : it)(title, test);
+
+  describe(name, () => {
+    describe('sequencing', () => {
+      it('gives each channel offsets 1, 2, 3 in one epoch, unique ids, and an increasing stream seq', async () => {
+        const { engine, publish } = await rig();
+        expect(engine.position()).toBe(0);
+        const events = [await publish('a'), await publish('a'), await publish('b'), await publish('a')];
+        const a = events.filter((e) => e.channel === 'a');
+        expect(a.map((e) => e.offset)).toEqual([1, 2, 3]);
+        expect(new Set(a.map((e) => e.epoch)).size).toBe(1);
+        expect(events[2]!.offset).toBe(1);
+        expect(new Set(events.map((e) => e.id)).size).toBe(4);
+        for (let i = 1; i < events.length; i++) expect(events[i]!.seq).toBeGreaterThan(events[i - 1]!.seq);
+        expect(engine.position()).toBe(events[3]!.seq);
+      });
+
+      it('answers each publish with its event\'s id, offset and epoch', async () => {
+        const { engine, sunk } = await rig();
+        const result = await engine.publish({ channel: 'a.b', data: text('one') });
+        expect(sunk).toHaveLength(1);
+        expect(result).toMatchObject({ id: sunk[0]!.id, offset: sunk[0]!.offset, epoch: sunk[0]!.epoch });
+      });
+
+      it('hands every event to the sink in publish order, by the time publish answers', async () => {
+        const { engine, sunk } = await rig();
+        const answers = [];
+        for (let i = 0; i < 10; i++) {
+          const answer = engine.publish({ channel: `c.${i % 3}`, data: text(String(i)) });
+          // An engine that answers at once has handed the event over before answering.
+          if (!(answer instanceof Promise)) expect(sunk.at(-1)!.id).toBe(answer.id);
+          answers.push(answer);
+        }
+        const results = await Promise.all(answers);
+        expect(bodies(sunk)).toEqual(['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+        expect(sunk.map((e) => e.id)).toEqual(results.map((r) => r.id));
+        for (let i = 1; i < sunk.length; i++) expect(sunk[i]!.seq).toBeGreaterThan(sunk[i - 1]!.seq);
+        expect(engine.position()).toBe(sunk[9]!.seq);
+      });
+
+      it('makes event frames that decode to the event\'s fields, with s its seq', async () => {
+        const { clock, publish } = await rig();
+        clock.advance(1234);
+        for (const event of [await publish('a.b', 'plain'), await publish('a.b', 'tagged', { labels: ['x', 'y'], key: 'k1' })]) {
+          const frame = decodeFrame(event.frame);
+          expect(frame.t).toBe(FrameType.event);
+          if (frame.t !== FrameType.event) return;
+          expect({ ...frame, d: new TextDecoder().decode(frame.d) }).toEqual({
+            t: FrameType.event, c: 'a.b', d: body(event), id: event.id, o: event.offset, e: event.epoch, s: event.seq, ts: event.time,
+            ...(event.labels === undefined ? {} : { l: event.labels }), ...(event.key === undefined ? {} : { k: event.key }),
+          });
+          expect(event.time).toBe(clock.wall());
+        }
+      });
+
+      it('counts the channels it holds and ranks the busiest, ties by name', async () => {
+        const { engine, publish } = await rig();
+        for (const channel of ['b', 'a', 'c', 'a', 'c', 'a', 'c', 'b', 'd']) await publish(channel);
+        expect(engine.channelCount()).toBe(4);
+        expect(engine.busiestChannels(2)).toEqual([{ channel: 'a', events: 3 }, { channel: 'c', events: 3 }]);
+        expect(engine.busiestChannels(10)).toEqual([
+          { channel: 'a', events: 3 }, { channel: 'c', events: 3 }, { channel: 'b', events: 2 }, { channel: 'd', events: 1 },
+        ]);
+      });
+    });
+
+    describe('history', () => {
+      it('answers a channel\'s retained events oldest first, at most limit, with more', async () => {
+        const { engine, publish } = await rig();
+        const events = [];
+        for (let i = 1; i <= 5; i++) events.push(await publish('h', String(i)));
+        await publish('other');
+        const all = await engine.history('h', undefined, 10);
+        expect(bodies(all.events)).toEqual(['1', '2', '3', '4', '5']);
+        expect(all).toMatchObject({ epoch: events[0]!.epoch, offset: 5, complete: true, more: false });
+        expect(all.events.map((e) => [e.id, e.offset, e.seq, e.channel])).toEqual(events.map((e) => [e.id, e.offset, e.seq, 'h']));
+        const first = await engine.history('h', undefined, 2);
+        expect([bodies(first.events), first.more]).toEqual([['1', '2'], true]);
+        const never = await engine.history('never', undefined, 10);
+        expect(never).toMatchObject({ events: [], offset: 0, complete: true, more: false });
+      });
+
+      it('answers the events after a position, complete, paging with limit', async () => {
+        const { engine, publish } = await rig();
+        const { epoch } = await publish('h', '1');
+        for (let i = 2; i <= 5; i++) await publish('h', String(i));
+        const fromStart = await engine.history('h', { epoch, offset: 0 }, 10);
+        expect([bodies(fromStart.events), fromStart.complete, fromStart.more]).toEqual([['1', '2', '3', '4', '5'], true, false]);
+        const page = await engine.history('h', { epoch, offset: 2 }, 2);
+        expect([bodies(page.events), page.complete, page.more]).toEqual([['3', '4'], true, true]);
+        const last = await engine.history('h', { epoch, offset: 4 }, 2);
+        expect([bodies(last.events), last.complete, last.more]).toEqual([['5'], true, false]);
+        const caughtUp = await engine.history('h', { epoch, offset: 5 }, 2);
+        expect([caughtUp.events, caughtUp.complete, caughtUp.more]).toEqual([[], true, false]);
+        const otherEpoch = await engine.history('h', { epoch: `${epoch}-not`, offset: 2 }, 10);
+        expect(otherEpoch.complete).toBe(false);
+      });
+
+      it('keeps historySize events per channel: a position before them is incomplete', async () => {
+        const { engine, publish } = await rig({ historySize: 3 });
+        const { epoch } = await publish('h', '1');
+        for (let i = 2; i <= 5; i++) await publish('h', String(i));
+        const page = await engine.history('h', undefined, 10);
+        expect([bodies(page.events), page.offset]).toEqual([['3', '4', '5'], 5]);
+        const trimmed = await engine.history('h', { epoch, offset: 1 }, 10);
+        expect([bodies(trimmed.events), trimmed.complete]).toEqual([['3', '4', '5'], false]);
+        const whole = await engine.history('h', { epoch, offset: 2 }, 10);
+        expect([bodies(whole.events), whole.complete]).toEqual([['3', '4', '5'], true]);
+      });
+
+      it('keeps historyBytes per channel, the oldest out first', async () => {
+        const { engine, publish } = await rig({ historyBytes: 3000 });
+        const { epoch } = await publish('h', `1${KB}`);
+        for (let i = 2; i <= 4; i++) await publish('h', `${i}${KB}`);
+        await publish('small', 'other channels keep theirs');
+        const page = await engine.history('h', undefined, 10);
+        expect(page.events.map((e) => body(e)[0])).toEqual(['3', '4']);
+        expect((await engine.history('h', { epoch, offset: 1 }, 10)).complete).toBe(false);
+        expect((await engine.history('h', { epoch, offset: 2 }, 10)).complete).toBe(true);
+        expect((await engine.history('small', undefined, 10)).events).toHaveLength(1);
+      });
+
+      it('forgets events older than historyTtl, by the injected clock', async () => {
+        const { engine, clock, publish } = await rig({ historyTtl: 10_000 });
+        const { epoch } = await publish('h', 'old');
+        clock.advance(6000);
+        await publish('h', 'young');
+        clock.advance(5000);
+        const page = await engine.history('h', undefined, 10);
+        expect([bodies(page.events), page.offset]).toEqual([['young'], 2]);
+        expect((await engine.history('h', { epoch, offset: 0 }, 10)).complete).toBe(false);
+        expect((await engine.history('h', { epoch, offset: 1 }, 10)).complete).toBe(true);
+        clock.advance(6000);
+        const none = await engine.history('h', { epoch, offset: 1 }, 10);
+        expect([none.events, none.offset, none.complete]).toEqual([[], 2, false]);
+        expect((await engine.history('h', { epoch, offset: 2 }, 10)).complete).toBe(true);
+      });
+
+      it('past historyTotalBytes forgets whole channels, least recently published first: their next event starts a new epoch', async () => {
+        const { engine, publish } = await rig({ historyTotalBytes: 4000 });
+        const a1 = await publish('t.a', KB);
+        const b1 = await publish('t.b', KB);
+        await publish('t.c', KB);
+        expect(engine.channelCount()).toBe(3);
+        await publish('t.a', KB); // t.a is the newest now: t.b, published least recently, goes
+        expect(engine.channelCount()).toBe(2);
+        expect((await engine.history('t.b', undefined, 10)).events).toEqual([]);
+        expect((await engine.history('t.b', { epoch: b1.epoch, offset: 0 }, 10)).complete).toBe(false);
+        expect((await engine.history('t.a', { epoch: a1.epoch, offset: 0 }, 10)).events).toHaveLength(2);
+        expect((await engine.history('t.c', undefined, 10)).events).toHaveLength(1);
+        const b2 = await publish('t.b', 'again');
+        expect(b2.offset).toBe(1);
+        expect(b2.epoch).not.toBe(b1.epoch);
+        expect(b2.seq).toBeGreaterThan(a1.seq);
+      });
+
+      it('past channelCacheSize forgets the least recently published channel whole', async () => {
+        const { engine, publish } = await rig({ channelCacheSize: 2 });
+        const a1 = await publish('a');
+        const b1 = await publish('b');
+        await publish('a');
+        await publish('c'); // b is the least recently published
+        expect(engine.channelCount()).toBe(2);
+        expect((await engine.history('a', { epoch: a1.epoch, offset: 0 }, 10)).events).toHaveLength(2);
+        expect((await engine.history('b', { epoch: b1.epoch, offset: 0 }, 10)).complete).toBe(false);
+        const b2 = await publish('b');
+        expect([b2.offset, b2.epoch === b1.epoch]).toEqual([1, false]);
+      });
+
+      it.each(['historySize', 'historyBytes', 'historyTtl'] as const)('with %s 0 keeps nothing: a position with later events is incomplete', async (bound) => {
+        const { engine, publish } = await rig({ [bound]: 0 });
+        const { epoch } = await publish('h', '1');
+        await publish('h', '2');
+        const page = await engine.history('h', undefined, 10);
+        expect([page.events, page.offset, page.complete]).toEqual([[], 2, true]);
+        expect((await engine.history('h', { epoch, offset: 0 }, 10)).complete).toBe(false);
+        expect((await engine.history('h', { epoch, offset: 1 }, 10)).complete).toBe(false);
+        expect((await engine.history('h', { epoch, offset: 2 }, 10)).complete).toBe(true);
+        const replay = await engine.replay('h', 0, 10);
+        expect([replay.events, replay.complete]).toEqual([[], false]);
+        expect((await engine.replay('h', engine.position(), 10)).complete).toBe(true);
+        expect((await engine.rewind('h', 5, 1 << 20)).events).toEqual([]);
+      });
+    });
+
+    describe('replay', () => {
+      /** Two events before the position, then a mix after it, on seen and unseen channels. */
+      async function mixed(limits: Partial<ContractLimits> = {}): Promise<Rig & { since: number; after: StreamEvent[] }> {
+        const r = await rig(limits);
+        await r.publish('user.a', 'before');
+        await r.publish('other.x', 'before');
+        const since = r.engine.position();
+        const after = [];
+        for (const [channel, data] of [['user.a', 'a1'], ['user.b', 'b1'], ['other.x', 'x1'], ['user.c.d', 'cd1'], ['user.a', 'a2']]) {
+          after.push(await r.publish(channel!, data));
+        }
+        return { ...r, since, after };
+      }
+
+      it('answers every matching event after the position, in stream order, each once, on seen and new channels', async () => {
+        const { engine, since, after } = await mixed();
+        const all = await engine.replay('user.>', since, 100);
+        expect([bodies(all.events), all.complete, all.more]).toEqual([['a1', 'b1', 'cd1', 'a2'], true, false]);
+        expect(seqs(all.events)).toEqual(seqs(after.filter((e) => e.channel.startsWith('user.'))));
+        expect(all.events.map((e) => [e.id, e.channel, e.offset, e.epoch])).toEqual(
+          after.filter((e) => e.channel.startsWith('user.')).map((e) => [e.id, e.channel, e.offset, e.epoch]));
+        expect(bodies((await engine.replay('user.*', since, 100)).events)).toEqual(['a1', 'b1', 'a2']);
+        expect(bodies((await engine.replay('user.a', since, 100)).events)).toEqual(['a1', 'a2']);
+        expect(bodies((await engine.replay('user.b', since, 100)).events)).toEqual(['b1']); // new since the position
+        const none = await engine.replay('user.>', engine.position(), 100);
+        expect([none.events, none.complete, none.more]).toEqual([[], true, false]);
+        expect(bodies((await engine.replay('nobody.>', 0, 100)).events)).toEqual([]);
+      });
+
+      it('filters with accept, by labels and key', async () => {
+        const { engine, publish } = await rig();
+        await publish('job.a', 'low', { labels: ['low'] });
+        await publish('job.b', 'urgent', { labels: ['urgent', 'x'] });
+        await publish('job.a', 'keyed', { key: 'k1' });
+        await publish('job.a', 'bare');
+        const urgent = await engine.replay('job.*', 0, 100, (labels) => labels?.includes('urgent') === true);
+        expect([bodies(urgent.events), urgent.complete]).toEqual([['urgent'], true]);
+        const keyed = await engine.replay('job.a', 0, 100, (_labels, key) => key === 'k1');
+        expect(bodies(keyed.events)).toEqual(['keyed']);
+        const seen: [string[] | undefined, string | undefined][] = [];
+        await engine.replay('job.>', 0, 100, (labels, key) => (seen.push([labels, key]), true));
+        expect(seen).toEqual([[['low'], undefined], [['urgent', 'x'], undefined], [undefined, 'k1'], [undefined, undefined]]);
+      });
+
+      it('pages with limit: more, then the rest from the last event', async () => {
+        const { engine, since } = await mixed();
+        const page = await engine.replay('user.>', since, 3);
+        expect([bodies(page.events), page.more, page.complete]).toEqual([['a1', 'b1', 'cd1'], true, true]);
+        const rest = await engine.replay('user.>', page.events[2]!.seq, 3);
+        expect([bodies(rest.events), rest.more]).toEqual([['a2'], false]);
+        const filtered = await engine.replay('user.>', since, 1, (_l, _k) => true);
+        expect([bodies(filtered.events), filtered.more]).toEqual([['a1'], true]);
+      });
+
+      it('is incomplete when a matching event after the position was trimmed, and only then', async () => {
+        const { engine, publish } = await rig({ historySize: 2 });
+        await publish('user.a', 'before');
+        const since = engine.position();
+        for (const data of ['x1', 'x2', 'x3']) await publish('other.x', data); // trimmed, but not matching
+        await publish('user.a', 'a1');
+        const kept = await engine.replay('user.>', since, 100);
+        expect([bodies(kept.events), kept.complete]).toEqual([['a1'], true]);
+        for (const data of ['a2', 'a3']) await publish('user.a', data);
+        const cut = await engine.replay('user.>', since, 100);
+        expect([bodies(cut.events), cut.complete]).toEqual([['a2', 'a3'], false]);
+        expect((await engine.replay('user.a', since, 100)).complete).toBe(false);
+        // Events lost only before the position do not count.
+        expect((await engine.replay('user.>', cut.events[0]!.seq - 1, 100)).complete).toBe(true);
+      });
+
+      it('is incomplete when a matching channel with events after the position was forgotten', async () => {
+        const { engine, publish } = await rig({ channelCacheSize: 2 });
+        await publish('user.old', 'before'); // forgotten below, but it had nothing after the position
+        const since = engine.position();
+        await publish('user.a', 'a1');
+        await publish('other.x', 'x1');
+        await publish('other.y', 'y1'); // user.old, then user.a, forgotten
+        const page = await engine.replay('user.>', since, 100);
+        expect([page.events, page.complete]).toEqual([[], false]);
+        expect((await engine.replay('user.a', since, 100)).complete).toBe(false);
+        expect((await engine.replay('user.old', since, 100)).complete).toBe(true);
+        expect((await engine.replay('nobody.>', since, 100)).complete).toBe(true);
+        await publish('user.b', 'b1'); // other.x forgotten: it does not match
+        const later = engine.position() - 1;
+        const b = await engine.replay('user.>', later, 100);
+        expect([bodies(b.events), b.complete]).toEqual([['b1'], true]);
+      });
+
+      it('is incomplete when a matching channel was forgotten past historyTotalBytes', async () => {
+        const { engine, publish } = await rig({ historyTotalBytes: 4000 });
+        const since = engine.position();
+        await publish('user.a', KB);
+        await publish('other.x', KB);
+        await publish('other.y', KB);
+        await publish('other.z', KB); // user.a goes
+        expect((await engine.replay('user.>', since, 100)).complete).toBe(false);
+        expect((await engine.replay('other.*', since + 1, 100)).complete).toBe(true);
+      });
+    });
+
+    describe('rewind', () => {
+      async function stream(): Promise<Rig> {
+        const r = await rig();
+        for (const [channel, data, labels] of [['r.a', 'a1'], ['r.a', 'a2', 'hot'], ['r.b', 'b1'], ['r.a', 'a3'], ['x', 'x1'], ['r.b', 'b2', 'hot']]) {
+          await r.publish(channel!, data, labels === undefined ? {} : { labels: [labels] });
+        }
+        return r;
+      }
+
+      it('answers the last count events of every matching channel, in stream order', async () => {
+        const { engine } = await stream();
+        const page = await engine.rewind('r.*', 3, 1 << 20);
+        expect([bodies(page.events), page.more]).toEqual([['b1', 'a3', 'b2'], false]);
+        expect(bodies((await engine.rewind('r.a', 2, 1 << 20)).events)).toEqual(['a2', 'a3']);
+        expect(bodies((await engine.rewind('r.>', 100, 1 << 20)).events)).toEqual(['a1', 'a2', 'b1', 'a3', 'b2']);
+        expect(bodies((await engine.rewind('r.*', 5, 1 << 20, (labels) => labels?.includes('hot') === true)).events)).toEqual(['a2', 'b2']);
+        expect((await engine.rewind('nobody', 3, 1 << 20)).events).toEqual([]);
+      });
+
+      it('with count 0 answers the last event of each matching channel', async () => {
+        const { engine } = await stream();
+        expect(bodies((await engine.rewind('r.*', 0, 1 << 20)).events)).toEqual(['a3', 'b2']);
+        expect(bodies((await engine.rewind('r.*', 0, 1 << 20, (labels) => labels === undefined)).events)).toEqual(['b1', 'a3']);
+        expect(bodies((await engine.rewind('x', 0, 1 << 20)).events)).toEqual(['x1']);
+      });
+
+      it('leaves the oldest out past maxBytes, with more', async () => {
+        const { engine } = await stream();
+        const all = (await engine.rewind('r.*', 3, 1 << 20)).events;
+        const size = (events: StreamEvent[]): number => events.reduce((n, e) => n + e.frame.length, 0);
+        const newest2 = await engine.rewind('r.*', 3, size(all.slice(1)));
+        expect([seqs(newest2.events), newest2.more]).toEqual([seqs(all.slice(1)), true]);
+        const newest1 = await engine.rewind('r.*', 3, size(all.slice(1)) - 1);
+        expect([seqs(newest1.events), newest1.more]).toEqual([seqs(all.slice(2)), true]);
+        const exact = await engine.rewind('r.*', 3, size(all));
+        expect([seqs(exact.events), exact.more]).toEqual([seqs(all), false]);
+      });
+    });
+
+    describe('idempotency', () => {
+      it('answers a repeat within the window with the first result, and hands it to nobody', async () => {
+        const { engine, clock, sunk, publish } = await rig({ idempotencyWindow: 10_000 });
+        const first = await publish('i', 'once', { idempotency: { scope: 'alice', id: 'm1' } });
+        clock.advance(9000);
+        const repeat = await engine.publish({ channel: 'i', data: text('twice'), idempotency: { scope: 'alice', id: 'm1' } });
+        expect(repeat).toMatchObject({ id: first.id, offset: first.offset, epoch: first.epoch });
+        expect(sunk).toHaveLength(1);
+        expect(engine.position()).toBe(first.seq);
+        expect(bodies((await engine.history('i', undefined, 10)).events)).toEqual(['once']);
+      });
+
+      it('after the window, or for another scope or id, publishes a new event', async () => {
+        const { engine, clock, sunk, publish } = await rig({ idempotencyWindow: 10_000 });
+        const first = await publish('i', '1', { idempotency: { scope: 'alice', id: 'm1' } });
+        const otherScope = await publish('i', '2', { idempotency: { scope: 'bob', id: 'm1' } });
+        const otherId = await publish('i', '3', { idempotency: { scope: 'alice', id: 'm2' } });
+        expect(new Set([first.id, otherScope.id, otherId.id]).size).toBe(3);
+        clock.advance(10_001);
+        const after = await publish('i', '4', { idempotency: { scope: 'alice', id: 'm1' } });
+        expect([after.id === first.id, after.offset]).toEqual([false, 4]);
+        expect(bodies(sunk)).toEqual(['1', '2', '3', '4']);
+        // The new one is remembered in turn.
+        const again = await engine.publish({ channel: 'i', data: text('5'), idempotency: { scope: 'alice', id: 'm1' } });
+        expect(again.id).toBe(after.id);
+      });
+
+      it('with idempotencyWindow 0 publishes every repeat', async () => {
+        const { sunk, publish } = await rig({ idempotencyWindow: 0 });
+        await publish('i', '1', { idempotency: { scope: 'alice', id: 'm1' } });
+        await publish('i', '2', { idempotency: { scope: 'alice', id: 'm1' } });
+        expect(bodies(sunk)).toEqual(['1', '2']);
+      });
+    });
+
+    describe('parked sessions', () => {
+      const session = (secret: string, principal = ''): ParkedSession => ({
+        secret,
+        principal,
+        subscriptions: [
+          { pattern: 'user.>', filter: undefined, since: 3 },
+          { pattern: 'job.*', filter: { l: ['urgent'], k: ['k1'] }, since: 7 },
+        ],
+      });
+
+      it('gives the session back to the right secret, once', async () => {
+        const { engine } = await rig();
+        const parked = session('s3cret');
+        await engine.parkSession('u1', parked, 60_000);
+        expect(engine.parkedSessions()).toBe(1);
+        expect(await engine.takeSession('u1', { secret: 's3cret', principal: '' })).toEqual({ session: parked });
+        expect(engine.parkedSessions()).toBe(0);
+        expect(await engine.takeSession('u1', { secret: 's3cret', principal: '' })).toEqual({ none: true });
+        expect(await engine.takeSession('never', { secret: 's3cret', principal: '' })).toEqual({ none: true });
+      });
+
+      it('refuses a wrong secret and keeps the session parked', async () => {
+        const { engine } = await rig();
+        await engine.parkSession('u1', session('s3cret'), 60_000);
+        expect(await engine.takeSession('u1', { secret: 'wrong', principal: '' })).toEqual({ refused: true });
+        expect(await engine.takeSession('u1', { secret: undefined, principal: '' })).toEqual({ refused: true });
+        expect(engine.parkedSessions()).toBe(1);
+        expect(await engine.takeSession('u1', { secret: 's3cret', principal: '' })).toEqual({ session: session('s3cret') });
+      });
+
+      it('gives the session to the same authenticated principal without the secret, never to another or to anonymous', async () => {
+        const { engine } = await rig();
+        await engine.parkSession('u1', session('s3cret', 'alice'), 60_000);
+        await engine.parkSession('u2', session('other', ''), 60_000);
+        expect(await engine.takeSession('u1', { secret: undefined, principal: 'bob' })).toEqual({ refused: true });
+        expect(await engine.takeSession('u1', { secret: undefined, principal: '' })).toEqual({ refused: true });
+        expect(await engine.takeSession('u1', { secret: undefined, principal: 'alice' })).toEqual({ session: session('s3cret', 'alice') });
+        // Anonymous is nobody: '' never matches ''.
+        expect(await engine.takeSession('u2', { secret: undefined, principal: '' })).toEqual({ refused: true });
+        expect(await engine.takeSession('u2', { secret: 'other', principal: 'alice' })).toEqual({ session: session('other', '') });
+      });
+
+      it('forgets a session after its ttl, by the injected clock', async () => {
+        const { engine, clock } = await rig();
+        await engine.parkSession('u1', session('a'), 10_000);
+        await engine.parkSession('u2', session('b'), 10_000);
+        clock.advance(9999);
+        expect(engine.parkedSessions()).toBe(2);
+        expect(await engine.takeSession('u1', { secret: 'a', principal: '' })).toEqual({ session: session('a') });
+        clock.advance(2);
+        expect(engine.parkedSessions()).toBe(0);
+        expect(await engine.takeSession('u2', { secret: 'b', principal: '' })).toEqual({ none: true });
+      });
+
+      check(Case.sessionTtlPerPark, async () => {
+        const { engine, clock } = await rig();
+        await engine.parkSession('long', session('a'), 60_000);
+        await engine.parkSession('short', session('b'), 1000);
+        clock.advance(2000);
+        expect(engine.parkedSessions()).toBe(1);
+        expect(await engine.takeSession('short', { secret: 'b', principal: '' })).toEqual({ none: true });
+        expect(await engine.takeSession('long', { secret: 'a', principal: '' })).toEqual({ session: session('a') });
+      });
+
+      it('drops a session, and a second park of a uuid replaces the first', async () => {
+        const { engine, clock } = await rig();
+        await engine.parkSession('u1', session('a'), 60_000);
+        await engine.parkSession('u2', session('b'), 60_000);
+        await engine.dropSession('u1');
+        await engine.dropSession('never');
+        expect(engine.parkedSessions()).toBe(1);
+        expect(await engine.takeSession('u1', { secret: 'a', principal: '' })).toEqual({ none: true });
+        const replacement: ParkedSession = { secret: 'c', principal: '', subscriptions: [] };
+        await engine.parkSession('u2', replacement, 20_000);
+        expect(engine.parkedSessions()).toBe(1);
+        expect(await engine.takeSession('u2', { secret: 'b', principal: '' })).toEqual({ refused: true });
+        clock.advance(15_000);
+        expect(await engine.takeSession('u2', { secret: 'c', principal: '' })).toEqual({ session: replacement });
+      });
+    });
+
+    describe('epoch', () => {
+      it('is stable while the engine runs', async () => {
+        const { engine, publish } = await rig();
+        const epoch = engine.epoch;
+        expect(typeof epoch).toBe('string');
+        expect(epoch.length).toBeGreaterThan(0);
+        await publish('a');
+        expect(engine.epoch).toBe(epoch);
+      });
+
+      if (traits.historySurvivesNewInstance) {
+        it('is kept, with the history, by a new instance over the same store', async () => {
+          const first = await rig();
+          const a1 = await first.publish('a', 'kept');
+          await stop(first.engine);
+          const second = await rig({}, first.clock, first.engine);
+          expect(second.engine.epoch).toBe(first.engine.epoch);
+          const page = await second.engine.history('a', { epoch: a1.epoch, offset: 0 }, 10);
+          expect([bodies(page.events), page.complete]).toEqual([['kept'], true]);
+          const a2 = await second.publish('a', 'next');
+          expect([a2.offset, a2.epoch, a2.seq > a1.seq]).toEqual([2, a1.epoch, true]);
+        });
+      } else {
+        it('is another in a new instance, which has none of the old history', async () => {
+          const first = await rig();
+          const a1 = await first.publish('a', 'lost');
+          await stop(first.engine);
+          const second = await rig({}, first.clock, first.engine);
+          expect(second.engine.epoch).not.toBe(first.engine.epoch);
+          const page = await second.engine.history('a', { epoch: a1.epoch, offset: 0 }, 10);
+          expect([page.events, page.complete]).toEqual([[], false]);
+          expect(second.engine.position()).toBe(0);
+          const a2 = await second.publish('a', 'new');
+          expect([a2.offset, a2.epoch === a1.epoch]).toEqual([1, false]);
+        });
+      }
+    });
+  });
+}
