@@ -310,6 +310,8 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         expect(b2.offset).toBe(1);
         expect(b2.epoch).not.toBe(b1.epoch);
         expect(b2.seq).toBeGreaterThan(a1.seq);
+        // Counted from its new epoch.
+        expect(engine.busiestChannels(3)).toEqual([{ channel: 't.a', events: 2 }, { channel: 't.b', events: 1 }, { channel: 't.c', events: 1 }]);
       });
 
       it('past channelCacheSize forgets the least recently published channel whole', async () => {
