@@ -156,10 +156,9 @@ describe('resume over an engine that answers later', () => {
     },
   );
 
-  // Bug: when the take answers after the socket closed, open() (transport/frame-handlers.ts) returns
-  // at `conn.state !== 'pending'` and the session the engine handed over is dropped, not parked
-  // again: the next resume is told window_passed and its missed events are lost.
-  it.fails('a resume whose socket dies while the take is pending leaves the stream resumable', async () => {
+  // A take answered after the socket closed: the session handed over is parked again (open(),
+  // transport/frame-handlers.ts), so the next resume still gets everything.
+  it('a resume whose socket dies while the take is pending leaves the stream resumable', async () => {
     const engine = laterEngine();
     const { b, url, stream, parked } = await parkedWithMissed(engine);
     engine.hold('takeSession');
@@ -178,11 +177,10 @@ describe('resume over an engine that answers later', () => {
     expect(parked()).toBe(0);
   });
 
-  // Bug: the connection registered by the resume got a new secret (open(), frame-handlers.ts) that
-  // only its welcome carries; dying before the welcome, it is parked again under that secret, and
-  // the client's resume with the secret it has is refused (4002 "parked by another client"). Behind
-  // it, the floor bug of the next test.
-  it.fails('a resume whose socket dies while the replay is pending parks the stream with what it still misses', async () => {
+  // The connection registered by the resume gets a new secret that only its welcome carries; dying
+  // before the welcome, it is parked with the secret the client resumed with still valid
+  // (formerSecret), and each restored subscription keeps its floor (next test).
+  it('a resume whose socket dies while the replay is pending parks the stream with what it still misses', async () => {
     const engine = laterEngine();
     const { url, stream, publisher, parked } = await parkedWithMissed(engine);
     engine.hold('replay');
@@ -203,10 +201,9 @@ describe('resume over an engine that answers later', () => {
     expect(bodies(afterWelcome(back))).toEqual(['user.a:m1', 'user.new:m2', 'order.created:m3', 'user.a:m4']);
   });
 
-  // Bug (the memory engine's too): restore() (transport/resume.ts) sets each restored subscription's
-  // floor to engine.position(), so the session parked again replays from after the whole first
-  // replay, whatever the client got of it: m2 and m3 are lost and the welcome says recovered.
-  it.fails('a resume from inside the previous resume\'s replay gets the rest of it', async () => {
+  // A restored subscription keeps the floor it had (restore(), transport/resume.ts), so a session
+  // parked again in the middle of a replay replays from where the client really is (memory engine too).
+  it('a resume from inside the previous resume\'s replay gets the rest of it', async () => {
     const engine = laterEngine();
     const { url, stream, parked } = await parkedWithMissed(engine);
     const first = await RawClient.open(url);
@@ -265,11 +262,9 @@ describe('rewind and history over an engine that answers later', () => {
     },
   );
 
-  // Bug: a connection holds one list of live events for all its pending rewinds (frame-handlers.ts
-  // subscribe(): `conn.holding ??= []`); the first rewind to answer releases it (releaseHeld,
-  // resume.ts) with the other subscription's events in it. Reads at the call: r.b's live event
-  // arrives before r.b's rewind; reads at the answer: it arrives live, then again in the rewind.
-  it.fails.each(['at-call', 'at-answer'] as const)(
+  // Live events are held until every pending read (rewinds, a resume's replay) answered
+  // (Connection.hold/unhold): r.b's live event never comes before r.b's rewind, nor twice.
+  it.each(['at-call', 'at-answer'] as const)(
     'two subscribes with w in one turn: each rewind before its subscription\'s live events, each event once (reads %s)',
     async (reads) => {
       const engine = laterEngine({ reads });

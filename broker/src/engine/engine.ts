@@ -61,6 +61,8 @@ export interface ReplayPage {
 export interface ParkedSession {
   /** The session secret its welcome gave: a resume must present it. */
   secret: string;
+  /** The secret the client resumed it with before: it may not have got the newer one yet. */
+  formerSecret?: string;
   /** The principal that held it (`''`: anonymous): the same authenticated principal may resume without the secret. */
   principal: string;
   /** Its subscriptions, each with the stream position from which it was live (`since`). */

@@ -102,9 +102,14 @@ export class MemoryEngine implements Engine {
     this.sweep();
     const parked = this.parked.get(uuid);
     if (parked === undefined) return { none: true };
+    if (parked.expires <= this.clock.now()) {
+      this.parked.delete(uuid);
+      return { none: true };
+    }
     const { session } = parked;
     const samePrincipal = claim.principal !== '' && claim.principal === session.principal;
-    if (!samePrincipal && !secretMatches(claim.secret, session.secret)) return { refused: true };
+    const secret = secretMatches(claim.secret, session.secret) || secretMatches(claim.secret, session.formerSecret);
+    if (!samePrincipal && !secret) return { refused: true };
     this.parked.delete(uuid);
     return { session };
   }
@@ -114,15 +119,21 @@ export class MemoryEngine implements Engine {
   }
 
   parkedSessions(): number {
-    this.sweep();
+    this.sweep(true);
     return this.parked.size;
   }
 
-  /** Frees the expired sessions (at the front: they were parked first). */
-  private sweep(): void {
+  /**
+   * Frees the expired sessions: those at the front (parked first, so with one ttl the first to
+   * expire), or, `all`, every one (sessions parked with different ttls).
+   */
+  private sweep(all = false): void {
     const now = this.clock.now();
     for (const [uuid, parked] of this.parked) {
-      if (parked.expires > now) break;
+      if (parked.expires > now) {
+        if (all) continue;
+        break;
+      }
       this.parked.delete(uuid);
     }
   }

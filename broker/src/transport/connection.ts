@@ -79,6 +79,14 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    * go out after the replay (those it did not carry).
    */
   holding: StreamEvent[] | undefined;
+  /** Reads (a resume's replay, rewinds) the holding waits for, and what they carried. */
+  private holds = 0;
+  private carried: Set<number> | undefined;
+  /**
+   * The secret the client presented to resume this stream: kept valid beside the new one, so a
+   * connection that dies before its welcome (the new secret) reached the client stays resumable.
+   */
+  formerSecret: string | undefined;
   /** As an index entry: a subscription without a filter. */
   readonly sub = this;
   readonly filter = undefined;
@@ -177,7 +185,9 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
     for (const [key, entry] of this.subscriptions) {
       subscriptions.push({ pattern: patternOfSubscriptionKey(key), filter: entry.filter?.wire, since: this.floors?.get(key) ?? 0 });
     }
-    return { secret: this.secret, principal: principalKey(this.principal), subscriptions };
+    const session: ParkedSession = { secret: this.secret, principal: principalKey(this.principal), subscriptions };
+    if (this.formerSecret !== undefined) session.formerSecret = this.formerSecret;
+    return session;
   }
 
   /** Closes the socket with `code` and `reason` (cut to what a close frame holds). */
@@ -186,6 +196,31 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
     // A socket paused (a hello being verified, a spent read budget) must read again, or the
     // peer's close frame would wait behind the pause until ws gives up on the handshake.
     this.ws.resume();
+  }
+
+  /** Holds live events until {@link unhold} is called as many times (reads an engine answers later). */
+  hold(): void {
+    this.holds++;
+    this.holding ??= [];
+  }
+
+  /**
+   * One read is sent (`carried`: the events it sent): once the last one is, the live events held
+   * meanwhile go out, but those a read already carried.
+   */
+  unhold(carried: readonly StreamEvent[]): void {
+    if (this.holding === undefined) return;
+    if (carried.length > 0) {
+      const set = (this.carried ??= new Set());
+      for (const event of carried) set.add(event.seq);
+    }
+    if (--this.holds > 0) return;
+    const held = this.holding;
+    const sent = this.carried;
+    this.holding = undefined;
+    this.carried = undefined;
+    this.holds = 0;
+    for (const event of held) if (sent === undefined || !sent.has(event.seq)) this.deliver(event);
   }
 
   /** Queues one event frame, or drops and counts it. Returns whether it was queued. */

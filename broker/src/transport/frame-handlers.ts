@@ -29,7 +29,7 @@ import type { ParkedSession } from '../engine/engine.js';
 import type { PublishResult } from '../types.js';
 import { principalKey, type Connection } from './connection.js';
 import { when } from '../core/replay.js';
-import { releaseHeld, restore, sendReplay, takeSession } from './resume.js';
+import { restore, sendReplay, takeSession } from './resume.js';
 import type { Ingress } from './ingress.js';
 import { filterChars } from '../core/filter.js';
 import { validatePublish } from '../core/publish-validation.js';
@@ -194,7 +194,7 @@ function handleEarly(ingress: Ingress, conn: Connection): void {
 function welcome(ingress: Ingress, conn: Connection, frame: HelloFrame, principal: Principal): Promise<void> | undefined {
   const uuid = frame.u ?? nanoid();
   const holder = ingress.byUuid.get(uuid);
-  if (holder !== undefined && !principal.sameAs(holder.principal) && !secretMatches(frame.s, holder.secret)) {
+  if (holder !== undefined && !principal.sameAs(holder.principal) && !secretMatches(frame.s, holder.secret) && !secretMatches(frame.s, holder.formerSecret)) {
     // A uuid is not a credential: taking over a live stream needs the secret its welcome gave,
     // unless it is the same authenticated principal (a page reload).
     refuseTakeover(ingress, conn, uuid, 'is held by another connection');
@@ -214,15 +214,23 @@ function welcome(ingress: Ingress, conn: Connection, frame: HelloFrame, principa
       return undefined;
     }
     // Registered first: the replay is read once the stream is this connection's.
-    return open(ingress, conn, uuid, 'session' in take ? take.session : undefined, rp);
+    return open(ingress, conn, uuid, 'session' in take ? take.session : undefined, rp, frame.s);
   });
   return resumed instanceof Promise ? resumed : undefined;
 }
 
 /** Registers `conn` as the stream `uuid` and queues its welcome, resuming `session` from `rp`. */
-function open(ingress: Ingress, conn: Connection, uuid: string, session: ParkedSession | undefined, rp?: StreamPosition): void | Promise<void> {
-  if (conn.state !== 'pending') return undefined; // closed while an engine answered
+function open(
+  ingress: Ingress, conn: Connection, uuid: string, session: ParkedSession | undefined, rp?: StreamPosition, claimed?: string,
+): void | Promise<void> {
+  if (conn.state !== 'pending') {
+    // Closed while an engine answered: a session taken for it is parked again, as it was.
+    if (session !== undefined) ingress.parkSession(uuid, session);
+    return undefined;
+  }
   conn.secret = nanoid(SECRET_LENGTH);
+  // Until the welcome reaches the client it holds only the secret it resumed with.
+  conn.formerSecret = claimed;
   ingress.register(conn, uuid);
   const restored = rp === undefined ? undefined : restore(ingress, conn, session, rp);
   return when(restored, (resumption) => {
@@ -316,7 +324,7 @@ function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): v
   }
   const engine = ingress.core.engine;
   const rewound = frame.w === undefined ? undefined : engine.rewind(frame.p, frame.w, ingress.options.maxPayload, acceptOf(filter));
-  if (rewound instanceof Promise) conn.holding ??= []; // live events wait behind the rewind
+  if (rewound instanceof Promise) conn.hold(); // live events wait behind the rewind
   if (!held) {
     conn.filterChars += filterChars(filter);
     registry.add(conn, frame.p, filter);
@@ -327,11 +335,16 @@ function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): v
   const answered = when(rewound, (page) => {
     if (page !== undefined) {
       conn.enqueueControl(encodeFrame({ t: FrameType.events, r, ev: page.events.map((e) => e.frame), m: page.more }));
-      if (rewound instanceof Promise) releaseHeld(conn, page.events);
+      if (rewound instanceof Promise) conn.unhold(page.events);
     }
     sendAck(conn, r);
   });
-  if (answered instanceof Promise) answered.catch((err: unknown) => answerFailure(ingress, conn, err, r));
+  if (answered instanceof Promise) {
+    answered.catch((err: unknown) => {
+      conn.unhold([]);
+      answerFailure(ingress, conn, err, r);
+    });
+  }
 }
 
 /** A subscription filter as history's `accept`. */

@@ -10,6 +10,7 @@ import type { Clock } from '../clock.js';
 import type { ResolvedOptions } from '../config/options.js';
 import type { BrokerCore } from '../core/core.js';
 import type { Flushable, SlowSubscriber } from '../core/subscriber.js';
+import type { ParkedSession } from '../engine/engine.js';
 import type { BrokerCounts } from '../observe/metrics.js';
 import type { LatencyHistogram } from '../observe/latency.js';
 import { Refusals } from '../observe/refusals.js';
@@ -179,8 +180,13 @@ export class Ingress implements ConnectionHost {
    * uuid, secret, principal and subscriptions, for a resume on any node.
    */
   private park(conn: Connection): void {
-    const parked = this.core.engine.parkSession(conn.uuid, conn.session(), this.options.resumeWindow);
-    if (parked instanceof Promise) parked.catch((err: unknown) => this.log.warn({ err, uuid: conn.uuid }, 'could not park a session for resume'));
+    this.parkSession(conn.uuid, conn.session());
+  }
+
+  /** Parks `session` under `uuid` for `resumeWindow` (an engine failure is logged, not thrown). */
+  parkSession(uuid: string, session: ParkedSession): void {
+    const parked = this.core.engine.parkSession(uuid, session, this.options.resumeWindow);
+    if (parked instanceof Promise) parked.catch((err: unknown) => this.log.warn({ err, uuid }, 'could not park a session for resume'));
   }
 
   /** The socket of `conn` closed: whatever the reason, it is gone. */

@@ -44,6 +44,7 @@ export function takeSession(ingress: Ingress, conn: Connection, uuid: string, se
  */
 export function restore(ingress: Ingress, conn: Connection, session: ParkedSession | undefined, rp: StreamPosition): Maybe<Resumption> {
   const engine = ingress.core.engine;
+  conn.hold(); // released by sendReplay
   if (session === undefined) {
     const why = rp.e === engine.epoch ? ResumeReason.windowPassed : ResumeReason.brokerRestarted;
     return { outcome: { n: 0, why }, events: [] };
@@ -58,7 +59,6 @@ export function restore(ingress: Ingress, conn: Connection, session: ParkedSessi
   // Positions of another epoch say nothing here, even for a stream without subscriptions.
   if (!sameEpoch) why = ResumeReason.brokerRestarted;
   const reads: { pattern: string; page: Maybe<ReplayPage> }[] = [];
-  conn.holding = [];
   for (const sub of session.subscriptions) {
     if (!conn.principal.subscribe.covers(sub.pattern)) {
       fail(sub.pattern, ErrorCode.forbidden);
@@ -67,7 +67,9 @@ export function restore(ingress: Ingress, conn: Connection, session: ParkedSessi
     const filter = compileFilter(sub.filter);
     if (!ingress.core.registry.add(conn, sub.pattern, filter)) continue;
     conn.filterChars += filterChars(filter);
-    conn.setFloor(subscriptionKey(sub.pattern, filter), engine.position());
+    // Live since it was first made (a second resume from inside this one's replay needs that),
+    // unless its positions were of another epoch.
+    conn.setFloor(subscriptionKey(sub.pattern, filter), sameEpoch ? sub.since : engine.position());
     if (!sameEpoch) {
       fail(sub.pattern, ResumeReason.brokerRestarted);
       continue;
@@ -102,15 +104,5 @@ export function restore(ingress: Ingress, conn: Connection, session: ParkedSessi
  */
 export function sendReplay(conn: Connection, events: readonly StreamEvent[]): void {
   for (const event of events) conn.enqueueReplayed(event.frame);
-  releaseHeld(conn, events);
-}
-
-/** Ends the holding of live events: those `carried` (already sent) are skipped, the rest queued. */
-export function releaseHeld(conn: Connection, carried: readonly StreamEvent[]): void {
-  const held = conn.holding;
-  conn.holding = undefined;
-  if (held === undefined || held.length === 0) return;
-  const sent = new Set<number>();
-  for (const event of carried) sent.add(event.seq);
-  for (const event of held) if (!sent.has(event.seq)) conn.deliver(event);
+  conn.unhold(events);
 }

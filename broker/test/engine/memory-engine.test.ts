@@ -2,7 +2,7 @@
 // behind promises (answers later, as an engine that sequences over the network does).
 import { MemoryEngine } from '../../src/engine/memory-engine.js';
 import { AsyncEngine } from './async-engine.js';
-import { Case, engineContract, type EngineFactoryOptions, type EngineTraits } from './contract.js';
+import { engineContract, type EngineFactoryOptions, type EngineTraits } from './contract.js';
 
 const memory = ({ clock, limits }: EngineFactoryOptions): MemoryEngine => new MemoryEngine({ ...limits, idempotencyKeys: 10_000 }, clock);
 
@@ -10,7 +10,7 @@ const memory = ({ clock, limits }: EngineFactoryOptions): MemoryEngine => new Me
 // expired (it assumes one ttl for all, the broker's resumeWindow), and takeSession does not check
 // the taken one's own expiry: a session parked with a shorter ttl behind a longer one is still
 // handed out, and counted, after its ttl.
-const traits: EngineTraits = { knownFailures: [Case.sessionTtlPerPark] };
+const traits: EngineTraits = {};
 
 engineContract('memory engine', memory, traits);
 engineContract('memory engine behind promises (microtasks)', (options) => new AsyncEngine(memory(options), { defer: 'microtask' }), traits);
