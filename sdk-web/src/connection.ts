@@ -125,7 +125,7 @@ export class Connection implements PageHooks {
       ? Promise.resolve()
       : new Promise<void>((resolve) => {
           // Resolve on the close event, or after requestTimeout if a dead peer never completes it.
-          const timer = this.clock.setTimeout(() => this.socketClosed?.(), this.options.requestTimeout);
+          const timer = this.clock.setTimeout(() => this.socketClosed?.(), this.options.requestMs);
           this.socketClosed = () => {
             this.clock.clearTimeout(timer);
             this.socket = undefined;
@@ -242,7 +242,7 @@ export class Connection implements PageHooks {
     // Errors are always followed by a close event, which is where they are handled. The listener
     // must exist anyway: `ws` throws an "Unhandled 'error' event" without one.
     socket.onerror = noop;
-    const timeout = this.options.requestTimeout;
+    const timeout = this.options.requestMs;
     this.handshakeTimer = this.clock.setTimeout(
       () => this.abandon(CloseCode.helloTimeout, `no welcome within ${timeout} ms`),
       timeout,
@@ -317,12 +317,12 @@ export class Connection implements PageHooks {
     this.stopTimers();
     this.socket = undefined;
     const info: StateInfo = { code, reason };
-    const backoff = this.options.reconnect;
+    const backoff = this.options.backoff;
     // The credential expired: the next hello needs getToken's; without getToken, nothing would do.
     const expired = code === CloseCode.tokenExpired;
     if (expired) this.credential.expired();
     // A suspended client is not lost: it reconnects on pageBack() whatever the code.
-    if (!this.suspended && (backoff === false || !shouldReconnect(code) || (expired && !this.options.getToken))) {
+    if (!this.suspended && (backoff === false || !shouldReconnect(code) || (expired && !this.options.fetchToken))) {
       // A close that refuses the client for good says why with a stable code (a refused
       // handshake, 4006 forbidden_origin; a refused hello, 4002 unsupported_version; a refused
       // credential, 4008 unauthorized): an error. So does an expired one without getToken (4007).

@@ -39,7 +39,7 @@ export class Credential {
   forHello(): string | undefined | Promise<string> {
     const x = this.expiry;
     const held = this.heldToken !== undefined && (x === undefined || x > this.options.clock.now());
-    if (held || !this.options.getToken) return this.heldToken;
+    if (held || !this.options.fetchToken) return this.heldToken;
     // Neither the credential nor its expiry stands any more: a failed getToken leaves none.
     this.heldToken = this.expiry = undefined;
     return this.fetch();
@@ -61,7 +61,7 @@ export class Credential {
     this.expiry = x;
     this.failures = 0;
     const left = x! - this.options.clock.now(); // NaN without x: no refresh
-    if (this.options.getToken && left > 0) this.schedule(left - Math.min(30_000, left / 10));
+    if (this.options.fetchToken && left > 0) this.schedule(left - Math.min(30_000, left / 10));
   }
 
   /** The connection is down: no refresh until the next welcome. */
@@ -98,7 +98,7 @@ export class Credential {
   private async fetch(): Promise<string> {
     try {
       // Anything but a string would make a malformed hello.
-      return (this.heldToken = String(await this.options.getToken!()));
+      return (this.heldToken = String(await this.options.fetchToken!()));
     } catch (err) {
       throw new CrierError(ErrorCode.unauthorized, `getToken failed: ${err instanceof Error ? err.message : String(err)}`);
     }

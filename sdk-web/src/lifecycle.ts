@@ -3,9 +3,12 @@ import type { ClientOptions, LifecycleListener, LifecycleTarget } from './types.
 /** Page lifecycle options, with defaults applied and a target to listen on. */
 export interface ResolvedLifecycle {
   target: LifecycleTarget;
-  quitOnUnload: boolean;
-  reconnectOnPageShow: boolean;
-  probeOnWake: boolean;
+  /** `quitOnUnload` (the resolved fields are named apart from the options: shorter in the bundle) */
+  onUnload: boolean;
+  /** `reconnectOnPageShow` */
+  onPageShow: boolean;
+  /** `probeOnWake` */
+  onWake: boolean;
 }
 
 /** What the page lifecycle asks of the client. */
@@ -34,9 +37,9 @@ export function resolveLifecycle(options: ClientOptions): ResolvedLifecycle | un
   }
   return {
     target: target as LifecycleTarget,
-    quitOnUnload: l?.quitOnUnload ?? true,
-    reconnectOnPageShow: l?.reconnectOnPageShow ?? true,
-    probeOnWake: l?.probeOnWake ?? true,
+    onUnload: l?.quitOnUnload ?? true,
+    onPageShow: l?.reconnectOnPageShow ?? true,
+    onWake: l?.probeOnWake ?? true,
   };
 }
 
@@ -57,11 +60,11 @@ export function watchPage(settings: ResolvedLifecycle, hooks: PageHooks): () => 
   };
   on('pagehide', (event) => {
     if (!event.persisted) {
-      if (settings.quitOnUnload) hooks.unload();
-    } else if (settings.reconnectOnPageShow) hooks.suspend();
+      if (settings.onUnload) hooks.unload();
+    } else if (settings.onPageShow) hooks.suspend();
   });
-  if (settings.reconnectOnPageShow) on('pageshow', (event) => event.persisted && hooks.pageBack());
-  if (settings.probeOnWake) {
+  if (settings.onPageShow) on('pageshow', (event) => event.persisted && hooks.pageBack());
+  if (settings.onWake) {
     on('online', () => hooks.wake());
     on('visibilitychange', () => target.document?.visibilityState !== 'hidden' && hooks.wake());
   }

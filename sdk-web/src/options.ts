@@ -10,16 +10,22 @@ export interface ResolvedOptions {
   secret: string | undefined;
   resume: ClientSession | undefined;
   token: string | undefined;
-  getToken: (() => string | Promise<string>) | undefined;
-  reconnect: BackoffOptions | false;
-  requestTimeout: number;
+  /** `getToken` (the resolved fields are named apart from the options they come from, so the
+   * bundle can shorten them) */
+  fetchToken: (() => string | Promise<string>) | undefined;
+  /** `reconnect` */
+  backoff: BackoffOptions | false;
+  /** `requestTimeout` */
+  requestMs: number;
   offline: 'queue' | 'fail';
-  offlineQueueSize: number;
-  iteratorBufferSize: number;
+  /** `offlineQueueSize` */
+  queueMax: number;
+  /** `iteratorBufferSize` */
+  iteratorMax: number;
   clock: Timers;
   random: () => number;
   /** `undefined`: no page lifecycle handling (turned off, or not in a browser). */
-  lifecycle: ResolvedLifecycle | undefined;
+  page: ResolvedLifecycle | undefined;
 }
 
 const globalTimers: Timers = {
@@ -49,18 +55,18 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     secret: options.secret,
     resume: options.resume,
     token: options.token,
-    getToken: options.getToken,
-    reconnect: r === false ? false : {
+    fetchToken: options.getToken,
+    backoff: r === false ? false : {
       initialDelay: check('reconnect.initialDelay', r?.initialDelay, DEFAULT_BACKOFF.initialDelay, 0),
       maxDelay: check('reconnect.maxDelay', r?.maxDelay, DEFAULT_BACKOFF.maxDelay, 0),
       factor: check('reconnect.factor', r?.factor, DEFAULT_BACKOFF.factor, 1),
     },
-    requestTimeout: check('requestTimeout', options.requestTimeout, 10_000, 1),
+    requestMs: check('requestTimeout', options.requestTimeout, 10_000, 1),
     offline,
-    offlineQueueSize: check('offlineQueueSize', options.offlineQueueSize, 1000, 0),
-    iteratorBufferSize: check('iteratorBufferSize', options.iteratorBufferSize, 1000, 1),
+    queueMax: check('offlineQueueSize', options.offlineQueueSize, 1000, 0),
+    iteratorMax: check('iteratorBufferSize', options.iteratorBufferSize, 1000, 1),
     clock: options.timers ?? globalTimers,
     random: options.random ?? Math.random,
-    lifecycle: resolveLifecycle(options),
+    page: resolveLifecycle(options),
   };
 }

@@ -49,7 +49,7 @@ export class Publisher {
    * Unique across the clients of one principal (the broker keys ids by principal): not the
    * injectable `random`, which tests (and backoff) may make deterministic.
    */
-  private readonly prefix = Math.random().toString(36).slice(2, 12) + '.';
+  private readonly prefix = Math.random().toString(36).slice(2) + '.';
   private published = 0;
 
   constructor(
@@ -74,8 +74,8 @@ export class Publisher {
         return this.transmit(item);
       }
       if (this.options.offline === 'fail') throw refuse(ErrorCode.disconnected, channel, "not connected (offline: 'fail')");
-      if (this.queue.length >= this.options.offlineQueueSize) {
-        throw refuse(ErrorCode.queueFull, channel, `offline queue full (${this.options.offlineQueueSize})`);
+      if (this.queue.length >= this.options.queueMax) {
+        throw refuse(ErrorCode.queueFull, channel, `offline queue full (${this.options.queueMax})`);
       }
       this.queue.push(item);
       if (!id) resolve(undefined);

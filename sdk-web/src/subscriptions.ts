@@ -23,7 +23,7 @@ export interface SubscriptionHost {
   error(error: CrierError): void;
   /** An iterator discarded an event (its buffer was full). */
   overflow(event: CrierEvent): void;
-  iteratorBufferSize: number;
+  iteratorMax: number;
 }
 
 interface Deferred {
@@ -97,7 +97,7 @@ class Handle implements Subscription {
 
   [Symbol.asyncIterator](): AsyncIterator<CrierEvent, undefined> {
     const host = this.registry.host;
-    const stream: EventStream = new EventStream(host.iteratorBufferSize, (e) => host.overflow(e), () => {
+    const stream: EventStream = new EventStream(host.iteratorMax, (e) => host.overflow(e), () => {
       this.streams.delete(stream);
       this.unsubscribe().catch(() => {});
     });
