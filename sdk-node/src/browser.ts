@@ -29,5 +29,7 @@ export type {
   ClientSession,
   ResumedInfo,
   ResumedListener,
+  HistoryOptions,
+  HistoryPage,
 } from '@crier/sdk-web';
 export { CrierError, ErrorCode, CloseCode } from '@crier/sdk-web';

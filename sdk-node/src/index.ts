@@ -30,6 +30,8 @@ export type {
   ClientSession,
   ResumedInfo,
   ResumedListener,
+  HistoryOptions,
+  HistoryPage,
 } from '@crier/sdk-web';
 export { CrierError, ErrorCode, CloseCode } from '@crier/sdk-web';
 

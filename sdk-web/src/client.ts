@@ -1,4 +1,15 @@
-import { CrierError, ErrorCode, FrameType, type BrokerFrame, type EventFrame } from '@crier/protocol';
+import {
+  CrierError,
+  ErrorCode,
+  FrameType,
+  assertChannel,
+  decodeFrames,
+  type AckFrame,
+  type BrokerFrame,
+  type ErrorFrame,
+  type EventFrame,
+  type EventsFrame,
+} from '@crier/protocol';
 import { Connection } from './connection.js';
 import { watchPage } from './lifecycle.js';
 import { emit, listen } from './listeners.js';
@@ -17,6 +28,8 @@ import type {
   ErrorListener,
   EventHandler,
   FireAndForgetOptions,
+  HistoryOptions,
+  HistoryPage,
   PublishAck,
   PublishOptions,
   ResumedListener,
@@ -137,6 +150,18 @@ class Client implements CrierClient {
     return typeof a === 'object' && a !== null ? this.subscriptions.add(pattern, a, b) : this.subscriptions.add(pattern, undefined, a);
   }
 
+  async history(channel: string, options: HistoryOptions = {}): Promise<HistoryPage> {
+    assertChannel(channel);
+    await this.ready();
+    const { since, limit } = options;
+    // Still connected here: only a listener's quit() can come between ready() and this.
+    const f = await new Promise<EventsFrame>((resolve, reject) =>
+      this.request((r) => ({ t: FrameType.history, r, c: channel, e: since?.epoch, o: since?.offset, n: limit }), { resolve, reject }, 'history') ||
+      reject(this.closedWith),
+    );
+    return { events: this.eventsOf(f), epoch: f.e!, offset: f.o!, complete: f.ok !== false, more: !!f.m };
+  }
+
   unsubscribe(pattern: string): Promise<void> {
     return this.subscriptions.removePattern(pattern);
   }
@@ -171,11 +196,18 @@ class Client implements CrierClient {
     } else if (frame.t === FrameType.error && frame.r === undefined) {
       // Without a request id: a fire-and-forget publish failed.
       this.fail(errorFromFrame(frame));
-    } else if (frame.t === FrameType.ack || frame.t === FrameType.error) {
-      // (A late answer to a request that already timed out finds nothing to settle and is dropped.)
-      this.pending.settle(frame);
+    } else {
+      // An ack, error or events frame answers a request (a late answer to one that already timed
+      // out finds nothing to settle and is dropped); a pong answers none.
+      this.pending.settle(frame as AckFrame | ErrorFrame | EventsFrame);
     }
-    // Anything else (a pong, a client frame) needs nothing.
+  }
+
+  /** The events of an `events` frame (history), decoded as subscribers get them. */
+  private eventsOf(frame: EventsFrame): CrierEvent[] {
+    const events: CrierEvent[] = [];
+    for (const bytes of frame.ev) decodeFrames(bytes, this.connection.decodeLimits, (f) => events.push(toEvent(f as EventFrame)));
+    return events;
   }
 
   private down(final: boolean, info: StateInfo): void {

@@ -76,7 +76,8 @@ export class Connection implements PageHooks {
   private retryTimer: unknown;
   private handshakeTimer: unknown;
   private keepAlive: KeepAlive | undefined;
-  private decodeLimits: DecodeLimits = DEFAULT_DECODE_LIMITS;
+  /** The limits of frames from the broker (events of its `maxPayload`), from its last `welcome`. */
+  decodeLimits: DecodeLimits = DEFAULT_DECODE_LIMITS;
   private quitting: Promise<void> | undefined;
   private socketClosed: (() => void) | undefined;
   private suspended = false;

@@ -26,5 +26,7 @@ export type {
   ClientSession,
   ResumedInfo,
   ResumedListener,
+  HistoryOptions,
+  HistoryPage,
 } from './types.js';
 export { CrierError, ErrorCode, CloseCode } from '@crier/protocol';

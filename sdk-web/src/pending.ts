@@ -1,9 +1,12 @@
-import { CrierError, ErrorCode, FrameType, isErrorCode, type AckFrame, type ClientFrame, type ErrorFrame } from '@crier/protocol';
+import { CrierError, ErrorCode, FrameType, isErrorCode, type AckFrame, type ClientFrame, type ErrorFrame, type EventsFrame } from '@crier/protocol';
 import type { Timers } from './types.js';
 
-/** What a request does with its answer. */
-export interface Answer {
-  resolve(ack: AckFrame): void;
+/**
+ * What a request does with its answer: an `ack` (`T`: `AckFrame`), or the `events` frame that
+ * answers a `history` request (`T`: `EventsFrame`).
+ */
+export interface Answer<T = AckFrame> {
+  resolve(answer: T): void;
   reject(error: CrierError): void;
 }
 
@@ -11,10 +14,11 @@ export interface Answer {
  * Sends a request when connected: `frame` makes it with its request id, `what` names it in a
  * timeout error. False (nothing sent, nothing pending) when not connected.
  */
-export type SendRequest = (frame: (r: number) => ClientFrame, answer: Answer, what: string) => boolean;
+export type SendRequest = <T = AckFrame>(frame: (r: number) => ClientFrame, answer: Answer<T>, what: string) => boolean;
 
 interface Entry {
-  answer: Answer;
+  /** Resolved with the frame that answers it, whose type the request knows. */
+  answer: Answer<never>;
   timer: unknown;
 }
 
@@ -49,7 +53,7 @@ export class PendingRequests {
   ) {}
 
   /** Registers a request about to be sent; returns its id. `what` names it in a timeout error. */
-  add(answer: Answer, what: string): number {
+  add<T>(answer: Answer<T>, what: string): number {
     const id = this.nextId++;
     const timer = this.clock.setTimeout(() => {
       this.waiting.delete(id);
@@ -59,16 +63,18 @@ export class PendingRequests {
     return id;
   }
 
-  /** Settles the request an `ack` or `error` frame answers. False when none waits for it. */
-  settle(frame: AckFrame | ErrorFrame): boolean {
-    const id = frame.r;
-    const entry = id === undefined ? undefined : this.waiting.get(id);
-    if (id === undefined || !entry) return false;
+  /**
+   * Settles the request an `ack`, `error` or `events` frame answers (any other frame, and one
+   * that answers no request waiting, changes nothing).
+   */
+  settle(frame: AckFrame | ErrorFrame | EventsFrame): void {
+    const id = frame.r!;
+    const entry = this.waiting.get(id);
+    if (!entry) return;
     this.waiting.delete(id);
     this.clock.clearTimeout(entry.timer);
-    if (frame.t === FrameType.ack) entry.answer.resolve(frame);
-    else entry.answer.reject(errorFromFrame(frame));
-    return true;
+    if (frame.t === FrameType.error) entry.answer.reject(errorFromFrame(frame));
+    else entry.answer.resolve(frame as never);
   }
 
   /** Rejects every request (the connection dropped, or the client closed). */

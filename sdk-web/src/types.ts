@@ -231,6 +231,30 @@ export interface ResumedInfo {
   patterns?: string[];
 }
 
+/** Options of {@link CrierClient.history}. */
+export interface HistoryOptions {
+  /**
+   * Only the events after this position of the channel (`epoch` and `offset`, as events carry
+   * them); all those retained without it.
+   */
+  since?: { epoch: string; offset: number };
+  /** At most this many, oldest first. @default the broker's `historySize` (its maximum) */
+  limit?: number;
+}
+
+/** A page of a channel's retained events. */
+export interface HistoryPage {
+  /** Oldest first, each as subscribers get it. */
+  events: CrierEvent[];
+  /** The channel's epoch and latest offset now. */
+  epoch: string;
+  offset: number;
+  /** False when events after `since` were lost (trimmed from history, or another epoch). */
+  complete: boolean;
+  /** More retained events follow the last one: ask again with `since` set to it. */
+  more: boolean;
+}
+
 /** The broker's answer to an acknowledged publish. */
 export interface PublishAck {
   id: string;
@@ -329,6 +353,13 @@ export interface CrierClient {
    * filter out of bounds.
    */
   subscribe(pattern: string, filter: SubscribeFilter, handler?: EventHandler): Subscription;
+  /**
+   * A channel's retained events (the broker keeps a bounded history of each channel), oldest
+   * first: all of them, or those after `options.since`, at most `options.limit`. Waits until
+   * connected. Rejects with a `CrierError`: `bad_channel` (a pattern or a malformed name, before
+   * anything is sent), `forbidden`, `timeout`, `disconnected`, `closed`.
+   */
+  history(channel: string, options?: HistoryOptions): Promise<HistoryPage>;
   /** Drops every local handle for the pattern, whatever their filters, and the broker-side subscriptions. */
   unsubscribe(pattern: string): Promise<void>;
   /** Every event on the stream, once each. Returns the function that removes the handler. */

@@ -185,6 +185,12 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
         if (f.r !== undefined) c.send({ t: FrameType.ack, r: f.r, id: event.id, o: event.o, e: event.e });
         return;
       }
+      case FrameType.history: {
+        // The channel's events after offset o (all without it), at most n; offsets are 'E1's.
+        const all = log.filter((e) => e.c === f.c && (f.o === undefined || e.o > f.o));
+        const ev = all.slice(0, f.n ?? all.length);
+        return c.send({ t: FrameType.events, r: f.r, ev: ev.map((e) => encodeFrame(e)), e: 'E1', o: offsets.get(f.c) ?? 0, ok: true, m: ev.length < all.length });
+      }
       case FrameType.quit:
         return c.close(CloseCode.normal, 'quit');
       case FrameType.ping:
