@@ -29,6 +29,7 @@ export type {
   ClientSession,
   ResumedInfo,
   ResumedListener,
+  SubscribeOptions,
   HistoryOptions,
   HistoryPage,
 } from '@crier/sdk-web';

@@ -30,6 +30,7 @@ export type {
   ClientSession,
   ResumedInfo,
   ResumedListener,
+  SubscribeOptions,
   HistoryOptions,
   HistoryPage,
 } from '@crier/sdk-web';

@@ -36,6 +36,7 @@ import type {
   StateInfo,
   StateListener,
   SubscribeFilter,
+  SubscribeOptions,
   Subscription,
 } from './types.js';
 
@@ -87,6 +88,7 @@ class Client implements CrierClient {
       error: this.fail,
       overflow: (event) =>
         emit(this.droppedListeners, { total: 1, channels: new Map([[event.channel, 1]]), source: 'iterator' }),
+      eventsOf: (frame) => this.eventsOf(frame),
       iteratorMax: resolved.iteratorMax,
     });
     this.connection = new Connection(url, resolved, {
@@ -144,10 +146,12 @@ class Client implements CrierClient {
     return this.publisher.publish(channel, data, options);
   }
 
-  subscribe(pattern: string, handler?: EventHandler): Subscription;
-  subscribe(pattern: string, filter: SubscribeFilter, handler?: EventHandler): Subscription;
-  subscribe(pattern: string, a?: EventHandler | SubscribeFilter, b?: EventHandler): Subscription {
-    return typeof a === 'object' && a !== null ? this.subscriptions.add(pattern, a, b) : this.subscriptions.add(pattern, undefined, a);
+  subscribe(pattern: string, handler?: EventHandler, options?: SubscribeOptions): Subscription;
+  subscribe(pattern: string, filter: SubscribeFilter, handler?: EventHandler, options?: SubscribeOptions): Subscription;
+  subscribe(pattern: string, a?: EventHandler | SubscribeFilter, b?: EventHandler | SubscribeOptions, c?: SubscribeOptions): Subscription {
+    return typeof a === 'object' && a !== null
+      ? this.subscriptions.add(pattern, a, b as EventHandler | undefined, c)
+      : this.subscriptions.add(pattern, undefined, a, b as SubscribeOptions | undefined);
   }
 
   async history(channel: string, options: HistoryOptions = {}): Promise<HistoryPage> {
@@ -203,7 +207,7 @@ class Client implements CrierClient {
     }
   }
 
-  /** The events of an `events` frame (history), decoded as subscribers get them. */
+  /** The events of an `events` frame (history, rewind), decoded as subscribers get them. */
   private eventsOf(frame: EventsFrame): CrierEvent[] {
     const events: CrierEvent[] = [];
     for (const bytes of frame.ev) decodeFrames(bytes, this.connection.decodeLimits, (f) => events.push(toEvent(f as EventFrame)));

@@ -26,6 +26,7 @@ export type {
   ClientSession,
   ResumedInfo,
   ResumedListener,
+  SubscribeOptions,
   HistoryOptions,
   HistoryPage,
 } from './types.js';

@@ -8,6 +8,11 @@ import type { Timers } from './types.js';
 export interface Answer<T = AckFrame> {
   resolve(answer: T): void;
   reject(error: CrierError): void;
+  /**
+   * An `events` frame for a request that waits on for its `ack` (a subscribe's rewind, which the
+   * broker sends before it); without this, an `events` frame is the answer.
+   */
+  rewound?(frame: EventsFrame): void;
 }
 
 /**
@@ -65,12 +70,14 @@ export class PendingRequests {
 
   /**
    * Settles the request an `ack`, `error` or `events` frame answers (any other frame, and one
-   * that answers no request waiting, changes nothing).
+   * that answers no request waiting, changes nothing); a request's `rewound` hook takes an
+   * `events` frame without settling it.
    */
   settle(frame: AckFrame | ErrorFrame | EventsFrame): void {
     const id = frame.r!;
     const entry = this.waiting.get(id);
     if (!entry) return;
+    if (frame.t === FrameType.events && entry.answer.rewound) return entry.answer.rewound(frame);
     this.waiting.delete(id);
     this.clock.clearTimeout(entry.timer);
     if (frame.t === FrameType.error) entry.answer.reject(errorFromFrame(frame));

@@ -8,11 +8,12 @@ import {
   subscriptionKey,
   toWireFilter,
   type EventFilter,
+  type EventsFrame,
 } from '@crier/protocol';
 import { EventStream } from './event-stream.js';
 import { call } from './listeners.js';
 import { isLoss, type Answer, type SendRequest } from './pending.js';
-import type { ClientLimits, CrierEvent, EventHandler, SubscribeFilter, Subscription } from './types.js';
+import type { ClientLimits, CrierEvent, EventHandler, SubscribeFilter, SubscribeOptions, Subscription } from './types.js';
 
 /** What the registry needs from the client. */
 export interface SubscriptionHost {
@@ -23,6 +24,8 @@ export interface SubscriptionHost {
   error(error: CrierError): void;
   /** An iterator discarded an event (its buffer was full). */
   overflow(event: CrierEvent): void;
+  /** The events of an `events` frame (a rewind), as handlers get them. */
+  eventsOf(frame: EventsFrame): CrierEvent[];
   iteratorMax: number;
 }
 
@@ -64,6 +67,11 @@ class Handle implements Subscription {
   /** Why the subscription ended, if it failed; iterators throw it. */
   private failure: CrierError | undefined;
   private ended = false;
+  /**
+   * Waiting for its rewind (the `events` frame of its own subscribe): live events are not its
+   * yet, since the rewind holds those the broker had when it read the subscribe.
+   */
+  rewinding: boolean | undefined;
   private readonly streams = new Set<EventStream>();
 
   constructor(
@@ -78,6 +86,7 @@ class Handle implements Subscription {
   }
 
   deliver(event: CrierEvent): void {
+    if (this.rewinding) return;
     if (this.handler) call(this.handler, event);
     for (const stream of this.streams) stream.push(event);
   }
@@ -118,7 +127,7 @@ export class Subscriptions {
 
   constructor(readonly host: SubscriptionHost) {}
 
-  add(pattern: string, filter: SubscribeFilter | undefined, handler: EventHandler | undefined): Subscription {
+  add(pattern: string, filter: SubscribeFilter | undefined, handler: EventHandler | undefined, options?: SubscribeOptions): Subscription {
     const entry = this.entryFor(pattern, filter);
     if (entry instanceof CrierError) {
       const failed = deferred();
@@ -128,6 +137,13 @@ export class Subscriptions {
       return handle;
     }
     const handle = new Handle(pattern, entry.key, handler, this, entry.ready.promise);
+    // Rewind: w = N for the last N events, 0 for the last of each channel (since 0: none). The
+    // broker refuses an N that is not an integer from 1 to 1000 (bad_frame).
+    const since = options?.since;
+    const w = since === 'last' ? 0 : since || undefined;
+    handle.rewinding = w !== undefined;
+    // A new entry (no handle yet) is subscribed now; a rewind asks again (held: acked, no harm).
+    if (!entry.handles.size || handle.rewinding) this.send(entry, w, handle);
     entry.handles.add(handle);
     return handle;
   }
@@ -152,7 +168,6 @@ export class Subscriptions {
     }
     const entry: Entry = { key, pattern, filter, handles: new Set(), ready: deferred(), acked: false };
     this.byKey.set(key, entry);
-    this.send(entry);
     return entry;
   }
 
@@ -216,20 +231,36 @@ export class Subscriptions {
     });
   }
 
-  /** Sends the entry's `subscribe` or `unsubscribe`; false (nothing sent) when not connected. */
-  private request(type: 'subscribe' | 'unsubscribe', { pattern, filter }: Entry, answer: Answer): boolean {
+  /** Sends the entry's `subscribe` (with a rewind `w`) or `unsubscribe`; false (nothing sent) when not connected. */
+  private request(type: 'subscribe' | 'unsubscribe', { pattern, filter }: Entry, answer: Answer, w?: number): boolean {
     const t = type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe;
-    return this.host.request((r) => ({ t, r, p: pattern, f: filter?.wire }), answer, `${type} "${pattern}"`);
+    return this.host.request((r) => ({ t, r, p: pattern, f: filter?.wire, w }), answer, `${type} "${pattern}"`);
   }
 
-  private send(entry: Entry): void {
+  /**
+   * Subscribes the entry (again, after a welcome). With `w`, for `handle`: the rewind's `events`
+   * frame, which comes before the ack, goes to that handle alone, which then goes live; it goes
+   * live without one when the broker sends none, or the request fails.
+   */
+  private send(entry: Entry, w?: number, handle?: Handle): void {
+    const live = (): void => {
+      if (handle) handle.rewinding = false;
+    };
     this.request('subscribe', entry, {
       resolve: () => {
+        live();
         entry.acked = true;
         entry.ready.resolve();
       },
-      reject: (err) => this.failed(entry, err),
-    });
+      reject: (err) => {
+        live();
+        this.failed(entry, err);
+      },
+      rewound: handle && ((frame) => {
+        live();
+        for (const event of this.host.eventsOf(frame)) handle.deliver(event);
+      }),
+    }, w);
   }
 
   private failed(entry: Entry, err: CrierError): void {

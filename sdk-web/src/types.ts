@@ -231,6 +231,19 @@ export interface ResumedInfo {
   patterns?: string[];
 }
 
+/** Options of a subscription. */
+export interface SubscribeOptions {
+  /**
+   * Rewind: start with retained events, before anything live. A number N (1 to 1000): the last N
+   * events the subscription matches; `'last'`: the last event of each matching channel (a
+   * retained value, as MQTT has). They go to this subscription's handler and iterator alone, not
+   * to others that match them, nor to `onEvent`. Nothing is rewound again after a reconnect:
+   * the stream resumes instead.
+   * @default none (live events only)
+   */
+  since?: number | 'last';
+}
+
 /** Options of {@link CrierClient.history}. */
 export interface HistoryOptions {
   /**
@@ -344,15 +357,18 @@ export interface CrierClient {
   publish(channel: string, data: Uint8Array, options?: PublishOptions): Promise<PublishAck>;
   /** Publishes without an ack: resolves once handed to the socket (or queued offline). */
   publish(channel: string, data: Uint8Array, options: FireAndForgetOptions): Promise<void>;
-  /** Subscribes to a channel or pattern; `handler` gets every matching event. */
-  subscribe(pattern: string, handler?: EventHandler): Subscription;
+  /**
+   * Subscribes to a channel or pattern; `handler` gets every matching event. With
+   * `options.since`, it starts with retained events (see {@link SubscribeOptions}).
+   */
+  subscribe(pattern: string, handler?: EventHandler, options?: SubscribeOptions): Subscription;
   /**
    * Subscribes with a server-side filter: the broker sends only matching events that pass it, and
    * `handler` gets only those. (pattern, filter) is one subscription, counted once in `maxChannels`;
    * it is renewed with its filter after every reconnect. Rejects `ready` with `bad_filter` for a
    * filter out of bounds.
    */
-  subscribe(pattern: string, filter: SubscribeFilter, handler?: EventHandler): Subscription;
+  subscribe(pattern: string, filter: SubscribeFilter, handler?: EventHandler, options?: SubscribeOptions): Subscription;
   /**
    * A channel's retained events (the broker keeps a bounded history of each channel), oldest
    * first: all of them, or those after `options.since`, at most `options.limit`. Waits until

@@ -172,6 +172,12 @@ export async function startFakeBroker(options: FakeBrokerOptions = {}): Promise<
           return c.send({ t: FrameType.error, r: f.r, code: ErrorCode.maxChannels, msg: 'too many subscriptions' });
         }
         c.patterns.add(f.p);
+        if (f.w !== undefined) {
+          // Rewind: the last w matching events (w 0: the last of each channel), before the ack.
+          const matching = log.filter((e) => matchPattern(f.p, e.c));
+          const ev = f.w > 0 ? matching.slice(-f.w) : matching.filter((e, i) => !matching.slice(i + 1).some((later) => later.c === e.c));
+          c.send({ t: FrameType.events, r: f.r, ev: ev.map((e) => encodeFrame(e)) });
+        }
         return c.send({ t: FrameType.ack, r: f.r });
       }
       case FrameType.unsubscribe:

@@ -1,4 +1,5 @@
-// Retained events: client.history() over the history/events frames. Scripted sockets where the
+// Retained events: client.history() over the history/events frames, and subscribe's rewind
+// (`since`), whose events frame goes to its own subscription alone. Scripted sockets where the
 // order of frames is the point; the fake broker for the bytes across a socket.
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -7,7 +8,7 @@ import { connect } from '../src/client.js';
 import type { CrierClient, CrierEvent } from '../src/types.js';
 import { startFakeBroker, type FakeBroker } from './fake-broker.js';
 import { scriptedClient } from './scripted-client.js';
-import { waitFor } from './wait-for.js';
+import { changed, waitFor } from './wait-for.js';
 
 const event = (n: number, c = 'a.b'): EventFrame => ({ t: FrameType.event, c, d: new Uint8Array([n]), id: `ev-${n}`, o: n, e: 'E', ts: 1000 + n, s: n });
 const asEvent = (n: number, c = 'a.b'): CrierEvent => ({ channel: c, data: new Uint8Array([n]), id: `ev-${n}`, offset: n, epoch: 'E', time: 1000 + n });
@@ -84,7 +85,103 @@ describe('client.history (scripted)', () => {
   });
 });
 
-describe('history against the fake broker', () => {
+describe("subscribe's rewind (scripted)", () => {
+  it('sends w: N for since N, 0 for since last, none without since (or since 0)', () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome({ lim: { mc: 10, mp: 1024, bs: 100 } });
+    client.subscribe('a.*', () => {}, { since: 5 });
+    client.subscribe('b.*', () => {}, { since: 'last' });
+    client.subscribe('c.*', { labels: ['x'] }, () => {}, { since: 2 });
+    client.subscribe('d.*', () => {}, { since: 0 });
+    client.subscribe('e.*', () => {});
+    expect(socket().sentOf(FrameType.subscribe).map((f) => [f.p, f.w])).toEqual([
+      ['a.*', 5], ['b.*', 0], ['c.*', 2], ['d.*', undefined], ['e.*', undefined],
+    ]);
+  });
+
+  it("the events frame goes to that subscription's handler alone, in order, before live events; not to others that match, nor onEvent", async () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome();
+    const other: number[] = [];
+    const everything: number[] = [];
+    client.subscribe('a.>', (e) => other.push(e.data[0]!));
+    client.onEvent((e) => everything.push(e.data[0]!));
+    const got: number[] = [];
+    const sub = client.subscribe('a.*', (e) => got.push(e.data[0]!), { since: 3 });
+    const r = socket().sentOf(FrameType.subscribe)[1]!.r;
+    socket().receive({ t: FrameType.events, r, ev: bytesOf(1, 2, 3) });
+    socket().receive({ t: FrameType.ack, r });
+    await sub.ready;
+    socket().receive(event(4));
+    expect(got).toEqual([1, 2, 3, 4]);
+    expect(other).toEqual([4]);
+    expect(everything).toEqual([4]);
+  });
+
+  it('live events that reach the connection before the rewind are not the rewinding handle\'s (the rewind holds them); other handles of the pattern get them', () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome();
+    const first: number[] = [];
+    client.subscribe('a.*', (e) => first.push(e.data[0]!));
+    const r1 = socket().sentOf(FrameType.subscribe)[0]!.r;
+    socket().receive({ t: FrameType.ack, r: r1 });
+    const second: number[] = [];
+    client.subscribe('a.*', (e) => second.push(e.data[0]!), { since: 2 });
+    // One subscription on the broker: the rewind asks again for it, with w.
+    const subscribes = socket().sentOf(FrameType.subscribe);
+    expect(subscribes.map((f) => f.w)).toEqual([undefined, 2]);
+    socket().receive(event(7)); // sent before the broker read the second subscribe
+    socket().receive({ t: FrameType.events, r: subscribes[1]!.r, ev: bytesOf(6, 7) });
+    socket().receive({ t: FrameType.ack, r: subscribes[1]!.r });
+    socket().receive(event(8));
+    expect(first).toEqual([7, 8]);
+    expect(second).toEqual([6, 7, 8]);
+  });
+
+  it('an iterator yields the rewind first', async () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome();
+    const got: number[] = [];
+    const reading = (async () => {
+      for await (const e of client.subscribe('a.*', undefined, { since: 'last' })) {
+        got.push(e.data[0]!);
+        if (got.length === 3) break;
+      }
+    })();
+    const [sent] = socket().sentOf(FrameType.subscribe);
+    expect(sent!.w).toBe(0);
+    socket().receive({ t: FrameType.events, r: sent!.r, ev: bytesOf(1, 2) });
+    socket().receive({ t: FrameType.ack, r: sent!.r });
+    socket().receive(event(3));
+    await reading;
+    expect(got).toEqual([1, 2, 3]);
+  });
+
+  it('is not asked again after a reconnect (the stream resumes instead); a rewind lost with the connection goes live', () => {
+    const { client, socket, welcome, clock } = scriptedClient();
+    welcome({ ep: 'EP' });
+    const got: number[] = [];
+    client.subscribe('a.*', (e) => got.push(e.data[0]!), { since: 5 });
+    socket().fireClose(CloseCode.abnormal); // before its events frame
+    clock.advance(1000);
+    const s = welcome({ ep: 'EP', rs: { n: 0 } });
+    expect(s.sentOf(FrameType.subscribe)).toEqual([{ t: FrameType.subscribe, r: expect.any(Number), p: 'a.*' }]);
+    s.receive(event(9));
+    expect(got).toEqual([9]);
+  });
+
+  it('a refused rewind rejects ready and removes the subscription, as a refused subscribe does', async () => {
+    const { client, socket, welcome, rec } = scriptedClient();
+    welcome();
+    const sub = client.subscribe('a.*', () => {}, { since: 5000 });
+    const r = socket().sentOf(FrameType.subscribe)[0]!.r;
+    socket().receive({ t: FrameType.error, r, code: ErrorCode.badFrame, msg: 'a rewind asks for at most 1000 events, not 5000' });
+    await expect(sub.ready).rejects.toMatchObject({ code: ErrorCode.badFrame });
+    expect(rec.errors).toEqual([]);
+  });
+});
+
+describe('history and rewind against the fake broker', () => {
   const brokers: FakeBroker[] = [];
   const clients: CrierClient[] = [];
   afterEach(async () => {
@@ -92,7 +189,7 @@ describe('history against the fake broker', () => {
     await Promise.allSettled(brokers.splice(0).map((b) => b.close()));
   });
 
-  it('history pages through a channel', async () => {
+  it('history pages through a channel, and a rewinding subscriber gets the retained events, then live ones', async () => {
     const b = await startFakeBroker();
     brokers.push(b);
     const c = connect(b.url, { WebSocket, random: () => 0 });
@@ -107,5 +204,11 @@ describe('history against the fake broker', () => {
     expect(numbers(next.events)).toEqual([3]);
     expect(next.more).toBe(false);
 
+    const got: CrierEvent[] = [];
+    const sub = c.subscribe('h.x', (e) => (got.push(e), changed()), { since: 2 });
+    await waitFor('subscribed', sub.ready);
+    b.publish('h.x', new Uint8Array([4]));
+    await waitFor('the live event', () => got.length === 3);
+    expect(numbers(got)).toEqual([2, 3, 4]);
   });
 });
