@@ -160,7 +160,8 @@ export class Subscriptions {
     }
     const key = subscriptionKey(pattern, filter);
     const existing = this.byKey.get(key);
-    if (existing) return existing;
+    // One without handles is on its way out (its unsubscribe not acked yet): a new one replaces it.
+    if (existing?.handles.size) return existing;
     // Fail fast only once the broker told us its limit; before that its answer decides.
     const limits = this.host.limits();
     if (limits && this.byKey.size >= limits.maxChannels) {
@@ -201,9 +202,12 @@ export class Subscriptions {
     }
   }
 
-  /** After a `welcome`: subscribe every pattern again on the new socket. */
+  /**
+   * After a `welcome`: subscribe every pattern again on the new socket, and unsubscribe again
+   * those dropped without an ack (a resumed stream got them back on the broker).
+   */
   resubscribe(): void {
-    for (const entry of this.byKey.values()) this.send(entry);
+    for (const entry of this.byKey.values()) entry.handles.size ? this.send(entry) : this.drop(entry).catch(() => {});
   }
 
   /** The client closed for good: fail what never got an ack, end every iterator. */
@@ -216,15 +220,23 @@ export class Subscriptions {
     this.byKey.clear();
   }
 
+  /**
+   * Unsubscribes on the broker. The entry stays, without handles, until the broker acks: a
+   * resumed stream gets its subscriptions back on the broker, so one dropped while the connection
+   * was down (or that lost its ack with it) is unsubscribed again after the next welcome.
+   */
   private drop(entry: Entry): Promise<void> {
-    this.byKey.delete(entry.key);
     entry.handles.clear();
     // Settle `ready` now rather than leave it hanging on an answer that may never matter.
     entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed "${entry.pattern}" before its ack`));
     return new Promise((resolve, reject) => {
       const sent = this.request('unsubscribe', entry, {
-        resolve: () => resolve(),
-        // Lost with the connection or the client: the pattern is not resubscribed, so it is gone.
+        resolve: () => {
+          // Unless a new subscription of the key took its place meanwhile.
+          if (this.byKey.get(entry.key) === entry) this.byKey.delete(entry.key);
+          resolve();
+        },
+        // Lost with the connection or the client: sent again after the next welcome.
         reject: (err) => (isLoss(err) ? resolve() : reject(err)),
       });
       if (!sent) resolve();
@@ -239,25 +251,21 @@ export class Subscriptions {
 
   /**
    * Subscribes the entry (again, after a welcome). With `w`, for `handle`: the rewind's `events`
-   * frame, which comes before the ack, goes to that handle alone, which then goes live; it goes
-   * live without one when the broker sends none, or the request fails.
+   * frame goes to that handle alone, which then goes live. The protocol has it before the ack
+   * (always, even empty), so only a failure makes the handle go live without it.
    */
   private send(entry: Entry, w?: number, handle?: Handle): void {
-    const live = (): void => {
-      if (handle) handle.rewinding = false;
-    };
     this.request('subscribe', entry, {
       resolve: () => {
-        live();
         entry.acked = true;
         entry.ready.resolve();
       },
       reject: (err) => {
-        live();
+        if (handle) handle.rewinding = false;
         this.failed(entry, err);
       },
       rewound: handle && ((frame) => {
-        live();
+        handle.rewinding = false;
         for (const event of this.host.eventsOf(frame)) handle.deliver(event);
       }),
     }, w);
@@ -275,7 +283,7 @@ export class Subscriptions {
     }
     if (!entry.acked) entry.ready.reject(err);
     else if (current) {
-      this.host.error(new CrierError(err.code, `resubscribe "${entry.pattern}" failed (removed): ${err.message}`, err.requestId));
+      this.host.error(new CrierError(err.code, `resubscribe "${entry.pattern}": ${err.message}`, err.requestId));
     }
   }
 }

@@ -115,6 +115,62 @@ describe('resume across reconnects (scripted)', () => {
   });
 });
 
+describe('unsubscribing while the connection is down (a resumed stream gets its subscriptions back)', () => {
+  it('a subscription dropped while down is unsubscribed after the welcome, before the subscriptions are sent again', async () => {
+    const { client, socket, welcome, clock } = scriptedClient();
+    welcome({ ep: 'EP1' });
+    const gone = client.subscribe('a.*');
+    client.subscribe('b.*');
+    for (const f of socket().sentOf(FrameType.subscribe)) socket().receive({ t: FrameType.ack, r: f.r });
+    socket().fireClose(CloseCode.abnormal);
+    await gone.unsubscribe(); // resolves at once: nothing to wait for while down
+    clock.advance(1000);
+    const s = welcome({ ep: 'EP1', rs: { n: 0 } });
+    expect(s.sent.slice(1).map((f) => [f.t, 'p' in f ? f.p : undefined])).toEqual([
+      [FrameType.unsubscribe, 'a.*'],
+      [FrameType.subscribe, 'b.*'],
+    ]);
+    // Acked: gone for good, not sent again after the next welcome.
+    s.receive({ t: FrameType.ack, r: s.sentOf(FrameType.unsubscribe)[0]!.r });
+    s.fireClose(CloseCode.abnormal);
+    clock.advance(1000);
+    const third = welcome({ ep: 'EP1', rs: { n: 0 } });
+    expect(third.sent.slice(1).map((f) => f.t)).toEqual([FrameType.subscribe]);
+  });
+
+  it('an unsubscribe whose ack went with the connection is sent again after the welcome', async () => {
+    const { client, socket, welcome, clock } = scriptedClient();
+    welcome({ ep: 'EP1' });
+    const sub = client.subscribe('a.*');
+    socket().receive({ t: FrameType.ack, r: socket().sentOf(FrameType.subscribe)[0]!.r });
+    const unsubscribed = sub.unsubscribe();
+    expect(socket().sentOf(FrameType.unsubscribe)).toHaveLength(1);
+    socket().fireClose(CloseCode.abnormal);
+    await unsubscribed;
+    clock.advance(1000);
+    const s = welcome({ ep: 'EP1', rs: { n: 0 } });
+    expect(s.sent.slice(1)).toEqual([{ t: FrameType.unsubscribe, r: expect.any(Number), p: 'a.*' }]);
+  });
+
+  it('a pattern subscribed again while down is subscribed, not unsubscribed, after the welcome', async () => {
+    const { client, socket, welcome, clock } = scriptedClient();
+    welcome({ ep: 'EP1' });
+    const first = client.subscribe('a.*');
+    socket().receive({ t: FrameType.ack, r: socket().sentOf(FrameType.subscribe)[0]!.r });
+    socket().fireClose(CloseCode.abnormal);
+    await first.unsubscribe();
+    const got: number[] = [];
+    const again = client.subscribe('a.*', (e) => got.push(e.data[0]!));
+    clock.advance(1000);
+    const s = welcome({ ep: 'EP1', rs: { n: 0 } });
+    expect(s.sent.slice(1)).toEqual([{ t: FrameType.subscribe, r: expect.any(Number), p: 'a.*' }]);
+    s.receive({ t: FrameType.ack, r: s.sentOf(FrameType.subscribe)[0]!.r });
+    await again.ready;
+    s.receive(event(5));
+    expect(got).toEqual([5]);
+  });
+});
+
 describe('client.session and options.resume (a page reload)', () => {
   it('session is undefined before the first welcome, then uuid, secret, epoch and the last position', () => {
     const { client, socket, welcome } = scriptedClient();
