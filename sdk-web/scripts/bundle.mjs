@@ -41,7 +41,7 @@ const INTERNAL_NAMES = [
   'framesAtCheck', 'silentChecks', 'framesAtProbe', 'probeGrace', 'dueAt', 'sendProbe', 'received', 'interval', 'frames',
   // Publisher, Subscriptions, EventStream, PendingRequests
   'bufferFull', 'transmit', 'tooLarge', 'prefix', 'published', 'entryFor', 'registry', 'streams', 'handles', 'acked', 'host', 'deliver',
-  'dispatch', 'resubscribe', 'removePattern', 'eventsOf', 'rewound', 'rewinding', 'onOverflow', 'onReturn', 'capacity', 'waiters',
+  'dispatch', 'resubscribe', 'removePattern', 'eventsOf', 'rewound', 'rewinding', 'dropping', 'release', 'onOverflow', 'onReturn', 'capacity', 'waiters',
   'nextId', 'timeoutMs', 'settle', 'rejectAll', 'timer', 'waiting', 'byKey', 'buffered', 'end', 'remove',
   // Credential
   'expiry', 'failures', 'forHello', 'expired', 'expires', 'refresh', 'schedule', 'fetch', 'heldToken',

@@ -130,8 +130,8 @@ class Client implements CrierClient {
   }
 
   get session(): ClientSession | undefined {
-    const { uuid, secret, epoch, seq } = this.connection;
-    return epoch ? { uuid: uuid!, secret: secret!, epoch, seq } : undefined;
+    const c = this.connection;
+    return c.epoch ? { uuid: c.uuid!, secret: c.secret!, epoch: c.epoch, seq: c.seq } : undefined;
   }
 
   ready(): Promise<void> {

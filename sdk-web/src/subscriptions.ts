@@ -60,8 +60,6 @@ interface Entry {
   acked: boolean;
 }
 
-const noAnswer: Answer = { resolve() {}, reject() {} };
-
 class Handle implements Subscription {
   readonly ready: Promise<void>;
   /** Why the subscription ended, if it failed; iterators throw it. */
@@ -123,6 +121,12 @@ class Handle implements Subscription {
  */
 export class Subscriptions {
   private readonly byKey = new Map<string, Entry>();
+  /**
+   * Unsubscribed, and not yet acked. The broker restores a resumed stream's subscriptions, so one
+   * dropped while the connection was down (or whose ack went with it) is unsubscribed again after
+   * the next welcome.
+   */
+  private readonly dropping = new Set<Entry>();
   private closedWith: CrierError | undefined;
 
   constructor(readonly host: SubscriptionHost) {}
@@ -160,8 +164,7 @@ export class Subscriptions {
     }
     const key = subscriptionKey(pattern, filter);
     const existing = this.byKey.get(key);
-    // One without handles is on its way out (its unsubscribe not acked yet): a new one replaces it.
-    if (existing?.handles.size) return existing;
+    if (existing) return existing;
     // Fail fast only once the broker told us its limit; before that its answer decides.
     const limits = this.host.limits();
     if (limits && this.byKey.size >= limits.maxChannels) {
@@ -203,11 +206,13 @@ export class Subscriptions {
   }
 
   /**
-   * After a `welcome`: subscribe every pattern again on the new socket, and unsubscribe again
-   * those dropped without an ack (a resumed stream got them back on the broker).
+   * After a `welcome`: unsubscribe again what was dropped without an ack (a resumed stream got it
+   * back on the broker; one subscribed anew since is subscribed right after), and subscribe every
+   * pattern again on the new socket.
    */
   resubscribe(): void {
-    for (const entry of this.byKey.values()) entry.handles.size ? this.send(entry) : this.drop(entry).catch(() => {});
+    for (const entry of this.dropping) void this.release(entry);
+    for (const entry of this.byKey.values()) this.send(entry);
   }
 
   /** The client closed for good: fail what never got an ack, end every iterator. */
@@ -220,24 +225,27 @@ export class Subscriptions {
     this.byKey.clear();
   }
 
-  /**
-   * Unsubscribes on the broker. The entry stays, without handles, until the broker acks: a
-   * resumed stream gets its subscriptions back on the broker, so one dropped while the connection
-   * was down (or that lost its ack with it) is unsubscribed again after the next welcome.
-   */
   private drop(entry: Entry): Promise<void> {
+    this.byKey.delete(entry.key);
     entry.handles.clear();
     // Settle `ready` now rather than leave it hanging on an answer that may never matter.
     entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed "${entry.pattern}" before its ack`));
-    return new Promise((resolve, reject) => {
+    return this.release(entry);
+  }
+
+  /**
+   * Unsubscribes on the broker. Resolves when answered, or when the connection or the client is
+   * lost first; until the broker acks it, the entry is sent again after each welcome.
+   */
+  private release(entry: Entry): Promise<void> {
+    this.dropping.add(entry);
+    return new Promise((resolve) => {
       const sent = this.request('unsubscribe', entry, {
         resolve: () => {
-          // Unless a new subscription of the key took its place meanwhile.
-          if (this.byKey.get(entry.key) === entry) this.byKey.delete(entry.key);
+          this.dropping.delete(entry);
           resolve();
         },
-        // Lost with the connection or the client: sent again after the next welcome.
-        reject: (err) => (isLoss(err) ? resolve() : reject(err)),
+        reject: () => resolve(),
       });
       if (!sent) resolve();
     });
@@ -279,7 +287,7 @@ export class Subscriptions {
       this.byKey.delete(entry.key);
       for (const handle of entry.handles) handle.end(err);
       // The broker may have subscribed after all (a late answer): do not leave it behind.
-      if (err.code === ErrorCode.timeout) this.request('unsubscribe', entry, noAnswer);
+      if (err.code === ErrorCode.timeout) void this.release(entry);
     }
     if (!entry.acked) entry.ready.reject(err);
     else if (current) {

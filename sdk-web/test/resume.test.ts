@@ -138,6 +138,18 @@ describe('unsubscribing while the connection is down (a resumed stream gets its 
     expect(third.sent.slice(1).map((f) => f.t)).toEqual([FrameType.subscribe]);
   });
 
+  it('an unsubscribe waiting for its ack frees its place in maxChannels at once', async () => {
+    const { client, socket, welcome } = scriptedClient(); // maxChannels 3
+    welcome();
+    const subs = ['a.*', 'b.*', 'c.*'].map((p) => client.subscribe(p));
+    for (const f of socket().sentOf(FrameType.subscribe)) socket().receive({ t: FrameType.ack, r: f.r });
+    void subs[0]!.unsubscribe();
+    const fourth = client.subscribe('d.*');
+    expect(socket().sentOf(FrameType.subscribe).map((f) => f.p)).toEqual(['a.*', 'b.*', 'c.*', 'd.*']);
+    socket().receive({ t: FrameType.ack, r: socket().sentOf(FrameType.subscribe)[3]!.r });
+    await fourth.ready;
+  });
+
   it('an unsubscribe whose ack went with the connection is sent again after the welcome', async () => {
     const { client, socket, welcome, clock } = scriptedClient();
     welcome({ ep: 'EP1' });
@@ -152,7 +164,7 @@ describe('unsubscribing while the connection is down (a resumed stream gets its 
     expect(s.sent.slice(1)).toEqual([{ t: FrameType.unsubscribe, r: expect.any(Number), p: 'a.*' }]);
   });
 
-  it('a pattern subscribed again while down is subscribed, not unsubscribed, after the welcome', async () => {
+  it('a pattern subscribed again while down: the old one is unsubscribed, then the new one subscribed, in that order', async () => {
     const { client, socket, welcome, clock } = scriptedClient();
     welcome({ ep: 'EP1' });
     const first = client.subscribe('a.*');
@@ -163,8 +175,11 @@ describe('unsubscribing while the connection is down (a resumed stream gets its 
     const again = client.subscribe('a.*', (e) => got.push(e.data[0]!));
     clock.advance(1000);
     const s = welcome({ ep: 'EP1', rs: { n: 0 } });
-    expect(s.sent.slice(1)).toEqual([{ t: FrameType.subscribe, r: expect.any(Number), p: 'a.*' }]);
-    s.receive({ t: FrameType.ack, r: s.sentOf(FrameType.subscribe)[0]!.r });
+    expect(s.sent.slice(1)).toEqual([
+      { t: FrameType.unsubscribe, r: expect.any(Number), p: 'a.*' },
+      { t: FrameType.subscribe, r: expect.any(Number), p: 'a.*' },
+    ]);
+    for (const f of s.sent.slice(1)) s.receive({ t: FrameType.ack, r: (f as { r: number }).r });
     await again.ready;
     s.receive(event(5));
     expect(got).toEqual([5]);
