@@ -11,6 +11,20 @@ export interface ContractEnv {
   sdk: ContractSdk;
   /** A broker started with `--max-channels 3 --max-payload 1024`. */
   url: string;
+  /** The same broker through a fault proxy (a TCP relay the runner controls). */
+  faults: ContractFaults;
+}
+
+/** The fault proxy, as the cases drive it (in a browser, each call goes out of the page). */
+export interface ContractFaults {
+  /** `ws://` to the broker through the proxy. */
+  url: string;
+  /** Resets every connection through the proxy: each side sees its socket die, without a close. */
+  reset(): Promise<void>;
+  /** While on, the proxy resets every new connection at once. */
+  refuse(on: boolean): Promise<void>;
+  /** Delays each chunk through the proxy by `ms`, each way (chunks read from now on). */
+  latency(ms: number): Promise<void>;
 }
 
 type Client = Sdk.CrierClient;
@@ -212,6 +226,67 @@ export const cases: Record<string, (env: ContractEnv) => Promise<void>> = {
       same(stranger.state, 'closed', 'the stranger does not retry');
       same(holder.state, 'connected', 'the holder stays');
     }, { uuid });
+  },
+
+  async 'resume after a broker-side drop: what was published meanwhile arrives once, in order, then live ones; resumed says recovered'(env) {
+    const ch = `${fresh()}.feed`;
+    const { faults } = env;
+    const sub = env.sdk.connect(faults.url, { reconnect: { initialDelay: 20, maxDelay: 100 } });
+    const changed = new Signal();
+    const states: string[] = [];
+    const resumes: Sdk.ResumedInfo[] = [];
+    sub.on('state', (state) => (states.push(state), changed.notify()));
+    sub.on('resumed', (info) => (resumes.push(info), changed.notify()));
+    try {
+      await sub.ready();
+      const box = inbox(sub, ch);
+      await box.ready;
+      await withClients(env, 1, async (pub) => {
+        await pub.publish(ch, env.sdk.encodeText('before'));
+        await box.count(1);
+        // The network drops the subscriber's connection and keeps it away while three are published.
+        await faults.refuse(true);
+        await faults.reset();
+        await waitFor('the subscriber to see the drop', () => states.includes('reconnecting'), { wake: changed });
+        for (const t of ['m1', 'm2', 'm3']) await pub.publish(ch, env.sdk.encodeText(t));
+        await faults.refuse(false);
+        await waitFor('the resume', () => resumes.length > 0, { wake: changed, seen: () => states.join(' ') });
+        await pub.publish(ch, env.sdk.encodeText('live'));
+        await box.count(5);
+        same(box.events.map((e) => env.sdk.decodeText(e.data)), ['before', 'm1', 'm2', 'm3', 'live'], 'every event once, in order');
+        same(resumes, [{ recovered: true, replayed: 3 }], 'resumed');
+      });
+    } finally {
+      await faults.refuse(false);
+      await sub.quit();
+    }
+  },
+
+  async 'an acked publish whose ack is lost with the connection is sent again, resolves once, and is delivered once'(env) {
+    const ch = `${fresh()}.once`;
+    const { faults } = env;
+    const pub = env.sdk.connect(faults.url, { reconnect: { initialDelay: 20, maxDelay: 100 } });
+    try {
+      await pub.ready();
+      await withClients(env, 1, async (sub) => {
+        const box = inbox(sub, ch);
+        await box.ready;
+        // The publish reaches the broker a second late, and its ack would come back a second later.
+        await faults.latency(1000);
+        const acked = pub.publish(ch, env.sdk.encodeText('once'));
+        const [delivered] = await box.count(1); // the broker has it: its ack is held in the proxy
+        await faults.reset(); // and goes with the connection
+        await faults.latency(0);
+        const ack = await acked; // sent again with its message id after the reconnect
+        same([ack.id, ack.offset], [delivered!.id, delivered!.offset], "the ack of the resent publish is the first one's");
+        await pub.publish(ch, env.sdk.encodeText('after')); // behind it from the same publisher
+        await box.count(2);
+        same(box.events.map((e) => env.sdk.decodeText(e.data)), ['once', 'after'], 'the subscriber got it once');
+      });
+    } finally {
+      await faults.latency(0);
+      await pub.quit();
+    }
   },
 
   async 'quit closes for good and later calls fail with closed'(env) {

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium, startBrokerProcess, startPageServer, type BrokerProcess } from '../browser/harness.js';
+import { startFaultProxy, type FaultProxy } from '../fault-proxy.js';
 import { cases } from './cases.js';
 
 // The client contract against the browser bundle, in Chromium: the same cases as
@@ -11,9 +12,11 @@ let broker: BrokerProcess;
 let browser: Browser;
 let pages: Awaited<ReturnType<typeof startPageServer>>;
 let page: Page;
+let proxy: FaultProxy;
 
 beforeAll(async () => {
   broker = await startBrokerProcess(['--max-channels', '3', '--max-payload', '1024']);
+  proxy = await startFaultProxy({ port: broker.port });
   pages = await startPageServer();
   browser = await launchChromium();
   const bundled = await build({
@@ -25,6 +28,12 @@ beforeAll(async () => {
     write: false,
   });
   page = await browser.newPage();
+  // The cases drive the fault proxy from the page: each call comes out here.
+  await page.exposeFunction('crierFault', (action: 'reset' | 'refuse' | 'latency', arg?: boolean | number) => {
+    if (action === 'reset') proxy.reset();
+    else if (action === 'refuse') proxy.refuse(arg === true);
+    else proxy.latency(Number(arg));
+  });
   await page.goto(`${pages.origin}/blank.html`);
   await page.addScriptTag({ url: `${broker.http}/crier.min.js` });
   await page.addScriptTag({ content: bundled.outputFiles[0]!.text });
@@ -32,6 +41,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
+  await proxy?.close();
   await pages?.close();
   await broker?.stop();
 });
@@ -40,19 +50,26 @@ describe('client contract: the browser bundle in Chromium', () => {
   for (const name of Object.keys(cases)) {
     it(name, async () => {
       const outcome = await page.evaluate(
-        async ({ name, url }) => {
+        async ({ name, url, proxyUrl }) => {
           const w = window as unknown as {
             Crier: never;
-            CrierContract: { cases: Record<string, (env: { sdk: never; url: string }) => Promise<void>> };
+            CrierContract: { cases: Record<string, (env: { sdk: never; url: string; faults: unknown }) => Promise<void>> };
+            crierFault(action: string, arg?: boolean | number): Promise<void>;
+          };
+          const faults = {
+            url: proxyUrl,
+            reset: () => w.crierFault('reset'),
+            refuse: (on: boolean) => w.crierFault('refuse', on),
+            latency: (ms: number) => w.crierFault('latency', ms),
           };
           try {
-            await w.CrierContract.cases[name]!({ sdk: w.Crier, url });
+            await w.CrierContract.cases[name]!({ sdk: w.Crier, url, faults });
             return 'passed';
           } catch (err) {
             return String((err as Error)?.stack ?? err);
           }
         },
-        { name, url: broker.url },
+        { name, url: broker.url, proxyUrl: proxy.url },
       );
       expect(outcome).toBe('passed');
     });
