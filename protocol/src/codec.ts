@@ -98,11 +98,10 @@ export function decodeFrames(bytes: Uint8Array, limits: DecodeLimits, visit: (fr
   }
 }
 
+/** The coded error for what the msgpack reader threw (a `MsgpackError`; anything else is not expected). */
 export function codecError(err: unknown): CrierError {
-  if (err instanceof MsgpackError) {
-    return new CrierError(err.tooLarge ? ErrorCode.frameTooLarge : ErrorCode.badFrame, `malformed frame: ${err.message}`);
-  }
-  return new CrierError(ErrorCode.badFrame, `malformed frame: ${String(err)}`); // never expected
+  const e = err as MsgpackError;
+  return new CrierError(e.tooLarge ? ErrorCode.frameTooLarge : ErrorCode.badFrame, `malformed frame: ${e.message}`);
 }
 
 /** Checks a decoded value against its frame type's shape in `shapes`: a type not there is `unknown_type`. */
