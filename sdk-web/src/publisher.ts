@@ -63,7 +63,7 @@ export class Publisher {
   publish(channel: string, data: Uint8Array, options: PublishOptions | FireAndForgetOptions = {}): Promise<PublishAck | undefined> {
     return new Promise((resolve, reject) => {
       assertChannel(channel); // a throw here rejects
-      if (!(data instanceof Uint8Array)) throw new TypeError('crier: data must be a Uint8Array (see encodeText, encodeJson)');
+      if (!(data instanceof Uint8Array)) throw new TypeError('crier: data must be a Uint8Array');
       const refused = this.closedWith ?? this.tooLarge(data);
       if (refused) throw refused;
       const id = options.ack === false ? undefined : this.prefix + (this.published++).toString(36);

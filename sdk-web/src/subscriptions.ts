@@ -70,6 +70,8 @@ class Handle implements Subscription {
    * yet, since the rewind holds those the broker had when it read the subscribe.
    */
   rewinding: boolean | undefined;
+  /** Its rewind (`w`), asked again after a welcome while it is `rewinding`. */
+  w: number | undefined;
   private readonly streams = new Set<EventStream>();
 
   constructor(
@@ -144,7 +146,8 @@ export class Subscriptions {
     // Rewind: w = N for the last N events, 0 for the last of each channel (since 0: none). The
     // broker refuses an N that is not an integer from 1 to 1000 (bad_frame).
     const since = options?.since;
-    const w = since === 'last' ? 0 : since || undefined;
+    const w = (handle.w = since === 'last' ? 0 : since || undefined);
+    // Until its rewind arrives: asked now if connected, else after the next welcome.
     handle.rewinding = w !== undefined;
     // A new entry (no handle yet) is subscribed now; a rewind asks again (held: acked, no harm).
     if (!entry.handles.size || handle.rewinding) this.send(entry, w, handle);
@@ -212,7 +215,10 @@ export class Subscriptions {
    */
   resubscribe(): void {
     for (const entry of this.dropping) void this.release(entry);
-    for (const entry of this.byKey.values()) this.send(entry);
+    for (const entry of this.byKey.values()) {
+      this.send(entry);
+      for (const handle of entry.handles) if (handle.rewinding) this.send(entry, handle.w, handle);
+    }
   }
 
   /** The client closed for good: fail what never got an ack, end every iterator. */
@@ -269,7 +275,8 @@ export class Subscriptions {
         entry.ready.resolve();
       },
       reject: (err) => {
-        if (handle) handle.rewinding = false;
+        // Lost with the connection: asked again after the next welcome.
+        if (handle && !isLoss(err)) handle.rewinding = false;
         this.failed(entry, err);
       },
       rewound: handle && ((frame) => {

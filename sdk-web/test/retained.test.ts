@@ -157,17 +157,44 @@ describe("subscribe's rewind (scripted)", () => {
     expect(got).toEqual([1, 2, 3]);
   });
 
-  it('is not asked again after a reconnect (the stream resumes instead); a rewind lost with the connection goes live', () => {
+  it('asked before the welcome, it goes out after it: the subscription, then its rewind; the handle gets the rewind, then live', () => {
+    const { client, socket, welcome } = scriptedClient();
+    const got: number[] = [];
+    client.subscribe('a.*', (e) => got.push(e.data[0]!), { since: 2 });
+    const s = welcome();
+    const [plain, rewind] = s.sentOf(FrameType.subscribe);
+    expect([plain, rewind]).toEqual([
+      { t: FrameType.subscribe, r: expect.any(Number), p: 'a.*' },
+      { t: FrameType.subscribe, r: expect.any(Number), p: 'a.*', w: 2 },
+    ]);
+    s.receive({ t: FrameType.ack, r: plain!.r });
+    s.receive(event(5)); // live before the broker read the rewind: in it
+    s.receive({ t: FrameType.events, r: rewind!.r, ev: bytesOf(4, 5) });
+    s.receive({ t: FrameType.ack, r: rewind!.r });
+    s.receive(event(6));
+    expect(got).toEqual([4, 5, 6]);
+  });
+
+  it('is not asked again after a reconnect once it came (the stream resumes instead); one lost with the connection is asked again', () => {
     const { client, socket, welcome, clock } = scriptedClient();
     welcome({ ep: 'EP' });
-    const got: number[] = [];
-    client.subscribe('a.*', (e) => got.push(e.data[0]!), { since: 5 });
-    socket().fireClose(CloseCode.abnormal); // before its events frame
+    const done: number[] = [];
+    client.subscribe('a.*', (e) => done.push(e.data[0]!), { since: 1 });
+    const first = socket().sentOf(FrameType.subscribe)[0]!;
+    socket().receive({ t: FrameType.events, r: first.r, ev: bytesOf(1) });
+    socket().receive({ t: FrameType.ack, r: first.r });
+    const lost: number[] = [];
+    client.subscribe('b.*', (e) => lost.push(e.data[0]!), { since: 5 });
+    socket().fireClose(CloseCode.abnormal); // before b.*'s events frame
     clock.advance(1000);
     const s = welcome({ ep: 'EP', rs: { n: 0 } });
-    expect(s.sentOf(FrameType.subscribe)).toEqual([{ t: FrameType.subscribe, r: expect.any(Number), p: 'a.*' }]);
-    s.receive(event(9));
-    expect(got).toEqual([9]);
+    expect(s.sentOf(FrameType.subscribe).map((f) => [f.p, f.w])).toEqual([['a.*', undefined], ['b.*', undefined], ['b.*', 5]]);
+    const again = s.sentOf(FrameType.subscribe)[2]!;
+    s.receive(event(8, 'b.x')); // live, before the rewind: not the rewinding handle's yet
+    s.receive({ t: FrameType.events, r: again.r, ev: [encodeFrame(event(7, 'b.x')), encodeFrame(event(8, 'b.x'))] });
+    s.receive(event(9, 'b.x'));
+    expect(lost).toEqual([7, 8, 9]);
+    expect(done).toEqual([1]);
   });
 
   it('a refused rewind rejects ready and removes the subscription, as a refused subscribe does', async () => {
