@@ -155,7 +155,7 @@ export class Subscriptions {
     return handle;
   }
 
-  /** The (pattern, filter) entry (created and sent when new), or why there can be none. */
+  /** The (pattern, filter) entry (created when new: `add` sends it), or why there can be none. */
   private entryFor(pattern: string, f: SubscribeFilter | undefined): Entry | CrierError {
     if (this.closedWith) return this.closedWith;
     let filter: EventFilter | undefined;
