@@ -177,3 +177,27 @@ describe('a half-dead network and a frame cut in half', () => {
     expect(watcher.resumes.every((r) => r.recovered)).toBe(true);
   });
 });
+
+describe('a publish whose ack is lost with the connection', () => {
+  it.each([
+    ['delivered once, as a subscriber sees it', 120_000, ['once', 'marker']],
+    // The proof that it was sent again: without the broker's idempotency window, twice.
+    ['delivered twice without the idempotency window (the resend happened)', 0, ['once', 'once', 'marker']],
+  ] as const)('is sent again with its message id after the reconnect: %s', async (_, idempotencyWindow, expected) => {
+    const b = await broker({ idempotencyWindow });
+    const proxy = await proxyTo(b.port);
+    const watcher = new Watcher(await client(b.url), 'pay.>');
+    await watcher.client.subscribe('pay.>').ready;
+    const publisher = await client(proxy.url);
+    // Slow both ways: the broker has the publish long before its ack could reach the publisher.
+    proxy.latency(300);
+    const acked = publisher.publish('pay.done', text('once'));
+    await watcher.waitCount(1); // delivered: the broker has it
+    proxy.reset(); // the ack is still on its way: lost with the connection
+    const ack = await acked; // resent after the reconnect with the same id, acked with the first result
+    await publisher.publish('pay.done', text('marker'));
+    await watcher.waitCount(expected.length);
+    expect(watcher.texts()).toEqual(expected);
+    if (idempotencyWindow > 0) expect(ack.offset).toBe(watcher.events[0]!.offset);
+  });
+});
