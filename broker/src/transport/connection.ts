@@ -71,7 +71,12 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    * Per subscription key, the stream position from which the subscription was live: a resume
    * replays each subscription from there at the earliest.
    */
-  floors: Map<string, number> | undefined; // made by the first subscription: an idle connection holds none
+  floors: Map<string, number> | undefined;
+  /**
+   * The floor of the subscriptions not in {@link floors}: most connections subscribe at one
+   * position (or once), and then hold no Map for it (bench W4: one subscription per connection).
+   */
+  private baseFloor: number | undefined;
   /** Whether its stream is parked for a resume when it goes away (not after `quit`, a takeover…). */
   parkable = true;
   /**
@@ -176,14 +181,21 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
 
   /** Records that the subscription `key` is live from stream position `position` on. */
   setFloor(key: string, position: number): void {
-    (this.floors ??= new Map()).set(key, position);
+    if (this.floors === undefined && (this.baseFloor === undefined || this.baseFloor === position)) this.baseFloor = position;
+    else (this.floors ??= new Map()).set(key, position);
+  }
+
+  /** Forgets the subscriptions' floors (the connection is freed). */
+  clearFloors(): void {
+    this.floors = undefined;
+    this.baseFloor = undefined;
   }
 
   /** Its stream as parked for a resume: secret, principal, and each subscription with its floor. */
   session(): ParkedSession {
     const subscriptions: ParkedSession['subscriptions'] = [];
     for (const [key, entry] of this.subscriptions) {
-      subscriptions.push({ pattern: patternOfSubscriptionKey(key), filter: entry.filter?.wire, since: this.floors?.get(key) ?? 0 });
+      subscriptions.push({ pattern: patternOfSubscriptionKey(key), filter: entry.filter?.wire, since: this.floors?.get(key) ?? this.baseFloor ?? 0 });
     }
     const session: ParkedSession = { secret: this.secret, principal: principalKey(this.principal), subscriptions };
     if (this.formerSecret !== undefined) session.formerSecret = this.formerSecret;

@@ -166,7 +166,7 @@ export class Ingress implements ConnectionHost {
     conn.expiryTimer = undefined;
     conn.early = undefined;
     this.core.registry.removeAll(conn);
-    conn.floors = undefined;
+    conn.clearFloors();
     conn.holding = undefined;
     conn.filterChars = 0;
     if (conn.uuid && this.byUuid.get(conn.uuid) === conn) this.byUuid.delete(conn.uuid);
