@@ -4,69 +4,12 @@ import { request, type IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CloseCode, drainDelayOf } from '@crier/protocol';
-import type { Clock, TimerHandle } from '../src/clock.js';
 import type { Broker } from '../src/index.js';
 import { RawClient, cleanup, startBroker, waitFor } from './helpers.js';
+import { ManualClock } from './manual-clock.js';
 
 afterEach(cleanup);
 
-/**
- * A clock whose time moves only when the test calls {@link advance}, firing the timers that fall
- * due in order. `defer` stays real: the broker's flush and read turns run on the event loop.
- */
-class ManualClock implements Clock {
-  private time = 0;
-  private nextId = 1;
-  private readonly timers = new Map<number, { at: number; callback: () => void; every?: number }>();
-
-  now(): number {
-    return this.time;
-  }
-
-  wall(): number {
-    return 1_700_000_000_000 + this.time;
-  }
-
-  setTimeout(callback: () => void, ms: number): TimerHandle {
-    const id = this.nextId++;
-    this.timers.set(id, { at: this.time + ms, callback });
-    return id;
-  }
-
-  setInterval(callback: () => void, ms: number): TimerHandle {
-    const id = this.nextId++;
-    this.timers.set(id, { at: this.time + ms, callback, every: Math.max(1, ms) });
-    return id;
-  }
-
-  clearTimer(handle: TimerHandle): void {
-    this.timers.delete(handle as number);
-  }
-
-  defer(callback: () => void): TimerHandle {
-    return setImmediate(callback);
-  }
-
-  clearDefer(handle: TimerHandle): void {
-    clearImmediate(handle as NodeJS.Immediate);
-  }
-
-  /** Moves time forward by `ms`, firing every timer due on the way, earliest first. */
-  advance(ms: number): void {
-    const end = this.time + ms;
-    for (;;) {
-      let next: [number, { at: number; callback: () => void; every?: number }] | undefined;
-      for (const entry of this.timers) if (entry[1].at <= end && (next === undefined || entry[1].at < next[1].at)) next = entry;
-      if (next === undefined) break;
-      const [id, timer] = next;
-      this.time = timer.at;
-      if (timer.every === undefined) this.timers.delete(id);
-      else timer.at += timer.every;
-      timer.callback();
-    }
-    this.time = end;
-  }
-}
 
 const httpUrl = (b: Broker, path: string): string => `http://127.0.0.1:${b.port}${path}`;
 

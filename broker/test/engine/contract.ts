@@ -3,64 +3,11 @@
 // engine that answers at once and one that answers with promises are held to the same promises.
 import { afterEach, describe, expect, it } from 'vitest';
 import { FrameType, decodeFrame } from '@crier/protocol';
-import type { Clock, TimerHandle } from '../../src/clock.js';
 import type { Engine, ParkedSession, PublishRequest } from '../../src/engine/engine.js';
 import type { StreamEvent } from '../../src/engine/stream-event.js';
+import { ManualClock } from '../manual-clock.js';
 
-/**
- * A clock whose time moves only when the test calls {@link advance}, firing the timers due on the
- * way, earliest first. `defer` stays real.
- */
-export class ManualClock implements Clock {
-  private time = 0;
-  private nextId = 1;
-  private readonly timers = new Map<number, { at: number; callback: () => void; every?: number }>();
-
-  now(): number {
-    return this.time;
-  }
-
-  wall(): number {
-    return 1_700_000_000_000 + this.time;
-  }
-
-  setTimeout(callback: () => void, ms: number): TimerHandle {
-    this.timers.set(this.nextId, { at: this.time + ms, callback });
-    return this.nextId++;
-  }
-
-  setInterval(callback: () => void, ms: number): TimerHandle {
-    this.timers.set(this.nextId, { at: this.time + ms, callback, every: Math.max(1, ms) });
-    return this.nextId++;
-  }
-
-  clearTimer(handle: TimerHandle): void {
-    this.timers.delete(handle as number);
-  }
-
-  defer(callback: () => void): TimerHandle {
-    return setImmediate(callback);
-  }
-
-  clearDefer(handle: TimerHandle): void {
-    clearImmediate(handle as NodeJS.Immediate);
-  }
-
-  advance(ms: number): void {
-    const end = this.time + ms;
-    for (;;) {
-      let next: [number, { at: number; callback: () => void; every?: number }] | undefined;
-      for (const entry of this.timers) if (entry[1].at <= end && (next === undefined || entry[1].at < next[1].at)) next = entry;
-      if (next === undefined) break;
-      const [id, timer] = next;
-      this.time = timer.at;
-      if (timer.every === undefined) this.timers.delete(id);
-      else timer.at += timer.every;
-      timer.callback();
-    }
-    this.time = end;
-  }
-}
+export { ManualClock };
 
 /** The bounds every engine takes (the broker's options of the same names). */
 export interface ContractLimits {
