@@ -2,6 +2,7 @@ import { nanoid } from 'nanoid';
 import { isWildcard, matchPattern } from '@crier/protocol';
 import { CachedTop, TopN } from '../observe/top-n.js';
 import type { ChannelEvents } from '../types.js';
+import type { Accept, HistoryPage, ReplayPage } from './engine.js';
 import { StreamEvent } from './stream-event.js';
 
 /** The bounds of the memory engine's state. */
@@ -85,25 +86,6 @@ export class ChannelLog {
     }
     return cost;
   }
-}
-
-/** Events of one channel after a position, as `read` answers them. */
-export interface ChannelRead {
-  events: StreamEvent[];
-  epoch: string;
-  offset: number;
-  complete: boolean;
-  more: boolean;
-}
-
-/** Events of every matching channel after a stream position, as `replay` answers them. */
-export interface StreamRead {
-  /** In stream order (so in order within each channel). */
-  events: StreamEvent[];
-  /** Nothing matching was lost after the position (trimmed, evicted, or never kept). */
-  complete: boolean;
-  /** More events than `limit` matched: `events` stops at `limit`. */
-  more: boolean;
 }
 
 /**
@@ -197,7 +179,7 @@ export class ChannelStore {
     this.totalBytes += cost;
     const { historySize, historyBytes } = this.limits;
     while (log.size > historySize || (log.bytes > historyBytes && log.size > 1)) this.totalBytes -= log.shift();
-    this.trimExpired(log);
+    this.trimExpired(log, event.time); // the event's own time: no second clock read per publish
     // Over the broker-wide bound: forget the channels published least recently, this one last.
     while (this.totalBytes > this.limits.historyTotalBytes) {
       const oldest = this.channels.values().next().value as ChannelLog;
@@ -211,7 +193,7 @@ export class ChannelStore {
    * The retained events of `channel` after `since` (all retained without it), oldest first, at
    * most `limit`. `complete` tells whether they follow `since` with nothing missing.
    */
-  read(channel: string, since: { epoch: string; offset: number } | undefined, limit: number): ChannelRead {
+  read(channel: string, since: { epoch: string; offset: number } | undefined, limit: number): HistoryPage {
     const log = this.channels.get(channel);
     if (log === undefined) {
       // Nothing held: complete from a position only if nothing was ever published after it here.
@@ -241,7 +223,7 @@ export class ChannelStore {
    * matching event after `since` was lost. `accept`, when given, filters (a subscription's filter):
    * a lost event is lost whatever its labels, so it does not change `complete`.
    */
-  replay(pattern: string, since: number, limit: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean): StreamRead {
+  replay(pattern: string, since: number, limit: number, accept?: Accept): ReplayPage {
     let complete = since >= this.forgottenSeq || since >= this.seq;
     const sources: ChannelLog[] = [];
     if (!isWildcard(pattern)) {
@@ -286,7 +268,7 @@ export class ChannelStore {
    * filters them (a subscription's filter), `maxBytes` bounds their frames (the oldest are left
    * out past it: `more`).
    */
-  rewind(pattern: string, count: number, maxBytes: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean): StreamRead {
+  rewind(pattern: string, count: number, maxBytes: number, accept?: Accept): ReplayPage {
     const logs: ChannelLog[] = [];
     if (!isWildcard(pattern)) {
       const log = this.channels.get(pattern);
@@ -347,9 +329,9 @@ export class ChannelStore {
     return best.result();
   }
 
-  private trimExpired(log: ChannelLog): void {
+  private trimExpired(log: ChannelLog, now = this.wall()): void {
     if (log.size === 0) return;
-    const oldest = this.wall() - this.limits.historyTtl;
+    const oldest = now - this.limits.historyTtl;
     while (log.size > 0 && log.events[log.head]!.time < oldest) this.totalBytes -= log.shift();
   }
 

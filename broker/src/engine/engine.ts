@@ -16,6 +16,9 @@ export interface PublishRequest {
   idempotency?: { scope: string; id: string } | undefined;
 }
 
+/** Which retained events a read keeps, by their labels and key: a subscription's filter. */
+export type Accept = (labels: string[] | undefined, key: string | undefined) => boolean;
+
 /** Where an engine hands every sequenced event (on every node): the broker's routing and delivery. */
 export type EventSink = (event: StreamEvent) => void;
 
@@ -119,7 +122,7 @@ export interface Engine {
    * subscription's labels and keys). What a resuming subscription is replayed.
    */
   replay(
-    pattern: string, since: number, limit: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean,
+    pattern: string, since: number, limit: number, accept?: Accept,
   ): ReplayPage | Promise<ReplayPage>;
   /**
    * The newest retained events of every channel `pattern` matches, in stream order: the last
@@ -127,7 +130,7 @@ export interface Engine {
    * `maxBytes` (`more` when some were left out). What a subscription's rewind starts with.
    */
   rewind(
-    pattern: string, count: number, maxBytes: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean,
+    pattern: string, count: number, maxBytes: number, accept?: Accept,
   ): ReplayPage | Promise<ReplayPage>;
   /** The stream position of the newest event this node has sequenced or received (0: none yet). */
   position(): number;

@@ -4,7 +4,7 @@ import type { ChannelEvents, PublishResult } from '../types.js';
 import { ChannelStore, type StoreLimits } from './channel-store.js';
 import { secretMatches } from '../auth/secret.js';
 import type {
-  ChannelPosition, Engine, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
+  Accept, ChannelPosition, Engine, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
 } from './engine.js';
 import { StreamEvent } from './stream-event.js';
 
@@ -79,11 +79,11 @@ export class MemoryEngine implements Engine {
     return this.store.read(channel, since, limit);
   }
 
-  replay(pattern: string, since: number, limit: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean): ReplayPage {
+  replay(pattern: string, since: number, limit: number, accept?: Accept): ReplayPage {
     return this.store.replay(pattern, since, limit, accept);
   }
 
-  rewind(pattern: string, count: number, maxBytes: number, accept?: (labels: string[] | undefined, key: string | undefined) => boolean): ReplayPage {
+  rewind(pattern: string, count: number, maxBytes: number, accept?: Accept): ReplayPage {
     return this.store.rewind(pattern, count, maxBytes, accept);
   }
 

@@ -25,7 +25,7 @@ import { AuthFailure } from '../auth/authenticator.js';
 import { Principal } from '../auth/principal.js';
 import { secretMatches } from '../auth/secret.js';
 import { refreshCredential, watchExpiry } from '../auth/session-credential.js';
-import type { ParkedSession } from '../engine/engine.js';
+import type { Accept, ParkedSession } from '../engine/engine.js';
 import type { PublishResult } from '../types.js';
 import { principalKey, type Connection } from './connection.js';
 import { when } from '../core/replay.js';
@@ -348,7 +348,7 @@ function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): v
 }
 
 /** A subscription filter as history's `accept`. */
-function acceptOf(filter: EventFilter | undefined): ((labels: string[] | undefined, key: string | undefined) => boolean) | undefined {
+function acceptOf(filter: EventFilter | undefined): Accept | undefined {
   return filter === undefined ? undefined : (labels, key) => filter.passes(labels, key);
 }
 

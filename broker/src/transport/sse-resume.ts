@@ -1,6 +1,6 @@
 import { ResumeReason } from '@crier/protocol';
 import { MAX_REPLAY_EVENTS, mergeReplays, when, type CatchUp, type ReplayBounds } from '../core/replay.js';
-import type { Engine, ReplayPage } from '../engine/engine.js';
+import type { Accept, Engine, ReplayPage } from '../engine/engine.js';
 import type { StreamEvent } from '../engine/stream-event.js';
 
 // The resume of an SSE stream: every event's `id:` is its position in the broker's stream,
@@ -47,7 +47,7 @@ export function replayBounds(bufferSize: number, maxBufferBytes: number): Replay
 export function readMissed(
   engine: Engine,
   patterns: readonly string[],
-  accept: ((labels: string[] | undefined, key: string | undefined) => boolean) | undefined,
+  accept: Accept | undefined,
   position: SsePosition | null,
   bounds: ReplayBounds,
   size: (event: StreamEvent) => number,
