@@ -3,13 +3,15 @@
 // `e2e/scripts/ensure-redis.sh` installs redis-server and redis-cli when they are missing.
 //
 // Every process started here is killed with SIGKILL when the test process exits, however it
-// exits: a `process.on('exit')` hook for a normal or thrown exit, and, where util-linux's
-// `setpriv` exists (Debian: always), the kernel's parent-death signal for a worker that is itself
-// killed (a test run interrupted, a worker torn down on timeout).
+// exits: where util-linux's `setpriv` exists (Debian: always), by the kernel's parent-death signal
+// (vitest ends its workers with a signal, so this is the one that acts under vitest), and by a
+// `process.on('exit')` hook for a normal or thrown exit (a plain script). Directories go with the
+// exit hook, and otherwise on the next start in any process, once the process that made them is
+// gone.
 
 import { spawn, spawnSync, execFile, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +28,7 @@ export interface RedisServer {
   readonly url: string;
   /** The running (or last) redis-server process's pid; changes on {@link restart}. */
   readonly pid: number;
-  /** The server's directory (`--dir`: AOF and RDB files, nodes.conf); removed when the test process exits. */
+  /** The server's directory (`--dir`: AOF and RDB files, nodes.conf, redis.log); removed after the test process exits. */
   readonly dir: string;
   /** Whether the process is alive (also while paused). */
   readonly running: boolean;
@@ -65,10 +67,15 @@ const START_ATTEMPTS = 5;
 const live = new Set<ChildProcess>();
 const dirs = new Set<string>();
 let exitHook = false;
+const DIR_PREFIX = 'crier-redis-';
 
 function track(child: ChildProcess): void {
   live.add(child);
   child.once('exit', () => live.delete(child));
+  installExitHook();
+}
+
+function installExitHook(): void {
   if (exitHook) return;
   exitHook = true;
   process.on('exit', () => {
@@ -89,8 +96,44 @@ function track(child: ChildProcess): void {
   });
 }
 
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/** Removes the directories left by test processes that are gone (killed before their exit hook). */
+function sweep(): void {
+  let names: string[];
+  try {
+    names = readdirSync(tmpdir()).filter((name) => name.startsWith(DIR_PREFIX));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const dir = join(tmpdir(), name);
+    try {
+      const owner = Number(readFileSync(join(dir, 'owner'), 'utf8'));
+      if (Number.isInteger(owner) && owner > 0 && !isAlive(owner)) rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // no owner file yet (being made), or not ours
+    }
+  }
+}
+
+let swept = false;
+
 function newDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'crier-redis-'));
+  if (!swept) {
+    swept = true;
+    sweep();
+  }
+  installExitHook();
+  const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
+  writeFileSync(join(dir, 'owner'), String(process.pid));
   dirs.add(dir);
   return dir;
 }
