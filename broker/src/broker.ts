@@ -13,6 +13,7 @@ import {
 import { createAuthenticator } from './auth/config.js';
 import { BrokerCore, publishResult } from './core/core.js';
 import { MemoryEngine } from './engine/memory-engine.js';
+import { createRedisEngine } from './engine/redis/redis-engine.js';
 import { handleMessage } from './transport/frame-handlers.js';
 import { Ingress } from './transport/ingress.js';
 import { SseHub } from './transport/sse.js';
@@ -60,7 +61,9 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   // The dashboard's files, read once: a request never touches the disk.
   const assets = await loadStaticAssets();
   const log = createLogger(resolved.logger);
-  const engine = resolved.engine ?? new MemoryEngine({ ...resolved, idempotencyKeys: IDEMPOTENCY_KEYS }, resolved.clock);
+  const engine = resolved.engine ?? (resolved.redis !== undefined
+    ? await createRedisEngine({ ...resolved, url: resolved.redis, prefix: resolved.redisPrefix, node: resolved.nodeName }, resolved.clock, log)
+    : new MemoryEngine({ ...resolved, idempotencyKeys: IDEMPOTENCY_KEYS }, resolved.clock));
   const core = new BrokerCore(resolved, log, resolved.clock, engine);
   await core.start();
   const ingress: Ingress = new Ingress(core, createAuthenticator(resolved), (conn, bytes, isBinary) => handleMessage(ingress, conn, bytes, isBinary));

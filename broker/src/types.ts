@@ -93,6 +93,11 @@ export interface BrokerStats {
    * name. A channel counts from its offset epoch: the events of its current offset counter.
    */
   eventsByChannel: ChannelEvents[];
+  /**
+   * The engine: its kind and whether it is ready; with Redis, this node's name, the Redis URL
+   * (no password), round-trip time, events received and re-filtered, gap fills, disconnects.
+   */
+  engine: EngineStats;
 }
 
 /** A channel and the events published to it, as listed in {@link BrokerStats.eventsByChannel}. */
@@ -187,4 +192,28 @@ export interface Broker {
    * After {@link drain}, what is left of the connections. Idempotent.
    */
   close(): Promise<void>;
+}
+
+/** An engine's state and figures (`/stats` shows them as they are; `/metrics` the counters). */
+export interface EngineStats {
+  kind: string;
+  ready: boolean;
+  /** This node's name, where nodes share the engine. */
+  node?: string;
+  /** Where the shared store is (credentials left out). */
+  redis?: string;
+  /** Events received from the shared store, and those dropped by re-filtering (wider than a pattern). */
+  received?: number;
+  refiltered?: number;
+  /** Gap fills after reconnects, the events they handed over, and the events they found lost. */
+  fills?: number;
+  filled?: number;
+  lostInFills?: number;
+  /** The last round trip to the shared store, ms. */
+  rttMs?: number;
+  disconnects?: number;
+  epochChanges?: number;
+  pending?: number;
+  interest?: number;
+  lastError?: string;
 }

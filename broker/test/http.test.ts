@@ -51,6 +51,7 @@ describe('HTTP endpoints', () => {
       uptime: expect.any(Number), channelCounters: 1,
       memory: { rss: expect.any(Number), heapUsed: expect.any(Number) }, latency: { avgMs: expect.any(Number), p99Ms: expect.any(Number) },
       maxQueueDepth: 0, sessions: { parked: 0, resumed: 0, notRecovered: 0 }, eventsByChannel: [{ channel: 'a.b', events: 1 }],
+      engine: { kind: 'memory', ready: true },
     });
     expect(stats['latency']).toMatchObject({ avgMs: expect.toSatisfy((n: number) => n >= 0) });
   });

@@ -44,6 +44,12 @@ export const ErrorCode = {
    * is refused, the connection kept: slow down (the `welcome`'s `lim.pr`/`lim.pb` give the rate).
    */
   rateLimited: 'rate_limited',
+  /**
+   * The broker cannot reach what it sequences and shares events through (the Redis engine's
+   * Redis): the publish or read was not done, nothing was delivered anywhere. Retry later (HTTP:
+   * 503 with `Retry-After`).
+   */
+  unavailable: 'unavailable',
   /** An unexpected failure inside the broker. */
   internal: 'internal',
   // Client-side codes (raised by the SDKs, never sent by the broker).

@@ -65,6 +65,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'idempotencyWindow', flag: 'idempotency-window', env: 'EVENT_IDEMPOTENCY_WINDOW', kind: 'duration', help: 'how long a publish\'s message id is remembered per publisher (0: off)' },
   { key: 'resumeWindow', flag: 'resume-window', env: 'EVENT_RESUME_WINDOW', kind: 'duration', help: 'how long a stream is kept after its connection dropped, for a resume (0: off)' },
   { key: 'drainWindow', flag: 'drain-window', env: 'EVENT_DRAIN_WINDOW', kind: 'duration', help: 'on SIGTERM, connections are closed (4009 draining) spread over this time' },
+  { key: 'redis', flag: 'redis', env: 'EVENT_REDIS', kind: 'string', help: 'run as one node of several on this Redis (redis://[user:pass@]host:port[/db], rediss:// for TLS; prefer the env var when it holds a password)' },
+  { key: 'redisPrefix', flag: 'redis-prefix', env: 'EVENT_REDIS_PREFIX', kind: 'string', help: 'prefix of every Redis key and channel (default crier:)' },
+  { key: 'nodeName', flag: 'node-name', env: 'EVENT_NODE_NAME', kind: 'string', help: 'this node\'s name among the nodes on one Redis (default <hostname>-<pid>)' },
   { key: 'logLevel', flag: 'log-level', env: 'EVENT_LOG_LEVEL', kind: 'level', help: `${LOG_LEVELS.join('|')}` },
   { key: 'logFormat', flag: 'log-format', env: 'EVENT_LOG_FORMAT', kind: 'format', help: `${LOG_FORMATS.join('|')} (auto: pretty when stderr is a terminal, else json)` },
 ];

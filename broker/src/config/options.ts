@@ -1,7 +1,7 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from 'pino';
 import { isIP } from 'node:net';
-import { totalmem } from 'node:os';
+import { hostname, totalmem } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_MAX_PAYLOAD, grantTemplateProblem } from '@crier/protocol';
 import type { StaticToken } from '../auth/authenticator.js';
@@ -285,6 +285,22 @@ export interface BrokerOptions {
    * @default the memory engine, sized by `channelCacheSize` and the history options
    */
   engine?: Engine;
+  /**
+   * Runs the broker as one node of several on this Redis (`redis://[user:pass@]host:port[/db]`,
+   * `rediss://` for TLS): sequencing, history, sessions and idempotency live in Redis, and events
+   * reach the subscribers of every node. Unset: the memory engine (one node, nothing needed).
+   */
+  redis?: string;
+  /**
+   * Put before every Redis key and pub/sub channel, so that several deployments share a Redis.
+   * @default 'crier:'
+   */
+  redisPrefix?: string;
+  /**
+   * This node's name among the nodes on one Redis: unique per node (shown in `/stats` and the dashboard).
+   * @default `<hostname>-<pid>`
+   */
+  nodeName?: string;
 }
 
 /** {@link BrokerOptions} with every default applied. */
@@ -337,6 +353,9 @@ export interface ResolvedOptions {
   logger: Logger | false | undefined;
   clock: Clock;
   engine: Engine | undefined;
+  redis: string | undefined;
+  redisPrefix: string;
+  nodeName: string;
 }
 
 export const DEFAULTS = {
@@ -396,9 +415,19 @@ const CLOCK_METHODS = ['now', 'wall', 'setTimeout', 'setInterval', 'clearTimer',
 const isClock = (v: unknown): v is Clock =>
   typeof v === 'object' && v !== null && CLOCK_METHODS.every((name) => typeof (v as Record<string, unknown>)[name] === 'function');
 
-const ENGINE_METHODS = ['start', 'publish', 'history', 'replay', 'rewind', 'position', 'parkSession', 'takeSession', 'dropSession', 'parkedSessions', 'channelCount', 'busiestChannels', 'close'];
+const ENGINE_METHODS = ['start', 'publish', 'history', 'replay', 'rewind', 'position', 'parkSession', 'takeSession', 'dropSession', 'parkedSessions',
+  'channelCount', 'busiestChannels', 'interest', 'live', 'stats', 'close'];
 const isEngine = (v: unknown): v is Engine =>
   typeof v === 'object' && v !== null && ENGINE_METHODS.every((name) => typeof (v as Record<string, unknown>)[name] === 'function');
+
+const isRedisUrl = (v: string): boolean => {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+};
 
 const isLogger = (v: unknown): v is Logger =>
   typeof v === 'object' && v !== null &&
@@ -487,6 +516,9 @@ export const optionSchemas = {
   handshakeRate: int(1, 1_000_000_000, ' per second'),
   publishBurst: int(1, 1_000_000_000),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
+  redis: z.string({ error: 'must be a redis:// or rediss:// URL' }).refine(isRedisUrl, { error: 'must be a redis:// or rediss:// URL, like redis://127.0.0.1:6379' }),
+  redisPrefix: z.string({ error: 'must be a string' }).max(64, { error: 'must be at most 64 characters' }),
+  nodeName: z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'must be 1-64 characters of A-Za-z0-9_.-' }),
   engine: z.custom<Engine>(isEngine, { error: 'must be an Engine (publish, history, replay, rewind, sessions…)' }),
   clock: z.custom<Clock>(isClock, { error: 'must be a Clock (now, wall, setTimeout, setInterval, clearTimer, defer, clearDefer)' }),
 } as const;
@@ -571,5 +603,8 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     logger: o.logger,
     clock: o.clock ?? systemClock,
     engine: o.engine,
+    redis: o.redis,
+    redisPrefix: o.redisPrefix ?? 'crier:',
+    nodeName: o.nodeName ?? `${hostname().replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 50)}-${process.pid}`,
   };
 }

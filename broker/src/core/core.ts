@@ -62,9 +62,13 @@ export class BrokerCore {
     this.startedAt = clock.now();
   }
 
-  /** Connects the pipeline to the engine: from now on, every sequenced event is routed here. */
-  start(): Promise<void> {
-    return this.engine.start((event) => this.route(event));
+  /**
+   * Connects the pipeline to the engine: from now on, every sequenced event is routed here, and
+   * the engine hears when this node's interest in a name or pattern begins and ends.
+   */
+  async start(): Promise<void> {
+    await this.engine.start((event) => this.route(event));
+    this.registry.onInterest((pattern, present) => this.engine.interest(pattern, present));
   }
 
   // ---- publish ----------------------------------------------------------------------------

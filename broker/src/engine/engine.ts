@@ -1,5 +1,7 @@
 import type { SubscriptionFilter } from '@crier/protocol';
-import type { ChannelEvents, PublishResult } from '../types.js';
+import type { ChannelEvents, EngineStats, PublishResult } from '../types.js';
+
+export type { EngineStats };
 import type { StreamEvent } from './stream-event.js';
 
 /** A publish as the engine receives it: validated and allowed already. */
@@ -144,11 +146,27 @@ export interface Engine {
   /** Forgets the parked session of `uuid`, if any (a `quit`). */
   dropSession(uuid: string): void | Promise<void>;
   /** Sessions parked now (expired ones freed first). */
-  parkedSessions(): number;
+  parkedSessions(): number | Promise<number>;
   /** Channels whose sequencing state (counter, history) the engine holds. */
-  channelCount(): number;
+  channelCount(): number | Promise<number>;
   /** The channels with the most events in their current epoch, most first (ties by name). */
-  busiestChannels(limit: number): ChannelEvents[];
+  busiestChannels(limit: number): ChannelEvents[] | Promise<ChannelEvents[]>;
+  /**
+   * This node's interest in a name or pattern began (`present`: its first local subscriber) or
+   * ended (its last one left). An engine that carries events between nodes brings this node the
+   * events of its interest (and may bring more: the sink's routing matches each one again).
+   */
+  interest(pattern: string, present: boolean): void;
+  /**
+   * Settles once events of `pattern` published on any node reach this node's sink (its interest
+   * is live in the shared store); `undefined` when they already do. A subscribe is acknowledged,
+   * and a replay read, only after it: nothing published after the acknowledgement is missed.
+   */
+  live(pattern: string): Promise<void> | undefined;
+  /** Whether the engine can sequence now (`/readyz`; publishes fail `unavailable` otherwise). */
+  readonly ready: boolean;
+  /** Its state and figures, for `/stats` and `/metrics`. */
+  stats(): EngineStats;
   /** Stops: timers, connections. The engine is not used after. */
   close(): Promise<void>;
 }

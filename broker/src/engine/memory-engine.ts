@@ -4,7 +4,7 @@ import type { ChannelEvents, PublishResult } from '../types.js';
 import { ChannelStore, type StoreLimits } from './channel-store.js';
 import { secretMatches } from '../auth/secret.js';
 import type {
-  Accept, ChannelPosition, Engine, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
+  Accept, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
 } from './engine.js';
 import { StreamEvent } from './stream-event.js';
 
@@ -144,6 +144,19 @@ export class MemoryEngine implements Engine {
 
   busiestChannels(limit: number): ChannelEvents[] {
     return this.store.top(limit);
+  }
+
+  /** One node: every event reaches the sink, whatever the interest. */
+  interest(): void {}
+
+  live(): undefined {
+    return undefined;
+  }
+
+  readonly ready = true;
+
+  stats(): EngineStats {
+    return { kind: this.kind, ready: true };
   }
 
   close(): Promise<void> {

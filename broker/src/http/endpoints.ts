@@ -94,7 +94,13 @@ export function createRequestListener(
         if (channels === undefined) {
           sendJson(req, res, 400, { code: 'bad_request', message: `channels must be an integer from 0 to ${MAX_TOP_LIMIT}` }, API_HEADERS);
         } else {
-          sendJson(req, res, 200, ingress.stats(channels), API_HEADERS);
+          ingress.freshStats(channels).then(
+            (stats) => sendJson(req, res, 200, stats, API_HEADERS),
+            (err: unknown) => {
+              ingress.log.error({ err }, 'stats failed');
+              sendJson(req, res, 500, { code: 'internal', message: 'stats could not be collected' }, API_HEADERS);
+            },
+          );
         }
       } else if (route === 'stats/top') {
         const limit = intParam(req.url, 'limit', 1, DEFAULT_TOP_LIMIT);

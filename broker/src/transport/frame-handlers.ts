@@ -323,16 +323,19 @@ function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): v
     }
   }
   const engine = ingress.core.engine;
-  const rewound = frame.w === undefined ? undefined : engine.rewind(frame.p, frame.w, ingress.options.maxPayload, acceptOf(filter));
-  if (rewound instanceof Promise) conn.hold(); // live events wait behind the rewind
   if (!held) {
     conn.filterChars += filterChars(filter);
     registry.add(conn, frame.p, filter);
     // Live from here: a resume replays this subscription from this position at the earliest.
     conn.setFloor(subscriptionKey(frame.p, filter), engine.position());
   }
+  // Made after the subscription (an engine shared by nodes reads once it is live there), and
+  // before any event can arrive: live events wait behind a rewind that answers later.
+  const rewound = frame.w === undefined ? undefined : engine.rewind(frame.p, frame.w, ingress.options.maxPayload, acceptOf(filter));
+  if (rewound instanceof Promise) conn.hold();
   const r = frame.r;
-  const answered = when(rewound, (page) => {
+  // Acknowledged once events of the pattern from every node reach this one.
+  const answered = when(rewound ?? (engine.live(frame.p) as Promise<undefined> | undefined), (page) => {
     if (page !== undefined) {
       conn.enqueueControl(encodeFrame({ t: FrameType.events, r, ev: page.events.map((e) => e.frame), m: page.more }));
       if (rewound instanceof Promise) conn.unhold(page.events);

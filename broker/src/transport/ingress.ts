@@ -14,7 +14,8 @@ import type { ParkedSession } from '../engine/engine.js';
 import type { BrokerCounts } from '../observe/metrics.js';
 import type { LatencyHistogram } from '../observe/latency.js';
 import { Refusals } from '../observe/refusals.js';
-import type { BrokerStats, BrokerTop } from '../types.js';
+import type { BrokerStats, BrokerTop, ChannelEvents } from '../types.js';
+import type { Maybe } from '../core/replay.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { ReadTurns, type MessageHandler } from './read-turns.js';
 
@@ -77,6 +78,8 @@ export class Ingress implements ConnectionHost {
   resumesRecovered = 0;
   resumesNotRecovered = 0;
   private closeWaiters: (() => void)[] = [];
+  /** The engine's figures as last answered (see {@link refreshFigures}). */
+  private figures: { channels: number; parked: number; busiest: ChannelEvents[] } = { channels: 0, parked: 0, busiest: [] };
 
   constructor(
     readonly core: BrokerCore,
@@ -246,7 +249,7 @@ export class Ingress implements ConnectionHost {
       dropped: core.dropped,
       receivedBytes: this.receivedBytes,
       sentBytes: this.sentBytes,
-      parkedSessions: core.engine.parkedSessions(),
+      parkedSessions: this.figures.parked,
       resumesRecovered: this.resumesRecovered,
       resumesNotRecovered: this.resumesNotRecovered,
     };
@@ -263,9 +266,35 @@ export class Ingress implements ConnectionHost {
     return max;
   }
 
-  stats(topChannels = DEFAULT_STATS_CHANNELS): BrokerStats {
+  /**
+   * The engine's figures (channels, parked sessions, busiest channels) as of now: at once from
+   * an engine that answers at once; from one that answers later (Redis), when it does, the last
+   * ones kept meanwhile for the synchronous readers ({@link stats}, {@link counts}).
+   */
+  refreshFigures(topChannels = DEFAULT_STATS_CHANNELS): Maybe<void> {
+    const engine = this.core.engine;
+    const channels = engine.channelCount();
+    const parked = engine.parkedSessions();
+    const busiest = engine.busiestChannels(topChannels);
+    if (!(channels instanceof Promise) && !(parked instanceof Promise) && !(busiest instanceof Promise)) {
+      this.figures = { channels, parked, busiest };
+      return;
+    }
+    return Promise.all([channels, parked, busiest]).then(
+      ([c, p, b]) => void (this.figures = { channels: c, parked: p, busiest: b }),
+      (err: unknown) => this.log.debug({ err }, 'engine figures not refreshed'),
+    );
+  }
+
+  /** {@link stats} with the engine's figures fresh, however it answers. */
+  async freshStats(topChannels = DEFAULT_STATS_CHANNELS): Promise<BrokerStats> {
+    await this.refreshFigures(topChannels);
+    return this.stats(topChannels, false);
+  }
+
+  stats(topChannels = DEFAULT_STATS_CHANNELS, refresh = true): BrokerStats {
     const { core } = this;
-    const engine = core.engine;
+    if (refresh) void this.refreshFigures(topChannels);
     const c = this.counts();
     return {
       connections: c.connections,
@@ -277,12 +306,13 @@ export class Ingress implements ConnectionHost {
       dropped: c.dropped,
       slowConsumers: c.slowConsumers,
       uptime: core.uptime(),
-      channelCounters: engine.channelCount(),
+      channelCounters: this.figures.channels,
       memory: { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed },
       latency: core.latencySummary(),
       maxQueueDepth: this.maxQueueDepth(),
       sessions: { parked: c.parkedSessions, resumed: c.resumesRecovered, notRecovered: c.resumesNotRecovered },
-      eventsByChannel: engine.busiestChannels(topChannels),
+      eventsByChannel: this.figures.busiest.slice(0, topChannels),
+      engine: core.engine.stats(),
     };
   }
 

@@ -1,4 +1,4 @@
-import type { ChannelEvents, PublishResult } from '../../src/types.js';
+import type { ChannelEvents, EngineStats, PublishResult } from '../../src/types.js';
 import type {
   ChannelPosition, Engine, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
 } from '../../src/engine/engine.js';
@@ -113,16 +113,32 @@ export class AsyncEngine implements Engine {
     return this.later('dropSession', () => this.inner.dropSession(uuid));
   }
 
-  parkedSessions(): number {
+  parkedSessions(): number | Promise<number> {
     return this.inner.parkedSessions();
   }
 
-  channelCount(): number {
+  channelCount(): number | Promise<number> {
     return this.inner.channelCount();
   }
 
-  busiestChannels(limit: number): ChannelEvents[] {
+  busiestChannels(limit: number): ChannelEvents[] | Promise<ChannelEvents[]> {
     return this.inner.busiestChannels(limit);
+  }
+
+  interest(pattern: string, present: boolean): void {
+    this.inner.interest(pattern, present);
+  }
+
+  live(pattern: string): Promise<void> | undefined {
+    return this.inner.live(pattern);
+  }
+
+  get ready(): boolean {
+    return this.inner.ready;
+  }
+
+  stats(): EngineStats {
+    return this.inner.stats();
   }
 
   close(): Promise<void> {

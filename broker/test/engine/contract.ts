@@ -37,6 +37,11 @@ export interface EngineTraits {
   /** A new instance over the same store keeps its history and epoch (a Redis engine). */
   historySurvivesNewInstance?: boolean;
   /**
+   * Instances over one store are nodes of one broker (a Redis engine): an event published on one
+   * reaches the sink of every other whose interest matches it, and sessions and publish ids are shared.
+   */
+  sharedBetweenInstances?: boolean;
+  /**
    * Titles of the cases this engine is known to fail (a bug reported, not fixed yet): they run as
    * `it.fails`, so the suite says when the fix lands.
    */
@@ -161,9 +166,9 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
       it('counts the channels it holds and ranks the busiest, ties by name', async () => {
         const { engine, publish } = await rig();
         for (const channel of ['b', 'a', 'c', 'a', 'c', 'a', 'c', 'b', 'd']) await publish(channel);
-        expect(engine.channelCount()).toBe(4);
-        expect(engine.busiestChannels(2)).toEqual([{ channel: 'a', events: 3 }, { channel: 'c', events: 3 }]);
-        expect(engine.busiestChannels(10)).toEqual([
+        expect(await engine.channelCount()).toBe(4);
+        expect(await engine.busiestChannels(2)).toEqual([{ channel: 'a', events: 3 }, { channel: 'c', events: 3 }]);
+        expect(await engine.busiestChannels(10)).toEqual([
           { channel: 'a', events: 3 }, { channel: 'c', events: 3 }, { channel: 'b', events: 2 }, { channel: 'd', events: 1 },
         ]);
       });
@@ -246,9 +251,9 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         const a1 = await publish('t.a', KB);
         const b1 = await publish('t.b', KB);
         await publish('t.c', KB);
-        expect(engine.channelCount()).toBe(3);
+        expect(await engine.channelCount()).toBe(3);
         await publish('t.a', KB); // t.a is the newest now: t.b, published least recently, goes
-        expect(engine.channelCount()).toBe(2);
+        expect(await engine.channelCount()).toBe(2);
         expect((await engine.history('t.b', undefined, 10)).events).toEqual([]);
         expect((await engine.history('t.b', { epoch: b1.epoch, offset: 0 }, 10)).complete).toBe(false);
         expect((await engine.history('t.a', { epoch: a1.epoch, offset: 0 }, 10)).events).toHaveLength(2);
@@ -258,7 +263,7 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         expect(b2.epoch).not.toBe(b1.epoch);
         expect(b2.seq).toBeGreaterThan(a1.seq);
         // Counted from its new epoch.
-        expect(engine.busiestChannels(3)).toEqual([{ channel: 't.a', events: 2 }, { channel: 't.b', events: 1 }, { channel: 't.c', events: 1 }]);
+        expect(await engine.busiestChannels(3)).toEqual([{ channel: 't.a', events: 2 }, { channel: 't.b', events: 1 }, { channel: 't.c', events: 1 }]);
       });
 
       it('past channelCacheSize forgets the least recently published channel whole', async () => {
@@ -267,7 +272,7 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         const b1 = await publish('b');
         await publish('a');
         await publish('c'); // b is the least recently published
-        expect(engine.channelCount()).toBe(2);
+        expect(await engine.channelCount()).toBe(2);
         expect((await engine.history('a', { epoch: a1.epoch, offset: 0 }, 10)).events).toHaveLength(2);
         expect((await engine.history('b', { epoch: b1.epoch, offset: 0 }, 10)).complete).toBe(false);
         const b2 = await publish('b');
@@ -478,9 +483,9 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         const { engine } = await rig();
         const parked = session('s3cret');
         await engine.parkSession('u1', parked, 60_000);
-        expect(engine.parkedSessions()).toBe(1);
+        expect(await engine.parkedSessions()).toBe(1);
         expect(await engine.takeSession('u1', { secret: 's3cret', principal: '' })).toEqual({ session: parked });
-        expect(engine.parkedSessions()).toBe(0);
+        expect(await engine.parkedSessions()).toBe(0);
         expect(await engine.takeSession('u1', { secret: 's3cret', principal: '' })).toEqual({ none: true });
         expect(await engine.takeSession('never', { secret: 's3cret', principal: '' })).toEqual({ none: true });
       });
@@ -490,7 +495,7 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         await engine.parkSession('u1', session('s3cret'), 60_000);
         expect(await engine.takeSession('u1', { secret: 'wrong', principal: '' })).toEqual({ refused: true });
         expect(await engine.takeSession('u1', { secret: undefined, principal: '' })).toEqual({ refused: true });
-        expect(engine.parkedSessions()).toBe(1);
+        expect(await engine.parkedSessions()).toBe(1);
         expect(await engine.takeSession('u1', { secret: 's3cret', principal: '' })).toEqual({ session: session('s3cret') });
       });
 
@@ -511,10 +516,10 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         await engine.parkSession('u1', session('a'), 10_000);
         await engine.parkSession('u2', session('b'), 10_000);
         clock.advance(9999);
-        expect(engine.parkedSessions()).toBe(2);
+        expect(await engine.parkedSessions()).toBe(2);
         expect(await engine.takeSession('u1', { secret: 'a', principal: '' })).toEqual({ session: session('a') });
         clock.advance(2);
-        expect(engine.parkedSessions()).toBe(0);
+        expect(await engine.parkedSessions()).toBe(0);
         expect(await engine.takeSession('u2', { secret: 'b', principal: '' })).toEqual({ none: true });
       });
 
@@ -523,7 +528,7 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         await engine.parkSession('long', session('a'), 60_000);
         await engine.parkSession('short', session('b'), 1000);
         clock.advance(2000);
-        expect(engine.parkedSessions()).toBe(1);
+        expect(await engine.parkedSessions()).toBe(1);
         expect(await engine.takeSession('short', { secret: 'b', principal: '' })).toEqual({ none: true });
         expect(await engine.takeSession('long', { secret: 'a', principal: '' })).toEqual({ session: session('a') });
       });
@@ -534,16 +539,80 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         await engine.parkSession('u2', session('b'), 60_000);
         await engine.dropSession('u1');
         await engine.dropSession('never');
-        expect(engine.parkedSessions()).toBe(1);
+        expect(await engine.parkedSessions()).toBe(1);
         expect(await engine.takeSession('u1', { secret: 'a', principal: '' })).toEqual({ none: true });
         const replacement: ParkedSession = { secret: 'c', principal: '', subscriptions: [] };
         await engine.parkSession('u2', replacement, 20_000);
-        expect(engine.parkedSessions()).toBe(1);
+        expect(await engine.parkedSessions()).toBe(1);
         expect(await engine.takeSession('u2', { secret: 'b', principal: '' })).toEqual({ refused: true });
         clock.advance(15_000);
         expect(await engine.takeSession('u2', { secret: 'c', principal: '' })).toEqual({ session: replacement });
       });
     });
+
+    if (traits.sharedBetweenInstances) {
+      describe('nodes', () => {
+        /** Two instances over one store, each started with its own sink. */
+        async function pair(): Promise<[Rig, Rig]> {
+          const a = await rig();
+          const b = await rig({}, a.clock, a.engine);
+          return [a, b];
+        }
+
+        /** Resolves once `sunk` holds an event of `channel`, or fails after 5 s. */
+        async function arrival(sunk: StreamEvent[], channel: string): Promise<StreamEvent> {
+          const deadline = Date.now() + 5000;
+          for (;;) {
+            const found = sunk.find((e) => e.channel === channel);
+            if (found !== undefined) return found;
+            if (Date.now() > deadline) throw new Error(`no event of ${channel} arrived within 5 s`);
+            await new Promise((resolve) => setTimeout(resolve, 5));
+          }
+        }
+
+        it('carries to another instance the events of its interest once live, each once, in stream order, with the same fields', async () => {
+          const [a, b] = await pair();
+          b.engine.interest('user.>', true);
+          b.engine.interest('user.a', true); // a name and a pattern both matching: still once
+          await b.engine.live('user.>');
+          await b.engine.live('user.a');
+          const published = [await a.publish('user.a', '1'), await a.publish('other.x', '2'), await a.publish('user.b.c', '3'), await a.publish('user', '4')];
+          await b.publish('end', 'mark');
+          await arrival(b.sunk, 'user.b.c');
+          const got = b.sunk.filter((e) => e.channel !== 'end');
+          expect(bodies(got)).toEqual(['1', '3']);
+          for (const event of got) {
+            const same = published.find((p) => p.id === event.id)!;
+            expect([event.offset, event.epoch, event.seq, event.time, event.channel]).toEqual([same.offset, same.epoch, same.seq, same.time, same.channel]);
+            expect(event.frame).toEqual(same.frame);
+          }
+          expect(b.engine.epoch).toBe(a.engine.epoch);
+          expect(b.engine.position()).toBeGreaterThanOrEqual(published[2]!.seq);
+        });
+
+        it('sequences publishes of both instances in one stream: offsets and seqs never repeat', async () => {
+          const [a, b] = await pair();
+          const events = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? a : b).publish('shared', String(i))));
+          expect(new Set(events.map((e) => e.offset)).size).toBe(20);
+          expect(new Set(events.map((e) => e.seq)).size).toBe(20);
+          expect(Math.max(...events.map((e) => e.offset))).toBe(20);
+          const page = await b.engine.history('shared', undefined, 100);
+          expect(page.events.map((e) => e.offset)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+        });
+
+        it('shares parked sessions and the idempotency window', async () => {
+          const [a, b] = await pair();
+          const session: ParkedSession = { secret: 's', principal: '', subscriptions: [{ pattern: 'x.>', filter: undefined, since: 3 }] };
+          await a.engine.parkSession('u1', session, 60_000);
+          expect(await b.engine.takeSession('u1', { secret: 's', principal: '' })).toEqual({ session });
+          expect(await a.engine.takeSession('u1', { secret: 's', principal: '' })).toEqual({ none: true });
+          const first = await a.engine.publish({ channel: 'once', data: text('1'), idempotency: { scope: 'p', id: 'm1' } });
+          const again = await b.engine.publish({ channel: 'once', data: text('1'), idempotency: { scope: 'p', id: 'm1' } });
+          expect(again).toEqual(first);
+          expect((await b.engine.history('once', undefined, 10)).events).toHaveLength(1);
+        });
+      });
+    }
 
     describe('epoch', () => {
       it('is stable while the engine runs', async () => {

@@ -1,0 +1,737 @@
+import { createHash } from 'node:crypto';
+import { nanoid } from 'nanoid';
+import type { Logger } from 'pino';
+import { CrierError, ErrorCode, PatternTrie, isWildcard, matchPattern, type DecodeLimits } from '@crier/protocol';
+import { secretMatches } from '../../auth/secret.js';
+import type { Clock, TimerHandle } from '../../clock.js';
+import type { ChannelEvents, PublishResult } from '../../types.js';
+import type { StoreLimits } from '../channel-store.js';
+import { REMEMBERED_EVICTIONS } from '../channel-store.js';
+import type {
+  Accept, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
+} from '../engine.js';
+import { MAX_PARKED_SESSIONS } from '../memory-engine.js';
+import type { StreamEvent } from '../stream-event.js';
+import { encodePayload, eventId, messageEvent, parseHeader, payloadLimits, requestEvent, type Header } from './message.js';
+import * as scripts from './scripts.js';
+
+/** What the Redis engine is made of. */
+export interface RedisEngineOptions extends StoreLimits {
+  /** `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). */
+  url: string;
+  /** Put before every key and pub/sub channel: several deployments may share one Redis. */
+  prefix: string;
+  /** How long a publish's message id is remembered, in ms (0: publishes are not deduplicated). */
+  idempotencyWindow: number;
+  /** The broker's largest payload: what a message from Redis may carry. */
+  maxPayload: number;
+  /** This node's name (`/stats`, the dashboard, its pub/sub channel): unique per node. */
+  node: string;
+  /** How long a Redis command may take before it fails `unavailable`, in ms. */
+  commandTimeout?: number;
+}
+
+/** The part of a node-redis client the engine uses (the `redis` package is loaded only when configured). */
+interface RedisConnection {
+  connect(): Promise<unknown>;
+  sendCommand(args: ReadonlyArray<string | Buffer>, options?: object): Promise<unknown>;
+  subscribe(channels: string, listener: Listener, bufferMode: true): Promise<void>;
+  unsubscribe(channels: string, listener: Listener, bufferMode: true): Promise<void>;
+  pSubscribe(patterns: string, listener: Listener, bufferMode: true): Promise<void>;
+  pUnsubscribe(patterns: string, listener: Listener, bufferMode: true): Promise<void>;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  duplicate(): RedisConnection;
+  close(): Promise<void>;
+  destroy(): void;
+  readonly isReady: boolean;
+}
+
+type Listener = (message: Buffer, channel: Buffer) => void;
+type RedisModule = typeof import('redis');
+
+/** Publishes waiting on Redis at most; past it a publish fails `unavailable` at once. */
+export const MAX_PENDING_PUBLISHES = 10_000;
+/** Messages a node holds while it fills a gap after a reconnect; past it, it reads them from history instead. */
+export const MAX_FILL_BUFFER = 10_000;
+/** Events one gap fill reads at most; past it the rest is counted lost. */
+export const MAX_FILL_EVENTS = 100_000;
+/** How often the engine pings Redis (its health and round-trip time), in ms. */
+export const HEALTH_INTERVAL = 1000;
+
+interface Script {
+  source: string;
+  sha: string;
+}
+
+function script(source: string): Script {
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+const PUBLISH = script(scripts.PUBLISH);
+const READ = script(scripts.READ);
+const INIT = script(scripts.INIT);
+const PARK = script(scripts.PARK);
+const PEEK = script(scripts.PEEK);
+const TAKE = script(scripts.TAKE);
+const DROP = script(scripts.DROP);
+const PARKED = script(scripts.PARKED);
+
+const BINARY = { typeMapping: { 36 /* RESP blob string */: Buffer } };
+
+interface Pending {
+  request: PublishRequest;
+  resolve(result: PublishResult): void;
+  reject(err: unknown): void;
+  /** The publish script's answer, once it came. */
+  header: Header | undefined;
+}
+
+/** One channel as the READ script answers it. */
+interface ChannelRead {
+  name: string;
+  exists: boolean;
+  epoch: string;
+  offset: number;
+  lost: number;
+  lostSeq: number;
+  /** The last seq of the channel when it was forgotten (0: never, or no longer remembered). */
+  gone: number;
+  events: StreamEvent[];
+}
+
+interface Read {
+  seq: number;
+  forgot: number;
+  channels: ChannelRead[];
+}
+
+/** An item of the pub/sub stream, as it arrived: an event, or a node's own publish went through. */
+type Arrival = { event: Buffer } | { marker: Buffer };
+
+/**
+ * The engine of a deployment of several broker nodes on one Redis: sequencing, history, idempotency
+ * and parked sessions live in Redis (Lua scripts make each step atomic), and events travel by
+ * Redis pub/sub to the nodes that have a subscriber for them.
+ *
+ * Each node receives events on one subscriber connection, in stream order (the order the publish
+ * script ran in), and hands them to the broker in that order, each once: an event two of its
+ * subscriptions match (a name and a pattern) arrives twice and is passed on once. A node's own
+ * publish is confirmed on the same connection, behind the event, so it is handed over in order
+ * even when no subscription of the node matches it.
+ */
+export class RedisEngine implements Engine {
+  readonly kind = 'redis';
+  epoch = '';
+  private sink: EventSink = () => {};
+  private readonly cmd: RedisConnection;
+  private readonly sub: RedisConnection;
+  private readonly limits: DecodeLimits;
+  private readonly timeout: number;
+
+  /** The highest seq handed to the sink; `known`: the highest seq this node knows was given. */
+  private delivered = 0;
+  private known = 0;
+  private readonly pending = new Map<string, Pending>();
+  private publishes = 0;
+
+  /** This node's interest: names, patterns (and their Redis globs), and the subscribes in flight. */
+  private readonly names = new Set<string>();
+  private readonly patterns = new PatternTrie<string>();
+  private readonly patternSet = new Set<string>();
+  private readonly subscribing = new Map<string, Promise<void>>();
+
+  /** A gap fill in progress: what arrived meanwhile, in order. */
+  private filling = false;
+  private held: Arrival[] = [];
+  private overflowed = false;
+
+  private started = false;
+  private closed = false;
+  private cmdUp = false;
+  private subUp = false;
+  private health: TimerHandle | undefined;
+  private lastError = '';
+
+  /** Figures for `/stats` and `/metrics`. */
+  readonly counters = { received: 0, refiltered: 0, fills: 0, filled: 0, lostInFills: 0, rttMs: 0, disconnects: 0, epochChanges: 0 };
+
+  constructor(
+    private readonly redis: RedisModule,
+    private readonly options: RedisEngineOptions,
+    private readonly clock: Clock,
+    private readonly log: Logger | undefined,
+  ) {
+    const client = redis.createClient({
+      url: options.url,
+      disableOfflineQueue: true,
+      commandsQueueMaxLength: MAX_PENDING_PUBLISHES + 1000,
+      socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) + Math.floor(Math.random() * 100), connectTimeout: 5000 },
+    });
+    this.cmd = client as unknown as RedisConnection;
+    this.sub = this.cmd.duplicate();
+    this.limits = payloadLimits(options.maxPayload);
+    this.timeout = options.commandTimeout ?? 5000;
+    this.cmd.on('error', (err) => this.onError('commands', err));
+    this.sub.on('error', (err) => this.onError('subscriber', err));
+    this.cmd.on('ready', () => {
+      this.cmdUp = true;
+      if (this.started) this.log?.info('redis engine: command connection ready');
+    });
+    this.sub.on('ready', () => {
+      this.subUp = true;
+      if (this.started) void this.fill();
+    });
+    this.cmd.on('end', () => (this.cmdUp = false));
+    this.sub.on('end', () => this.subDown());
+  }
+
+  /** The node's own pub/sub channel (its publishes' confirmations). */
+  private get nodeChannel(): string {
+    return `${this.options.prefix}n:${this.options.node}`;
+  }
+
+  get ready(): boolean {
+    return this.cmdUp && this.subUp && !this.closed;
+  }
+
+  async start(sink: EventSink): Promise<void> {
+    this.sink = sink;
+    try {
+      await this.cmd.connect();
+      await this.sub.connect();
+      this.cmdUp = this.subUp = true;
+      const [epoch, seq] = (await this.run(INIT, [this.options.prefix, nanoid(10)])) as [string, number];
+      this.epoch = String(epoch);
+      this.delivered = this.known = Number(seq);
+      await this.sub.subscribe(this.nodeChannel, this.onMarker, true);
+    } catch (err) {
+      await this.close();
+      throw new Error(`the Redis engine cannot start on ${redacted(this.options.url)}: ${(err as Error).message}`);
+    }
+    this.started = true;
+    this.health = this.clock.setInterval(() => void this.ping(), HEALTH_INTERVAL);
+  }
+
+  // ---- publish ------------------------------------------------------------------------------
+
+  publish(request: PublishRequest): Promise<PublishResult> {
+    if (!this.ready) return Promise.reject(this.unavailable());
+    if (this.pending.size >= MAX_PENDING_PUBLISHES) {
+      return Promise.reject(new CrierError(ErrorCode.unavailable, `${MAX_PENDING_PUBLISHES} publishes are waiting on Redis already`));
+    }
+    const id = (this.publishes++).toString(36);
+    const o = this.options;
+    const keeps = [o.historySize, o.historyBytes, o.historyTtl, o.historyTotalBytes, o.channelCacheSize].map(String);
+    const idem = request.idempotency === undefined || o.idempotencyWindow <= 0 ? '' : `${request.idempotency.scope}\u0000${request.idempotency.id}`;
+    return new Promise<PublishResult>((resolve, reject) => {
+      const pending: Pending = { request, resolve, reject, header: undefined };
+      this.pending.set(id, pending);
+      const args = [o.prefix, request.channel, Buffer.from(encodePayload(request)), String(this.clock.wall()), nanoid(10), o.node, id,
+        ...keeps, idem, String(o.idempotencyWindow), String(REMEMBERED_EVICTIONS)];
+      this.run(PUBLISH, args).then((reply) => {
+        const [published, header] = reply as [number, string];
+        const h = parseHeader(String(header).slice(0, -1));
+        if (!published) {
+          // A repeat within the window: the first publish's answer, delivered to nobody.
+          this.pending.delete(id);
+          resolve(resultOf(h));
+        } else if (this.pending.has(id)) {
+          pending.header = h;
+          // Its confirmation cannot come on a subscriber connection that is down: the gap fill hands it over.
+          if (!this.subUp) this.settle(id);
+        }
+      }, (err: unknown) => {
+        this.pending.delete(id);
+        reject(this.failure(err));
+      });
+    });
+  }
+
+  private settle(id: string): void {
+    const pending = this.pending.get(id);
+    if (pending?.header === undefined) return;
+    this.pending.delete(id);
+    pending.resolve(resultOf(pending.header));
+  }
+
+  // ---- the pub/sub stream -------------------------------------------------------------------
+
+  private readonly onEvent: Listener = (message) => {
+    if (this.filling) this.hold({ event: message });
+    else this.take(message);
+  };
+
+  private readonly onMarker: Listener = (message) => {
+    if (this.filling) this.hold({ marker: message });
+    else this.confirm(message);
+  };
+
+  private hold(arrival: Arrival): void {
+    if (this.held.length >= MAX_FILL_BUFFER) {
+      // Too much behind the fill: drop it, and read it from history in another round.
+      this.held = [];
+      this.overflowed = true;
+    }
+    if (!this.overflowed) this.held.push(arrival);
+  }
+
+  /** An event from Redis: to the sink if it is new and some local subscription may want it. */
+  private take(message: Buffer): void {
+    let event: StreamEvent;
+    try {
+      event = messageEvent(message, this.limits);
+    } catch (err) {
+      this.log?.error({ err }, 'redis engine: a message that is not a crier event, ignored');
+      return;
+    }
+    if (event.seq <= this.delivered) return; // a name and a pattern of this node both matched it
+    this.counters.received++;
+    if (!this.wants(event.channel)) {
+      // A Redis glob is wider than a crier pattern (`*` crosses dots). Not counted as handed
+      // over: if this node published it, its confirmation hands it over.
+      this.counters.refiltered++;
+      return;
+    }
+    this.delivered = event.seq;
+    if (event.seq > this.known) this.known = event.seq;
+    this.sink(event);
+  }
+
+  /** This node's publish went through: the event follows its channel's, if it came. */
+  private confirm(message: Buffer): void {
+    const text = message.toString('latin1');
+    const space = text.indexOf(' ');
+    const id = text.slice(0, space);
+    const h = parseHeader(text.slice(space + 1, -1));
+    const pending = this.pending.get(id);
+    if (h.seq > this.delivered) {
+      // No subscription of this node matched it: hand it over here, in stream order.
+      this.delivered = h.seq;
+      if (h.seq > this.known) this.known = h.seq;
+      if (pending !== undefined) this.sink(requestEvent(pending.request, h));
+    }
+    if (pending !== undefined) {
+      this.pending.delete(id);
+      pending.resolve(resultOf(h));
+    }
+  }
+
+  private wants(channel: string): boolean {
+    if (this.names.has(channel)) return true;
+    if (this.patterns.size === 0) return false;
+    let found = false;
+    this.patterns.match(channel.split('.'), () => (found = true));
+    return found;
+  }
+
+  // ---- interest -----------------------------------------------------------------------------
+
+  interest(pattern: string, present: boolean): void {
+    const wild = isWildcard(pattern);
+    const redisName = this.redisChannel(pattern, wild);
+    if (present) {
+      if (wild) {
+        if (this.patternSet.has(pattern)) return;
+        this.patternSet.add(pattern);
+        this.patterns.add(pattern, pattern);
+      } else {
+        if (this.names.has(pattern)) return;
+        this.names.add(pattern);
+      }
+      if (this.closed) return;
+      const done = (wild ? this.sub.pSubscribe(redisName, this.onEvent, true) : this.sub.subscribe(redisName, this.onEvent, true))
+        .catch((err: unknown) => this.log?.warn({ err, pattern }, 'redis engine: subscribe failed; it is made again on reconnect'))
+        .finally(() => {
+          if (this.subscribing.get(pattern) === done) this.subscribing.delete(pattern);
+        });
+      this.subscribing.set(pattern, done);
+    } else {
+      if (wild) {
+        if (!this.patternSet.delete(pattern)) return;
+        this.patterns.remove(pattern, pattern);
+      } else if (!this.names.delete(pattern)) {
+        return;
+      }
+      this.subscribing.delete(pattern);
+      if (this.closed) return;
+      void (wild ? this.sub.pUnsubscribe(redisName, this.onEvent, true) : this.sub.unsubscribe(redisName, this.onEvent, true))
+        .catch((err: unknown) => this.log?.warn({ err, pattern }, 'redis engine: unsubscribe failed'));
+    }
+  }
+
+  live(pattern: string): Promise<void> | undefined {
+    return this.subscribing.get(pattern);
+  }
+
+  /** The Redis pub/sub channel (a name) or glob (a pattern: `*` and `>` become `*`). */
+  private redisChannel(pattern: string, wild: boolean): string {
+    const prefix = `${this.options.prefix}e:`;
+    if (!wild) return prefix + pattern;
+    // Channel names hold no glob characters; the prefix may.
+    const escaped = prefix.replace(/[*?[\]\\]/g, '\\$&');
+    return escaped + pattern.split('.').map((s) => (s === '*' || s === '>' ? '*' : s)).join('.');
+  }
+
+  // ---- gaps ---------------------------------------------------------------------------------
+
+  private subDown(): void {
+    if (!this.subUp) return;
+    this.subUp = false;
+    this.counters.disconnects++;
+    // Publishes whose script answered wait on no confirmation now: the fill hands their events over.
+    for (const id of [...this.pending.keys()]) this.settle(id);
+  }
+
+  /**
+   * After the subscriber connection came back (its subscriptions made again), reads from
+   * history every event of this node's interest published meanwhile, and hands them over in
+   * order before anything that arrived live since.
+   */
+  private async fill(): Promise<void> {
+    if (this.filling || this.closed) return;
+    this.filling = true;
+    this.counters.fills++;
+    try {
+      for (;;) {
+        this.overflowed = false;
+        const [epoch, seq] = (await this.run(INIT, [this.options.prefix, nanoid(10)])) as [string, number];
+        if (String(epoch) !== this.epoch) {
+          // Redis lost its data (restarted without persistence): positions start again.
+          this.counters.epochChanges++;
+          this.log?.warn({ was: this.epoch, now: String(epoch) }, 'redis engine: the stream epoch changed (Redis lost its data); resuming clients are told');
+          this.epoch = String(epoch);
+          this.delivered = this.known = 0;
+        }
+        const upTo = Number(seq);
+        if (upTo > this.delivered) await this.readGap(this.delivered, upTo);
+        if (upTo > this.known) this.known = upTo;
+        if (!this.overflowed) break;
+      }
+    } catch (err) {
+      this.log?.warn({ err }, 'redis engine: a gap fill failed; the next reconnect tries again');
+    } finally {
+      this.filling = false;
+      const held = this.held;
+      this.held = [];
+      for (const arrival of held) {
+        if ('event' in arrival) this.take(arrival.event);
+        else this.confirm(arrival.marker);
+      }
+    }
+  }
+
+  /** Hands over the events of this node's interest with seq in (since, upTo]. */
+  private async readGap(since: number, upTo: number): Promise<void> {
+    const touched = (await this.command(['ZRANGEBYSCORE', this.key('chans'), `(${since}`, String(upTo)])) as string[];
+    const names = touched.map(String).filter((name) => this.wants(name));
+    const events: StreamEvent[] = [];
+    for (let i = 0; i < names.length && events.length < MAX_FILL_EVENTS; i += 100) {
+      const read = await this.read('after', names.slice(i, i + 100), since, upTo, 0);
+      for (const channel of read.channels) {
+        if (channel.lostSeq > since) this.counters.lostInFills++;
+        events.push(...channel.events);
+      }
+    }
+    events.sort((a, b) => a.seq - b.seq);
+    if (events.length > MAX_FILL_EVENTS) {
+      this.counters.lostInFills += events.length - MAX_FILL_EVENTS;
+      events.length = MAX_FILL_EVENTS;
+    }
+    this.counters.filled += events.length;
+    if (events.length > 0) this.log?.info({ events: events.length, since, upTo }, 'redis engine: filled a gap from history');
+    for (const event of events) {
+      if (event.seq <= this.delivered) continue;
+      this.delivered = event.seq;
+      this.sink(event);
+    }
+    if (upTo > this.delivered) this.delivered = upTo;
+  }
+
+  // ---- reads --------------------------------------------------------------------------------
+
+  async history(channel: string, since: ChannelPosition | undefined, limit: number): Promise<HistoryPage> {
+    const [read] = (await this.read('all', [channel], 0, 0, 0)).channels;
+    if (read === undefined || !read.exists) return { events: [], epoch: '', offset: 0, complete: since === undefined, more: false };
+    const retained = read.events;
+    let from = 0;
+    let complete = true;
+    if (since !== undefined) {
+      if (since.epoch !== read.epoch) {
+        complete = false;
+      } else {
+        complete = since.offset >= read.lost;
+        const first = retained.length > 0 ? retained[0]!.offset : read.offset + 1;
+        from = Math.min(retained.length, Math.max(0, since.offset - first + 1));
+      }
+    }
+    const to = Math.min(retained.length, from + limit);
+    return { events: retained.slice(from, to), epoch: read.epoch, offset: read.offset, complete, more: to < retained.length };
+  }
+
+  async replay(pattern: string, since: number, limit: number, accept?: Accept): Promise<ReplayPage> {
+    await this.live(pattern);
+    let complete = true;
+    let names: string[];
+    if (!isWildcard(pattern)) {
+      names = [pattern];
+    } else {
+      const [touched, gone] = await Promise.all([
+        this.command(['ZRANGEBYSCORE', this.key('chans'), `(${since}`, '+inf']),
+        this.command(['ZRANGEBYSCORE', this.key('gone'), `(${since}`, '+inf']),
+      ]) as [string[], string[]];
+      names = touched.map(String).filter((name) => matchPattern(pattern, name));
+      if (gone.some((name) => matchPattern(pattern, String(name)))) complete = false;
+    }
+    const events: StreamEvent[] = [];
+    let more = false;
+    let from = since;
+    for (let round = 0; ; round++) {
+      const read = await this.read('after', names, from, 0, limit + 1);
+      if (round === 0 && from < read.forgot && from < read.seq) complete = false;
+      // Events past the last one read of a channel cut short wait for the next round.
+      let horizon = Infinity;
+      const all: StreamEvent[] = [];
+      for (const channel of read.channels) {
+        if (round === 0) {
+          if (!channel.exists ? channel.gone > since : channel.lostSeq > since) complete = false;
+        }
+        if (channel.events.length === limit + 1) horizon = Math.min(horizon, channel.events[limit]!.seq);
+        all.push(...channel.events);
+      }
+      all.sort((a, b) => a.seq - b.seq);
+      for (const event of all) {
+        if (event.seq > horizon) break;
+        if (accept !== undefined && !accept(event.labels, event.key)) continue;
+        if (events.length === limit) {
+          more = true;
+          break;
+        }
+        events.push(event);
+      }
+      if (more || horizon === Infinity) break;
+      from = horizon;
+    }
+    return { events, complete, more };
+  }
+
+  async rewind(pattern: string, count: number, maxBytes: number, accept?: Accept): Promise<ReplayPage> {
+    await this.live(pattern);
+    let names: string[];
+    if (!isWildcard(pattern)) names = [pattern];
+    else names = ((await this.command(['ZRANGE', this.key('chans'), '0', '-1'])) as string[]).map(String).filter((n) => matchPattern(pattern, n));
+    // Newest first per channel; a filter may pass over many, so it reads all that is retained.
+    const per = accept !== undefined ? 0 : count === 0 ? 1 : count;
+    const read = names.length === 0 ? { channels: [] } : await this.read('newest', names, 0, 0, per);
+    const passes = (e: StreamEvent): boolean => accept === undefined || accept(e.labels, e.key);
+    let picked: StreamEvent[] = [];
+    if (count === 0) {
+      for (const channel of read.channels) {
+        const last = channel.events.find(passes);
+        if (last !== undefined) picked.push(last);
+      }
+    } else {
+      const all = read.channels.flatMap((c) => c.events).filter(passes);
+      all.sort((a, b) => b.seq - a.seq);
+      picked = all.slice(0, count);
+    }
+    picked.sort((a, b) => b.seq - a.seq);
+    let bytes = 0;
+    let kept = 0;
+    while (kept < picked.length && bytes + picked[kept]!.frame.length <= maxBytes) bytes += picked[kept++]!.frame.length;
+    return { events: picked.slice(0, kept).reverse(), complete: true, more: kept < picked.length };
+  }
+
+  private async read(mode: 'after' | 'newest' | 'all', names: string[], since: number, upTo: number, count: number): Promise<Read> {
+    const reply = (await this.run(READ, [
+      this.options.prefix, String(this.clock.wall()), String(this.options.historyTtl), mode, String(since), String(upTo), String(count), ...names,
+    ], true)) as unknown[];
+    const channels: ChannelRead[] = [];
+    for (let i = 2; i < reply.length; i++) {
+      const [name, exists, epoch, offset, lost, lostSeq, gone, messages] = reply[i] as [Buffer, number, Buffer, number, number, number, number, Buffer[]];
+      const events: StreamEvent[] = [];
+      for (const message of messages) events.push(messageEvent(message, this.limits));
+      channels.push({
+        name: name.toString(), exists: Number(exists) === 1, epoch: epoch.toString(), offset: Number(offset), lost: Number(lost),
+        lostSeq: Number(lostSeq), gone: Number(gone), events,
+      });
+    }
+    return { seq: Number(reply[0]), forgot: Number(reply[1]), channels };
+  }
+
+  position(): number {
+    return Math.max(this.delivered, this.known);
+  }
+
+  // ---- sessions -----------------------------------------------------------------------------
+
+  async parkSession(uuid: string, session: ParkedSession, ttl: number): Promise<void> {
+    const now = this.clock.wall();
+    await this.run(PARK, [this.options.prefix, uuid, JSON.stringify(session), String(now + ttl), String(now), String(ttl), String(MAX_PARKED_SESSIONS)]);
+  }
+
+  async takeSession(uuid: string, claim: SessionClaim): Promise<SessionTake> {
+    const found = (await this.run(PEEK, [this.options.prefix, uuid])) as [string, string] | [];
+    if (found.length === 0) return { none: true };
+    const [stored, expiry] = found;
+    if (Number(expiry) <= this.clock.wall()) {
+      await this.run(DROP, [this.options.prefix, uuid]);
+      return { none: true };
+    }
+    const session = JSON.parse(String(stored)) as ParkedSession;
+    const samePrincipal = claim.principal !== '' && claim.principal === session.principal;
+    const secret = secretMatches(claim.secret, session.secret) || secretMatches(claim.secret, session.formerSecret);
+    if (!samePrincipal && !secret) return { refused: true };
+    // Taken only if it is still the one read: two nodes resuming one uuid at once, one wins.
+    const taken = (await this.run(TAKE, [this.options.prefix, uuid, String(stored)])) as number;
+    return Number(taken) === 1 ? { session } : { none: true };
+  }
+
+  async dropSession(uuid: string): Promise<void> {
+    await this.run(DROP, [this.options.prefix, uuid]);
+  }
+
+  async parkedSessions(): Promise<number> {
+    return Number(await this.run(PARKED, [this.options.prefix, String(this.clock.wall())]));
+  }
+
+  // ---- figures ------------------------------------------------------------------------------
+
+  async channelCount(): Promise<number> {
+    return Number(await this.command(['ZCARD', this.key('chans')]));
+  }
+
+  async busiestChannels(limit: number): Promise<ChannelEvents[]> {
+    if (limit <= 0) return [];
+    const top = (await this.command(['ZREVRANGE', this.key('busy'), '0', String(limit - 1), 'WITHSCORES'])) as unknown[];
+    const ranked = pairs(top);
+    if (ranked.length === 0) return [];
+    // Ties by name: every channel at the lowest count kept, in name order.
+    const lowest = ranked[ranked.length - 1]!.events;
+    const ties = (await this.command(['ZRANGEBYSCORE', this.key('busy'), String(lowest), String(lowest)])) as string[];
+    const above = ranked.filter((c) => c.events > lowest);
+    return [...above, ...ties.map((channel) => ({ channel: String(channel), events: lowest }))]
+      .sort((a, b) => b.events - a.events || (a.channel < b.channel ? -1 : a.channel > b.channel ? 1 : 0))
+      .slice(0, limit);
+  }
+
+  stats(): EngineStats {
+    return {
+      kind: this.kind, ready: this.ready, node: this.options.node, redis: redacted(this.options.url), ...this.counters,
+      pending: this.pending.size, interest: this.names.size + this.patternSet.size, lastError: this.lastError,
+    };
+  }
+
+  // ---- Redis --------------------------------------------------------------------------------
+
+  private key(name: string): string {
+    return this.options.prefix + name;
+  }
+
+  private async command(args: string[]): Promise<unknown> {
+    try {
+      return await this.cmd.sendCommand(args, { timeout: this.timeout });
+    } catch (err) {
+      throw this.failure(err);
+    }
+  }
+
+  /** Runs a script by its hash, sending its source when Redis does not have it (a restarted Redis). */
+  private async run(s: Script, args: (string | Buffer)[], binary = false): Promise<unknown> {
+    const options = binary ? { ...BINARY, timeout: this.timeout } : { timeout: this.timeout };
+    try {
+      return await this.cmd.sendCommand(['EVALSHA', s.sha, '0', ...args], options);
+    } catch (err) {
+      if (!(err instanceof this.redis.ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw this.failure(err);
+    }
+    try {
+      return await this.cmd.sendCommand(['EVAL', s.source, '0', ...args], options);
+    } catch (err) {
+      throw this.failure(err);
+    }
+  }
+
+  /** A failed command as the broker's error: Redis out of reach is `unavailable`; an error reply, `internal`. */
+  private failure(err: unknown): CrierError {
+    if (err instanceof CrierError) return err;
+    if (err instanceof this.redis.ErrorReply) {
+      this.log?.error({ err }, 'redis engine: Redis answered an error');
+      return new CrierError(ErrorCode.internal, 'the engine failed: Redis answered an error');
+    }
+    this.lastError = (err as Error).message;
+    return this.unavailable();
+  }
+
+  private unavailable(): CrierError {
+    return new CrierError(ErrorCode.unavailable, 'the broker cannot reach its Redis engine right now; retry later');
+  }
+
+  private onError(which: string, err: unknown): void {
+    const message = (err as Error).message;
+    if (message !== this.lastError) this.log?.warn({ err: message, connection: which }, 'redis engine: connection error; reconnecting');
+    this.lastError = message;
+    if (which === 'subscriber') this.subDown();
+    else this.cmdUp = this.cmd.isReady;
+  }
+
+  private async ping(): Promise<void> {
+    if (this.closed || !this.cmd.isReady) return;
+    const start = performance.now();
+    try {
+      await this.cmd.sendCommand(['PING'], { timeout: 2000 });
+      this.counters.rttMs = Math.round((performance.now() - start) * 1000) / 1000;
+      this.cmdUp = true;
+    } catch {
+      // A Redis that does not answer (stopped, overloaded): publishes fail fast until it does.
+      this.cmdUp = false;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.health !== undefined) this.clock.clearTimer(this.health);
+    for (const pending of this.pending.values()) pending.reject(new CrierError(ErrorCode.shuttingDown, 'the engine is closed'));
+    this.pending.clear();
+    await Promise.all([this.cmd, this.sub].map((c) => (c.isReady ? c.close().catch(() => c.destroy()) : Promise.resolve(safeDestroy(c)))));
+  }
+}
+
+function safeDestroy(c: RedisConnection): void {
+  try {
+    c.destroy();
+  } catch {
+    // never opened
+  }
+}
+
+function resultOf(h: Header): PublishResult {
+  return { id: eventId(h), offset: h.offset, epoch: h.epoch };
+}
+
+function pairs(reply: unknown[]): ChannelEvents[] {
+  // RESP3 answers WITHSCORES as [member, score] pairs; RESP2 as a flat list.
+  const out: ChannelEvents[] = [];
+  if (reply.length > 0 && Array.isArray(reply[0])) {
+    for (const [member, score] of reply as [string, number][]) out.push({ channel: String(member), events: Number(score) });
+  } else {
+    for (let i = 0; i + 1 < reply.length; i += 2) out.push({ channel: String(reply[i]), events: Number(reply[i + 1]) });
+  }
+  return out;
+}
+
+/** A Redis URL without its password, for logs and `/stats`. */
+export function redacted(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    return u.toString();
+  } catch {
+    return 'redis://?';
+  }
+}
+
+/** Loads the `redis` package (only when a Redis engine is configured) and makes the engine. */
+export async function createRedisEngine(options: RedisEngineOptions, clock: Clock, log?: Logger): Promise<RedisEngine> {
+  const redis = await import('redis');
+  return new RedisEngine(redis, options, clock, log);
+}

@@ -1,0 +1,235 @@
+// The Redis engine's Lua scripts: each runs atomically on the Redis server, so sequencing,
+// retention and the bounds hold whatever the number of broker nodes.
+//
+// Keys, under the configured prefix P:
+//   P s          hash   the stream: epoch, seq (the last seq given), bytes (history held), forgot
+//                       (the newest seq of the forgotten channels no longer remembered in P gone)
+//   P c:<name>   hash   a channel: epoch, offset, lost/lseq (offset and seq of the newest event it
+//                       no longer retains), bytes (its history)
+//   P l:<name>   stream a channel's history: entry id `<seq>-0`, fields t (publish time), m (message)
+//   P chans      zset   channels held, by the seq of their last event (oldest first: eviction order)
+//   P busy       zset   channels held, by their offset (the busiest ranking)
+//   P gone       zset   channels forgotten whole, by the seq of their last event (bounded)
+//   P i:<scope>  string an idempotent publish: `<at>|<header>`
+//   P x:<uuid>   string a parked session; P xs zset: parked uuids by expiry (wall ms)
+// Pub/sub: P e:<name> carries each event's message; P n:<node> tells a node its own publish went
+// through (in stream order, behind the event), so it hands the event over even without interest.
+//
+// A message is `<seq> <offset> <channel epoch> <time>|` followed by the publisher's payload.
+
+/** Shared by the scripts that trim: a channel's oldest events out, its bytes and loss recorded. */
+const TRIM = `
+local function shift(S, C, L)
+  local e = redis.call('XRANGE', L, '-', '+', 'COUNT', 1)[1]
+  if not e then return false end
+  redis.call('XDEL', L, e[1])
+  local msg = e[2][4]
+  local cost = #msg + OVERHEAD
+  redis.call('HINCRBY', C, 'bytes', -cost)
+  redis.call('HINCRBY', S, 'bytes', -cost)
+  local seq, offset = string.match(msg, '^(%d+) (%d+) ')
+  redis.call('HSET', C, 'lost', offset, 'lseq', seq)
+  return true
+end
+local function trimExpired(S, C, L, now, ttl)
+  local oldest = now - ttl
+  while true do
+    local e = redis.call('XRANGE', L, '-', '+', 'COUNT', 1)[1]
+    if not e or tonumber(e[2][2]) >= oldest then return end
+    shift(S, C, L)
+  end
+end
+`;
+
+const OVERHEAD = 64; // the memory engine's RETAINED_OVERHEAD: the same byte bounds on both engines
+
+/**
+ * Publish. ARGV: prefix, channel, payload, now, a new stream epoch (used if none is set), node,
+ * publish id, historySize, historyBytes, historyTtl, historyTotalBytes, channelCacheSize,
+ * idempotency key ('' for none), idempotencyWindow, remembered evictions.
+ * Answers {1, header} (published) or {0, header} (a repeat within the window: nothing published).
+ */
+export const PUBLISH = `
+local OVERHEAD = ${OVERHEAD}
+${TRIM}
+local P, ch, payload = ARGV[1], ARGV[2], ARGV[3]
+local now = tonumber(ARGV[4])
+local size, maxBytes, ttl, total = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local cacheSize, idem, window, remembered = tonumber(ARGV[12]), ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15])
+local S = P .. 's'
+if idem ~= '' then
+  local seen = redis.call('GET', P .. 'i:' .. idem)
+  if seen then
+    local at, header = string.match(seen, '^(%d+)|(.*)$')
+    if at and now - tonumber(at) <= window then return {0, header} end
+  end
+end
+local epoch = redis.call('HGET', S, 'epoch')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('HSET', S, 'epoch', epoch)
+end
+local seq = redis.call('HINCRBY', S, 'seq', 1)
+local CH = P .. 'chans'
+local function forget(name)
+  local C, L = P .. 'c:' .. name, P .. 'l:' .. name
+  local bytes = tonumber(redis.call('HGET', C, 'bytes') or '0')
+  redis.call('HINCRBY', S, 'bytes', -bytes)
+  local last = redis.call('ZSCORE', CH, name)
+  redis.call('DEL', C, L)
+  redis.call('ZREM', CH, name)
+  redis.call('ZREM', P .. 'busy', name)
+  local G = P .. 'gone'
+  redis.call('ZADD', G, last, name)
+  if redis.call('ZCARD', G) > remembered then
+    local popped = redis.call('ZPOPMIN', G)
+    local forgot = tonumber(redis.call('HGET', S, 'forgot') or '0')
+    if tonumber(popped[2]) > forgot then redis.call('HSET', S, 'forgot', popped[2]) end
+  end
+end
+local C, L = P .. 'c:' .. ch, P .. 'l:' .. ch
+local cepoch = redis.call('HGET', C, 'epoch')
+if not cepoch then
+  cepoch = epoch .. '.' .. seq
+  redis.call('HSET', C, 'epoch', cepoch, 'offset', 0, 'lost', 0, 'lseq', 0, 'bytes', 0)
+  redis.call('DEL', L)
+  local held = redis.call('ZCARD', CH)
+  while held >= cacheSize and held > 0 do
+    forget(redis.call('ZRANGE', CH, 0, 0)[1])
+    held = held - 1
+  end
+end
+local offset = redis.call('HINCRBY', C, 'offset', 1)
+redis.call('ZADD', CH, seq, ch)
+redis.call('ZADD', P .. 'busy', offset, ch)
+local header = seq .. ' ' .. offset .. ' ' .. cepoch .. ' ' .. ARGV[4] .. '|'
+local msg = header .. payload
+if size > 0 and maxBytes > 0 and ttl > 0 then
+  redis.call('XADD', L, seq .. '-0', 't', ARGV[4], 'm', msg)
+  local cost = #msg + OVERHEAD
+  local bytes = redis.call('HINCRBY', C, 'bytes', cost)
+  redis.call('HINCRBY', S, 'bytes', cost)
+  local len = redis.call('XLEN', L)
+  while len > size or (bytes > maxBytes and len > 1) do
+    shift(S, C, L)
+    len = len - 1
+    bytes = tonumber(redis.call('HGET', C, 'bytes'))
+  end
+  trimExpired(S, C, L, now, ttl)
+  while tonumber(redis.call('HGET', S, 'bytes')) > total do
+    local oldest = redis.call('ZRANGE', CH, 0, 0)[1]
+    if oldest ~= ch then forget(oldest)
+    elseif redis.call('XLEN', L) > 1 then shift(S, C, L)
+    else break end
+  end
+else
+  redis.call('HSET', C, 'lost', offset, 'lseq', seq)
+end
+redis.call('PUBLISH', P .. 'e:' .. ch, msg)
+redis.call('PUBLISH', P .. 'n:' .. ARGV[6], ARGV[7] .. ' ' .. header)
+if idem ~= '' then redis.call('SET', P .. 'i:' .. idem, ARGV[4] .. '|' .. header, 'PX', window + 60000) end
+return {1, header}
+`;
+
+/**
+ * Reads channels. ARGV: prefix, now, historyTtl, mode ('after': entries with seq in (since,
+ * upTo], oldest first; 'newest': the newest, newest first; 'all': every retained, oldest first),
+ * since, upTo (0: no bound), count per channel (0: no bound), then the channel names.
+ * Answers {seq, forgot, [name, exists, epoch, offset, lost, lseq, gone, {seq, msg, ...}]...}.
+ */
+export const READ = `
+local OVERHEAD = ${OVERHEAD}
+${TRIM}
+local P = ARGV[1]
+local now, ttl, mode = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local since, upTo, count = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local S = P .. 's'
+local out = {tonumber(redis.call('HGET', S, 'seq') or '0'), tonumber(redis.call('HGET', S, 'forgot') or '0')}
+for i = 8, #ARGV do
+  local name = ARGV[i]
+  local C, L = P .. 'c:' .. name, P .. 'l:' .. name
+  local meta = redis.call('HMGET', C, 'epoch', 'offset', 'lost', 'lseq')
+  local gone = tonumber(redis.call('ZSCORE', P .. 'gone', name) or '0')
+  if not meta[1] then
+    out[#out + 1] = {name, 0, '', 0, 0, 0, gone, {}}
+  else
+    if ttl > 0 then trimExpired(S, C, L, now, ttl) end
+    meta = redis.call('HMGET', C, 'epoch', 'offset', 'lost', 'lseq')
+    local entries
+    if mode == 'after' then
+      local to = '+'
+      if upTo ~= '0' then to = upTo .. '-0' end
+      if count > 0 then entries = redis.call('XRANGE', L, '(' .. since .. '-0', to, 'COUNT', count)
+      else entries = redis.call('XRANGE', L, '(' .. since .. '-0', to) end
+    elseif mode == 'newest' then
+      if count > 0 then entries = redis.call('XREVRANGE', L, '+', '-', 'COUNT', count)
+      else entries = redis.call('XREVRANGE', L, '+', '-') end
+    else
+      entries = redis.call('XRANGE', L, '-', '+')
+    end
+    local msgs = {}
+    for j = 1, #entries do msgs[#msgs + 1] = entries[j][2][4] end
+    out[#out + 1] = {name, 1, meta[1], tonumber(meta[2]), tonumber(meta[3]), tonumber(meta[4]), gone, msgs}
+  end
+end
+return out
+`;
+
+/** The stream's epoch (set to ARGV[2] if none) and seq. ARGV: prefix, a new epoch. */
+export const INIT = `
+local S = ARGV[1] .. 's'
+redis.call('HSETNX', S, 'epoch', ARGV[2])
+return {redis.call('HGET', S, 'epoch'), tonumber(redis.call('HGET', S, 'seq') or '0')}
+`;
+
+/**
+ * Parks a session. ARGV: prefix, uuid, the session, expiry (wall ms), now (wall ms), ttl (ms),
+ * sessions kept at most. The oldest to expire are freed first past the bound.
+ */
+export const PARK = `
+local P, uuid = ARGV[1], ARGV[2]
+local X = P .. 'xs'
+local expired = redis.call('ZRANGEBYSCORE', X, '-inf', ARGV[5])
+for i = 1, #expired do redis.call('DEL', P .. 'x:' .. expired[i]) end
+redis.call('ZREMRANGEBYSCORE', X, '-inf', ARGV[5])
+redis.call('ZREM', X, uuid)
+while redis.call('ZCARD', X) >= tonumber(ARGV[7]) do
+  local oldest = redis.call('ZPOPMIN', X)
+  redis.call('DEL', P .. 'x:' .. oldest[1])
+end
+redis.call('SET', P .. 'x:' .. uuid, ARGV[3], 'PX', tonumber(ARGV[6]) + 60000)
+redis.call('ZADD', X, ARGV[4], uuid)
+return 1
+`;
+
+/** Reads a parked session and its expiry. ARGV: prefix, uuid. Answers {session, expiry} or {}. */
+export const PEEK = `
+local v = redis.call('GET', ARGV[1] .. 'x:' .. ARGV[2])
+if not v then return {} end
+return {v, redis.call('ZSCORE', ARGV[1] .. 'xs', ARGV[2]) or '0'}
+`;
+
+/** Takes a parked session if it is still the one read. ARGV: prefix, uuid, the session read. Answers 1 or 0. */
+export const TAKE = `
+local K = ARGV[1] .. 'x:' .. ARGV[2]
+if redis.call('GET', K) ~= ARGV[3] then return 0 end
+redis.call('DEL', K)
+redis.call('ZREM', ARGV[1] .. 'xs', ARGV[2])
+return 1
+`;
+
+/** Forgets a parked session. ARGV: prefix, uuid. */
+export const DROP = `
+redis.call('DEL', ARGV[1] .. 'x:' .. ARGV[2])
+redis.call('ZREM', ARGV[1] .. 'xs', ARGV[2])
+return 1
+`;
+
+/** Sessions parked now (expired ones freed first). ARGV: prefix, now (wall ms). */
+export const PARKED = `
+local X = ARGV[1] .. 'xs'
+local expired = redis.call('ZRANGEBYSCORE', X, '-inf', ARGV[2])
+for i = 1, #expired do redis.call('DEL', ARGV[1] .. 'x:' .. expired[i]) end
+redis.call('ZREMRANGEBYSCORE', X, '-inf', ARGV[2])
+return redis.call('ZCARD', X)
+`;
