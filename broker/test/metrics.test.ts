@@ -145,7 +145,7 @@ describe('GET /metrics', () => {
         for (const s of f.samples) expect(Object.keys(s.labels).filter((k) => k !== 'le' && !(name === 'crier_refused_total' && k === 'reason'))).toEqual([]);
       }
     }
-    expect(m.get('crier_refused_total')!.samples.map((s) => s.labels['reason']).sort()).toEqual(['forbidden', 'forbidden_origin', 'rate_limited', 'shutting_down', 'too_many_connections', 'unauthorized']);
+    expect(m.get('crier_refused_total')!.samples.map((s) => s.labels['reason']).sort()).toEqual(['forbidden', 'forbidden_origin', 'rate_limited', 'shutting_down', 'too_many_connections', 'unauthorized', 'unavailable']);
     expect((await fetch(httpUrl(b.url, '/metrics'), { method: 'POST' })).status).toBe(405);
   });
 

@@ -113,6 +113,15 @@ function onStats(stats) {
   setText('latency-p99', fmtMs(stats.latency.p99Ms));
   setText('memory-rss', fmtBytes(stats.memory.rss));
   setText('memory-heap', fmtBytes(stats.memory.heapUsed));
+  // Several nodes on one Redis: which one this page shows, and whether it reaches Redis.
+  const engine = stats.engine;
+  if (engine && engine.node) {
+    $('engine').hidden = false;
+    $('engine').title = `${engine.kind} engine ${engine.redis ?? ''}`;
+    setText('engine-node', engine.node);
+    setText('engine-state', engine.ready ? `redis ${fmtMs(engine.rttMs ?? 0)} ms` : 'redis unreachable');
+    $('engine').classList.toggle('bad', !engine.ready);
+  }
   setText('uptime', fmtDuration(stats.uptime));
   setText('uptime-card', fmtDuration(stats.uptime));
   setText('started', `since ${new Date(Date.now() - stats.uptime * 1000).toLocaleString()}`);

@@ -87,6 +87,12 @@ export interface SessionClaim {
   principal: string;
 }
 
+/** {@link Engine.claimStream}'s answer. */
+export type StreamClaimAnswer = 'free' | 'released' | 'refused';
+
+/** How a node answers another's claim on a stream: `absent` when it does not hold it (any more). */
+export type StreamClaimHandler = (uuid: string, claim: SessionClaim) => 'released' | 'refused' | 'absent' | Promise<'released' | 'refused' | 'absent'>;
+
 /** `takeSession`'s answer: the session (now taken), none, or a claim that does not prove it (it stays parked). */
 export type SessionTake = { session: ParkedSession } | { none: true } | { refused: true };
 
@@ -163,6 +169,21 @@ export interface Engine {
    * and a replay read, only after it: nothing published after the acknowledgement is missed.
    */
   live(pattern: string): Promise<void> | undefined;
+  /**
+   * The live stream `uuid` opened on this node (`streamOpened`) or went away from it: where nodes
+   * share the engine, it records which node holds each stream, for {@link claimStream}.
+   */
+  streamOpened(uuid: string): void;
+  streamClosed(uuid: string): void;
+  /**
+   * A client presents the stream `uuid` here: if another node holds it live, asks that node to
+   * let it go (as one node does for a takeover: its connection closed `replaced`, its session
+   * parked for this resume) when `claim` proves it, and answers once it did (`released`), or
+   * `refused`; `free` when no other node holds it (or the holder does not answer within a second).
+   */
+  claimStream(uuid: string, claim: SessionClaim): StreamClaimAnswer | Promise<StreamClaimAnswer>;
+  /** Sets what answers the claims of other nodes on the streams this node holds. */
+  onStreamClaim(handler: StreamClaimHandler): void;
   /** Whether the engine can sequence now (`/readyz`; publishes fail `unavailable` otherwise). */
   readonly ready: boolean;
   /** Its state and figures, for `/stats` and `/metrics`. */

@@ -4,7 +4,7 @@ import type { ChannelEvents, PublishResult } from '../types.js';
 import { ChannelStore, type StoreLimits } from './channel-store.js';
 import { secretMatches } from '../auth/secret.js';
 import type {
-  Accept, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
+  Accept, ChannelPosition, Engine, EngineStats, EventSink, StreamClaimAnswer, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
 } from './engine.js';
 import { StreamEvent } from './stream-event.js';
 
@@ -148,6 +148,17 @@ export class MemoryEngine implements Engine {
 
   /** One node: every event reaches the sink, whatever the interest. */
   interest(): void {}
+
+  /** One node: the broker's own uuid map is the only holder of streams. */
+  streamOpened(): void {}
+
+  streamClosed(): void {}
+
+  claimStream(): StreamClaimAnswer {
+    return 'free';
+  }
+
+  onStreamClaim(): void {}
 
   live(): undefined {
     return undefined;

@@ -80,6 +80,8 @@ export function createRequestListener(
       } else if (route === 'readyz') {
         // Not ready from the first instant of a drain, so that load balancers stop sending clients.
         if (ingress.closing || ingress.draining) sendJson(req, res, 503, { status: 'draining' }, API_HEADERS);
+        // An engine that cannot sequence (Redis out of reach) would refuse every publish.
+        else if (!ingress.core.engine.ready) sendJson(req, res, 503, { status: 'engine_unavailable', engine: ingress.core.engine.kind }, API_HEADERS);
         else sendJson(req, res, 200, { status: 'ready' }, API_HEADERS);
       } else if (route === 'metrics') {
         metrics.render().then(

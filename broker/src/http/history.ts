@@ -7,7 +7,7 @@ import type { StreamEvent } from '../engine/stream-event.js';
 import type { Ingress } from '../transport/ingress.js';
 import { applyCors, originAllowed } from './cors.js';
 import { dataAsText } from './event-data.js';
-import { BAD_REQUEST, sendJson } from './response.js';
+import { BAD_REQUEST, UNAVAILABLE_RETRY_AFTER_SECONDS, sendJson } from './response.js';
 
 /** What every history answer adds to the defaults of `sendJson`: nothing in it may load. */
 const HISTORY_HEADERS = { 'Content-Security-Policy': "default-src 'none'" } as const;
@@ -92,6 +92,11 @@ function readAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, raw
   }
   const answer = (page: HistoryPage): void => sendJson(req, res, 200, historyJson(channel, page), HISTORY_HEADERS);
   const failed = (err: unknown): void => {
+    if (err instanceof CrierError && err.code === ErrorCode.unavailable) {
+      ingress.refusals.refuse(ErrorCode.unavailable, 'history', req);
+      sendJson(req, res, 503, { code: err.code, message: err.message }, { ...HISTORY_HEADERS, 'Retry-After': String(UNAVAILABLE_RETRY_AFTER_SECONDS) });
+      return;
+    }
     ingress.log.error({ err, channel }, 'history read failed');
     sendJson(req, res, 500, { code: 'internal', message: 'the broker could not read the history' }, HISTORY_HEADERS);
   };

@@ -7,7 +7,7 @@ import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
 import type { Principal } from '../auth/principal.js';
 import { clientAddress } from '../admission/client-address.js';
 import { applyCors, originAllowed } from './cors.js';
-import { BAD_REQUEST, sendJson } from './response.js';
+import { BAD_REQUEST, UNAVAILABLE_RETRY_AFTER_SECONDS, sendJson } from './response.js';
 import { validatePublish } from '../core/publish-validation.js';
 import type { PublishRequest } from '../engine/engine.js';
 
@@ -20,6 +20,7 @@ const STATUS_OF: Readonly<Record<string, number>> = {
   [ErrorCode.forbiddenOrigin]: 403,
   [ErrorCode.forbidden]: 403,
   [ErrorCode.rateLimited]: 429,
+  [ErrorCode.unavailable]: 503,
 };
 
 const EMPTY = new Uint8Array(0);
@@ -194,12 +195,15 @@ function fail(ingress: Ingress, req: IncomingMessage, res: ServerResponse, err: 
     return;
   }
   // Refused before anything was published (not a bad request): counted and logged.
-  if (err.code === ErrorCode.forbiddenOrigin || err.code === ErrorCode.shuttingDown || err.code === ErrorCode.forbidden || err.code === ErrorCode.rateLimited) {
+  if (err.code === ErrorCode.forbiddenOrigin || err.code === ErrorCode.shuttingDown || err.code === ErrorCode.forbidden || err.code === ErrorCode.rateLimited ||
+    err.code === ErrorCode.unavailable) {
     ingress.refusals.refuse(err.code, 'publish', req);
   }
   const status = STATUS_OF[err.code] ?? 400;
   if (status !== 413) {
-    const retryAfter = err instanceof RateLimited ? err.retryAfterSeconds : err.code === ErrorCode.shuttingDown ? SHUTDOWN_RETRY_AFTER_SECONDS : undefined;
+    const retryAfter = err instanceof RateLimited ? err.retryAfterSeconds
+      : err.code === ErrorCode.shuttingDown ? SHUTDOWN_RETRY_AFTER_SECONDS
+      : err.code === ErrorCode.unavailable ? UNAVAILABLE_RETRY_AFTER_SECONDS : undefined;
     const headers = retryAfter === undefined ? PUBLISH_HEADERS : { ...PUBLISH_HEADERS, 'Retry-After': String(retryAfter) };
     sendJson(req, res, status, { code: err.code, message: err.message }, headers);
     return;

@@ -42,3 +42,6 @@ export function send(
   });
   res.end(req?.method === 'HEAD' ? undefined : body);
 }
+
+/** Seconds a request refused because Redis is out of reach is told to wait (the engine retries within 2 s). */
+export const UNAVAILABLE_RETRY_AFTER_SECONDS = 2;

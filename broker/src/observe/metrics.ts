@@ -1,6 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { LATENCY_BUCKETS_MS, type LatencyHistogram } from './latency.js';
 import { REFUSAL_REASONS, type Refusals } from './refusals.js';
+import type { EngineStats } from '../types.js';
 
 /** Counters and sizes read at a metrics scrape. */
 export interface BrokerCounts {
@@ -23,6 +24,10 @@ export interface BrokerCounts {
 export interface MetricsSource {
   readonly refusals: Refusals;
   counts(): BrokerCounts;
+  /** The engine's state and figures. */
+  engineStats(): EngineStats;
+  /** Brings the engine's figures (parked sessions…) up to date before a scrape reads them. */
+  refreshFigures(): unknown;
   latencyHistogram(): LatencyHistogram;
 }
 
@@ -67,6 +72,7 @@ export class BrokerMetrics {
     connections: 0, sseStreams: 0, subscriptions: 0, channels: 0, slowConsumers: 0, published: 0, delivered: 0, dropped: 0, receivedBytes: 0, sentBytes: 0,
     parkedSessions: 0, resumesRecovered: 0, resumesNotRecovered: 0,
   };
+  private engine: EngineStats = { kind: 'memory', ready: true };
 
   constructor(private readonly core: MetricsSource) {
     const registers = [this.registry];
@@ -98,6 +104,30 @@ export class BrokerMetrics {
     counter('events_dropped_total', 'Events subscribers lost to a full queue.', (c) => c.dropped);
     counter('received_bytes_total', 'Bytes of WebSocket messages received from clients (payloads).', (c) => c.receivedBytes);
     counter('sent_bytes_total', 'Bytes written to client sockets (WebSocket frames, headers included).', (c) => c.sentBytes);
+    const engineGauge = (name: string, help: string, read: (e: EngineStats) => number): void => {
+      new Gauge({ name: METRIC_PREFIX + name, help, registers, collect() { this.set(read(metrics.engine)); } });
+    };
+    const engineCounter = (name: string, help: string, read: (e: EngineStats) => number | undefined): void => {
+      let seen = 0;
+      new Counter({
+        name: METRIC_PREFIX + name, help, registers,
+        collect() {
+          const total = read(metrics.engine) ?? 0;
+          this.inc(Math.max(0, total - seen));
+          seen = total;
+        },
+      });
+    };
+    engineGauge('engine_ready', 'Whether the engine can sequence events (the Redis engine: both its Redis connections up); 0 fails /readyz.', (e) => (e.ready ? 1 : 0));
+    engineGauge('engine_redis_rtt_seconds', 'The last PING round trip to Redis (the Redis engine; 0 otherwise).', (e) => (e.rttMs ?? 0) / 1000);
+    engineGauge('engine_pending_publishes', 'Publishes waiting on Redis.', (e) => e.pending ?? 0);
+    engineCounter('engine_received_total', 'Events this node received from Redis pub/sub (once each).', (e) => e.received);
+    engineCounter('engine_refiltered_total', 'Events received from Redis that no local subscription matched (a Redis glob is wider than a crier pattern): dropped.', (e) => e.refiltered);
+    engineCounter('engine_gap_fills_total', 'Reconnects of the Redis subscriber connection followed by a read of what it missed.', (e) => e.fills);
+    engineCounter('engine_gap_events_total', 'Events handed over by gap fills (published while this node was not subscribed).', (e) => e.filled);
+    engineCounter('engine_gap_lost_total', 'Events a gap fill found trimmed from history already: lost to this node.', (e) => e.lostInFills);
+    engineCounter('engine_disconnects_total', 'Times the Redis subscriber connection dropped.', (e) => e.disconnects);
+    engineCounter('engine_epoch_changes_total', 'Times Redis was found to have lost the stream (restarted without persistence).', (e) => e.epochChanges);
     const seenRefusals = new Map<string, number>();
     new Counter({
       name: `${METRIC_PREFIX}refused_total`,
@@ -121,7 +151,9 @@ export class BrokerMetrics {
 
   /** Every metric in the Prometheus text format: the broker's, then the process's. */
   async render(): Promise<string> {
+    await this.core.refreshFigures();
     this.snapshot = this.core.counts();
+    this.engine = this.core.engineStats();
     const own = await this.registry.metrics();
     const latency = histogramText(
       `${METRIC_PREFIX}publish_to_send_seconds`,

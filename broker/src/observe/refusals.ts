@@ -11,12 +11,13 @@ import { RateLimitedLog } from './logger.js';
  */
 export const REFUSAL_REASONS = [
   ErrorCode.forbiddenOrigin, ErrorCode.tooManyConnections, ErrorCode.shuttingDown, ErrorCode.unauthorized, ErrorCode.forbidden,
-  ErrorCode.rateLimited,
+  ErrorCode.rateLimited, ErrorCode.unavailable,
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 /** Where a request was refused: a WebSocket upgrade, `GET /events`, `POST /publish`, `GET /history`. */
 export type Door = 'websocket' | 'sse' | 'publish' | 'admin' | 'history';
+
 
 /** One line per key and 10 s at most: a page retrying a refused handshake cannot flood the log. */
 const LOG_INTERVAL_MS = 10_000;
@@ -30,6 +31,7 @@ const MESSAGES: Readonly<Record<RefusalReason, string>> = {
   [ErrorCode.unauthorized]: 'refused: no valid credential',
   [ErrorCode.forbidden]: 'refused: not granted',
   [ErrorCode.rateLimited]: 'refused: over a rate limit',
+  [ErrorCode.unavailable]: 'refused: the engine cannot reach Redis',
 };
 
 /** Who was refused: an HTTP request, or what a socket knows of its peer. */

@@ -200,6 +200,20 @@ function welcome(ingress: Ingress, conn: Connection, frame: HelloFrame, principa
     refuseTakeover(ingress, conn, uuid, 'is held by another connection');
     return undefined;
   }
+  if (holder !== undefined || frame.u === undefined) return admit(ingress, conn, frame, principal, uuid, holder);
+  // Another node may hold it (the client came back through another node): the same rules there.
+  const claimed = when(ingress.core.engine.claimStream(uuid, { secret: frame.s, principal: principalKey(principal) }), (answer) => {
+    if (answer === 'refused') return refuseTakeover(ingress, conn, uuid, 'is held by another connection');
+    if (conn.state !== 'pending') return undefined; // gone while the other node answered
+    return admit(ingress, conn, frame, principal, uuid, undefined);
+  });
+  return claimed instanceof Promise ? claimed : undefined;
+}
+
+/** {@link welcome} once nothing else holds the stream `uuid` (or `holder`, here, lets it go). */
+function admit(
+  ingress: Ingress, conn: Connection, frame: HelloFrame, principal: Principal, uuid: string, holder: Connection | undefined,
+): Promise<void> | undefined {
   conn.principal = principal;
   if (conn.helloTimer !== undefined) ingress.clock.clearTimer(conn.helloTimer);
   conn.helloTimer = undefined;
@@ -385,6 +399,7 @@ function history(ingress: Ingress, conn: Connection, frame: HistoryFrame): void 
 /** An engine that answered with a failure: the request gets its error. */
 function answerFailure(ingress: Ingress, conn: Connection, err: unknown, r: number | undefined): void {
   const e = asCrierError(ingress, err);
+  if (e.code === ErrorCode.unavailable) ingress.refusals.refuse(ErrorCode.unavailable, 'websocket', conn);
   sendError(conn, e.code, e.message, r);
 }
 

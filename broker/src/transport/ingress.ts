@@ -10,17 +10,20 @@ import type { Clock } from '../clock.js';
 import type { ResolvedOptions } from '../config/options.js';
 import type { BrokerCore } from '../core/core.js';
 import type { Flushable, SlowSubscriber } from '../core/subscriber.js';
-import type { ParkedSession } from '../engine/engine.js';
+import type { ParkedSession, SessionClaim } from '../engine/engine.js';
 import type { BrokerCounts } from '../observe/metrics.js';
 import type { LatencyHistogram } from '../observe/latency.js';
 import { Refusals } from '../observe/refusals.js';
-import type { BrokerStats, BrokerTop, ChannelEvents } from '../types.js';
-import type { Maybe } from '../core/replay.js';
-import { Connection, type ConnectionHost } from './connection.js';
+import type { BrokerStats, BrokerTop, ChannelEvents, EngineStats } from '../types.js';
+import { when, type Maybe } from '../core/replay.js';
+import { secretMatches } from '../auth/secret.js';
+import { Connection, principalKey, type ConnectionHost } from './connection.js';
 import { ReadTurns, type MessageHandler } from './read-turns.js';
 
 /** `stats()` lists this many channels in `eventsByChannel` unless told otherwise. */
 export const DEFAULT_STATS_CHANNELS = 10;
+/** A stream handed to another node is parked at least this long, for its claimant to take (even with resume off). */
+const MIN_HANDOVER_MS = 10_000;
 
 /**
  * Where clients come in, whatever the door (WebSocket, SSE, HTTP): the credentials, the caps and
@@ -97,6 +100,7 @@ export class Ingress implements ConnectionHost {
     this.refusals = new Refusals(core.log, options.maxConnections, this.trustedProxies);
     this.httpPublishBuckets = new AddressBuckets(options.publishRate, options.publishBurst);
     this.admission = new AddressAdmission(options);
+    core.engine.onStreamClaim((uuid, claim) => this.releaseStream(uuid, claim));
   }
 
   /** The clock of every rate limit, in ms (monotonic). */
@@ -146,6 +150,24 @@ export class Ingress implements ConnectionHost {
     conn.state = 'open';
     conn.seenTick = this.tick;
     this.byUuid.set(uuid, conn);
+    this.core.engine.streamOpened(uuid);
+  }
+
+  /**
+   * Another node claims the live stream `uuid` (its client reconnected there): let go of it as a
+   * takeover on one node does, if the claim proves it (its session secret, or the same
+   * authenticated principal): the connection closed `replaced`, its session parked for the claimant.
+   */
+  releaseStream(uuid: string, claim: SessionClaim): Maybe<'released' | 'refused' | 'absent'> {
+    const conn = this.byUuid.get(uuid);
+    if (conn === undefined || conn.state !== 'open') return 'absent';
+    const samePrincipal = claim.principal !== '' && claim.principal === principalKey(conn.principal);
+    if (!samePrincipal && !secretMatches(claim.secret, conn.secret) && !secretMatches(claim.secret, conn.formerSecret)) return 'refused';
+    const session = conn.session();
+    conn.parkable = false;
+    this.log.debug({ uuid }, 'uuid taken over by a connection on another node');
+    this.closeConnection(conn, CloseCode.replaced, 'replaced: another connection took over this uuid');
+    return when(this.core.engine.parkSession(uuid, session, Math.max(this.options.resumeWindow, MIN_HANDOVER_MS)), () => 'released' as const);
   }
 
   /** Frees `conn` at once (subscriptions, uuid), then closes its socket. */
@@ -172,7 +194,10 @@ export class Ingress implements ConnectionHost {
     conn.clearFloors();
     conn.holding = undefined;
     conn.filterChars = 0;
-    if (conn.uuid && this.byUuid.get(conn.uuid) === conn) this.byUuid.delete(conn.uuid);
+    if (conn.uuid && this.byUuid.get(conn.uuid) === conn) {
+      this.byUuid.delete(conn.uuid);
+      this.core.engine.streamClosed(conn.uuid);
+    }
     this.connections.delete(conn);
     this.core.forgetSlow(conn);
     conn.clearQueue();
@@ -253,6 +278,10 @@ export class Ingress implements ConnectionHost {
       resumesRecovered: this.resumesRecovered,
       resumesNotRecovered: this.resumesNotRecovered,
     };
+  }
+
+  engineStats(): EngineStats {
+    return this.core.engine.stats();
   }
 
   latencyHistogram(): LatencyHistogram {

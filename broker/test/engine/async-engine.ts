@@ -1,6 +1,6 @@
 import type { ChannelEvents, EngineStats, PublishResult } from '../../src/types.js';
 import type {
-  ChannelPosition, Engine, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
+  ChannelPosition, Engine, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake, StreamClaimAnswer, StreamClaimHandler,
 } from '../../src/engine/engine.js';
 
 type Accept = (labels: string[] | undefined, key: string | undefined) => boolean;
@@ -123,6 +123,22 @@ export class AsyncEngine implements Engine {
 
   busiestChannels(limit: number): ChannelEvents[] | Promise<ChannelEvents[]> {
     return this.inner.busiestChannels(limit);
+  }
+
+  streamOpened(uuid: string): void {
+    this.inner.streamOpened(uuid);
+  }
+
+  streamClosed(uuid: string): void {
+    this.inner.streamClosed(uuid);
+  }
+
+  claimStream(uuid: string, claim: SessionClaim): StreamClaimAnswer | Promise<StreamClaimAnswer> {
+    return this.inner.claimStream(uuid, claim);
+  }
+
+  onStreamClaim(handler: StreamClaimHandler): void {
+    this.inner.onStreamClaim(handler);
   }
 
   interest(pattern: string, present: boolean): void {

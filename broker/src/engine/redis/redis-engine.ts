@@ -9,6 +9,7 @@ import type { StoreLimits } from '../channel-store.js';
 import { REMEMBERED_EVICTIONS } from '../channel-store.js';
 import type {
   Accept, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
+  StreamClaimAnswer, StreamClaimHandler,
 } from '../engine.js';
 import { MAX_PARKED_SESSIONS } from '../memory-engine.js';
 import type { StreamEvent } from '../stream-event.js';
@@ -75,6 +76,14 @@ const PEEK = script(scripts.PEEK);
 const TAKE = script(scripts.TAKE);
 const DROP = script(scripts.DROP);
 const PARKED = script(scripts.PARKED);
+const OWNER = script(scripts.OWNER);
+const DISOWN = script(scripts.DISOWN);
+
+/** How long a node waits for another to release a stream it claims, in ms. */
+export const CLAIM_TIMEOUT = 1000;
+/** How long a node counts as alive after its last health ping, in ms (and how long a stream's holder is remembered). */
+const NODE_TTL = 5000;
+const HOLDER_TTL = 24 * 60 * 60 * 1000;
 
 const BINARY = { typeMapping: { 36 /* RESP blob string */: Buffer } };
 
@@ -152,6 +161,11 @@ export class RedisEngine implements Engine {
   private health: TimerHandle | undefined;
   private lastError = '';
 
+  /** Claims this node sent, waiting for the holder's answer. */
+  private readonly claims = new Map<string, (answer: StreamClaimAnswer) => void>();
+  private claimSeq = 0;
+  private claimHandler: StreamClaimHandler = () => 'absent';
+
   /** Figures for `/stats` and `/metrics`. */
   readonly counters = { received: 0, refiltered: 0, fills: 0, filled: 0, lostInFills: 0, rttMs: 0, disconnects: 0, epochChanges: 0 };
 
@@ -209,6 +223,7 @@ export class RedisEngine implements Engine {
       throw new Error(`the Redis engine cannot start on ${redacted(this.options.url)}: ${(err as Error).message}`);
     }
     this.started = true;
+    await this.ping();
     this.health = this.clock.setInterval(() => void this.ping(), HEALTH_INTERVAL);
   }
 
@@ -262,7 +277,8 @@ export class RedisEngine implements Engine {
   };
 
   private readonly onMarker: Listener = (message) => {
-    if (this.filling) this.hold({ marker: message });
+    if (message[0] === 0x21 /* ! */) this.control(message.toString());
+    else if (this.filling) this.hold({ marker: message });
     else this.confirm(message);
   };
 
@@ -284,6 +300,7 @@ export class RedisEngine implements Engine {
       this.log?.error({ err }, 'redis engine: a message that is not a crier event, ignored');
       return;
     }
+    if (!event.epoch.startsWith(this.epoch) || event.epoch.charCodeAt(this.epoch.length) !== 0x2e) this.newEpoch(event.epoch);
     if (event.seq <= this.delivered) return; // a name and a pattern of this node both matched it
     this.counters.received++;
     if (!this.wants(event.channel)) {
@@ -303,6 +320,7 @@ export class RedisEngine implements Engine {
     const space = text.indexOf(' ');
     const id = text.slice(0, space);
     const h = parseHeader(text.slice(space + 1, -1));
+    if (!h.epoch.startsWith(this.epoch) || h.epoch.charCodeAt(this.epoch.length) !== 0x2e) this.newEpoch(h.epoch);
     const pending = this.pending.get(id);
     if (h.seq > this.delivered) {
       // No subscription of this node matched it: hand it over here, in stream order.
@@ -372,6 +390,68 @@ export class RedisEngine implements Engine {
     return escaped + pattern.split('.').map((s) => (s === '*' || s === '>' ? '*' : s)).join('.');
   }
 
+  // ---- streams held across nodes ------------------------------------------------------------
+
+  streamOpened(uuid: string): void {
+    if (!this.ready) return;
+    this.command(['SET', this.key(`u:${uuid}`), this.options.node, 'PX', String(HOLDER_TTL)]).catch(() => {});
+  }
+
+  streamClosed(uuid: string): void {
+    if (!this.ready) return;
+    this.run(DISOWN, [this.options.prefix, uuid, this.options.node]).catch(() => {});
+  }
+
+  onStreamClaim(handler: StreamClaimHandler): void {
+    this.claimHandler = handler;
+  }
+
+  async claimStream(uuid: string, claim: SessionClaim): Promise<StreamClaimAnswer> {
+    const owner = (await this.run(OWNER, [this.options.prefix, uuid, this.options.node])) as string | null;
+    if (owner === null || owner === undefined) return 'free';
+    const id = (this.claimSeq++).toString(36);
+    const request = JSON.stringify({ id, from: this.options.node, uuid, secret: claim.secret ?? null, principal: claim.principal });
+    return new Promise<StreamClaimAnswer>((resolve) => {
+      const timer = this.clock.setTimeout(() => {
+        // The holder did not answer (gone, or cut off from Redis): this node goes on without its session.
+        if (this.claims.delete(id)) resolve('free');
+      }, CLAIM_TIMEOUT);
+      this.claims.set(id, (answer) => {
+        this.clock.clearTimer(timer);
+        resolve(answer);
+      });
+      this.command(['PUBLISH', `${this.options.prefix}n:${String(owner)}`, `!c${request}`]).catch(() => {
+        this.claims.delete(id);
+        this.clock.clearTimer(timer);
+        resolve('free');
+      });
+    });
+  }
+
+  /** A message between nodes: a claim on a stream this node holds (`!c`), or the answer to one (`!r`). */
+  private control(text: string): void {
+    try {
+      if (text.startsWith('!r')) {
+        const { id, answer } = JSON.parse(text.slice(2)) as { id: string; answer: StreamClaimAnswer };
+        const done = this.claims.get(id);
+        this.claims.delete(id);
+        done?.(answer);
+        return;
+      }
+      if (!text.startsWith('!c')) return;
+      const { id, from, uuid, secret, principal } = JSON.parse(text.slice(2)) as { id: string; from: string; uuid: string; secret: string | null; principal: string };
+      const reply = (answer: 'released' | 'refused' | 'absent'): void => {
+        const sent: StreamClaimAnswer = answer === 'absent' ? 'free' : answer;
+        this.command(['PUBLISH', `${this.options.prefix}n:${from}`, `!r${JSON.stringify({ id, answer: sent })}`]).catch(() => {});
+      };
+      const answer = this.claimHandler(uuid, { secret: secret ?? undefined, principal });
+      if (answer instanceof Promise) answer.then(reply, () => reply('absent'));
+      else reply(answer);
+    } catch (err) {
+      this.log?.warn({ err }, 'redis engine: a message between nodes that does not parse, ignored');
+    }
+  }
+
   // ---- gaps ---------------------------------------------------------------------------------
 
   private subDown(): void {
@@ -395,20 +475,18 @@ export class RedisEngine implements Engine {
       for (;;) {
         this.overflowed = false;
         const [epoch, seq] = (await this.run(INIT, [this.options.prefix, nanoid(10)])) as [string, number];
-        if (String(epoch) !== this.epoch) {
-          // Redis lost its data (restarted without persistence): positions start again.
-          this.counters.epochChanges++;
-          this.log?.warn({ was: this.epoch, now: String(epoch) }, 'redis engine: the stream epoch changed (Redis lost its data); resuming clients are told');
-          this.epoch = String(epoch);
-          this.delivered = this.known = 0;
-        }
+        if (String(epoch) !== this.epoch) this.newEpoch(`${String(epoch)}.`);
         const upTo = Number(seq);
         if (upTo > this.delivered) await this.readGap(this.delivered, upTo);
         if (upTo > this.known) this.known = upTo;
         if (!this.overflowed) break;
       }
     } catch (err) {
-      this.log?.warn({ err }, 'redis engine: a gap fill failed; the next reconnect tries again');
+      // Redis half back (the command connection not yet): again shortly, while the subscriber is up.
+      this.log?.warn({ err: (err as Error).message }, 'redis engine: a gap fill failed; trying again');
+      this.clock.setTimeout(() => {
+        if (this.subUp) void this.fill();
+      }, 250);
     } finally {
       this.filling = false;
       const held = this.held;
@@ -418,6 +496,20 @@ export class RedisEngine implements Engine {
         else this.confirm(arrival.marker);
       }
     }
+  }
+
+  /**
+   * Redis lost its data (restarted without persistence, flushed): a new stream epoch, positions
+   * from 0 again. Seen in an event's or a confirmation's channel epoch (`<stream epoch>.<n>`), or
+   * by a gap fill. Resuming clients hold positions of the old epoch, and are told so.
+   */
+  private newEpoch(channelEpoch: string): void {
+    const epoch = channelEpoch.slice(0, channelEpoch.indexOf('.'));
+    if (epoch === this.epoch) return;
+    this.counters.epochChanges++;
+    this.log?.warn({ was: this.epoch, now: epoch }, 'redis engine: the stream epoch changed (Redis lost its data); resuming clients are told');
+    this.epoch = epoch;
+    this.delivered = this.known = 0;
   }
 
   /** Hands over the events of this node's interest with seq in (since, upTo]. */
@@ -677,7 +769,8 @@ export class RedisEngine implements Engine {
     if (this.closed || !this.cmd.isReady) return;
     const start = performance.now();
     try {
-      await this.cmd.sendCommand(['PING'], { timeout: 2000 });
+      // The ping says this node is alive too: another node asks it for the streams it holds.
+      await this.cmd.sendCommand(['SET', this.key(`node:${this.options.node}`), '1', 'PX', String(NODE_TTL)], { timeout: 2000 });
       this.counters.rttMs = Math.round((performance.now() - start) * 1000) / 1000;
       this.cmdUp = true;
     } catch {
@@ -692,6 +785,10 @@ export class RedisEngine implements Engine {
     if (this.health !== undefined) this.clock.clearTimer(this.health);
     for (const pending of this.pending.values()) pending.reject(new CrierError(ErrorCode.shuttingDown, 'the engine is closed'));
     this.pending.clear();
+    for (const done of this.claims.values()) done('free');
+    this.claims.clear();
+    // Gone at once for the other nodes: they stop asking this one for its streams.
+    if (this.cmd.isReady) await this.command(['DEL', this.key(`node:${this.options.node}`)]).catch(() => {});
     await Promise.all([this.cmd, this.sub].map((c) => (c.isReady ? c.close().catch(() => c.destroy()) : Promise.resolve(safeDestroy(c)))));
   }
 }

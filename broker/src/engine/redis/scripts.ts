@@ -233,3 +233,21 @@ for i = 1, #expired do redis.call('DEL', ARGV[1] .. 'x:' .. expired[i]) end
 redis.call('ZREMRANGEBYSCORE', X, '-inf', ARGV[2])
 return redis.call('ZCARD', X)
 `;
+
+/**
+ * The node holding a live stream, if another node that is alive. ARGV: prefix, uuid, this node.
+ * A node is alive while its `P node:<name>` key is (refreshed every second, 5 s to live).
+ */
+export const OWNER = `
+local v = redis.call('GET', ARGV[1] .. 'u:' .. ARGV[2])
+if not v or v == ARGV[3] then return false end
+if redis.call('EXISTS', ARGV[1] .. 'node:' .. v) == 0 then return false end
+return v
+`;
+
+/** Forgets that this node holds a stream, unless another holds it now. ARGV: prefix, uuid, this node. */
+export const DISOWN = `
+local K = ARGV[1] .. 'u:' .. ARGV[2]
+if redis.call('GET', K) == ARGV[3] then redis.call('DEL', K) end
+return 1
+`;

@@ -1,0 +1,179 @@
+// Several brokers on one Redis, in this process: what a client sees of the nodes behind a load
+// balancer (one broker), and of a Redis that goes away. The engine contract (engine/) holds the
+// Redis engine to the memory engine's promises; this file holds the brokers on it to theirs.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CloseCode, ErrorCode, FrameType, PROTOCOL_VERSION, type ErrorFrame, type EventFrame, type Frame, type WelcomeFrame } from '@crier/protocol';
+import type { Broker } from '../src/index.js';
+import { RawClient, cleanup, startBroker, text } from './helpers.js';
+import { startRedis, type RedisServer } from './redis-server.js';
+
+let redis: RedisServer;
+let deployments = 0;
+
+beforeAll(async () => {
+  redis = await startRedis();
+}, 20_000);
+afterAll(async () => {
+  await redis?.stop();
+});
+afterEach(cleanup);
+
+/** `n` brokers on the Redis, as one deployment (a key prefix of its own). */
+async function nodes(n: 2, options?: { resumeWindow?: number }): Promise<[Broker, Broker]>;
+async function nodes(n: 3, options?: { resumeWindow?: number }): Promise<[Broker, Broker, Broker]>;
+async function nodes(n: number, options: { resumeWindow?: number } = {}): Promise<Broker[]> {
+  const prefix = `d${deployments++}:`;
+  const brokers: Broker[] = [];
+  for (let i = 0; i < n; i++) brokers.push(await startBroker({ redis: redis.url, redisPrefix: prefix, nodeName: `node${i}`, ...options }));
+  return brokers;
+}
+
+async function publish(publisher: RawClient, channel: string, body: string): Promise<Frame> {
+  return publisher.request({ t: FrameType.publish, c: channel, d: text(body) });
+}
+
+const bodies = (events: EventFrame[]): string[] => events.map((e) => `${e.c}:${Buffer.from(e.d).toString()}`);
+
+/** Opens a socket on `url` resuming `old`'s stream from the last event it received. */
+async function resumeOn(url: string, old: RawClient, s = old.events().at(-1)?.s ?? 0): Promise<RawClient> {
+  const next = await RawClient.open(url);
+  next.send({ t: FrameType.hello, v: PROTOCOL_VERSION, u: old.welcome!.u, s: old.welcome!.s, rp: { e: old.welcome!.ep!, s } });
+  next.welcome = (await next.waitFrame('welcome', (f) => f.t === FrameType.welcome)) as WelcomeFrame;
+  return next;
+}
+
+describe('nodes on one Redis are one broker', () => {
+  it('a publish on any node reaches the subscribers of every node once, with the same id, offset and epoch, from the moment their subscribe is acknowledged', async () => {
+    const [a, b] = await nodes(2);
+    const onA = await RawClient.connect(a.url);
+    const onB = await RawClient.connect(b.url);
+    await onA.subscribe('room.*');
+    await onB.subscribe('room.1');
+    await onB.subscribe('room.>'); // two subscriptions of one client matching: still once
+    const pubA = await RawClient.connect(a.url);
+    const pubB = await RawClient.connect(b.url);
+    expect((await publish(pubA, 'room.1', 'from a')).t).toBe(FrameType.ack);
+    expect((await publish(pubB, 'room.1', 'from b')).t).toBe(FrameType.ack);
+    await publish(pubB, 'room.1.deep', 'only >');
+    const gotA = await onA.waitEvents(2);
+    const gotB = await onB.waitEvents(3);
+    expect(bodies(gotA)).toEqual(['room.1:from a', 'room.1:from b']);
+    expect(bodies(gotB)).toEqual(['room.1:from a', 'room.1:from b', 'room.1.deep:only >']);
+    for (let i = 0; i < 2; i++) {
+      expect([gotA[i]!.id, gotA[i]!.o, gotA[i]!.e, gotA[i]!.s]).toEqual([gotB[i]!.id, gotB[i]!.o, gotB[i]!.e, gotB[i]!.s]);
+    }
+    expect(gotA.map((e) => e.o)).toEqual([1, 2]);
+    expect(onA.welcome!.ep).toBe(onB.welcome!.ep);
+    // Nothing arrives twice, and nothing arrives that was not subscribed (a glob `*` crosses dots).
+    await publish(pubA, 'room.end', 'end');
+    await onA.waitEvents(3);
+    expect(bodies(onA.events())).toEqual(['room.1:from a', 'room.1:from b', 'room.end:end']);
+    expect(a.stats().engine).toMatchObject({ kind: 'redis', ready: true, node: 'node0' });
+    const refiltered = a.stats().engine.refiltered ?? 0;
+    expect(refiltered).toBeGreaterThanOrEqual(1); // room.1.deep reached node0 through room.* and was dropped
+  });
+
+  it('a client moved to another node resumes there: every missed event once, wildcards included', async () => {
+    const [a, b, c] = await nodes(3);
+    const stream = await RawClient.connect(a.url);
+    await stream.subscribe('user.>');
+    const publisher = await RawClient.connect(c.url);
+    await publish(publisher, 'user.a', 'seen');
+    await stream.waitEvents(1);
+    stream.ws.terminate();
+    await eventually('node0 to park the stream', async () => (await fetchParked(a)) === 1);
+    await publish(publisher, 'user.a', 'm1');
+    await publish(publisher, 'user.new', 'm2');
+    await publish(publisher, 'other', 'not subscribed');
+    const back = await resumeOn(b.url, stream);
+    expect(back.welcome!.rs).toEqual({ n: 2 });
+    expect(bodies(await back.waitEvents(2))).toEqual(['user.a:m1', 'user.new:m2']);
+    await publish(publisher, 'user.b', 'live');
+    expect(bodies(await back.waitEvents(3))).toEqual(['user.a:m1', 'user.new:m2', 'user.b:live']);
+  });
+
+  it('a stream held live on one node is taken over from another with its secret: the old connection is closed replaced, nothing missed', async () => {
+    const [a, b] = await nodes(2);
+    const stream = await RawClient.connect(a.url);
+    await stream.subscribe('t.*');
+    const publisher = await RawClient.connect(b.url);
+    await publish(publisher, 't.1', 'seen');
+    await stream.waitEvents(1);
+    // Position 0: the client says its socket died before 'seen' arrived.
+    const back = await resumeOn(b.url, stream, 0);
+    expect((await stream.waitClose()).code).toBe(CloseCode.replaced);
+    expect(back.welcome!.rs).toEqual({ n: 1 });
+    await publish(publisher, 't.2', 'after');
+    expect(bodies(await back.waitEvents(2))).toEqual(['t.1:seen', 't.2:after']);
+  });
+
+  it('refuses a takeover from another node without the secret, and the holder keeps its stream', async () => {
+    const [a, b] = await nodes(2);
+    const stream = await RawClient.connect(a.url);
+    await stream.subscribe('t.*');
+    const thief = await RawClient.open(b.url);
+    thief.send({ t: FrameType.hello, v: PROTOCOL_VERSION, u: stream.welcome!.u, s: 'not-the-secret' });
+    const closed = await thief.waitClose();
+    expect(closed.code).toBe(CloseCode.helloRejected);
+    expect(closed.reason).toMatch(/^forbidden: uuid .* is held by another connection/);
+    const publisher = await RawClient.connect(b.url);
+    await publish(publisher, 't.1', 'still here');
+    expect(bodies(await stream.waitEvents(1))).toEqual(['t.1:still here']);
+    expect(stream.closed).toBeUndefined();
+  });
+
+  it('shares history: a node reads what another published', async () => {
+    const [a, b] = await nodes(2);
+    const publisher = await RawClient.connect(a.url);
+    for (const body of ['1', '2', '3']) await publish(publisher, 'h.x', body);
+    const res = await fetch(b.url.replace(/^ws/, 'http').replace(/\/$/, '') + '/history/h.x?limit=2');
+    const page = (await res.json()) as { events: { offset: number; data: string }[] };
+    expect(page.events.map((e) => [e.offset, e.data])).toEqual([[1, '1'], [2, '2']]);
+  });
+});
+
+describe('Redis out of reach', () => {
+  it('publishes fail unavailable (HTTP 503 with Retry-After), /readyz says not ready, clients stay connected; all recovers when Redis is back', async () => {
+    const [a, b] = await nodes(2);
+    const sub = await RawClient.connect(b.url);
+    await sub.subscribe('r.*');
+    const publisher = await RawClient.connect(a.url);
+    await publish(publisher, 'r.1', 'before');
+    await sub.waitEvents(1);
+    const http = a.url.replace(/^ws/, 'http').replace(/\/$/, '');
+    await redis.kill();
+    try {
+      await eventually('node0 to see Redis gone', async () => (await fetch(`${http}/readyz`)).status === 503);
+      const refused = (await publish(publisher, 'r.1', 'while down')) as ErrorFrame;
+      expect([refused.t, refused.code]).toEqual([FrameType.error, ErrorCode.unavailable]);
+      const res = await fetch(`${http}/publish/r.1`, { method: 'POST', body: 'while down' });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('2');
+      expect(((await res.json()) as { code: string }).code).toBe(ErrorCode.unavailable);
+      expect((await (await fetch(`${http}/metrics`)).text())).toMatch(/crier_refused_total\{reason="unavailable"\} [1-9]/);
+    } finally {
+      await redis.restart();
+    }
+    await eventually('node0 to be ready again', async () => (await fetch(`${http}/readyz`)).status === 200);
+    await eventually('node1 to be ready again', async () => b.stats().engine.ready);
+    expect((await publish(publisher, 'r.1', 'after')).t).toBe(FrameType.ack);
+    expect(bodies(await sub.waitEvents(2))).toEqual(['r.1:before', 'r.1:after']);
+    expect(sub.closed).toBeUndefined();
+    expect(publisher.closed).toBeUndefined();
+  });
+});
+
+/** Resolves once `check` answers true (asked again every 20 ms: state no event announces), or fails after 10 s. */
+async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The parked sessions as /stats answers them (fresh from the engine). */
+async function fetchParked(broker: Broker): Promise<number> {
+  const stats = (await (await fetch(broker.url.replace(/^ws/, 'http').replace(/\/$/, '') + '/stats')).json()) as { sessions: { parked: number } };
+  return stats.sessions.parked;
+}
