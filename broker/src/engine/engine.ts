@@ -170,6 +170,17 @@ export interface Engine {
    */
   live(pattern: string): Promise<void> | undefined;
   /**
+   * Nodes share this engine: the broker records each live stream's session with
+   * {@link saveSession} (at its welcome and when its subscriptions change).
+   */
+  readonly shared: boolean;
+  /**
+   * Records the session of the live stream `uuid` (held on this node), so that if this node dies
+   * without parking it (`kill -9`), another node resumes it within `ttl` of this node's end.
+   * A park or a drop of `uuid` replaces it.
+   */
+  saveSession(uuid: string, session: ParkedSession, ttl: number): void;
+  /**
    * The live stream `uuid` opened on this node (`streamOpened`) or went away from it: where nodes
    * share the engine, it records which node holds each stream, for {@link claimStream}.
    */

@@ -149,6 +149,11 @@ export class MemoryEngine implements Engine {
   /** One node: every event reaches the sink, whatever the interest. */
   interest(): void {}
 
+  /** One node: a live stream's session is the connection's own, parked when it drops. */
+  readonly shared = false;
+
+  saveSession(): void {}
+
   /** One node: the broker's own uuid map is the only holder of streams. */
   streamOpened(): void {}
 

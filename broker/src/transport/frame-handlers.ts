@@ -266,6 +266,7 @@ function open(
       ingress.countResume(resumption.outcome.why === undefined);
     }
     watchExpiry(ingress, conn);
+    ingress.sessionChanged(conn); // its secret is new, its subscriptions restored
     ingress.log.debug({ uuid, remoteAddress: conn.remoteAddress, resumed: resumption?.outcome }, 'connection open');
   });
 }
@@ -342,6 +343,7 @@ function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): v
     registry.add(conn, frame.p, filter);
     // Live from here: a resume replays this subscription from this position at the earliest.
     conn.setFloor(subscriptionKey(frame.p, filter), engine.position());
+    ingress.sessionChanged(conn);
   }
   // Made after the subscription (an engine shared by nodes reads once it is live there), and
   // before any event can arrive: live events wait behind a rewind that answers later.
@@ -412,6 +414,7 @@ function unsubscribe(ingress: Ingress, conn: Connection, frame: UnsubscribeFrame
   if (ingress.core.registry.remove(conn, frame.p, filter)) {
     conn.filterChars -= filterChars(filter);
     conn.floors?.delete(subscriptionKey(frame.p, filter));
+    ingress.sessionChanged(conn);
   }
   sendAck(conn, frame.r);
 }

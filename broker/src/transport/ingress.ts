@@ -6,7 +6,7 @@ import { AddressAdmission } from '../admission/address-admission.js';
 import { trustedProxySet } from '../admission/client-address.js';
 import { AddressBuckets, TokenBucket } from '../admission/token-bucket.js';
 import type { Authenticator } from '../auth/authenticator.js';
-import type { Clock } from '../clock.js';
+import type { Clock, TimerHandle } from '../clock.js';
 import type { ResolvedOptions } from '../config/options.js';
 import type { BrokerCore } from '../core/core.js';
 import type { Flushable, SlowSubscriber } from '../core/subscriber.js';
@@ -22,6 +22,8 @@ import { ReadTurns, type MessageHandler } from './read-turns.js';
 
 /** `stats()` lists this many channels in `eventsByChannel` unless told otherwise. */
 export const DEFAULT_STATS_CHANNELS = 10;
+/** How long a changed session waits to be recorded with the others changed meanwhile, in ms. */
+const SESSION_SAVE_DELAY_MS = 20;
 /** A stream handed to another node is parked at least this long, for its claimant to take (even with resume off). */
 const MIN_HANDOVER_MS = 10_000;
 
@@ -81,6 +83,9 @@ export class Ingress implements ConnectionHost {
   resumesRecovered = 0;
   resumesNotRecovered = 0;
   private closeWaiters: (() => void)[] = [];
+  /** Connections whose session changed since it was last recorded (see {@link sessionChanged}). */
+  private readonly unsaved = new Set<Connection>();
+  private saveTimer: TimerHandle | undefined;
   /** The engine's figures as last answered (see {@link refreshFigures}). */
   private figures: { channels: number; parked: number; busiest: ChannelEvents[] } = { channels: 0, parked: 0, busiest: [] };
 
@@ -183,7 +188,11 @@ export class Ingress implements ConnectionHost {
   free(conn: Connection): void {
     if (conn.state === 'freed') return;
     if (conn.state === 'pending') this.admission.settled(conn.remoteAddress);
-    if (conn.state === 'open' && conn.parkable && this.options.resumeWindow > 0) this.park(conn);
+    if (conn.state === 'open') {
+      if (conn.parkable && this.options.resumeWindow > 0) this.park(conn);
+      else if (this.core.engine.shared) this.forgetSession(conn.uuid); // a quit, or handed to another connection
+    }
+    this.unsaved.delete(conn);
     conn.state = 'freed';
     if (conn.helloTimer !== undefined) this.clock.clearTimer(conn.helloTimer);
     conn.helloTimer = undefined;
@@ -209,6 +218,27 @@ export class Ingress implements ConnectionHost {
    */
   private park(conn: Connection): void {
     this.parkSession(conn.uuid, conn.session());
+  }
+
+  /**
+   * With an engine shared by nodes, records the session of `conn` (now live, or its
+   * subscriptions changed) for a resume on another node if this one dies: once per connection
+   * per few ms, however many subscriptions change meanwhile.
+   */
+  sessionChanged(conn: Connection): void {
+    if (!this.core.engine.shared || this.options.resumeWindow === 0 || conn.state !== 'open') return;
+    this.unsaved.add(conn);
+    this.saveTimer ??= this.clock.setTimeout(() => {
+      this.saveTimer = undefined;
+      const engine = this.core.engine;
+      for (const c of this.unsaved) if (c.state === 'open') engine.saveSession(c.uuid, c.session(), this.options.resumeWindow);
+      this.unsaved.clear();
+    }, SESSION_SAVE_DELAY_MS);
+  }
+
+  private forgetSession(uuid: string): void {
+    const dropped = this.core.engine.dropSession(uuid);
+    if (dropped instanceof Promise) dropped.catch((err: unknown) => this.log.debug({ err, uuid }, 'could not forget a session'));
   }
 
   /** Parks `session` under `uuid` for `resumeWindow` (an engine failure is logged, not thrown). */

@@ -125,6 +125,14 @@ export class AsyncEngine implements Engine {
     return this.inner.busiestChannels(limit);
   }
 
+  get shared(): boolean {
+    return this.inner.shared;
+  }
+
+  saveSession(uuid: string, session: ParkedSession, ttl: number): void {
+    this.inner.saveSession(uuid, session, ttl);
+  }
+
   streamOpened(uuid: string): void {
     this.inner.streamOpened(uuid);
   }

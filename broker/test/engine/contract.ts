@@ -611,6 +611,20 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
           expect(again).toEqual(first);
           expect((await b.engine.history('once', undefined, 10)).events).toHaveLength(1);
         });
+
+        it('keeps the session a live stream recorded on an instance that ends without parking it, for its ttl after that instance\'s end', async () => {
+          const [a, b] = await pair();
+          const session: ParkedSession = { secret: 's', principal: '', subscriptions: [{ pattern: 'x.>', filter: undefined, since: 0 }] };
+          a.engine.saveSession('live1', session, 30_000);
+          a.engine.saveSession('live2', session, 30_000);
+          await a.engine.history('sync', undefined, 1); // the saves went before this read, on the same connection
+          expect(await b.engine.takeSession('live1', { secret: 'wrong', principal: '' })).toEqual({ refused: true });
+          expect(await b.engine.parkedSessions()).toBe(0); // live, not parked
+          await stop(a.engine); // a crash: nothing parked
+          expect(await b.engine.takeSession('live1', { secret: 's', principal: '' })).toEqual({ session });
+          b.clock.advance(31_000);
+          expect(await b.engine.takeSession('live2', { secret: 's', principal: '' })).toEqual({ none: true });
+        });
       });
     }
 

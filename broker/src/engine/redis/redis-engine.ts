@@ -62,14 +62,20 @@ export const HEALTH_INTERVAL = 1000;
 interface Script {
   source: string;
   sha: string;
+  /**
+   * Run by its hash (the hot ones: every publish, every read). The others are sent whole: a
+   * Redis that restarted has forgotten its scripts, and a command sent again after `NOSCRIPT`
+   * would run after those sent behind it (a session dropped after it was parked again).
+   */
+  byHash: boolean;
 }
 
-function script(source: string): Script {
-  return { source, sha: createHash('sha1').update(source).digest('hex') };
+function script(source: string, byHash = false): Script {
+  return { source, sha: createHash('sha1').update(source).digest('hex'), byHash };
 }
 
-const PUBLISH = script(scripts.PUBLISH);
-const READ = script(scripts.READ);
+const PUBLISH = script(scripts.PUBLISH, true);
+const READ = script(scripts.READ, true);
 const INIT = script(scripts.INIT);
 const PARK = script(scripts.PARK);
 const PEEK = script(scripts.PEEK);
@@ -77,12 +83,13 @@ const TAKE = script(scripts.TAKE);
 const DROP = script(scripts.DROP);
 const PARKED = script(scripts.PARKED);
 const OWNER = script(scripts.OWNER);
+const SAVE = script(scripts.SAVE);
+const HEARTBEAT = script(scripts.HEARTBEAT);
 const DISOWN = script(scripts.DISOWN);
 
 /** How long a node waits for another to release a stream it claims, in ms. */
 export const CLAIM_TIMEOUT = 1000;
-/** How long a node counts as alive after its last health ping, in ms (and how long a stream's holder is remembered). */
-const NODE_TTL = 5000;
+/** How long a stream's holder is remembered (a node counts as alive 5 s after its last heartbeat). */
 const HOLDER_TTL = 24 * 60 * 60 * 1000;
 
 const BINARY = { typeMapping: { 36 /* RESP blob string */: Buffer } };
@@ -130,6 +137,10 @@ type Arrival = { event: Buffer } | { marker: Buffer };
  */
 export class RedisEngine implements Engine {
   readonly kind = 'redis';
+  /** Nodes share it: live streams' sessions are recorded, for a resume on another node if this one dies. */
+  readonly shared = true;
+  /** This run of the node: its name and a start id (a node restarted under its name is another instance). */
+  private readonly instance: string;
   epoch = '';
   private sink: EventSink = () => {};
   private readonly cmd: RedisConnection;
@@ -184,6 +195,7 @@ export class RedisEngine implements Engine {
     this.cmd = client as unknown as RedisConnection;
     this.sub = this.cmd.duplicate();
     this.limits = payloadLimits(options.maxPayload);
+    this.instance = `${options.node}#${nanoid(6)}`;
     this.timeout = options.commandTimeout ?? 5000;
     this.cmd.on('error', (err) => this.onError('commands', err));
     this.sub.on('error', (err) => this.onError('subscriber', err));
@@ -658,18 +670,27 @@ export class RedisEngine implements Engine {
 
   async parkSession(uuid: string, session: ParkedSession, ttl: number): Promise<void> {
     const now = this.clock.wall();
-    await this.run(PARK, [this.options.prefix, uuid, JSON.stringify(session), String(now + ttl), String(now), String(ttl), String(MAX_PARKED_SESSIONS)]);
+    await this.run(PARK, [this.options.prefix, uuid, JSON.stringify({ s: session }), String(now + ttl), String(now), String(ttl), String(MAX_PARKED_SESSIONS)]);
+  }
+
+  saveSession(uuid: string, session: ParkedSession, ttl: number): void {
+    if (!this.ready) return;
+    this.run(SAVE, [this.options.prefix, uuid, JSON.stringify({ s: session, n: this.instance, t: ttl }), this.instance])
+      .catch((err: unknown) => this.log?.debug({ err, uuid }, 'redis engine: a live session was not recorded'));
   }
 
   async takeSession(uuid: string, claim: SessionClaim): Promise<SessionTake> {
-    const found = (await this.run(PEEK, [this.options.prefix, uuid])) as [string, string] | [];
+    const found = (await this.run(PEEK, [this.options.prefix, uuid])) as [string, string, string] | [];
     if (found.length === 0) return { none: true };
-    const [stored, expiry] = found;
-    if (Number(expiry) <= this.clock.wall()) {
+    const [stored, expiry, beat] = found;
+    const record = JSON.parse(String(stored)) as { s: ParkedSession; n?: string; t?: number };
+    // Parked: until its expiry. Live on a node: while the node runs, or for its ttl after its last heartbeat.
+    const until = record.n === undefined ? Number(expiry) : Number(beat) === 0 ? 0 : Number(beat) + (record.t ?? 0);
+    if (until <= this.clock.wall()) {
       await this.run(DROP, [this.options.prefix, uuid]);
       return { none: true };
     }
-    const session = JSON.parse(String(stored)) as ParkedSession;
+    const session = record.s;
     const samePrincipal = claim.principal !== '' && claim.principal === session.principal;
     const secret = secretMatches(claim.secret, session.secret) || secretMatches(claim.secret, session.formerSecret);
     if (!samePrincipal && !secret) return { refused: true };
@@ -730,10 +751,12 @@ export class RedisEngine implements Engine {
   /** Runs a script by its hash, sending its source when Redis does not have it (a restarted Redis). */
   private async run(s: Script, args: (string | Buffer)[], binary = false): Promise<unknown> {
     const options = binary ? { ...BINARY, timeout: this.timeout } : { timeout: this.timeout };
-    try {
-      return await this.cmd.sendCommand(['EVALSHA', s.sha, '0', ...args], options);
-    } catch (err) {
-      if (!(err instanceof this.redis.ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw this.failure(err);
+    if (s.byHash) {
+      try {
+        return await this.cmd.sendCommand(['EVALSHA', s.sha, '0', ...args], options);
+      } catch (err) {
+        if (!(err instanceof this.redis.ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw this.failure(err);
+      }
     }
     try {
       return await this.cmd.sendCommand(['EVAL', s.source, '0', ...args], options);
@@ -770,7 +793,7 @@ export class RedisEngine implements Engine {
     const start = performance.now();
     try {
       // The ping says this node is alive too: another node asks it for the streams it holds.
-      await this.cmd.sendCommand(['SET', this.key(`node:${this.options.node}`), '1', 'PX', String(NODE_TTL)], { timeout: 2000 });
+      await this.cmd.sendCommand(['EVAL', HEARTBEAT.source, '0', this.options.prefix, this.options.node, this.instance, String(this.clock.wall())], { timeout: 2000 });
       this.counters.rttMs = Math.round((performance.now() - start) * 1000) / 1000;
       this.cmdUp = true;
     } catch {

@@ -182,17 +182,35 @@ redis.call('HSETNX', S, 'epoch', ARGV[2])
 return {redis.call('HGET', S, 'epoch'), tonumber(redis.call('HGET', S, 'seq') or '0')}
 `;
 
+/** Frees a session's record and its place in the parked and live indexes. */
+const FORGET = `
+local function forget(P, uuid)
+  local K = P .. 'x:' .. uuid
+  local v = redis.call('GET', K)
+  if v then
+    local ok, rec = pcall(cjson.decode, v)
+    if ok and rec.n then redis.call('SREM', P .. 'xl:' .. rec.n, uuid) end
+  end
+  redis.call('DEL', K)
+  redis.call('ZREM', P .. 'xs', uuid)
+end
+`;
+
 /**
- * Parks a session. ARGV: prefix, uuid, the session, expiry (wall ms), now (wall ms), ttl (ms),
- * sessions kept at most. The oldest to expire are freed first past the bound.
+ * Parks a session. ARGV: prefix, uuid, the record (`{"s": session}`), expiry (wall ms), now (wall
+ * ms), ttl (ms), sessions kept at most. The oldest to expire are freed first past the bound.
+ * A session record is `{"s": session}` when parked (its expiry in P xs), `{"s": session, "n":
+ * node, "t": ttl}` while its stream is live on node n (listed in P xl:<n>): if n dies, it is
+ * resumable for t after n's last heartbeat (P nodes).
  */
 export const PARK = `
+${FORGET}
 local P, uuid = ARGV[1], ARGV[2]
 local X = P .. 'xs'
 local expired = redis.call('ZRANGEBYSCORE', X, '-inf', ARGV[5])
 for i = 1, #expired do redis.call('DEL', P .. 'x:' .. expired[i]) end
 redis.call('ZREMRANGEBYSCORE', X, '-inf', ARGV[5])
-redis.call('ZREM', X, uuid)
+forget(P, uuid)
 while redis.call('ZCARD', X) >= tonumber(ARGV[7]) do
   local oldest = redis.call('ZPOPMIN', X)
   redis.call('DEL', P .. 'x:' .. oldest[1])
@@ -202,26 +220,40 @@ redis.call('ZADD', X, ARGV[4], uuid)
 return 1
 `;
 
-/** Reads a parked session and its expiry. ARGV: prefix, uuid. Answers {session, expiry} or {}. */
-export const PEEK = `
-local v = redis.call('GET', ARGV[1] .. 'x:' .. ARGV[2])
-if not v then return {} end
-return {v, redis.call('ZSCORE', ARGV[1] .. 'xs', ARGV[2]) or '0'}
-`;
-
-/** Takes a parked session if it is still the one read. ARGV: prefix, uuid, the session read. Answers 1 or 0. */
-export const TAKE = `
-local K = ARGV[1] .. 'x:' .. ARGV[2]
-if redis.call('GET', K) ~= ARGV[3] then return 0 end
-redis.call('DEL', K)
-redis.call('ZREM', ARGV[1] .. 'xs', ARGV[2])
+/** Records the session of a live stream. ARGV: prefix, uuid, the record (`{"s":…,"n":…,"t":…}`), node. */
+export const SAVE = `
+local P, uuid = ARGV[1], ARGV[2]
+redis.call('ZREM', P .. 'xs', uuid)
+redis.call('SET', P .. 'x:' .. uuid, ARGV[3])
+redis.call('SADD', P .. 'xl:' .. ARGV[4], uuid)
 return 1
 `;
 
-/** Forgets a parked session. ARGV: prefix, uuid. */
+/**
+ * Reads a session record and when it stops being resumable: its parked expiry, or for a live
+ * one its node's last heartbeat (0: none). ARGV: prefix, uuid. Answers {record, expiry, beat} or {}.
+ */
+export const PEEK = `
+local v = redis.call('GET', ARGV[1] .. 'x:' .. ARGV[2])
+if not v then return {} end
+local beat = '0'
+local ok, rec = pcall(cjson.decode, v)
+if ok and rec.n then beat = redis.call('ZSCORE', ARGV[1] .. 'nodes', rec.n) or '0' end
+return {v, redis.call('ZSCORE', ARGV[1] .. 'xs', ARGV[2]) or '0', beat}
+`;
+
+/** Takes a session record if it is still the one read. ARGV: prefix, uuid, the record read. Answers 1 or 0. */
+export const TAKE = `
+${FORGET}
+if redis.call('GET', ARGV[1] .. 'x:' .. ARGV[2]) ~= ARGV[3] then return 0 end
+forget(ARGV[1], ARGV[2])
+return 1
+`;
+
+/** Forgets a session. ARGV: prefix, uuid. */
 export const DROP = `
-redis.call('DEL', ARGV[1] .. 'x:' .. ARGV[2])
-redis.call('ZREM', ARGV[1] .. 'xs', ARGV[2])
+${FORGET}
+forget(ARGV[1], ARGV[2])
 return 1
 `;
 
@@ -232,6 +264,42 @@ local expired = redis.call('ZRANGEBYSCORE', X, '-inf', ARGV[2])
 for i = 1, #expired do redis.call('DEL', ARGV[1] .. 'x:' .. expired[i]) end
 redis.call('ZREMRANGEBYSCORE', X, '-inf', ARGV[2])
 return redis.call('ZCARD', X)
+`;
+
+/**
+ * A node's heartbeat: alive for 5 s (P node:<name>), its last beat in P nodes; and a sweep of
+ * nodes that stopped beating: the live sessions they recorded are freed once past their ttl
+ * (at most 1,000 a sweep). ARGV: prefix, node name, node instance (name and start id: a node
+ * restarted under its name is another instance), now (wall ms).
+ */
+export const HEARTBEAT = `
+local P, me, instance, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+redis.call('SET', P .. 'node:' .. me, '1', 'PX', 5000)
+redis.call('ZADD', P .. 'nodes', now, instance)
+local budget = 1000
+local dead = redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', now - 10000, 'LIMIT', 0, 10)
+for i = 1, #dead do
+  local n = dead[i]
+  local beat = tonumber(redis.call('ZSCORE', P .. 'nodes', n))
+  local L = P .. 'xl:' .. n
+  local uuids = redis.call('SRANDMEMBER', L, budget)
+  for j = 1, #uuids do
+    local K = P .. 'x:' .. uuids[j]
+    local v = redis.call('GET', K)
+    local ok, rec = false, nil
+    if v then ok, rec = pcall(cjson.decode, v) end
+    if not ok or not rec.n or rec.n ~= n then
+      redis.call('SREM', L, uuids[j])
+    elseif now - beat > tonumber(rec.t) then
+      redis.call('DEL', K)
+      redis.call('SREM', L, uuids[j])
+    end
+  end
+  budget = budget - #uuids
+  if redis.call('SCARD', L) == 0 then redis.call('ZREM', P .. 'nodes', n) end
+  if budget <= 0 then break end
+end
+return 1
 `;
 
 /**
