@@ -62,7 +62,7 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   const assets = await loadStaticAssets();
   const log = createLogger(resolved.logger);
   const engine = resolved.engine ?? (resolved.redis !== undefined
-    ? await createRedisEngine({ ...resolved, url: resolved.redis, prefix: resolved.redisPrefix, node: resolved.nodeName }, resolved.clock, log)
+    ? await createRedisEngine({ ...resolved, url: resolved.redis, prefix: resolved.redisPrefix, node: resolved.nodeName, cluster: resolved.redisCluster }, resolved.clock, log)
     : new MemoryEngine({ ...resolved, idempotencyKeys: IDEMPOTENCY_KEYS }, resolved.clock));
   const core = new BrokerCore(resolved, log, resolved.clock, engine);
   await core.start();

@@ -5,16 +5,19 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CloseCode, ErrorCode, FrameType, PROTOCOL_VERSION, type ErrorFrame, type EventFrame, type Frame, type WelcomeFrame } from '@crier/protocol';
 import type { Broker } from '../src/index.js';
 import { RawClient, cleanup, startBroker, text } from './helpers.js';
-import { startRedis, type RedisServer } from './redis-server.js';
+import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './redis-server.js';
 
 let redis: RedisServer;
+let cluster: RedisCluster;
 let deployments = 0;
+/** Where the nodes of the next deployment meet: one Redis server, or a Redis Cluster of three masters. */
+let on: 'server' | 'cluster' = 'server';
 
 beforeAll(async () => {
-  redis = await startRedis();
-}, 20_000);
+  [redis, cluster] = await Promise.all([startRedis(), startRedisCluster()]);
+}, 30_000);
 afterAll(async () => {
-  await redis?.stop();
+  await Promise.all([redis?.stop(), cluster?.stop()]);
 });
 afterEach(cleanup);
 
@@ -24,7 +27,11 @@ async function nodes(n: 3, options?: { resumeWindow?: number }): Promise<[Broker
 async function nodes(n: number, options: { resumeWindow?: number } = {}): Promise<Broker[]> {
   const prefix = `d${deployments++}:`;
   const brokers: Broker[] = [];
-  for (let i = 0; i < n; i++) brokers.push(await startBroker({ redis: redis.url, redisPrefix: prefix, nodeName: `node${i}`, ...options }));
+  for (let i = 0; i < n; i++) {
+    // On the cluster each node starts from another of its masters.
+    const url = on === 'server' ? redis.url : cluster.urls[i % cluster.urls.length]!;
+    brokers.push(await startBroker({ redis: url, redisCluster: on === 'cluster', redisPrefix: prefix, nodeName: `node${i}`, ...options }));
+  }
   return brokers;
 }
 
@@ -42,7 +49,11 @@ async function resumeOn(url: string, old: RawClient, s = old.events().at(-1)?.s 
   return next;
 }
 
-describe('nodes on one Redis are one broker', () => {
+describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one broker', (where) => {
+  beforeAll(() => {
+    on = where;
+  });
+
   it('a publish on any node reaches the subscribers of every node once, with the same id, offset and epoch, from the moment their subscribe is acknowledged', async () => {
     const [a, b] = await nodes(2);
     const onA = await RawClient.connect(a.url);
@@ -133,6 +144,10 @@ describe('nodes on one Redis are one broker', () => {
 });
 
 describe('Redis out of reach', () => {
+  beforeAll(() => {
+    on = 'server';
+  });
+
   it('publishes fail unavailable (HTTP 503 with Retry-After), /readyz says not ready, clients stay connected; all recovers when Redis is back', async () => {
     const [a, b] = await nodes(2);
     const sub = await RawClient.connect(b.url);

@@ -297,6 +297,12 @@ export interface BrokerOptions {
    */
   redisPrefix?: string;
   /**
+   * `redis` is a node of a Redis Cluster: the deployment's keys share one hash tag (the prefix
+   * in braces) and events travel by sharded pub/sub.
+   * @default false
+   */
+  redisCluster?: boolean;
+  /**
    * This node's name among the nodes on one Redis: unique per node (shown in `/stats` and the dashboard).
    * @default `<hostname>-<pid>`
    */
@@ -355,6 +361,7 @@ export interface ResolvedOptions {
   engine: Engine | undefined;
   redis: string | undefined;
   redisPrefix: string;
+  redisCluster: boolean;
   nodeName: string;
 }
 
@@ -517,6 +524,7 @@ export const optionSchemas = {
   publishBurst: int(1, 1_000_000_000),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
   redis: z.string({ error: 'must be a redis:// or rediss:// URL' }).refine(isRedisUrl, { error: 'must be a redis:// or rediss:// URL, like redis://127.0.0.1:6379' }),
+  redisCluster: z.boolean({ error: 'must be true or false' }),
   redisPrefix: z.string({ error: 'must be a string' }).max(64, { error: 'must be at most 64 characters' }),
   nodeName: z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'must be 1-64 characters of A-Za-z0-9_.-' }),
   engine: z.custom<Engine>(isEngine, { error: 'must be an Engine (publish, history, replay, rewind, sessions…)' }),
@@ -605,6 +613,7 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     engine: o.engine,
     redis: o.redis,
     redisPrefix: o.redisPrefix ?? 'crier:',
+    redisCluster: o.redisCluster ?? false,
     nodeName: o.nodeName ?? `${hostname().replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 50)}-${process.pid}`,
   };
 }

@@ -28,6 +28,12 @@ export interface RedisEngineOptions extends StoreLimits {
   maxPayload: number;
   /** This node's name (`/stats`, the dashboard, its pub/sub channel): unique per node. */
   node: string;
+  /**
+   * `url` is a node of a Redis Cluster: every key and channel of the deployment carries one hash
+   * tag (the prefix in braces: one slot, so scripts stay atomic), and events travel by sharded
+   * pub/sub (`SPUBLISH`/`SSUBSCRIBE`).
+   */
+  cluster?: boolean;
   /** How long a Redis command may take before it fails `unavailable`, in ms. */
   commandTimeout?: number;
 }
@@ -48,6 +54,18 @@ interface RedisConnection {
 }
 
 type Listener = (message: Buffer, channel: Buffer) => void;
+
+/** The part of a node-redis cluster client the engine uses. */
+interface RedisClusterLike {
+  connect(): Promise<unknown>;
+  sendCommand(firstKey: string, isReadonly: boolean, args: (string | Buffer)[], options?: object): Promise<unknown>;
+  sSubscribe(channels: string, listener: Listener, bufferMode: true): Promise<void>;
+  sUnsubscribe(channels: string, listener: Listener, bufferMode: true): Promise<void>;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  close(): Promise<void>;
+  destroy(): void;
+  readonly isReady: boolean;
+}
 type RedisModule = typeof import('redis');
 
 /** Publishes waiting on Redis at most; past it a publish fails `unavailable` at once. */
@@ -147,6 +165,14 @@ export class RedisEngine implements Engine {
   private readonly sub: RedisConnection;
   private readonly limits: DecodeLimits;
   private readonly timeout: number;
+  /** On a Redis Cluster: sharded pub/sub, and the prefix a hash tag. */
+  private readonly sharded: boolean;
+  private readonly prefix: string;
+  /** The key every script is routed by (on a cluster: the slot of every key of the deployment). */
+  private readonly routeKey: string;
+  private readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
+  /** On a cluster: sharded channels subscribed for patterns, with how many patterns use each. */
+  private readonly shardedPatterns = new Map<string, number>();
 
   /** The highest seq handed to the sink; `known`: the highest seq this node knows was given. */
   private delivered = 0;
@@ -186,14 +212,22 @@ export class RedisEngine implements Engine {
     private readonly clock: Clock,
     private readonly log: Logger | undefined,
   ) {
-    const client = redis.createClient({
-      url: options.url,
+    const clientOptions = {
       disableOfflineQueue: true,
       commandsQueueMaxLength: MAX_PENDING_PUBLISHES + 1000,
       socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) + Math.floor(Math.random() * 100), connectTimeout: 5000 },
-    });
-    this.cmd = client as unknown as RedisConnection;
-    this.sub = this.cmd.duplicate();
+    };
+    this.sharded = options.cluster === true;
+    this.prefix = this.sharded ? `{${options.prefix}}` : options.prefix;
+    this.routeKey = `${this.prefix}s`;
+    this.publishCommand = this.sharded ? 'SPUBLISH' : 'PUBLISH';
+    if (this.sharded) {
+      const cluster = redis.createCluster({ rootNodes: [{ url: options.url }], defaults: clientOptions });
+      this.cmd = this.sub = new ClusterConnection(cluster as unknown as RedisClusterLike, this.routeKey);
+    } else {
+      this.cmd = redis.createClient({ url: options.url, ...clientOptions }) as unknown as RedisConnection;
+      this.sub = this.cmd.duplicate();
+    }
     this.limits = payloadLimits(options.maxPayload);
     this.instance = `${options.node}#${nanoid(6)}`;
     this.timeout = options.commandTimeout ?? 5000;
@@ -213,7 +247,7 @@ export class RedisEngine implements Engine {
 
   /** The node's own pub/sub channel (its publishes' confirmations). */
   private get nodeChannel(): string {
-    return `${this.options.prefix}n:${this.options.node}`;
+    return `${this.prefix}n:${this.options.node}`;
   }
 
   get ready(): boolean {
@@ -224,9 +258,9 @@ export class RedisEngine implements Engine {
     this.sink = sink;
     try {
       await this.cmd.connect();
-      await this.sub.connect();
+      if (this.sub !== this.cmd) await this.sub.connect();
       this.cmdUp = this.subUp = true;
-      const [epoch, seq] = (await this.run(INIT, [this.options.prefix, nanoid(10)])) as [string, number];
+      const [epoch, seq] = (await this.run(INIT, [this.prefix, nanoid(10)])) as [string, number];
       this.epoch = String(epoch);
       this.delivered = this.known = Number(seq);
       await this.sub.subscribe(this.nodeChannel, this.onMarker, true);
@@ -253,8 +287,8 @@ export class RedisEngine implements Engine {
     return new Promise<PublishResult>((resolve, reject) => {
       const pending: Pending = { request, resolve, reject, header: undefined };
       this.pending.set(id, pending);
-      const args = [o.prefix, request.channel, Buffer.from(encodePayload(request)), String(this.clock.wall()), nanoid(10), o.node, id,
-        ...keeps, idem, String(o.idempotencyWindow), String(REMEMBERED_EVICTIONS)];
+      const args = [this.prefix, request.channel, Buffer.from(encodePayload(request)), String(this.clock.wall()), nanoid(10), o.node, id,
+        ...keeps, idem, String(o.idempotencyWindow), String(REMEMBERED_EVICTIONS), this.sharded ? 's' : ''];
       this.run(PUBLISH, args).then((reply) => {
         const [published, header] = reply as [number, string];
         const h = parseHeader(String(header).slice(0, -1));
@@ -358,6 +392,7 @@ export class RedisEngine implements Engine {
 
   interest(pattern: string, present: boolean): void {
     const wild = isWildcard(pattern);
+    if (wild && this.sharded) return this.shardedInterest(pattern, present);
     const redisName = this.redisChannel(pattern, wild);
     if (present) {
       if (wild) {
@@ -389,13 +424,52 @@ export class RedisEngine implements Engine {
     }
   }
 
+  /**
+   * A pattern on a Redis Cluster: sharded pub/sub has no globs, so a pattern is served by the
+   * sharded channel of its first segment (`user.*`, `user.>` → `p:user`), or of every event
+   * (`all`) when that segment is a wildcard; shared by the patterns that map to it.
+   */
+  private shardedInterest(pattern: string, present: boolean): void {
+    const first = pattern.slice(0, pattern.indexOf('.') < 0 ? pattern.length : pattern.indexOf('.'));
+    const channel = first === '*' || first === '>' ? `${this.prefix}all` : `${this.prefix}p:${first}`;
+    const users = this.shardedPatterns.get(channel) ?? 0;
+    if (present) {
+      if (this.patternSet.has(pattern)) return;
+      this.patternSet.add(pattern);
+      this.patterns.add(pattern, pattern);
+      this.shardedPatterns.set(channel, users + 1);
+      if (this.closed) return;
+      const done = users > 0 ? this.subscribing.get(channel) : this.sub.subscribe(channel, this.onEvent, true)
+        .catch((err: unknown) => this.log?.warn({ err, pattern }, 'redis engine: subscribe failed; it is made again on reconnect'))
+        .finally(() => {
+          if (this.subscribing.get(channel) === done) this.subscribing.delete(channel);
+          if (this.subscribing.get(pattern) === done) this.subscribing.delete(pattern);
+        });
+      if (done !== undefined) {
+        this.subscribing.set(channel, done);
+        this.subscribing.set(pattern, done);
+      }
+    } else {
+      if (!this.patternSet.delete(pattern)) return;
+      this.patterns.remove(pattern, pattern);
+      this.subscribing.delete(pattern);
+      if (users > 1) {
+        this.shardedPatterns.set(channel, users - 1);
+        return;
+      }
+      this.shardedPatterns.delete(channel);
+      this.subscribing.delete(channel);
+      if (!this.closed) void this.sub.unsubscribe(channel, this.onEvent, true).catch(() => {});
+    }
+  }
+
   live(pattern: string): Promise<void> | undefined {
     return this.subscribing.get(pattern);
   }
 
   /** The Redis pub/sub channel (a name) or glob (a pattern: `*` and `>` become `*`). */
   private redisChannel(pattern: string, wild: boolean): string {
-    const prefix = `${this.options.prefix}e:`;
+    const prefix = `${this.prefix}e:`;
     if (!wild) return prefix + pattern;
     // Channel names hold no glob characters; the prefix may.
     const escaped = prefix.replace(/[*?[\]\\]/g, '\\$&');
@@ -411,7 +485,7 @@ export class RedisEngine implements Engine {
 
   streamClosed(uuid: string): void {
     if (!this.ready) return;
-    this.run(DISOWN, [this.options.prefix, uuid, this.options.node]).catch(() => {});
+    this.run(DISOWN, [this.prefix, uuid, this.options.node]).catch(() => {});
   }
 
   onStreamClaim(handler: StreamClaimHandler): void {
@@ -419,7 +493,7 @@ export class RedisEngine implements Engine {
   }
 
   async claimStream(uuid: string, claim: SessionClaim): Promise<StreamClaimAnswer> {
-    const owner = (await this.run(OWNER, [this.options.prefix, uuid, this.options.node])) as string | null;
+    const owner = (await this.run(OWNER, [this.prefix, uuid, this.options.node])) as string | null;
     if (owner === null || owner === undefined) return 'free';
     const id = (this.claimSeq++).toString(36);
     const request = JSON.stringify({ id, from: this.options.node, uuid, secret: claim.secret ?? null, principal: claim.principal });
@@ -432,7 +506,7 @@ export class RedisEngine implements Engine {
         this.clock.clearTimer(timer);
         resolve(answer);
       });
-      this.command(['PUBLISH', `${this.options.prefix}n:${String(owner)}`, `!c${request}`]).catch(() => {
+      this.command([this.publishCommand, `${this.prefix}n:${String(owner)}`, `!c${request}`]).catch(() => {
         this.claims.delete(id);
         this.clock.clearTimer(timer);
         resolve('free');
@@ -454,7 +528,7 @@ export class RedisEngine implements Engine {
       const { id, from, uuid, secret, principal } = JSON.parse(text.slice(2)) as { id: string; from: string; uuid: string; secret: string | null; principal: string };
       const reply = (answer: 'released' | 'refused' | 'absent'): void => {
         const sent: StreamClaimAnswer = answer === 'absent' ? 'free' : answer;
-        this.command(['PUBLISH', `${this.options.prefix}n:${from}`, `!r${JSON.stringify({ id, answer: sent })}`]).catch(() => {});
+        this.command([this.publishCommand, `${this.prefix}n:${from}`, `!r${JSON.stringify({ id, answer: sent })}`]).catch(() => {});
       };
       const answer = this.claimHandler(uuid, { secret: secret ?? undefined, principal });
       if (answer instanceof Promise) answer.then(reply, () => reply('absent'));
@@ -486,7 +560,7 @@ export class RedisEngine implements Engine {
     try {
       for (;;) {
         this.overflowed = false;
-        const [epoch, seq] = (await this.run(INIT, [this.options.prefix, nanoid(10)])) as [string, number];
+        const [epoch, seq] = (await this.run(INIT, [this.prefix, nanoid(10)])) as [string, number];
         if (String(epoch) !== this.epoch) this.newEpoch(`${String(epoch)}.`);
         const upTo = Number(seq);
         if (upTo > this.delivered) await this.readGap(this.delivered, upTo);
@@ -647,7 +721,7 @@ export class RedisEngine implements Engine {
 
   private async read(mode: 'after' | 'newest' | 'all', names: string[], since: number, upTo: number, count: number): Promise<Read> {
     const reply = (await this.run(READ, [
-      this.options.prefix, String(this.clock.wall()), String(this.options.historyTtl), mode, String(since), String(upTo), String(count), ...names,
+      this.prefix, String(this.clock.wall()), String(this.options.historyTtl), mode, String(since), String(upTo), String(count), ...names,
     ], true)) as unknown[];
     const channels: ChannelRead[] = [];
     for (let i = 2; i < reply.length; i++) {
@@ -670,24 +744,24 @@ export class RedisEngine implements Engine {
 
   async parkSession(uuid: string, session: ParkedSession, ttl: number): Promise<void> {
     const now = this.clock.wall();
-    await this.run(PARK, [this.options.prefix, uuid, JSON.stringify({ s: session }), String(now + ttl), String(now), String(ttl), String(MAX_PARKED_SESSIONS)]);
+    await this.run(PARK, [this.prefix, uuid, JSON.stringify({ s: session }), String(now + ttl), String(now), String(ttl), String(MAX_PARKED_SESSIONS)]);
   }
 
   saveSession(uuid: string, session: ParkedSession, ttl: number): void {
     if (!this.ready) return;
-    this.run(SAVE, [this.options.prefix, uuid, JSON.stringify({ s: session, n: this.instance, t: ttl }), this.instance])
+    this.run(SAVE, [this.prefix, uuid, JSON.stringify({ s: session, n: this.instance, t: ttl }), this.instance])
       .catch((err: unknown) => this.log?.debug({ err, uuid }, 'redis engine: a live session was not recorded'));
   }
 
   async takeSession(uuid: string, claim: SessionClaim): Promise<SessionTake> {
-    const found = (await this.run(PEEK, [this.options.prefix, uuid])) as [string, string, string] | [];
+    const found = (await this.run(PEEK, [this.prefix, uuid])) as [string, string, string] | [];
     if (found.length === 0) return { none: true };
     const [stored, expiry, beat] = found;
     const record = JSON.parse(String(stored)) as { s: ParkedSession; n?: string; t?: number };
     // Parked: until its expiry. Live on a node: while the node runs, or for its ttl after its last heartbeat.
     const until = record.n === undefined ? Number(expiry) : Number(beat) === 0 ? 0 : Number(beat) + (record.t ?? 0);
     if (until <= this.clock.wall()) {
-      await this.run(DROP, [this.options.prefix, uuid]);
+      await this.run(DROP, [this.prefix, uuid]);
       return { none: true };
     }
     const session = record.s;
@@ -695,16 +769,16 @@ export class RedisEngine implements Engine {
     const secret = secretMatches(claim.secret, session.secret) || secretMatches(claim.secret, session.formerSecret);
     if (!samePrincipal && !secret) return { refused: true };
     // Taken only if it is still the one read: two nodes resuming one uuid at once, one wins.
-    const taken = (await this.run(TAKE, [this.options.prefix, uuid, String(stored)])) as number;
+    const taken = (await this.run(TAKE, [this.prefix, uuid, String(stored)])) as number;
     return Number(taken) === 1 ? { session } : { none: true };
   }
 
   async dropSession(uuid: string): Promise<void> {
-    await this.run(DROP, [this.options.prefix, uuid]);
+    await this.run(DROP, [this.prefix, uuid]);
   }
 
   async parkedSessions(): Promise<number> {
-    return Number(await this.run(PARKED, [this.options.prefix, String(this.clock.wall())]));
+    return Number(await this.run(PARKED, [this.prefix, String(this.clock.wall())]));
   }
 
   // ---- figures ------------------------------------------------------------------------------
@@ -737,7 +811,7 @@ export class RedisEngine implements Engine {
   // ---- Redis --------------------------------------------------------------------------------
 
   private key(name: string): string {
-    return this.options.prefix + name;
+    return this.prefix + name;
   }
 
   private async command(args: string[]): Promise<unknown> {
@@ -753,13 +827,13 @@ export class RedisEngine implements Engine {
     const options = binary ? { ...BINARY, timeout: this.timeout } : { timeout: this.timeout };
     if (s.byHash) {
       try {
-        return await this.cmd.sendCommand(['EVALSHA', s.sha, '0', ...args], options);
+        return await this.cmd.sendCommand(['EVALSHA', s.sha, '1', this.routeKey, ...args], options);
       } catch (err) {
         if (!(err instanceof this.redis.ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw this.failure(err);
       }
     }
     try {
-      return await this.cmd.sendCommand(['EVAL', s.source, '0', ...args], options);
+      return await this.cmd.sendCommand(['EVAL', s.source, '1', this.routeKey, ...args], options);
     } catch (err) {
       throw this.failure(err);
     }
@@ -793,7 +867,7 @@ export class RedisEngine implements Engine {
     const start = performance.now();
     try {
       // The ping says this node is alive too: another node asks it for the streams it holds.
-      await this.cmd.sendCommand(['EVAL', HEARTBEAT.source, '0', this.options.prefix, this.options.node, this.instance, String(this.clock.wall())], { timeout: 2000 });
+      await this.cmd.sendCommand(['EVAL', HEARTBEAT.source, '1', this.routeKey, this.prefix, this.options.node, this.instance, String(this.clock.wall())], { timeout: 2000 });
       this.counters.rttMs = Math.round((performance.now() - start) * 1000) / 1000;
       this.cmdUp = true;
     } catch {
@@ -854,4 +928,61 @@ export function redacted(url: string): string {
 export async function createRedisEngine(options: RedisEngineOptions, clock: Clock, log?: Logger): Promise<RedisEngine> {
   const redis = await import('redis');
   return new RedisEngine(redis, options, clock, log);
+}
+
+/**
+ * A Redis Cluster as the engine's one connection: every command routed by the deployment's one
+ * slot, subscriptions sharded (node-redis keeps a pub/sub connection per shard). Its events: a
+ * node connection ready or lost stands for the engine's.
+ */
+class ClusterConnection implements RedisConnection {
+  constructor(
+    private readonly cluster: RedisClusterLike,
+    private readonly routeKey: string,
+  ) {}
+
+  connect(): Promise<unknown> {
+    return this.cluster.connect();
+  }
+
+  sendCommand(args: ReadonlyArray<string | Buffer>, options?: object): Promise<unknown> {
+    return this.cluster.sendCommand(this.routeKey, false, args as (string | Buffer)[], options);
+  }
+
+  subscribe(channel: string, listener: Listener, bufferMode: true): Promise<void> {
+    return this.cluster.sSubscribe(channel, listener, bufferMode);
+  }
+
+  unsubscribe(channel: string, listener: Listener, bufferMode: true): Promise<void> {
+    return this.cluster.sUnsubscribe(channel, listener, bufferMode);
+  }
+
+  pSubscribe(): Promise<void> {
+    return Promise.reject(new Error('a Redis Cluster has no sharded pattern subscriptions'));
+  }
+
+  pUnsubscribe(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  on(event: string, listener: (...args: unknown[]) => void): unknown {
+    const name = event === 'ready' ? 'node-ready' : event === 'end' ? 'node-disconnect' : event;
+    return this.cluster.on(name, listener);
+  }
+
+  duplicate(): RedisConnection {
+    return this;
+  }
+
+  close(): Promise<void> {
+    return this.cluster.close();
+  }
+
+  destroy(): void {
+    this.cluster.destroy();
+  }
+
+  get isReady(): boolean {
+    return this.cluster.isReady;
+  }
 }

@@ -46,7 +46,9 @@ const OVERHEAD = 64; // the memory engine's RETAINED_OVERHEAD: the same byte bou
 /**
  * Publish. ARGV: prefix, channel, payload, now, a new stream epoch (used if none is set), node,
  * publish id, historySize, historyBytes, historyTtl, historyTotalBytes, channelCacheSize,
- * idempotency key ('' for none), idempotencyWindow, remembered evictions.
+ * idempotency key ('' for none), idempotencyWindow, remembered evictions, and `s` on a Redis
+ * Cluster (sharded pub/sub: the event also goes to `p:<first segment>` and `all`, the channels
+ * patterns are subscribed through there, sharded pub/sub having no globs).
  * Answers {1, header} (published) or {0, header} (a repeat within the window: nothing published).
  */
 export const PUBLISH = `
@@ -125,8 +127,15 @@ if size > 0 and maxBytes > 0 and ttl > 0 then
 else
   redis.call('HSET', C, 'lost', offset, 'lseq', seq)
 end
-redis.call('PUBLISH', P .. 'e:' .. ch, msg)
-redis.call('PUBLISH', P .. 'n:' .. ARGV[6], ARGV[7] .. ' ' .. header)
+if ARGV[16] == 's' then
+  redis.call('SPUBLISH', P .. 'e:' .. ch, msg)
+  redis.call('SPUBLISH', P .. 'p:' .. string.match(ch, '^[^.]+'), msg)
+  redis.call('SPUBLISH', P .. 'all', msg)
+  redis.call('SPUBLISH', P .. 'n:' .. ARGV[6], ARGV[7] .. ' ' .. header)
+else
+  redis.call('PUBLISH', P .. 'e:' .. ch, msg)
+  redis.call('PUBLISH', P .. 'n:' .. ARGV[6], ARGV[7] .. ' ' .. header)
+end
 if idem ~= '' then redis.call('SET', P .. 'i:' .. idem, ARGV[4] .. '|' .. header, 'PX', window + 60000) end
 return {1, header}
 `;
