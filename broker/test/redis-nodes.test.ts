@@ -133,6 +133,28 @@ describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one bro
     expect(stream.closed).toBeUndefined();
   });
 
+  it('an SSE stream on one node gets what another publishes from the moment it says subscribed', async () => {
+    const [a, b] = await nodes(2);
+    const res = await fetch(`${httpOf(b)}/events?channels=${encodeURIComponent('feed.*')}`);
+    const reader = res.body!.getReader();
+    let got = '';
+    const until = async (text: string): Promise<void> => {
+      const deadline = Date.now() + 5000;
+      while (!got.includes(text)) {
+        if (Date.now() > deadline) throw new Error(`no ${JSON.stringify(text)} in ${JSON.stringify(got)}`);
+        const { value, done } = await reader.read();
+        if (done) throw new Error('the stream ended');
+        got += Buffer.from(value).toString();
+      }
+    };
+    await until('event: subscribed');
+    const publisher = await RawClient.connect(a.url);
+    expect((await publish(publisher, 'feed.1', 'hello')).t).toBe(FrameType.ack);
+    await until('hello');
+    expect(got).toContain('event: feed.1\n');
+    await reader.cancel();
+  });
+
   it('shares history: a node reads what another published', async () => {
     const [a, b] = await nodes(2);
     const publisher = await RawClient.connect(a.url);
@@ -177,6 +199,8 @@ describe('Redis out of reach', () => {
     expect(publisher.closed).toBeUndefined();
   });
 });
+
+const httpOf = (broker: Broker): string => broker.url.replace(/^ws/, 'http').replace(/\/$/, '');
 
 /** Resolves once `check` answers true (asked again every 20 ms: state no event announces), or fails after 10 s. */
 async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {

@@ -341,11 +341,28 @@ export class SseHub {
     const engine = ingress.core.engine;
     // Without a position to resume from, `subscribed` carries where the stream starts: a client
     // that reconnects before its first event still gets what it missed.
-    const start = position === undefined ? `id: ${formatSsePosition(engine.epoch, engine.position())}\n` : '';
-    stream.write(`retry: ${SSE_RETRY_MS}\n\nevent: subscribed\n${start}data: ${JSON.stringify(subscribed)}\n\n`);
+    const opening = (): string => {
+      const start = position === undefined ? `id: ${formatSsePosition(engine.epoch, engine.position())}\n` : '';
+      return `retry: ${SSE_RETRY_MS}\n\nevent: subscribed\n${start}data: ${JSON.stringify(subscribed)}\n\n`;
+    };
     // Live from here: during a resume, live events are held until the replay is written.
     if (position !== undefined) stream.holding = [];
     for (const pattern of query.patterns) ingress.core.registry.add(stream, pattern, stream.eventFilter);
+    // With nodes on Redis, `subscribed` waits until every pattern is live there (a subscribe's
+    // ack): nothing published after it is missed. Events of the patterns arriving meanwhile wait behind it.
+    const live = position === undefined ? query.patterns.map((p) => engine.live(p)).filter((p) => p !== undefined) : [];
+    if (live.length === 0) {
+      stream.write(opening());
+    } else {
+      stream.holding = [];
+      void Promise.all(live).then(() => {
+        const held = stream.holding ?? [];
+        stream.holding = undefined;
+        if (stream.closed) return;
+        stream.write(opening());
+        for (const e of held) stream.deliver(e);
+      });
+    }
     this.streams.add(stream);
     ingress.sseStreams = this.streams.size;
     res.on('close', () => this.remove(stream));
