@@ -9,6 +9,12 @@ export interface Throughput {
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Called when a loop's measured window opens and when it closes (to read CPU times over it). */
+export interface Marks {
+  start(): void;
+  end(): void;
+}
+
 /**
  * A closed loop: keep at most `window` events in flight (sent but not yet delivered to all
  * `fanout` receivers) so the server is measured, not overflowed. Subscribers call `hit()` once per
@@ -38,15 +44,17 @@ export class ClosedLoop {
     while (this.sent - this.delivered / this.fanout < this.window) this.send(this.sent++);
   }
 
-  async run(seconds: number, warmupSeconds = 1): Promise<Throughput> {
+  async run(seconds: number, warmupSeconds = 1, marks?: Marks): Promise<Throughput> {
     this.running = true;
     this.refill();
     await pause(warmupSeconds * 1000);
+    marks?.start();
     const d0 = this.delivered;
     const t0 = performance.now();
     await pause(seconds * 1000);
     const elapsed = (performance.now() - t0) / 1000;
     const delivered = this.delivered - d0;
+    marks?.end();
     this.running = false;
     // Drain: wait until everything sent arrived, or nothing moved for a second.
     const expected = this.sent * this.fanout;
@@ -110,8 +118,10 @@ export class OpenLoop {
     }
   };
 
-  async run(): Promise<Latency> {
+  /** `marks`: from the first publish to the last. */
+  async run(marks?: Marks): Promise<Latency> {
     const total = Math.round(this.rate * this.seconds);
+    marks?.start();
     const start = performance.now();
     let sent = 0;
     await new Promise<void>((resolve) => {
@@ -127,6 +137,7 @@ export class OpenLoop {
       };
       tick();
     });
+    marks?.end();
     const expected = total * this.fanout;
     let last = -1;
     for (let quiet = 0; this.n < expected && quiet < 10; ) {

@@ -1,7 +1,8 @@
-// `pnpm bench`: the six workloads against crier and, in the same run, the naive `ws` broadcast
-// reference. Prints a table and writes bench/results/latest.json. Targets are shown, not asserted.
+// `pnpm bench`: the workloads against crier and, in the same run, a reference: the naive `ws`
+// broadcast server (W1-W5), raw clients (W6), 1 crier node with the memory engine (W7: 2 nodes on
+// one Redis). Prints a table and writes bench/results/latest.json. Targets are shown, not asserted.
 //
-//   node bench/dist/run.js [--seconds 5] [--only W1,W4] [--quick]
+//   node bench/dist/run.js [--seconds 5] [--only W1,W4] [--quick] [--w7-layout shared|spread|none]
 import { parseArgs } from 'node:util';
 import { cpus } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -9,18 +10,31 @@ import { fileURLToPath } from 'node:url';
 import { hasTaskset, pinSelf } from './processes.js';
 import { startCrier, startNaive, type BenchServer } from './servers.js';
 import * as w from './workloads.js';
+import { deploy, fanoutNodes, latencyNodes, layouts, type Deployment, type Layout } from './multinode.js';
+import { redisAvailable } from './redis-server.js';
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' },
     only: { type: 'string' },
     quick: { type: 'boolean', default: false },
+    'w7-layout': { type: 'string', default: 'shared' },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
-  console.log('usage: pnpm bench [--seconds N] [--only W1,W2,...] [--quick]\n  --quick: 2 s per measurement and 2,000 idle connections in W4');
+  console.log(
+    'usage: pnpm bench [--seconds N] [--only W1,W2,...] [--quick] [--w7-layout shared|spread|none]\n' +
+      '  --quick: 2 s per measurement and 2,000 idle connections in W4\n' +
+      '  --w7-layout: where W7 runs its 2 nodes and redis-server:\n' +
+      Object.values(layouts).map((l) => `    ${l.name.padEnd(7)} ${l.text}${l.name === 'shared' ? ' (default)' : ''}`).join('\n'),
+  );
   process.exit(0);
+}
+const w7layout: Layout | undefined = layouts[values['w7-layout']];
+if (w7layout === undefined) {
+  console.error(`--w7-layout: one of ${Object.keys(layouts).join(', ')}`);
+  process.exit(2);
 }
 const settings: w.Settings = { seconds: values.quick ? 2 : Number(values.seconds) };
 const only = values.only ? new Set(values.only.toUpperCase().split(',')) : undefined;
@@ -58,6 +72,21 @@ async function both<T>(fn: (server: BenchServer) => Promise<T>, crierArgs: strin
   } finally {
     await crierServer.stop();
   }
+}
+
+/** Runs `fn` against 1 crier node (memory engine), then 2 nodes on a fresh redis-server; each deployment fresh. */
+async function oneAndTwo<T>(layout: Layout, fn: (d: Deployment) => Promise<T>): Promise<{ one: T; two: T }> {
+  const run = async (count: 1 | 2): Promise<T> => {
+    settle();
+    const d = await deploy(count, layout, ['--max-channels', '1000', '--buffer-size', '4000', '--publish-rate', '1000000000']);
+    try {
+      return await fn(d);
+    } finally {
+      await d.stop();
+    }
+  };
+  const one = await run(1);
+  return { one, two: await run(2) };
 }
 
 /** A full garbage collection of the load generator, when run with --expose-gc (`npm run bench` does). */
@@ -173,6 +202,70 @@ if (wants('W6')) {
   }
 }
 
+if (wants('W7')) {
+  const layout = w7layout;
+  const where = hasTaskset || layout.name === 'none' ? layout.text : 'no taskset: nothing pinned';
+  if (!redisAvailable()) {
+    console.error('W7 skipped: redis-server is not installed (bash e2e/scripts/ensure-redis.sh installs it)');
+  } else {
+    console.error(`W7 2 nodes + Redis vs 1 node (memory engine); --w7-layout ${layout.name}: ${where}`);
+    details['W7-layout'] = { name: layout.name, text: where };
+    pinSelf(layout.loadGenerator);
+    try {
+      await multiNode(layout);
+    } finally {
+      pinSelf(1);
+    }
+  }
+}
+
+/** W7: W1's fan-out and W2's latency on 2 nodes + Redis, 1 node (memory engine) the reference. */
+async function multiNode(layout: Layout): Promise<void> {
+  const ref = { referenceName: '1 node, memory', target: '', met: undefined };
+  for (const n of [100, 1000]) {
+    console.error(`W7 fan-out, ${n} subscribers over 2 nodes + Redis, and on 1 node…`);
+    const r = await oneAndTwo(layout, (d) => fanoutNodes(d, n, settings));
+    details[`W7-fanout-${n}`] = r;
+    const workload = `W7 2 nodes + Redis, fan-out ×${n}`;
+    add({ ...ref, workload, metric: 'deliveries/s', crier: r.two.deliveriesPerSecond, reference: r.one.deliveriesPerSecond });
+    add({
+      ...ref,
+      workload,
+      metric: 'node CPU ns/delivery (both nodes)',
+      crier: r.two.ns.nodes,
+      reference: r.one.ns.nodes,
+      target: '< 2× 1 node',
+      met: r.two.ns.nodes < 2 * r.one.ns.nodes,
+    });
+    add({ ...ref, workload, metric: 'node CPU ns/delivery, node 1 (publisher)', crier: r.two.ns.perNode[0]!, reference: r.one.ns.nodes });
+    add({ ...ref, workload, metric: 'node CPU ns/delivery, node 2', crier: r.two.ns.perNode[1]!, reference: r.one.ns.nodes });
+    add({ ...ref, workload, metric: 'redis-server CPU ns/delivery', crier: r.two.ns.redis, reference: undefined });
+    add({ ...ref, workload, metric: 'server CPU ns/delivery (nodes + Redis)', crier: r.two.ns.servers, reference: r.one.ns.servers });
+    add({
+      ...ref,
+      workload,
+      metric: 'messages from Redis per event, each node',
+      crier: Math.max(...r.two.redisMessagesPerEvent),
+      reference: undefined,
+      target: '1 per node (not per subscriber)',
+      met: r.two.redisMessagesPerEvent.every((x) => x === 1),
+    });
+    add({ ...ref, workload, metric: 'loss', crier: r.two.loss, reference: r.one.loss, target: '0', met: r.two.loss === 0 });
+  }
+  console.error('W7 latency, 100 subscribers over 2 nodes + Redis, and on 1 node, 1000 publishes/s…');
+  const r = await oneAndTwo(layout, (d) => latencyNodes(d, 100, 1000, settings));
+  details['W7-latency'] = r;
+  const workload = 'W7 2 nodes + Redis, latency 100k deliveries/s';
+  for (const q of ['p50', 'p99', 'p999', 'max'] as const) {
+    const target = q === 'p99' ? '< 10 ms' : '';
+    add({ ...ref, workload, metric: `${q} ms`, crier: round2(r.two[q]), reference: round2(r.one[q]), target, met: q === 'p99' ? r.two.p99 < 10 : undefined });
+  }
+  // The same load on both setups: the cost per delivery without the closed loop's batching differences.
+  add({ ...ref, workload, metric: 'node CPU ns/delivery (both nodes)', crier: r.two.ns.nodes, reference: r.one.ns.nodes, target: '< 2× 1 node', met: r.two.ns.nodes < 2 * r.one.ns.nodes });
+  add({ ...ref, workload, metric: 'redis-server CPU ns/delivery', crier: r.two.ns.redis, reference: undefined });
+  add({ ...ref, workload, metric: 'loss', crier: r.two.loss, reference: r.one.loss, target: '0', met: r.two.loss === 0 });
+}
+
 function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
@@ -194,6 +287,7 @@ console.log(line(header));
 console.log(`|${widths.map((n) => '-'.repeat(n + 2)).join('|')}|`);
 for (const b of body) console.log(line(b));
 console.log(`\n${((Date.now() - started) / 1000).toFixed(0)} s; ${cpus().length} × ${cpus()[0]?.model ?? '?'}; node ${process.version}`);
+if (details['W7-layout'] !== undefined) console.log(`W7: 2 nodes + Redis; the reference, 1 node with the memory engine. --w7-layout ${w7layout.name}: ${(details['W7-layout'] as { text: string }).text}`);
 
 const dir = fileURLToPath(new URL('../results/', import.meta.url));
 mkdirSync(dir, { recursive: true });
