@@ -106,6 +106,9 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     }
     server.on('error', (err) => log.error({ err }, 'server error'));
   }
+  // A shared store that lost its data (Redis restarted without persistence): every client is sent
+  // to resume, where it is told its events since may be lost (broker_restarted).
+  engine.onEpochChange(() => restartStreams(ingress, sse));
   const stopKeepAlive = startKeepAlive(ingress, sse);
   const broker = new RunningBroker(ingress, sse, resolved, server, owned, paths, tlsFiles, () => {
     stopKeepAlive();
@@ -309,6 +312,23 @@ class Drain {
     ingress.log.info({ closed: this.closed, open: ingress.sockets.size, ms: Math.round(ingress.clock.now() - this.started) }, 'drained');
     this.resolve();
   }
+}
+
+/** Longest a client sent to resume after an engine epoch change is told to wait, in ms. */
+const RESTART_SPREAD_MS = 2000;
+
+/**
+ * Closes every connection with 4009 (each told to reconnect after a random delay within
+ * RESTART_SPREAD_MS) and ends every SSE stream: their resumes say what the new epoch lost.
+ */
+function restartStreams(ingress: Ingress, sse: SseHub): void {
+  ingress.log.warn({ connections: ingress.connections.size, sseStreams: ingress.sseStreams },
+    'the engine lost its stream (a new epoch): clients are sent to resume, and told what may be lost');
+  ingress.core.flush();
+  for (const conn of [...ingress.connections]) {
+    if (conn.state === 'open') ingress.closeConnection(conn, CloseCode.draining, `draining: reconnect after ${Math.floor(Math.random() * RESTART_SPREAD_MS)} ms`);
+  }
+  sse.closeAll();
 }
 
 /**

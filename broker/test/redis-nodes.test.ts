@@ -166,39 +166,85 @@ describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one bro
 });
 
 describe('Redis out of reach', () => {
-  beforeAll(() => {
-    on = 'server';
-  });
+  /** Nodes on a Redis of their own, which the test stops and starts again. */
+  async function nodesOn(server: RedisServer): Promise<[Broker, Broker]> {
+    const prefix = `d${deployments++}:`;
+    return [
+      await startBroker({ redis: server.url, redisPrefix: prefix, nodeName: 'node0' }),
+      await startBroker({ redis: server.url, redisPrefix: prefix, nodeName: 'node1' }),
+    ];
+  }
 
   it('publishes fail unavailable (HTTP 503 with Retry-After), /readyz says not ready, clients stay connected; all recovers when Redis is back', async () => {
-    const [a, b] = await nodes(2);
-    const sub = await RawClient.connect(b.url);
-    await sub.subscribe('r.*');
-    const publisher = await RawClient.connect(a.url);
-    await publish(publisher, 'r.1', 'before');
-    await sub.waitEvents(1);
-    const http = a.url.replace(/^ws/, 'http').replace(/\/$/, '');
-    await redis.kill();
+    // With persistence, as in production: the stream survives the restart.
+    const own = await startRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'always'] });
     try {
-      await eventually('node0 to see Redis gone', async () => (await fetch(`${http}/readyz`)).status === 503);
-      const refused = (await publish(publisher, 'r.1', 'while down')) as ErrorFrame;
-      expect([refused.t, refused.code]).toEqual([FrameType.error, ErrorCode.unavailable]);
-      const res = await fetch(`${http}/publish/r.1`, { method: 'POST', body: 'while down' });
-      expect(res.status).toBe(503);
-      expect(res.headers.get('retry-after')).toBe('2');
-      expect(((await res.json()) as { code: string }).code).toBe(ErrorCode.unavailable);
-      expect((await (await fetch(`${http}/metrics`)).text())).toMatch(/crier_refused_total\{reason="unavailable"\} [1-9]/);
+      const [a, b] = await nodesOn(own);
+      const sub = await RawClient.connect(b.url);
+      await sub.subscribe('r.*');
+      const publisher = await RawClient.connect(a.url);
+      await publish(publisher, 'r.1', 'before');
+      await sub.waitEvents(1);
+      const http = httpOf(a);
+      await own.kill();
+      try {
+        await eventually('node0 to see Redis gone', async () => (await fetch(`${http}/readyz`)).status === 503);
+        const refused = (await publish(publisher, 'r.1', 'while down')) as ErrorFrame;
+        expect([refused.t, refused.code]).toEqual([FrameType.error, ErrorCode.unavailable]);
+        const res = await fetch(`${http}/publish/r.1`, { method: 'POST', body: 'while down' });
+        expect(res.status).toBe(503);
+        expect(res.headers.get('retry-after')).toBe('2');
+        expect(((await res.json()) as { code: string }).code).toBe(ErrorCode.unavailable);
+        expect((await (await fetch(`${http}/metrics`)).text())).toMatch(/crier_refused_total\{reason="unavailable"\} [1-9]/);
+      } finally {
+        await own.restart();
+      }
+      await eventually('node0 to be ready again', async () => (await fetch(`${http}/readyz`)).status === 200);
+      await eventually('node1 to be ready again', async () => b.stats().engine.ready);
+      const after = await publish(publisher, 'r.1', 'after');
+      expect(after.t).toBe(FrameType.ack);
+      const got = await sub.waitEvents(2);
+      expect(bodies(got)).toEqual(['r.1:before', 'r.1:after']);
+      expect(got.map((e) => e.o)).toEqual([1, 2]); // the same stream, the same channel epoch
+      expect(sub.closed).toBeUndefined();
+      expect(publisher.closed).toBeUndefined();
     } finally {
-      await redis.restart();
+      await own.stop();
     }
-    await eventually('node0 to be ready again', async () => (await fetch(`${http}/readyz`)).status === 200);
-    await eventually('node1 to be ready again', async () => b.stats().engine.ready);
-    expect((await publish(publisher, 'r.1', 'after')).t).toBe(FrameType.ack);
-    expect(bodies(await sub.waitEvents(2))).toEqual(['r.1:before', 'r.1:after']);
-    expect(sub.closed).toBeUndefined();
-    expect(publisher.closed).toBeUndefined();
+  });
+
+  it('a Redis that comes back without its data: every client is sent to resume (4009), and told the broker restarted', async () => {
+    const own = await startRedis();
+    try {
+      const [a, b] = await nodesOn(own);
+      const sub = await RawClient.connect(b.url);
+      await sub.subscribe('r.*');
+      const publisher = await RawClient.connect(a.url);
+      await publish(publisher, 'r.1', 'before');
+      await sub.waitEvents(1);
+      await own.kill();
+      await own.restart();
+      const closed = await sub.waitClose(15_000);
+      expect(closed.code).toBe(CloseCode.draining);
+      expect(closed.reason).toMatch(/^draining: reconnect after \d+ ms$/);
+      const back = await resumeOn(b.url, sub);
+      expect(back.welcome!.rs).toMatchObject({ n: 0, why: 'broker_restarted' });
+      await eventually('node0 to be ready again', async () => (await fetch(`${httpOf(a)}/readyz`)).status === 200);
+      const again = await RawClient.connect(a.url);
+      expect((await publish(again, 'r.1', 'new stream')).t).toBe(FrameType.ack);
+      expect(bodies(await back.waitEvents(1))).toEqual(['r.1:new stream']);
+      expect(back.welcome!.ep).not.toBe(sub.welcome!.ep);
+    } finally {
+      await own.stop();
+    }
   });
 });
+
+/** The parked sessions as /stats answers them (fresh from the engine). */
+async function fetchParked(broker: Broker): Promise<number> {
+  const stats = (await (await fetch(broker.url.replace(/^ws/, 'http').replace(/\/$/, '') + '/stats')).json()) as { sessions: { parked: number } };
+  return stats.sessions.parked;
+}
 
 const httpOf = (broker: Broker): string => broker.url.replace(/^ws/, 'http').replace(/\/$/, '');
 
@@ -209,10 +255,4 @@ async function eventually(what: string, check: () => Promise<boolean>): Promise<
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-}
-
-/** The parked sessions as /stats answers them (fresh from the engine). */
-async function fetchParked(broker: Broker): Promise<number> {
-  const stats = (await (await fetch(broker.url.replace(/^ws/, 'http').replace(/\/$/, '') + '/stats')).json()) as { sessions: { parked: number } };
-  return stats.sessions.parked;
 }

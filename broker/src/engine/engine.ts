@@ -195,6 +195,12 @@ export interface Engine {
   claimStream(uuid: string, claim: SessionClaim): StreamClaimAnswer | Promise<StreamClaimAnswer>;
   /** Sets what answers the claims of other nodes on the streams this node holds. */
   onStreamClaim(handler: StreamClaimHandler): void;
+  /**
+   * Calls `listener` when the stream epoch changes while the engine runs (a shared store that lost
+   * its data): positions held by connected clients mean nothing any more, and events may have
+   * been lost that no history can give back.
+   */
+  onEpochChange(listener: () => void): void;
   /** Whether the engine can sequence now (`/readyz`; publishes fail `unavailable` otherwise). */
   readonly ready: boolean;
   /** Its state and figures, for `/stats` and `/metrics`. */

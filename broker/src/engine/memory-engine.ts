@@ -165,6 +165,9 @@ export class MemoryEngine implements Engine {
 
   onStreamClaim(): void {}
 
+  /** Its epoch is its life's: it never changes while it runs. */
+  onEpochChange(): void {}
+
   live(): undefined {
     return undefined;
   }

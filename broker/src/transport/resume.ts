@@ -78,8 +78,11 @@ export function restore(ingress: Ingress, conn: Connection, session: ParkedSessi
     const accept = filter === undefined ? undefined : (labels: string[] | undefined, key: string | undefined) => filter.passes(labels, key);
     reads.push({ pattern: sub.pattern, page: engine.replay(sub.pattern, since, MAX_REPLAY_EVENTS, accept) });
   }
-  const pages = reads.some((r) => r.page instanceof Promise)
-    ? Promise.all(reads.map((r) => r.page))
+  // The welcome waits until every restored subscription is live on this node (with nodes on
+  // Redis: its subscription there made), replayed or not, as a subscribe's ack does.
+  const live = session.subscriptions.map((s) => engine.live(s.pattern)).filter((p) => p !== undefined);
+  const pages = live.length > 0 || reads.some((r) => r.page instanceof Promise)
+    ? Promise.all([...reads.map((r) => r.page), ...live]).then((all) => all.slice(0, reads.length) as ReplayPage[])
     : reads.map((r) => r.page as ReplayPage);
   return when(pages, (done) => {
     const { events } = mergeReplays(done, { events: MAX_REPLAY_EVENTS, bytes: Infinity }, () => 0);

@@ -145,6 +145,10 @@ export class AsyncEngine implements Engine {
     return this.inner.claimStream(uuid, claim);
   }
 
+  onEpochChange(listener: () => void): void {
+    this.inner.onEpochChange(listener);
+  }
+
   onStreamClaim(handler: StreamClaimHandler): void {
     this.inner.onStreamClaim(handler);
   }

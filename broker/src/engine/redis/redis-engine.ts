@@ -74,6 +74,10 @@ export const MAX_PENDING_PUBLISHES = 10_000;
 export const MAX_FILL_BUFFER = 10_000;
 /** Events one gap fill reads at most; past it the rest is counted lost. */
 export const MAX_FILL_EVENTS = 100_000;
+/** How long after its script's answer a publish waits for its confirmation at most, in ms. */
+const CONFIRM_TIMEOUT = 2000;
+/** How long a gap fill that failed waits before it tries again, in ms. */
+const FILL_RETRY_MS = 250;
 /** How often the engine pings Redis (its health and round-trip time), in ms. */
 export const HEALTH_INTERVAL = 1000;
 
@@ -116,8 +120,9 @@ interface Pending {
   request: PublishRequest;
   resolve(result: PublishResult): void;
   reject(err: unknown): void;
-  /** The publish script's answer, once it came. */
+  /** The publish script's answer, once it came, and when (monotonic ms). */
   header: Header | undefined;
+  answeredAt: number;
 }
 
 /** One channel as the READ script answers it. */
@@ -171,6 +176,11 @@ export class RedisEngine implements Engine {
   /** The key every script is routed by (on a cluster: the slot of every key of the deployment). */
   private readonly routeKey: string;
   private readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
+  /** The publish script's arguments that never change: the history bounds; the window, evictions remembered, pub/sub mode. */
+  private readonly bounds: string[];
+  private readonly publishTail: string[];
+  /** The stream epoch a publish sets if Redis has none (a new or emptied Redis). */
+  private readonly epochCandidate = nanoid(10);
   /** On a cluster: sharded channels subscribed for patterns, with how many patterns use each. */
   private readonly shardedPatterns = new Map<string, number>();
 
@@ -202,6 +212,7 @@ export class RedisEngine implements Engine {
   private readonly claims = new Map<string, (answer: StreamClaimAnswer) => void>();
   private claimSeq = 0;
   private claimHandler: StreamClaimHandler = () => 'absent';
+  private epochListener: () => void = () => {};
 
   /** Figures for `/stats` and `/metrics`. */
   readonly counters = { received: 0, refiltered: 0, fills: 0, filled: 0, lostInFills: 0, rttMs: 0, disconnects: 0, epochChanges: 0 };
@@ -229,13 +240,18 @@ export class RedisEngine implements Engine {
       this.sub = this.cmd.duplicate();
     }
     this.limits = payloadLimits(options.maxPayload);
+    this.bounds = [options.historySize, options.historyBytes, options.historyTtl, options.historyTotalBytes, options.channelCacheSize].map(String);
+    this.publishTail = [String(options.idempotencyWindow), String(REMEMBERED_EVICTIONS), this.sharded ? 's' : ''];
     this.instance = `${options.node}#${nanoid(6)}`;
     this.timeout = options.commandTimeout ?? 5000;
     this.cmd.on('error', (err) => this.onError('commands', err));
     this.sub.on('error', (err) => this.onError('subscriber', err));
     this.cmd.on('ready', () => {
       this.cmdUp = true;
-      if (this.started) this.log?.info('redis engine: command connection ready');
+      if (!this.started) return;
+      this.log?.info('redis engine: command connection ready');
+      // Before any publish on the new connection: a restarted Redis has no scripts.
+      this.loadScripts();
     });
     this.sub.on('ready', () => {
       this.subUp = true;
@@ -250,8 +266,9 @@ export class RedisEngine implements Engine {
     return `${this.prefix}n:${this.options.node}`;
   }
 
+  /** Both connections up, and no gap fill under way (a node catching up, or that lost its stream, is not ready yet). */
   get ready(): boolean {
-    return this.cmdUp && this.subUp && !this.closed;
+    return this.cmdUp && this.subUp && !this.filling && !this.closed;
   }
 
   async start(sink: EventSink): Promise<void> {
@@ -260,6 +277,7 @@ export class RedisEngine implements Engine {
       await this.cmd.connect();
       if (this.sub !== this.cmd) await this.sub.connect();
       this.cmdUp = this.subUp = true;
+      await Promise.all(this.loadScripts());
       const [epoch, seq] = (await this.run(INIT, [this.prefix, nanoid(10)])) as [string, number];
       this.epoch = String(epoch);
       this.delivered = this.known = Number(seq);
@@ -282,14 +300,17 @@ export class RedisEngine implements Engine {
     }
     const id = (this.publishes++).toString(36);
     const o = this.options;
-    const keeps = [o.historySize, o.historyBytes, o.historyTtl, o.historyTotalBytes, o.channelCacheSize].map(String);
     const idem = request.idempotency === undefined || o.idempotencyWindow <= 0 ? '' : `${request.idempotency.scope}\u0000${request.idempotency.id}`;
     return new Promise<PublishResult>((resolve, reject) => {
-      const pending: Pending = { request, resolve, reject, header: undefined };
+      const pending: Pending = { request, resolve, reject, header: undefined, answeredAt: 0 };
+      const downs = this.counters.disconnects;
       this.pending.set(id, pending);
-      const args = [this.prefix, request.channel, Buffer.from(encodePayload(request)), String(this.clock.wall()), nanoid(10), o.node, id,
-        ...keeps, idem, String(o.idempotencyWindow), String(REMEMBERED_EVICTIONS), this.sharded ? 's' : ''];
-      this.run(PUBLISH, args).then((reply) => {
+      const payload = encodePayload(request);
+      const args = [this.prefix, request.channel, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), String(this.clock.wall()),
+        this.epochCandidate, o.node, id, ...this.bounds, idem, ...this.publishTail];
+      // No per-command timeout on the hot path (node-redis makes a timer signal for each): a
+      // Redis that stops answering fails the health ping, and publishes fail fast from then on.
+      this.run(PUBLISH, args, false, false).then((reply) => {
         const [published, header] = reply as [number, string];
         const h = parseHeader(String(header).slice(0, -1));
         if (!published) {
@@ -298,8 +319,10 @@ export class RedisEngine implements Engine {
           resolve(resultOf(h));
         } else if (this.pending.has(id)) {
           pending.header = h;
-          // Its confirmation cannot come on a subscriber connection that is down: the gap fill hands it over.
-          if (!this.subUp) this.settle(id);
+          pending.answeredAt = this.clock.now();
+          // Its confirmation was lost if the subscriber connection dropped since it was sent: the
+          // gap fill hands the event over to this node's subscribers.
+          if (!this.subUp || this.counters.disconnects !== downs) this.settle(id);
         }
       }, (err: unknown) => {
         this.pending.delete(id);
@@ -488,6 +511,10 @@ export class RedisEngine implements Engine {
     this.run(DISOWN, [this.prefix, uuid, this.options.node]).catch(() => {});
   }
 
+  onEpochChange(listener: () => void): void {
+    this.epochListener = listener;
+  }
+
   onStreamClaim(handler: StreamClaimHandler): void {
     this.claimHandler = handler;
   }
@@ -559,20 +586,23 @@ export class RedisEngine implements Engine {
     this.counters.fills++;
     try {
       for (;;) {
-        this.overflowed = false;
-        const [epoch, seq] = (await this.run(INIT, [this.prefix, nanoid(10)])) as [string, number];
-        if (String(epoch) !== this.epoch) this.newEpoch(`${String(epoch)}.`);
-        const upTo = Number(seq);
-        if (upTo > this.delivered) await this.readGap(this.delivered, upTo);
-        if (upTo > this.known) this.known = upTo;
-        if (!this.overflowed) break;
+        try {
+          this.overflowed = false;
+          const [epoch, seq] = (await this.run(INIT, [this.prefix, nanoid(10)])) as [string, number];
+          if (String(epoch) !== this.epoch) this.newEpoch(`${String(epoch)}.`);
+          const upTo = Number(seq);
+          if (upTo > this.delivered) await this.readGap(this.delivered, upTo);
+          if (upTo > this.known) this.known = upTo;
+          if (!this.overflowed) break;
+        } catch (err) {
+          // Redis half back (the command connection not yet): again shortly, still holding what
+          // arrives live (bounded: past it, read from history too), so the gap stays before it.
+          if (this.closed) return;
+          this.log?.warn({ err: (err as Error).message }, 'redis engine: a gap fill failed; trying again');
+          this.overflowed = true;
+          await new Promise<void>((resolve) => this.clock.setTimeout(resolve, FILL_RETRY_MS));
+        }
       }
-    } catch (err) {
-      // Redis half back (the command connection not yet): again shortly, while the subscriber is up.
-      this.log?.warn({ err: (err as Error).message }, 'redis engine: a gap fill failed; trying again');
-      this.clock.setTimeout(() => {
-        if (this.subUp) void this.fill();
-      }, 250);
     } finally {
       this.filling = false;
       const held = this.held;
@@ -596,11 +626,13 @@ export class RedisEngine implements Engine {
     this.log?.warn({ was: this.epoch, now: epoch }, 'redis engine: the stream epoch changed (Redis lost its data); resuming clients are told');
     this.epoch = epoch;
     this.delivered = this.known = 0;
+    this.epochListener();
   }
 
   /** Hands over the events of this node's interest with seq in (since, upTo]. */
   private async readGap(since: number, upTo: number): Promise<void> {
-    const touched = (await this.command(['ZRANGEBYSCORE', this.key('chans'), `(${since}`, String(upTo)])) as string[];
+    // Every channel with an event after `since`: its last event may be after `upTo` by now.
+    const touched = (await this.command(['ZRANGEBYSCORE', this.key('chans'), `(${since}`, '+inf'])) as string[];
     const names = touched.map(String).filter((name) => this.wants(name));
     const events: StreamEvent[] = [];
     for (let i = 0; i < names.length && events.length < MAX_FILL_EVENTS; i += 100) {
@@ -822,9 +854,20 @@ export class RedisEngine implements Engine {
     }
   }
 
+  /**
+   * Loads the scripts run by their hash (on a cluster, on the shard of the deployment's slot).
+   * Sent first on a new connection: a publish sent by hash to a Redis without the script would
+   * be sent again whole after the answer, behind publishes sent after it (reordered).
+   */
+  private loadScripts(): Promise<unknown>[] {
+    return [PUBLISH, READ].map((s) => this.cmd.sendCommand(['SCRIPT', 'LOAD', s.source], { timeout: this.timeout }).catch((err: unknown) => {
+      this.log?.warn({ err: (err as Error).message }, 'redis engine: a script could not be loaded');
+    }));
+  }
+
   /** Runs a script by its hash, sending its source when Redis does not have it (a restarted Redis). */
-  private async run(s: Script, args: (string | Buffer)[], binary = false): Promise<unknown> {
-    const options = binary ? { ...BINARY, timeout: this.timeout } : { timeout: this.timeout };
+  private async run(s: Script, args: (string | Buffer)[], binary = false, timeout = true): Promise<unknown> {
+    const options = binary ? { ...BINARY, timeout: this.timeout } : timeout ? { timeout: this.timeout } : undefined;
     if (s.byHash) {
       try {
         return await this.cmd.sendCommand(['EVALSHA', s.sha, '1', this.routeKey, ...args], options);
@@ -863,7 +906,12 @@ export class RedisEngine implements Engine {
   }
 
   private async ping(): Promise<void> {
-    if (this.closed || !this.cmd.isReady) return;
+    if (this.closed) return;
+    // A publish whose script answered but whose confirmation never came (lost with a connection
+    // that dropped and came back in between): answered from the script's reply.
+    const stale = this.clock.now() - CONFIRM_TIMEOUT;
+    for (const [id, pending] of this.pending) if (pending.header !== undefined && pending.answeredAt < stale) this.settle(id);
+    if (!this.cmd.isReady) return;
     const start = performance.now();
     try {
       // The ping says this node is alive too: another node asks it for the streams it holds.
