@@ -294,7 +294,7 @@ export class Connection implements PageHooks {
       dead: (grace) =>
         this.abandon(
           CloseCode.keepAliveTimeout,
-          `keep-alive: ${grace === undefined ? `broker silent for ${2 * frame.ka}` : `no pong within ${grace}`} ms`,
+          `keep-alive: ${grace === undefined ? `silent for ${2 * frame.ka}` : `no pong within ${grace}`} ms`,
           grace !== undefined,
         ),
     });
