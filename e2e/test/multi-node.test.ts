@@ -1,14 +1,16 @@
 // Several crier-broker processes on one Redis (the Redis engine) are one broker to their clients:
 // a publish on any node reaches every matching subscriber on every node once, with the same
 // id/offset/epoch, in per-publisher order; a client that comes back on another node resumes
-// there; while Redis is away publishes are refused `unavailable` and nobody is disconnected.
+// there; while Redis is away publishes are refused `unavailable` and nobody is disconnected, and
+// a Redis that comes back with its data (AOF) loses nothing; one that comes back empty sends every
+// client to resume, told `broker_restarted`.
 // Real processes (the CLI), a real redis-server, sdk-node clients; every wait has a deadline.
 import { afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { matchPattern } from '@crier/protocol';
 import {
-  connect, CrierError, type ClientOptions, type ClientState, type CrierClient, type CrierEvent, type PublishAck, type ResumedInfo,
+  connect, CrierError, type ClientOptions, type ClientState, type CrierClient, type CrierEvent, type PublishAck, type ResumedInfo, type StateInfo,
 } from '@crier/sdk-node';
-import { redisCommand, startRedis, startRedisCluster, type RedisServer } from '../../broker/test/redis-server.js';
+import { redisCommand, startRedis, startRedisCluster, type RedisServer, type RedisServerOptions } from '../../broker/test/redis-server.js';
 import { startBalancer, startNode, type Balancer, type BrokerNode } from './nodes.js';
 import { Signal, text, waitFor } from './helpers.js';
 
@@ -20,8 +22,11 @@ afterEach(async () => {
 const decoder = new TextDecoder();
 const textOf = (e: CrierEvent): string => decoder.decode(e.data);
 
-async function redis(): Promise<RedisServer> {
-  const server = await startRedis();
+/** A Redis with persistence, as in production: AOF, each write synced (its data survives kill -9). */
+const PERSISTENT: RedisServerOptions = { args: ['--appendonly', 'yes', '--appendfsync', 'always'] };
+
+async function redis(options: RedisServerOptions = {}): Promise<RedisServer> {
+  const server = await startRedis(options);
   closers.push(() => server.stop());
   return server;
 }
@@ -66,6 +71,8 @@ class Watcher {
   readonly stream: CrierEvent[] = [];
   readonly resumes: ResumedInfo[] = [];
   readonly states: ClientState[] = [];
+  /** The code and reason of each socket of it that closed. */
+  readonly closes: StateInfo[] = [];
   dropped = 0;
   readonly changed = new Signal();
 
@@ -90,8 +97,9 @@ class Watcher {
       this.resumes.push(info);
       this.changed.notify();
     });
-    client.on('state', (state) => {
+    client.on('state', (state, info) => {
       this.states.push(state);
+      if (state === 'reconnecting') this.closes.push(info);
       this.changed.notify();
     });
     client.on('dropped', (notice) => {
@@ -161,6 +169,9 @@ async function publishAll(pub: CrierClient, publisher: string, plan: string[], w
   await Promise.all(Array.from({ length: window }, lane));
   return sent;
 }
+
+/** An event's stream seq: the base-36 tail of its id (`<stream epoch>-<seq>`). */
+const seqOf = (id: string): number => parseInt(id.slice(id.lastIndexOf('-') + 1), 36);
 
 /** `publisher:i` back into its parts. */
 function origin(body: string): { publisher: string; i: number } {
@@ -253,9 +264,8 @@ async function oneBroker(redisUrl: string, args: string[] = []): Promise<void> {
     (async () => void mixed.push(await Watcher.on(n.url, n.name, MIXED)))(),
   ]));
   const publishers = await Promise.all(ns.flatMap((n) => [0, 1].map(async (k) => ({ name: `${n.name}p${k}`, client: await client(n.url) }))));
-  // One publish first, alone: Redis then has the publish script in its cache (see the cold-cache
-  // test below for what pipelined publishes meet on a Redis that does not have it yet).
-  const warm = await publishAll(publishers[0]!.client, 'warm', ['warm.up'], 1);
+  // No warm-up publish: the nodes load their scripts as they connect, so pipelined publishes on a
+  // fresh Redis keep their order (see the cold-cache tests below).
   const started = performance.now();
   const share = (k: number): number => Math.floor(TOTAL / publishers.length) + (k < TOTAL % publishers.length ? 1 : 0);
   const sent = (await Promise.all(publishers.map((p, k) => {
@@ -277,7 +287,7 @@ async function oneBroker(redisUrl: string, args: string[] = []): Promise<void> {
   // twice has come once the fence is here.
   const fence = await publishAll(publishers[0]!.client, 'fence', ['orders.eu', 'payments.card'], 1);
   await Promise.all([...watchers, ...mixed].map((w) => w.hasAll(fence.filter((s) => w.patterns.some((p) => matchPattern(p, s.channel))).map((s) => s.ack.id))));
-  const all = [...warm, ...sent, ...fence];
+  const all = [...sent, ...fence];
 
   const problems: string[] = [];
   for (const w of watchers) problems.push(...audit(w.stream, w.patterns[0]!, all, w.node));
@@ -299,23 +309,45 @@ describe('three broker processes on one Redis', () => {
     await oneBroker(server.url);
   }, 60_000);
 
-  // BROKER BUG (redis-engine.ts `run`): a script is sent as EVALSHA, and as EVAL only after Redis
-  // answered NOSCRIPT. On a Redis without the publish script (fresh, restarted, or after SCRIPT
-  // FLUSH: its script cache is empty), a node's pipelined publishes 0..k get NOSCRIPT, the script
-  // gets loaded meanwhile (this node's first EVAL, or another node's), publishes k+1.. of the same
-  // connection succeed as EVALSHA, and 0..k run after them as EVAL: one publisher's events of a
-  // channel get offsets out of the order it sent them in (seen in the 10,000-event case before
-  // its warm-up: `orders.eu.paris: n1p0:6 sequenced at offset 15, before n1p0:0 (offset 20)`),
-  // and every subscriber sees them in that wrong order. A race: five empty caches make it show.
-  it.fails('keep each publisher\'s order when Redis has not cached the publish script (fresh, restarted, SCRIPT FLUSH)', async () => {
-    const server = await redis();
+  /** 200 events from a publisher on each node at once, 64 in flight each. */
+  const burst = async (pubs: { name: string; client: CrierClient }[], round: string): Promise<Sent[]> => {
+    const plan = Array.from({ length: 200 }, (_, i) => CHANNELS[i % 3]!);
+    return (await Promise.all(pubs.map((p) => publishAll(p.client, `${p.name}${round}`, plan, 64)))).flat();
+  };
+
+  // A Redis without the publish script (its cache empty) once reordered pipelined publishes: those
+  // that met NOSCRIPT ran again as EVAL behind later ones (`orders.eu.paris: n1p0:6 sequenced at
+  // offset 15, before n1p0:0 (offset 20)`). Fixed in 05427e1 for a fresh Redis and a restarted
+  // one: the scripts are loaded first thing on every (re)connection. Redis 7 keeps no script over
+  // a restart, AOF or not; with AOF the stream (and so every client's connection) survives it.
+  it('keep each publisher\'s order on a Redis that has not cached the publish script: fresh, or restarted', async () => {
+    const server = await redis(PERSISTENT);
     const ns = await nodes(server.url, ['c0', 'c1', 'c2']);
     const pubs = await Promise.all(ns.map(async (n) => ({ name: n.name, client: await client(n.url) })));
-    const sent: Sent[] = [];
-    for (let round = 0; round < 5; round++) {
-      if (round > 0) await redisCommand(server.port, ['SCRIPT', 'FLUSH']);
-      const plan = Array.from({ length: 200 }, (_, i) => CHANNELS[i % 3]!);
-      sent.push(...(await Promise.all(pubs.map((p) => publishAll(p.client, `${p.name}r${round}`, plan, 64)))).flat());
+    const sent = await burst(pubs, 'fresh');
+    for (let round = 0; round < 3; round++) {
+      await server.kill();
+      await waitFor('every node to see Redis gone', async () => (await Promise.all(ns.map((n) => n.stats()))).every((st) => !st.engine.ready), { timeoutMs: 10_000 });
+      await server.restart();
+      await waitFor('every node ready again', async () => (await Promise.all(ns.map((n) => n.readyz()))).every((code) => code === 200), { timeoutMs: 15_000 });
+      sent.push(...(await burst(pubs, `restart${round}`)));
+    }
+    expect(auditAcks(sent).slice(0, 10)).toEqual([]);
+  }, 30_000);
+
+  // BROKER BUG, left by 05427e1: SCRIPT FLUSH (an operator's, or a managed Redis's) empties the
+  // cache under connections that stay up, so nothing loads the scripts again (they are loaded on
+  // a (re)connection only) and the NOSCRIPT retry reorders as before (redis-engine.ts `run`: EVAL
+  // sent after the NOSCRIPT answer, behind the EVALSHAs sent after it). Seen every run, e.g.
+  // `orders.eu: c1r2:12 sequenced at offset 404, before c1r2:9 (offset 475) sent ahead of it`.
+  it.fails('keep each publisher\'s order after SCRIPT FLUSH', async () => {
+    const server = await redis();
+    const ns = await nodes(server.url, ['f0', 'f1', 'f2']);
+    const pubs = await Promise.all(ns.map(async (n) => ({ name: n.name, client: await client(n.url) })));
+    const sent = await burst(pubs, 'r0');
+    for (let round = 1; round < 5; round++) {
+      await redisCommand(server.port, ['SCRIPT', 'FLUSH']);
+      sent.push(...(await burst(pubs, `r${round}`)));
     }
     expect(auditAcks(sent).slice(0, 10)).toEqual([]);
   }, 30_000);
@@ -422,6 +454,11 @@ class Load {
     }
   }
 
+  /** The position of its next publish in its sequence. */
+  get next(): number {
+    return this.i;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     await this.done;
@@ -442,48 +479,86 @@ async function httpPublish(node: BrokerNode, channel: string, body: string): Pro
   return { status: res.status, retryAfter: res.headers.get('retry-after'), code: json.code };
 }
 
-/** What the outage scenario saw, for the assertions below. */
+/** A stream epoch (the part before the dot of a channel epoch `<stream epoch>.<seq it began at>`). */
+const streamEpochOf = (channelEpoch: string): string => channelEpoch.slice(0, channelEpoch.indexOf('.'));
+
+/**
+ * What a subscriber got of publishers publishing through an outage, against what was acked.
+ * `wrong`: an event twice (by id, or two at one channel position), out of its publisher's order,
+ * not as acked, or neither acked nor refused. `missed`: the events of `required` it matches and
+ * never got, with their stream seq (to set against the node's gap fills in its log).
+ */
+function auditOutage(w: Watcher, loads: Load[], sent: Sent[], required: (s: Sent) => boolean): { wrong: string[]; missed: string[] } {
+  const where = `${w.node} ${w.patterns[0]}`;
+  const pattern = w.patterns[0]!;
+  const acked = new Set(sent.map((s) => s.ack.id));
+  const wrong: string[] = [];
+  // Delivered, not acked: only a publish refused as Redis went away (it ran, its answer was lost).
+  const unacked = w.stream.filter((e) => !acked.has(e.id));
+  for (const e of unacked) {
+    const { publisher, i } = origin(textOf(e));
+    if (!loads.find((l) => l.name === publisher)?.failures.some((f) => f.i === i)) wrong.push(`${where}: ${textOf(e)} neither acked nor refused`);
+  }
+  const positions = new Set<string>();
+  for (const e of w.stream) {
+    const position = `${e.channel} ${e.epoch} ${e.offset}`;
+    if (positions.has(position)) wrong.push(`${where}: two events at ${position}`);
+    positions.add(position);
+  }
+  wrong.push(...audit(w.stream.filter((e) => acked.has(e.id)), pattern, sent, where).filter((p) => !p.includes(' missed ')));
+  const got = new Set(w.stream.map((e) => e.id));
+  const lost = sent.filter((s) => required(s) && matchPattern(pattern, s.channel) && !got.has(s.ack.id));
+  const missed = lost.length === 0 ? [] : [`${where}: missed ${lost.length}: ` +
+    lost.slice(0, 5).map((s) => `${s.text} on ${s.channel} (offset ${s.ack.offset}, seq ${seqOf(s.ack.id)})`).join(', ')];
+  return { wrong, missed };
+}
+
+/** The lines of a node's log about its Redis connections and gap fills. */
+const engineLog = (n: BrokerNode): string =>
+  `--- ${n.name} ---\n${n.logs.filter((l) => /redis engine: (connection|filled|a gap|the stream epoch)|lost its stream/.test(l)).slice(-15).join('\n')}`;
+
+/** What the outage on a Redis with persistence saw, for the assertions below. */
 interface Outage {
   nodes: string[];
-  /** Each publisher's refusals: their codes. */
+  /** The codes the publishers' failed publishes had. */
   failureCodes: string[];
   refused: number[];
   http: { status: number; retryAfter: string | null; code: unknown }[];
-  /** Each client's state changes (`[]`: connected throughout), by name. */
+  /** Each client's state changes up to the end of the load (`[]`: connected throughout), by name. */
   states: Record<string, ClientState[]>;
-  /** Events received twice, or out of a publisher's order, or neither acked nor refused. */
   wrong: string[];
-  /** Acked events a subscriber never got (once the fence behind them had come). */
   missed: string[];
+  /** Per channel, the channel epochs its acks gave. */
   epochs: Record<string, number>;
   rssGrowthMb: number[];
-  moverResumes: ResumedInfo[];
-  moverAfterResume: boolean;
   ackedBefore: number;
   ackedAfter: number;
   /** The fence, published last, reached every subscriber. */
   fenced: boolean;
+  moverResumes: ResumedInfo[];
+  /** How many events were published while the mover was away. */
+  moverMissed: number;
 }
 
 /**
- * Three nodes on one Redis under load (a publisher per node publishing in a loop, subscribers on
- * every node), Redis killed (kill -9: no save) and restarted on its port with nothing, the load
- * running through; then a fence behind everything, and a client moved (its connection cut) to
- * see what its resume says.
+ * Three nodes on a Redis with persistence (AOF, every write synced: the production setup) under
+ * load: a publisher per node publishing in a loop, subscribers on every node. Redis killed (kill
+ * -9) and restarted on its port, the load running through; then a client moved to another node
+ * (its connection cut), events published while it is away, and a fence behind everything.
  */
 async function outage(): Promise<Outage> {
-  const server = await redis();
+  const server = await redis(PERSISTENT);
   const ns = await nodes(server.url, ['r0', 'r1', 'r2']);
   const watchers = (await Promise.all(ns.map((n) => Promise.all([Watcher.on(n.url, n.name, ['load.>']), Watcher.on(n.url, n.name, ['load.a'])])))).flat();
-  // One behind a balancer, to be moved after the restart.
+  // One behind a balancer, moved to r1 after the restart.
   const lb = await balancer(ns[0]!.port);
-  const mover = await Watcher.on(lb.url, 'r0 via balancer', ['load.>']);
+  const mover = await Watcher.on(lb.url, 'r0 then r1 via balancer', ['load.>']);
   const everyone = [...watchers, mover];
   const rssBefore = await Promise.all(ns.map(async (n) => (await n.stats()).memory.rss));
   const loads = await Promise.all(ns.map(async (n) => new Load(await client(n.url), `${n.name}pub`, ['load.a', 'load.b', 'load.c.d'])));
 
   await Promise.all(loads.map((l) => l.until('500 acked', () => l.acked.length >= 500)));
-  const ackedBefore = loads.flatMap((l) => [...l.acked]);
+  const ackedBefore = loads.reduce((n, l) => n + l.acked.length, 0);
   const killedAt = performance.now();
   await server.kill();
   await Promise.all(loads.map((l) => l.until('50 publishes refused', () => l.failures.length >= 50, 10_000)));
@@ -499,55 +574,43 @@ async function outage(): Promise<Outage> {
   // A fence behind everything: a node hands events over in stream order, so what has not come
   // once the fence is here is missed, not late.
   const fence = await publishAll(loads[0]!.client, 'fence', ['load.a'], 1);
-  const sent = [...loads.flatMap((l) => l.acked), ...fence];
   const fenced = (await Promise.all(everyone.map((w) => w.hasAll(fence.map((s) => s.ack.id)).then(() => true, () => false)))).every(Boolean);
-
-  const wrong: string[] = [];
-  const missed: string[] = [];
-  const oldEpochs = new Set(ackedBefore.map((s) => s.ack.epoch));
-  const when = (s: Sent): string =>
-    ackedBefore.includes(s) ? 'before the kill' : oldEpochs.has(s.ack.epoch) ? 'as Redis was killed, in the old epoch' : 'after the restart';
-  for (const w of everyone) {
-    const where = `${w.node} ${w.patterns[0]}`;
-    const acked = new Set(sent.map((s) => s.ack.id));
-    // An event no ack gave must be a publish refused as Redis went away (run, its answer lost).
-    const unacked = w.stream.filter((e) => !acked.has(e.id));
-    for (const e of unacked) {
-      const { publisher, i } = origin(textOf(e));
-      if (!loads.find((l) => l.name === publisher)?.failures.some((f) => f.i === i)) wrong.push(`${where}: ${textOf(e)} neither acked nor refused`);
-    }
-    // Once each (by id, and by epoch and offset), each publisher's events of a channel in order.
-    const positions = new Set<string>();
-    for (const e of w.stream) {
-      const position = `${e.channel} ${e.epoch} ${e.offset}`;
-      if (positions.has(position)) wrong.push(`${where}: two events at ${position}`);
-      positions.add(position);
-    }
-    wrong.push(...audit(w.stream.filter((e) => !unacked.includes(e)), w.patterns[0]!, sent, where).filter((p) => !p.includes(' missed ')));
-    const got = new Set(w.stream.map((e) => e.id));
-    const lost = sent.filter((s) => matchPattern(w.patterns[0]!, s.channel) && !got.has(s.ack.id));
-    if (lost.length > 0) {
-      missed.push(`${where}: missed ${lost.length}: ` + lost.slice(0, 4).map((s) =>
-        `${s.text} on ${s.channel} (offset ${s.ack.offset}, epoch ${s.ack.epoch}, acked ${when(s)})`).join(', '));
-    }
-  }
-  const epochs: Record<string, number> = {};
-  for (const channel of loads[0]!.channels) epochs[channel] = new Set(sent.filter((s) => s.channel === channel).map((s) => s.ack.epoch)).size;
-  const rssAfter = await Promise.all(ns.map(async (n) => (await n.stats()).memory.rss));
-  const engines = await Promise.all(ns.map(async (n) => ({ node: n.name, ...(await n.stats()).engine })));
   const states: Record<string, ClientState[]> = {};
   for (const w of everyone) states[`${w.node} ${w.patterns[0]}`] = [...w.states];
   for (const l of loads) states[l.name] = [...l.states];
 
-  // Moved after the restart (its connection cut): its positions were of the lost epoch.
+  // The mover (up to date: it has the fence): cut, sent to r1, kept away until r0 parked its
+  // stream and events were published on r2.
+  lb.target(ns[1]!.port);
+  lb.refuse(true);
   lb.reset();
-  await mover.until('a resume', () => mover.resumes.length > 0);
+  await mover.until('the mover to be away', () => mover.client.state === 'reconnecting');
+  await waitFor('r0 to park the mover\'s stream', async () => (await ns[0]!.stats()).sessions.parked >= 1, { timeoutMs: 10_000 });
+  const during = await publishAll(loads[2]!.client, 'during', ['load.a', 'load.b', 'load.c.d', 'load.a'], 1);
+  lb.refuse(false);
+  await mover.until('a resume', () => mover.resumes.length > 0, 15_000);
   const marker = await publishAll(loads[1]!.client, 'marker', ['load.a'], 1);
-  const moverAfterResume = await mover.hasAll(marker.map((s) => s.ack.id)).then(() => true, () => false);
+  const marked = (await Promise.all(everyone.map((w) => w.hasAll(marker.map((s) => s.ack.id)).then(() => true, () => false)))).every(Boolean);
+  const sent = [...loads.flatMap((l) => l.acked), ...fence, ...during, ...marker];
 
-  console.log(`Redis outage: refused on every node ${refusedAfter.toFixed(0)} ms after the kill, flowing on every node ${flowingAfter.toFixed(0)} ms after the restart; ` +
-    `acked ${ackedBefore.length} before, ${sent.length - ackedBefore.length} after; engines ${JSON.stringify(engines)}` +
-    (missed.length > 0 ? `\n${missed.join('\n')}\n${ns.map((n) => `--- ${n.name} ---\n${n.logs.filter((l) => l.includes('redis engine')).join('\n')}`).join('\n')}` : ''));
+  const wrong: string[] = [];
+  const missed: string[] = [];
+  for (const w of everyone) {
+    // Every acked event: Redis synced it before it answered.
+    const found = auditOutage(w, loads, sent, () => true);
+    wrong.push(...found.wrong);
+    missed.push(...found.missed);
+  }
+  const epochs: Record<string, number> = {};
+  for (const channel of loads[0]!.channels) epochs[channel] = new Set(sent.filter((s) => s.channel === channel).map((s) => s.ack.epoch)).size;
+  const rssAfter = await Promise.all(ns.map(async (n) => (await n.stats()).memory.rss));
+  const engines = await Promise.all(ns.map(async (n) => {
+    const e = (await n.stats()).engine;
+    return { node: n.name, fills: e['fills'], filled: e['filled'], lostInFills: e['lostInFills'], epochChanges: e['epochChanges'] };
+  }));
+  console.log(`Redis (AOF) outage: refused on every node ${refusedAfter.toFixed(0)} ms after the kill, flowing on every node ${flowingAfter.toFixed(0)} ms after the restart; ` +
+    `acked ${ackedBefore} before, ${sent.length - ackedBefore} after; refused ${loads.map((l) => l.failures.length).join('/')}; engines ${JSON.stringify(engines)}` +
+    (missed.length + wrong.length > 0 ? `\n${[...missed, ...wrong.slice(0, 10)].join('\n')}\n${ns.map(engineLog).join('\n')}` : ''));
   return {
     nodes: ns.map((n) => n.name),
     failureCodes: [...new Set(loads.flatMap((l) => l.failures.map((f) => f.code)))],
@@ -558,16 +621,16 @@ async function outage(): Promise<Outage> {
     missed,
     epochs,
     rssGrowthMb: rssAfter.map((r, k) => (r - rssBefore[k]!) / 2 ** 20),
+    ackedBefore,
+    ackedAfter: sent.length - ackedBefore,
+    fenced: fenced && marked,
     moverResumes: mover.resumes,
-    moverAfterResume,
-    ackedBefore: ackedBefore.length,
-    ackedAfter: sent.length - ackedBefore.length,
-    fenced,
+    moverMissed: during.length,
   };
 }
 
 // The scenario runs once; each case asserts one thing a user sees of it.
-describe('Redis stopped (kill -9) and restarted under load, three nodes', () => {
+describe('Redis with persistence (AOF) stopped (kill -9) and restarted under load, three nodes', () => {
   let seen: Outage;
   beforeAll(async () => {
     seen = await outage();
@@ -587,11 +650,21 @@ describe('Redis stopped (kill -9) and restarted under load, three nodes', () => 
     expect(Object.entries(seen.states).filter(([, states]) => states.length > 0)).toEqual([]);
   });
 
-  it('publishing works again after the restart, on every node, in a new epoch of each channel; subscribers on every node get what is published then', () => {
-    expect(seen.fenced).toBe(true);
+  it('the stream survives: publishing goes on after the restart on every node, in the same epoch of each channel', () => {
     expect(seen.ackedBefore).toBeGreaterThanOrEqual(1500);
     expect(seen.ackedAfter).toBeGreaterThanOrEqual(1500);
-    expect(seen.epochs).toEqual({ 'load.a': 2, 'load.b': 2, 'load.c.d': 2 });
+    expect(seen.epochs).toEqual({ 'load.a': 1, 'load.b': 1, 'load.c.d': 1 });
+  });
+
+  // SKIPPED, the BROKER BUG of the pub/sub cut case below (`subscribers on every node miss
+  // nothing`), seen here in 1 of 16 runs (a race, so not an `it.fails`): a node whose subscriber
+  // connection comes back after another node publishes again takes those events before its gap
+  // fill starts, and the fill then reads only after them. Seen: r0 and r1 (and the mover, on r0)
+  // missed r2pub:627-640 on every channel (seqs 1505-1520, acked by r2 just before the kill, so
+  // in the AOF; r2's own subscribers got them); r1's one fill logged `{since: 1522, upTo: 1523}`,
+  // r0's filled 0 events. The scenario prints such misses, with the nodes' fills, every run.
+  it.skip('every event acked before the kill and after the restart reaches every subscriber on every node', () => {
+    expect({ fenced: seen.fenced, missed: seen.missed }).toEqual({ fenced: true, missed: [] });
   });
 
   it('nothing is delivered twice, and each publisher\'s events of a channel arrive in order', () => {
@@ -602,35 +675,114 @@ describe('Redis stopped (kill -9) and restarted under load, three nodes', () => 
     expect(seen.rssGrowthMb.every((g) => g < 100), `growth ${seen.rssGrowthMb.map((g) => g.toFixed(1)).join('/')} MB`).toBe(true);
   });
 
-  it('a client resuming after the restart is told broker_restarted (Redis lost the stream epoch), and gets new events', () => {
-    expect(seen.moverResumes).toEqual([{ recovered: false, reason: 'broker_restarted', replayed: 0, patterns: ['load.>'] }]);
-    expect(seen.moverAfterResume).toBe(true);
+  it('a client moved to another node after the restart resumes there, recovered, with what was published meanwhile', () => {
+    expect(seen.moverResumes).toEqual([{ recovered: true, replayed: seen.moverMissed }]);
+  });
+});
+
+/** What the outage on a Redis without persistence saw. */
+interface LostStream {
+  /** Each subscriber's closes (the code and reason of each socket that closed), by name. */
+  closes: Record<string, StateInfo[]>;
+  resumes: Record<string, ResumedInfo[]>;
+  failureCodes: string[];
+  wrong: string[];
+  missed: string[];
+  /** The stream epochs of the acks given before the kill, and of those given once every subscriber resumed. */
+  epochsBefore: string[];
+  epochsAfter: string[];
+  ackedAfter: number;
+  fenced: boolean;
+}
+
+/**
+ * Two nodes on a Redis without persistence under load, Redis killed and restarted empty: every
+ * client is sent to resume (4009), and told the broker restarted; then the load goes on.
+ */
+async function lostStream(): Promise<LostStream> {
+  const server = await redis();
+  const ns = await nodes(server.url, ['q0', 'q1']);
+  const watchers = (await Promise.all(ns.map((n) => Promise.all([Watcher.on(n.url, n.name, ['lost.>']), Watcher.on(n.url, n.name, ['lost.a'])])))).flat();
+  const loads = await Promise.all(ns.map(async (n) => new Load(await client(n.url), `${n.name}pub`, ['lost.a', 'lost.b'])));
+  await Promise.all(loads.map((l) => l.until('200 acked', () => l.acked.length >= 200)));
+  // What every subscriber had before the kill (it cannot be taken back).
+  const confirmed = loads.flatMap((l) => [...l.acked]);
+  await Promise.all(watchers.map((w) => w.hasAll(confirmed.filter((s) => matchPattern(w.patterns[0]!, s.channel)).map((s) => s.ack.id))));
+  await server.kill();
+  await Promise.all(loads.map((l) => l.until('a publish refused', () => l.failures.length > 0)));
+  await server.restart();
+  await Promise.all(watchers.map((w) => w.until('a resume', () => w.resumes.length > 0, 15_000)));
+  // Published from here: after every subscription is live again, so each subscriber gets it.
+  const mark = new Map(loads.map((l) => [l.name, l.next]));
+  const ackedAt = loads.map((l) => l.acked.length);
+  await Promise.all(loads.map((l, k) => l.until('200 acked after the resumes', () => l.acked.length >= ackedAt[k]! + 200, 15_000)));
+  await Promise.all(loads.map((l) => l.stop()));
+  const fence = await publishAll(loads[0]!.client, 'fence', ['lost.a'], 1);
+  const fenced = (await Promise.all(watchers.map((w) => w.hasAll(fence.map((s) => s.ack.id)).then(() => true, () => false)))).every(Boolean);
+  const sent = [...loads.flatMap((l) => l.acked), ...fence];
+  const after = sent.filter((s) => s.publisher === 'fence' || s.i >= mark.get(s.publisher)!);
+  const required = new Set([...confirmed, ...after]);
+  const wrong: string[] = [];
+  const missed: string[] = [];
+  for (const w of watchers) {
+    const found = auditOutage(w, loads, sent, (s) => required.has(s));
+    wrong.push(...found.wrong);
+    missed.push(...found.missed);
+  }
+  const closes: Record<string, StateInfo[]> = {};
+  const resumes: Record<string, ResumedInfo[]> = {};
+  for (const w of watchers) {
+    closes[`${w.node} ${w.patterns[0]}`] = w.closes;
+    resumes[`${w.node} ${w.patterns[0]}`] = w.resumes;
+  }
+  console.log(`Redis (no persistence) restarted empty: ${confirmed.length} acked before, ${after.length} after every resume; refused ${loads.map((l) => l.failures.length).join('/')}` +
+    (missed.length + wrong.length > 0 ? `\n${[...missed, ...wrong.slice(0, 10)].join('\n')}\n${ns.map(engineLog).join('\n')}` : ''));
+  return {
+    closes,
+    resumes,
+    failureCodes: [...new Set(loads.flatMap((l) => l.failures.map((f) => f.code)))],
+    wrong,
+    missed,
+    epochsBefore: [...new Set(confirmed.map((s) => streamEpochOf(s.ack.epoch)))],
+    epochsAfter: [...new Set(after.map((s) => streamEpochOf(s.ack.epoch)))],
+    ackedAfter: after.length,
+    fenced,
+  };
+}
+
+describe('Redis without persistence killed and restarted empty under load, two nodes', () => {
+  let seen: LostStream;
+  beforeAll(async () => {
+    seen = await lostStream();
+    for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
+  }, 40_000);
+
+  it('every client is sent to resume: its connection closed once with 4009 `draining: reconnect after N ms` (N < 2 s); the SDK reconnects by itself', () => {
+    for (const [name, closes] of Object.entries(seen.closes)) {
+      expect({ name, closes: closes.map((c) => c.code) }).toEqual({ name, closes: [4009] });
+      const delay = /^draining: reconnect after (\d+) ms$/.exec(closes[0]!.reason ?? '');
+      expect(delay, `${name}: ${closes[0]!.reason}`).not.toBeNull();
+      expect(Number(delay![1])).toBeLessThan(2000);
+    }
   });
 
-  // SKIPPED: fails in most runs (4 of 5), passes in some: a race, so not an `it.fails` (the pub/sub
-  // cut case below shows bug 1 every run). BROKER BUGS (redis-engine.ts, the gap fill after the
-  // subscriber connection came back): some nodes' subscribers never get some events acked after
-  // the restart, with no `dropped` notice and no lostInFills counted. Two causes, seen in the
-  // nodes' logs:
-  // 1. `readGap` lists the channels to read with `ZRANGEBYSCORE chans (since upTo`, but a
-  //    channel's score is the seq of its *last* event: a channel published again between the INIT
-  //    that gave `upTo` and this read (every channel, under load) is left out, and `delivered` is
-  //    set to `upTo` all the same, so the live copies held meanwhile are then dropped as repeats.
-  //    Seen: r1 `filled a gap from history {events: 17, since: 0, upTo: 26}`, its `load.>`
-  //    subscriber missed the 9 others, all on load.b; r2 missed its own publisher's load.a offset
-  //    19 alone. (`replay` reads the same zset up to +inf.)
-  // 2. A fill that fails (`a gap fill failed; trying again`: the subscriber is back before the
-  //    command connection) releases the live events it held, which move `delivered` past the gap;
-  //    the retry reads only after them. Seen: r0 `the stream epoch changed`, `a gap fill failed`,
-  //    then `filled a gap from history {since: 107, upTo: 111}`, and it missed offsets 2-4 of
-  //    every channel (published while its subscriber connection was down).
-  // Also seen once, and not a gap fill's doing: `r0 load.>: missed r1pub:516 on load.a (offset 518,
-  // epoch J-ovshcS1W.1, acked as Redis was killed, in the old epoch)`, which r1 and r2 got. Redis
-  // died with it on its way to r0; the old epoch's history went with it, so no fill can bring it,
-  // and r0's subscribers, still connected, are not told they lost it (the node saw the epoch
-  // change). Whether a node should tell them (a `dropped` notice) is a design question.
-  it.skip('every event acked before the kill and after the restart reaches every subscriber on every node', () => {
-    expect(seen.missed).toEqual([]);
+  it('its resume says what happened: not recovered, broker_restarted', () => {
+    for (const [name, resumes] of Object.entries(seen.resumes)) {
+      expect({ name, resumes }).toEqual({ name, resumes: [{ recovered: false, reason: 'broker_restarted', replayed: 0, patterns: [name.split(' ')[1]] }] });
+    }
+  });
+
+  it('then new events flow, in a new stream epoch, to every subscriber on every node', () => {
+    expect(seen.failureCodes.filter((c) => c !== 'unavailable')).toEqual([]);
+    expect(seen.ackedAfter).toBeGreaterThanOrEqual(400);
+    expect(seen.epochsBefore).toHaveLength(1);
+    expect(seen.epochsAfter).toHaveLength(1);
+    expect(seen.epochsAfter[0]).not.toBe(seen.epochsBefore[0]);
+    expect({ fenced: seen.fenced, missed: seen.missed }).toEqual({ fenced: true, missed: [] });
+  });
+
+  it('nothing is delivered twice, and each publisher\'s events of a channel arrive in order', () => {
+    expect(seen.wrong.slice(0, 20)).toEqual([]);
   });
 });
 
@@ -638,13 +790,14 @@ describe('the nodes\' pub/sub connections to Redis cut under load (CLIENT KILL T
   /** What the scenario saw. */
   let seen: { missed: string[]; wrong: string[]; unanswered: string[]; dropped: number[]; fenced: boolean };
 
-  // Six cuts, each while a publisher per node publishes in a loop (2 s request timeout, so that a
-  // publish left unanswered shows as `timeout` at once); then a fence behind everything.
+  // Six cuts, each while a publisher per node publishes in a loop (a 5 s request timeout: a publish
+  // whose confirmation was lost is answered within 3 s, from its script's reply), then a fence
+  // behind everything.
   beforeAll(async () => {
     const server = await redis();
     const ns = await nodes(server.url, ['s0', 's1', 's2']);
     const watchers = await Promise.all(ns.map((n) => Watcher.on(n.url, n.name, ['cut.>'])));
-    const loads = await Promise.all(ns.map(async (n) => new Load(await client(n.url, { requestTimeout: 2000 }), `${n.name}pub`, ['cut.a', 'cut.b', 'cut.c'])));
+    const loads = await Promise.all(ns.map(async (n) => new Load(await client(n.url, { requestTimeout: 5000 }), `${n.name}pub`, ['cut.a', 'cut.b', 'cut.c'])));
     const fills = async (): Promise<number[]> => Promise.all(ns.map(async (n) => Number((await n.stats()).engine['fills'])));
     for (let round = 0; round < 6; round++) {
       const acked = loads.map((l) => l.acked.length);
@@ -664,8 +817,14 @@ describe('the nodes\' pub/sub connections to Redis cut under load (CLIENT KILL T
       // Delivered, not acked: a publish that failed (refused while this node's subscriber was
       // down, or unanswered); listed below.
       const found = audit(w.stream.filter((e) => acked.has(e.id)), '>', sent, w.node);
-      missed.push(...found.filter((p) => p.includes(' missed ')));
       wrong.push(...found.filter((p) => !p.includes(' missed ')));
+      const got = new Set(w.stream.map((e) => e.id));
+      const lost = sent.filter((s) => !got.has(s.ack.id));
+      if (lost.length > 0) {
+        // With their stream seq (in the id), to set against the node's gap fills (since, upTo].
+        missed.push(`${w.node}: missed ${lost.length} of ${sent.length}: ${lost.slice(0, 6).map((s) => `${s.text} on ${s.channel} (offset ${s.ack.offset}, seq ${seqOf(s.ack.id)})`).join(', ')}\n` +
+          ns.find((n) => n.name === w.node)!.logs.filter((line) => /gap|epoch|connection error/.test(line)).slice(-12).join('\n'));
+      }
     }
     const unanswered: string[] = [];
     for (const l of loads) {
@@ -689,22 +848,26 @@ describe('the nodes\' pub/sub connections to Redis cut under load (CLIENT KILL T
     expect({ fenced: seen.fenced, wrong: seen.wrong.slice(0, 10) }).toEqual({ fenced: true, wrong: [] });
   });
 
-  // BROKER BUG 1 of the outage cases above, shown every run (5 of 5 so far): the gap fill skips
-  // the channels published again since its INIT (every channel, under load), and no `dropped`
-  // notice says so. Seen: `s0: > missed 7 of 1700, first cut.a s0pub:105 (offset 107), cut.c
-  // s0pub:437 (offset 448), …`, on every node, while the engines count lostInFills 0.
-  it.fails('subscribers on every node miss nothing: each node fills its gap from history, or says what it lost', () => {
+  // SKIPPED, a BROKER BUG left by 05427e1 (its fill now lists every channel, but events are still
+  // lost): fails in 11 of 13 runs (a race, so not an `it.fails`), 1 to 6 events missed by a node,
+  // no `dropped` notice, lostInFills 0. node-redis hands the pub/sub messages of a subscriber
+  // connection that came back to their listeners before it emits `ready` (its resubscribe replies
+  // and the next messages decoded in one go: 40 messages over 20 reconnects in a bare node-redis
+  // 6.3.1 probe). redis-engine.ts `onEvent` sees `filling` false then (`fill` starts on `ready`),
+  // `take` moves `delivered` past the gap, and the fill reads only after it. Seen: s1 missed seq
+  // 2009 (`s1pub:691 on cut.b`), and its fill logged `{since: 2010, upTo: 2012}`; s0 missed seqs
+  // 333-334, and logged no fill for that cut at all (nothing left after `delivered`). The nodes
+  // that missed nothing logged `{since: 1654, upTo: 1657}` where the one that missed 1655-1657
+  // logged none. (Before 05427e1 the fill also skipped the channels published again since its
+  // INIT: `s0: > missed 7 of 1700, first cut.a s0pub:105 (offset 107), …`.)
+  it.skip('subscribers on every node miss nothing: each node fills its gap from history, or says what it lost', () => {
     expect({ missed: seen.missed, dropped: seen.dropped }).toEqual({ missed: [], dropped: [0, 0, 0] });
   });
 
-  // SKIPPED, a BROKER BUG seen in 3 of 12 runs (a race, so not an `it.fails`): right after a cut, a
-  // publish is never answered, neither acked nor refused, until the SDK's request timeout (seen
-  // with the default 10 s: `s0pub: 164 acked, 1 failed (timeout)`; with 2 s: `s0pub:684 on cut.a:
-  // timeout (delivered on no node)`). Perhaps (redis-engine.ts `publish`): its script ran while
-  // the subscriber connection was down (the confirmation marker lost), its reply came once the
-  // subscriber was `ready` again, so it waits for a marker that never comes (`subDown` settles only
-  // the publishes already answered), and bug 1 loses its event. Unskip once fixed.
-  it.skip('every publish is answered: acked, or refused `unavailable` while its node\'s subscriber is down', () => {
+  // Once (before 05427e1) a publish whose script ran while the subscriber connection was down
+  // was never answered (`s0pub:684 on cut.a: timeout (delivered on no node)`): its confirmation
+  // was lost with the connection. Now answered from the script's reply.
+  it('every publish is answered: acked, or refused `unavailable` while its node\'s subscriber is down', () => {
     expect(seen.unanswered).toEqual([]);
   });
 });
