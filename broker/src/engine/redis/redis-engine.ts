@@ -196,6 +196,11 @@ export class RedisEngine implements Engine {
   private readonly patternSet = new Set<string>();
   private readonly subscribing = new Map<string, Promise<void>>();
 
+  /**
+   * The subscriber connection dropped: what arrives is held until a gap fill has read what was
+   * missed (node-redis hands over messages of the connection made again before it says ready).
+   */
+  private gap = false;
   /** A gap fill in progress: what arrived meanwhile, in order. */
   private filling = false;
   private held: Arrival[] = [];
@@ -268,7 +273,7 @@ export class RedisEngine implements Engine {
 
   /** Both connections up, and no gap fill under way (a node catching up, or that lost its stream, is not ready yet). */
   get ready(): boolean {
-    return this.cmdUp && this.subUp && !this.filling && !this.closed;
+    return this.cmdUp && this.subUp && !this.gap && !this.closed;
   }
 
   async start(sink: EventSink): Promise<void> {
@@ -341,13 +346,13 @@ export class RedisEngine implements Engine {
   // ---- the pub/sub stream -------------------------------------------------------------------
 
   private readonly onEvent: Listener = (message) => {
-    if (this.filling) this.hold({ event: message });
+    if (this.gap) this.hold({ event: message });
     else this.take(message);
   };
 
   private readonly onMarker: Listener = (message) => {
     if (message[0] === 0x21 /* ! */) this.control(message.toString());
-    else if (this.filling) this.hold({ marker: message });
+    else if (this.gap) this.hold({ marker: message });
     else this.confirm(message);
   };
 
@@ -570,6 +575,7 @@ export class RedisEngine implements Engine {
   private subDown(): void {
     if (!this.subUp) return;
     this.subUp = false;
+    this.gap = true;
     this.counters.disconnects++;
     // Publishes whose script answered wait on no confirmation now: the fill hands their events over.
     for (const id of [...this.pending.keys()]) this.settle(id);
@@ -583,7 +589,9 @@ export class RedisEngine implements Engine {
   private async fill(): Promise<void> {
     if (this.filling || this.closed) return;
     this.filling = true;
+    this.gap = true;
     this.counters.fills++;
+    const downs = this.counters.disconnects;
     try {
       for (;;) {
         try {
@@ -605,11 +613,17 @@ export class RedisEngine implements Engine {
       }
     } finally {
       this.filling = false;
-      const held = this.held;
-      this.held = [];
-      for (const arrival of held) {
-        if ('event' in arrival) this.take(arrival.event);
-        else this.confirm(arrival.marker);
+      if (this.counters.disconnects !== downs) {
+        // Dropped again meanwhile: still holding; another fill once it is back (now, if it is).
+        if (this.subUp && !this.closed) void this.fill();
+      } else {
+        this.gap = false;
+        const held = this.held;
+        this.held = [];
+        for (const arrival of held) {
+          if ('event' in arrival) this.take(arrival.event);
+          else this.confirm(arrival.marker);
+        }
       }
     }
   }
@@ -873,6 +887,10 @@ export class RedisEngine implements Engine {
         return await this.cmd.sendCommand(['EVALSHA', s.sha, '1', this.routeKey, ...args], options);
       } catch (err) {
         if (!(err instanceof this.redis.ErrorReply) || !err.message.startsWith('NOSCRIPT')) throw this.failure(err);
+        // Scripts are loaded on every connection: this is a SCRIPT FLUSH on a live Redis, and
+        // the publishes in flight then may run out of order (sent again behind later ones).
+        this.log?.warn('redis engine: Redis lost its scripts while connected (SCRIPT FLUSH?); reloading');
+        this.loadScripts();
       }
     }
     try {
