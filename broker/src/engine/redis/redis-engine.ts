@@ -115,6 +115,8 @@ export const CLAIM_TIMEOUT = 1000;
 const HOLDER_TTL = 24 * 60 * 60 * 1000;
 
 const BINARY = { typeMapping: { 36 /* RESP blob string */: Buffer } };
+/** node-redis times every command out after 5 s by default, with a timer signal per command: not on the hot path. */
+const NO_TIMEOUT = { timeout: 0 };
 
 interface Pending {
   request: PublishRequest;
@@ -881,7 +883,7 @@ export class RedisEngine implements Engine {
 
   /** Runs a script by its hash, sending its source when Redis does not have it (a restarted Redis). */
   private async run(s: Script, args: (string | Buffer)[], binary = false, timeout = true): Promise<unknown> {
-    const options = binary ? { ...BINARY, timeout: this.timeout } : timeout ? { timeout: this.timeout } : undefined;
+    const options = binary ? { ...BINARY, timeout: this.timeout } : timeout ? { timeout: this.timeout } : NO_TIMEOUT;
     if (s.byHash) {
       try {
         return await this.cmd.sendCommand(['EVALSHA', s.sha, '1', this.routeKey, ...args], options);
