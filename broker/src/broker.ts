@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerOptions as HttpServerOptions, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Server as TlsServer } from 'node:tls';
@@ -62,7 +63,12 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   const assets = await loadStaticAssets();
   const log = createLogger(resolved.logger);
   const engine = resolved.engine ?? (resolved.redis !== undefined
-    ? await createRedisEngine({ ...resolved, url: resolved.redis, prefix: resolved.redisPrefix, node: resolved.nodeName, cluster: resolved.redisCluster }, resolved.clock, log)
+    ? await createRedisEngine({
+      ...resolved, url: resolved.redis, prefix: resolved.redisPrefix, node: resolved.nodeName, cluster: resolved.redisCluster,
+      ca: resolved.redisCaFile === undefined ? undefined : await readFile(resolved.redisCaFile).catch((err: Error) => {
+        throw new TypeError(`createBroker: invalid option "redisCaFile": ${err.message}`);
+      }),
+    }, resolved.clock, log)
     : new MemoryEngine({ ...resolved, idempotencyKeys: IDEMPOTENCY_KEYS }, resolved.clock));
   const core = new BrokerCore(resolved, log, resolved.clock, engine);
   await core.start();

@@ -1,11 +1,16 @@
 // Several brokers on one Redis, in this process: what a client sees of the nodes behind a load
 // balancer (one broker), and of a Redis that goes away. The engine contract (engine/) holds the
 // Redis engine to the memory engine's promises; this file holds the brokers on it to theirs.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CloseCode, ErrorCode, FrameType, PROTOCOL_VERSION, type ErrorFrame, type EventFrame, type Frame, type WelcomeFrame } from '@crier/protocol';
 import type { Broker } from '../src/index.js';
 import { RawClient, cleanup, startBroker, text } from './helpers.js';
-import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './redis-server.js';
+import { redisCommand, startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './redis-server.js';
 
 let redis: RedisServer;
 let cluster: RedisCluster;
@@ -255,4 +260,63 @@ async function eventually(what: string, check: () => Promise<boolean>): Promise<
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+describe('connecting to Redis', () => {
+  it('takes a password in the URL, and refuses to start with a wrong one without showing it', async () => {
+    const own = await startRedis();
+    await redisCommand(own.port, ['CONFIG', 'SET', 'requirepass', 'right-secret']);
+    try {
+      const b = await startBroker({ redis: `redis://:right-secret@127.0.0.1:${own.port}`, redisPrefix: 'auth:' });
+      const c = await RawClient.connect(b.url);
+      expect((await publish(c, 'a.b', 'x')).t).toBe(FrameType.ack);
+      expect(b.stats().engine.redis).toBe(`redis://:***@127.0.0.1:${own.port}`);
+      const refused = startBroker({ redis: `redis://:wrong-secret@127.0.0.1:${own.port}`, redisPrefix: 'auth:' });
+      await expect(refused).rejects.toThrow(/^the Redis engine cannot start on redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: .*(WRONGPASS|invalid)/);
+      await refused.catch((err: Error) => expect(err.message).not.toContain('wrong-secret'));
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('refuses to start when Redis cannot be reached, at once, naming it', async () => {
+    const own = await startRedis();
+    await own.stop(); // a port nothing listens on any more
+    await expect(startBroker({ redis: own.url })).rejects.toThrow(/^the Redis engine cannot start on redis:\/\/127\.0\.0\.1:\d+/);
+  });
+
+  it('speaks TLS to a rediss:// Redis, trusting the CA of redisCaFile', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crier-redis-tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    const tlsPort = await freePort();
+    const own = await startRedis({ args: ['--tls-port', String(tlsPort), '--tls-cert-file', cert, '--tls-key-file', key, '--tls-ca-cert-file', cert, '--tls-auth-clients', 'no'] });
+    try {
+      const url = `rediss://127.0.0.1:${tlsPort}`;
+      const b = await startBroker({ redis: url, redisCaFile: cert, redisPrefix: 'tls:' });
+      const c = await RawClient.connect(b.url);
+      await c.subscribe('t.*');
+      expect((await publish(c, 't.1', 'over tls')).t).toBe(FrameType.ack);
+      expect(bodies(await c.waitEvents(1))).toEqual(['t.1:over tls']);
+      // Without the CA the certificate is not trusted: the broker does not start.
+      await expect(startBroker({ redis: url, redisPrefix: 'tls:' })).rejects.toThrow(/cannot start on rediss:/);
+    } finally {
+      await own.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** A TCP port free now (for a second listener of a server the test starts). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createNetServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 }

@@ -68,6 +68,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'redis', flag: 'redis', env: 'EVENT_REDIS', kind: 'string', help: 'run as one node of several on this Redis (redis://[user:pass@]host:port[/db], rediss:// for TLS; prefer the env var when it holds a password)' },
   { key: 'redisPrefix', flag: 'redis-prefix', env: 'EVENT_REDIS_PREFIX', kind: 'string', help: 'prefix of every Redis key and channel (default crier:)' },
   { key: 'redisCluster', flag: 'redis-cluster', env: 'EVENT_REDIS_CLUSTER', kind: 'bool', help: '--redis is a node of a Redis Cluster (keys under one hash tag, sharded pub/sub)' },
+  { key: 'redisCaFile', flag: 'redis-ca-file', env: 'EVENT_REDIS_CA_FILE', kind: 'string', help: 'PEM file of the CAs to trust for a rediss:// Redis (a private CA)' },
   { key: 'nodeName', flag: 'node-name', env: 'EVENT_NODE_NAME', kind: 'string', help: 'this node\'s name among the nodes on one Redis (default <hostname>-<pid>)' },
   { key: 'logLevel', flag: 'log-level', env: 'EVENT_LOG_LEVEL', kind: 'level', help: `${LOG_LEVELS.join('|')}` },
   { key: 'logFormat', flag: 'log-format', env: 'EVENT_LOG_FORMAT', kind: 'format', help: `${LOG_FORMATS.join('|')} (auto: pretty when stderr is a terminal, else json)` },

@@ -303,6 +303,11 @@ export interface BrokerOptions {
    */
   redisCluster?: boolean;
   /**
+   * A PEM file of the certificate authorities to trust for a `rediss://` Redis (one with a private
+   * CA); without it, Node's own trusted roots.
+   */
+  redisCaFile?: string;
+  /**
    * This node's name among the nodes on one Redis: unique per node (shown in `/stats` and the dashboard).
    * @default `<hostname>-<pid>`
    */
@@ -362,6 +367,7 @@ export interface ResolvedOptions {
   redis: string | undefined;
   redisPrefix: string;
   redisCluster: boolean;
+  redisCaFile: string | undefined;
   nodeName: string;
 }
 
@@ -525,6 +531,7 @@ export const optionSchemas = {
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
   redis: z.string({ error: 'must be a redis:// or rediss:// URL' }).refine(isRedisUrl, { error: 'must be a redis:// or rediss:// URL, like redis://127.0.0.1:6379' }),
   redisCluster: z.boolean({ error: 'must be true or false' }),
+  redisCaFile: z.string({ error: 'must be a file path' }).min(1, { error: 'must not be empty' }),
   redisPrefix: z.string({ error: 'must be a string' }).max(64, { error: 'must be at most 64 characters' }),
   nodeName: z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'must be 1-64 characters of A-Za-z0-9_.-' }),
   engine: z.custom<Engine>(isEngine, { error: 'must be an Engine (publish, history, replay, rewind, sessions…)' }),
@@ -614,6 +621,7 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     redis: o.redis,
     redisPrefix: o.redisPrefix ?? 'crier:',
     redisCluster: o.redisCluster ?? false,
+    redisCaFile: o.redisCaFile,
     nodeName: o.nodeName ?? `${hostname().replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 50)}-${process.pid}`,
   };
 }

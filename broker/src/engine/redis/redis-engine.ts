@@ -34,6 +34,8 @@ export interface RedisEngineOptions extends StoreLimits {
    * pub/sub (`SPUBLISH`/`SSUBSCRIBE`).
    */
   cluster?: boolean;
+  /** Certificate authorities to trust for `rediss://` (PEM), beside Node's own. */
+  ca?: Buffer | undefined;
   /** How long a Redis command may take before it fails `unavailable`, in ms. */
   commandTimeout?: number;
 }
@@ -233,7 +235,14 @@ export class RedisEngine implements Engine {
     const clientOptions = {
       disableOfflineQueue: true,
       commandsQueueMaxLength: MAX_PENDING_PUBLISHES + 1000,
-      socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 2000) + Math.floor(Math.random() * 100), connectTimeout: 5000 },
+      socket: {
+        // At start, a Redis out of reach is an error (the node does not start, saying why); once
+        // started, it is waited for, with backoff from 50 ms to 2 s.
+        reconnectStrategy: (retries: number, cause: Error) => (!this.started && retries >= 2 ? cause
+          : Math.min(50 * 2 ** retries, 2000) + Math.floor(Math.random() * 100)),
+        connectTimeout: 5000,
+        ...(options.ca === undefined ? {} : { ca: options.ca }),
+      },
     };
     this.sharded = options.cluster === true;
     this.prefix = this.sharded ? `{${options.prefix}}` : options.prefix;
