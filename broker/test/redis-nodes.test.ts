@@ -160,6 +160,25 @@ describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one bro
     await reader.cancel();
   });
 
+  it('keeps two nodes that share a name apart: each publish answered with its own event', async () => {
+    const prefix = `d${deployments++}:`;
+    const url = where === 'server' ? redis.url : cluster.urls[0]!;
+    const twins = [
+      await startBroker({ redis: url, redisCluster: where === 'cluster', redisPrefix: prefix, nodeName: 'same' }),
+      await startBroker({ redis: url, redisCluster: where === 'cluster', redisPrefix: prefix, nodeName: 'same' }),
+    ];
+    const watcher = await RawClient.connect(twins[0]!.url);
+    await watcher.subscribe('twin.*');
+    const pubs = await Promise.all(twins.map((t) => RawClient.connect(t.url)));
+    const acks = await Promise.all(pubs.flatMap((p, i) => [0, 1, 2].map((n) => publish(p, `twin.${i}`, `${i}-${n}`))));
+    expect(acks.every((a) => a.t === FrameType.ack)).toBe(true);
+    const ids = acks.map((a) => (a as { id?: string }).id);
+    expect(new Set(ids).size).toBe(6);
+    const got = await watcher.waitEvents(6);
+    expect(new Set(got.map((e) => e.id))).toEqual(new Set(ids));
+    expect(got.map((e) => `${e.c}:${Buffer.from(e.d).toString()}`).sort()).toEqual(['twin.0:0-0', 'twin.0:0-1', 'twin.0:0-2', 'twin.1:1-0', 'twin.1:1-1', 'twin.1:1-2']);
+  });
+
   it('shares history: a node reads what another published', async () => {
     const [a, b] = await nodes(2);
     const publisher = await RawClient.connect(a.url);
@@ -172,8 +191,7 @@ describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one bro
 
 describe('Redis out of reach', () => {
   /** Nodes on a Redis of their own, which the test stops and starts again. */
-  async function nodesOn(server: RedisServer): Promise<[Broker, Broker]> {
-    const prefix = `d${deployments++}:`;
+  async function nodesOn(server: RedisServer, prefix = `d${deployments++}:`): Promise<[Broker, Broker]> {
     return [
       await startBroker({ redis: server.url, redisPrefix: prefix, nodeName: 'node0' }),
       await startBroker({ redis: server.url, redisPrefix: prefix, nodeName: 'node1' }),
@@ -213,6 +231,35 @@ describe('Redis out of reach', () => {
       expect(got.map((e) => e.o)).toEqual([1, 2]); // the same stream, the same channel epoch
       expect(sub.closed).toBeUndefined();
       expect(publisher.closed).toBeUndefined();
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it('a Redis that comes back behind what the nodes saw (an older snapshot): a new stream, clients sent to resume, nothing answered twice', async () => {
+    const own = await startRedis();
+    try {
+      const [a, b] = await nodesOn(own, 'snap:');
+      const sub = await RawClient.connect(b.url);
+      await sub.subscribe('r.*');
+      const publisher = await RawClient.connect(a.url);
+      const first = [];
+      for (let i = 0; i < 5; i++) first.push(await publish(publisher, 'r.1', `old ${i}`));
+      await sub.waitEvents(5);
+      // As if restarted from a snapshot taken after the second event: the stream position goes back.
+      await redisCommand(own.port, ['HSET', 'snap:s', 'seq', '2']);
+      await redisCommand(own.port, ['CLIENT', 'KILL', 'TYPE', 'pubsub']);
+      const closed = await sub.waitClose(15_000);
+      expect(closed.code).toBe(CloseCode.draining);
+      await eventually('node0 to be ready again', async () => (await fetch(`${httpOf(a)}/readyz`)).status === 200);
+      const back = await resumeOn(b.url, sub);
+      expect(back.welcome!.rs).toMatchObject({ n: 0, why: 'broker_restarted' });
+      const again = await RawClient.connect(a.url);
+      const next = await publish(again, 'r.1', 'new') as { t: number; id?: string; o?: number };
+      expect(next.t).toBe(FrameType.ack);
+      expect(first.map((f) => (f as { id?: string }).id)).not.toContain(next.id);
+      expect(next.o).toBe(1); // the channel starts again in the new stream
+      expect(bodies(await back.waitEvents(1))).toEqual(['r.1:new']);
     } finally {
       await own.stop();
     }

@@ -381,6 +381,10 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         const later = engine.position() - 1;
         const b = await engine.replay('user.>', later, 100);
         expect([bodies(b.events), b.complete]).toEqual([['b1'], true]);
+        // Published again after it was forgotten: what it had after the position is still lost.
+        await publish('user.a', 'a2');
+        const again = await engine.replay('user.a', since, 100);
+        expect([bodies(again.events), again.complete]).toEqual([['a2'], false]);
       });
 
       it('is incomplete when a matching channel was forgotten past historyTotalBytes', async () => {

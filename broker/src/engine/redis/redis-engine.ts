@@ -78,6 +78,9 @@ export const MAX_FILL_BUFFER = 10_000;
 export const MAX_FILL_EVENTS = 100_000;
 /** How long after its script's answer a publish waits for its confirmation at most, in ms. */
 const CONFIRM_TIMEOUT = 2000;
+/** Channels one wildcard rewind reads at most (the most recently published), and how many names it scans a step. */
+export const MAX_REWIND_CHANNELS = 1000;
+const REWIND_SCAN = 1000;
 /** How long a gap fill that failed waits before it tries again, in ms. */
 const FILL_RETRY_MS = 250;
 /** How often the engine pings Redis (its health and round-trip time), in ms. */
@@ -279,7 +282,7 @@ export class RedisEngine implements Engine {
 
   /** The node's own pub/sub channel (its publishes' confirmations). */
   private get nodeChannel(): string {
-    return `${this.prefix}n:${this.options.node}`;
+    return `${this.prefix}n:${this.instance}`;
   }
 
   /** Both connections up, and no gap fill under way (a node catching up, or that lost its stream, is not ready yet). */
@@ -323,7 +326,7 @@ export class RedisEngine implements Engine {
       this.pending.set(id, pending);
       const payload = encodePayload(request);
       const args = [this.prefix, request.channel, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), String(this.clock.wall()),
-        this.epochCandidate, o.node, id, ...this.bounds, idem, ...this.publishTail];
+        this.epochCandidate, this.instance, id, ...this.bounds, idem, ...this.publishTail];
       // No per-command timeout on the hot path (node-redis makes a timer signal for each): a
       // Redis that stops answering fails the health ping, and publishes fail fast from then on.
       this.run(PUBLISH, args, false, false).then((reply) => {
@@ -519,12 +522,12 @@ export class RedisEngine implements Engine {
 
   streamOpened(uuid: string): void {
     if (!this.ready) return;
-    this.command(['SET', this.key(`u:${uuid}`), this.options.node, 'PX', String(HOLDER_TTL)]).catch(() => {});
+    this.command(['SET', this.key(`u:${uuid}`), this.instance, 'PX', String(HOLDER_TTL)]).catch(() => {});
   }
 
   streamClosed(uuid: string): void {
     if (!this.ready) return;
-    this.run(DISOWN, [this.prefix, uuid, this.options.node]).catch(() => {});
+    this.run(DISOWN, [this.prefix, uuid, this.instance]).catch(() => {});
   }
 
   onEpochChange(listener: () => void): void {
@@ -536,10 +539,10 @@ export class RedisEngine implements Engine {
   }
 
   async claimStream(uuid: string, claim: SessionClaim): Promise<StreamClaimAnswer> {
-    const owner = (await this.run(OWNER, [this.prefix, uuid, this.options.node])) as string | null;
+    const owner = (await this.run(OWNER, [this.prefix, uuid, this.instance])) as string | null;
     if (owner === null || owner === undefined) return 'free';
     const id = (this.claimSeq++).toString(36);
-    const request = JSON.stringify({ id, from: this.options.node, uuid, secret: claim.secret ?? null, principal: claim.principal });
+    const request = JSON.stringify({ id, from: this.instance, uuid, secret: claim.secret ?? null, principal: claim.principal });
     return new Promise<StreamClaimAnswer>((resolve) => {
       const timer = this.clock.setTimeout(() => {
         // The holder did not answer (gone, or cut off from Redis): this node goes on without its session.
@@ -607,7 +610,7 @@ export class RedisEngine implements Engine {
       for (;;) {
         try {
           this.overflowed = false;
-          const [epoch, seq] = (await this.run(INIT, [this.prefix, nanoid(10)])) as [string, number];
+          const [epoch, seq] = (await this.run(INIT, [this.prefix, nanoid(10), String(this.known), this.epoch])) as [string, number];
           if (String(epoch) !== this.epoch) this.newEpoch(`${String(epoch)}.`);
           const upTo = Number(seq);
           if (upTo > this.delivered) await this.readGap(this.delivered, upTo);
@@ -728,7 +731,8 @@ export class RedisEngine implements Engine {
       const all: StreamEvent[] = [];
       for (const channel of read.channels) {
         if (round === 0) {
-          if (!channel.exists ? channel.gone > since : channel.lostSeq > since) complete = false;
+          // Lost if trimmed, or forgotten whole since (even when published again after).
+          if (channel.gone > since || (channel.exists && channel.lostSeq > since)) complete = false;
         }
         if (channel.events.length === limit + 1) horizon = Math.min(horizon, channel.events[limit]!.seq);
         all.push(...channel.events);
@@ -752,11 +756,27 @@ export class RedisEngine implements Engine {
   async rewind(pattern: string, count: number, maxBytes: number, accept?: Accept): Promise<ReplayPage> {
     await this.live(pattern);
     let names: string[];
-    if (!isWildcard(pattern)) names = [pattern];
-    else names = ((await this.command(['ZRANGE', this.key('chans'), '0', '-1'])) as string[]).map(String).filter((n) => matchPattern(pattern, n));
+    let cut = false;
+    if (!isWildcard(pattern)) {
+      names = [pattern];
+    } else {
+      // The most recently published matching channels, at most MAX_REWIND_CHANNELS: one rewind
+      // never makes Redis read every channel (a `>` on a busy deployment).
+      names = [];
+      for (let from = 0; names.length < MAX_REWIND_CHANNELS; from += REWIND_SCAN) {
+        const chunk = ((await this.command(['ZREVRANGE', this.key('chans'), String(from), String(from + REWIND_SCAN - 1)])) as string[]).map(String);
+        for (const name of chunk) if (matchPattern(pattern, name)) names.push(name);
+        if (chunk.length < REWIND_SCAN) break;
+      }
+      if (names.length > MAX_REWIND_CHANNELS) {
+        names.length = MAX_REWIND_CHANNELS;
+        cut = true;
+      }
+    }
     // Newest first per channel; a filter may pass over many, so it reads all that is retained.
     const per = accept !== undefined ? 0 : count === 0 ? 1 : count;
-    const read = names.length === 0 ? { channels: [] } : await this.read('newest', names, 0, 0, per);
+    const read: { channels: ChannelRead[] } = { channels: [] };
+    for (let i = 0; i < names.length; i += 100) read.channels.push(...(await this.read('newest', names.slice(i, i + 100), 0, 0, per)).channels);
     const passes = (e: StreamEvent): boolean => accept === undefined || accept(e.labels, e.key);
     let picked: StreamEvent[] = [];
     if (count === 0) {
@@ -773,7 +793,7 @@ export class RedisEngine implements Engine {
     let bytes = 0;
     let kept = 0;
     while (kept < picked.length && bytes + picked[kept]!.frame.length <= maxBytes) bytes += picked[kept++]!.frame.length;
-    return { events: picked.slice(0, kept).reverse(), complete: true, more: kept < picked.length };
+    return { events: picked.slice(0, kept).reverse(), complete: true, more: cut || kept < picked.length };
   }
 
   private async read(mode: 'after' | 'newest' | 'all', names: string[], since: number, upTo: number, count: number): Promise<Read> {
@@ -944,7 +964,7 @@ export class RedisEngine implements Engine {
     const start = performance.now();
     try {
       // The ping says this node is alive too: another node asks it for the streams it holds.
-      await this.cmd.sendCommand(['EVAL', HEARTBEAT.source, '1', this.routeKey, this.prefix, this.options.node, this.instance, String(this.clock.wall())], { timeout: 2000 });
+      await this.cmd.sendCommand(['EVAL', HEARTBEAT.source, '1', this.routeKey, this.prefix, this.instance, String(this.clock.wall())], { timeout: 2000 });
       this.counters.rttMs = Math.round((performance.now() - start) * 1000) / 1000;
       this.cmdUp = true;
     } catch {
@@ -962,7 +982,7 @@ export class RedisEngine implements Engine {
     for (const done of this.claims.values()) done('free');
     this.claims.clear();
     // Gone at once for the other nodes: they stop asking this one for its streams.
-    if (this.cmd.isReady) await this.command(['DEL', this.key(`node:${this.options.node}`)]).catch(() => {});
+    if (this.cmd.isReady) await this.command(['DEL', this.key(`node:${this.instance}`)]).catch(() => {});
     await Promise.all([this.cmd, this.sub].map((c) => (c.isReady ? c.close().catch(() => c.destroy()) : Promise.resolve(safeDestroy(c)))));
   }
 }
@@ -1043,6 +1063,9 @@ class ClusterConnection implements RedisConnection {
   }
 
   on(event: string, listener: (...args: unknown[]) => void): unknown {
+    // A node's connection failing is reported as `node-error` (its pub/sub one included): the
+    // engine holds what arrives from then until a fill has read the gap.
+    if (event === 'error') this.cluster.on('node-error', listener);
     const name = event === 'ready' ? 'node-ready' : event === 'end' ? 'node-disconnect' : event;
     return this.cluster.on(name, listener);
   }

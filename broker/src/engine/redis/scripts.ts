@@ -90,10 +90,17 @@ local function forget(name)
   end
 end
 local C, L = P .. 'c:' .. ch, P .. 'l:' .. ch
-local cepoch = redis.call('HGET', C, 'epoch')
+local gen = redis.call('HGET', S, 'gen') or '0'
+local meta = redis.call('HMGET', C, 'epoch', 'gen', 'bytes')
+local cepoch = meta[1]
+if cepoch and (meta[2] or '0') ~= gen then
+  -- A channel of a stream Redis went back on (see INIT): it starts again.
+  redis.call('HINCRBY', S, 'bytes', -tonumber(meta[3] or '0'))
+  cepoch = false
+end
 if not cepoch then
   cepoch = epoch .. '.' .. seq
-  redis.call('HSET', C, 'epoch', cepoch, 'offset', 0, 'lost', 0, 'lseq', 0, 'bytes', 0)
+  redis.call('HSET', C, 'epoch', cepoch, 'offset', 0, 'lost', 0, 'lseq', 0, 'bytes', 0, 'gen', gen)
   redis.call('DEL', L)
   local held = redis.call('ZCARD', CH)
   while held >= cacheSize and held > 0 do
@@ -153,13 +160,14 @@ local P = ARGV[1]
 local now, ttl, mode = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local since, upTo, count = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local S = P .. 's'
+local gen = redis.call('HGET', S, 'gen') or '0'
 local out = {tonumber(redis.call('HGET', S, 'seq') or '0'), tonumber(redis.call('HGET', S, 'forgot') or '0')}
 for i = 8, #ARGV do
   local name = ARGV[i]
   local C, L = P .. 'c:' .. name, P .. 'l:' .. name
-  local meta = redis.call('HMGET', C, 'epoch', 'offset', 'lost', 'lseq')
+  local meta = redis.call('HMGET', C, 'epoch', 'offset', 'lost', 'lseq', 'gen')
   local gone = tonumber(redis.call('ZSCORE', P .. 'gone', name) or '0')
-  if not meta[1] then
+  if not meta[1] or (meta[5] or '0') ~= gen then
     out[#out + 1] = {name, 0, '', 0, 0, 0, gone, {}}
   else
     if ttl > 0 then trimExpired(S, C, L, now, ttl) end
@@ -184,11 +192,21 @@ end
 return out
 `;
 
-/** The stream's epoch (set to ARGV[2] if none) and seq. ARGV: prefix, a new epoch. */
+/**
+ * The stream's epoch (set to ARGV[2] if none) and seq. ARGV: prefix, a new epoch, the highest seq
+ * the calling node knows and its epoch (optional). Redis behind what a node saw in the same epoch
+ * (restarted from an older snapshot, failed over to a lagging replica) starts a new stream: a new
+ * epoch, and a new generation, so that every channel starts again at its next publish.
+ */
 export const INIT = `
 local S = ARGV[1] .. 's'
 redis.call('HSETNX', S, 'epoch', ARGV[2])
-return {redis.call('HGET', S, 'epoch'), tonumber(redis.call('HGET', S, 'seq') or '0')}
+local seq = tonumber(redis.call('HGET', S, 'seq') or '0')
+if ARGV[4] and redis.call('HGET', S, 'epoch') == ARGV[4] and tonumber(ARGV[3]) > seq then
+  redis.call('HSET', S, 'epoch', ARGV[2])
+  redis.call('HINCRBY', S, 'gen', 1)
+end
+return {redis.call('HGET', S, 'epoch'), seq}
 `;
 
 /** Frees a session's record and its place in the parked and live indexes. */
@@ -278,12 +296,12 @@ return redis.call('ZCARD', X)
 /**
  * A node's heartbeat: alive for 5 s (P node:<name>), its last beat in P nodes; and a sweep of
  * nodes that stopped beating: the live sessions they recorded are freed once past their ttl
- * (at most 1,000 a sweep). ARGV: prefix, node name, node instance (name and start id: a node
- * restarted under its name is another instance), now (wall ms).
+ * (at most 1,000 a sweep). ARGV: prefix, node instance (its name and a start id: unique even when
+ * two nodes share a name, and a node restarted under its name is another), now (wall ms).
  */
 export const HEARTBEAT = `
-local P, me, instance, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-redis.call('SET', P .. 'node:' .. me, '1', 'PX', 5000)
+local P, instance, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+redis.call('SET', P .. 'node:' .. instance, '1', 'PX', 5000)
 redis.call('ZADD', P .. 'nodes', now, instance)
 local budget = 1000
 local dead = redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', now - 10000, 'LIMIT', 0, 10)
