@@ -236,6 +236,32 @@ describe('Redis out of reach', () => {
     }
   });
 
+  it('a Redis that stops answering (SIGSTOP) is seen within seconds: publishes refused unavailable, /readyz 503; all goes on once it answers again', async () => {
+    const own = await startRedis();
+    try {
+      const [a, b] = await nodesOn(own);
+      const sub = await RawClient.connect(b.url);
+      await sub.subscribe('h.*');
+      const publisher = await RawClient.connect(a.url);
+      await publish(publisher, 'h.1', 'before');
+      await sub.waitEvents(1);
+      own.pause();
+      try {
+        await eventually('node0 to see Redis hung', async () => (await fetch(`${httpOf(a)}/readyz`)).status === 503);
+        const refused = (await publish(publisher, 'h.1', 'while hung')) as ErrorFrame;
+        expect([refused.t, refused.code]).toEqual([FrameType.error, ErrorCode.unavailable]);
+      } finally {
+        own.resume();
+      }
+      await eventually('node0 to be ready again', async () => (await fetch(`${httpOf(a)}/readyz`)).status === 200);
+      expect((await publish(publisher, 'h.1', 'after')).t).toBe(FrameType.ack);
+      expect(bodies(await sub.waitEvents(2))).toEqual(['h.1:before', 'h.1:after']);
+      expect(sub.closed).toBeUndefined();
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('a Redis that comes back behind what the nodes saw (an older snapshot): a new stream, clients sent to resume, nothing answered twice', async () => {
     const own = await startRedis();
     try {
