@@ -198,16 +198,25 @@ describe('Redis out of reach', () => {
     ];
   }
 
+  /**
+   * Two nodes on `server`: a subscriber to `<channel>.*` on node1, a publisher on node0, and one
+   * event through (`<channel>.1: before`).
+   */
+  async function flowing(server: RedisServer, channel: string): Promise<{ a: Broker; b: Broker; sub: RawClient; publisher: RawClient }> {
+    const [a, b] = await nodesOn(server);
+    const sub = await RawClient.connect(b.url);
+    await sub.subscribe(`${channel}.*`);
+    const publisher = await RawClient.connect(a.url);
+    await publish(publisher, `${channel}.1`, 'before');
+    await sub.waitEvents(1);
+    return { a, b, sub, publisher };
+  }
+
   it('publishes fail unavailable (HTTP 503 with Retry-After), /readyz says not ready, clients stay connected; all recovers when Redis is back', async () => {
     // With persistence, as in production: the stream survives the restart.
     const own = await startRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'always'] });
     try {
-      const [a, b] = await nodesOn(own);
-      const sub = await RawClient.connect(b.url);
-      await sub.subscribe('r.*');
-      const publisher = await RawClient.connect(a.url);
-      await publish(publisher, 'r.1', 'before');
-      await sub.waitEvents(1);
+      const { a, b, sub, publisher } = await flowing(own, 'r');
       const http = httpOf(a);
       await own.kill();
       try {
@@ -239,12 +248,7 @@ describe('Redis out of reach', () => {
   it('a Redis that stops answering (SIGSTOP) is seen within seconds: publishes refused unavailable, /readyz 503; all goes on once it answers again', async () => {
     const own = await startRedis();
     try {
-      const [a, b] = await nodesOn(own);
-      const sub = await RawClient.connect(b.url);
-      await sub.subscribe('h.*');
-      const publisher = await RawClient.connect(a.url);
-      await publish(publisher, 'h.1', 'before');
-      await sub.waitEvents(1);
+      const { a, b, sub, publisher } = await flowing(own, 'h');
       own.pause();
       try {
         await eventually('node0 to see Redis hung', async () => (await fetch(`${httpOf(a)}/readyz`)).status === 503);
@@ -294,12 +298,7 @@ describe('Redis out of reach', () => {
   it('a Redis that comes back without its data: every client is sent to resume (4009), and told the broker restarted', async () => {
     const own = await startRedis();
     try {
-      const [a, b] = await nodesOn(own);
-      const sub = await RawClient.connect(b.url);
-      await sub.subscribe('r.*');
-      const publisher = await RawClient.connect(a.url);
-      await publish(publisher, 'r.1', 'before');
-      await sub.waitEvents(1);
+      const { a, b, sub, publisher } = await flowing(own, 'r');
       await own.kill();
       await own.restart();
       const closed = await sub.waitClose(15_000);
