@@ -801,6 +801,8 @@ describe('the nodes\' pub/sub connections to Redis cut under load (CLIENT KILL T
       await waitFor('every node to fill its gap', async () => (await fills()).every((f, k) => f > before[k]!), { timeoutMs: 10_000 });
     }
     await Promise.all(loads.map((l) => l.stop()));
+    // A node takes publishes again once its fill has read the gap (not ready meanwhile).
+    await waitFor('every node ready again', async () => (await Promise.all(ns.map((n) => n.readyz()))).every((code) => code === 200), { timeoutMs: 10_000 });
     const fence = await publishAll(loads[0]!.client, 'fence', ['cut.a'], 1);
     const fenced = await Promise.all(watchers.map((w) => w.hasAll(fence.map((s) => s.ack.id)).then(() => true, () => false)));
     const sent = [...loads.flatMap((l) => l.acked), ...fence];
