@@ -200,21 +200,10 @@ export class ChannelStore {
       return { events: [], epoch: '', offset: 0, complete: since === undefined, more: false };
     }
     this.trimExpired(log);
-    let from = log.head;
-    let complete = true;
-    if (since !== undefined) {
-      if (since.epoch !== log.epoch) {
-        complete = false;
-      } else {
-        complete = since.offset >= log.lostOffset;
-        // Offsets within a log are consecutive: the first after `since` is at a known index.
-        from = Math.min(log.events.length, log.head + Math.max(0, since.offset - firstOffset(log) + 1));
-      }
-    }
-    const to = Math.min(log.events.length, from + limit);
+    const { from, to, complete } = historyWindow(log.size, firstOffset(log), log.epoch, log.lostOffset, since, limit);
     const events: StreamEvent[] = [];
-    for (let i = from; i < to; i++) events.push(restore(channel, log.epoch, log.events[i]!));
-    return { events, epoch: log.epoch, offset: log.offset, complete, more: to < log.events.length };
+    for (let i = from; i < to; i++) events.push(restore(channel, log.epoch, log.events[log.head + i]!));
+    return { events, epoch: log.epoch, offset: log.offset, complete, more: to < log.size };
   }
 
   /**
@@ -351,6 +340,27 @@ export class ChannelStore {
       if (seq > this.forgottenSeq) this.forgottenSeq = seq;
     }
   }
+}
+
+/**
+ * Which of a channel's `retained` events (oldest first, consecutive offsets from `first`) a
+ * history read after `since` answers, at most `limit`: indices [from, to) among them, and whether
+ * they follow `since` with nothing missing (its epoch, and nothing lost after it). Both engines'.
+ */
+export function historyWindow(
+  retained: number, first: number, epoch: string, lostOffset: number, since: { epoch: string; offset: number } | undefined, limit: number,
+): { from: number; to: number; complete: boolean } {
+  let from = 0;
+  let complete = true;
+  if (since !== undefined) {
+    if (since.epoch !== epoch) {
+      complete = false;
+    } else {
+      complete = since.offset >= lostOffset;
+      from = Math.min(retained, Math.max(0, since.offset - first + 1));
+    }
+  }
+  return { from, to: Math.min(retained, from + limit), complete };
 }
 
 /** The offset of the oldest event retained in `log` (or the next one, when it retains none). */

@@ -36,11 +36,6 @@ function payloadStart(message: Uint8Array): number {
   return bar + 1;
 }
 
-/** The header of `message`, without decoding its payload. */
-export function messageHeader(message: Uint8Array): Header {
-  return parseHeader(Buffer.from(message.buffer, message.byteOffset, payloadStart(message) - 1).toString('latin1'));
-}
-
 /** Limits for decoding payloads: as large as the broker's payloads may be. */
 export function payloadLimits(maxPayload: number): DecodeLimits {
   const bytes = Math.max(DEFAULT_DECODE_LIMITS.maxFrameBytes, maxPayload + 65_536);

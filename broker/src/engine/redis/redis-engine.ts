@@ -6,7 +6,7 @@ import { secretMatches } from '../../auth/secret.js';
 import type { Clock, TimerHandle } from '../../clock.js';
 import type { ChannelEvents, PublishResult } from '../../types.js';
 import type { StoreLimits } from '../channel-store.js';
-import { REMEMBERED_EVICTIONS } from '../channel-store.js';
+import { REMEMBERED_EVICTIONS, historyWindow } from '../channel-store.js';
 import type {
   Accept, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
   StreamClaimAnswer, StreamClaimHandler,
@@ -36,8 +36,6 @@ export interface RedisEngineOptions extends StoreLimits {
   cluster?: boolean;
   /** Certificate authorities to trust for `rediss://` (PEM), beside Node's own. */
   ca?: Buffer | undefined;
-  /** How long a Redis command may take before it fails `unavailable`, in ms. */
-  commandTimeout?: number;
 }
 
 /** The part of a node-redis client the engine uses (the `redis` package is loaded only when configured). */
@@ -121,9 +119,14 @@ export const CLAIM_TIMEOUT = 1000;
 /** How long a stream's holder is remembered (a node counts as alive 5 s after its last heartbeat). */
 const HOLDER_TTL = 24 * 60 * 60 * 1000;
 
-const BINARY = { typeMapping: { 36 /* RESP blob string */: Buffer } };
-/** node-redis times every command out after 5 s by default, with a timer signal per command: not on the hot path. */
+/**
+ * No command times out by itself: node-redis's per-command timeout (5 s by default, an AbortSignal
+ * timer per command) did not fire on a stopped Redis here, and costs a timer per publish. A Redis
+ * that stops answering fails the heartbeat instead (publishes refused at once), and a silent
+ * connection is closed after 15 s (socketTimeout), which fails what waits on it.
+ */
 const NO_TIMEOUT = { timeout: 0 };
+const BINARY = { ...NO_TIMEOUT, typeMapping: { 36 /* RESP blob string */: Buffer } };
 
 interface Pending {
   request: PublishRequest;
@@ -178,7 +181,6 @@ export class RedisEngine implements Engine {
   private readonly cmd: RedisConnection;
   private readonly sub: RedisConnection;
   private readonly limits: DecodeLimits;
-  private readonly timeout: number;
   /** On a Redis Cluster: sharded pub/sub, and the prefix a hash tag. */
   private readonly sharded: boolean;
   private readonly prefix: string;
@@ -270,7 +272,6 @@ export class RedisEngine implements Engine {
     this.bounds = [options.historySize, options.historyBytes, options.historyTtl, options.historyTotalBytes, options.channelCacheSize].map(String);
     this.publishTail = [String(options.idempotencyWindow), String(REMEMBERED_EVICTIONS), this.sharded ? 's' : ''];
     this.instance = `${options.node}#${nanoid(6)}`;
-    this.timeout = options.commandTimeout ?? 5000;
     this.cmd.on('error', (err) => this.onError('commands', err));
     this.sub.on('error', (err) => this.onError('subscriber', err));
     this.cmd.on('ready', () => {
@@ -335,9 +336,7 @@ export class RedisEngine implements Engine {
       const payload = encodePayload(request);
       const args = [this.prefix, request.channel, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), String(this.clock.wall()),
         this.epochCandidate, this.instance, id, ...this.bounds, idem, ...this.publishTail];
-      // No per-command timeout on the hot path (node-redis makes a timer signal for each): a
-      // Redis that stops answering fails the health ping, and publishes fail fast from then on.
-      this.run(PUBLISH, args, false, false).then((reply) => {
+      this.run(PUBLISH, args).then((reply) => {
         const [published, header] = reply as [number, string];
         const h = parseHeader(String(header).slice(0, -1));
         if (!published) {
@@ -699,18 +698,8 @@ export class RedisEngine implements Engine {
     const [read] = (await this.read('all', [channel], 0, 0, 0)).channels;
     if (read === undefined || !read.exists) return { events: [], epoch: '', offset: 0, complete: since === undefined, more: false };
     const retained = read.events;
-    let from = 0;
-    let complete = true;
-    if (since !== undefined) {
-      if (since.epoch !== read.epoch) {
-        complete = false;
-      } else {
-        complete = since.offset >= read.lost;
-        const first = retained.length > 0 ? retained[0]!.offset : read.offset + 1;
-        from = Math.min(retained.length, Math.max(0, since.offset - first + 1));
-      }
-    }
-    const to = Math.min(retained.length, from + limit);
+    const first = retained.length > 0 ? retained[0]!.offset : read.offset + 1;
+    const { from, to, complete } = historyWindow(retained.length, first, read.epoch, read.lost, since, limit);
     return { events: retained.slice(from, to), epoch: read.epoch, offset: read.offset, complete, more: to < retained.length };
   }
 
@@ -901,7 +890,7 @@ export class RedisEngine implements Engine {
 
   private async command(args: string[]): Promise<unknown> {
     try {
-      return await this.cmd.sendCommand(args, { timeout: this.timeout });
+      return await this.cmd.sendCommand(args, NO_TIMEOUT);
     } catch (err) {
       throw this.failure(err);
     }
@@ -913,14 +902,14 @@ export class RedisEngine implements Engine {
    * be sent again whole after the answer, behind publishes sent after it (reordered).
    */
   private loadScripts(): Promise<unknown>[] {
-    return [PUBLISH, READ].map((s) => this.cmd.sendCommand(['SCRIPT', 'LOAD', s.source], { timeout: this.timeout }).catch((err: unknown) => {
+    return [PUBLISH, READ].map((s) => this.cmd.sendCommand(['SCRIPT', 'LOAD', s.source], NO_TIMEOUT).catch((err: unknown) => {
       this.log?.warn({ err: (err as Error).message }, 'redis engine: a script could not be loaded');
     }));
   }
 
   /** Runs a script by its hash, sending its source when Redis does not have it (a restarted Redis). */
-  private async run(s: Script, args: (string | Buffer)[], binary = false, timeout = true): Promise<unknown> {
-    const options = binary ? { ...BINARY, timeout: this.timeout } : timeout ? { timeout: this.timeout } : NO_TIMEOUT;
+  private async run(s: Script, args: (string | Buffer)[], binary = false): Promise<unknown> {
+    const options = binary ? BINARY : NO_TIMEOUT;
     if (s.byHash) {
       try {
         return await this.cmd.sendCommand(['EVALSHA', s.sha, '1', this.routeKey, ...args], options);
@@ -970,8 +959,7 @@ export class RedisEngine implements Engine {
     for (const [id, pending] of this.pending) if (pending.header !== undefined && pending.answeredAt < stale) this.settle(id);
     if (this.pingSince !== 0) {
       // The last ping is still unanswered: a Redis that does not answer (stopped, overloaded)
-      // refuses publishes at once until it does (node-redis's own command timeouts did not fire
-      // on a stopped Redis here; its socket timeout, 15 s, closes the connection at last).
+      // refuses publishes at once until it does (see NO_TIMEOUT).
       if (performance.now() - this.pingSince > PING_TIMEOUT) this.cmdUp = false;
       return;
     }
