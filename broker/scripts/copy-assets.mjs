@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Puts the files the broker serves into broker/dist/static/, where it reads them at start:
-//   crier.min.js  the browser bundle of @crier/sdk-web, a devDependency of the broker for this
+//   crier.min.js, crier.full.min.js  the browser bundles of @crier/sdk-web (core, full), a devDependency of the broker for this
 //                 file only (the broker never imports sdk-web code; it serves the bundle, and the
 //                 published package carries its own copy in dist/static/). Resolved through
 //                 sdk-web's exports, so build sdk-web's bundle first (`node sdk-web/scripts/bundle.mjs`;
@@ -15,13 +15,15 @@ const require = createRequire(import.meta.url);
 const dashboard = new URL('../src/dashboard/', import.meta.url);
 const out = new URL('../dist/static/', import.meta.url);
 
-let bundle;
-try {
-  bundle = await readFile(require.resolve('@crier/sdk-web/crier.min.js'));
-} catch (err) {
-  if (err.code !== 'ENOENT' && err.code !== 'MODULE_NOT_FOUND') throw err;
-  console.error('copy-assets: @crier/sdk-web/crier.min.js is missing: run `node sdk-web/scripts/bundle.mjs` first');
-  process.exit(1);
+const bundles = {};
+for (const name of ['crier.min.js', 'crier.full.min.js']) {
+  try {
+    bundles[name] = await readFile(require.resolve(`@crier/sdk-web/${name}`));
+  } catch (err) {
+    if (err.code !== 'ENOENT' && err.code !== 'MODULE_NOT_FOUND') throw err;
+    console.error(`copy-assets: @crier/sdk-web/${name} is missing: run \`node sdk-web/scripts/bundle.mjs\` first`);
+    process.exit(1);
+  }
 }
 
 /** Writes `content` to `name` in dist/static/ unless it is there already; atomically (rename). */
@@ -38,7 +40,7 @@ async function put(name, content) {
 }
 
 await mkdir(out, { recursive: true });
-await put('crier.min.js', bundle);
+for (const [name, bundle] of Object.entries(bundles)) await put(name, bundle);
 for (const name of await readdir(dashboard)) {
   await put(name, await readFile(new URL(name, dashboard)));
 }

@@ -41,7 +41,7 @@ describe('the browser bundle and the dashboard files', () => {
   it('serves the dashboard\'s script, styles and icon beside the WebSocket path, under any path', async () => {
     const b = await startBroker({ path: '/crier' });
     const types: Record<string, RegExp> = {
-      '/crier/crier.min.js': /^text\/javascript/, '/crier/dashboard.js': /^text\/javascript/,
+      '/crier/crier.min.js': /^text\/javascript/, '/crier/crier.full.min.js': /^text\/javascript/, '/crier/dashboard.js': /^text\/javascript/,
       '/crier/dashboard.css': /^text\/css/, '/crier/favicon.svg': /^image\/svg\+xml/,
     };
     for (const [path, type] of Object.entries(types)) {

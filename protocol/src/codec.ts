@@ -39,8 +39,9 @@ const brokerShapes: Shapes = new Map([
   [FrameType.error, { req: [['code', isStr], ['msg', isStr]], opt: [['r', isUint]] }],
   [FrameType.event, {
     req: [['c', isStr], ['d', isBin], ['id', isStr], ['o', isUint], ['e', isStr], ['ts', isUint]],
-    opt: [['s', isUint], ['l', isStrArray], ['k', isStr]],
+    opt: [['s', isUint], ['l', isStrArray], ['k', isStr], ['rp', isStr]],
   }],
+  [FrameType.reply, { req: [['r', isUint], ['c', isStr], ['d', isBin], ['id', isStr], ['ts', isUint]], opt: [['l', isStrArray]] }],
   [FrameType.dropped, { req: [['n', isUint], ['c', isDropCounts]], opt: [] }],
   [FrameType.events, { req: [['r', isUint], ['ev', isBinArray]], opt: [['e', isStr], ['o', isUint], ['ok', isBool], ['m', isBool]] }],
   [FrameType.ping, { req: [], opt: [] }],

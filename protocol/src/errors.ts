@@ -50,6 +50,8 @@ export const ErrorCode = {
    * 503 with `Retry-After`).
    */
   unavailable: 'unavailable',
+  /** A request found no subscription anywhere that matches its channel: nobody would answer. */
+  noResponders: 'no_responders',
   /** An unexpected failure inside the broker. */
   internal: 'internal',
   // Client-side codes (raised by the SDKs, never sent by the broker).

@@ -20,6 +20,8 @@ export const FrameType = {
   auth: 13,
   history: 14,
   events: 15,
+  request: 16,
+  reply: 17,
 } as const;
 
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
@@ -199,6 +201,48 @@ export interface PublishFrame {
   i?: string;
 }
 
+/**
+ * Client → broker: a request to whoever subscribes to `c` (NATS-style request/reply). The
+ * broker hands it to every matching subscription as an `event` with `rp` (a queue group: to one
+ * member), and answers this frame (same `r`) with the first `reply` a responder sends, or an
+ * error: `no_responders` at once when no subscription anywhere matches `c`, `timeout` when no
+ * reply came within `to`. A request is not sequenced, kept in history, or replayed on resume.
+ */
+export interface RequestFrame {
+  t: typeof FrameType.request;
+  r: number;
+  c: string;
+  d: Uint8Array;
+  l?: string[];
+  k?: string;
+  /** How long to wait for a reply, ms (the broker's `maxRequestTimeout` bounds it). */
+  to?: number;
+}
+
+/**
+ * Client → broker: a responder's answer to a request event, naming its `rp`. Fire-and-forget: a
+ * reply to a request already answered, timed out or whose requester left is dropped (counted).
+ */
+export interface ReplyFrame {
+  t: typeof FrameType.reply;
+  rp: string;
+  d: Uint8Array;
+  l?: string[];
+}
+
+/** Broker → client: the reply to the client's request `r`. */
+export interface ReplyAnswerFrame {
+  t: typeof FrameType.reply;
+  r: number;
+  /** The request's channel. */
+  c: string;
+  d: Uint8Array;
+  /** The reply's id, and when the broker took it (ms since the Unix epoch). */
+  id: string;
+  ts: number;
+  l?: string[];
+}
+
 export interface QuitFrame {
   t: typeof FrameType.quit;
 }
@@ -249,6 +293,11 @@ export interface EventFrame {
   s?: number;
   l?: string[];
   k?: string;
+  /**
+   * Present on a request (see {@link RequestFrame}): answer it with a `reply` frame carrying this
+   * token. A request event has `o` 0, `e` '' and no `s`: it is not sequenced or retained.
+   */
+  rp?: string;
 }
 
 /** Broker → client: events were dropped because the connection's queue was full. */
@@ -269,7 +318,9 @@ export type ClientFrame =
   | PingFrame
   | PongFrame
   | AuthFrame
-  | HistoryFrame;
+  | HistoryFrame
+  | RequestFrame
+  | ReplyFrame;
 
 export type BrokerFrame =
   | WelcomeFrame
@@ -278,6 +329,7 @@ export type BrokerFrame =
   | EventFrame
   | DroppedFrame
   | EventsFrame
+  | ReplyAnswerFrame
   | PingFrame
   | PongFrame;
 

@@ -42,6 +42,8 @@ const clientShapes: Shapes = new Map([
   [FrameType.ping, { req: [], opt: [] }],
   [FrameType.pong, { req: [], opt: [] }],
   [FrameType.history, { req: [['r', isUint], ['c', isStr]], opt: [['e', isStr], ['o', isUint], ['n', isUint]] }],
+  [FrameType.request, { req: [['r', isUint], ['c', isStr], ['d', isBin]], opt: [['l', isStrArray], ['k', isStr], ['to', isUint]] }],
+  [FrameType.reply, { req: [['rp', isStr], ['d', isBin]], opt: [['l', isStrArray]] }],
 ]);
 
 /**

@@ -40,12 +40,15 @@ const brokerToClient: Direction = {
     ['an event with labels not strings', { t: 11, c: 'a', d: new Uint8Array(1), id: 'x', o: 1, e: 'e', ts: 1, l: [1] }],
     ['a welcome with a fractional version', { t: 2, v: 1.5, u: 'u', ka: 1, lim: { mc: 1, mp: 1, bs: 1 }, s: 's' }],
     ['an events frame with a string among its events', { t: 15, r: 1, ev: ['x'] }],
+    ['a request event with a numeric reply token', { t: 11, c: 'a', d: new Uint8Array(1), id: 'x', o: 0, e: '', ts: 1, rp: 5 }],
+    ['a reply without its request id', { t: 17, c: 'a', d: new Uint8Array(1), id: 'x', ts: 1 }],
   ],
   foreign: [
     { t: FrameType.hello, v: 1 },
     { t: FrameType.subscribe, r: 3, p: 'a' },
     { t: FrameType.publish, r: 4, c: 'a', d: new Uint8Array(1) },
     { t: FrameType.history, r: 5, c: 'a' },
+    { t: FrameType.request, r: 6, c: 'a', d: new Uint8Array(1), to: 100 },
     { t: FrameType.quit },
   ],
 };
@@ -60,6 +63,9 @@ const clientToBroker: Direction = {
     ['publish with a negative id', { t: 5, r: -1, c: 'a', d: new Uint8Array(1) }],
     ['publish with labels not strings', { t: 5, r: 1, c: 'a', d: new Uint8Array(1), l: [1] }],
     ['hello with a fractional version', { t: 1, v: 1.5 }],
+    ['request without data', { t: 16, r: 1, c: 'a' }],
+    ['request with a fractional timeout', { t: 16, r: 1, c: 'a', d: new Uint8Array(1), to: 1.5 }],
+    ['reply without a token', { t: 17, d: new Uint8Array(1) }],
   ],
   foreign: [
     { t: FrameType.welcome, v: 1, u: 'u', ka: 1, lim: { mc: 1, mp: 1, bs: 1 }, s: 's' },

@@ -1,7 +1,7 @@
 // sdk-node's connect: the sdk-web client with `ws` injected, against the same fake broker.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
-import * as web from '@crier/sdk-web';
+import * as web from '@crier/sdk-web/full';
 import * as node from '../src/index.js';
 import { FrameType } from '@crier/protocol';
 import { CloseCode, ErrorCode, connect, decodeText, encodeText, type CrierClient } from '../src/index.js';
@@ -65,7 +65,7 @@ describe('@crier/sdk-node', () => {
     expect(made).toEqual([b.url]);
   });
 
-  it('re-exports all of @crier/sdk-web, with its own connect', () => {
+  it('re-exports all of @crier/sdk-web/full, with its own connect', () => {
     expect(Object.keys(node).sort()).toEqual(Object.keys(web).sort());
     expect(node.connect).not.toBe(web.connect);
     expect(node.CrierError).toBe(web.CrierError);

@@ -1,7 +1,11 @@
 // Builds the browser bundles of @crier/sdk-web, with @crier/protocol inlined:
-//   dist/crier.esm.js  ESM, minified, for bundlers and <script type="module">
-//   dist/crier.min.js  a classic <script> (IIFE) that sets the global `Crier` to every export
-// and prints each one's size minified and minified + gzipped (zlib level 9).
+//   dist/crier.esm.js       the core (src/index.ts): ESM, minified, for <script type="module">
+//   dist/crier.min.js       the core as a classic <script> (IIFE) that sets the global `Crier`
+//                           to every export
+//   dist/crier.full.esm.js  everything (src/full.ts: the core, and the optional entry points
+//   dist/crier.full.min.js  built into the client as methods), ESM and <script>
+// and prints each one's size minified and minified + gzipped (zlib level 9), and what each
+// optional entry point adds to the core in a bundler's output (ENTRIES).
 //
 // Both are built from the TypeScript sources (sdk-web's and protocol's), not from dist/, so that
 // class fields can be compiled as plain assignments (`useDefineForClassFields: false`): lowered
@@ -18,7 +22,7 @@ import { build } from 'esbuild';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
-const entry = join(root, 'src', 'index.ts');
+const source = (name) => join(root, 'src', `${name}.ts`);
 mkdirSync(dist, { recursive: true });
 
 // Private members of the SDK's classes (and its internal hook objects) keep their readable names
@@ -40,7 +44,7 @@ const INTERNAL_NAMES = [
   // KeepAlive
   'framesAtCheck', 'silentChecks', 'framesAtProbe', 'probeGrace', 'dueAt', 'sendProbe', 'received', 'interval', 'frames',
   // Publisher, Subscriptions, EventStream, PendingRequests
-  'bufferFull', 'transmit', 'tooLarge', 'prefix', 'published', 'entryFor', 'registry', 'streams', 'handles', 'acked', 'host', 'deliver',
+  'bufferFull', 'transmit', 'tooLarge', 'prefix', 'published', 'entryFor', 'registry', 'streams', 'handles', 'acked', 'host', 'deliver', 'taps', 'compile',
   'dispatch', 'resubscribe', 'removePattern', 'eventsOf', 'rewound', 'rewinding', 'dropping', 'release', 'onOverflow', 'onReturn', 'capacity', 'waiters',
   'nextId', 'timeoutMs', 'settle', 'rejectAll', 'timer', 'waiting', 'byKey', 'buffered', 'end', 'remove',
   // Credential
@@ -118,20 +122,45 @@ function report(file) {
   console.log(`${file}: ${kb(bytes.length)} min, ${kb(gzipSync(bytes, { level: 9 }).length)} gzip`);
 }
 
-const esm = await build({ ...common, entryPoints: [entry], format: 'esm', outfile: join(dist, 'crier.esm.js'), metafile: true });
-save(esm);
-report('crier.esm.js');
+/** Builds `entry` as `<name>.esm.js` and `<name>.min.js` (the IIFE setting `Crier`). */
+async function bundle(name, entry) {
+  const esm = await build({ ...common, entryPoints: [entry], format: 'esm', outfile: join(dist, `${name}.esm.js`), metafile: true });
+  save(esm);
+  report(`${name}.esm.js`);
+  // The IIFE assigns the exports to the global as a plain object: esbuild's `globalName` would
+  // wrap them in a namespace object of getters, with its helpers (about 0.2 KB gzipped).
+  const list = Object.values(esm.metafile.outputs)[0].exports.join(',');
+  const iife = await build({
+    ...common,
+    stdin: { contents: `import {${list}} from './${relative(root, entry)}';globalThis.Crier={${list}};`, resolveDir: root, loader: 'ts' },
+    format: 'iife',
+    banner: { js: '"use strict";' }, // the sources are modules, written for strict mode
+    outfile: join(dist, `${name}.min.js`),
+  });
+  save(iife);
+  report(`${name}.min.js`);
+}
 
-// The IIFE assigns the exports to the global as a plain object: esbuild's `globalName` would
-// wrap them in a namespace object of getters, with its helpers (about 0.2 KB gzipped).
-const names = Object.values(esm.metafile.outputs)[0].exports;
-const list = names.join(',');
-const iife = await build({
-  ...common,
-  stdin: { contents: `import {${list}} from './${relative(root, entry)}';globalThis.Crier={${list}};`, resolveDir: root, loader: 'ts' },
-  format: 'iife',
-  banner: { js: '"use strict";' }, // the sources are modules, written for strict mode
-  outfile: join(dist, 'crier.min.js'),
-});
-save(iife);
-report('crier.min.js');
+await bundle('crier', source('index'));
+await bundle('crier.full', source('full'));
+
+// What each optional entry point adds to a page's bundle that imports it beside the core's
+// `connect` (gzipped, each alone: the core's share of a bundle is the same with or without it).
+// Measured, not written: bundle-size.test.ts holds each to its budget.
+const ENTRIES = ['filter', 'history', 'stream'];
+const gzipOf = async (contents) => {
+  const r = await build({ ...common, stdin: { contents, resolveDir: root, loader: 'ts' }, format: 'esm', outfile: 'x.js' });
+  return gzipSync(r.outputFiles[0].contents, { level: 9 }).length;
+};
+const core = await gzipOf(`export {connect} from './src/index.ts';`);
+const added = {};
+for (const name of ENTRIES) {
+  added[name] = (await gzipOf(`export {connect} from './src/index.ts';export * from './src/${name}.ts';`)) - core;
+  console.log(`  + ${name}: ${added[name]} bytes gzip`);
+}
+const sizes = JSON.stringify({ core, added }, null, 2) + '\n';
+let current;
+try {
+  current = readFileSync(join(dist, 'entry-sizes.json'), 'utf8');
+} catch {}
+if (current !== sizes) writeFileSync(join(dist, 'entry-sizes.json'), sizes);

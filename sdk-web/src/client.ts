@@ -2,7 +2,6 @@ import {
   CrierError,
   ErrorCode,
   FrameType,
-  assertChannel,
   decodeFrames,
   type AckFrame,
   type BrokerFrame,
@@ -28,8 +27,6 @@ import type {
   ErrorListener,
   EventHandler,
   FireAndForgetOptions,
-  HistoryOptions,
-  HistoryPage,
   PublishAck,
   PublishOptions,
   ResumedListener,
@@ -58,23 +55,33 @@ function describeClose(info: StateInfo): string {
   return info.code === undefined ? '' : ` (code ${info.code}${info.reason ? `: ${info.reason}` : ''})`;
 }
 
-/** The client façade: wires the connection, pending requests, publisher and subscriptions. */
-class Client implements CrierClient {
-  private readonly connection: Connection;
+/**
+ * The client façade: wires the connection, pending requests, publisher and subscriptions.
+ *
+ * The members marked internal are not part of {@link CrierClient}: they are what the optional
+ * entry points (history.ts, stream.ts, full.ts) build on, so that the core bundle carries none
+ * of their code and a bundler drops the entry points a page does not import.
+ */
+export class Client implements CrierClient {
+  /** @internal */
+  readonly connection: Connection;
   private readonly pending: PendingRequests;
   private readonly publisher: Publisher;
-  private readonly subscriptions: Subscriptions;
+  /** @internal */
+  readonly subscriptions: Subscriptions;
   private readonly eventHandlers = new Set<EventHandler>();
   private readonly stateListeners = new Set<StateListener>();
-  private readonly droppedListeners = new Set<DroppedListener>();
+  /** @internal */
+  readonly droppedListeners = new Set<DroppedListener>();
   private readonly errorListeners = new Set<ErrorListener>();
   private readonly resumedListeners = new Set<ResumedListener>();
   /** Emits an `'error'` event. */
   private readonly fail = (error: CrierError): void => emit(this.errorListeners, error);
   private readyWaiters: { resolve(): void; reject(error: CrierError): void }[] = [];
-  private closedWith: CrierError | undefined;
-  /** Sends a request (its frame made with its id) when connected; false (nothing sent) when not. */
-  private readonly request: SendRequest = (frame, answer, what) =>
+  /** @internal Why the client closed, once it has. */
+  closedWith: CrierError | undefined;
+  /** @internal Sends a request (its frame made with its id) when connected; false (nothing sent) when not. */
+  readonly request: SendRequest = (frame, answer, what) =>
     this.connection.isOpen && this.connection.send(frame(this.pending.add(answer, what)));
   /** Removes the page lifecycle listeners. */
   private unwatch = (): void => {};
@@ -86,10 +93,7 @@ class Client implements CrierClient {
       request: this.request,
       limits: () => this.connection.limits,
       error: this.fail,
-      overflow: (event) =>
-        emit(this.droppedListeners, { total: 1, channels: new Map([[event.channel, 1]]), source: 'iterator' }),
       eventsOf: (frame) => this.eventsOf(frame),
-      iteratorMax: resolved.iteratorMax,
     });
     this.connection = new Connection(url, resolved, {
       welcome: () => {
@@ -154,18 +158,6 @@ class Client implements CrierClient {
       : this.subscriptions.add(pattern, undefined, a, b as SubscribeOptions | undefined);
   }
 
-  async history(channel: string, options: HistoryOptions = {}): Promise<HistoryPage> {
-    assertChannel(channel);
-    await this.ready();
-    const { since, limit } = options;
-    // Still connected here: only a listener's quit() can come between ready() and this.
-    const f = await new Promise<EventsFrame>((resolve, reject) =>
-      this.request((r) => ({ t: FrameType.history, r, c: channel, e: since?.epoch, o: since?.offset, n: limit }), { resolve, reject }, 'history') ||
-      reject(this.closedWith),
-    );
-    return { events: this.eventsOf(f), epoch: f.e!, offset: f.o!, complete: f.ok !== false, more: !!f.m };
-  }
-
   unsubscribe(pattern: string): Promise<void> {
     return this.subscriptions.removePattern(pattern);
   }
@@ -207,8 +199,8 @@ class Client implements CrierClient {
     }
   }
 
-  /** The events of an `events` frame (history, rewind), decoded as subscribers get them. */
-  private eventsOf(frame: EventsFrame): CrierEvent[] {
+  /** @internal The events of an `events` frame (history, rewind), decoded as subscribers get them. */
+  eventsOf(frame: EventsFrame): CrierEvent[] {
     const events: CrierEvent[] = [];
     for (const bytes of frame.ev) decodeFrames(bytes, this.connection.decodeLimits, (f) => events.push(toEvent(f as EventFrame)));
     return events;

@@ -85,7 +85,8 @@ export class Connection implements PageHooks {
 
   constructor(
     private readonly url: string,
-    private readonly options: ResolvedOptions,
+    /** @internal */
+    readonly options: ResolvedOptions,
     private readonly hooks: ConnectionHooks,
   ) {
     // A resumed session brings its position as well.

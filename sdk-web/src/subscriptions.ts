@@ -3,14 +3,10 @@ import {
   ErrorCode,
   FrameType,
   assertPattern,
-  compileFilter,
   matchPattern,
-  subscriptionKey,
-  toWireFilter,
   type EventFilter,
   type EventsFrame,
 } from '@crier/protocol';
-import { EventStream } from './event-stream.js';
 import { call } from './listeners.js';
 import { isLoss, type Answer, type SendRequest } from './pending.js';
 import type { ClientLimits, CrierEvent, EventHandler, SubscribeFilter, SubscribeOptions, Subscription } from './types.js';
@@ -22,11 +18,15 @@ export interface SubscriptionHost {
   limits(): ClientLimits | undefined;
   /** Reports an asynchronous failure (a resubscribe the broker refused) as an `'error'` event. */
   error(error: CrierError): void;
-  /** An iterator discarded an event (its buffer was full). */
-  overflow(event: CrierEvent): void;
   /** The events of an `events` frame (a rewind), as handlers get them. */
   eventsOf(frame: EventsFrame): CrierEvent[];
-  iteratorMax: number;
+}
+
+/** Something fed a handle's events besides its handler: an async iterator (stream.ts). */
+export interface Tap {
+  push(event: CrierEvent): void;
+  /** The handle ended; `failure`: why, when the subscription failed. */
+  end(failure?: CrierError): void;
 }
 
 interface Deferred {
@@ -60,11 +60,12 @@ interface Entry {
   acked: boolean;
 }
 
-class Handle implements Subscription {
+export class Handle implements Subscription {
   readonly ready: Promise<void>;
-  /** Why the subscription ended, if it failed; iterators throw it. */
-  private failure: CrierError | undefined;
-  private ended = false;
+  /** @internal Why the subscription ended, if it failed; iterators throw it. */
+  failure: CrierError | undefined;
+  /** @internal */
+  ended = false;
   /**
    * Waiting for its rewind (the `events` frame of its own subscribe): live events are not its
    * yet, since the rewind holds those the broker had when it read the subscribe.
@@ -72,7 +73,8 @@ class Handle implements Subscription {
   rewinding: boolean | undefined;
   /** Its rewind (`w`), asked again after a welcome while it is `rewinding`. */
   w: number | undefined;
-  private readonly streams = new Set<EventStream>();
+  /** @internal */
+  readonly taps = new Set<Tap>();
 
   constructor(
     readonly pattern: string,
@@ -88,7 +90,7 @@ class Handle implements Subscription {
   deliver(event: CrierEvent): void {
     if (this.rewinding) return;
     if (this.handler) call(this.handler, event);
-    for (const stream of this.streams) stream.push(event);
+    for (const tap of this.taps) tap.push(event);
   }
 
   /** Ends every iterator of this handle; `failure` makes them throw it. */
@@ -96,23 +98,12 @@ class Handle implements Subscription {
     if (this.ended) return;
     this.ended = true;
     this.failure = failure;
-    for (const stream of this.streams) stream.end(failure);
-    this.streams.clear();
+    for (const tap of this.taps) tap.end(failure);
+    this.taps.clear();
   }
 
   unsubscribe(): Promise<void> {
     return this.registry.remove(this);
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<CrierEvent, undefined> {
-    const host = this.registry.host;
-    const stream: EventStream = new EventStream(host.iteratorMax, (e) => host.overflow(e), () => {
-      this.streams.delete(stream);
-      this.unsubscribe().catch(() => {});
-    });
-    if (this.ended) stream.end(this.failure);
-    else this.streams.add(stream);
-    return stream;
   }
 }
 
@@ -131,7 +122,13 @@ export class Subscriptions {
   private readonly dropping = new Set<Entry>();
   private closedWith: CrierError | undefined;
 
-  constructor(readonly host: SubscriptionHost) {}
+  /**
+   * @internal Compiles a subscription's filter (see filter.ts). Unset in the core: the filter
+   * code stays out of its bundle until a page asks for it with `withFilters()`.
+   */
+  compile: ((filter: SubscribeFilter) => EventFilter | undefined) | undefined;
+
+  constructor(private readonly host: SubscriptionHost) {}
 
   add(pattern: string, filter: SubscribeFilter | undefined, handler: EventHandler | undefined, options?: SubscribeOptions): Subscription {
     const entry = this.entryFor(pattern, filter);
@@ -161,11 +158,15 @@ export class Subscriptions {
     let filter: EventFilter | undefined;
     try {
       assertPattern(pattern);
-      filter = compileFilter(toWireFilter(f));
+      if (f != null) {
+        if (!this.compile) throw new CrierError(ErrorCode.badFilter, 'filters need withFilters() of @crier/sdk-web/filter');
+        filter = this.compile(f);
+      }
     } catch (err) {
       return err as CrierError;
     }
-    const key = subscriptionKey(pattern, filter);
+    // The protocol's subscriptionKey: pattern, and the filter's id (patterns hold no spaces).
+    const key = filter ? `${pattern} ${filter.id}` : pattern;
     const existing = this.byKey.get(key);
     if (existing) return existing;
     // Fail fast only once the broker told us its limit; before that its answer decides.

@@ -244,7 +244,7 @@ export interface SubscribeOptions {
   since?: number | 'last';
 }
 
-/** Options of {@link CrierClient.history}. */
+/** Options of {@link CrierClientFull.history}. */
 export interface HistoryOptions {
   /**
    * Only the events after this position of the channel (`epoch` and `offset`, as events carry
@@ -317,8 +317,12 @@ export type DroppedListener = (notice: DroppedNotice) => void;
 export type ErrorListener = (error: CrierError) => void;
 export type ResumedListener = (info: ResumedInfo) => void;
 
-/** One handle on a pattern. Iterate it with `for await`; `break` unsubscribes it. */
-export interface Subscription extends AsyncIterable<CrierEvent> {
+/**
+ * One handle on a pattern. Read its events with its handler; or with `for await` (on a client of
+ * `@crier/sdk-web/full`, whose subscriptions are {@link IterableSubscription}s, or through
+ * `events()` of `@crier/sdk-web/stream`), where `break` unsubscribes it.
+ */
+export interface Subscription {
   readonly pattern: string;
   /**
    * Resolves when the broker acknowledged the pattern (at once if it already had). Rejects with a
@@ -369,13 +373,6 @@ export interface CrierClient {
    * filter out of bounds.
    */
   subscribe(pattern: string, filter: SubscribeFilter, handler?: EventHandler, options?: SubscribeOptions): Subscription;
-  /**
-   * A channel's retained events (the broker keeps a bounded history of each channel), oldest
-   * first: all of them, or those after `options.since`, at most `options.limit`. Waits until
-   * connected. Rejects with a `CrierError`: `bad_channel` (a pattern or a malformed name, before
-   * anything is sent), `forbidden`, `timeout`, `disconnected`, `closed`.
-   */
-  history(channel: string, options?: HistoryOptions): Promise<HistoryPage>;
   /** Drops every local handle for the pattern, whatever their filters, and the broker-side subscriptions. */
   unsubscribe(pattern: string): Promise<void>;
   /** Every event on the stream, once each. Returns the function that removes the handler. */
@@ -389,4 +386,23 @@ export interface CrierClient {
    * and queued publishes with `closed`, ends iterators. Resolves when the socket has closed.
    */
   quit(): Promise<void>;
+}
+
+/** A subscription of a full client: also read with `for await`; `break` unsubscribes it. */
+export interface IterableSubscription extends Subscription, AsyncIterable<CrierEvent> {}
+
+/**
+ * The client of `@crier/sdk-web/full` (and of `@crier/sdk-node`): the core client with every
+ * optional entry point built in as a method.
+ */
+export interface CrierClientFull extends CrierClient {
+  subscribe(pattern: string, handler?: EventHandler, options?: SubscribeOptions): IterableSubscription;
+  subscribe(pattern: string, filter: SubscribeFilter, handler?: EventHandler, options?: SubscribeOptions): IterableSubscription;
+  /**
+   * A channel's retained events (the broker keeps a bounded history of each channel), oldest
+   * first: all of them, or those after `options.since`, at most `options.limit`. Waits until
+   * connected. Rejects with a `CrierError`: `bad_channel` (a pattern or a malformed name, before
+   * anything is sent), `forbidden`, `timeout`, `disconnected`, `closed`.
+   */
+  history(channel: string, options?: HistoryOptions): Promise<HistoryPage>;
 }

@@ -1,6 +1,7 @@
 // The browser bundles, as built by `node sdk-web/scripts/bundle.mjs` (the root test command runs
-// it before vitest): the <script> bundle stays within its size budget and exposes every export
-// of the package on the `Crier` global; the ESM bundle exports the same names.
+// it before vitest): each <script> bundle (the core, the full one) and each optional entry point
+// stays within its size budget; each bundle exposes every export of its entry point on the
+// `Crier` global, and its ESM twin exports the same names.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runInNewContext, runInThisContext } from 'node:vm';
@@ -9,13 +10,19 @@ import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { FrameType } from '@crier/protocol';
 import * as sdk from '../src/index.js';
+import * as full from '../src/full.js';
 import { startFakeBroker } from './fake-broker.js';
 import { FakePage } from './fake-page.js';
 import { record } from './record.js';
 import { waitFor } from './wait-for.js';
 
-/** The `<script>` bundle's budget, minified and gzipped (level 9). */
-const BUDGET_GZIP = 10 * 1024;
+/** Each `<script>` bundle's budget, minified and gzipped (level 9). */
+const BUDGETS: Record<string, number> = { 'crier.min.js': 10 * 1024, 'crier.full.min.js': 12 * 1024 };
+/**
+ * What each optional entry point may add to a page's bundle beside the core's `connect`, bytes
+ * gzipped (measured by bundle.mjs into dist/entry-sizes.json).
+ */
+const ENTRY_BUDGETS: Record<string, number> = { filter: 600, history: 200, stream: 400 };
 
 function built(file: string): Buffer {
   const path = fileURLToPath(new URL(`../dist/${file}`, import.meta.url));
@@ -26,19 +33,30 @@ function built(file: string): Buffer {
 }
 
 describe('browser bundles', () => {
-  it(`crier.min.js is at most ${BUDGET_GZIP / 1024} KB minified and gzipped`, () => {
-    const bytes = built('crier.min.js');
+  it.each(Object.entries(BUDGETS))('%s is within its budget (%i bytes) minified and gzipped', (file, budget) => {
+    const bytes = built(file);
     const gzip = gzipSync(bytes, { level: 9 }).length;
-    console.log(`crier.min.js: ${(bytes.length / 1024).toFixed(1)} KB min, ${(gzip / 1024).toFixed(1)} KB gzip (budget ${BUDGET_GZIP / 1024} KB)`);
-    expect(gzip, `crier.min.js is ${gzip} bytes gzipped, over the ${BUDGET_GZIP}-byte budget`).toBeLessThanOrEqual(BUDGET_GZIP);
+    console.log(`${file}: ${(bytes.length / 1024).toFixed(1)} KB min, ${gzip} bytes gzip (budget ${budget})`);
+    expect(gzip, `${file} is ${gzip} bytes gzipped, over its ${budget}-byte budget`).toBeLessThanOrEqual(budget);
   });
 
-  it('crier.min.js defines the Crier global with every export of the package, and nothing else', () => {
+  it('each optional entry point adds at most its budget to a bundle of the core', () => {
+    const { added } = JSON.parse(built('entry-sizes.json').toString()) as { added: Record<string, number> };
+    expect(Object.keys(added).sort()).toEqual(Object.keys(ENTRY_BUDGETS).sort());
+    for (const [name, bytes] of Object.entries(added)) {
+      expect(bytes, `@crier/sdk-web/${name} adds ${bytes} bytes gzipped, over its ${ENTRY_BUDGETS[name]}-byte budget`).toBeLessThanOrEqual(ENTRY_BUDGETS[name]!);
+    }
+  });
+
+  it.each([
+    ['crier.min.js', sdk],
+    ['crier.full.min.js', full],
+  ] as const)('%s defines the Crier global with every export of its entry point, and nothing else', (file, mod) => {
     // A bare context, plus the two globals the codec takes at load time, as a browser has them.
     const context: { Crier?: Record<string, unknown> } = { TextEncoder, TextDecoder } as never;
-    runInNewContext(built('crier.min.js').toString(), context);
+    runInNewContext(built(file).toString(), context);
     const Crier = context.Crier!;
-    expect(Object.keys(Crier).sort()).toEqual(Object.keys(sdk).sort());
+    expect(Object.keys(Crier).sort()).toEqual(Object.keys(mod).sort());
     expect(Object.keys(context)).toEqual(['TextEncoder', 'TextDecoder', 'Crier']);
     expect(typeof Crier['connect']).toBe('function');
     expect(typeof Crier['CrierError']).toBe('function');
@@ -72,9 +90,35 @@ describe('browser bundles', () => {
     }
   });
 
-  it('crier.esm.js exports the same names', async () => {
-    const source = built('crier.esm.js').toString();
+  it('crier.full.min.js works end to end: a filtered subscription read with for await, history', async () => {
+    runInThisContext(built('crier.full.min.js').toString());
+    const Crier = (globalThis as { Crier?: typeof full }).Crier!;
+    delete (globalThis as { Crier?: unknown }).Crier;
+    const b = await startFakeBroker();
+    try {
+      const client = Crier.connect(b.url, { WebSocket, lifecycle: false });
+      const sub = client.subscribe('user.*', { labels: ['eu'] });
+      const iterator = sub[Symbol.asyncIterator]();
+      await waitFor('subscribed', sub.ready);
+      await client.publish('user.created', Crier.encodeText('us'), { labels: ['us'] });
+      await client.publish('user.created', Crier.encodeText('eu'), { labels: ['eu'] });
+      const first = await waitFor('the eu event', iterator.next());
+      expect(Crier.decodeText(first.value!.data)).toBe('eu');
+      const page = await waitFor('the history', client.history('user.created'));
+      expect(page.events.map((e) => Crier.decodeText(e.data))).toEqual(['us', 'eu']);
+      await client.quit();
+      expect(await iterator.next()).toEqual({ done: true, value: undefined });
+    } finally {
+      await b.close();
+    }
+  });
+
+  it.each([
+    ['crier.esm.js', sdk],
+    ['crier.full.esm.js', full],
+  ] as const)('%s exports the same names as its entry point', async (file, entry) => {
+    const source = built(file).toString();
     const mod = (await import(`data:text/javascript;base64,${Buffer.from(source).toString('base64')}`)) as Record<string, unknown>;
-    expect(Object.keys(mod).sort()).toEqual(Object.keys(sdk).sort());
+    expect(Object.keys(mod).sort()).toEqual(Object.keys(entry).sort());
   });
 });

@@ -2,15 +2,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { CloseCode, ErrorCode, FrameType } from '@crier/protocol';
-import { connect } from '../src/client.js';
-import type { ClientOptions, CrierClient } from '../src/types.js';
+import { connect } from '../src/full.js';
+import type { ClientOptions, CrierClientFull } from '../src/types.js';
 import { startFakeBroker, type FakeBroker, type FakeBrokerOptions } from './fake-broker.js';
 import { ManualClock } from './manual-clock.js';
 import { record } from './record.js';
 import { changed, waitFor } from './wait-for.js';
 
 const brokers: FakeBroker[] = [];
-const clients: CrierClient[] = [];
+const clients: CrierClientFull[] = [];
 
 afterEach(async () => {
   await Promise.allSettled(clients.splice(0).map((c) => c.quit()));
@@ -24,7 +24,7 @@ async function broker(options: FakeBrokerOptions = {}): Promise<FakeBroker> {
 }
 
 /** A client on `ws`, reconnecting at once (random() = 0) so tests never wait for a backoff. */
-function client(b: FakeBroker, options: ClientOptions = {}): CrierClient {
+function client(b: FakeBroker, options: ClientOptions = {}): CrierClientFull {
   const c = connect(b.url, { WebSocket, random: () => 0, ...options });
   clients.push(c);
   return c;

@@ -1,7 +1,11 @@
 // Subscriptions with server-side filters: identity, frames, local dispatch, reconnects.
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, FrameType, type EventFrame } from '@crier/protocol';
+import { connect } from '../src/index.js';
+import { withFilters } from '../src/filter.js';
+import { ManualClock } from './manual-clock.js';
 import { scriptedClient } from './scripted-client.js';
+import { scriptedWebSocket } from './scripted-socket.js';
 
 function event(channel: string, n: number, l?: string[], k?: string): EventFrame {
   const f: EventFrame = { t: FrameType.event, c: channel, d: new Uint8Array([n]), id: `id-${n}`, o: n, e: 'E', ts: 1000 + n };
@@ -92,5 +96,29 @@ describe('subscribe with a filter', () => {
     await expect(tooMany.ready).rejects.toMatchObject({ code: ErrorCode.badFilter });
     await expect(empty.ready).rejects.toMatchObject({ code: ErrorCode.badFilter });
     expect(s.sentOf(FrameType.subscribe)).toEqual([]);
+  });
+});
+
+describe('filters in the core client', () => {
+  function coreClient() {
+    const { WebSocket, sockets } = scriptedWebSocket();
+    const client = connect('ws://broker.test', { WebSocket, timers: new ManualClock(), lifecycle: false });
+    sockets[0]!.open();
+    sockets[0]!.receive({ t: FrameType.welcome, v: 1, u: 'u1', ka: 0, lim: { mc: 10, mp: 1024, bs: 100 }, s: 'S' });
+    return { client, socket: sockets[0]! };
+  }
+
+  it('a filtered subscribe fails with bad_filter, naming withFilters(), and sends nothing', async () => {
+    const { client, socket } = coreClient();
+    const sub = client.subscribe('a.*', { labels: ['x'] }, () => {});
+    await expect(sub.ready).rejects.toMatchObject({ code: ErrorCode.badFilter, message: expect.stringContaining('withFilters()') });
+    expect(socket.sentOf(FrameType.subscribe)).toEqual([]);
+  });
+
+  it('withFilters(client) lets it subscribe with the canonical filter', () => {
+    const { client, socket } = coreClient();
+    expect(withFilters(client)).toBe(client);
+    client.subscribe('a.*', { labels: ['y', 'x'] });
+    expect(socket.sentOf(FrameType.subscribe)).toEqual([{ t: FrameType.subscribe, r: 1, p: 'a.*', f: { l: ['x', 'y'] } }]);
   });
 });

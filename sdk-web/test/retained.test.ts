@@ -4,8 +4,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { CloseCode, CrierError, ErrorCode, FrameType, encodeFrame, type EventFrame } from '@crier/protocol';
-import { connect } from '../src/client.js';
-import type { CrierClient, CrierEvent } from '../src/types.js';
+import { connect } from '../src/full.js';
+import type { CrierClientFull, CrierEvent } from '../src/types.js';
 import { startFakeBroker, type FakeBroker } from './fake-broker.js';
 import { scriptedClient } from './scripted-client.js';
 import { changed, waitFor } from './wait-for.js';
@@ -210,7 +210,7 @@ describe("subscribe's rewind (scripted)", () => {
 
 describe('history and rewind against the fake broker', () => {
   const brokers: FakeBroker[] = [];
-  const clients: CrierClient[] = [];
+  const clients: CrierClientFull[] = [];
   afterEach(async () => {
     await Promise.allSettled(clients.splice(0).map((c) => c.quit()));
     await Promise.allSettled(brokers.splice(0).map((b) => b.close()));

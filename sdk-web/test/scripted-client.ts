@@ -1,12 +1,12 @@
 import { FrameType, type WelcomeFrame } from '@crier/protocol';
-import { connect } from '../src/client.js';
-import type { ClientOptions, CrierClient } from '../src/types.js';
+import { connect } from '../src/full.js';
+import type { ClientOptions, CrierClientFull } from '../src/types.js';
 import { ManualClock } from './manual-clock.js';
 import { record, type Recording } from './record.js';
 import { scriptedWebSocket, type ScriptedSocket } from './scripted-socket.js';
 
 export interface ScriptedClient {
-  client: CrierClient;
+  client: CrierClientFull;
   rec: Recording;
   clock: ManualClock;
   sockets: ScriptedSocket[];

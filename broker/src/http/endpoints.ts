@@ -32,7 +32,7 @@ const DASHBOARD_CSP =
 const ADMIN_ROUTES: ReadonlySet<string> = new Set(['stats', 'stats/top']);
 
 /** The files served under the base path, by request name. */
-const ASSET_NAMES = ['crier.min.js', 'dashboard.js', 'dashboard.css', 'favicon.svg'] as const;
+const ASSET_NAMES = ['crier.min.js', 'crier.full.min.js', 'dashboard.js', 'dashboard.css', 'favicon.svg'] as const;
 
 /**
  * The HTTP side of the broker: `healthz`, `stats`, `stats/top`, the dashboard page and its files

@@ -12,6 +12,7 @@ export interface StaticAsset {
 /** Files served beside the WebSocket path, by name: `<base>crier.min.js`, `<base>dashboard.js`… */
 export const ASSET_TYPES: Readonly<Record<string, string>> = {
   'crier.min.js': 'text/javascript; charset=utf-8',
+  'crier.full.min.js': 'text/javascript; charset=utf-8',
   'dashboard.js': 'text/javascript; charset=utf-8',
   'dashboard.css': 'text/css; charset=utf-8',
   'favicon.svg': 'image/svg+xml',

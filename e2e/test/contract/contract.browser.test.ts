@@ -4,14 +4,16 @@ import { build } from 'esbuild';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium, startBrokerProcess, startPageServer, type BrokerProcess } from '../browser/harness.js';
 import { startFaultProxy, type FaultProxy } from '../fault-proxy.js';
-import { cases } from './cases.js';
+import { FULL_CASES, cases } from './cases.js';
 
-// The client contract against the browser bundle, in Chromium: the same cases as
-// contract.node.test.ts, bundled with esbuild and run in a page that loaded /crier.min.js.
+// The client contract against the browser bundles, in Chromium: the same cases as
+// contract.node.test.ts, bundled with esbuild and run in a page that loaded /crier.min.js (the
+// core), or /crier.full.min.js for the cases that need more (FULL_CASES).
 let broker: BrokerProcess;
 let browser: Browser;
 let pages: Awaited<ReturnType<typeof startPageServer>>;
-let page: Page;
+/** By bundle: the core's page and the full one's. */
+const pageOf = new Map<string, Page>();
 let proxy: FaultProxy;
 
 beforeAll(async () => {
@@ -27,16 +29,19 @@ beforeAll(async () => {
     target: 'es2020',
     write: false,
   });
-  page = await browser.newPage();
-  // The cases drive the fault proxy from the page: each call comes out here.
-  await page.exposeFunction('crierFault', (action: 'reset' | 'refuse' | 'latency', arg?: boolean | number) => {
-    if (action === 'reset') proxy.reset();
-    else if (action === 'refuse') proxy.refuse(arg === true);
-    else proxy.latency(Number(arg));
-  });
-  await page.goto(`${pages.origin}/blank.html`);
-  await page.addScriptTag({ url: `${broker.http}/crier.min.js` });
-  await page.addScriptTag({ content: bundled.outputFiles[0]!.text });
+  for (const bundle of ['crier.min.js', 'crier.full.min.js']) {
+    const page = await browser.newPage();
+    // The cases drive the fault proxy from the page: each call comes out here.
+    await page.exposeFunction('crierFault', (action: 'reset' | 'refuse' | 'latency', arg?: boolean | number) => {
+      if (action === 'reset') proxy.reset();
+      else if (action === 'refuse') proxy.refuse(arg === true);
+      else proxy.latency(Number(arg));
+    });
+    await page.goto(`${pages.origin}/blank.html`);
+    await page.addScriptTag({ url: `${broker.http}/${bundle}` });
+    await page.addScriptTag({ content: bundled.outputFiles[0]!.text });
+    pageOf.set(bundle, page);
+  }
 });
 
 afterAll(async () => {
@@ -46,10 +51,11 @@ afterAll(async () => {
   await broker?.stop();
 });
 
-describe('client contract: the browser bundle in Chromium', () => {
+describe('client contract: the browser bundles in Chromium', () => {
   for (const name of Object.keys(cases)) {
-    it(name, async () => {
-      const outcome = await page.evaluate(
+    const bundle = FULL_CASES.has(name) ? 'crier.full.min.js' : 'crier.min.js';
+    it(`${name} (${bundle})`, async () => {
+      const outcome = await pageOf.get(bundle)!.evaluate(
         async ({ name, url, proxyUrl }) => {
           const w = window as unknown as {
             Crier: never;

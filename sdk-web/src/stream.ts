@@ -1,5 +1,10 @@
+// An optional entry point (`@crier/sdk-web/stream`): subscriptions read with `for await`. The
+// core bundle leaves it out; `@crier/sdk-web/full` makes every subscription iterable with it.
 import type { CrierError } from '@crier/protocol';
-import type { CrierEvent } from './types.js';
+import type { Client } from './client.js';
+import { emit } from './listeners.js';
+import type { Handle, Tap } from './subscriptions.js';
+import type { CrierClient, CrierEvent, Subscription } from './types.js';
 
 interface Waiter {
   resolve(result: IteratorResult<CrierEvent, undefined>): void;
@@ -17,7 +22,7 @@ const DONE: IteratorResult<CrierEvent, undefined> = Object.freeze({ done: true, 
  * `end()` finishes it: buffered events are still yielded, then the iterator is done (or throws
  * `error` once, when the subscription failed).
  */
-export class EventStream implements AsyncIterator<CrierEvent, undefined> {
+export class EventStream implements AsyncIterableIterator<CrierEvent, undefined>, Tap {
   /** At most `capacity` events, oldest first: `shift()` on an array this small is cheap. */
   private buffered: CrierEvent[] = [];
   private waiters: Waiter[] = [];
@@ -56,6 +61,10 @@ export class EventStream implements AsyncIterator<CrierEvent, undefined> {
     });
   }
 
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
   return(): Promise<IteratorResult<CrierEvent, undefined>> {
     const early = !this.ended;
     this.buffered = [];
@@ -70,4 +79,27 @@ export class EventStream implements AsyncIterator<CrierEvent, undefined> {
     if (error) waiter.reject(error);
     else waiter.resolve(DONE);
   }
+}
+
+/**
+ * The events of `subscription` (of `client`), as an async iterator: `for await (const event of
+ * events(client, sub))`. It buffers up to the client's `iteratorBufferSize` events not read yet;
+ * past it the oldest is discarded and reported as a `'dropped'` notice with `source: 'iterator'`.
+ * `break` (or `return()`) unsubscribes the handle; the iterator ends when the handle is
+ * unsubscribed or the client closes, and throws the `CrierError` of a subscription that failed.
+ */
+export function events(client: CrierClient, subscription: Subscription): AsyncIterableIterator<CrierEvent, undefined> {
+  const c = client as Client;
+  const handle = subscription as Handle;
+  const stream: EventStream = new EventStream(
+    c.connection.options.iteratorMax,
+    (event) => emit(c.droppedListeners, { total: 1, channels: new Map([[event.channel, 1]]), source: 'iterator' }),
+    () => {
+      handle.taps.delete(stream);
+      handle.unsubscribe().catch(() => {});
+    },
+  );
+  if (handle.ended) stream.end(handle.failure);
+  else handle.taps.add(stream);
+  return stream;
 }

@@ -1,0 +1,50 @@
+// `@crier/sdk-web/full`: everything of the core entry point, and a `connect` whose client has
+// every optional entry point built in as a method (history, iterable subscriptions). The full
+// `<script>` bundle (`crier.full.min.js`) is built from this file; `@crier/sdk-node` uses it.
+// A page that counts its bytes imports the core and the function entry points it needs instead.
+import { Client } from './client.js';
+import { withFilters } from './filter.js';
+import { history } from './history.js';
+import { events } from './stream.js';
+import type {
+  ClientOptions,
+  CrierClientFull,
+  EventHandler,
+  HistoryOptions,
+  HistoryPage,
+  IterableSubscription,
+  SubscribeFilter,
+  SubscribeOptions,
+} from './types.js';
+
+export * from './index.js';
+export { withFilters } from './filter.js';
+export { history } from './history.js';
+export { events } from './stream.js';
+export type { CrierClientFull, IterableSubscription } from './types.js';
+
+class FullClient extends Client implements CrierClientFull {
+  constructor(url: string, options: ClientOptions) {
+    super(url, options);
+    withFilters(this);
+  }
+
+  override subscribe(pattern: string, handler?: EventHandler, options?: SubscribeOptions): IterableSubscription;
+  override subscribe(pattern: string, filter: SubscribeFilter, handler?: EventHandler, options?: SubscribeOptions): IterableSubscription;
+  override subscribe(pattern: string, a?: EventHandler | SubscribeFilter, b?: EventHandler | SubscribeOptions, c?: SubscribeOptions): IterableSubscription {
+    const sub = super.subscribe(pattern, a as SubscribeFilter, b as EventHandler, c);
+    return Object.assign(sub, { [Symbol.asyncIterator]: () => events(this, sub) });
+  }
+
+  history(channel: string, options?: HistoryOptions): Promise<HistoryPage> {
+    return history(this, channel, options);
+  }
+}
+
+/**
+ * Creates a full client (see {@link CrierClientFull}) and connects in the background, like the
+ * core entry point's `connect`.
+ */
+export function connect(url: string, options: ClientOptions = {}): CrierClientFull {
+  return new FullClient(url, options);
+}
