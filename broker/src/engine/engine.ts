@@ -25,6 +25,40 @@ export type Accept = (labels: string[] | undefined, key: string | undefined) => 
 export type EventSink = (event: StreamEvent) => void;
 
 /**
+ * A request (request/reply) on its way to every node: the `event` frame its responders get (with
+ * the reply token `rp`, `o` 0, no `s`), and what routing needs of it. It is not sequenced, not kept
+ * in history, and never replayed: it is handed to the request sink of every node that may hold a
+ * matching subscription, once per node.
+ */
+export interface RequestMessage {
+  channel: string;
+  labels?: string[] | undefined;
+  key?: string | undefined;
+  /** The encoded `event` frame, sent as is to every local responder. */
+  frame: Uint8Array;
+}
+
+/**
+ * Where an engine hands each request on every node (this one's included): the broker delivers it
+ * to its local matching subscriptions and answers how many got it (0: nobody on this node).
+ */
+export type RequestSink = (request: RequestMessage) => number;
+
+/** A responder's reply, on its way to the node that holds its request (named by the token). */
+export interface ReplyMessage {
+  /** The reply token of the request (`rp`), as the responder gave it. */
+  token: string;
+  data: Uint8Array;
+  labels?: string[] | undefined;
+  /** The reply's id, and when the responder's node took it (ms since the Unix epoch). */
+  id: string;
+  time: number;
+}
+
+/** Where an engine hands the replies other nodes forward to this one. */
+export type ReplySink = (reply: ReplyMessage) => void;
+
+/**
  * A position in a channel's history: the last event a reader has, by `(epoch, offset)`.
  * `offset` 0 asks for the channel from its oldest retained event.
  */
@@ -201,6 +235,27 @@ export interface Engine {
    * been lost that no history can give back.
    */
   onEpochChange(listener: () => void): void;
+  /**
+   * This run of this node, as reply tokens name it: unique among the nodes sharing the engine, and
+   * new at every start (a token of a node's former life names nobody). Letters, digits and
+   * `_ . # -` only.
+   */
+  readonly instance: string;
+  /** Sets where requests (for this node's subscribers) and forwarded replies (for its requesters) arrive. */
+  onRequests(requests: RequestSink, replies: ReplySink): void;
+  /**
+   * Hands `request` to the request sink of every node whose subscribers it may reach (this one's
+   * included). Answers whether any sink got it to someone: false only when every node that got it
+   * said nobody (no responders); true also when a node that got it did not say in time.
+   * Not sequenced, kept or deduplicated. Fails `unavailable` as a publish does.
+   */
+  request(request: RequestMessage): boolean | Promise<boolean>;
+  /**
+   * Carries `reply` to the reply sink of the node `instance` (another one than this). Fire and
+   * forget; answers false when no such node can be reached from here (one node: a token of another
+   * instance names nobody), and the caller counts the reply as dropped.
+   */
+  reply(instance: string, reply: ReplyMessage): boolean;
   /** Whether the engine can sequence now (`/readyz`; publishes fail `unavailable` otherwise). */
   readonly ready: boolean;
   /** Its state and figures, for `/stats` and `/metrics`. */

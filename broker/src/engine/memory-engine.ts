@@ -1,10 +1,12 @@
 import { LRUCache } from 'lru-cache';
+import { nanoid } from 'nanoid';
 import type { Clock } from '../clock.js';
 import type { ChannelEvents, PublishResult } from '../types.js';
 import { ChannelStore, type StoreLimits } from './channel-store.js';
 import { secretMatches } from '../auth/secret.js';
 import type {
-  Accept, ChannelPosition, Engine, EngineStats, EventSink, StreamClaimAnswer, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
+  Accept, ChannelPosition, Engine, EngineStats, EventSink, StreamClaimAnswer, HistoryPage, ParkedSession, PublishRequest, ReplayPage, RequestMessage,
+  RequestSink, SessionClaim, SessionTake,
 } from './engine.js';
 import { StreamEvent } from './stream-event.js';
 
@@ -173,6 +175,24 @@ export class MemoryEngine implements Engine {
   }
 
   readonly ready = true;
+
+  // ---- request/reply: one node, so a request goes to this node's sink only ----
+
+  readonly instance = `m${nanoid(10)}`;
+  private requestSink: RequestSink = () => 0;
+
+  onRequests(requests: RequestSink): void {
+    this.requestSink = requests;
+  }
+
+  request(request: RequestMessage): boolean {
+    return this.requestSink(request) > 0;
+  }
+
+  /** One node: a token naming another instance names nobody. */
+  reply(): boolean {
+    return false;
+  }
 
   stats(): EngineStats {
     return { kind: this.kind, ready: true };

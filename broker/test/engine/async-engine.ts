@@ -1,12 +1,13 @@
 import type { ChannelEvents, EngineStats, PublishResult } from '../../src/types.js';
 import type {
-  ChannelPosition, Engine, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake, StreamClaimAnswer, StreamClaimHandler,
+  ChannelPosition, Engine, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, ReplyMessage, ReplySink, RequestMessage, RequestSink, SessionClaim,
+  SessionTake, StreamClaimAnswer, StreamClaimHandler,
 } from '../../src/engine/engine.js';
 
 type Accept = (labels: string[] | undefined, key: string | undefined) => boolean;
 
 /** The methods of an engine that may answer later. */
-export type LaterMethod = 'publish' | 'history' | 'replay' | 'rewind' | 'parkSession' | 'takeSession' | 'dropSession';
+export type LaterMethod = 'publish' | 'history' | 'replay' | 'rewind' | 'parkSession' | 'takeSession' | 'dropSession' | 'request';
 
 /** How {@link AsyncEngine} answers. */
 export interface AsyncEngineOptions {
@@ -159,6 +160,23 @@ export class AsyncEngine implements Engine {
 
   live(pattern: string): Promise<void> | undefined {
     return this.inner.live(pattern);
+  }
+
+  get instance(): string {
+    return this.inner.instance;
+  }
+
+  onRequests(requests: RequestSink, replies: ReplySink): void {
+    this.inner.onRequests(requests, replies);
+  }
+
+  /** Handed to the sinks at the answer, as a remote engine's pub/sub would. */
+  request(request: RequestMessage): Promise<boolean> {
+    return this.later('request', () => this.inner.request(request));
+  }
+
+  reply(instance: string, reply: ReplyMessage): boolean {
+    return this.inner.reply(instance, reply);
   }
 
   get ready(): boolean {

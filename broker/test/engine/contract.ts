@@ -2,8 +2,8 @@
 // against the interface only and run once per engine. Every method's answer is awaited, so an
 // engine that answers at once and one that answers with promises are held to the same promises.
 import { afterEach, describe, expect, it } from 'vitest';
-import { FrameType, decodeFrame } from '@crier/protocol';
-import type { Engine, ParkedSession, PublishRequest } from '../../src/engine/engine.js';
+import { FrameType, decodeFrame, encodeFrame } from '@crier/protocol';
+import type { Engine, ParkedSession, PublishRequest, ReplyMessage, RequestMessage } from '../../src/engine/engine.js';
 import type { StreamEvent } from '../../src/engine/stream-event.js';
 import { ManualClock } from '../manual-clock.js';
 
@@ -68,6 +68,37 @@ const bodies = (events: StreamEvent[]): string[] => events.map(body);
 const seqs = (events: StreamEvent[]): number[] => events.map((e) => e.seq);
 /** About 1.1 KB as a frame, with its channel and fields. */
 const KB = 'x'.repeat(1000);
+
+/** A request as the broker hands it to an engine: its event frame carries the reply token. */
+function requestMessage(channel: string, data: string, extra: { labels?: string[]; key?: string } = {}): RequestMessage {
+  const frame = encodeFrame({ t: FrameType.event, c: channel, d: text(data), id: `q-${data}`, o: 0, e: '', ts: 1, l: extra.labels, k: extra.key, rp: `tok-${data}` });
+  return { channel, labels: extra.labels, key: extra.key, frame };
+}
+
+/** What an engine handed to a node's request and reply sinks; `answer` is what its request sink says (recipients). */
+interface RequestProbe {
+  requests: RequestMessage[];
+  replies: ReplyMessage[];
+  answer: number;
+}
+
+function probe(engine: Engine, answer = 1): RequestProbe {
+  const p: RequestProbe = { requests: [], replies: [], answer };
+  engine.onRequests((request) => {
+    p.requests.push(request);
+    return p.answer;
+  }, (reply) => p.replies.push(reply));
+  return p;
+}
+
+/** Resolves once `check` holds, or fails after 5 s (what another node receives comes when it comes). */
+async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`not within 5 s: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
 
 /** A started engine, the events its sink got, and a publish that returns the sequenced event. */
 interface Rig {
@@ -554,6 +585,54 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
       });
     });
 
+    describe('requests', () => {
+      it('hands a request to the request sink of a node with interest, once, and answers that it reached someone', async () => {
+        const { engine, sunk } = await rig();
+        const got = probe(engine, 1);
+        engine.interest('svc.*', true);
+        engine.interest('svc.echo', true); // a name and a pattern both matching: still once
+        await engine.live('svc.*');
+        await engine.live('svc.echo');
+        const message = requestMessage('svc.echo', 'ping', { labels: ['eu'], key: 'k1' });
+        expect(await engine.request(message)).toBe(true);
+        await until('the request to reach the sink', () => got.requests.length === 1);
+        const [request] = got.requests;
+        expect([request!.channel, request!.labels, request!.key]).toEqual(['svc.echo', ['eu'], 'k1']);
+        expect(Buffer.from(request!.frame)).toEqual(Buffer.from(message.frame));
+        // Not sequenced, not kept: no event, no position, no history.
+        expect(sunk).toEqual([]);
+        expect(engine.position()).toBe(0);
+        expect((await engine.history('svc.echo', undefined, 10)).events).toEqual([]);
+        await engine.request(requestMessage('svc.echo', 'again'));
+        await until('the second request', () => got.requests.length === 2);
+        expect(got.requests).toHaveLength(2);
+      });
+
+      it('answers false when the request reached nobody: no sink got it to anyone', async () => {
+        const { engine } = await rig();
+        const got = probe(engine, 0);
+        engine.interest('svc.>', true);
+        await engine.live('svc.>');
+        expect(await engine.request(requestMessage('svc.none', 'x'))).toBe(false);
+        expect(got.requests).toHaveLength(1);
+        engine.interest('svc.>', false);
+        got.answer = 1;
+        // Without interest an engine that routes by it may not hand it over at all: nobody either way.
+        if (traits.sharedBetweenInstances) expect(await engine.request(requestMessage('svc.none', 'y'))).toBe(false);
+      });
+
+      it('names its instance with characters a reply token can carry; another instance is another name', async () => {
+        const a = await rig();
+        const b = await rig();
+        expect(a.engine.instance).toMatch(/^[A-Za-z0-9_.#-]{1,80}$/);
+        expect(b.engine.instance).not.toBe(a.engine.instance);
+        if (!traits.sharedBetweenInstances) {
+          // One node: a token naming another instance names nobody.
+          expect(a.engine.reply(b.engine.instance, { token: 't', data: text('x'), id: 'r1', time: 1 })).toBe(false);
+        }
+      });
+    });
+
     if (traits.sharedBetweenInstances) {
       describe('nodes', () => {
         /** Two instances over one store, each started with its own sink. */
@@ -592,6 +671,34 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
           }
           expect(b.engine.epoch).toBe(a.engine.epoch);
           expect(b.engine.position()).toBeGreaterThanOrEqual(published[2]!.seq);
+        });
+
+        it('carries a request to the nodes of its interest only, and answers whether any reached someone', async () => {
+          const [a, b] = await pair();
+          const onA = probe(a.engine, 1);
+          const onB = probe(b.engine, 1);
+          b.engine.interest('svc.*', true);
+          b.engine.interest('svc.echo', true); // two copies to b: delivered once
+          await b.engine.live('svc.*');
+          await b.engine.live('svc.echo');
+          expect(await a.engine.request(requestMessage('svc.echo', '1'))).toBe(true);
+          await until('b to get the request', () => onB.requests.length === 1);
+          expect(onA.requests).toEqual([]); // a has no interest in it
+          onB.answer = 0; // b's subscribers are gone, or filtered it out: every copy says nobody
+          expect(await a.engine.request(requestMessage('svc.echo', '2'))).toBe(false);
+          expect(await a.engine.request(requestMessage('other.x', '3'))).toBe(false); // nobody's interest
+          expect(onB.requests.map((r) => r.channel)).toEqual(['svc.echo', 'svc.echo']);
+        });
+
+        it('carries a reply to the node its token names', async () => {
+          const [a, b] = await pair();
+          probe(a.engine);
+          const onB = probe(b.engine);
+          const reply: ReplyMessage = { token: `${b.engine.instance}:0:0:${'x'.repeat(16)}`, data: text('the answer'), labels: ['ok'], id: 'r1', time: 1234 };
+          expect(a.engine.reply(b.engine.instance, reply)).toBe(true);
+          await until('b to get the reply', () => onB.replies.length === 1);
+          const [got] = onB.replies;
+          expect([got!.token, Buffer.from(got!.data).toString(), got!.labels, got!.id, got!.time]).toEqual([reply.token, 'the answer', ['ok'], 'r1', 1234]);
         });
 
         it('sequences publishes of both instances in one stream: offsets and seqs never repeat', async () => {

@@ -8,13 +8,14 @@ import type { ChannelEvents, PublishResult } from '../../types.js';
 import type { StoreLimits } from '../channel-store.js';
 import { REMEMBERED_EVICTIONS, historyWindow } from '../channel-store.js';
 import type {
-  Accept, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, SessionClaim, SessionTake,
-  StreamClaimAnswer, StreamClaimHandler,
+  Accept, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, ReplyMessage, ReplySink,
+  RequestMessage, RequestSink, SessionClaim, SessionTake, StreamClaimAnswer, StreamClaimHandler,
 } from '../engine.js';
 import { MAX_PARKED_SESSIONS } from '../memory-engine.js';
 import type { StreamEvent } from '../stream-event.js';
 import { encodePayload, eventId, messageEvent, parseHeader, payloadLimits, requestEvent, type Header } from './message.js';
 import * as scripts from './scripts.js';
+import { RedisRequests } from './requests.js';
 
 /** What the Redis engine is made of. */
 export interface RedisEngineOptions extends StoreLimits {
@@ -175,7 +176,7 @@ export class RedisEngine implements Engine {
   /** Nodes share it: live streams' sessions are recorded, for a resume on another node if this one dies. */
   readonly shared = true;
   /** This run of the node: its name and a start id (a node restarted under its name is another instance). */
-  private readonly instance: string;
+  readonly instance: string;
   epoch = '';
   private sink: EventSink = () => {};
   private readonly cmd: RedisConnection;
@@ -231,6 +232,8 @@ export class RedisEngine implements Engine {
   private claimSeq = 0;
   private claimHandler: StreamClaimHandler = () => 'absent';
   private epochListener: () => void = () => {};
+  /** Requests and replies between nodes (see requests.ts): not sequenced, straight on pub/sub. */
+  private readonly requests: RedisRequests;
 
   /** Figures for `/stats` and `/metrics`. */
   readonly counters = { received: 0, refiltered: 0, fills: 0, filled: 0, lostInFills: 0, rttMs: 0, disconnects: 0, epochChanges: 0 };
@@ -272,6 +275,14 @@ export class RedisEngine implements Engine {
     this.bounds = [options.historySize, options.historyBytes, options.historyTtl, options.historyTotalBytes, options.channelCacheSize].map(String);
     this.publishTail = [String(options.idempotencyWindow), String(REMEMBERED_EVICTIONS), this.sharded ? 's' : ''];
     this.instance = `${options.node}#${nanoid(6)}`;
+    this.requests = new RedisRequests({
+      instance: this.instance,
+      limits: this.limits,
+      now: () => this.clock.now(),
+      toNode: (instance, message) => void this.send([this.publishCommand, `${this.prefix}n:${instance}`, message]).catch(() => {}),
+      publish: (channel, message) => this.publishRequest(channel, message),
+      warn: (fields, message) => this.log?.warn(fields, message),
+    });
     this.cmd.on('error', (err) => this.onError('commands', err));
     this.sub.on('error', (err) => this.onError('subscriber', err));
     this.cmd.on('ready', () => {
@@ -364,15 +375,48 @@ export class RedisEngine implements Engine {
     pending.resolve(resultOf(pending.header));
   }
 
+  // ---- request/reply ------------------------------------------------------------------------
+
+  onRequests(requests: RequestSink, replies: ReplySink): void {
+    this.requests.onRequests(requests, replies);
+  }
+
+  request(request: RequestMessage): Promise<boolean> {
+    if (!this.ready) return Promise.reject(this.unavailable());
+    return this.requests.request(request);
+  }
+
+  reply(instance: string, reply: ReplyMessage): boolean {
+    if (!this.ready) return false;
+    this.requests.reply(instance, reply);
+    return true;
+  }
+
+  /**
+   * A request on the pub/sub channels an event of `channel` goes to (so every node with a name or
+   * pattern of interest gets it): the copies sent. On a cluster, the three sharded channels of the
+   * publish script (name, first segment, all), one slot: their counts add up.
+   */
+  private async publishRequest(channel: string, message: Buffer): Promise<number> {
+    const p = this.prefix;
+    if (!this.sharded) return Number(await this.send(['PUBLISH', `${p}e:${channel}`, message]));
+    const first = channel.slice(0, channel.indexOf('.') < 0 ? channel.length : channel.indexOf('.'));
+    const counts = await Promise.all([`${p}e:${channel}`, `${p}p:${first}`, `${p}all`].map((to) => this.send(['SPUBLISH', to, message])));
+    return counts.reduce<number>((sum, n) => sum + Number(n), 0);
+  }
+
   // ---- the pub/sub stream -------------------------------------------------------------------
 
   private readonly onEvent: Listener = (message) => {
-    if (this.gap) this.hold({ event: message });
+    // A request is not sequenced: delivered at once, even while a gap is being filled.
+    if (RedisRequests.isRequest(message)) this.requests.takeRequest(message);
+    else if (this.gap) this.hold({ event: message });
     else this.take(message);
   };
 
   private readonly onMarker: Listener = (message) => {
-    if (message[0] === 0x21 /* ! */) this.control(message.toString());
+    if (RedisRequests.isNodeTraffic(message)) this.requests.takeNodeMessage(message);
+    else if (message[0] === 0x21 /* ! */) this.control(message.toString());
     else if (this.gap) this.hold({ marker: message });
     else this.confirm(message);
   };
@@ -889,6 +933,10 @@ export class RedisEngine implements Engine {
   }
 
   private async command(args: string[]): Promise<unknown> {
+    return this.send(args);
+  }
+
+  private async send(args: (string | Buffer)[]): Promise<unknown> {
     try {
       return await this.cmd.sendCommand(args, NO_TIMEOUT);
     } catch (err) {
@@ -953,6 +1001,7 @@ export class RedisEngine implements Engine {
 
   private async ping(): Promise<void> {
     if (this.closed) return;
+    this.requests.sweep();
     // A publish whose script answered but whose confirmation never came (lost with a connection
     // that dropped and came back in between): answered from the script's reply.
     const stale = this.clock.now() - CONFIRM_TIMEOUT;
@@ -984,6 +1033,7 @@ export class RedisEngine implements Engine {
     if (this.health !== undefined) this.clock.clearTimer(this.health);
     for (const pending of this.pending.values()) pending.reject(new CrierError(ErrorCode.shuttingDown, 'the engine is closed'));
     this.pending.clear();
+    this.requests.close();
     for (const done of this.claims.values()) done('free');
     this.claims.clear();
     // Gone at once for the other nodes: they stop asking this one for its streams.
