@@ -227,6 +227,8 @@ class RunningBroker implements Broker {
     core.flush(); // what was queued goes out ahead of the close frames
     this.sse.closeAll();
     for (const conn of [...ingress.connections]) ingress.closeConnection(conn, CloseCode.goingAway, 'broker shutting down');
+    // HTTP requests still waiting for a reply are told (a socket's went with its connection).
+    ingress.requests.closeAll();
     // Peers answer the close frame; `ws` destroys those that do not within CLOSE_TIMEOUT_MS.
     // The deadlines are a last resort should a socket outlive even that.
     if (!(await settle(ingress.whenSocketsClosed(), SHUTDOWN_DEADLINE_MS))) {

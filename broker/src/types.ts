@@ -98,6 +98,26 @@ export interface BrokerStats {
    * (no password), round-trip time, events received and re-filtered, gap fills, disconnects.
    */
   engine: EngineStats;
+  /** Request/reply on this node: see {@link RequestStats}. */
+  requests: RequestStats;
+}
+
+/** Request/reply figures of one node, since start (`pending`: now). */
+export interface RequestStats {
+  /** Requests of this node's requesters waiting for a reply now. */
+  pending: number;
+  /** Requests this node's requesters sent (WebSocket and HTTP). */
+  sent: number;
+  /** Request events queued to this node's subscribers (one per subscriber per request, from any node). */
+  delivered: number;
+  /** Requests of this node answered by a reply. */
+  answered: number;
+  /** Requests of this node that no subscription anywhere matched. */
+  noResponders: number;
+  /** Requests of this node that got no reply in time. */
+  timedOut: number;
+  /** Replies dropped: a second reply, a late one, one whose requester left, or one with a forged or unknown token. */
+  repliesDropped: number;
 }
 
 /** A channel and the events published to it, as listed in {@link BrokerStats.eventsByChannel}. */

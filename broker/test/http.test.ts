@@ -52,6 +52,7 @@ describe('HTTP endpoints', () => {
       memory: { rss: expect.any(Number), heapUsed: expect.any(Number) }, latency: { avgMs: expect.any(Number), p99Ms: expect.any(Number) },
       maxQueueDepth: 0, sessions: { parked: 0, resumed: 0, notRecovered: 0 }, eventsByChannel: [{ channel: 'a.b', events: 1 }],
       engine: { kind: 'memory', ready: true },
+      requests: { pending: 0, sent: 0, delivered: 0, answered: 0, noResponders: 0, timedOut: 0, repliesDropped: 0 },
     });
     expect(stats['latency']).toMatchObject({ avgMs: expect.toSatisfy((n: number) => n >= 0) });
   });

@@ -7,9 +7,10 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CloseCode, ErrorCode, FrameType, PROTOCOL_VERSION, type ErrorFrame, type EventFrame, type Frame, type WelcomeFrame } from '@crier/protocol';
+import { CloseCode, ErrorCode, FrameType, PROTOCOL_VERSION, type ErrorFrame, type EventFrame, type Frame, type ReplyAnswerFrame, type WelcomeFrame } from '@crier/protocol';
 import type { Broker } from '../src/index.js';
 import { RawClient, cleanup, startBroker, text } from './helpers.js';
+import { answerTo, ask, body, requestsOf, replyTo, respond, sendRequest, waitRequests } from './request-helpers.js';
 import { redisCommand, startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './redis-server.js';
 
 let redis: RedisServer;
@@ -187,6 +188,50 @@ describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one bro
     const page = (await res.json()) as { events: { offset: number; data: string }[] };
     expect(page.events.map((e) => [e.offset, e.data])).toEqual([[1, '1'], [2, '2']]);
   });
+
+  it('request/reply across nodes: a request on one node is answered by a responder on another; nobody anywhere is no_responders at once', async () => {
+    const [a, b, c] = await nodes(3);
+    const responder = await RawClient.connect(b.url);
+    await responder.subscribe('rpc.*');
+    await responder.subscribe('rpc.>'); // a name and a pattern of one node: one request event
+    const filtered = await RawClient.connect(c.url);
+    expect((await filtered.request({ t: FrameType.subscribe, r: 0, p: 'rpc.*', f: { l: ['never'] } })).t).toBe(FrameType.ack);
+    const stop = respond(responder, (d) => `from b: ${d}`);
+    const requester = await RawClient.connect(a.url);
+    const answer = (await ask(requester, 'rpc.echo', 'hi', { l: ['x'] })) as ReplyAnswerFrame;
+    expect(answer).toMatchObject({ t: FrameType.reply, c: 'rpc.echo' });
+    expect(body(answer)).toBe('from b: hi');
+    expect(requestsOf(responder)).toHaveLength(1);
+    expect(requestsOf(filtered)).toHaveLength(0);
+    stop();
+    // Node c's subscription filters every request out, node b's responder is gone: nobody, at once.
+    await responder.request({ t: FrameType.unsubscribe, r: 0, p: 'rpc.*' });
+    await responder.request({ t: FrameType.unsubscribe, r: 0, p: 'rpc.>' });
+    const started = Date.now();
+    expect(await ask(requester, 'rpc.echo', 'again', { l: ['x'], to: 20_000 })).toMatchObject({ code: ErrorCode.noResponders });
+    expect(await ask(requester, 'nobody.at.all', 'x', { to: 20_000 })).toMatchObject({ code: ErrorCode.noResponders });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(a.stats().requests).toMatchObject({ sent: 3, answered: 1, noResponders: 2, pending: 0 });
+    expect(b.stats().requests).toMatchObject({ delivered: 1, sent: 0 });
+  });
+
+  it('a reply that comes after the requester\'s node let the request go (timed out, or its requester left) is dropped there and counted', async () => {
+    const [a, b] = await nodes(2);
+    const responder = await RawClient.connect(b.url);
+    await responder.subscribe('late.*');
+    const requester = await RawClient.connect(a.url);
+    const r = sendRequest(requester, 'late.timeout', '1', { to: 200 });
+    const [event] = await waitRequests(responder, 1);
+    expect(await answerTo(requester, r)).toMatchObject({ code: ErrorCode.timeout });
+    replyTo(responder, event!, 'too late');
+    sendRequest(requester, 'late.left', '2', { to: 20_000 });
+    const [, left] = await waitRequests(responder, 2);
+    requester.ws.terminate();
+    await eventually('node0 to free the requests of the closed connection', async () => a.stats().requests.pending === 0);
+    replyTo(responder, left!, 'nobody waits');
+    await eventually('both late replies dropped on node0', async () => a.stats().requests.repliesDropped === 2);
+    expect(b.stats().requests.repliesDropped).toBe(0); // forwarded, not judged, by the responder's node
+  });
 });
 
 describe('Redis out of reach', () => {
@@ -228,6 +273,7 @@ describe('Redis out of reach', () => {
         expect(res.headers.get('retry-after')).toBe('2');
         expect(((await res.json()) as { code: string }).code).toBe(ErrorCode.unavailable);
         expect((await (await fetch(`${http}/metrics`)).text())).toMatch(/crier_refused_total\{reason="unavailable"\} [1-9]/);
+        expect(await ask(publisher, 'r.1', 'a request while down')).toMatchObject({ code: ErrorCode.unavailable });
       } finally {
         await own.restart();
       }

@@ -269,6 +269,19 @@ export interface BrokerOptions {
    */
   publishBurst?: number;
   /**
+   * The longest a request (request/reply) waits for its reply, in ms: a request's own timeout
+   * (WebSocket `to`, HTTP `?timeout=`) is cut to it, and the default (5 s) too. Past it the
+   * requester gets `timeout`.
+   * @default 30_000
+   */
+  maxRequestTimeout?: number;
+  /**
+   * Requests one connection (or, over HTTP, one client address) may have waiting for their
+   * replies at once; past it a request gets `rate_limited` (HTTP 429).
+   * @default 100
+   */
+  maxPendingRequests?: number;
+  /**
    * A pino logger, or `false` for none.
    * @default pino to stderr at level 'info'
    */
@@ -361,6 +374,8 @@ export interface ResolvedOptions {
   maxPendingPerIp: number;
   handshakeRate: number;
   publishBurst: number;
+  maxRequestTimeout: number;
+  maxPendingRequests: number;
   logger: Logger | false | undefined;
   clock: Clock;
   engine: Engine | undefined;
@@ -406,6 +421,8 @@ export const DEFAULTS = {
   maxPendingPerIp: 16,
   handshakeRate: 100,
   publishBurst: 20_000,
+  maxRequestTimeout: 30_000,
+  maxPendingRequests: 100,
 } as const;
 
 // setTimeout/setInterval overflow past 2^31-1 ms and fire at once: bound every duration by it.
@@ -528,6 +545,8 @@ export const optionSchemas = {
   maxPendingPerIp: int(1, 10_000_000),
   handshakeRate: int(1, 1_000_000_000, ' per second'),
   publishBurst: int(1, 1_000_000_000),
+  maxRequestTimeout: int(10, MAX_TIMER_MS, ' ms'),
+  maxPendingRequests: int(1, 1_000_000),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
   redis: z.string({ error: 'must be a redis:// or rediss:// URL' }).refine(isRedisUrl, { error: 'must be a redis:// or rediss:// URL, like redis://127.0.0.1:6379' }),
   redisCluster: z.boolean({ error: 'must be true or false' }),
@@ -615,6 +634,8 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     maxPendingPerIp: o.maxPendingPerIp ?? DEFAULTS.maxPendingPerIp,
     handshakeRate: o.handshakeRate ?? DEFAULTS.handshakeRate,
     publishBurst: o.publishBurst ?? (o.publishRate === undefined ? DEFAULTS.publishBurst : 2 * o.publishRate),
+    maxRequestTimeout: o.maxRequestTimeout ?? DEFAULTS.maxRequestTimeout,
+    maxPendingRequests: o.maxPendingRequests ?? DEFAULTS.maxPendingRequests,
     logger: o.logger,
     clock: o.clock ?? systemClock,
     engine: o.engine,

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { LATENCY_BUCKETS_MS, type LatencyHistogram } from './latency.js';
 import { REFUSAL_REASONS, type Refusals } from './refusals.js';
-import type { EngineStats } from '../types.js';
+import type { EngineStats, RequestStats } from '../types.js';
 
 /** Counters and sizes read at a metrics scrape. */
 export interface BrokerCounts {
@@ -18,6 +18,7 @@ export interface BrokerCounts {
   parkedSessions: number;
   resumesRecovered: number;
   resumesNotRecovered: number;
+  requests: RequestStats;
 }
 
 /** What the metrics read from the broker at a scrape. */
@@ -71,6 +72,7 @@ export class BrokerMetrics {
   private snapshot: BrokerCounts = {
     connections: 0, sseStreams: 0, subscriptions: 0, channels: 0, slowConsumers: 0, published: 0, delivered: 0, dropped: 0, receivedBytes: 0, sentBytes: 0,
     parkedSessions: 0, resumesRecovered: 0, resumesNotRecovered: 0,
+    requests: { pending: 0, sent: 0, delivered: 0, answered: 0, noResponders: 0, timedOut: 0, repliesDropped: 0 },
   };
   private engine: EngineStats = { kind: 'memory', ready: true };
 
@@ -104,6 +106,13 @@ export class BrokerMetrics {
     counter('events_dropped_total', 'Events subscribers lost to a full queue.', (c) => c.dropped);
     counter('received_bytes_total', 'Bytes of WebSocket messages received from clients (payloads).', (c) => c.receivedBytes);
     counter('sent_bytes_total', 'Bytes written to client sockets (WebSocket frames, headers included).', (c) => c.sentBytes);
+    gauge('requests_pending', 'Requests (request/reply) of this node waiting for a reply now.', (c) => c.requests.pending);
+    counter('requests_total', 'Requests sent by this node\'s requesters (WebSocket and HTTP).', (c) => c.requests.sent);
+    counter('request_events_delivered_total', 'Request events queued to this node\'s subscribers (one per subscriber per request, from any node).', (c) => c.requests.delivered);
+    counter('replies_total', 'Requests of this node answered by a reply.', (c) => c.requests.answered);
+    counter('requests_no_responders_total', 'Requests of this node that no subscription anywhere matched (no_responders).', (c) => c.requests.noResponders);
+    counter('requests_timed_out_total', 'Requests of this node that got no reply within their timeout.', (c) => c.requests.timedOut);
+    counter('replies_dropped_total', 'Replies dropped: a second or late reply, one whose requester left, or a forged or unknown token.', (c) => c.requests.repliesDropped);
     const engineGauge = (name: string, help: string, read: (e: EngineStats) => number): void => {
       new Gauge({ name: METRIC_PREFIX + name, help, registers, collect() { this.set(read(metrics.engine)); } });
     };

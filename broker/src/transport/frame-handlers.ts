@@ -18,6 +18,7 @@ import {
   type HistoryFrame,
   type StreamPosition,
   type PublishFrame,
+  type ReplyFrame,
   type SubscribeFrame,
   type UnsubscribeFrame,
 } from '@crier/protocol';
@@ -33,6 +34,7 @@ import { restore, sendReplay, takeSession } from './resume.js';
 import type { Ingress } from './ingress.js';
 import { filterChars } from '../core/filter.js';
 import { validatePublish } from '../core/publish-validation.js';
+import { handleReply, handleRequest } from './request-handlers.js';
 
 // Frames without a per-request field are encoded once for the process.
 export const PING_FRAME = encodeFrame({ t: FrameType.ping });
@@ -292,6 +294,11 @@ function handleFrame(ingress: Ingress, conn: Connection, frame: Frame): void {
       return ingress.closeConnection(conn, CloseCode.normal, 'quit');
     case FrameType.history:
       return history(ingress, conn, frame);
+    case FrameType.request:
+      return handleRequest(ingress, conn, frame);
+    case FrameType.reply:
+      // The client's shape: the broker's decoder yields no other for type 17.
+      return handleReply(ingress, conn, frame as ReplyFrame);
     case FrameType.ping:
       return conn.enqueueControl(PONG_FRAME);
     case FrameType.pong:

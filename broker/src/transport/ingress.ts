@@ -19,6 +19,7 @@ import { when, type Maybe } from '../core/replay.js';
 import { secretMatches } from '../auth/secret.js';
 import { Connection, principalKey, type ConnectionHost } from './connection.js';
 import { ReadTurns, type MessageHandler } from './read-turns.js';
+import { RequestTable, type Requester } from './requests.js';
 
 /** `stats()` lists this many channels in `eventsByChannel` unless told otherwise. */
 export const DEFAULT_STATS_CHANNELS = 10;
@@ -51,6 +52,10 @@ export class Ingress implements ConnectionHost {
   readonly admission: AddressAdmission;
   /** HTTP publishes per client address: the same rate and burst as a connection's. */
   readonly httpPublishBuckets: AddressBuckets;
+  /** Requests (request/reply) waiting for replies, and their delivery to this node's subscribers. */
+  readonly requests: RequestTable;
+  /** HTTP requests waiting per client address: what `maxPendingRequests` bounds over HTTP. */
+  readonly httpRequesters = new Map<string, Requester>();
   /** Connections not yet freed (before and after hello). */
   readonly connections = new Set<Connection>();
   /** Connections whose socket has not closed yet (freed ones included): what `close()` waits for. */
@@ -105,6 +110,7 @@ export class Ingress implements ConnectionHost {
     this.refusals = new Refusals(core.log, options.maxConnections, this.trustedProxies);
     this.httpPublishBuckets = new AddressBuckets(options.publishRate, options.publishBurst);
     this.admission = new AddressAdmission(options);
+    this.requests = new RequestTable(core);
     core.engine.onStreamClaim((uuid, claim) => this.releaseStream(uuid, claim));
   }
 
@@ -199,6 +205,7 @@ export class Ingress implements ConnectionHost {
     if (conn.expiryTimer !== undefined) this.clock.clearTimer(conn.expiryTimer);
     conn.expiryTimer = undefined;
     conn.early = undefined;
+    this.requests.release(conn);
     this.core.registry.removeAll(conn);
     conn.clearFloors();
     conn.holding = undefined;
@@ -307,6 +314,7 @@ export class Ingress implements ConnectionHost {
       parkedSessions: this.figures.parked,
       resumesRecovered: this.resumesRecovered,
       resumesNotRecovered: this.resumesNotRecovered,
+      requests: this.requests.stats(),
     };
   }
 
@@ -372,6 +380,7 @@ export class Ingress implements ConnectionHost {
       sessions: { parked: c.parkedSessions, resumed: c.resumesRecovered, notRecovered: c.resumesNotRecovered },
       eventsByChannel: this.figures.busiest.slice(0, topChannels),
       engine: core.engine.stats(),
+      requests: c.requests,
     };
   }
 
