@@ -16,6 +16,8 @@ export interface BrokerPaths {
   publish: string;
   /** A channel's history: `GET <history><channel>`. */
   history: string;
+  /** HTTP request/reply: `POST <request><channel>`. */
+  request: string;
 }
 
 export function brokerPaths(path: string): BrokerPaths {
@@ -23,7 +25,7 @@ export function brokerPaths(path: string): BrokerPaths {
   return {
     upgrade: path, base, healthz: `${base}healthz`, stats: `${base}stats`, top: `${base}stats/top`,
     readyz: `${base}readyz`, metrics: `${base}metrics`, publish: `${base}publish/`,
-    history: `${base}history/`,
+    history: `${base}history/`, request: `${base}request/`,
   };
 }
 

@@ -27,7 +27,7 @@ const EMPTY = new Uint8Array(0);
 /** An `Idempotency-Key`: the characters and length of a WebSocket publish's message id (`i`). */
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9_.:-]{1,64}$/;
 /** Seconds a publish refused by a draining or closing broker is told to wait (another node serves it meanwhile). */
-const SHUTDOWN_RETRY_AFTER_SECONDS = 5;
+export const SHUTDOWN_RETRY_AFTER_SECONDS = 5;
 
 /**
  * After a 413, the rest of the body is read and thrown away, up to this many bytes or
@@ -37,7 +37,7 @@ const SHUTDOWN_RETRY_AFTER_SECONDS = 5;
 export const DISCARD_BYTES = 1024 * 1024;
 export const DISCARD_MS = 5000;
 /** What every publish answer adds to the defaults of `sendJson`: nothing in it may load. */
-const PUBLISH_HEADERS = { 'Content-Security-Policy': "default-src 'none'" } as const;
+export const PUBLISH_HEADERS = { 'Content-Security-Policy': "default-src 'none'" } as const;
 
 /**
  * `POST <base>/publish/<channel>`: the body's raw bytes become one event on `<channel>` (URL
@@ -129,9 +129,9 @@ function publishAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
   req.on('error', ignore);
 }
 
-function ignore(): void {}
+export function ignore(): void {}
 
-function decodeChannel(raw: string): string {
+export function decodeChannel(raw: string): string {
   try {
     return decodeURIComponent(raw);
   } catch {
@@ -155,7 +155,7 @@ function idempotencyOf(ingress: Ingress, req: IncomingMessage, principal: Princi
 }
 
 /** Labels and key from the query string and the `Crier-Labels` / `Crier-Key` headers. */
-function labelsAndKey(req: IncomingMessage): { labels: string[] | undefined; key: string | undefined } {
+export function labelsAndKey(req: IncomingMessage): { labels: string[] | undefined; key: string | undefined } {
   const url = req.url ?? '';
   const q = url.indexOf('?');
   const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
@@ -175,10 +175,10 @@ function splitList(list: string): string[] {
 }
 
 /** A malformed header: 400 `bad_request` (not a protocol code: the socket has no such header). */
-class BadRequest extends Error {}
+export class BadRequest extends Error {}
 
 /** A refused HTTP publish over its address's rate, and when to try again. */
-class RateLimited extends CrierError {
+export class RateLimited extends CrierError {
   constructor(message: string, readonly retryAfterSeconds: number) {
     super(ErrorCode.rateLimited, message);
   }
@@ -220,7 +220,7 @@ function fail(ingress: Ingress, req: IncomingMessage, res: ServerResponse, err: 
  * the connection gracefully), or the connection is cut after {@link DISCARD_BYTES} or
  * {@link DISCARD_MS}, by which time the client has had the answer.
  */
-function answerThenDiscard(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
+export function answerThenDiscard(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
   if (res.headersSent || res.writableEnded) return;
   const json = JSON.stringify(body);
   res.writeHead(status, {

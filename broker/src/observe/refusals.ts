@@ -15,8 +15,8 @@ export const REFUSAL_REASONS = [
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
-/** Where a request was refused: a WebSocket upgrade, `GET /events`, `POST /publish`, `GET /history`. */
-export type Door = 'websocket' | 'sse' | 'publish' | 'admin' | 'history';
+/** Where a request was refused: a WebSocket upgrade, `GET /events`, `POST /publish`, `GET /history`, `POST /request`. */
+export type Door = 'websocket' | 'sse' | 'publish' | 'admin' | 'history' | 'request';
 
 
 /** One line per key and 10 s at most: a page retrying a refused handshake cannot flood the log. */
