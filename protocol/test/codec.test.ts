@@ -12,6 +12,7 @@ import {
   encodeFrame,
   limitsForPayload,
   type Frame,
+  type EventFrame,
 } from '../src/index.js';
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
@@ -317,5 +318,55 @@ describe.each([
 
   it('rejects a message that ends inside a frame', () => {
     expect(() => decodeFrames(concat(a, b.subarray(0, b.length - 1)), DEFAULT_DECODE_LIMITS, () => {})).toThrowError(/truncated/);
+  });
+});
+
+describe('decodeFrames with an event maker', () => {
+  const make = (...fields: unknown[]) => ({ made: fields });
+  const ev: EventFrame = { t: FrameType.event, c: 'a.b', d: new Uint8Array([1]), id: 'x', o: 3, e: 'E', ts: 9, s: 4, l: ['p'], k: 'key', rp: 'tok' };
+  const concat = (...parts: Uint8Array[]): Uint8Array => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  };
+
+  it('makes each event from its fields, and visits other frames as frames', () => {
+    const seen: unknown[] = [];
+    const bare = { t: FrameType.event, c: 'a', d: new Uint8Array(0), id: 'y', o: 1, e: 'E', ts: 1, l: null };
+    decodeFrames(concat(encodeFrame(ev), encodeFrame({ t: FrameType.ack, r: 2 }), encodeFrame(bare as never)), DEFAULT_DECODE_LIMITS, (f) => seen.push(f), make);
+    expect(seen).toEqual([
+      { made: ['a.b', new Uint8Array([1]), 'x', 3, 'E', 9, 4, ['p'], 'key', 'tok'] },
+      { t: FrameType.ack, r: 2 },
+      { made: ['a', new Uint8Array(0), 'y', 1, 'E', 1, undefined, undefined, undefined, undefined] },
+    ]);
+  });
+
+  it('refuses a malformed event as decodeFrames does without a maker', () => {
+    for (const bad of [
+      { t: FrameType.event, c: 'a', d: new Uint8Array(1), o: 1, e: 'E', ts: 1 },
+      { t: FrameType.event, c: 'a', d: 'text', id: 'x', o: 1, e: 'E', ts: 1 },
+      { t: FrameType.event, c: 'a', d: new Uint8Array(1), id: 'x', o: 1, e: 'E', ts: 1, rp: 7 },
+    ]) {
+      const bytes = encodeFrame(bad as never);
+      let plain: unknown;
+      try {
+        decodeFrames(bytes, DEFAULT_DECODE_LIMITS, () => {});
+      } catch (err) {
+        plain = err;
+      }
+      expect(plain).toBeInstanceOf(CrierError);
+      expect(() => decodeFrames(bytes, DEFAULT_DECODE_LIMITS, () => {}, make)).toThrowError(plain as Error);
+    }
+  });
+
+  it('an event whose first field is not t is read the generic way, and is still an event frame', () => {
+    const { t, ...rest } = ev;
+    const seen: unknown[] = [];
+    decodeFrames(encodeFrame({ ...rest, t } as never), DEFAULT_DECODE_LIMITS, (f) => seen.push(f), make);
+    expect(seen).toEqual([{ ...rest, t }]);
   });
 });

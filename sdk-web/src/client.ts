@@ -6,10 +6,10 @@ import {
   type AckFrame,
   type BrokerFrame,
   type ErrorFrame,
-  type EventFrame,
   type EventsFrame,
 } from '@crier/protocol';
 import { Connection } from './connection.js';
+import { Event, makeEvent } from './event.js';
 import { watchPage } from './lifecycle.js';
 import { emit, listen } from './listeners.js';
 import { resolveOptions } from './options.js';
@@ -36,20 +36,6 @@ import type {
   SubscribeOptions,
   Subscription,
 } from './types.js';
-
-function toEvent(f: EventFrame): CrierEvent {
-  const event: { -readonly [K in keyof CrierEvent]: CrierEvent[K] } = {
-    channel: f.c,
-    data: f.d,
-    id: f.id,
-    offset: f.o,
-    epoch: f.e,
-    time: f.ts,
-  };
-  if (f.l !== undefined) event.labels = f.l;
-  if (f.k !== undefined) event.key = f.k;
-  return event;
-}
 
 function describeClose(info: StateInfo): string {
   return info.code === undefined ? '' : ` (code ${info.code}${info.reason ? `: ${info.reason}` : ''})`;
@@ -182,11 +168,10 @@ export class Client implements CrierClient {
     return this.connection.quit();
   }
 
-  private receive(frame: BrokerFrame): void {
-    if (frame.t === FrameType.event) {
-      const event = toEvent(frame);
-      emit(this.eventHandlers, event);
-      this.subscriptions.dispatch(event);
+  private receive(frame: BrokerFrame | Event): void {
+    if (frame instanceof Event) {
+      emit(this.eventHandlers, frame);
+      this.subscriptions.dispatch(frame);
     } else if (frame.t === FrameType.dropped) {
       emit(this.droppedListeners, { total: frame.n, channels: new Map(frame.c), source: 'broker' });
     } else if (frame.t === FrameType.error && frame.r === undefined) {
@@ -202,7 +187,7 @@ export class Client implements CrierClient {
   /** @internal The events of an `events` frame (history, rewind), decoded as subscribers get them. */
   eventsOf(frame: EventsFrame): CrierEvent[] {
     const events: CrierEvent[] = [];
-    for (const bytes of frame.ev) decodeFrames(bytes, this.connection.decodeLimits, (f) => events.push(toEvent(f as EventFrame)));
+    for (const bytes of frame.ev) decodeFrames(bytes, this.connection.decodeLimits, (e) => events.push(e as Event), makeEvent);
     return events;
   }
 

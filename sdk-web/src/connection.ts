@@ -3,6 +3,7 @@ import {
   CrierError,
   DEFAULT_DECODE_LIMITS,
   DEFAULT_MAX_PAYLOAD,
+  FRAME_ENVELOPE_BYTES,
   FrameType,
   PROTOCOL_VERSION,
   decodeFrames,
@@ -15,23 +16,33 @@ import {
   type BrokerFrame,
   type ClientFrame,
   type DecodeLimits,
+  type EventMaker,
   type ResumeOutcome,
   type WelcomeFrame,
 } from '@crier/protocol';
 import { backoffDelay } from './backoff.js';
 import { Credential, type CredentialHooks } from './credential.js';
+import { Event } from './event.js';
 import { KeepAlive, WAKE_PROBE_GRACE_MAX } from './keep-alive.js';
 import type { PageHooks } from './lifecycle.js';
 import type { ResolvedOptions } from './options.js';
 import type { ClientLimits, ClientSession, ClientState, StateInfo } from './types.js';
 import { OPEN, toBytes, type WebSocketLike } from './websocket.js';
 
+/**
+ * Publishes written in one tick travel as one WebSocket message of frames back to back (the
+ * broker reads several frames per message), up to this many; the broker reads 256 at most, and
+ * a publish frame holds about 30 msgpack values at most (labels), well within its per-message
+ * value budget at this count.
+ */
+const BATCH_FRAMES = 64;
+
 /** What the connection tells the client (and asks of it: `auth`, for the credential's refresh). */
 export interface ConnectionHooks extends CredentialHooks {
   /** A `welcome` arrived: requests can be sent. Called before the state becomes `connected`. */
   welcome(): void;
-  /** Any frame from the current socket but `welcome` and `ping` (answered here). */
-  frame(frame: BrokerFrame): void;
+  /** Any frame from the current socket but `welcome` and `ping` (answered here); an event as an {@link Event}. */
+  frame(frame: BrokerFrame | Event): void;
   /** The welcome (just handled, the state `connected`) answered a resume: how it went. */
   resumed(outcome: ResumeOutcome): void;
   /** The socket was lost (`final`: the client will not reconnect). Called before the state changes. */
@@ -48,6 +59,14 @@ interface CloseLike {
 }
 
 const noop = (): void => {};
+
+function send(socket: WebSocketLike, bytes: Uint8Array<ArrayBuffer>): void {
+  try {
+    socket.send(bytes);
+  } catch {
+    // Sending on a socket that is going away: its close event reports the loss.
+  }
+}
 
 /**
  * One logical connection over a succession of sockets: opens a socket, says `hello`, waits for
@@ -82,6 +101,10 @@ export class Connection implements PageHooks {
   private socketClosed: (() => void) | undefined;
   private suspended = false;
   private readonly credential: Credential;
+  /** Publish frames written this tick, not sent yet, for `batchSocket`; and their bytes. */
+  private batch: Uint8Array<ArrayBuffer>[] = [];
+  private batchBytes = 0;
+  private batchSocket: WebSocketLike | undefined;
 
   constructor(
     private readonly url: string,
@@ -257,17 +280,23 @@ export class Connection implements PageHooks {
     this.keepAlive?.received();
     try {
       // A message holds one or more frames (the broker batches a tick's frames).
-      decodeFrames(bytes, this.decodeLimits, this.handleFrame);
+      decodeFrames(bytes, this.decodeLimits, this.handleFrame, this.makeEvent);
     } catch (err) {
       if (err instanceof CrierError) this.hooks.error(err);
       else throw err; // from a handler: not ours to swallow
     }
   }
 
-  private readonly handleFrame = (frame: BrokerFrame): void => {
+  /** A live event: the stream position it carries is where a resume would start. */
+  private readonly makeEvent: EventMaker<Event> = (c, d, id, o, e, ts, s, l, k, rp) => {
+    if (s! > this.seq) this.seq = s!;
+    return new Event(c, d, id, o, e, ts, l, k, rp);
+  };
+
+  private readonly handleFrame = (frame: BrokerFrame | Event): void => {
     if (this.state === 'closed') return;
-    if (frame.t === FrameType.event && frame.s! > this.seq) this.seq = frame.s!;
-    if (frame.t === FrameType.welcome) this.welcome(frame);
+    if (frame instanceof Event) this.hooks.frame(frame);
+    else if (frame.t === FrameType.welcome) this.welcome(frame);
     else if (frame.t === FrameType.ping) this.send({ t: FrameType.pong });
     // The client acts on `ack`, `error`, `event` and `dropped`, and ignores the rest: a `pong`
     // (already counted as a sign of life), or a client frame.
@@ -361,17 +390,48 @@ export class Connection implements PageHooks {
     this.hooks.state(state, info);
   }
 
+  /**
+   * Sends a frame on `socket`. A publish waits for the end of the tick, to go out with the other
+   * publishes of the tick in one message (bounded by the broker's message size, `maxPayload` plus
+   * the envelope, and BATCH_FRAMES); any other frame sends what waits first, then itself.
+   */
   private write(socket: WebSocketLike, frame: ClientFrame): void {
     // encodeFrame returns a fresh copy backed by its own ArrayBuffer (never a SharedArrayBuffer).
     const bytes = encodeFrame(frame) as Uint8Array<ArrayBuffer>;
-    try {
-      socket.send(bytes);
-    } catch {
-      // Sending on a socket that is going away: its close event reports the loss.
+    if (frame.t !== FrameType.publish || socket !== this.socket) {
+      this.flush();
+      return send(socket, bytes);
     }
+    const max = (this.limits?.maxPayload ?? DEFAULT_MAX_PAYLOAD) + FRAME_ENVELOPE_BYTES;
+    if (this.batch.length === BATCH_FRAMES || this.batchBytes + bytes.length > max) this.flush();
+    if (!this.batch.length) {
+      this.batchSocket = socket;
+      queueMicrotask(this.flush);
+    }
+    this.batch.push(bytes);
+    this.batchBytes += bytes.length;
   }
 
+  /** Sends the publishes waiting for the end of the tick, in one message. */
+  private readonly flush = (): void => {
+    const batch = this.batch;
+    if (!batch.length) return;
+    this.batch = [];
+    this.batchBytes = 0;
+    let bytes = batch[0]!;
+    if (batch.length > 1) {
+      bytes = new Uint8Array(batch.reduce((n, b) => n + b.length, 0));
+      let at = 0;
+      for (const b of batch) {
+        bytes.set(b, at);
+        at += b.length;
+      }
+    }
+    send(this.batchSocket!, bytes);
+  };
+
   private closeSocket(socket: WebSocketLike, code: number, reason: string): void {
+    if (socket === this.batchSocket) this.flush(); // what it was given goes before its close
     try {
       socket.close(code, reason);
     } catch {

@@ -2,10 +2,12 @@
 // every optional entry point built in as a method (history, iterable subscriptions). The full
 // `<script>` bundle (`crier.full.min.js`) is built from this file; `@crier/sdk-node` uses it.
 // A page that counts its bytes imports the core and the function entry points it needs instead.
+import { PatternTrie } from '@crier/protocol';
 import { Client } from './client.js';
 import { withFilters } from './filter.js';
 import { history } from './history.js';
 import { events } from './stream.js';
+import type { PatternIndex } from './subscriptions.js';
 import type {
   ClientOptions,
   CrierClientFull,
@@ -23,10 +25,25 @@ export { history } from './history.js';
 export { events } from './stream.js';
 export type { CrierClientFull, IterableSubscription } from './types.js';
 
+/** The protocol's segment trie as the subscriptions' {@link PatternIndex}. */
+function trieIndex<T>(): PatternIndex<T> {
+  const trie = new PatternTrie<T>();
+  return {
+    get size() {
+      return trie.size;
+    },
+    add: (pattern, value) => void trie.add(pattern, value),
+    remove: (pattern, value) => void trie.remove(pattern, value),
+    match: (channel, visit) => trie.match(channel.split('.'), visit),
+  };
+}
+
 class FullClient extends Client implements CrierClientFull {
   constructor(url: string, options: ClientOptions) {
     super(url, options);
     withFilters(this);
+    // Many wildcard subscriptions (a service's) cost an event what matches it, not one test each.
+    this.subscriptions.wild = trieIndex();
   }
 
   override subscribe(pattern: string, handler?: EventHandler, options?: SubscribeOptions): IterableSubscription;

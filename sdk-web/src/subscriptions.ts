@@ -58,6 +58,8 @@ interface Entry {
   /** Resolves at the broker's first ack; every handle's `ready`. */
   readonly ready: Deferred;
   acked: boolean;
+  /** Counts up with each entry made: handlers run in the order their subscriptions were made. */
+  readonly n: number;
 }
 
 export class Handle implements Subscription {
@@ -107,6 +109,47 @@ export class Handle implements Subscription {
   }
 }
 
+/** Wildcard patterns and their values, matched against channel names. */
+export interface PatternIndex<T> {
+  readonly size: number;
+  add(pattern: string, value: T): void;
+  remove(pattern: string, value: T): void;
+  /** Calls `visit` with each value whose pattern matches `channel`. */
+  match(channel: string, visit: (value: T) => void): void;
+}
+
+/** The core's {@link PatternIndex}: a list, each pattern tested in turn. */
+class PatternList<T> implements PatternIndex<T> {
+  private readonly items: [string, T][] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  add(pattern: string, value: T): void {
+    this.items.push([pattern, value]);
+  }
+
+  remove(_pattern: string, value: T): void {
+    const i = this.items.findIndex((item) => item[1] === value);
+    if (i >= 0) this.items.splice(i, 1);
+  }
+
+  match(channel: string, visit: (value: T) => void): void {
+    for (const [pattern, value] of this.items) if (matchPattern(pattern, channel)) visit(value);
+  }
+}
+
+/** A pattern without wildcards: a channel name. */
+const isName = (pattern: string): boolean => !/[*>]/.test(pattern);
+
+/** To every handle of the entry, when the event passes its filter. */
+function deliver(entry: Entry, event: CrierEvent): void {
+  if (entry.filter === undefined || entry.filter.passes(event.labels, event.key)) {
+    for (const handle of entry.handles) handle.deliver(event);
+  }
+}
+
 /**
  * Every subscription of a client, by pattern. Patterns survive reconnects: after each `welcome`
  * {@link Subscriptions.resubscribe} sends them all again. Events are dispatched here to every
@@ -114,6 +157,19 @@ export class Handle implements Subscription {
  */
 export class Subscriptions {
   private readonly byKey = new Map<string, Entry>();
+  /**
+   * The entries again, for dispatch: those of a channel name by name (one lookup per event),
+   * those of a wildcard pattern in `wild` (looked at only when there are some).
+   */
+  private readonly byName = new Map<string, Entry[]>();
+  private made = 0;
+  /**
+   * @internal The wildcard entries: tested one by one (allocation-free) in the core, where a
+   * page holds a few; the full client (and sdk-node) puts the protocol's segment trie here, whose
+   * cost follows what matches an event, not how many patterns there are, and whose code would
+   * cost the core bundle 0.5 KB.
+   */
+  wild: PatternIndex<Entry> = new PatternList();
   /**
    * Unsubscribed, and not yet acked. The broker restores a resumed stream's subscriptions, so one
    * dropped while the connection was down (or whose ack went with it) is unsubscribed again after
@@ -174,8 +230,13 @@ export class Subscriptions {
     if (limits && this.byKey.size >= limits.maxChannels) {
       return new CrierError(ErrorCode.maxChannels, `subscribe "${pattern}": at maxChannels (${limits.maxChannels})`);
     }
-    const entry: Entry = { key, pattern, filter, handles: new Set(), ready: deferred(), acked: false };
+    const entry: Entry = { key, pattern, filter, handles: new Set(), ready: deferred(), acked: false, n: this.made++ };
     this.byKey.set(key, entry);
+    if (isName(pattern)) {
+      const named = this.byName.get(pattern);
+      if (named) named.push(entry);
+      else this.byName.set(pattern, [entry]);
+    } else this.wild.add(pattern, entry);
     return entry;
   }
 
@@ -202,11 +263,24 @@ export class Subscriptions {
    * the connection through one subscription, and must not reach another it does not pass.
    */
   dispatch(event: CrierEvent): void {
-    for (const entry of this.byKey.values()) {
-      if (matchPattern(entry.pattern, event.channel) && (entry.filter === undefined || entry.filter.passes(event.labels, event.key))) {
-        for (const handle of entry.handles) handle.deliver(event);
-      }
+    const named = this.byName.get(event.channel);
+    if (!this.wild.size) {
+      if (named) for (const entry of named) deliver(entry, event);
+      return;
     }
+    const hits = named ? named.slice() : [];
+    this.wild.match(event.channel, (entry) => hits.push(entry));
+    if (hits.length > 1) hits.sort((a, b) => a.n - b.n);
+    for (const entry of hits) deliver(entry, event);
+  }
+
+  /** Forgets an entry (unsubscribed, refused, or the client closed). */
+  private forget(entry: Entry): void {
+    this.byKey.delete(entry.key);
+    const named = this.byName.get(entry.pattern);
+    if (!named) return void this.wild.remove(entry.pattern, entry);
+    named.splice(named.indexOf(entry), 1);
+    if (!named.length) this.byName.delete(entry.pattern);
   }
 
   /**
@@ -228,12 +302,12 @@ export class Subscriptions {
     for (const entry of this.byKey.values()) {
       entry.ready.reject(error);
       for (const handle of entry.handles) handle.end();
+      this.forget(entry);
     }
-    this.byKey.clear();
   }
 
   private drop(entry: Entry): Promise<void> {
-    this.byKey.delete(entry.key);
+    this.forget(entry);
     entry.handles.clear();
     // Settle `ready` now rather than leave it hanging on an answer that may never matter.
     entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed "${entry.pattern}" before its ack`));
@@ -292,7 +366,7 @@ export class Subscriptions {
     if (isLoss(err)) return;
     const current = this.byKey.get(entry.key) === entry;
     if (current) {
-      this.byKey.delete(entry.key);
+      this.forget(entry);
       for (const handle of entry.handles) handle.end(err);
       // The broker may have subscribed after all (a late answer): do not leave it behind.
       if (err.code === ErrorCode.timeout) void this.release(entry);

@@ -199,8 +199,13 @@ export interface CrierEvent {
   readonly epoch: string;
   /** Publish time, milliseconds since the Unix epoch. */
   readonly time: number;
-  readonly labels?: string[];
-  readonly key?: string;
+  readonly labels?: string[] | undefined;
+  readonly key?: string | undefined;
+  /**
+   * Present on a request (`request()` of `@crier/sdk-web/request`): the token its answer names.
+   * A handler of `respond()`, or any subscription handler that returns data, answers it.
+   */
+  readonly replyTo?: string | undefined;
 }
 
 /**

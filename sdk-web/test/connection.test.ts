@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CloseCode, ErrorCode, FrameType, encodeFrame } from '@crier/protocol';
 import { connect } from '../src/client.js';
+import { tick } from './wait-for.js';
 import { scriptedClient } from './scripted-client.js';
 
 afterEach(() => {
@@ -144,11 +145,14 @@ describe('reconnect', () => {
     welcome();
     const results: unknown[] = [];
     const sent = client.publish('a.b', new Uint8Array([1])).then((ack) => results.push(ack));
+    await tick();
     const [first] = socket().sentOf(FrameType.publish);
     socket().fireClose(CloseCode.abnormal);
     const queued = client.publish('a.b', new Uint8Array([2]));
     clock.advance(1000);
     const s = welcome();
+    await tick();
+    expect(s.messages.at(-1)).toBe(2); // both in one message
     const publish = s.sentOf(FrameType.publish);
     expect(publish).toEqual([
       { t: FrameType.publish, r: 2, c: 'a.b', d: new Uint8Array([1]), i: first!.i },

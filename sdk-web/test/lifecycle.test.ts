@@ -10,7 +10,7 @@ import { startFakeBroker, type FakeBroker } from './fake-broker.js';
 import { FakePage } from './fake-page.js';
 import { record } from './record.js';
 import { scriptedClient } from './scripted-client.js';
-import { waitFor } from './wait-for.js';
+import { tick, waitFor } from './wait-for.js';
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
 
@@ -64,7 +64,7 @@ describe('pagehide, page unloading (persisted false)', () => {
 });
 
 describe('back/forward cache (pagehide and pageshow with persisted true)', () => {
-  it('closes the socket without quit, waits in reconnecting without retrying, and reconnects at pageshow', () => {
+  it('closes the socket without quit, waits in reconnecting without retrying, and reconnects at pageshow', async () => {
     const page = new FakePage();
     const { client, socket, welcome, rec, clock, sockets } = scriptedClient({ lifecycleTarget: page });
     const seen: CrierEvent[] = [];
@@ -91,6 +91,7 @@ describe('back/forward cache (pagehide and pageshow with persisted true)', () =>
     welcome();
     expect(client.state).toBe('connected');
     expect(socket().sentOf(FrameType.subscribe).map((f) => f.p)).toEqual(['a.*']);
+    await tick();
     expect(socket().sentOf(FrameType.publish).map((f) => f.c)).toEqual(['a.q']);
     socket().receive({ t: FrameType.event, c: 'a.x', d: bytes(1), id: 'e1', o: 1, e: 'E', ts: 1 });
     expect(seen.map((e) => e.channel)).toEqual(['a.x']); // the same handler keeps working

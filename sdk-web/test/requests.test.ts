@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { CrierError, ErrorCode, FrameType } from '@crier/protocol';
 import { scriptedClient } from './scripted-client.js';
+import { tick } from './wait-for.js';
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
 
@@ -10,6 +11,7 @@ describe('publish', () => {
     const { client, socket, welcome } = scriptedClient();
     welcome();
     const acked = client.publish('user.created', bytes(1, 2), { labels: ['x'], key: 'k1' });
+    await tick(); // the tick's publishes go out at its end
     expect(socket().sentOf(FrameType.publish)).toEqual([
       { t: FrameType.publish, r: 1, c: 'user.created', d: bytes(1, 2), l: ['x'], k: 'k1', i: expect.stringMatching(/^[0-9a-z]+\.0$/) },
     ]);
@@ -75,6 +77,53 @@ describe('publish', () => {
   });
 });
 
+describe('one message per tick, one timer for every request', () => {
+  it("a tick's publishes go out as one message, in order; any other frame sends what waits first", async () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome();
+    const s = socket();
+    for (let n = 0; n < 3; n++) client.publish('a.b', bytes(n)).catch(() => {});
+    client.subscribe('a.*'); // not held back: the publishes before it go first
+    client.publish('a.b', bytes(3), { ack: false });
+    client.publish('a.b', bytes(4), { ack: false });
+    await tick();
+    expect(s.messages.slice(1)).toEqual([3, 1, 2]); // after the hello
+    expect(s.sent.slice(1).map((f) => (f.t === FrameType.publish ? f.d[0] : 'sub'))).toEqual([0, 1, 2, 'sub', 3, 4]);
+  });
+
+  it('a message holds 64 publishes at most, and no more bytes than the broker takes in one', async () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome({ lim: { mc: 3, mp: 1024, bs: 100 } });
+    for (let n = 0; n < 130; n++) void client.publish('a.b', bytes(1), { ack: false });
+    await tick();
+    expect(socket().messages.slice(1)).toEqual([64, 64, 2]);
+    // maxPayload 1024 + the 64 KiB envelope: 66 publishes of 1,000 bytes fill one message.
+    for (let n = 0; n < 70; n++) void client.publish('a.b', new Uint8Array(1000), { ack: false });
+    await tick();
+    const sizes = socket().messages.slice(4);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(70);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(64);
+  });
+
+  it('many requests in flight hold one timer, set for the earliest; each times out at its own deadline', async () => {
+    const { client, clock, welcome } = scriptedClient({ requestTimeout: 1000 });
+    welcome({ ka: 0 }); // no keep-alive timers: the clock holds the requests' timer alone
+    expect(clock.pending()).toEqual([]);
+    const first = client.publish('a.b', bytes(1));
+    clock.advance(400);
+    const second = client.publish('a.b', bytes(2));
+    const third = client.publish('a.b', bytes(3));
+    expect(clock.pending()).toEqual([600]);
+    clock.advance(600);
+    await expect(first).rejects.toMatchObject({ code: ErrorCode.timeout, requestId: 1 });
+    expect(clock.pending()).toEqual([400]); // set again, for the next one
+    clock.advance(400);
+    await expect(second).rejects.toMatchObject({ code: ErrorCode.timeout, requestId: 2 });
+    await expect(third).rejects.toMatchObject({ code: ErrorCode.timeout, requestId: 3 });
+    expect(clock.pending()).toEqual([]);
+  });
+});
+
 describe('local checks fail fast, before anything is sent', () => {
   it('bad_channel for a pattern or an invalid name', async () => {
     const { client, socket, welcome } = scriptedClient();
@@ -91,6 +140,7 @@ describe('local checks fail fast, before anything is sent', () => {
     await expect(early).rejects.toMatchObject({ code: ErrorCode.payloadTooLarge }); // checked again at flush
     await expect(client.publish('a.b', new Uint8Array(1025))).rejects.toMatchObject({ code: ErrorCode.payloadTooLarge });
     client.publish('a.b', new Uint8Array(1024)).catch(() => {});
+    await tick();
     expect(socket().sentOf(FrameType.publish).map((f) => f.d.length)).toEqual([1024]);
   });
 
@@ -100,6 +150,7 @@ describe('local checks fail fast, before anything is sent', () => {
     await client.publish('a.b', new Uint8Array(10), { ack: false });
     welcome({ lim: { mc: 3, mp: 1024, bs: 1 } });
     expect(rec.errors.map((e) => e.code)).toEqual([ErrorCode.payloadTooLarge]);
+    await tick();
     expect(socket().sentOf(FrameType.publish).map((f) => f.d.length)).toEqual([10]);
   });
 
@@ -131,6 +182,7 @@ describe('offline', () => {
     await expect(second).resolves.toBeUndefined(); // queued counts as handed over
     client.subscribe('a.*');
     const s = welcome();
+    await tick();
     // Subscriptions first: the client then receives its own queued events too.
     expect(s.sent.map((f) => f.t)).toEqual([FrameType.hello, FrameType.subscribe, FrameType.publish, FrameType.publish]);
     expect(s.sentOf(FrameType.publish).map((f) => [f.r, f.d[0]])).toEqual([[2, 1], [undefined, 2]]);

@@ -9,7 +9,7 @@ import type { ClientOptions, CrierClient, ResumedInfo } from '../src/types.js';
 import { startFakeBroker, type FakeBroker, type FakeBrokerOptions } from './fake-broker.js';
 import { record } from './record.js';
 import { scriptedClient } from './scripted-client.js';
-import { changed, waitFor } from './wait-for.js';
+import { changed, tick, waitFor } from './wait-for.js';
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
 
@@ -87,7 +87,7 @@ describe('resume across reconnects (scripted)', () => {
     expect(order).toEqual(['connected', 'reconnecting', 'connected', 'resumed', 'reconnecting', 'connected', 'resumed', 'reconnecting', 'connected', 'resumed']);
   });
 
-  it('still subscribes every pattern again after a resumed welcome (the broker acks what it already holds), before queued publishes', () => {
+  it('still subscribes every pattern again after a resumed welcome (the broker acks what it already holds), before queued publishes', async () => {
     const { client, socket, welcome, clock } = scriptedClient();
     welcome({ ep: 'EP1' });
     client.subscribe('a.*');
@@ -95,6 +95,7 @@ describe('resume across reconnects (scripted)', () => {
     client.publish('a.b', bytes(1)).catch(() => {});
     clock.advance(1000);
     const s = welcome({ ep: 'EP1', rs: { n: 0 } });
+    await tick();
     expect(s.sent.slice(1).map((f) => f.t)).toEqual([FrameType.subscribe, FrameType.publish]);
     expect(s.sentOf(FrameType.subscribe)).toEqual([{ t: FrameType.subscribe, r: expect.any(Number), p: 'a.*' }]);
   });
@@ -126,6 +127,7 @@ describe('unsubscribing while the connection is down (a resumed stream gets its 
     await gone.unsubscribe(); // resolves at once: nothing to wait for while down
     clock.advance(1000);
     const s = welcome({ ep: 'EP1', rs: { n: 0 } });
+    await tick();
     expect(s.sent.slice(1).map((f) => [f.t, 'p' in f ? f.p : undefined])).toEqual([
       [FrameType.unsubscribe, 'a.*'],
       [FrameType.subscribe, 'b.*'],
@@ -161,6 +163,7 @@ describe('unsubscribing while the connection is down (a resumed stream gets its 
     await unsubscribed;
     clock.advance(1000);
     const s = welcome({ ep: 'EP1', rs: { n: 0 } });
+    await tick();
     expect(s.sent.slice(1)).toEqual([{ t: FrameType.unsubscribe, r: expect.any(Number), p: 'a.*' }]);
   });
 
@@ -175,6 +178,7 @@ describe('unsubscribing while the connection is down (a resumed stream gets its 
     const again = client.subscribe('a.*', (e) => got.push(e.data[0]!));
     clock.advance(1000);
     const s = welcome({ ep: 'EP1', rs: { n: 0 } });
+    await tick();
     expect(s.sent.slice(1)).toEqual([
       { t: FrameType.unsubscribe, r: expect.any(Number), p: 'a.*' },
       { t: FrameType.subscribe, r: expect.any(Number), p: 'a.*' },

@@ -1,4 +1,4 @@
-import { decodeUntrustedFrame, encodeFrame, type BrokerFrame, type ClientFrame } from '@crier/protocol';
+import { DEFAULT_DECODE_LIMITS, decodeUntrustedFrames, encodeFrame, type BrokerFrame, type ClientFrame } from '@crier/protocol';
 import type { WebSocketConstructor, WebSocketLike } from '../src/websocket.js';
 
 /**
@@ -14,8 +14,10 @@ export class ScriptedSocket implements WebSocketLike {
   onmessage: ((event: never) => void) | null = null;
   onclose: ((event: never) => void) | null = null;
   onerror: ((event: never) => void) | null = null;
-  /** Frames the client sent, decoded. */
+  /** Frames the client sent, decoded (a message may hold several). */
   readonly sent: ClientFrame[] = [];
+  /** How many frames each message the client sent held. */
+  readonly messages: number[] = [];
   /** Arguments of each `close()` call by the client. */
   readonly closeCalls: { code: number | undefined; reason: string | undefined }[] = [];
 
@@ -23,7 +25,9 @@ export class ScriptedSocket implements WebSocketLike {
 
   send(data: Uint8Array<ArrayBuffer>): void {
     if (this.readyState !== 1) throw new Error('ScriptedSocket: send while not open');
-    this.sent.push(decodeUntrustedFrame(data));
+    const before = this.sent.length;
+    decodeUntrustedFrames(data, DEFAULT_DECODE_LIMITS, (frame) => this.sent.push(frame));
+    this.messages.push(this.sent.length - before);
   }
 
   close(code?: number, reason?: string): void {

@@ -60,3 +60,11 @@ export function waitFor<T>(
     }
   });
 }
+
+/**
+ * Resolves after the microtasks queued so far: the publishes of the current tick, which the
+ * client sends as one message at its end, have been handed to the socket.
+ */
+export function tick(): Promise<void> {
+  return new Promise((resolve) => queueMicrotask(resolve));
+}
