@@ -42,6 +42,14 @@ describe('parseCommand', () => {
     expect(run([])).toEqual({ options: {}, logLevel: 'info' });
   });
 
+  it('reads the request/reply bounds from flags, env and file, and refuses bad ones naming the key', async () => {
+    expect(run(['--max-request-timeout', '2s'], { EVENT_MAX_PENDING_REQUESTS: '7' }).options).toEqual({ maxRequestTimeout: 2000, maxPendingRequests: 7 });
+    expect(run(['--config', 'c.json'], {}, { 'c.json': '{"maxRequestTimeout": "1m", "maxPendingRequests": 3}' }).options).toEqual({ maxRequestTimeout: 60_000, maxPendingRequests: 3 });
+    expect(configError(['--max-pending-requests', '0']).message).toMatch(/^maxPendingRequests: must be at least 1/);
+    expect(configError([], { EVENT_MAX_REQUEST_TIMEOUT: 'soon' }).message).toMatch(/^maxRequestTimeout: .*env EVENT_MAX_REQUEST_TIMEOUT/);
+    await expect(createBroker({ maxRequestTimeout: 5, logger: false, port: 0 })).rejects.toThrow('invalid option "maxRequestTimeout": must be at least 10 ms');
+  });
+
   it('reads flags, env and file with flags > env > file', () => {
     const file = JSON.stringify({ maxChannels: 3, bufferSize: 4, keepAliveInterval: '5s', logSlowConsumers: false, maxPayload: '2KiB' });
     const config = run(

@@ -446,7 +446,7 @@ const isClock = (v: unknown): v is Clock =>
   typeof v === 'object' && v !== null && CLOCK_METHODS.every((name) => typeof (v as Record<string, unknown>)[name] === 'function');
 
 const ENGINE_METHODS = ['start', 'publish', 'history', 'replay', 'rewind', 'position', 'parkSession', 'takeSession', 'dropSession', 'parkedSessions',
-  'channelCount', 'busiestChannels', 'interest', 'live', 'stats', 'close'];
+  'channelCount', 'busiestChannels', 'interest', 'live', 'onRequests', 'request', 'reply', 'stats', 'close'];
 const isEngine = (v: unknown): v is Engine =>
   typeof v === 'object' && v !== null && ENGINE_METHODS.every((name) => typeof (v as Record<string, unknown>)[name] === 'function');
 

@@ -110,10 +110,11 @@ function requestAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
       const data = body.bytes();
       validatePublish(channel, data, labels, key, maxPayload);
       // Checked again: other requests of the address may have started while this body came.
-      const requester = requesterOf(ingress, address);
-      if (!ingress.requests.hasRoom(requester)) {
+      const waiting = ingress.httpRequesters.get(address);
+      if (waiting !== undefined && !ingress.requests.hasRoom(waiting)) {
         throw new RateLimited(`this address has ${ingress.options.maxPendingRequests} requests waiting for replies already (maxPendingRequests)`, 1);
       }
+      const requester = waiting ?? requesterOf(ingress, address);
       let ended = false;
       let cancel: (() => void) | undefined;
       const done = (outcome: RequestOutcome): void => {
