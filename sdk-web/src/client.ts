@@ -7,6 +7,7 @@ import {
   type BrokerFrame,
   type ErrorFrame,
   type EventsFrame,
+  type ReplyAnswerFrame,
 } from '@crier/protocol';
 import { Connection } from './connection.js';
 import { Event, makeEvent } from './event.js';
@@ -67,8 +68,8 @@ export class Client implements CrierClient {
   /** @internal Why the client closed, once it has. */
   closedWith: CrierError | undefined;
   /** @internal Sends a request (its frame made with its id) when connected; false (nothing sent) when not. */
-  readonly request: SendRequest = (frame, answer, what) =>
-    this.connection.isOpen && this.connection.send(frame(this.pending.add(answer, what)));
+  readonly ask: SendRequest = (frame, answer, what, ms) =>
+    this.connection.isOpen && this.connection.send(frame(this.pending.add(answer, what, ms)));
   /** Removes the page lifecycle listeners. */
   private unwatch = (): void => {};
 
@@ -76,7 +77,7 @@ export class Client implements CrierClient {
     const resolved = resolveOptions(options);
     this.pending = new PendingRequests(resolved.clock, resolved.requestMs);
     this.subscriptions = new Subscriptions({
-      request: this.request,
+      ask: this.ask,
       limits: () => this.connection.limits,
       error: this.fail,
       eventsOf: (frame) => this.eventsOf(frame),
@@ -95,7 +96,7 @@ export class Client implements CrierClient {
       },
       resumed: ({ n, why, f }) => emit(this.resumedListeners, { recovered: !why, reason: why, replayed: n, patterns: f }),
       error: this.fail,
-      request: this.request,
+      ask: this.ask,
     });
     this.publisher = new Publisher(this.connection, this.pending, resolved, this.fail);
     if (resolved.page && this.connection.state !== 'closed') {
@@ -180,7 +181,7 @@ export class Client implements CrierClient {
     } else {
       // An ack, error or events frame answers a request (a late answer to one that already timed
       // out finds nothing to settle and is dropped); a pong answers none.
-      this.pending.settle(frame as AckFrame | ErrorFrame | EventsFrame);
+      this.pending.settle(frame as AckFrame | ErrorFrame | EventsFrame | ReplyAnswerFrame);
     }
   }
 

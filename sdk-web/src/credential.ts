@@ -5,7 +5,7 @@ import { isLoss, type SendRequest } from './pending.js';
 /** What the credential asks of the client. */
 export interface CredentialHooks {
   /** Sends a request (here, `auth` frames). */
-  request: SendRequest;
+  ask: SendRequest;
   /** Reports a failure nobody awaits (getToken failed, the broker refused a refresh). */
   error(error: CrierError): void;
 }
@@ -80,7 +80,7 @@ export class Credential {
       const tk = await this.fetch();
       // Not connected: nothing to refresh (the next welcome schedules its own).
       const ack = await new Promise<AckFrame | void>(
-        (resolve, reject) => this.hooks.request((r) => ({ t: FrameType.auth, r, tk }), { resolve, reject }, 'auth') || resolve(),
+        (resolve, reject) => this.hooks.ask((r) => ({ t: FrameType.auth, r, tk }), { resolve, reject }, 'auth') || resolve(),
       );
       if (ack) this.expires(ack.x);
     } catch (err) {

@@ -6,11 +6,16 @@ import { PatternTrie } from '@crier/protocol';
 import { Client } from './client.js';
 import { withFilters } from './filter.js';
 import { history } from './history.js';
+import { request, respond } from './request.js';
 import { events } from './stream.js';
 import type { PatternIndex } from './subscriptions.js';
 import type {
   ClientOptions,
   CrierClientFull,
+  CrierEvent,
+  RequestOptions,
+  Responder,
+  Subscription,
   EventHandler,
   HistoryOptions,
   HistoryPage,
@@ -22,8 +27,9 @@ import type {
 export * from './index.js';
 export { withFilters } from './filter.js';
 export { history } from './history.js';
+export { request, respond, DEFAULT_REQUEST_TIMEOUT } from './request.js';
 export { events } from './stream.js';
-export type { CrierClientFull, IterableSubscription } from './types.js';
+export type { CrierClientFull, IterableSubscription, RequestOptions, Reply, Responder } from './types.js';
 
 /** The protocol's segment trie as the subscriptions' {@link PatternIndex}. */
 function trieIndex<T>(): PatternIndex<T> {
@@ -55,6 +61,14 @@ class FullClient extends Client implements CrierClientFull {
 
   history(channel: string, options?: HistoryOptions): Promise<HistoryPage> {
     return history(this, channel, options);
+  }
+
+  request(channel: string, data: Uint8Array, options?: RequestOptions): Promise<CrierEvent> {
+    return request(this, channel, data, options);
+  }
+
+  respond(pattern: string, handler: Responder, options?: SubscribeOptions): Subscription {
+    return respond(this, pattern, handler, options);
   }
 }
 

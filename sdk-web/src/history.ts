@@ -17,7 +17,7 @@ export async function history(client: CrierClient, channel: string, options: His
   const { since, limit } = options;
   // Still connected here: only a listener's quit() can come between ready() and this.
   const f = await new Promise<EventsFrame>((resolve, reject) =>
-    c.request((r) => ({ t: FrameType.history, r, c: channel, e: since?.epoch, o: since?.offset, n: limit }), { resolve, reject }, 'history') ||
+    c.ask((r) => ({ t: FrameType.history, r, c: channel, e: since?.epoch, o: since?.offset, n: limit }), { resolve, reject }, 'history') ||
     reject(c.closedWith),
   );
   return { events: c.eventsOf(f), epoch: f.e!, offset: f.o!, complete: f.ok !== false, more: !!f.m };

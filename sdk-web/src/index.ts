@@ -29,5 +29,8 @@ export type {
   SubscribeOptions,
   HistoryOptions,
   HistoryPage,
+  RequestOptions,
+  Reply,
+  Responder,
 } from './types.js';
 export { CrierError, ErrorCode, CloseCode } from '@crier/protocol';

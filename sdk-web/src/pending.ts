@@ -17,9 +17,10 @@ export interface Answer<T = AckFrame> {
 
 /**
  * Sends a request when connected: `frame` makes it with its request id, `what` names it in a
- * timeout error. False (nothing sent, nothing pending) when not connected.
+ * timeout error, `ms` is how long it waits (default: requestTimeout). False (nothing sent,
+ * nothing pending) when not connected.
  */
-export type SendRequest = <T = AckFrame>(frame: (r: number) => ClientFrame, answer: Answer<T>, what: string) => boolean;
+export type SendRequest = <T = AckFrame>(frame: (r: number) => ClientFrame, answer: Answer<T>, what: string, ms?: number) => boolean;
 
 interface Entry {
   /** Resolved with the frame that answers it, whose type the request knows. */

@@ -14,7 +14,7 @@ import type { ClientLimits, CrierEvent, EventHandler, SubscribeFilter, Subscribe
 /** What the registry needs from the client. */
 export interface SubscriptionHost {
   /** Sends a request (here, `subscribe` and `unsubscribe` frames). */
-  request: SendRequest;
+  ask: SendRequest;
   limits(): ClientLimits | undefined;
   /** Reports an asynchronous failure (a resubscribe the broker refused) as an `'error'` event. */
   error(error: CrierError): void;
@@ -321,7 +321,7 @@ export class Subscriptions {
   private release(entry: Entry): Promise<void> {
     this.dropping.add(entry);
     return new Promise((resolve) => {
-      const sent = this.request('unsubscribe', entry, {
+      const sent = this.ask('unsubscribe', entry, {
         resolve: () => {
           this.dropping.delete(entry);
           resolve();
@@ -333,9 +333,9 @@ export class Subscriptions {
   }
 
   /** Sends the entry's `subscribe` (with a rewind `w`) or `unsubscribe`; false (nothing sent) when not connected. */
-  private request(type: 'subscribe' | 'unsubscribe', { pattern, filter }: Entry, answer: Answer, w?: number): boolean {
+  private ask(type: 'subscribe' | 'unsubscribe', { pattern, filter }: Entry, answer: Answer, w?: number): boolean {
     const t = type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe;
-    return this.host.request((r) => ({ t, r, p: pattern, f: filter?.wire, w }), answer, `${type} "${pattern}"`);
+    return this.host.ask((r) => ({ t, r, p: pattern, f: filter?.wire, w }), answer, `${type} "${pattern}"`);
   }
 
   /**
@@ -344,7 +344,7 @@ export class Subscriptions {
    * (always, even empty), so only a failure makes the handle go live without it.
    */
   private send(entry: Entry, w?: number, handle?: Handle): void {
-    this.request('subscribe', entry, {
+    this.ask('subscribe', entry, {
       resolve: () => {
         entry.acked = true;
         entry.ready.resolve();

@@ -393,6 +393,22 @@ export interface CrierClient {
   quit(): Promise<void>;
 }
 
+/** Options of a request (`request()` of `@crier/sdk-web/request`, `client.request()` of a full client). */
+export interface RequestOptions {
+  /** Ms to wait for the reply; the broker's `maxRequestTimeout` (30 s by default) bounds it. @default 5000 */
+  timeout?: number;
+  /** Labels carried by the request (for responders' filters). @default none */
+  labels?: string[];
+  /** A key carried by the request. @default none */
+  key?: string;
+}
+
+/** A reply: its data, or its data with labels. */
+export type Reply = Uint8Array | { data: Uint8Array; labels?: string[] };
+
+/** Answers a request: the reply (or a promise of it), or `undefined` for none. */
+export type Responder = (request: CrierEvent) => Reply | undefined | Promise<Reply | undefined>;
+
 /** A subscription of a full client: also read with `for await`; `break` unsubscribes it. */
 export interface IterableSubscription extends Subscription, AsyncIterable<CrierEvent> {}
 
@@ -410,4 +426,11 @@ export interface CrierClientFull extends CrierClient {
    * anything is sent), `forbidden`, `timeout`, `disconnected`, `closed`.
    */
   history(channel: string, options?: HistoryOptions): Promise<HistoryPage>;
+  /**
+   * Sends a request to whoever subscribes to `channel`; resolves with the first reply. See
+   * `request()` of `@crier/sdk-web/request`.
+   */
+  request(channel: string, data: Uint8Array, options?: RequestOptions): Promise<CrierEvent>;
+  /** Answers the requests on `pattern` with what `handler` returns. See `respond()` of `@crier/sdk-web/request`. */
+  respond(pattern: string, handler: Responder, options?: SubscribeOptions): Subscription;
 }

@@ -1,3 +1,4 @@
+import { changed } from './wait-for.js';
 import { DEFAULT_DECODE_LIMITS, decodeUntrustedFrames, encodeFrame, type BrokerFrame, type ClientFrame } from '@crier/protocol';
 import type { WebSocketConstructor, WebSocketLike } from '../src/websocket.js';
 
@@ -28,6 +29,7 @@ export class ScriptedSocket implements WebSocketLike {
     const before = this.sent.length;
     decodeUntrustedFrames(data, DEFAULT_DECODE_LIMITS, (frame) => this.sent.push(frame));
     this.messages.push(this.sent.length - before);
+    changed(); // a test may wait for what the client sends
   }
 
   close(code?: number, reason?: string): void {
