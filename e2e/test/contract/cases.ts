@@ -84,6 +84,8 @@ const fresh = (): string => `c${Date.now().toString(36)}${(unique++).toString(36
 /** The cases that need more than the core bundle: the browser runs them on `crier.full.min.js`. */
 export const FULL_CASES: ReadonlySet<string> = new Set([
   'the async iterator yields events, and break unsubscribes',
+  'request/reply: the responder answers the request; no responder is no_responders at once',
+  'request/reply: a request nobody answers times out; the first of two replies wins',
 ]);
 
 export const cases: Record<string, (env: ContractEnv) => Promise<void>> = {
@@ -154,6 +156,45 @@ export const cases: Record<string, (env: ContractEnv) => Promise<void>> = {
       await pub.publish(`${p}.kept`, env.sdk.encodeText('marker'));
       await kept.count(1); // in order from one publisher: the earlier event would be here by now
       same(gone.events.length, 0, 'events after unsubscribe');
+    });
+  },
+
+  async 'request/reply: the responder answers the request; no responder is no_responders at once'(env) {
+    const p = fresh();
+    await withClients(env, 2, async (requester, responder) => {
+      const served = responder.respond(`${p}.*`, (req) => ({
+        data: env.sdk.encodeText(`${req.channel}:${env.sdk.decodeText(req.data)}`),
+        labels: ['served'],
+      }));
+      await served.ready;
+      const reply = await requester.request(`${p}.echo`, env.sdk.encodeText('hi'), { timeout: 5000 });
+      same([reply.channel, env.sdk.decodeText(reply.data), reply.labels], [`${p}.echo`, `${p}.echo:hi`, ['served']], 'the reply');
+      check(typeof reply.id === 'string' && reply.id.length > 0 && reply.time > 0, 'the reply has an id and a time');
+      const started = Date.now();
+      const refused = await requester.request(`${fresh()}.nobody`, env.sdk.encodeText('?'), { timeout: 5000 }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      check(refused instanceof env.sdk.CrierError, 'a CrierError');
+      same((refused as { code: string }).code, 'no_responders', 'its code');
+      check(Date.now() - started < 4000, 'refused before the timeout');
+    });
+  },
+
+  async 'request/reply: a request nobody answers times out; the first of two replies wins'(env) {
+    const p = fresh();
+    await withClients(env, 3, async (requester, slow, fast) => {
+      const silent = slow.respond(`${p}.silent`, () => undefined);
+      const one = slow.respond(`${p}.race`, () => env.sdk.encodeText('one'));
+      const two = fast.respond(`${p}.race`, () => env.sdk.encodeText('two'));
+      await Promise.all([silent.ready, one.ready, two.ready]);
+      const timedOut = await requester.request(`${p}.silent`, env.sdk.encodeText('?'), { timeout: 300 }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      same((timedOut as { code?: string } | undefined)?.code, 'timeout', 'no reply: timeout');
+      const reply = await requester.request(`${p}.race`, env.sdk.encodeText('?'));
+      check(['one', 'two'].includes(env.sdk.decodeText(reply.data)), 'one of the replies');
     });
   },
 
