@@ -236,4 +236,9 @@ export interface EngineStats {
   pending?: number;
   interest?: number;
   lastError?: string;
+  /**
+   * Request/reply traffic between nodes: requests this node sent through Redis, request copies it
+   * took from Redis (once each), replies it forwarded to the node of their token.
+   */
+  requests?: { sent: number; received: number; forwarded: number };
 }

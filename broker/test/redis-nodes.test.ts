@@ -213,6 +213,14 @@ describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one bro
     expect(Date.now() - started).toBeLessThan(5000);
     expect(a.stats().requests).toMatchObject({ sent: 3, answered: 1, noResponders: 2, pending: 0 });
     expect(b.stats().requests).toMatchObject({ delivered: 1, sent: 0 });
+    // Through Redis: node0 sent three, took none (no interest); node1 took the first (once, though
+    // it came twice; the second too if its unsubscribe reached Redis after it) and forwarded its
+    // reply; node2 took both rpc.echo requests, and delivered them to nobody.
+    expect(a.stats().engine.requests).toEqual({ sent: 3, received: 0, forwarded: 0 });
+    expect(b.stats().engine.requests).toMatchObject({ sent: 0, forwarded: 1 });
+    expect(b.stats().engine.requests!.received).toBeGreaterThanOrEqual(1);
+    expect(c.stats().engine.requests).toEqual({ sent: 0, received: 2, forwarded: 0 });
+
   });
 
   it('a reply that comes after the requester\'s node let the request go (timed out, or its requester left) is dropped there and counted', async () => {

@@ -922,7 +922,7 @@ export class RedisEngine implements Engine {
   stats(): EngineStats {
     return {
       kind: this.kind, ready: this.ready, node: this.options.node, redis: redacted(this.options.url), ...this.counters,
-      pending: this.pending.size, interest: this.names.size + this.patternSet.size, lastError: this.lastError,
+      pending: this.pending.size, interest: this.names.size + this.patternSet.size, lastError: this.lastError, requests: { ...this.requests.traffic },
     };
   }
 
