@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { SubscribeFilter } from '@crier/sdk-web';
+import type { SubscribeFilter } from '@crier/sdk-web/full';
 
 // Argument parsing of the `crier` command: `node:util` parseArgs, strict, one option table per
 // command plus the global ones. Everything wrong with the command line is a UsageError (exit 2).
@@ -7,8 +7,11 @@ import type { SubscribeFilter } from '@crier/sdk-web';
 export const DEFAULT_URL = 'ws://127.0.0.1:10102';
 export const DEFAULT_TIMEOUT_MS = 5000;
 
-export type CommandName = 'listen' | 'publish' | 'stats';
-const COMMANDS: readonly CommandName[] = ['listen', 'publish', 'stats'];
+export type CommandName = 'listen' | 'publish' | 'request' | 'reply' | 'stats';
+const COMMANDS: readonly CommandName[] = ['listen', 'publish', 'request', 'reply', 'stats'];
+
+/** Requests `crier reply --exec` runs at once, by default. */
+export const DEFAULT_CONCURRENCY = 8;
 
 /** A command line that cannot run: the message and the command whose usage to show. */
 export class UsageError extends Error {
@@ -53,6 +56,25 @@ export interface PublishCommand extends GlobalOptions {
   json: boolean;
 }
 
+export interface RequestCommand extends GlobalOptions {
+  command: 'request';
+  channel: string;
+  /** The data argument: bytes of this string, or `{ stdin }`, or `{ file }`. */
+  source: PublishCommand['source'];
+  labels: string[] | undefined;
+  key: string | undefined;
+  json: boolean;
+}
+
+export interface ReplyCommand extends GlobalOptions {
+  command: 'reply';
+  pattern: string;
+  /** What answers: a shell command given each request on stdin, the request's own data, or fixed data. */
+  answer: { exec: string } | { echo: true } | { text: string };
+  /** Requests the --exec command runs for at once. */
+  concurrency: number;
+}
+
 export interface StatsCommand extends GlobalOptions {
   command: 'stats';
   json: boolean;
@@ -63,6 +85,8 @@ export type ParsedCommandLine =
   | { command: 'version' }
   | ListenCommand
   | PublishCommand
+  | RequestCommand
+  | ReplyCommand
   | StatsCommand;
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -91,6 +115,17 @@ const COMMAND_OPTIONS = {
     'no-ack': { type: 'boolean' },
     json: { type: 'boolean' },
   },
+  request: {
+    label: { type: 'string', multiple: true },
+    key: { type: 'string' },
+    file: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  reply: {
+    exec: { type: 'string' },
+    echo: { type: 'boolean' },
+    concurrency: { type: 'string' },
+  },
   stats: {
     json: { type: 'boolean' },
   },
@@ -104,6 +139,8 @@ export const TOP_USAGE = `Usage: crier <command> [options]
 Commands:
   listen [patterns...]        print events as they arrive (default pattern ">")
   publish <channel> [data|-]  publish an event (the argument, stdin with "-", or --file)
+  request <channel> [data|-]  send a request and print the reply
+  reply <pattern> --exec cmd  answer requests with a command's output (or --echo, or data)
   stats                       print the broker's /stats
 
 Global options:
@@ -149,6 +186,32 @@ Options:
   --json           print {"id","offset","epoch","channel"} per event
   plus the global options (crier --help).
 `,
+  request: `Usage: crier request <channel> [data | -] [--label x]... [--key k] [--file path] [--json]
+
+Sends the data argument, stdin ("-"), or a file as a request to whoever subscribes to the
+channel, and prints the first reply's data as is. --timeout (default 5s) bounds the wait.
+Exit 1 when nobody listens (no_responders, at once) or no reply comes in time (timeout).
+
+Options:
+  --label x        a label carried by the request (repeatable)
+  --key k          a key carried by the request
+  --file path      send the file's bytes
+  --json           print {"id","channel","offset","epoch","time","labels","key","data"} instead
+  plus the global options (crier --help).
+`,
+  reply: `Usage: crier reply <pattern> (--exec <command> | --echo | <data>) [--concurrency n]
+
+Answers the requests on the pattern until Ctrl+C, reconnecting by itself:
+  --exec <command>   run the command (with sh -c) for each request: the request's data on its
+                     stdin, CRIER_CHANNEL, CRIER_ID, CRIER_LABELS (comma-separated) and
+                     CRIER_KEY in its environment; its stdout is the reply. A command that
+                     fails (non-zero exit, or past --timeout) sends no reply: the requester
+                     times out, and the failure shows on stderr.
+  --echo             reply with the request's own data
+  <data>             reply with this text every time
+  --concurrency n    requests --exec runs at once (default ${DEFAULT_CONCURRENCY}); more wait their turn
+  plus the global options (crier --help).
+`,
   stats: `Usage: crier stats [--json]
 
 Prints the broker's /stats (on the same host and port as --url), readably or as --json.
@@ -185,6 +248,17 @@ export function parseUrl(text: string, from: string): string {
 function splitList(values: string[] | undefined): string[] | undefined {
   if (values === undefined) return undefined;
   return values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
+}
+
+/** Where a command's data comes from: the argument, stdin ("-"), or --file. */
+function dataSource(data: string | undefined, file: string | undefined, command: CommandName): PublishCommand['source'] {
+  if (file !== undefined) {
+    if (data !== undefined) throw new UsageError('give the data as an argument or with --file, not both', command);
+    return { file };
+  }
+  if (data === '-') return { stdin: true };
+  if (data !== undefined) return { text: data };
+  throw new UsageError('missing data (give it as an argument, "-" for stdin, or --file)', command);
 }
 
 /** The index of the command name: the first argument that is neither an option nor its value. */
@@ -263,15 +337,10 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): P
       if (channel === undefined) throw new UsageError('missing channel', command);
       if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}" (quote data that has spaces)`, command);
       const lines = values.lines ?? false;
-      let source: PublishCommand['source'];
-      if (values.file !== undefined) {
-        if (data !== undefined) throw new UsageError('give the data as an argument or with --file, not both', command);
-        source = { file: values.file };
-      } else if (data === '-' || (data === undefined && lines)) source = { stdin: true };
-      else if (data !== undefined) {
-        if (lines) throw new UsageError('--lines reads stdin or --file: give "-" instead of data', command);
-        source = { text: data };
-      } else throw new UsageError('missing data (give it as an argument, "-" for stdin, or --file)', command);
+      if (lines && data !== undefined && data !== '-' && values.file === undefined) {
+        throw new UsageError('--lines reads stdin or --file: give "-" instead of data', command);
+      }
+      const source = lines && data === undefined && values.file === undefined ? { stdin: true as const } : dataSource(data, values.file, command);
       return {
         command,
         ...globals(values, env),
@@ -283,6 +352,38 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): P
         ack: !values['no-ack'],
         json: values.json ?? false,
       };
+    }
+    case 'request': {
+      const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS.request }, command);
+      if (values.help) return { command: 'help', topic: command };
+      const [channel, data, ...extra] = positionals;
+      if (channel === undefined) throw new UsageError('missing channel', command);
+      if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}" (quote data that has spaces)`, command);
+      return {
+        command,
+        ...globals(values, env),
+        channel,
+        source: dataSource(data, values.file, command),
+        labels: values.label,
+        key: values.key,
+        json: values.json ?? false,
+      };
+    }
+    case 'reply': {
+      const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS.reply }, command);
+      if (values.help) return { command: 'help', topic: command };
+      const [pattern, data, ...extra] = positionals;
+      if (pattern === undefined) throw new UsageError('missing pattern', command);
+      if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}" (quote data that has spaces)`, command);
+      const answers = [values.exec !== undefined, values.echo === true, data !== undefined].filter(Boolean).length;
+      if (answers !== 1) throw new UsageError('give exactly one of --exec <command>, --echo, or the reply data', command);
+      const answer: ReplyCommand['answer'] =
+        values.exec !== undefined ? { exec: values.exec } : values.echo ? { echo: true } : { text: data! };
+      const concurrency = values.concurrency === undefined ? DEFAULT_CONCURRENCY : Number(values.concurrency);
+      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) {
+        throw new UsageError(`--concurrency: expected a whole number from 1 to 1000, got "${values.concurrency}"`, command);
+      }
+      return { command, ...globals(values, env), pattern, answer, concurrency };
     }
     case 'stats': {
       const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS.stats }, command);

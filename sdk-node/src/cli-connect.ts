@@ -1,5 +1,5 @@
 import { CrierWebSocket } from './websocket.js';
-import { CrierError, connect as connectWith, type ClientOptions, type CrierClient, type StateInfo, type WebSocketConstructor } from '@crier/sdk-web';
+import { CrierError, connect as connectWith, type ClientOptions, type CrierClientFull as CrierClient, type StateInfo, type WebSocketConstructor } from '@crier/sdk-web/full';
 
 // How the `crier` command reaches the broker, and how it says that it could not.
 

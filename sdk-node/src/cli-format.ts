@@ -1,4 +1,4 @@
-import type { CrierEvent, DroppedNotice } from '@crier/sdk-web';
+import type { CrierEvent, DroppedNotice } from '@crier/sdk-web/full';
 
 // Output formatting of the `crier` command: pure functions from values to lines (no newline).
 

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { encodeText, type CrierClient, type PublishAck } from '@crier/sdk-web';
+import { encodeText, type CrierClient, type PublishAck } from '@crier/sdk-web/full';
 import type { PublishCommand } from './cli-args.js';
 import { CliFailure, connectOnce } from './cli-connect.js';
 import { say, writeLine } from './cli-output.js';
@@ -18,7 +18,7 @@ async function readAll(stream: Readable): Promise<Uint8Array> {
   return Buffer.concat(chunks);
 }
 
-async function readSource(source: PublishCommand['source']): Promise<Uint8Array> {
+export async function readSource(source: PublishCommand['source']): Promise<Uint8Array> {
   if ('text' in source) return encodeText(source.text);
   if ('stdin' in source) return readAll(process.stdin);
   try {
@@ -34,7 +34,7 @@ function openLines(source: PublishCommand['source']): AsyncIterable<string> {
   return createInterface({ input, crlfDelay: Infinity });
 }
 
-function describe(err: unknown): string {
+export function describe(err: unknown): string {
   const e = err as { code?: unknown; message?: unknown };
   return typeof e.code === 'string' ? `${e.code}: ${String(e.message)}` : String(err);
 }

@@ -5,9 +5,11 @@ import { CliFailure } from './cli-connect.js';
 import { listen } from './cli-listen.js';
 import { say, watchStdout } from './cli-output.js';
 import { publish } from './cli-publish.js';
+import { reply } from './cli-reply.js';
+import { request } from './cli-request.js';
 import { stats } from './cli-stats.js';
 
-// The `crier` command: listen, publish, stats. Exit codes: 0 done, 1 failure, 2 usage error.
+// The `crier` command: listen, publish, request, reply, stats. Exit codes: 0 done, 1 failure, 2 usage error.
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -37,6 +39,10 @@ async function run(parsed: ParsedCommandLine): Promise<number> {
       return listen(parsed);
     case 'publish':
       return publish(parsed);
+    case 'request':
+      return request(parsed);
+    case 'reply':
+      return reply(parsed);
     case 'stats':
       return stats(parsed);
   }

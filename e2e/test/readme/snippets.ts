@@ -98,6 +98,7 @@ declare function showBanner(...args: unknown[]): void;
 declare function onOrder(event: import('@crier/sdk-node').CrierEvent): void;
 declare function onTenantUser(event: import('@crier/sdk-node').CrierEvent): void;
 declare function sendWelcomeMail(user: { email: string }): Promise<void>;
+declare function findInvoice(query: { id: number }): Promise<{ id: number; total: number }>;
 `;
 
 /** The same placeholders at run time, for the programs that use some. */
@@ -106,6 +107,7 @@ globalThis.render = () => {};
 globalThis.log = () => {};
 globalThis.showBanner = () => {};
 globalThis.sendWelcomeMail = async () => {};
+globalThis.findInvoice = async ({ id }) => ({ id, total: 42 });
 `;
 
 /** The snippet as run against the test's broker at `url`: the README's 10102 is the test's port. */
