@@ -6,10 +6,10 @@ import { resolveWebSocket, type WebSocketConstructor } from './websocket.js';
 /** {@link ClientOptions} with every default applied and every number checked. */
 export interface ResolvedOptions {
   WebSocket: WebSocketConstructor;
-  uuid: string | undefined;
-  secret: string | undefined;
-  resume: ClientSession | undefined;
-  token: string | undefined;
+  uuid?: string | undefined;
+  secret?: string | undefined;
+  resume?: ClientSession | undefined;
+  token?: string | undefined;
   /** `getToken` (the resolved fields are named apart from the options they come from, so the
    * bundle can shorten them) */
   fetchToken: (() => string | Promise<string>) | undefined;
@@ -50,11 +50,9 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     throw new TypeError(`crier: options.offline must be 'queue' or 'fail', got ${String(offline)}`);
   }
   return {
+    // The fields used as given (uuid, secret, resume, token) come with the rest, copied in one go.
+    ...options,
     WebSocket: resolveWebSocket(options.WebSocket),
-    uuid: options.uuid,
-    secret: options.secret,
-    resume: options.resume,
-    token: options.token,
     fetchToken: options.getToken,
     backoff: r === false ? false : {
       initialDelay: check('reconnect.initialDelay', r?.initialDelay, DEFAULT_BACKOFF.initialDelay, 0),

@@ -3,7 +3,6 @@ import {
   ErrorCode,
   FrameType,
   assertPattern,
-  matchPattern,
   type EventFilter,
   type EventsFrame,
 } from '@crier/protocol';
@@ -118,16 +117,20 @@ export interface PatternIndex<T> {
   match(channel: string, visit: (value: T) => void): void;
 }
 
-/** The core's {@link PatternIndex}: a list, each pattern tested in turn. */
+/**
+ * The core's {@link PatternIndex}: a list, each pattern tested in turn as a regular expression
+ * (shorter in the bundle than the protocol's matchPattern). A valid pattern holds only segment
+ * characters, dots and whole-segment wildcards: `*` is one segment, a last `>` one or more.
+ */
 class PatternList<T> implements PatternIndex<T> {
-  private readonly items: [string, T][] = [];
+  private readonly items: [RegExp, T][] = [];
 
   get size(): number {
     return this.items.length;
   }
 
   add(pattern: string, value: T): void {
-    this.items.push([pattern, value]);
+    this.items.push([new RegExp(`^${pattern.replace(/\./g, '\\.').replace(/\*/g, '[^.]+').replace('>', '.+')}$`), value]);
   }
 
   remove(_pattern: string, value: T): void {
@@ -136,7 +139,7 @@ class PatternList<T> implements PatternIndex<T> {
   }
 
   match(channel: string, visit: (value: T) => void): void {
-    for (const [pattern, value] of this.items) if (matchPattern(pattern, channel)) visit(value);
+    for (const [pattern, value] of this.items) if (pattern.test(channel)) visit(value);
   }
 }
 
