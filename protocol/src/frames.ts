@@ -146,6 +146,15 @@ export interface SubscribeFrame {
    * `w` = 0: the last event of each matching channel (an MQTT retained message).
    */
   w?: number;
+  /**
+   * Queue group: this subscription joins the group `g` of pattern `p` (a group is (name, pattern),
+   * as NATS's subject + queue name), and each event the group's pattern matches goes to **one**
+   * member whose filter it passes, not to every one (subscriptions without `g` still get every
+   * event). 1-64 characters of `A-Za-z0-9_.-` (else `bad_frame`). The same pattern with and without
+   * a group, or in two groups, is that many subscriptions (each counts in `mc`). At-most-once: an
+   * event the chosen member does not take is not given to another one. No `w` with `g`.
+   */
+  g?: string;
 }
 
 /** Client → broker: a channel's retained events, answered with an `events` frame (same `r`). */
@@ -183,6 +192,8 @@ export interface UnsubscribeFrame {
   p: string;
   /** The filter of the subscription to remove; without it, the subscription of `p` with no filter. */
   f?: SubscriptionFilter;
+  /** The queue group of the subscription to remove; without it, the subscription of `p` in no group. */
+  g?: string;
 }
 
 export interface PublishFrame {

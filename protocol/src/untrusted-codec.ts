@@ -35,8 +35,8 @@ const clientShapes: Shapes = new Map([
   [FrameType.hello, { req: [['v', isUint]], opt: [['u', isStr], ['tk', isStr], ['s', isStr], ['rp', isPosition]] }],
   [FrameType.auth, { req: [['r', isUint], ['tk', isStr]], opt: [] }],
   // A filter's types are checked here, its bounds by canonicalFilter (bad_filter).
-  [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter], ['w', isUint]] }],
-  [FrameType.unsubscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter]] }],
+  [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter], ['w', isUint], ['g', isStr]] }],
+  [FrameType.unsubscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter], ['g', isStr]] }],
   [FrameType.publish, { req: [['c', isStr], ['d', isBin]], opt: [['r', isUint], ['l', isStrArray], ['k', isStr], ['i', isStr]] }],
   [FrameType.quit, { req: [], opt: [] }],
   [FrameType.ping, { req: [], opt: [] }],
