@@ -1,5 +1,6 @@
 // Load-generator clients for both servers: raw `ws` sockets, so the servers are measured and not
 // an SDK (W6 measures the SDK on purpose).
+import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { FrameType, decodeFrame, encodeFrame } from '@crier/protocol';
 import type { BenchServer } from './servers.js';
@@ -12,9 +13,20 @@ export interface Publisher {
   /** The bytes to send for one event; pre-encode once when the payload does not change. */
   frame(channel: string, payload: Uint8Array, requestId?: number): Uint8Array;
   send(frame: Uint8Array): void;
+  /**
+   * Sends between `begin` and `end` leave in one socket write (the socket is corked): the load
+   * generator's cost per publish, one syscall each otherwise, is not what a workload measures.
+   */
+  readonly batch: { begin(): void; end(): void };
   /** Called per message with the number of acks in it (acked publishers only). */
   onAck(listener: (data: unknown, acks: number) => void): void;
   close(): void;
+}
+
+/** Corks and uncorks the TCP socket under `ws` (ws has no API for it; its sends are writes on it). */
+function corker(ws: WebSocket): { begin(): void; end(): void } {
+  const socket = (ws as unknown as { _socket: Duplex })._socket;
+  return { begin: () => socket.cork(), end: () => socket.uncork() };
 }
 
 export function open(url: string): Promise<WebSocket> {
@@ -67,6 +79,7 @@ export async function publisher(server: BenchServer, acked: boolean): Promise<Pu
     return {
       frame: (channel, payload) => Buffer.concat([Buffer.from(`${channel}\n`, 'latin1'), payload]),
       send: (frame) => ws.send(frame),
+      batch: corker(ws),
       onAck: (l) => ackListeners.push(l),
       close: () => ws.terminate(),
     };
@@ -78,6 +91,7 @@ export async function publisher(server: BenchServer, acked: boolean): Promise<Pu
     frame: (channel, payload, requestId) =>
       encodeFrame(acked ? { t: FrameType.publish, r: requestId ?? 1, c: channel, d: payload } : { t: FrameType.publish, c: channel, d: payload }),
     send: (frame) => ws.send(frame),
+    batch: corker(ws),
     onAck: (l) => ackListeners.push(l),
     close: () => ws.terminate(),
   };

@@ -5,6 +5,58 @@ export interface Throughput {
   eventsPerSecond: number;
   /** Deliveries that never arrived (expected: sent × fanout). */
   loss: number;
+  /** CPU use over the measured window, when the workload metered it. */
+  cpu?: CpuUse;
+}
+
+/**
+ * Who was busy over a measured window: a closed loop runs as fast as the slower side, and with
+ * one core each a ratio of throughputs means little when the load generator is the one at 100%.
+ */
+export interface CpuUse {
+  /** Fraction of one core the server process used (user + system, /proc, 10 ms resolution). */
+  server: number;
+  /** Fraction of one core this process (the load generator) used. */
+  loadGenerator: number;
+  /** Server CPU per delivery, in ns: the cost that does not depend on who the bottleneck is. */
+  serverNsPerDelivery: number;
+}
+
+/** Marks that read the server's and this process's CPU time over a loop's measured window. */
+export class CpuMeter implements Marks {
+  private server0 = 0;
+  private load0 = 0;
+  private t0 = 0;
+  private window: { serverMs: number; loadMs: number; ms: number } | undefined;
+
+  constructor(private readonly serverCpuMs: () => number) {}
+
+  start(): void {
+    this.server0 = this.serverCpuMs();
+    this.load0 = ownCpuMs();
+    this.t0 = performance.now();
+  }
+
+  end(): void {
+    this.window = { serverMs: this.serverCpuMs() - this.server0, loadMs: ownCpuMs() - this.load0, ms: performance.now() - this.t0 };
+  }
+
+  /** The window's CPU use, given the deliveries per second measured over it. */
+  use(deliveriesPerSecond: number): CpuUse | undefined {
+    const w = this.window;
+    if (w === undefined || !(w.ms > 0)) return undefined;
+    const deliveries = (deliveriesPerSecond * w.ms) / 1000;
+    return {
+      server: Math.round((w.serverMs / w.ms) * 100) / 100,
+      loadGenerator: Math.round((w.loadMs / w.ms) * 100) / 100,
+      serverNsPerDelivery: deliveries > 0 ? Math.round((w.serverMs * 1e6) / deliveries) : NaN,
+    };
+  }
+}
+
+function ownCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -29,6 +81,11 @@ export class ClosedLoop {
     private readonly send: (i: number) => void,
     private readonly fanout: number,
     private readonly window: number,
+    /**
+     * Wraps each refill (up to half a window of sends): a publisher corks its socket around it,
+     * so a refill leaves the load generator in one write, whatever the server.
+     */
+    private readonly batch?: { begin(): void; end(): void },
   ) {}
 
   /** Count one delivery; refill the window when half of it came back. */
@@ -41,7 +98,12 @@ export class ClosedLoop {
   };
 
   private refill(): void {
-    while (this.sent - this.delivered / this.fanout < this.window) this.send(this.sent++);
+    this.batch?.begin();
+    try {
+      while (this.sent - this.delivered / this.fanout < this.window) this.send(this.sent++);
+    } finally {
+      this.batch?.end();
+    }
   }
 
   async run(seconds: number, warmupSeconds = 1, marks?: Marks): Promise<Throughput> {

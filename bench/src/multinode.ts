@@ -155,7 +155,7 @@ function closeAll(sockets: WebSocket[]): void {
 export async function fanoutNodes(d: Deployment, n: number, s: Settings): Promise<Throughput & Cost & { redisMessagesPerEvent: number[] }> {
   const pub = await publisher(d.nodes[0]!, false);
   const frame = pub.frame('bench.fanout', payload100);
-  const loop = new ClosedLoop(() => pub.send(frame), n, Math.max(100, Math.min(1000, 100_000 / n)));
+  const loop = new ClosedLoop(() => pub.send(frame), n, Math.max(100, Math.min(1000, 100_000 / n)), pub.batch);
   const meter = new Meter(d);
   const subs = await openMany(n, 200, (i) => {
     const k = nodeOf(d, i);

@@ -2,7 +2,7 @@
 // the naive reference alike, so every ratio compares figures from the same run.
 import type WebSocket from 'ws';
 import { connect } from '@crier/sdk-node';
-import { ClosedLoop, OpenLoop, type Latency, type Throughput } from './measure.js';
+import { ClosedLoop, CpuMeter, OpenLoop, type Latency, type Throughput } from './measure.js';
 import { openMany, publisher, subscriber } from './clients.js';
 import type { BenchServer } from './servers.js';
 
@@ -12,6 +12,13 @@ export interface Settings {
 
 const payload100 = new Uint8Array(100).fill(42);
 
+/** Runs `loop` with the server's and the load generator's CPU use read over its measured window. */
+async function metered(server: BenchServer, loop: ClosedLoop, s: Settings): Promise<Throughput> {
+  const meter = new CpuMeter(() => server.cpuTimeMs());
+  const result = await loop.run(s.seconds, 1, meter);
+  return { ...result, cpu: meter.use(result.deliveriesPerSecond) };
+}
+
 async function closeAll(sockets: WebSocket[]): Promise<void> {
   for (const ws of sockets) ws.terminate();
 }
@@ -20,19 +27,26 @@ async function closeAll(sockets: WebSocket[]): Promise<void> {
 export async function fanout(server: BenchServer, n: number, s: Settings): Promise<Throughput> {
   const pub = await publisher(server, false);
   const frame = pub.frame('bench.fanout', payload100);
-  const loop = new ClosedLoop(() => pub.send(frame), n, Math.max(100, Math.min(1000, 100_000 / n)));
+  const loop = new ClosedLoop(() => pub.send(frame), n, Math.max(100, Math.min(1000, 100_000 / n)), pub.batch);
   const subs = await openMany(n, 200, () => subscriber(server, ['bench.fanout'], loop.hits));
-  const result = await loop.run(s.seconds);
+  const result = await metered(server, loop, s);
   await closeAll(subs);
   pub.close();
   return result;
 }
 
-/** W2: `n` subscribers on one channel, `rate` publishes per second, publish-to-receive latency. */
+/**
+ * W2: `n` subscribers on one channel, `rate` publishes per second, publish-to-receive latency,
+ * after one unrecorded second at the same rate (both servers alike, as W7 does): the first second
+ * of a fresh process is its JIT compiling the path, and it made a run's p99 by itself.
+ */
 export async function latency(server: BenchServer, n: number, rate: number, s: Settings): Promise<Latency> {
   const pub = await publisher(server, false);
-  const loop = new OpenLoop((_i, payload) => pub.send(pub.frame('bench.latency', payload)), rate, n, s.seconds);
-  const subs = await openMany(n, 200, () => subscriber(server, ['bench.latency'], loop.record));
+  const send = (_i: number, payload: Buffer): void => pub.send(pub.frame('bench.latency', payload));
+  let loop = new OpenLoop(send, rate, n, 1);
+  const subs = await openMany(n, 200, () => subscriber(server, ['bench.latency'], (data) => loop.record(data)));
+  await loop.run();
+  loop = new OpenLoop(send, rate, n, s.seconds);
   const result = await loop.run();
   await closeAll(subs);
   pub.close();
@@ -43,9 +57,9 @@ export async function latency(server: BenchServer, n: number, rate: number, s: S
 export async function manyChannels(server: BenchServer, n: number, s: Settings): Promise<Throughput> {
   const pub = await publisher(server, false);
   const frames = Array.from({ length: n }, (_, i) => pub.frame(`bench.ch${i}`, payload100));
-  const loop = new ClosedLoop((i) => pub.send(frames[i % n]!), 1, 1000);
+  const loop = new ClosedLoop((i) => pub.send(frames[i % n]!), 1, 1000, pub.batch);
   const subs = await openMany(n, 200, (i) => subscriber(server, [`bench.ch${i}`], loop.hits));
-  const result = await loop.run(s.seconds);
+  const result = await metered(server, loop, s);
   await closeAll(subs);
   pub.close();
   return result;
@@ -61,7 +75,7 @@ export async function wildcard(server: BenchServer, patterns: number, s: Setting
   const active = 10;
   const pub = await publisher(server, false);
   const frames = Array.from({ length: active }, (_, i) => pub.frame(`bench.${i}.y.x`, payload100));
-  const loop = new ClosedLoop((i) => pub.send(frames[i % active]!), 1, 1000);
+  const loop = new ClosedLoop((i) => pub.send(frames[i % active]!), 1, 1000, pub.batch);
   const fillers = patterns - active;
   const idle = fillers > 0 ? 100 : 0;
   const perIdle = Math.ceil(fillers / Math.max(1, idle));
@@ -75,7 +89,7 @@ export async function wildcard(server: BenchServer, patterns: number, s: Setting
       ),
     )),
   ];
-  const result = await loop.run(s.seconds);
+  const result = await metered(server, loop, s);
   await closeAll(subs);
   pub.close();
   return result;
@@ -134,7 +148,7 @@ export async function publishPath(server: BenchServer, s: Settings): Promise<Pub
 export async function sdkFanout(server: BenchServer, n: number, s: Settings): Promise<Throughput> {
   const pub = await publisher(server, false);
   const frame = pub.frame('bench.fanout', payload100);
-  const loop = new ClosedLoop(() => pub.send(frame), n, Math.max(100, Math.min(1000, 100_000 / n)));
+  const loop = new ClosedLoop(() => pub.send(frame), n, Math.max(100, Math.min(1000, 100_000 / n)), pub.batch);
   const clients = await openMany(n, 100, async () => {
     const client = connect(server.url);
     await client.subscribe('bench.fanout', loop.hit).ready;
