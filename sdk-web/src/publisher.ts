@@ -116,7 +116,7 @@ export class Publisher {
   private bufferFull(channel: string): CrierError | undefined {
     const buffered = this.connection.bufferedAmount;
     if (buffered <= MAX_SOCKET_BUFFER) return undefined;
-    return refuse(ErrorCode.queueFull, channel, `${buffered} bytes unsent (max ${MAX_SOCKET_BUFFER}): slow down`);
+    return refuse(ErrorCode.queueFull, channel, `${buffered} bytes unsent: slow down`);
   }
 
   /**
@@ -139,6 +139,6 @@ export class Publisher {
   private tooLarge(data: Uint8Array): CrierError | undefined {
     const max = this.connection.limits?.maxPayload;
     if (max === undefined || data.length <= max) return undefined;
-    return new CrierError(ErrorCode.payloadTooLarge, `data of ${data.length} bytes exceeds maxPayload (${max})`);
+    return new CrierError(ErrorCode.payloadTooLarge, `${data.length} bytes of data > maxPayload ${max}`);
   }
 }

@@ -231,7 +231,7 @@ export class Subscriptions {
     // Fail fast only once the broker told us its limit; before that its answer decides.
     const limits = this.host.limits();
     if (limits && this.byKey.size >= limits.maxChannels) {
-      return new CrierError(ErrorCode.maxChannels, `subscribe "${pattern}": at maxChannels (${limits.maxChannels})`);
+      return new CrierError(ErrorCode.maxChannels, `"${pattern}": maxChannels (${limits.maxChannels}) reached`);
     }
     const entry: Entry = { key, pattern, filter, handles: new Set(), ready: deferred(), acked: false, n: this.made++ };
     this.byKey.set(key, entry);
@@ -313,7 +313,7 @@ export class Subscriptions {
     this.forget(entry);
     entry.handles.clear();
     // Settle `ready` now rather than leave it hanging on an answer that may never matter.
-    entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed "${entry.pattern}" before its ack`));
+    entry.ready.reject(new CrierError(ErrorCode.closed, `unsubscribed "${entry.pattern}"`));
     return this.release(entry);
   }
 

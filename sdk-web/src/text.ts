@@ -14,7 +14,7 @@ export function decodeText(bytes: Uint8Array): string {
 /** UTF-8 bytes of `JSON.stringify(value)`. Throws a `TypeError` for values JSON cannot hold. */
 export function encodeJson(value: unknown): Uint8Array {
   const json = JSON.stringify(value) as string | undefined;
-  if (json === undefined) throw new TypeError('encodeJson: the value has no JSON form');
+  if (json === undefined) throw new TypeError('encodeJson: no JSON form');
   return encodeText(json);
 }
 
