@@ -58,19 +58,17 @@ export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
  * repeat themselves (a takeover of the uuid, a refused hello, a protocol violation, `quit`) do not.
  */
 export function shouldReconnect(code: number): boolean {
-  switch (code) {
-    case CloseCode.normal:
-    case CloseCode.protocolError:
-    case CloseCode.messageTooBig:
-    case CloseCode.badFrame:
-    case CloseCode.replaced:
-    case CloseCode.helloRejected:
-    case CloseCode.handshakeRefused:
-    case CloseCode.unauthorized:
-      return false;
-    default:
-      return true;
-  }
+  const final: number[] = [
+    CloseCode.normal,
+    CloseCode.protocolError,
+    CloseCode.messageTooBig,
+    CloseCode.badFrame,
+    CloseCode.replaced,
+    CloseCode.helloRejected,
+    CloseCode.handshakeRefused,
+    CloseCode.unauthorized,
+  ];
+  return !final.includes(code);
 }
 
 /** The delay a `draining` close asks for, in ms (`reconnect after N ms` in its reason), if any. */

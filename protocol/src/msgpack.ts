@@ -34,45 +34,46 @@ function ensure(n: number): void {
   view = new DataView(buf.buffer);
 }
 
-function writeHead(small: number, smallMax: number, b8: number, b16: number, b32: number, n: number): void {
+/**
+ * Writes a length head: the fix form (`small | n`) up to `smallMax`, else the 8-, 16- or 32-bit
+ * form. `b16` is the 16-bit form's type byte: msgpack puts the 8-bit form just before it (strings,
+ * binaries, uints; arrays and maps, b16 >= 0xdc, have none) and the 32-bit form just after.
+ */
+function writeHead(small: number, smallMax: number, b16: number, n: number): void {
   ensure(5);
   if (n <= smallMax) buf[pos++] = small | n;
-  else if (b8 !== 0 && n < 0x100) {
-    buf[pos++] = b8;
+  else if (n < 0x100 && b16 < 0xdc) {
+    buf[pos++] = b16 - 1;
     buf[pos++] = n;
   } else if (n < 0x10000) {
     buf[pos++] = b16;
     view.setUint16(pos, n);
     pos += 2;
   } else {
-    buf[pos++] = b32;
+    buf[pos++] = b16 + 1;
     view.setUint32(pos, n);
     pos += 4;
   }
 }
 
+/** A head (see {@link writeHead}), then `bytes`. */
+function writeBytes(small: number, smallMax: number, b16: number, bytes: Uint8Array): void {
+  writeHead(small, smallMax, b16, bytes.length);
+  ensure(bytes.length);
+  buf.set(bytes, pos);
+  pos += bytes.length;
+}
+
 function writeNumber(n: number): void {
   ensure(9);
-  if (Number.isInteger(n) && Math.abs(n) <= Number.MAX_SAFE_INTEGER && !Object.is(n, -0)) {
+  if (Number.isSafeInteger(n) && !Object.is(n, -0)) {
+    // A uint below 2^32 is a length head's shape: positive fixint, then 0xcc, 0xcd, 0xce.
+    if (n >= 0 && n < 0x100000000) return writeHead(0, 0x7f, 0xcd, n);
     if (n >= 0) {
-      if (n < 0x80) buf[pos++] = n;
-      else if (n < 0x100) {
-        buf[pos++] = 0xcc;
-        buf[pos++] = n;
-      } else if (n < 0x10000) {
-        buf[pos++] = 0xcd;
-        view.setUint16(pos, n);
-        pos += 2;
-      } else if (n < 0x100000000) {
-        buf[pos++] = 0xce;
-        view.setUint32(pos, n);
-        pos += 4;
-      } else {
-        buf[pos++] = 0xcf;
-        view.setUint32(pos, Math.floor(n / 0x100000000));
-        view.setUint32(pos + 4, n >>> 0);
-        pos += 8;
-      }
+      buf[pos++] = 0xcf;
+      view.setUint32(pos, n / 0x100000000); // setUint32 truncates: the high word
+      view.setUint32(pos + 4, n >>> 0);
+      pos += 8;
       return;
     }
     if (n >= -32) {
@@ -93,51 +94,38 @@ function writeNumber(n: number): void {
 
 function writeString(s: string): void {
   const n = s.length;
-  // ASCII fast path (channel names, ids, keys): one byte per char, written in place.
-  let ascii = true;
+  const start = pos;
+  // ASCII fast path (channel names, ids, keys): one byte per char, written in place; at the first
+  // other char, written again through the encoder.
+  writeHead(0xa0, 31, 0xda, n);
+  ensure(n);
   for (let i = 0; i < n; i++) {
-    if (s.charCodeAt(i) >= 0x80) {
-      ascii = false;
-      break;
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) {
+      pos = start;
+      return writeBytes(0xa0, 31, 0xda, textEncoder.encode(s));
     }
+    buf[pos++] = c;
   }
-  if (ascii) {
-    writeHead(0xa0, 31, 0xd9, 0xda, 0xdb, n);
-    ensure(n);
-    for (let i = 0; i < n; i++) buf[pos++] = s.charCodeAt(i);
-    return;
-  }
-  const bytes = textEncoder.encode(s);
-  writeHead(0xa0, 31, 0xd9, 0xda, 0xdb, bytes.length);
-  ensure(bytes.length);
-  buf.set(bytes, pos);
-  pos += bytes.length;
 }
 
 const textEncoder = new TextEncoder();
 
 function writeValue(v: unknown): void {
-  if (v === null || v === undefined) {
-    ensure(1);
-    buf[pos++] = 0xc0;
-  } else if (typeof v === 'number') writeNumber(v);
+  ensure(1);
+  if (v === null || v === undefined) buf[pos++] = 0xc0;
+  else if (typeof v === 'number') writeNumber(v);
   else if (typeof v === 'string') writeString(v);
-  else if (typeof v === 'boolean') {
-    ensure(1);
-    buf[pos++] = v ? 0xc3 : 0xc2;
-  } else if (v instanceof Uint8Array) {
-    writeHead(0, -1, 0xc4, 0xc5, 0xc6, v.length);
-    ensure(v.length);
-    buf.set(v, pos);
-    pos += v.length;
-  } else if (Array.isArray(v)) {
-    writeHead(0x90, 15, 0, 0xdc, 0xdd, v.length);
+  else if (typeof v === 'boolean') buf[pos++] = v ? 0xc3 : 0xc2;
+  else if (v instanceof Uint8Array) writeBytes(0, -1, 0xc5, v);
+  else if (Array.isArray(v)) {
+    writeHead(0x90, 15, 0xdc, v.length);
     for (const item of v) writeValue(item);
   } else if (typeof v === 'object') {
     const record = v as Record<string, unknown>;
     let count = 0;
     for (const k in record) if (record[k] !== undefined) count++;
-    writeHead(0x80, 15, 0, 0xde, 0xdf, count);
+    writeHead(0x80, 15, 0xde, count);
     for (const k in record) {
       const item = record[k];
       if (item === undefined) continue;
@@ -190,25 +178,29 @@ export class MsgpackReader {
     if (this.pos + n > this.bytes.length) throw new MsgpackError('truncated msgpack', false);
   }
 
+  /** Checks that `n` more bytes are there and passes them: their start. */
+  take(n: number): number {
+    this.need(n);
+    return (this.pos += n) - n;
+  }
+
   uint(width: number): number {
-    this.need(width);
     const v = this.view;
-    const p = this.pos;
-    this.pos += width;
-    if (width === 1) return v.getUint8(p);
-    if (width === 2) return v.getUint16(p);
-    if (width === 4) return v.getUint32(p);
-    const n = v.getUint32(p) * 0x100000000 + v.getUint32(p + 4);
+    const p = this.take(width);
+    if (width < 8) return width === 1 ? v.getUint8(p) : width === 2 ? v.getUint16(p) : v.getUint32(p);
+    return this.safe(v.getUint32(p) * 0x100000000 + v.getUint32(p + 4));
+  }
+
+  /** `n`, an integer read from 8 bytes, if JavaScript holds it exactly. */
+  safe(n: number): number {
     if (!Number.isSafeInteger(n)) throw new MsgpackError('integer beyond 2^53', false);
     return n;
   }
 
   str(len: number): string {
     if (len > this.limits.maxStrLength) throw new MsgpackError('string too long', true);
-    this.need(len);
     const bytes = this.bytes;
-    const start = this.pos;
-    this.pos += len;
+    const start = this.take(len);
     // ASCII fast path for short strings; anything else through a fatal decoder, so invalid UTF-8
     // is refused rather than turned into replacement characters.
     if (len <= 64) {
@@ -233,9 +225,7 @@ export class MsgpackReader {
 
   bin(len: number): Uint8Array {
     if (len > this.limits.maxBinLength) throw new MsgpackError('binary too long', true);
-    this.need(len);
-    const start = this.pos;
-    this.pos += len;
+    const start = this.take(len);
     return this.bytes.subarray(start, start + len); // a view: the caller's bytes are not copied
   }
 
@@ -306,47 +296,30 @@ export class MsgpackReader {
   }
 
   value(): unknown {
-    this.need(1);
-    const b = this.bytes[this.pos++]!;
+    const b = this.bytes[this.take(1)]!;
     if (b < 0x80) return b;
     if (b >= 0xe0) return b - 0x100;
     if (b < 0x90) return this.map(b & 0x0f);
     if (b < 0xa0) return this.array(b & 0x0f);
     if (b < 0xc0) return this.str(b & 0x1f);
-    switch (b) {
-      case 0xc0: return null;
-      case 0xc2: return false;
-      case 0xc3: return true;
-      case 0xc4: return this.bin(this.uint(1));
-      case 0xc5: return this.bin(this.uint(2));
-      case 0xc6: return this.bin(this.uint(4));
-      case 0xca: this.need(4); this.pos += 4; return this.view.getFloat32(this.pos - 4);
-      case 0xcb: this.need(8); this.pos += 8; return this.view.getFloat64(this.pos - 8);
-      case 0xcc: return this.uint(1);
-      case 0xcd: return this.uint(2);
-      case 0xce: return this.uint(4);
-      case 0xcf: return this.uint(8);
-      case 0xd0: this.need(1); return this.view.getInt8(this.pos++);
-      case 0xd1: this.need(2); this.pos += 2; return this.view.getInt16(this.pos - 2);
-      case 0xd2: this.need(4); this.pos += 4; return this.view.getInt32(this.pos - 4);
-      case 0xd3: {
-        this.need(8);
-        const n = this.view.getInt32(this.pos) * 0x100000000 + this.view.getUint32(this.pos + 4);
-        this.pos += 8;
-        if (!Number.isSafeInteger(n)) throw new MsgpackError('integer beyond 2^53', false);
-        return n;
-      }
-      case 0xd9: return this.str(this.uint(1));
-      case 0xda: return this.str(this.uint(2));
-      case 0xdb: return this.str(this.uint(4));
-      case 0xdc: return this.array(this.uint(2));
-      case 0xdd: return this.array(this.uint(4));
-      case 0xde: return this.map(this.uint(2));
-      case 0xdf: return this.map(this.uint(4));
-      default:
-        // 0xc1 (never used) and the extension types.
-        throw new MsgpackError(`unsupported msgpack type 0x${b.toString(16)}`, false);
+    if (b === 0xc0) return null;
+    if (b === 0xc2 || b === 0xc3) return b === 0xc3;
+    // The sized types come in runs by the width of their length: 1, 2, 4 (and 8) bytes.
+    if (b >= 0xc4 && b <= 0xc6) return this.bin(this.uint(1 << (b - 0xc4)));
+    if (b >= 0xcc && b <= 0xcf) return this.uint(1 << (b - 0xcc));
+    if (b >= 0xd9 && b <= 0xdb) return this.str(this.uint(1 << (b - 0xd9)));
+    if (b >= 0xdc) return b < 0xde ? this.array(this.uint(2 << (b & 1))) : this.map(this.uint(2 << (b & 1)));
+    // Floats (0xca, 0xcb: 4, 8 bytes) and signed integers (0xd0-0xd3: 1 to 8 bytes).
+    if (b === 0xca || b === 0xcb || (b >= 0xd0 && b <= 0xd3)) {
+      const v = this.view;
+      const width = b < 0xd0 ? 4 << (b & 1) : 1 << (b - 0xd0);
+      const p = this.take(width);
+      if (b < 0xd0) return width === 4 ? v.getFloat32(p) : v.getFloat64(p);
+      if (width < 8) return width === 1 ? v.getInt8(p) : width === 2 ? v.getInt16(p) : v.getInt32(p);
+      return this.safe(v.getInt32(p) * 0x100000000 + v.getUint32(p + 4));
     }
+    // 0xc1 (never used) and the extension types.
+    throw new MsgpackError(`unsupported msgpack type 0x${b.toString(16)}`, false);
   }
 }
 

@@ -60,7 +60,7 @@ const INTERNAL_NAMES = [
   // protocol's compiled filter and its frame shape table, used inside the bundle only
   'wire', 'passes', 'req', 'opt',
   // protocol's msgpack reader and its decode limits (the SDK's own, never a user's), inside the bundle only
-  'bytes', 'view', 'pos', 'depth', 'need', 'uint', 'str', 'utf8', 'bin', 'enter', 'array',
+  'bytes', 'view', 'pos', 'depth', 'need', 'take', 'safe', 'uint', 'str', 'utf8', 'bin', 'enter', 'array',
   'maxFrameBytes', 'maxStrLength', 'maxBinLength', 'maxArrayLength', 'maxMapLength', 'maxDepth', 'maxValues',
 ];
 
