@@ -7,7 +7,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import { DropTally } from '../core/drop-tally.js';
 import type { Flushable, IndexEntry, SlowSubscriber, Subscriber } from '../core/subscriber.js';
 import type { ParkedSession } from '../engine/engine.js';
-import type { StreamEvent } from '../engine/stream-event.js';
+import { messageHeaderSize, writeMessageHeader, type StreamEvent } from '../engine/stream-event.js';
 
 /** A message read past a connection's budget of one turn: handled in the next. */
 export interface DeferredMessage {
@@ -115,6 +115,11 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
   readonly drops = new DropTally();
 
   private readonly queue: Uint8Array[] = [];
+  /**
+   * When the queue holds one event frame and nothing else: that event's frame already framed as a
+   * WebSocket message (StreamEvent.message), written as is by the flush.
+   */
+  private single: Buffer | undefined;
   private queuedEvents = 0;
   private queuedBytes = 0;
   private inflightEvents = 0;
@@ -163,7 +168,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
       this.holding.push(event);
       return true;
     }
-    return this.enqueueEvent(event.frame, event.channel);
+    return this.enqueueEvent(event.frame, event.channel, event.message);
   }
 
   /**
@@ -172,6 +177,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    */
   enqueueReplayed(frame: Uint8Array): void {
     if (this.state === 'freed') return;
+    this.single = undefined;
     this.queue.push(frame);
     this.queuedEvents++;
     this.queuedBytes += frame.length;
@@ -235,12 +241,16 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
     for (const event of held) if (sent === undefined || !sent.has(event.seq)) this.deliver(event);
   }
 
-  /** Queues one event frame, or drops and counts it. Returns whether it was queued. */
-  enqueueEvent(frame: Uint8Array, channel: string): boolean {
+  /**
+   * Queues one event frame, or drops and counts it. Returns whether it was queued. `message`: the
+   * same frame as a whole WebSocket message, when the caller has it (see {@link single}).
+   */
+  enqueueEvent(frame: Uint8Array, channel: string, message?: Buffer): boolean {
     if (!this.accepts(frame.length)) {
       this.drop(channel);
       return false;
     }
+    this.single = this.queue.length === 0 ? message : undefined;
     this.queue.push(frame);
     this.queuedEvents++;
     this.queuedBytes += frame.length;
@@ -287,6 +297,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
   /** Queues a frame that is never dropped (welcome, ack, error, ping, pong, dropped). */
   enqueueControl(frame: Uint8Array): void {
     if (this.state === 'freed') return;
+    this.single = undefined;
     this.queue.push(frame);
     this.queuedBytes += frame.length;
     this.host.bufferedBytes += frame.length;
@@ -312,7 +323,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
       return;
     }
     // When the callback fires, the kernel has taken the whole batch.
-    const out = frameMessages(this.queue, this.queuedBytes);
+    const out = n === 1 && this.single !== undefined ? this.single : frameMessages(this.queue, this.queuedBytes);
     this.host.sentBytes += out.length;
     this.socket.write(out, this.onBatchWritten);
     this.batches.push(this.queuedEvents, this.queuedBytes);
@@ -329,6 +340,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
 
   private resetQueue(): void {
     this.queue.length = 0;
+    this.single = undefined;
     this.queuedEvents = 0;
     this.queuedBytes = 0;
   }
@@ -397,27 +409,6 @@ export function closeReason(reason: string): string {
 /** A WebSocket message carries at most this many bytes of frames (unless one frame is larger). */
 export const BATCH_BYTES = 256 * 1024;
 
-function headerSize(n: number): number {
-  return n < 126 ? 2 : n < 0x10000 ? 4 : 10;
-}
-
-function writeHeader(out: Buffer, at: number, n: number): number {
-  out[at] = 0x82; // FIN, opcode 2 (binary), unmasked
-  if (n < 126) {
-    out[at + 1] = n;
-    return at + 2;
-  }
-  if (n < 0x10000) {
-    out[at + 1] = 126;
-    out.writeUInt16BE(n, at + 2);
-    return at + 4;
-  }
-  out[at + 1] = 127;
-  out.writeUInt32BE(Math.floor(n / 0x100000000), at + 2);
-  out.writeUInt32BE(n >>> 0, at + 6);
-  return at + 10;
-}
-
 /**
  * `frames` (of `total` bytes) as binary WebSocket messages of at most {@link BATCH_BYTES} each,
  * back to back in one buffer.
@@ -428,12 +419,12 @@ export function frameMessages(frames: readonly Uint8Array[], total: number): Buf
   let payload = 0;
   for (const frame of frames) {
     if (payload > 0 && payload + frame.length > BATCH_BYTES) {
-      size += headerSize(payload);
+      size += messageHeaderSize(payload);
       payload = 0;
     }
     payload += frame.length;
   }
-  size += headerSize(payload);
+  size += messageHeaderSize(payload);
   // Second pass: each message's header, then its frames.
   const out = Buffer.allocUnsafe(size);
   let at = 0;
@@ -442,7 +433,7 @@ export function frameMessages(frames: readonly Uint8Array[], total: number): Buf
   for (let i = 0; i <= frames.length; i++) {
     const len = i < frames.length ? frames[i]!.length : 0;
     if (i === frames.length || (payload > 0 && payload + len > BATCH_BYTES)) {
-      at = writeHeader(out, at, payload);
+      at = writeMessageHeader(out, at, payload);
       for (let j = first; j < i; j++) {
         out.set(frames[j]!, at);
         at += frames[j]!.length;
