@@ -52,13 +52,13 @@ export class BudgetedReader extends MsgpackReader {
 
   override str(len: number, nest = 0): string {
     if (nest >= 0) return super.str(len);
-    this.pass(len, this.limits.maxStrLength, 'string');
+    this.pass(len, this.decodeLimits.maxStrLength, 'string');
     return '';
   }
 
   override bin(len: number, nest = 0): Uint8Array {
     if (nest >= 0) return super.bin(len);
-    this.pass(len, this.limits.maxBinLength, 'binary');
+    this.pass(len, this.decodeLimits.maxBinLength, 'binary');
     return SKIPPED_BIN;
   }
 
@@ -73,7 +73,7 @@ export class BudgetedReader extends MsgpackReader {
     this.items(len, len, false);
     const out = nest > 0 ? new Array<unknown>(len) : undefined;
     for (let i = 0; i < len; i++) {
-      const v = this.value(out ? nest - 1 : -1);
+      const v = this.read(out ? nest - 1 : -1);
       if (out) out[i] = v;
     }
     this.depth--;
@@ -84,25 +84,25 @@ export class BudgetedReader extends MsgpackReader {
    * A map. With `fields` (a frame), only the fields named there are built, each with its own
    * nesting, and when `t` comes first only that frame type's fields; others are skipped.
    */
-  override map(len: number, nest = Infinity, fields?: FrameFields): unknown {
+  override readMap(len: number, nest = Infinity, fields?: FrameFields): unknown {
     this.items(len, len * 2, true);
     const build = nest > 0;
     const out: Record<string, unknown> = {};
     let known = fields?.any;
     for (let i = 0; i < len; i++) {
       if (!build) {
-        this.value(-1);
-        this.value(-1);
+        this.read(-1);
+        this.read(-1);
         continue;
       }
-      const key = this.key();
+      const key = this.readKey();
       // Inherited properties ('toString') are not numbers: unknown like the rest.
       const n = known ? known[key] : nest - 1;
       if (typeof n !== 'number') {
-        this.value(-1);
+        this.read(-1);
         continue;
       }
-      const v = this.value(n);
+      const v = this.read(n);
       if (i === 0 && fields && key === 't' && typeof v === 'number') known = fields.byType[v] ?? fields.any;
       out[key] = v;
     }
@@ -124,11 +124,11 @@ export class BudgetedReader extends MsgpackReader {
   }
 
   /**
-   * A map key, counted as one value (the lean reader's key(), written again rather than called
+   * A map key, counted as one value (the lean reader's readKey(), written again rather than called
    * through super: it runs for every field of every frame the broker reads). One that is not a
    * string is refused at its first byte, never built.
    */
-  override key(): string {
+  override readKey(): string {
     const bytes = this.bytes;
     const p = this.pos;
     const b = bytes[p];
@@ -137,7 +137,7 @@ export class BudgetedReader extends MsgpackReader {
       let code = len;
       for (let i = 1; i <= len; i++) {
         const c = bytes[p + i]!;
-        if (c >= 0x80) return this.value(0) as string;
+        if (c >= 0x80) return this.read(0) as string;
         code = code * 256 + c;
       }
       const cached = keyCache.get(code);
@@ -146,7 +146,7 @@ export class BudgetedReader extends MsgpackReader {
         this.pos = p + 1 + len;
         return cached;
       }
-      const key = this.value(0) as string;
+      const key = this.read(0) as string;
       if (keyCache.size < 1024) keyCache.set(code, key);
       return key;
     }
@@ -155,7 +155,7 @@ export class BudgetedReader extends MsgpackReader {
       throw new MsgpackError('map keys must be strings', false);
     }
     // Only here: the cached keys above are 1 to 3 bytes long, never one of these.
-    const key = this.value(0) as string;
+    const key = this.read(0) as string;
     if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
       throw new MsgpackError(`forbidden key "${key}"`, false);
     }
@@ -164,15 +164,15 @@ export class BudgetedReader extends MsgpackReader {
 
   /**
    * One value (see the class for `nest`; the default builds everything). `fields` makes a map
-   * a frame (see {@link map}).
+   * a frame (see {@link readMap}).
    */
-  override value(nest = Infinity, fields?: FrameFields): unknown {
+  override read(nest = Infinity, fields?: FrameFields): unknown {
     this.need(1);
     if (++this.values > this.maxValues) this.overBudget();
     const b = this.bytes[this.pos++]!;
     if (b < 0x80) return b;
     if (b >= 0xe0) return b - 0x100;
-    if (b < 0x90) return this.map(b & 0x0f, nest, fields);
+    if (b < 0x90) return this.readMap(b & 0x0f, nest, fields);
     if (b < 0xa0) return this.array(b & 0x0f, nest);
     if (b < 0xc0) return this.str(b & 0x1f, nest);
     switch (b) {
@@ -203,8 +203,8 @@ export class BudgetedReader extends MsgpackReader {
       case 0xdb: return this.str(this.uint(4), nest);
       case 0xdc: return this.array(this.uint(2), nest);
       case 0xdd: return this.array(this.uint(4), nest);
-      case 0xde: return this.map(this.uint(2), nest, fields);
-      case 0xdf: return this.map(this.uint(4), nest, fields);
+      case 0xde: return this.readMap(this.uint(2), nest, fields);
+      case 0xdf: return this.readMap(this.uint(4), nest, fields);
       default:
         // 0xc1 (never used) and the extension types.
         throw new MsgpackError(`unsupported msgpack type 0x${b.toString(16)}`, false);
@@ -224,7 +224,7 @@ export class BudgetedReader extends MsgpackReader {
       this.need(1);
       throw new MsgpackError('a frame must be a msgpack map', false);
     }
-    return this.value(1, known) as Record<string, unknown>;
+    return this.read(1, known) as Record<string, unknown>;
   }
 }
 

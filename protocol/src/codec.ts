@@ -113,7 +113,7 @@ export function decodeFrames<E = never>(
         // Any other frame; or an event that failed its checks, read again for checkFrame's error.
         reader.pos = start;
         reader.depth = 0;
-        value = reader.value();
+        value = reader.read();
       }
     } catch (err) {
       throw codecError(err);
@@ -136,8 +136,8 @@ function readEvent<E>(reader: MsgpackReader, n: number, makeEvent: EventMaker<E>
   reader.pos += 3;
   let c, d, id, o, e, ts, s, l, k, rp: unknown;
   for (let i = 1; i < n; i++) {
-    const key = reader.key();
-    const v = reader.value();
+    const key = reader.readKey();
+    const v = reader.read();
     if (key === 'c') c = v;
     else if (key === 'd') d = v;
     else if (key === 'id') id = v;

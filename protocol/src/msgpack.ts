@@ -158,24 +158,26 @@ export function encodeMsgpack(value: unknown): Uint8Array<ArrayBuffer> {
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 /**
  * Short ASCII map keys by their bytes (length, then up to 3 bytes, packed in one number). Shared
- * with BudgetedReader, whose key() is its own (it counts keys against the value budget).
+ * with BudgetedReader, whose readKey() is its own (it counts keys against the value budget).
  */
 export const keyCache = new Map<number, string>();
 
 /** Reads msgpack values one after another from `bytes`, within `limits` (all but `maxValues`). */
+// The methods are named apart from anything a user reads (`read`, not `value`; `readKey`, not
+// `key`), and the limits `decodeLimits`, so that the browser bundle can shorten them.
 export class MsgpackReader {
   pos = 0;
   depth = 0;
   readonly view: DataView;
   constructor(
     readonly bytes: Uint8Array,
-    readonly limits: DecodeLimits,
+    readonly decodeLimits: DecodeLimits,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
   need(n: number): void {
-    if (this.pos + n > this.bytes.length) throw new MsgpackError('truncated msgpack', false);
+    if (this.pos + n > this.bytes.length) throw new MsgpackError('truncated', false);
   }
 
   /** Checks that `n` more bytes are there and passes them: their start. */
@@ -198,7 +200,7 @@ export class MsgpackReader {
   }
 
   str(len: number): string {
-    if (len > this.limits.maxStrLength) throw new MsgpackError('string too long', true);
+    if (len > this.decodeLimits.maxStrLength) throw new MsgpackError('string too long', true);
     const bytes = this.bytes;
     const start = this.take(len);
     // ASCII fast path for short strings; anything else through a fatal decoder, so invalid UTF-8
@@ -219,12 +221,12 @@ export class MsgpackReader {
     try {
       return textDecoder.decode(this.bytes.subarray(start, start + len));
     } catch {
-      throw new MsgpackError('invalid UTF-8 in a string', false);
+      throw new MsgpackError('invalid UTF-8', false);
     }
   }
 
   bin(len: number): Uint8Array {
-    if (len > this.limits.maxBinLength) throw new MsgpackError('binary too long', true);
+    if (len > this.decodeLimits.maxBinLength) throw new MsgpackError('binary too long', true);
     const start = this.take(len);
     return this.bytes.subarray(start, start + len); // a view: the caller's bytes are not copied
   }
@@ -232,17 +234,17 @@ export class MsgpackReader {
   array(len: number): unknown {
     this.enter(len, len, false);
     const out = new Array<unknown>(len);
-    for (let i = 0; i < len; i++) out[i] = this.value();
+    for (let i = 0; i < len; i++) out[i] = this.read();
     this.depth--;
     return out;
   }
 
-  map(len: number): unknown {
+  readMap(len: number): unknown {
     this.enter(len, len * 2, true);
     const out: Record<string, unknown> = {};
     for (let i = 0; i < len; i++) {
-      const key = this.key();
-      out[key] = this.value();
+      const key = this.readKey();
+      out[key] = this.read();
     }
     this.depth--;
     return out;
@@ -253,11 +255,11 @@ export class MsgpackReader {
    * for it: its length, the bytes left (every value is at least one byte) and the depth. Enters it.
    */
   enter(len: number, values: number, isMap: boolean): void {
-    if (len > (isMap ? this.limits.maxMapLength : this.limits.maxArrayLength)) {
+    if (len > (isMap ? this.decodeLimits.maxMapLength : this.decodeLimits.maxArrayLength)) {
       throw new MsgpackError(isMap ? 'map too large' : 'array too large', true);
     }
     this.need(values);
-    if (++this.depth > this.limits.maxDepth) throw new MsgpackError('nesting too deep', true);
+    if (++this.depth > this.decodeLimits.maxDepth) throw new MsgpackError('nesting too deep', true);
   }
 
   /**
@@ -265,7 +267,7 @@ export class MsgpackReader {
    * keys of 1 to 3 bytes come from a small cache: one lookup, and always the same string, which
    * makes the property store that follows cheaper too (measured on the W6 profile).
    */
-  key(): string {
+  readKey(): string {
     const bytes = this.bytes;
     const p = this.pos;
     const b = bytes[p];
@@ -274,7 +276,7 @@ export class MsgpackReader {
       let code = len;
       for (let i = 1; i <= len; i++) {
         const c = bytes[p + i]!;
-        if (c >= 0x80) return this.value() as string;
+        if (c >= 0x80) return this.read() as string;
         code = code * 256 + c;
       }
       const cached = keyCache.get(code);
@@ -282,11 +284,11 @@ export class MsgpackReader {
         this.pos = p + 1 + len;
         return cached;
       }
-      const key = this.value() as string;
+      const key = this.read() as string;
       if (keyCache.size < 1024) keyCache.set(code, key);
       return key;
     }
-    const key = this.value();
+    const key = this.read();
     if (typeof key !== 'string') throw new MsgpackError('map keys must be strings', false);
     // Only here: the cached keys above are 1 to 3 bytes long, never one of these.
     if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
@@ -295,11 +297,11 @@ export class MsgpackReader {
     return key;
   }
 
-  value(): unknown {
+  read(): unknown {
     const b = this.bytes[this.take(1)]!;
     if (b < 0x80) return b;
     if (b >= 0xe0) return b - 0x100;
-    if (b < 0x90) return this.map(b & 0x0f);
+    if (b < 0x90) return this.readMap(b & 0x0f);
     if (b < 0xa0) return this.array(b & 0x0f);
     if (b < 0xc0) return this.str(b & 0x1f);
     if (b === 0xc0) return null;
@@ -308,7 +310,7 @@ export class MsgpackReader {
     if (b >= 0xc4 && b <= 0xc6) return this.bin(this.uint(1 << (b - 0xc4)));
     if (b >= 0xcc && b <= 0xcf) return this.uint(1 << (b - 0xcc));
     if (b >= 0xd9 && b <= 0xdb) return this.str(this.uint(1 << (b - 0xd9)));
-    if (b >= 0xdc) return b < 0xde ? this.array(this.uint(2 << (b & 1))) : this.map(this.uint(2 << (b & 1)));
+    if (b >= 0xdc) return b < 0xde ? this.array(this.uint(2 << (b & 1))) : this.readMap(this.uint(2 << (b & 1)));
     // Floats (0xca, 0xcb: 4, 8 bytes) and signed integers (0xd0-0xd3: 1 to 8 bytes).
     if (b === 0xca || b === 0xcb || (b >= 0xd0 && b <= 0xd3)) {
       const v = this.view;
@@ -336,7 +338,7 @@ export function decodeMsgpack(bytes: Uint8Array, limits: DecodeLimits): unknown 
 export function readOne(reader: MsgpackReader): unknown {
   let value: unknown;
   try {
-    value = reader.value();
+    value = reader.read();
   } catch (err) {
     if (err instanceof MsgpackError) throw err;
     throw new MsgpackError(`malformed msgpack: ${String(err)}`, false); // never expected
