@@ -37,7 +37,7 @@ const INTERNAL_NAMES = [
   'suspended', 'credential', 'retryNow', 'abandon', 'lost', 'stopTimers', 'setState', 'closeSocket', 'handleFrame',
   'isOpen', 'hooks', 'options', 'socket', 'clock',
   // ResolvedOptions fields named apart from the user options they come from
-  'requestMs', 'queueMax', 'iteratorMax', 'fetchToken', 'onUnload', 'onPageShow', 'onWake', 'backoff', 'page',
+  'requestMs', 'queueMax', 'iteratorMax', 'fetchToken', 'backoff', 'page',
   // Client
   'connection', 'pending', 'publisher', 'subscriptions', 'eventHandlers', 'stateListeners', 'droppedListeners',
   'errorListeners', 'resumedListeners', 'readyWaiters', 'closedWith', 'unwatch', 'fail',
@@ -60,7 +60,7 @@ const INTERNAL_NAMES = [
   // protocol's compiled filter and its frame shape table, used inside the bundle only
   'wire', 'passes', 'req', 'opt',
   // protocol's msgpack reader and its decode limits (the SDK's own, never a user's), inside the bundle only
-  'bytes', 'view', 'pos', 'depth', 'need', 'take', 'safe', 'uint', 'str', 'utf8', 'bin', 'enter', 'array',
+  'bytes', 'view', 'pos', 'read', 'readKey', 'readMap', 'depth', 'need', 'take', 'safe', 'uint', 'str', 'utf8', 'bin', 'enter', 'array',
   'maxFrameBytes', 'maxStrLength', 'maxBinLength', 'maxArrayLength', 'maxMapLength', 'maxDepth', 'maxValues',
 ];
 

@@ -11,7 +11,6 @@ import {
 } from '@crier/protocol';
 import { Connection } from './connection.js';
 import { Event, makeEvent } from './event.js';
-import { watchPage } from './lifecycle.js';
 import { emit, listen } from './listeners.js';
 import { resolveOptions } from './options.js';
 import { PendingRequests, errorFromFrame, type SendRequest } from './pending.js';
@@ -100,7 +99,7 @@ export class Client implements CrierClient {
     });
     this.publisher = new Publisher(this.connection, this.pending, resolved, this.fail);
     if (resolved.page && this.connection.state !== 'closed') {
-      this.unwatch = watchPage(resolved.page, this.connection);
+      this.unwatch = resolved.page(this.connection);
     }
   }
 

@@ -1,5 +1,5 @@
 import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
-import { resolveLifecycle, type ResolvedLifecycle } from './lifecycle.js';
+import { resolveLifecycle, type WatchPage } from './lifecycle.js';
 import type { ClientOptions, ClientSession, Timers } from './types.js';
 import { resolveWebSocket, type WebSocketConstructor } from './websocket.js';
 
@@ -25,7 +25,7 @@ export interface ResolvedOptions {
   clock: Timers;
   random: () => number;
   /** `undefined`: no page lifecycle handling (turned off, or not in a browser). */
-  page: ResolvedLifecycle | undefined;
+  page: WatchPage | undefined;
 }
 
 const globalTimers: Timers = {
