@@ -100,6 +100,35 @@ export interface BrokerStats {
   engine: EngineStats;
   /** Request/reply on this node: see {@link RequestStats}. */
   requests: RequestStats;
+  /** Queue groups on this node: see {@link GroupsStats}. */
+  groups: GroupsStats;
+}
+
+/**
+ * Queue groups of this node: counts now, figures since start (groups gone included), and the
+ * groups with the most members (at most 10).
+ */
+export interface GroupsStats {
+  /** Groups (name, pattern) with a member on this node now, and their members. */
+  groups: number;
+  members: number;
+  /** Events (and requests) handed to one member of a group. */
+  delivered: number;
+  /** Members passed over because they were busy (slow, or queued past a quarter of bufferSize). */
+  skipped: number;
+  /** Events a group's pattern matched that no member here could take (none passed its filter, or none could reply). */
+  missed: number;
+  top: GroupStats[];
+}
+
+/** One queue group (name, pattern) on this node, as {@link GroupsStats.top} lists it. */
+export interface GroupStats {
+  group: string;
+  pattern: string;
+  members: number;
+  delivered: number;
+  skipped: number;
+  missed: number;
 }
 
 /** Request/reply figures of one node, since start (`pending`: now). */

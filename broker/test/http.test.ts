@@ -53,6 +53,7 @@ describe('HTTP endpoints', () => {
       maxQueueDepth: 0, sessions: { parked: 0, resumed: 0, notRecovered: 0 }, eventsByChannel: [{ channel: 'a.b', events: 1 }],
       engine: { kind: 'memory', ready: true },
       requests: { pending: 0, sent: 0, delivered: 0, answered: 0, noResponders: 0, timedOut: 0, repliesDropped: 0 },
+      groups: { groups: 0, members: 0, delivered: 0, skipped: 0, missed: 0, top: [] },
     });
     expect(stats['latency']).toMatchObject({ avgMs: expect.toSatisfy((n: number) => n >= 0) });
   });

@@ -6,6 +6,7 @@ import type { Engine, PublishRequest } from '../engine/engine.js';
 import type { StreamEvent } from '../engine/stream-event.js';
 import { LatencyRecorder, type LatencyHistogram } from '../observe/latency.js';
 import type { BrokerEvent, PublishResult, SlowConsumer } from '../types.js';
+import type { QueueGroup } from './groups.js';
 import { LocalSubscriber } from './local-subscriber.js';
 import { SubscriptionRegistry } from './registry.js';
 import type { Flushable, IndexEntry, SlowSubscriber, Subscriber } from './subscriber.js';
@@ -22,7 +23,7 @@ import type { Flushable, IndexEntry, SlowSubscriber, Subscriber } from './subscr
  * nothing here knows what a socket is.
  */
 export class BrokerCore {
-  readonly registry = new SubscriptionRegistry();
+  readonly registry: SubscriptionRegistry;
   /** Published, delivered (queued to a subscriber), dropped (a full queue): since start. */
   published = 0;
   delivered = 0;
@@ -46,6 +47,16 @@ export class BrokerCore {
     sub.stamp = this.routeSeq;
     this.recipients.push(sub);
   };
+  /** The queue groups this node delivers the event being routed to (`undefined`: every group here). */
+  private chosen: ReadonlySet<string> | undefined;
+  private readonly pickGroup = (group: QueueGroup): void => {
+    if (this.chosen !== undefined && !this.chosen.has(group.key)) return; // another node's turn
+    const event = this.matching!;
+    const sub = this.registry.groups.pick(group, event.labels, event.key);
+    if (sub === undefined || sub.stamp === this.routeSeq) return; // it has the event already
+    sub.stamp = this.routeSeq;
+    this.recipients.push(sub);
+  };
 
   // Flush scheduling: items with queued output, and one deferred call per turn for all of them.
   private dirty: Flushable[] = [];
@@ -60,6 +71,9 @@ export class BrokerCore {
     readonly engine: Engine,
   ) {
     this.startedAt = clock.now();
+    // A queue group passes over a member with a quarter of its queue waiting: a consumer that
+    // has stopped reading is skipped long before it would drop events.
+    this.registry = new SubscriptionRegistry(Math.max(1, Math.floor(options.bufferSize / 4)));
   }
 
   /**
@@ -67,8 +81,9 @@ export class BrokerCore {
    * the engine hears when this node's interest in a name or pattern begins and ends.
    */
   async start(): Promise<void> {
-    await this.engine.start((event) => this.route(event));
+    await this.engine.start((event, chosen) => this.route(event, chosen));
     this.registry.onInterest((pattern, present) => this.engine.interest(pattern, present));
+    this.registry.groups.onMembers((name, pattern, count) => this.engine.groupMembers?.(name, pattern, count));
   }
 
   // ---- publish ----------------------------------------------------------------------------
@@ -81,12 +96,19 @@ export class BrokerCore {
     return this.engine.publish(request);
   }
 
-  /** The engine's sink: one sequenced event to every matching local subscriber. */
-  route(event: StreamEvent): void {
+  /**
+   * The engine's sink: one sequenced event to every matching local subscriber, and to one member
+   * of each matching queue group (of those in `chosen` when the engine says: see EventSink).
+   */
+  route(event: StreamEvent, chosen?: ReadonlySet<string>): void {
     this.routeSeq++;
     this.published++;
     this.matching = event;
     this.registry.match(event.channel, this.collect);
+    if (this.registry.groups.size > 0) {
+      this.chosen = chosen;
+      this.registry.groups.match(event.channel, this.pickGroup);
+    }
     const recipients = this.recipients;
     if (recipients.length > 0) {
       let queued = 0;

@@ -17,6 +17,10 @@ export interface Subscriber extends IndexEntry {
   readonly subscriptions: Map<string, IndexEntry>;
   /** Queues `event` for the next flush. Returns false when it was dropped (a full queue). */
   deliver(event: StreamEvent): boolean;
+  /** Losing events right now (a slow consumer): a queue group passes it over. */
+  readonly slow?: boolean;
+  /** Events queued towards it or in flight: a queue group passes it over past a threshold. */
+  readonly queueDepth?: number;
 }
 
 /**

@@ -21,8 +21,13 @@ export interface PublishRequest {
 /** Which retained events a read keeps, by their labels and key: a subscription's filter. */
 export type Accept = (labels: string[] | undefined, key: string | undefined) => boolean;
 
-/** Where an engine hands every sequenced event (on every node): the broker's routing and delivery. */
-export type EventSink = (event: StreamEvent) => void;
+/**
+ * Where an engine hands every sequenced event (on every node): the broker's routing and delivery.
+ * `chosen`: the queue groups (`<name> <pattern>`) this node hands the event to, when the engine
+ * carries events between nodes and a node was picked for each group (the others skip it);
+ * `undefined` (one node): every local group gets it.
+ */
+export type EventSink = (event: StreamEvent, chosen?: ReadonlySet<string>) => void;
 
 /**
  * A request (request/reply) on its way to every node: the `event` frame its responders get (with
@@ -36,6 +41,8 @@ export interface RequestMessage {
   key?: string | undefined;
   /** The encoded `event` frame, sent as is to every local responder. */
   frame: Uint8Array;
+  /** The queue groups this node serves the request to (see {@link EventSink}); `undefined`: every local one. */
+  chosen?: ReadonlySet<string> | undefined;
 }
 
 /**
@@ -112,6 +119,8 @@ export interface ParkedSubscription {
   pattern: string;
   filter: SubscriptionFilter | undefined;
   since: number;
+  /** Its queue group, when it is a member of one. */
+  group?: string;
 }
 
 /** What presents a resume: the secret it holds, and who it is. */
@@ -197,6 +206,13 @@ export interface Engine {
    * events of its interest (and may bring more: the sink's routing matches each one again).
    */
   interest(pattern: string, present: boolean): void;
+  /**
+   * This node's members of the queue group (`name`, `pattern`) became `count` (0: none left). An
+   * engine that carries events between nodes shares it with them, so that the node publishing an
+   * event picks one node for each group ({@link EventSink}'s `chosen`); {@link live} for the
+   * pattern settles once the other nodes can know it. One node (the memory engine) needs nothing.
+   */
+  groupMembers?(name: string, pattern: string, count: number): void;
   /**
    * Settles once events of `pattern` published on any node reach this node's sink (its interest
    * is live in the shared store); `undefined` when they already do. A subscribe is acknowledged,

@@ -19,6 +19,8 @@ export interface BrokerCounts {
   resumesRecovered: number;
   resumesNotRecovered: number;
   requests: RequestStats;
+  /** Queue groups: counts now, figures since start (see GroupsStats). */
+  groups: { groups: number; members: number; delivered: number; skipped: number; missed: number };
 }
 
 /** What the metrics read from the broker at a scrape. */
@@ -73,6 +75,7 @@ export class BrokerMetrics {
     connections: 0, sseStreams: 0, subscriptions: 0, channels: 0, slowConsumers: 0, published: 0, delivered: 0, dropped: 0, receivedBytes: 0, sentBytes: 0,
     parkedSessions: 0, resumesRecovered: 0, resumesNotRecovered: 0,
     requests: { pending: 0, sent: 0, delivered: 0, answered: 0, noResponders: 0, timedOut: 0, repliesDropped: 0 },
+    groups: { groups: 0, members: 0, delivered: 0, skipped: 0, missed: 0 },
   };
   private engine: EngineStats = { kind: 'memory', ready: true };
 
@@ -113,6 +116,11 @@ export class BrokerMetrics {
     counter('requests_no_responders_total', 'Requests of this node that no subscription anywhere matched (no_responders).', (c) => c.requests.noResponders);
     counter('requests_timed_out_total', 'Requests of this node that got no reply within their timeout.', (c) => c.requests.timedOut);
     counter('replies_dropped_total', 'Replies dropped: a second or late reply, one whose requester left, or a forged or unknown token.', (c) => c.requests.repliesDropped);
+    gauge('queue_groups', 'Queue groups (name, pattern) with a member on this node.', (c) => c.groups.groups);
+    gauge('queue_group_members', 'Members of queue groups on this node.', (c) => c.groups.members);
+    counter('queue_group_deliveries_total', 'Events and requests handed to one member of a queue group.', (c) => c.groups.delivered);
+    counter('queue_group_skips_total', 'Queue group members passed over as busy (slow, or queued past a quarter of bufferSize).', (c) => c.groups.skipped);
+    counter('queue_group_missed_total', 'Events a queue group\'s pattern matched that no member on this node could take (filters, or no responder).', (c) => c.groups.missed);
     const engineGauge = (name: string, help: string, read: (e: EngineStats) => number): void => {
       new Gauge({ name: METRIC_PREFIX + name, help, registers, collect() { this.set(read(metrics.engine)); } });
     };

@@ -8,7 +8,6 @@ import {
   PROTOCOL_VERSION,
   assertChannel,
   assertPattern,
-  subscriptionKey,
   compileFilter,
   decodeUntrustedFrames,
   encodeFrame,
@@ -33,6 +32,7 @@ import { when } from '../core/replay.js';
 import { restore, sendReplay, takeSession } from './resume.js';
 import type { Ingress } from './ingress.js';
 import { filterChars } from '../core/filter.js';
+import { assertGroup, memberKey } from '../core/groups.js';
 import { validatePublish } from '../core/publish-validation.js';
 import { handleReply, handleRequest } from './request-handlers.js';
 
@@ -328,10 +328,16 @@ function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): v
   if (frame.w !== undefined && frame.w > MAX_REWIND) {
     throw new CrierError(ErrorCode.badFrame, `a rewind asks for at most ${MAX_REWIND} events, not ${frame.w}`);
   }
-  // A subscription is (pattern, canonical filter). One already held changes nothing and is
-  // acknowledged all the same.
+  const group = frame.g;
+  if (group !== undefined) {
+    assertGroup(group);
+    // Retained events are no work to share out: each member would get the same ones.
+    if (frame.w !== undefined) throw new CrierError(ErrorCode.badFrame, 'a queue group member (g) cannot rewind (w)');
+  }
+  // A subscription is (pattern, canonical filter, group). One already held changes nothing and
+  // is acknowledged all the same.
   const registry = ingress.core.registry;
-  const held = registry.holds(conn, frame.p, filter);
+  const held = registry.holds(conn, frame.p, filter, group);
   if (!held) {
     const max = ingress.options.maxChannels;
     if (conn.subscriptions.size >= max) {
@@ -347,9 +353,9 @@ function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): v
   const engine = ingress.core.engine;
   if (!held) {
     conn.filterChars += filterChars(filter);
-    registry.add(conn, frame.p, filter);
+    registry.add(conn, frame.p, filter, group);
     // Live from here: a resume replays this subscription from this position at the earliest.
-    conn.setFloor(subscriptionKey(frame.p, filter), engine.position());
+    conn.setFloor(memberKey(frame.p, filter, group), engine.position());
     ingress.sessionChanged(conn);
   }
   // Made after the subscription (an engine shared by nodes reads once it is live there), and
@@ -418,9 +424,11 @@ function unsubscribe(ingress: Ingress, conn: Connection, frame: UnsubscribeFrame
   assertPattern(frame.p);
   // Without `f`, the subscription of the pattern with no filter; with it, that filter's.
   const filter = compileFilter(frame.f);
-  if (ingress.core.registry.remove(conn, frame.p, filter)) {
+  // Without `g`, the subscription in no group; with it, that group's membership.
+  if (frame.g !== undefined) assertGroup(frame.g);
+  if (ingress.core.registry.remove(conn, frame.p, filter, frame.g)) {
     conn.filterChars -= filterChars(filter);
-    conn.floors?.delete(subscriptionKey(frame.p, filter));
+    conn.floors?.delete(memberKey(frame.p, filter, frame.g));
     ingress.sessionChanged(conn);
   }
   sendAck(conn, frame.r);

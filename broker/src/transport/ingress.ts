@@ -20,7 +20,10 @@ import { secretMatches } from '../auth/secret.js';
 import { Connection, principalKey, type ConnectionHost } from './connection.js';
 import { ReadTurns, type MessageHandler } from './read-turns.js';
 import { RequestTable, type Requester } from './requests.js';
+import { withGroups } from '../core/groups.js';
 
+/** Queue groups listed in `/stats` (those with the most members on this node). */
+const TOP_GROUPS = 10;
 /** `stats()` lists this many channels in `eventsByChannel` unless told otherwise. */
 export const DEFAULT_STATS_CHANNELS = 10;
 /** How long a changed session waits to be recorded with the others changed meanwhile, in ms. */
@@ -174,7 +177,7 @@ export class Ingress implements ConnectionHost {
     if (conn === undefined || conn.state !== 'open') return 'absent';
     const samePrincipal = claim.principal !== '' && claim.principal === principalKey(conn.principal);
     if (!samePrincipal && !secretMatches(claim.secret, conn.secret) && !secretMatches(claim.secret, conn.formerSecret)) return 'refused';
-    const session = conn.session();
+    const session = withGroups(conn.session(), conn.subscriptions);
     conn.parkable = false;
     this.log.debug({ uuid }, 'uuid taken over by a connection on another node');
     this.closeConnection(conn, CloseCode.replaced, 'replaced: another connection took over this uuid');
@@ -224,7 +227,7 @@ export class Ingress implements ConnectionHost {
    * uuid, secret, principal and subscriptions, for a resume on any node.
    */
   private park(conn: Connection): void {
-    this.parkSession(conn.uuid, conn.session());
+    this.parkSession(conn.uuid, withGroups(conn.session(), conn.subscriptions));
   }
 
   /**
@@ -238,7 +241,7 @@ export class Ingress implements ConnectionHost {
     this.saveTimer ??= this.clock.setTimeout(() => {
       this.saveTimer = undefined;
       const engine = this.core.engine;
-      for (const c of this.unsaved) if (c.state === 'open') engine.saveSession(c.uuid, c.session(), this.options.resumeWindow);
+      for (const c of this.unsaved) if (c.state === 'open') engine.saveSession(c.uuid, withGroups(c.session(), c.subscriptions), this.options.resumeWindow);
       this.unsaved.clear();
     }, SESSION_SAVE_DELAY_MS);
   }
@@ -315,6 +318,7 @@ export class Ingress implements ConnectionHost {
       resumesRecovered: this.resumesRecovered,
       resumesNotRecovered: this.resumesNotRecovered,
       requests: this.requests.stats(),
+      groups: core.registry.groups.figures(),
     };
   }
 
@@ -381,6 +385,7 @@ export class Ingress implements ConnectionHost {
       eventsByChannel: this.figures.busiest.slice(0, topChannels),
       engine: core.engine.stats(),
       requests: c.requests,
+      groups: { ...c.groups, top: core.registry.groups.top(TOP_GROUPS) },
     };
   }
 

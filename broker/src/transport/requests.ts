@@ -3,7 +3,8 @@ import { CrierError, ErrorCode, FrameType, encodeFrame } from '@crier/protocol';
 import { secretMatches } from '../auth/secret.js';
 import type { TimerHandle } from '../clock.js';
 import type { BrokerCore } from '../core/core.js';
-import type { IndexEntry } from '../core/subscriber.js';
+import type { QueueGroup } from '../core/groups.js';
+import type { IndexEntry, Subscriber } from '../core/subscriber.js';
 import type { ReplyMessage, RequestMessage } from '../engine/engine.js';
 import type { RequestStats } from '../types.js';
 import { Connection } from './connection.js';
@@ -75,10 +76,17 @@ export class RequestTable {
   private matching: RequestMessage | undefined;
   private readonly collect = (entry: IndexEntry): void => {
     const sub = entry.sub;
-    if (!(sub instanceof Connection) || sub.state !== 'open') return; // only a socket can reply
+    if (!canReply(sub)) return;
     const m = this.matching!;
     if (entry.filter !== undefined && !entry.filter.passes(m.labels, m.key)) return;
     this.recipients.add(sub);
+  };
+  /** A queue group's responders share its requests: one member of each group gets one. */
+  private readonly pickGroup = (group: QueueGroup): void => {
+    const m = this.matching!;
+    if (m.chosen !== undefined && !m.chosen.has(group.key)) return; // another node's turn
+    const sub = this.core.registry.groups.pick(group, m.labels, m.key, canReply);
+    if (sub !== undefined) this.recipients.add(sub as Connection);
   };
 
   constructor(private readonly core: BrokerCore) {
@@ -177,7 +185,7 @@ export class RequestTable {
 
   /**
    * The engine's request sink: the request to every local subscription matching its channel and
-   * passing its filter, once per connection (a queue group would pick one of `recipients` here).
+   * passing its filter, and to one member of each matching queue group, once per connection.
    * A full queue drops it as it drops events. Answers how many connections got it.
    */
   private deliver(request: RequestMessage): number {
@@ -186,6 +194,7 @@ export class RequestTable {
     let delivered = 0;
     try {
       this.core.registry.match(request.channel, this.collect);
+      if (this.core.registry.groups.size > 0) this.core.registry.groups.match(request.channel, this.pickGroup);
       for (const conn of recipients) {
         if (conn.enqueueEvent(request.frame, request.channel)) delivered++;
         else this.core.countDrop();
@@ -249,4 +258,9 @@ export class RequestTable {
       this.sweeper = undefined;
     }
   }
+}
+
+/** Only an open WebSocket connection can reply: SSE streams and in-process handlers are no responders. */
+function canReply(sub: Subscriber): sub is Connection {
+  return sub instanceof Connection && sub.state === 'open';
 }

@@ -2,13 +2,13 @@ import {
   ErrorCode,
   ResumeReason,
   compileFilter,
-  subscriptionKey,
   type ResumeOutcome,
   type StreamPosition,
 } from '@crier/protocol';
 import type { ParkedSession, ReplayPage, SessionTake } from '../engine/engine.js';
 import type { StreamEvent } from '../engine/stream-event.js';
 import { filterChars } from '../core/filter.js';
+import { memberKey, withGroups } from '../core/groups.js';
 import { MAX_REPLAY_EVENTS, mergeReplays, when, type Maybe } from '../core/replay.js';
 import { principalKey, type Connection } from './connection.js';
 import type { Ingress } from './ingress.js';
@@ -30,7 +30,7 @@ export function takeSession(ingress: Ingress, conn: Connection, uuid: string, se
   if (holder !== undefined) {
     // The caller already checked the claim on the live holder (its secret or principal).
     holder.parkable = false;
-    return { session: holder.session() };
+    return { session: withGroups(holder.session(), holder.subscriptions) };
   }
   return ingress.core.engine.takeSession(uuid, { secret, principal: principalKey(conn.principal) });
 }
@@ -65,11 +65,14 @@ export function restore(ingress: Ingress, conn: Connection, session: ParkedSessi
       continue;
     }
     const filter = compileFilter(sub.filter);
-    if (!ingress.core.registry.add(conn, sub.pattern, filter)) continue;
+    if (!ingress.core.registry.add(conn, sub.pattern, filter, sub.group)) continue;
     conn.filterChars += filterChars(filter);
     // Live since it was first made (a second resume from inside this one's replay needs that),
     // unless its positions were of another epoch.
-    conn.setFloor(subscriptionKey(sub.pattern, filter), sameEpoch ? sub.since : engine.position());
+    conn.setFloor(memberKey(sub.pattern, filter, sub.group), sameEpoch ? sub.since : engine.position());
+    // A queue group member is not replayed what the group got meanwhile: other members had it
+    // (or it was lost, at most once), as NATS JetStream does not redeliver to the member that left.
+    if (sub.group !== undefined) continue;
     if (!sameEpoch) {
       fail(sub.pattern, ResumeReason.brokerRestarted);
       continue;
