@@ -56,6 +56,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'publishBurst', flag: 'publish-burst', env: 'EVENT_PUBLISH_BURST', kind: 'int', help: 'publishes at once above the rate (default: twice the rate)' },
   { key: 'maxRequestTimeout', flag: 'max-request-timeout', env: 'EVENT_MAX_REQUEST_TIMEOUT', kind: 'duration', help: 'the longest a request waits for its reply (a request\'s own timeout is cut to it)' },
   { key: 'maxPendingRequests', flag: 'max-pending-requests', env: 'EVENT_MAX_PENDING_REQUESTS', kind: 'int', help: 'requests waiting for replies per connection (and per client address over HTTP); past it, rate_limited' },
+  { key: 'httpSessions', flag: 'http-sessions', env: 'EVENT_HTTP_SESSIONS', kind: 'bool', help: 'serve <path>/session: the protocol over an event stream and POSTs, for browsers whose proxy blocks WebSocket (sdk-web fallback)' },
   { key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', env: 'EVENT_MAX_CONNECTIONS_PER_IP', kind: 'int', help: 'sockets and SSE streams per client address; past it, 503' },
   { key: 'maxPendingPerIp', flag: 'max-pending-per-ip', env: 'EVENT_MAX_PENDING_PER_IP', kind: 'int', help: 'sockets per client address that have not said hello; past it, 503' },
   { key: 'handshakeRate', flag: 'handshake-rate', env: 'EVENT_HANDSHAKE_RATE', kind: 'int', help: 'handshakes and SSE streams per client address per second (burst: twice); past it, 503' },

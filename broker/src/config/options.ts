@@ -282,6 +282,14 @@ export interface BrokerOptions {
    */
   maxPendingRequests?: number;
   /**
+   * Serve HTTP sessions (`<path>/session`): the WebSocket protocol over an event stream and POSTs,
+   * for browsers behind a proxy that blocks WebSocket (sdk-web's fallback transport). Each
+   * session is a connection like a socket: the same hello, credentials, limits and admission.
+   * Off, `<path>/session` answers 404 and the fallback cannot connect.
+   * @default false
+   */
+  httpSessions?: boolean;
+  /**
    * A pino logger, or `false` for none.
    * @default pino to stderr at level 'info'
    */
@@ -376,6 +384,7 @@ export interface ResolvedOptions {
   publishBurst: number;
   maxRequestTimeout: number;
   maxPendingRequests: number;
+  httpSessions: boolean;
   logger: Logger | false | undefined;
   clock: Clock;
   engine: Engine | undefined;
@@ -423,6 +432,7 @@ export const DEFAULTS = {
   publishBurst: 20_000,
   maxRequestTimeout: 30_000,
   maxPendingRequests: 100,
+  httpSessions: false,
 } as const;
 
 // setTimeout/setInterval overflow past 2^31-1 ms and fire at once: bound every duration by it.
@@ -547,6 +557,7 @@ export const optionSchemas = {
   publishBurst: int(1, 1_000_000_000),
   maxRequestTimeout: int(10, MAX_TIMER_MS, ' ms'),
   maxPendingRequests: int(1, 1_000_000),
+  httpSessions: z.boolean({ error: 'must be true or false' }),
   logger: z.union([z.literal(false), z.custom<Logger>(isLogger)], { error: 'must be a pino Logger or false' }),
   redis: z.string({ error: 'must be a redis:// or rediss:// URL' }).refine(isRedisUrl, { error: 'must be a redis:// or rediss:// URL, like redis://127.0.0.1:6379' }),
   redisCluster: z.boolean({ error: 'must be true or false' }),
@@ -636,6 +647,7 @@ export function resolveOptions(options: BrokerOptions): ResolvedOptions {
     publishBurst: o.publishBurst ?? (o.publishRate === undefined ? DEFAULTS.publishBurst : 2 * o.publishRate),
     maxRequestTimeout: o.maxRequestTimeout ?? DEFAULTS.maxRequestTimeout,
     maxPendingRequests: o.maxPendingRequests ?? DEFAULTS.maxPendingRequests,
+    httpSessions: o.httpSessions ?? DEFAULTS.httpSessions,
     logger: o.logger,
     clock: o.clock ?? systemClock,
     engine: o.engine,

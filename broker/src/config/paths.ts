@@ -18,6 +18,8 @@ export interface BrokerPaths {
   history: string;
   /** HTTP request/reply: `POST <request><channel>`. */
   request: string;
+  /** HTTP sessions (the fallback transport): `GET <session>`, `POST <session>/<id>`. */
+  session: string;
 }
 
 export function brokerPaths(path: string): BrokerPaths {
@@ -25,7 +27,7 @@ export function brokerPaths(path: string): BrokerPaths {
   return {
     upgrade: path, base, healthz: `${base}healthz`, stats: `${base}stats`, top: `${base}stats/top`,
     readyz: `${base}readyz`, metrics: `${base}metrics`, publish: `${base}publish/`,
-    history: `${base}history/`, request: `${base}request/`,
+    history: `${base}history/`, request: `${base}request/`, session: `${base}session`,
   };
 }
 

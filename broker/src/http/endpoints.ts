@@ -1,3 +1,4 @@
+import { HttpSessions } from '../transport/http-session.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
 import { DEFAULT_STATS_CHANNELS, type Ingress } from '../transport/ingress.js';
@@ -48,6 +49,7 @@ export function createRequestListener(
   const files = new Map<string, string>(ASSET_NAMES.map((name) => [`${paths.base}${name}`, name]));
   const eventsPath = `${paths.base}events`;
   const metrics = new BrokerMetrics(ingress);
+  const sessions = ingress.options.httpSessions ? new HttpSessions(ingress) : undefined;
   return (req, res) => {
     const pathname = pathnameOf(req.url);
     // HTTP publish: POST, its own errors, and a body read under the maxPayload cap.
@@ -58,6 +60,10 @@ export function createRequestListener(
     if (pathname.startsWith(paths.request)) return handleRequest(ingress, req, res, pathname.slice(paths.request.length));
     // SSE: its own methods (GET, and OPTIONS for CORS), errors and streaming answer.
     if (pathname === eventsPath) return sse.handle(req, res, ingress.options.corsOrigins);
+    // HTTP sessions (the fallback transport), when served: the socket's protocol over HTTP.
+    if (sessions && (pathname === paths.session || pathname.startsWith(`${paths.session}/`))) {
+      return sessions.handle(req, res, pathname.slice(paths.session.length));
+    }
     const route =
       pathname === paths.healthz ? 'healthz'
       : pathname === paths.readyz ? 'readyz'

@@ -47,7 +47,8 @@ function socketOnError(this: WebSocket, err: Error): void {
   this.ingress?.log.debug({ uuid: this.connection?.uuid || undefined, err: err.message }, 'socket error');
 }
 
-function connectionOnHelloTimeout(ingress: Ingress, conn: Connection): void {
+/** A connection (socket or HTTP session) that said no hello in time is closed. */
+export function connectionOnHelloTimeout(ingress: Ingress, conn: Connection): void {
   conn.helloTimer = undefined;
   if (conn.state !== 'pending') return;
   ingress.closeConnection(conn, CloseCode.helloTimeout, `no hello within ${ingress.options.helloTimeout} ms`);
