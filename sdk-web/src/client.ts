@@ -68,7 +68,7 @@ export class Client implements CrierClient {
   closedWith: CrierError | undefined;
   /** @internal Sends a request (its frame made with its id) when connected; false (nothing sent) when not. */
   readonly ask: SendRequest = (frame, answer, what, ms) =>
-    this.connection.isOpen && this.connection.send(frame(this.pending.add(answer, what, ms)));
+    this.connection.welcomed && this.connection.send(frame(this.pending.add(answer, what, ms)));
   /** Removes the page lifecycle listeners. */
   private unwatch = (): void => {};
 

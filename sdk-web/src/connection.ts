@@ -90,7 +90,8 @@ export class Connection implements PageHooks {
   seq!: number;
   limits: ClientLimits | undefined;
   private socket: WebSocketLike | undefined;
-  private welcomed = false;
+  /** True when a `welcome` arrived on the current socket: frames sent now reach that broker. */
+  welcomed = false;
   private attempt = 0;
   private retryTimer: unknown;
   private handshakeTimer: unknown;
@@ -101,6 +102,7 @@ export class Connection implements PageHooks {
   private socketClosed: (() => void) | undefined;
   private suspended = false;
   private readonly credential: Credential;
+  private readonly clock: ResolvedOptions['clock'];
   /** Publish frames written this tick, not sent yet, for `batchSocket`; and their bytes. */
   private batch: Uint8Array<ArrayBuffer>[] = [];
   private batchBytes = 0;
@@ -115,13 +117,9 @@ export class Connection implements PageHooks {
     // A resumed session brings its position as well.
     ({ uuid: this.uuid, secret: this.secret, epoch: this.epoch, seq: this.seq = 0 } = (options.resume ?? options) as Partial<ClientSession>);
     this.credential = new Credential(options, hooks);
+    this.clock = options.clock;
     // The first socket is opened synchronously so a bad URL throws from `connect()` itself.
     this.open(true);
-  }
-
-  /** True when a `welcome` arrived on the current socket: frames sent now reach that broker. */
-  get isOpen(): boolean {
-    return this.welcomed;
   }
 
   /** Bytes sent on the current socket and not yet on the network (0 without a socket). */
@@ -170,11 +168,6 @@ export class Connection implements PageHooks {
     return this.quitting;
   }
 
-  /** The page is going away for good: quit. */
-  unload(): void {
-    void this.quit('pagehide');
-  }
-
   /**
    * Closes the socket and waits, without retrying and without closing the client, until
    * `pageBack()`: for a page entering the back/forward cache, which an open socket would keep out.
@@ -210,10 +203,6 @@ export class Connection implements PageHooks {
     this.clock.clearTimeout(this.retryTimer);
     this.attempt = 0;
     this.open(false);
-  }
-
-  private get clock(): ResolvedOptions['clock'] {
-    return this.options.clock;
   }
 
   private open(first: boolean): void {

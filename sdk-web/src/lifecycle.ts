@@ -9,8 +9,8 @@ export type WatchPage = (hooks: PageHooks) => () => void;
 
 /** What the page lifecycle asks of the client. */
 export interface PageHooks {
-  /** The page is going away for good: quit. */
-  unload(): void;
+  /** The page is going away for good: quit, with `pagehide` as the state change's reason. */
+  quit(reason: string): unknown;
   /** The page enters the back/forward cache: close the socket, keep the stream's state. */
   suspend(): void;
   /** The page came back from the back/forward cache: reconnect now. */
@@ -47,7 +47,7 @@ export function resolveLifecycle(options: ClientOptions): WatchPage | undefined 
     };
     on('pagehide', (event) => {
       if (!event.persisted) {
-        if (onUnload) hooks.unload();
+        if (onUnload) void hooks.quit('pagehide');
       } else if (onPageShow) hooks.suspend();
     });
     if (onPageShow) on('pageshow', (event) => event.persisted && hooks.pageBack());

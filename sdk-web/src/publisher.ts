@@ -68,7 +68,7 @@ export class Publisher {
       if (refused) throw refused;
       const id = options.ack === false ? undefined : this.prefix + (this.published++).toString(36);
       const item: Publish = { channel, data, labels: options.labels, key: options.key, id, resolve, reject };
-      if (this.connection.isOpen) {
+      if (this.connection.welcomed) {
         const full = this.bufferFull(channel);
         if (full) throw full;
         return this.transmit(item);
