@@ -270,4 +270,6 @@ export interface EngineStats {
    * took from Redis (once each), replies it forwarded to the node of their token.
    */
   requests?: { sent: number; received: number; forwarded: number };
+  /** Queue groups over the nodes: groups and members in the deployment's registry as this node knows it, node choices it wrote into messages. */
+  groups?: { groups: number; members: number; chosen: number };
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CloseCode, ErrorCode, FrameType, PROTOCOL_VERSION, type ErrorFrame, type EventFrame, type Frame, type ReplyAnswerFrame, type WelcomeFrame } from '@crier/protocol';
 import type { Broker } from '../src/index.js';
-import { RawClient, cleanup, startBroker, text } from './helpers.js';
+import { RawClient, cleanup, startBroker, text, waitFor } from './helpers.js';
 import { answerTo, ask, body, requestsOf, replyTo, respond, sendRequest, waitRequests } from './request-helpers.js';
 import { redisCommand, startRedis, startRedisCluster, type RedisCluster, type RedisServer } from './redis-server.js';
 
@@ -221,6 +221,46 @@ describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one bro
     expect(b.stats().engine.requests!.received).toBeGreaterThanOrEqual(1);
     expect(c.stats().engine.requests).toEqual({ sent: 0, received: 2, forwarded: 0 });
 
+  });
+
+  it('a queue group spans the nodes: each event to exactly one member, spread by members over nodes; requests too', async () => {
+    const [a, b] = await nodes(2);
+    const members = [await RawClient.connect(a.url), await RawClient.connect(a.url), await RawClient.connect(b.url)];
+    for (const m of members) {
+      const answer = await m.request({ t: FrameType.subscribe, r: 0, p: 'job.*', g: 'workers' });
+      expect(answer.t).toBe(FrameType.ack);
+    }
+    const plain = await RawClient.connect(b.url);
+    await plain.subscribe('job.>');
+    // Each node learns the other's members from a notice: wait until both count all three.
+    await waitFor('both nodes to know the three members', () => [a, b].every((n) => n.stats().engine.groups?.members === 3)).catch((err: unknown) => {
+      throw new Error(`${String(err)}: ${JSON.stringify([a, b].map((n) => [n.stats().engine, n.stats().groups]))} ${JSON.stringify(members.map((m) => m.closed))}`);
+    });
+    // Each publishing node picks by its own turn: 150 from each, a multiple of the 3 members.
+    await Promise.all(Array.from({ length: 300 }, (_, i) => (i % 2 === 0 ? a : b).publish('job.run', text(String(i)))));
+    await plain.waitEvents(300);
+    await waitFor('the group to get the 300 events', () => members.reduce((n, m) => n + m.events().length, 0) >= 300, { wakeOn: members.map((m) => m.changed) });
+    const counts = members.map((m) => m.events().length);
+    console.log(`queue group across two nodes on Redis ${where}, members a1 / a2 / b1 x 300 events: ${counts.join(' / ')}`);
+    expect(counts).toEqual([100, 100, 100]);
+    const all = members.flatMap((m) => m.events().map((e) => Number(Buffer.from(e.d).toString()))).sort((x, y) => x - y);
+    expect(all).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(a.stats().groups).toMatchObject({ members: 2, delivered: 200 });
+    expect(b.stats().groups).toMatchObject({ members: 1, delivered: 100 });
+    // Requests: one responder of the group answers each, wherever it is.
+    members.forEach((m, i) => respond(m, (d) => `${i}:${d}`));
+    const requester = await RawClient.connect(a.url);
+    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => ask(requester, 'job.ask', String(i))));
+    const by = [0, 0, 0];
+    for (const answer of answers) by[Number(body(answer as ReplyAnswerFrame).split(':')[0])]!++;
+    console.log(`queue group requests across two nodes on Redis ${where}, a1 / a2 / b1 x 30 requests: ${by.join(' / ')}`);
+    expect(by).toEqual([10, 10, 10]);
+    expect(requestsOf(plain)).toHaveLength(30); // a plain subscriber gets every request, as every event
+    // The member on b leaves: a picks b no more, the two on a share everything.
+    members[2]!.ws.close();
+    await waitFor('a to know b has no member left', () => a.stats().engine.groups?.members === 2);
+    await Promise.all(Array.from({ length: 10 }, (_, i) => b.publish('job.more', text(String(i)))));
+    await waitFor('a1 and a2 to get the 10 events', () => members[0]!.events('job.more').length + members[1]!.events('job.more').length === 10, { wakeOn: members.map((m) => m.changed) });
   });
 
   it('a reply that comes after the requester\'s node let the request go (timed out, or its requester left) is dropped there and counted', async () => {

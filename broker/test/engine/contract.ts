@@ -106,6 +106,8 @@ interface Rig {
   clock: ManualClock;
   limits: ContractLimits;
   sunk: StreamEvent[];
+  /** The queue groups the sink was told this node serves, per event (see EventSink). */
+  chosen: Map<StreamEvent, ReadonlySet<string> | undefined>;
   publish(channel: string, data?: string, extra?: Omit<PublishRequest, 'channel' | 'data'>): Promise<StreamEvent>;
 }
 
@@ -117,14 +119,18 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
     const engine = await make({ clock, limits: all, ...(sameStoreAs === undefined ? {} : { sameStoreAs }) });
     made.push(engine);
     const sunk: StreamEvent[] = [];
-    await engine.start((event) => sunk.push(event));
+    const chosen = new Map<StreamEvent, ReadonlySet<string> | undefined>();
+    await engine.start((event, groups) => {
+      sunk.push(event);
+      chosen.set(event, groups);
+    });
     const publish = async (channel: string, data = 'x', extra: Omit<PublishRequest, 'channel' | 'data'> = {}): Promise<StreamEvent> => {
       const result = await engine.publish({ channel, data: text(data), ...extra });
       const event = sunk.find((e) => e.id === result.id);
       if (event === undefined) throw new Error(`publish to ${channel} answered ${result.id} before the sink got it`);
       return event;
     };
-    return { engine, clock, limits: all, sunk, publish };
+    return { engine, clock, limits: all, sunk, chosen, publish };
   }
 
   /** Closes an engine before the end of its test (once: afterEach closes the others). */
@@ -633,6 +639,28 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
       });
     });
 
+    describe('queue groups', () => {
+      it('tells the sink which groups of an event this node serves: every local one on one node, the one it was picked for across nodes', async () => {
+        const { engine, chosen, publish } = await rig();
+        engine.interest('job.*', true);
+        engine.groupMembers?.('w', 'job.*', 2);
+        await engine.live('job.*');
+        const event = await publish('job.run', '1');
+        if (traits.sharedBetweenInstances) {
+          // The only node with members of (w, job.*): picked for it.
+          expect([...chosen.get(event)!]).toEqual(['w job.*']);
+          const other = await publish('other.x', '2');
+          expect([...chosen.get(other)!]).toEqual([]);
+        } else {
+          expect(chosen.get(event)).toBeUndefined(); // one node: its own groups, all of them
+        }
+        engine.groupMembers?.('w', 'job.*', 0);
+        await engine.live('job.*');
+        const after = await publish('job.run', '3');
+        if (traits.sharedBetweenInstances) expect([...chosen.get(after)!]).toEqual([]);
+      });
+    });
+
     if (traits.sharedBetweenInstances) {
       describe('nodes', () => {
         /** Two instances over one store, each started with its own sink. */
@@ -699,6 +727,79 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
           await until('b to get the reply', () => onB.replies.length === 1);
           const [got] = onB.replies;
           expect([got!.token, Buffer.from(got!.data).toString(), got!.labels, got!.id, got!.time]).toEqual([reply.token, 'the answer', ['ok'], 'r1', 1234]);
+        });
+
+        /** Where each of `events` (by id) was chosen for group `key`: 'a', 'b', or both/none as a string. */
+        function placed(a: Rig, b: Rig, ids: string[], key: string): string[] {
+          return ids.map((id) => {
+            const onA = [...a.chosen].some(([e, g]) => e.id === id && g?.has(key) === true);
+            const onB = [...b.chosen].some(([e, g]) => e.id === id && g?.has(key) === true);
+            return onA && onB ? 'both' : onA ? 'a' : onB ? 'b' : 'none';
+          });
+        }
+
+        it('picks one node for each queue group of an event, weighted by its members there, the same pick on every node', async () => {
+          const [a, b] = await pair();
+          for (const [r, members] of [[a, 2], [b, 1]] as const) {
+            r.engine.interest('job.*', true);
+            r.engine.groupMembers!('w', 'job.*', members);
+            await r.engine.live('job.*');
+          }
+          // a hears of b's members by a notice: publish until a picks b once.
+          for (let i = 0; ; i++) {
+            if (i === 200) throw new Error('a never picked b');
+            const probe = await a.publish('job.probe', String(i));
+            await until('b to get the probe', () => b.sunk.some((e) => e.id === probe.id));
+            if (placed(a, b, [probe.id], 'w job.*')[0] === 'b') break;
+          }
+          const ids: string[] = [];
+          for (let i = 0; i < 30; i++) ids.push((await a.publish('job.run', String(i))).id);
+          await until('b to get the 30 events', () => ids.every((id) => b.sunk.some((e) => e.id === id)));
+          const where = placed(a, b, ids, 'w job.*');
+          expect(where.filter((w) => w === 'a')).toHaveLength(20);
+          expect(where.filter((w) => w === 'b')).toHaveLength(10);
+          // A node that leaves the group (its last member gone), or ends, is picked no more: a
+          // picks itself 6 times in a row (at most 2 with b's member counted), once told.
+          const onlyA = async (channel: string): Promise<void> => {
+            let row = 0;
+            for (let i = 0; row < 6; i++) {
+              if (i === 300) throw new Error(`a kept picking b (${channel})`);
+              const e = await a.publish(channel, String(i));
+              row = placed(a, b, [e.id], 'w job.*')[0] === 'a' ? row + 1 : 0;
+            }
+          };
+          b.engine.groupMembers!('w', 'job.*', 0);
+          await b.engine.live('job.*');
+          await onlyA('job.after');
+          b.engine.groupMembers!('w', 'job.*', 1);
+          await b.engine.live('job.*');
+          await stop(b.engine);
+          await onlyA('job.end');
+        });
+
+        it('carries a request with its queue group picks: one node serves each group', async () => {
+          const [a, b] = await pair();
+          const onA = probe(a.engine, 1);
+          const onB = probe(b.engine, 1);
+          for (const r of [a, b]) {
+            r.engine.interest('svc.*', true);
+            r.engine.groupMembers!('q', 'svc.*', 1);
+            await r.engine.live('svc.*');
+          }
+          const serves = (p: RequestProbe, data: string): boolean => p.requests.some((r) => Buffer.from(r.frame).includes(Buffer.from(`q-${data}`)) && r.chosen?.has('q svc.*') === true);
+          // a hears of b's member by a notice: ask until b is picked once.
+          for (let i = 0; ; i++) {
+            if (i === 200) throw new Error('a never picked b for a request');
+            await a.engine.request(requestMessage('svc.x', `p${i}`));
+            await until('both nodes to get the request', () => [onA, onB].every((p) => p.requests.some((r) => Buffer.from(r.frame).includes(Buffer.from(`q-p${i}`)))));
+            if (serves(onB, `p${i}`)) break;
+          }
+          for (let i = 0; i < 10; i++) await a.engine.request(requestMessage('svc.x', `r${i}`));
+          await until('both nodes to get the 10 requests', () => [onA, onB].every((p) => p.requests.filter((r) => Buffer.from(r.frame).includes(Buffer.from('q-r'))).length === 10));
+          const onAServes = Array.from({ length: 10 }, (_, i) => serves(onA, `r${i}`));
+          const onBServes = Array.from({ length: 10 }, (_, i) => serves(onB, `r${i}`));
+          expect(onAServes.map((x, i) => Number(x) + Number(onBServes[i]))).toEqual(Array(10).fill(1));
+          expect(onAServes.filter(Boolean)).toHaveLength(5);
         });
 
         it('sequences publishes of both instances in one stream: offsets and seqs never repeat', async () => {

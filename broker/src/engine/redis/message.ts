@@ -3,8 +3,9 @@ import type { PublishRequest } from '../engine.js';
 import { StreamEvent } from '../stream-event.js';
 
 // How an event travels through Redis: `<seq> <offset> <channel epoch> <time>|` (the header the
-// publish script writes) followed by the publisher's payload, an event frame holding the
-// channel, data, labels and key (its sequencing fields still empty).
+// publish script writes) followed by the publisher's payload: the queue group choices when the
+// channel matches a group (`g<name> <pattern> <instance>,…|`, see groups.ts), then an event
+// frame holding the channel, data, labels and key (its sequencing fields still empty).
 
 /** What the publish script gave an event. */
 export interface Header {
@@ -15,6 +16,7 @@ export interface Header {
 }
 
 const BAR = 0x7c; // '|'
+const G = 0x67; // 'g': queue group choices
 
 /** The publisher's part of the message: the request as an event frame, not sequenced yet. */
 export function encodePayload(request: PublishRequest): Uint8Array {
@@ -29,11 +31,14 @@ export function parseHeader(text: string): Header {
   return { seq: Number(seq), offset: Number(offset), epoch: epoch!, time: Number(time) };
 }
 
-/** Where a message's payload starts (after the header's bar). */
+/** Where a message's payload starts: after the header's bar, and after the queue group choices if any. */
 function payloadStart(message: Uint8Array): number {
   const bar = message.indexOf(BAR);
   if (bar < 0) throw new Error('not a crier message: no header');
-  return bar + 1;
+  if (message[bar + 1] !== G) return bar + 1; // a frame starts with a map's byte, never 'g'
+  const end = message.indexOf(BAR, bar + 1);
+  if (end < 0) throw new Error('not a crier message: queue group choices without their end');
+  return end + 1;
 }
 
 /** Limits for decoding payloads: as large as the broker's payloads may be. */
@@ -45,7 +50,7 @@ export function payloadLimits(maxPayload: number): DecodeLimits {
 /** The event a message carries. */
 export function messageEvent(message: Uint8Array, limits: DecodeLimits): StreamEvent {
   const start = payloadStart(message);
-  const header = parseHeader(Buffer.from(message.buffer, message.byteOffset, start - 1).toString('latin1'));
+  const header = parseHeader(Buffer.from(message.buffer, message.byteOffset, message.indexOf(BAR)).toString('latin1'));
   const frame = decodeFrame(message.subarray(start), limits);
   if (frame.t !== FrameType.event) throw new Error('not a crier message: its payload is not an event');
   return sequenced(frame.c, frame.d, frame.l, frame.k, header);

@@ -13,6 +13,7 @@ import type {
 } from '../engine.js';
 import { MAX_PARKED_SESSIONS } from '../memory-engine.js';
 import type { StreamEvent } from '../stream-event.js';
+import { NO_GROUPS, RedisGroups } from './groups.js';
 import { encodePayload, eventId, messageEvent, parseHeader, payloadLimits, requestEvent, type Header } from './message.js';
 import * as scripts from './scripts.js';
 import { RedisRequests } from './requests.js';
@@ -234,6 +235,8 @@ export class RedisEngine implements Engine {
   private epochListener: () => void = () => {};
   /** Requests and replies between nodes (see requests.ts): not sequenced, straight on pub/sub. */
   private readonly requests: RedisRequests;
+  /** Queue groups over the nodes (see groups.ts): the registry, the choices in each message. */
+  private readonly groups: RedisGroups;
 
   /** Figures for `/stats` and `/metrics`. */
   readonly counters = { received: 0, refiltered: 0, fills: 0, filled: 0, lostInFills: 0, rttMs: 0, disconnects: 0, epochChanges: 0 };
@@ -275,8 +278,17 @@ export class RedisEngine implements Engine {
     this.bounds = [options.historySize, options.historyBytes, options.historyTtl, options.historyTotalBytes, options.channelCacheSize].map(String);
     this.publishTail = [String(options.idempotencyWindow), String(REMEMBERED_EVICTIONS), this.sharded ? 's' : ''];
     this.instance = `${options.node}#${nanoid(6)}`;
+    this.groups = new RedisGroups({
+      instance: this.instance,
+      prefix: this.prefix,
+      sharded: this.sharded,
+      evaluate: (source, args) => this.send(['EVAL', source, '1', this.routeKey, ...args]),
+      warn: (fields, message) => this.log?.warn(fields, message),
+    });
     this.requests = new RedisRequests({
       instance: this.instance,
+      choose: (channel) => this.groups.choose(channel),
+      chosenIn: (choices) => this.groups.chosenIn(choices),
       limits: this.limits,
       now: () => this.clock.now(),
       toNode: (instance, message) => void this.send([this.publishCommand, `${this.prefix}n:${instance}`, message]).catch(() => {}),
@@ -321,6 +333,8 @@ export class RedisEngine implements Engine {
       this.epoch = String(epoch);
       this.delivered = this.known = Number(seq);
       await this.sub.subscribe(this.nodeChannel, this.onMarker, true);
+      await this.sub.subscribe(`${this.prefix}q`, this.groups.onNotice, true);
+      await this.groups.refresh();
     } catch (err) {
       await this.close();
       throw new Error(`the Redis engine cannot start on ${redacted(this.options.url)}: ${(err as Error).message}`);
@@ -344,8 +358,12 @@ export class RedisEngine implements Engine {
       const pending: Pending = { request, resolve, reject, header: undefined, answeredAt: 0 };
       const downs = this.counters.disconnects;
       this.pending.set(id, pending);
-      const payload = encodePayload(request);
-      const args = [this.prefix, request.channel, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), String(this.clock.wall()),
+      const frame = encodePayload(request);
+      let payload = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+      // One node for each queue group the channel matches, the same for every node reading it.
+      const choices = this.groups.choose(request.channel);
+      if (choices !== undefined) payload = Buffer.concat([Buffer.from(`${choices}|`, 'latin1'), payload]);
+      const args = [this.prefix, request.channel, payload, String(this.clock.wall()),
         this.epochCandidate, this.instance, id, ...this.bounds, idem, ...this.publishTail];
       this.run(PUBLISH, args).then((reply) => {
         const [published, header] = reply as [number, string];
@@ -450,7 +468,7 @@ export class RedisEngine implements Engine {
     }
     this.delivered = event.seq;
     if (event.seq > this.known) this.known = event.seq;
-    this.sink(event);
+    this.sink(event, this.groups.chosenInMessage(message));
   }
 
   /** This node's publish went through: the event follows its channel's, if it came. */
@@ -465,7 +483,8 @@ export class RedisEngine implements Engine {
       // No subscription of this node matched it: hand it over here, in stream order.
       this.delivered = h.seq;
       if (h.seq > this.known) this.known = h.seq;
-      if (pending !== undefined) this.sink(requestEvent(pending.request, h));
+      // No member of a group here either: no group of it is this node's.
+      if (pending !== undefined) this.sink(requestEvent(pending.request, h), NO_GROUPS);
     }
     if (pending !== undefined) {
       this.pending.delete(id);
@@ -557,7 +576,14 @@ export class RedisEngine implements Engine {
   }
 
   live(pattern: string): Promise<void> | undefined {
-    return this.subscribing.get(pattern);
+    const subscribed = this.subscribing.get(pattern);
+    const grouped = this.groups.pending(pattern);
+    if (grouped === undefined) return subscribed;
+    return subscribed === undefined ? grouped : Promise.all([subscribed, grouped]).then(() => {});
+  }
+
+  groupMembers(name: string, pattern: string, count: number): void {
+    if (!this.closed) this.groups.setLocal(name, pattern, count);
   }
 
   /** The Redis pub/sub channel (a name) or glob (a pattern: `*` and `>` become `*`). */
@@ -731,7 +757,7 @@ export class RedisEngine implements Engine {
     for (const event of events) {
       if (event.seq <= this.delivered) continue;
       this.delivered = event.seq;
-      this.sink(event);
+      this.sink(event, this.groups.chosenOf(event));
     }
     if (upTo > this.delivered) this.delivered = upTo;
   }
@@ -845,7 +871,11 @@ export class RedisEngine implements Engine {
     for (let i = 2; i < reply.length; i++) {
       const [name, exists, epoch, offset, lost, lostSeq, gone, messages] = reply[i] as [Buffer, number, Buffer, number, number, number, number, Buffer[]];
       const events: StreamEvent[] = [];
-      for (const message of messages) events.push(messageEvent(message, this.limits));
+      for (const message of messages) {
+        const event = messageEvent(message, this.limits);
+        this.groups.remember(event, message);
+        events.push(event);
+      }
       channels.push({
         name: name.toString(), exists: Number(exists) === 1, epoch: epoch.toString(), offset: Number(offset), lost: Number(lost),
         lostSeq: Number(lostSeq), gone: Number(gone), events,
@@ -923,6 +953,7 @@ export class RedisEngine implements Engine {
     return {
       kind: this.kind, ready: this.ready, node: this.options.node, redis: redacted(this.options.url), ...this.counters,
       pending: this.pending.size, interest: this.names.size + this.patternSet.size, lastError: this.lastError, requests: { ...this.requests.traffic },
+      groups: { ...this.groups.stats() },
     };
   }
 
@@ -1020,6 +1051,8 @@ export class RedisEngine implements Engine {
       await this.cmd.sendCommand(['EVAL', HEARTBEAT.source, '1', this.routeKey, this.prefix, this.instance, String(this.clock.wall())], NO_TIMEOUT);
       this.counters.rttMs = Math.round((performance.now() - start) * 1000) / 1000;
       this.cmdUp = true;
+      // The queue group registry of the live nodes (a node that stopped beating is left out).
+      this.groups.refresh().catch((err: unknown) => this.log?.warn({ err: (err as Error).message }, 'redis engine: the queue group registry could not be read'));
     } catch {
       this.cmdUp = false;
     } finally {
@@ -1038,6 +1071,7 @@ export class RedisEngine implements Engine {
     this.claims.clear();
     // Gone at once for the other nodes: they stop asking this one for its streams.
     if (this.cmd.isReady) await this.command(['DEL', this.key(`node:${this.instance}`)]).catch(() => {});
+    if (this.cmd.isReady) await this.groups.leave().catch(() => {});
     await Promise.all([this.cmd, this.sub].map((c) => (c.isReady ? c.close().catch(() => c.destroy()) : Promise.resolve(safeDestroy(c)))));
   }
 }

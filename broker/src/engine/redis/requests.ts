@@ -1,11 +1,13 @@
 import { FrameType, decodeFrame, encodeFrame, type DecodeLimits } from '@crier/protocol';
 import type { ReplyMessage, ReplySink, RequestMessage, RequestSink } from '../engine.js';
+import { NO_GROUPS } from './groups.js';
 
 // Request/reply between the nodes of a Redis deployment. Requests are not sequenced: they skip the
 // publish script and go straight on the pub/sub channels events use (so interest routing works),
 // as a message the nodes tell from an event by its first byte:
 //
-//   on the event channels:     ?<origin instance> <key>|<event frame>   a request
+//   on the event channels:     ?<origin instance> <key>[ g<choices>]|<event frame>   a request
+//                              (the choices: one node per queue group it matches, see groups.ts)
 //   on a node's channel n:<i>: !d<key> <0|1>                            "this copy reached nobody / someone"
 //                              !a<reply token>|<reply frame>             a reply to a request <i> holds
 //
@@ -39,6 +41,10 @@ interface Tally {
 /** What the request traffic needs from the engine around it. */
 export interface RequestLink {
   readonly instance: string;
+  /** The queue group choices for a request on `channel` (`g…`), or undefined when it matches no group. */
+  choose(channel: string): string | undefined;
+  /** The groups a choices text gives this node. */
+  chosenIn(choices: string): ReadonlySet<string>;
   readonly limits: DecodeLimits;
   /** Monotonic ms. */
   now(): number;
@@ -78,7 +84,9 @@ export class RedisRequests {
   request(request: RequestMessage): Promise<boolean> {
     const key = (this.serial++).toString(36);
     this.traffic.sent++;
-    const message = Buffer.concat([Buffer.from(`?${this.link.instance} ${key}|`, 'latin1'), request.frame]);
+    const choices = this.link.choose(request.channel);
+    const header = choices === undefined ? `?${this.link.instance} ${key}|` : `?${this.link.instance} ${key} ${choices}|`;
+    const message = Buffer.concat([Buffer.from(header, 'latin1'), request.frame]);
     return new Promise<boolean>((resolve, reject) => {
       const tally: Tally = { expected: undefined, answered: 0, resolve, at: this.link.now() };
       this.tallies.set(key, tally);
@@ -116,7 +124,11 @@ export class RedisRequests {
     const space = message.indexOf(SPACE);
     if (bar < 0 || space < 0 || space > bar) return this.link.warn({}, 'redis engine: a request message without its header, ignored');
     const origin = message.toString('latin1', 1, space);
-    const key = message.toString('latin1', space + 1, bar);
+    const rest = message.toString('latin1', space + 1, bar);
+    const cut = rest.indexOf(' ');
+    const key = cut < 0 ? rest : rest.slice(0, cut);
+    // Without choices no group member gets it: its node knew of no group then.
+    const chosen = cut < 0 ? NO_GROUPS : this.link.chosenIn(rest.slice(cut + 1));
     const frame = message.subarray(bar + 1);
     const id = `${origin} ${key}`;
     let delivered = 0;
@@ -129,7 +141,7 @@ export class RedisRequests {
       } catch (err) {
         this.link.warn({ err }, 'redis engine: a request whose frame does not decode, ignored');
       }
-      if (decoded?.t === FrameType.event) delivered = this.requestSink({ channel: decoded.c, labels: decoded.l, key: decoded.k, frame });
+      if (decoded?.t === FrameType.event) delivered = this.requestSink({ channel: decoded.c, labels: decoded.l, key: decoded.k, frame, chosen });
     }
     if (origin === this.link.instance) this.answered(key, delivered > 0);
     else this.link.toNode(origin, Buffer.from(`!d${key} ${delivered > 0 ? 1 : 0}`, 'latin1'));

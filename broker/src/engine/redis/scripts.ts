@@ -12,6 +12,7 @@
 //   P gone       zset   channels forgotten whole, by the seq of their last event (bounded)
 //   P i:<scope>  string an idempotent publish: `<at>|<header>`
 //   P x:<uuid>   string a parked session; P xs zset: parked uuids by expiry (wall ms)
+//   P q:<node>   hash   a node's queue group members per `<name> <pattern>` (see groups.ts)
 // Pub/sub: P e:<name> carries each event's message; P n:<node> tells a node its own publish went
 // through (in stream order, behind the event), so it hands the event over even without interest.
 //
@@ -309,6 +310,7 @@ for i = 1, #dead do
   local n = dead[i]
   local beat = tonumber(redis.call('ZSCORE', P .. 'nodes', n))
   local L = P .. 'xl:' .. n
+  redis.call('DEL', P .. 'q:' .. n) -- its queue group members (groups.ts): gone with it
   local uuids = redis.call('SRANDMEMBER', L, budget)
   for j = 1, #uuids do
     local K = P .. 'x:' .. uuids[j]
