@@ -263,6 +263,20 @@ describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one bro
     await waitFor('a1 and a2 to get the 10 events', () => members[0]!.events('job.more').length + members[1]!.events('job.more').length === 10, { wakeOn: members.map((m) => m.changed) });
   });
 
+  it('a queue group across nodes applies each member\'s filter: an event goes to a node holding a member it passes', async () => {
+    const [a, b] = await nodes(2);
+    const eu = await RawClient.connect(a.url);
+    const us = await RawClient.connect(b.url);
+    expect((await eu.request({ t: FrameType.subscribe, r: 0, p: 'sale.*', g: 'shop', f: { l: ['eu'] } })).t).toBe(FrameType.ack);
+    expect((await us.request({ t: FrameType.subscribe, r: 0, p: 'sale.*', g: 'shop', f: { l: ['us'] } })).t).toBe(FrameType.ack);
+    await waitFor('both nodes to know both members', () => [a, b].every((n) => n.stats().engine.groups?.members === 2));
+    for (let i = 0; i < 10; i++) await (i % 2 === 0 ? a : b).publish('sale.new', text(`${i % 3 === 0 ? 'us' : 'eu'}${i}`), { labels: [i % 3 === 0 ? 'us' : 'eu'] });
+    await eu.waitEvents(6);
+    await us.waitEvents(4);
+    expect(eu.events().map((e) => Buffer.from(e.d).toString())).toEqual(['eu1', 'eu2', 'eu4', 'eu5', 'eu7', 'eu8']);
+    expect(us.events().map((e) => Buffer.from(e.d).toString())).toEqual(['us0', 'us3', 'us6', 'us9']);
+  });
+
   it('a reply that comes after the requester\'s node let the request go (timed out, or its requester left) is dropped there and counted', async () => {
     const [a, b] = await nodes(2);
     const responder = await RawClient.connect(b.url);

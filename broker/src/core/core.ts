@@ -83,7 +83,7 @@ export class BrokerCore {
   async start(): Promise<void> {
     await this.engine.start((event, chosen) => this.route(event, chosen));
     this.registry.onInterest((pattern, present) => this.engine.interest(pattern, present));
-    this.registry.groups.onMembers((name, pattern, count) => this.engine.groupMembers?.(name, pattern, count));
+    this.registry.groups.onMembers((name, pattern, members) => this.engine.groupMembers?.(name, pattern, members));
   }
 
   // ---- publish ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import { CrierError, ErrorCode, subscriptionKey, type EventFilter } from '@crier/protocol';
 import { TopN } from '../observe/top-n.js';
-import type { ParkedSession } from '../engine/engine.js';
+import type { GroupFilterCount, ParkedSession } from '../engine/engine.js';
 import type { GroupStats } from '../types.js';
 import { ChannelIndex } from './channel-index.js';
 import type { IndexEntry, Subscriber } from './subscriber.js';
@@ -68,8 +68,8 @@ export class QueueGroup {
   }
 }
 
-/** This node's members of a group (name, pattern) became `count` (0: the last one left). */
-export type GroupListener = (name: string, pattern: string, count: number) => void;
+/** This node's members of a group (name, pattern) changed: how many have each filter (empty: none left). */
+export type GroupListener = (name: string, pattern: string, members: readonly GroupFilterCount[]) => void;
 
 /** Who may be picked (a request goes to open WebSocket connections only). */
 export type Eligible = (sub: Subscriber) => boolean;
@@ -203,9 +203,18 @@ export class QueueGroups {
     return best.result();
   }
 
-  /** This node's member count of `group` now. */
+  /** This node's members of `group` now, by filter. */
   private tell(group: QueueGroup): void {
-    for (const listener of this.listeners) listener(group.name, group.pattern, group.members.length);
+    if (this.listeners.length === 0) return;
+    const byFilter = new Map<string, GroupFilterCount>();
+    for (const member of group.members) {
+      const id = member.filter?.id ?? '';
+      const counted = byFilter.get(id);
+      if (counted !== undefined) counted.count++;
+      else byFilter.set(id, { filter: member.filter?.wire, count: 1 });
+    }
+    const members = [...byFilter.values()];
+    for (const listener of this.listeners) listener(group.name, group.pattern, members);
   }
 }
 

@@ -65,6 +65,12 @@ export interface ReplyMessage {
 /** Where an engine hands the replies other nodes forward to this one. */
 export type ReplySink = (reply: ReplyMessage) => void;
 
+/** Members of a queue group on one node with one filter (`undefined`: none). */
+export interface GroupFilterCount {
+  filter: SubscriptionFilter | undefined;
+  count: number;
+}
+
 /**
  * A position in a channel's history: the last event a reader has, by `(epoch, offset)`.
  * `offset` 0 asks for the channel from its oldest retained event.
@@ -207,12 +213,13 @@ export interface Engine {
    */
   interest(pattern: string, present: boolean): void;
   /**
-   * This node's members of the queue group (`name`, `pattern`) became `count` (0: none left). An
-   * engine that carries events between nodes shares it with them, so that the node publishing an
-   * event picks one node for each group ({@link EventSink}'s `chosen`); {@link live} for the
+   * This node's members of the queue group (`name`, `pattern`) changed: how many there are with
+   * each filter now (empty: none left). An engine that carries events between nodes shares it
+   * with them, so that the node publishing an event picks, for each group, one node holding a
+   * member whose filter the event passes ({@link EventSink}'s `chosen`); {@link live} for the
    * pattern settles once the other nodes can know it. One node (the memory engine) needs nothing.
    */
-  groupMembers?(name: string, pattern: string, count: number): void;
+  groupMembers?(name: string, pattern: string, members: readonly GroupFilterCount[]): void;
   /**
    * Settles once events of `pattern` published on any node reach this node's sink (its interest
    * is live in the shared store); `undefined` when they already do. A subscribe is acknowledged,

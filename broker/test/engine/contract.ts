@@ -3,7 +3,7 @@
 // engine that answers at once and one that answers with promises are held to the same promises.
 import { afterEach, describe, expect, it } from 'vitest';
 import { FrameType, decodeFrame, encodeFrame } from '@crier/protocol';
-import type { Engine, ParkedSession, PublishRequest, ReplyMessage, RequestMessage } from '../../src/engine/engine.js';
+import type { Engine, GroupFilterCount, ParkedSession, PublishRequest, ReplyMessage, RequestMessage } from '../../src/engine/engine.js';
 import type { StreamEvent } from '../../src/engine/stream-event.js';
 import { ManualClock } from '../manual-clock.js';
 
@@ -68,6 +68,9 @@ const bodies = (events: StreamEvent[]): string[] => events.map(body);
 const seqs = (events: StreamEvent[]): number[] => events.map((e) => e.seq);
 /** About 1.1 KB as a frame, with its channel and fields. */
 const KB = 'x'.repeat(1000);
+
+/** `n` members of a queue group, with no filter (none left when 0), as the broker tells an engine. */
+const members = (n: number): GroupFilterCount[] => (n === 0 ? [] : [{ filter: undefined, count: n }]);
 
 /** A request as the broker hands it to an engine: its event frame carries the reply token. */
 function requestMessage(channel: string, data: string, extra: { labels?: string[]; key?: string } = {}): RequestMessage {
@@ -643,7 +646,7 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
       it('tells the sink which groups of an event this node serves: every local one on one node, the one it was picked for across nodes', async () => {
         const { engine, chosen, publish } = await rig();
         engine.interest('job.*', true);
-        engine.groupMembers?.('w', 'job.*', 2);
+        engine.groupMembers?.('w', 'job.*', members(2));
         await engine.live('job.*');
         const event = await publish('job.run', '1');
         if (traits.sharedBetweenInstances) {
@@ -654,7 +657,7 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         } else {
           expect(chosen.get(event)).toBeUndefined(); // one node: its own groups, all of them
         }
-        engine.groupMembers?.('w', 'job.*', 0);
+        engine.groupMembers?.('w', 'job.*', members(0));
         await engine.live('job.*');
         const after = await publish('job.run', '3');
         if (traits.sharedBetweenInstances) expect([...chosen.get(after)!]).toEqual([]);
@@ -740,9 +743,9 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
 
         it('picks one node for each queue group of an event, weighted by its members there, the same pick on every node', async () => {
           const [a, b] = await pair();
-          for (const [r, members] of [[a, 2], [b, 1]] as const) {
+          for (const [r, n] of [[a, 2], [b, 1]] as const) {
             r.engine.interest('job.*', true);
-            r.engine.groupMembers!('w', 'job.*', members);
+            r.engine.groupMembers!('w', 'job.*', members(n));
             await r.engine.live('job.*');
           }
           // a hears of b's members by a notice: publish until a picks b once.
@@ -768,13 +771,36 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
               row = placed(a, b, [e.id], 'w job.*')[0] === 'a' ? row + 1 : 0;
             }
           };
-          b.engine.groupMembers!('w', 'job.*', 0);
+          b.engine.groupMembers!('w', 'job.*', members(0));
           await b.engine.live('job.*');
           await onlyA('job.after');
-          b.engine.groupMembers!('w', 'job.*', 1);
+          b.engine.groupMembers!('w', 'job.*', members(1));
           await b.engine.live('job.*');
           await stop(b.engine);
           await onlyA('job.end');
+        });
+
+        it('picks only a node holding a member whose filter the event passes', async () => {
+          const [a, b] = await pair();
+          a.engine.interest('sale.*', true);
+          a.engine.groupMembers!('s', 'sale.*', [{ filter: { l: ['eu'] }, count: 2 }]);
+          b.engine.interest('sale.*', true);
+          b.engine.groupMembers!('s', 'sale.*', [{ filter: { l: ['us'] }, count: 1 }, { filter: { k: ['vip'] }, count: 1 }]);
+          await a.engine.live('sale.*');
+          await b.engine.live('sale.*');
+          // a hears of b's members by a notice: publish a us event until a picks b for it.
+          for (let i = 0; ; i++) {
+            if (i === 200) throw new Error('a never picked b for a us event');
+            const probe = await a.publish('sale.probe', String(i), { labels: ['us'] });
+            await until('b to get the probe', () => b.sunk.some((e) => e.id === probe.id));
+            if (placed(a, b, [probe.id], 's sale.*')[0] === 'b') break;
+          }
+          const eu = await a.publish('sale.x', 'eu', { labels: ['eu'] });
+          const us = await a.publish('sale.x', 'us', { labels: ['us'] });
+          const vip = await a.publish('sale.x', 'vip', { labels: ['asia'], key: 'vip' });
+          const none = await a.publish('sale.x', 'none', { labels: ['asia'] });
+          await until('b to get the four', () => [eu, us, vip, none].every((e) => b.sunk.some((x) => x.id === e.id)));
+          expect(placed(a, b, [eu.id, us.id, vip.id, none.id], 's sale.*')).toEqual(['a', 'b', 'b', 'none']);
         });
 
         it('carries a request with its queue group picks: one node serves each group', async () => {
@@ -783,7 +809,7 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
           const onB = probe(b.engine, 1);
           for (const r of [a, b]) {
             r.engine.interest('svc.*', true);
-            r.engine.groupMembers!('q', 'svc.*', 1);
+            r.engine.groupMembers!('q', 'svc.*', members(1));
             await r.engine.live('svc.*');
           }
           const serves = (p: RequestProbe, data: string): boolean => p.requests.some((r) => Buffer.from(r.frame).includes(Buffer.from(`q-${data}`)) && r.chosen?.has('q svc.*') === true);

@@ -1,17 +1,20 @@
-import { PatternTrie, isWildcard } from '@crier/protocol';
+import { PatternTrie, compileFilter, isWildcard, type EventFilter, type SubscriptionFilter } from '@crier/protocol';
+import type { GroupFilterCount } from '../engine.js';
 
 // Queue groups across the nodes of a Redis deployment: each event to exactly one member of a
 // group (name, pattern), whatever node it is on.
 //
 // The membership registry, under the prefix P:
-//   P q:<instance>  hash   this node's groups: field `<name> <pattern>`, value its member count
-//   P q             pub/sub a change: `<instance> <count> <name> <pattern>`
+//   P q:<instance>  hash   this node's groups: field `<name> <pattern>`, value its members by
+//                          filter, JSON `[[<filter or null>, <count>], …]`
+//   P q             pub/sub a change: `<instance> <name> <pattern> <value>` (no value: none left)
 // Every node caches the registry (refreshed on each change notice, and read whole once a second,
 // live nodes only: a node whose `P node:<instance>` expired is left out within ~5 s, and its hash
 // is deleted by the heartbeat's sweep of dead nodes).
 //
-// The publishing node picks one node for each group the channel matches (round-robin weighted by
-// member counts) and writes its choices in the message, between the header and the payload:
+// The publishing node picks one node for each group the channel matches, among the nodes holding
+// a member whose filter the event passes (round-robin weighted by how many pass there), and
+// writes its choices in the message, between the header and the payload:
 //   <seq> <offset> <channel epoch> <time>|g<name> <pattern> <instance>,<name> <pattern> <instance>|<event frame>
 // (names, patterns and instances hold no space, comma or bar). Every node reads the same choices;
 // the chosen one picks the member locally (see core/groups.ts). A request carries them the same
@@ -25,17 +28,17 @@ const BAR = 0x7c; // '|'
 /** Nothing chosen: a node that serves no group of an event. */
 export const NO_GROUPS: ReadonlySet<string> = new Set();
 
-/** Sets this node's count of a group and tells every node. ARGV: prefix, instance, `<name> <pattern>`, count, `s` (sharded). */
+/** Sets this node's members of a group and tells every node. ARGV: prefix, instance, `<name> <pattern>`, value ('': none), `s` (sharded). */
 export const GROUP_SET = `
-local P, instance, field, count = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local P, instance, field, value = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local Q = P .. 'q:' .. instance
-if count > 0 then redis.call('HSET', Q, field, count) else redis.call('HDEL', Q, field) end
-local notice = instance .. ' ' .. count .. ' ' .. field
+if value ~= '' then redis.call('HSET', Q, field, value) else redis.call('HDEL', Q, field) end
+local notice = instance .. ' ' .. field .. ' ' .. value
 if ARGV[5] == 's' then redis.call('SPUBLISH', P .. 'q', notice) else redis.call('PUBLISH', P .. 'q', notice) end
 return 1
 `;
 
-/** The registry of the live nodes: {instance, field, count, ...}. ARGV: prefix. */
+/** The registry of the live nodes: {instance, field, value, ...}. ARGV: prefix. */
 export const GROUPS_READ = `
 local P = ARGV[1]
 local out = {}
@@ -61,7 +64,7 @@ local Q = P .. 'q:' .. instance
 local fields = redis.call('HKEYS', Q)
 redis.call('DEL', Q)
 for i = 1, #fields do
-  local notice = instance .. ' 0 ' .. fields[i]
+  local notice = instance .. ' ' .. fields[i] .. ' '
   if ARGV[3] == 's' then redis.call('SPUBLISH', P .. 'q', notice) else redis.call('PUBLISH', P .. 'q', notice) end
 end
 return 1
@@ -77,15 +80,23 @@ export interface GroupLink {
   warn(fields: object, message: string): void;
 }
 
+/** One node's members of a group: how many with each filter. */
+interface NodeMembers {
+  /** As the registry holds it (JSON): what a refresh compares. */
+  readonly value: string;
+  readonly filters: { filter: EventFilter | undefined; count: number }[];
+  readonly total: number;
+}
+
 /** A group (name, pattern) of the deployment: its members per node, and whose turn it is. */
 interface Group {
   readonly name: string;
   readonly pattern: string;
   readonly key: string;
   /** Members per node instance (this one's from its own registry, the others' from Redis). */
-  readonly nodes: Map<string, number>;
-  /** The nodes with members, in instance order, and their counts: what a pick walks. */
-  slots: [string, number][];
+  readonly nodes: Map<string, NodeMembers>;
+  /** The nodes with members, in instance order: what a pick walks. */
+  slots: [string, NodeMembers][];
   total: number;
   turn: number;
 }
@@ -102,8 +113,8 @@ export class RedisGroups {
   private readonly groups = new Map<string, Group>();
   private readonly exact = new Map<string, Set<Group>>();
   private readonly trie = new PatternTrie<Group>();
-  /** This node's own counts: what it wrote, or is writing. */
-  private readonly local = new Map<string, number>();
+  /** This node's own members (registry values by group key): what it wrote, or is writing. */
+  private readonly local = new Map<string, string>();
   /** Writes in flight, per pattern (a subscribe waits for them: see {@link pending}). */
   private readonly writes = new Map<string, Promise<void>>();
   /** Chosen sets of events read back from history (a gap fill hands them over with them). */
@@ -115,13 +126,14 @@ export class RedisGroups {
     this.mode = link.sharded ? 's' : '';
   }
 
-  /** This node's members of (name, pattern) became `count`: written to Redis, every node told. */
-  setLocal(name: string, pattern: string, count: number): void {
+  /** This node's members of (name, pattern) changed: written to Redis, every node told. */
+  setLocal(name: string, pattern: string, members: readonly GroupFilterCount[]): void {
     const key = `${name} ${pattern}`;
-    if (count > 0) this.local.set(key, count);
+    const value = members.length === 0 ? '' : JSON.stringify(members.map((m) => [m.filter ?? null, m.count]));
+    if (value !== '') this.local.set(key, value);
     else this.local.delete(key);
-    this.set(name, pattern, this.link.instance, count);
-    const write = this.write(key, count);
+    this.set(name, pattern, this.link.instance, value);
+    const write = this.write(key, value);
     const all = Promise.all([this.writes.get(pattern), write]).then(() => {});
     this.writes.set(pattern, all);
     void all.finally(() => {
@@ -136,12 +148,13 @@ export class RedisGroups {
 
   /** A change notice from another node (or this one: ignored, its own counts are known here). */
   readonly onNotice = (message: Buffer): void => {
-    const text = message.toString('latin1');
-    const [instance, count, name, pattern] = text.split(' ');
-    if (instance === undefined || count === undefined || name === undefined || pattern === undefined) {
+    const text = message.toString('utf8');
+    const [instance, name, pattern] = text.split(' ', 3);
+    if (instance === undefined || name === undefined || pattern === undefined) {
       return this.link.warn({ notice: text }, 'redis engine: a queue group notice that does not parse, ignored');
     }
-    if (instance !== this.link.instance) this.set(name, pattern, instance, Number(count));
+    const value = text.slice(instance.length + name.length + pattern.length + 3);
+    if (instance !== this.link.instance) this.set(name, pattern, instance, value);
   };
 
   /**
@@ -150,27 +163,27 @@ export class RedisGroups {
    */
   async refresh(): Promise<void> {
     const reply = (await this.link.evaluate(GROUPS_READ, [this.link.prefix])) as unknown[];
-    const seen = new Map<string, Map<string, number>>();
-    const mine = new Map<string, number>();
+    const seen = new Map<string, Map<string, string>>();
+    const mine = new Map<string, string>();
     for (let i = 0; i + 2 < reply.length; i += 3) {
       const instance = String(reply[i]);
       const key = String(reply[i + 1]);
-      const count = Number(reply[i + 2]);
+      const value = String(reply[i + 2]);
       if (instance === this.link.instance) {
-        mine.set(key, count);
+        mine.set(key, value);
         continue;
       }
       let nodes = seen.get(key);
       if (nodes === undefined) seen.set(key, (nodes = new Map()));
-      nodes.set(instance, count);
+      nodes.set(instance, value);
     }
-    for (const [key, count] of this.local) {
-      if (mine.get(key) !== count) void this.write(key, count);
+    for (const [key, value] of this.local) {
+      if (mine.get(key) !== value) void this.write(key, value);
       let nodes = seen.get(key);
       if (nodes === undefined) seen.set(key, (nodes = new Map()));
-      nodes.set(this.link.instance, count);
+      nodes.set(this.link.instance, value);
     }
-    for (const [key, count] of mine) if (!this.local.has(key) && count > 0) void this.write(key, 0);
+    for (const key of mine.keys()) if (!this.local.has(key)) void this.write(key, '');
     // Groups gone from Redis go; the others take the counts read (their turn kept).
     for (const group of [...this.groups.values()]) {
       if (!seen.has(group.key)) this.drop(group);
@@ -178,29 +191,35 @@ export class RedisGroups {
     for (const [key, nodes] of seen) {
       const space = key.indexOf(' ');
       const group = this.group(key.slice(0, space), key.slice(space + 1));
-      group.nodes.clear();
-      for (const [instance, count] of nodes) group.nodes.set(instance, count);
+      for (const instance of [...group.nodes.keys()]) if (!nodes.has(instance)) group.nodes.delete(instance);
+      for (const [instance, value] of nodes) if (group.nodes.get(instance)?.value !== value) this.parseInto(group, instance, value);
       this.reslot(group);
+      if (group.nodes.size === 0) this.drop(group);
     }
   }
 
   /**
-   * The choices for an event of `channel`: one node for each group of the deployment that the
-   * channel matches, as the `g…` part of a message (without its bar); `undefined` when none.
+   * The choices for an event of `channel` with `labels` and `key`: for each group of the
+   * deployment that the channel matches, one node holding a member whose filter the event
+   * passes, as the `g…` part of a message (without its bar); `undefined` when none.
    */
-  choose(channel: string): string | undefined {
+  choose(channel: string, labels: string[] | undefined, key: string | undefined): string | undefined {
     if (this.groups.size === 0) return undefined;
     let out: string | undefined;
     const visit = (group: Group): void => {
       if (group.total === 0) return;
-      let at = group.turn++ % group.total;
+      let total = 0;
+      for (const [, members] of group.slots) total += passing(members, labels, key);
+      if (total === 0) return; // no member anywhere passes its filter
+      let at = group.turn++ % total;
       let node = group.slots[0]![0];
-      for (const [instance, count] of group.slots) {
-        if (at < count) {
+      for (const [instance, members] of group.slots) {
+        const n = passing(members, labels, key);
+        if (at < n) {
           node = instance;
           break;
         }
-        at -= count;
+        at -= n;
       }
       this.traffic.chosen++;
       const choice = `${group.key} ${node}`;
@@ -257,19 +276,35 @@ export class RedisGroups {
     return this.traffic;
   }
 
-  private write(key: string, count: number): Promise<void> {
-    return this.link.evaluate(GROUP_SET, [this.link.prefix, this.link.instance, key, String(count), this.mode]).then(() => {}, (err: unknown) => {
+  private write(key: string, value: string): Promise<void> {
+    return this.link.evaluate(GROUP_SET, [this.link.prefix, this.link.instance, key, value, this.mode]).then(() => {}, (err: unknown) => {
       // The next refresh (a second) writes it again.
       this.link.warn({ err: (err as Error).message, group: key }, 'redis engine: a queue group count could not be written; it is retried');
     });
   }
 
-  private set(name: string, pattern: string, instance: string, count: number): void {
+  private set(name: string, pattern: string, instance: string, value: string): void {
     const group = this.group(name, pattern);
-    if (count > 0) group.nodes.set(instance, count);
-    else group.nodes.delete(instance);
+    if (value === '') group.nodes.delete(instance);
+    else this.parseInto(group, instance, value);
     if (group.nodes.size === 0) this.drop(group);
     else this.reslot(group);
+  }
+
+  /** A node's registry value (`[[filter, count], …]`) into `group`; one that does not parse is left out. */
+  private parseInto(group: Group, instance: string, value: string): void {
+    try {
+      const filters: NodeMembers['filters'] = [];
+      let total = 0;
+      for (const [filter, count] of JSON.parse(value) as [SubscriptionFilter | null, number][]) {
+        filters.push({ filter: compileFilter(filter), count });
+        total += count;
+      }
+      group.nodes.set(instance, { value, filters, total });
+    } catch (err) {
+      group.nodes.delete(instance);
+      this.link.warn({ err: (err as Error).message, instance, group: group.key }, 'redis engine: a queue group registry entry that does not parse, ignored');
+    }
   }
 
   private group(name: string, pattern: string): Group {
@@ -300,7 +335,14 @@ export class RedisGroups {
   }
 
   private reslot(group: Group): void {
-    group.slots = [...group.nodes].filter(([, n]) => n > 0).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    group.total = group.slots.reduce((sum, [, n]) => sum + n, 0);
+    group.slots = [...group.nodes].filter(([, n]) => n.total > 0).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    group.total = group.slots.reduce((sum, [, n]) => sum + n.total, 0);
   }
+}
+
+/** How many of a node's members an event with `labels` and `key` passes the filter of. */
+function passing(members: NodeMembers, labels: string[] | undefined, key: string | undefined): number {
+  let n = 0;
+  for (const { filter, count } of members.filters) if (filter === undefined || filter.passes(labels, key)) n += count;
+  return n;
 }

@@ -8,7 +8,7 @@ import type { ChannelEvents, PublishResult } from '../../types.js';
 import type { StoreLimits } from '../channel-store.js';
 import { REMEMBERED_EVICTIONS, historyWindow } from '../channel-store.js';
 import type {
-  Accept, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, ReplyMessage, ReplySink,
+  Accept, GroupFilterCount, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, ReplyMessage, ReplySink,
   RequestMessage, RequestSink, SessionClaim, SessionTake, StreamClaimAnswer, StreamClaimHandler,
 } from '../engine.js';
 import { MAX_PARKED_SESSIONS } from '../memory-engine.js';
@@ -287,7 +287,7 @@ export class RedisEngine implements Engine {
     });
     this.requests = new RedisRequests({
       instance: this.instance,
-      choose: (channel) => this.groups.choose(channel),
+      choose: (channel, labels, key) => this.groups.choose(channel, labels, key),
       chosenIn: (choices) => this.groups.chosenIn(choices),
       limits: this.limits,
       now: () => this.clock.now(),
@@ -361,7 +361,7 @@ export class RedisEngine implements Engine {
       const frame = encodePayload(request);
       let payload = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
       // One node for each queue group the channel matches, the same for every node reading it.
-      const choices = this.groups.choose(request.channel);
+      const choices = this.groups.choose(request.channel, request.labels, request.key);
       if (choices !== undefined) payload = Buffer.concat([Buffer.from(`${choices}|`, 'latin1'), payload]);
       const args = [this.prefix, request.channel, payload, String(this.clock.wall()),
         this.epochCandidate, this.instance, id, ...this.bounds, idem, ...this.publishTail];
@@ -582,8 +582,8 @@ export class RedisEngine implements Engine {
     return subscribed === undefined ? grouped : Promise.all([subscribed, grouped]).then(() => {});
   }
 
-  groupMembers(name: string, pattern: string, count: number): void {
-    if (!this.closed) this.groups.setLocal(name, pattern, count);
+  groupMembers(name: string, pattern: string, members: readonly GroupFilterCount[]): void {
+    if (!this.closed) this.groups.setLocal(name, pattern, members);
   }
 
   /** The Redis pub/sub channel (a name) or glob (a pattern: `*` and `>` become `*`). */

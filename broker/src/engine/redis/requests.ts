@@ -42,7 +42,7 @@ interface Tally {
 export interface RequestLink {
   readonly instance: string;
   /** The queue group choices for a request on `channel` (`g…`), or undefined when it matches no group. */
-  choose(channel: string): string | undefined;
+  choose(channel: string, labels: string[] | undefined, key: string | undefined): string | undefined;
   /** The groups a choices text gives this node. */
   chosenIn(choices: string): ReadonlySet<string>;
   readonly limits: DecodeLimits;
@@ -84,7 +84,7 @@ export class RedisRequests {
   request(request: RequestMessage): Promise<boolean> {
     const key = (this.serial++).toString(36);
     this.traffic.sent++;
-    const choices = this.link.choose(request.channel);
+    const choices = this.link.choose(request.channel, request.labels, request.key);
     const header = choices === undefined ? `?${this.link.instance} ${key}|` : `?${this.link.instance} ${key} ${choices}|`;
     const message = Buffer.concat([Buffer.from(header, 'latin1'), request.frame]);
     return new Promise<boolean>((resolve, reject) => {
