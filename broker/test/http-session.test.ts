@@ -23,7 +23,7 @@ class Session {
 
   static async open(b: Broker, headers: Record<string, string> = {}): Promise<Session> {
     const stream = await SseClient.open(`${httpBase(b)}/session`, headers);
-    const [open] = await stream.waitEvents('open', 1);
+    const [open] = await stream.waitEvents('session', 1);
     return new Session(b, stream, open!.data);
   }
 

@@ -5,7 +5,7 @@
 // keep-alive) is the client's usual code and the broker's usual session.
 //
 // The broker side (`<base>session`):
-//   GET  <base>session              an event stream: `event: open` with the session id first, then
+//   GET  <base>session              an event stream: `event: session` with the session id first, then
 //                                   one `data:` (the base64 of one broker message) per message, and
 //                                   `event: close` (`<code> <reason>`) when the broker closes it
 //   POST <base>session/<id>         one or more client messages, back to back (binary body)
@@ -78,7 +78,8 @@ export class HttpSocket implements WebSocketLike {
     const Source = options.EventSource ?? (globalThis as { EventSource?: new (url: string) => EventSourceLike }).EventSource;
     if (!Source) throw new TypeError('crier: no EventSource for the HTTP transport: pass options.EventSource');
     this.stream = new Source(this.url);
-    this.stream.addEventListener('open', (e) => {
+    // Not 'open': an EventSource fires its own open event (no data) when the stream starts.
+    this.stream.addEventListener('session', (e) => {
       if (this.readyState !== 0) return;
       this.id = e.data;
       this.readyState = 1;
@@ -137,8 +138,9 @@ export class HttpSocket implements WebSocketLike {
   }
 
   private async request(url: string, body: Uint8Array<ArrayBuffer> | undefined): Promise<boolean> {
-    const fetcher = this.options.fetch ?? globalThis.fetch;
-    const res = await fetcher(url, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+    const init = { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } };
+    // A browser's fetch must be called on the global object ("Illegal invocation" otherwise).
+    const res = await (this.options.fetch ? this.options.fetch(url, init) : fetch(url, init));
     return res.ok;
   }
 

@@ -4,6 +4,7 @@
 // A page that counts its bytes imports the core and the function entry points it needs instead.
 import { PatternTrie } from '@crier/protocol';
 import { Client } from './client.js';
+import { withFallback } from './fallback.js';
 import { withFilters } from './filter.js';
 import { history } from './history.js';
 import { request, respond } from './request.js';
@@ -26,6 +27,7 @@ import type {
 
 export * from './index.js';
 export { withFilters } from './filter.js';
+export { HttpSocket, withFallback, type FallbackOptions, type EventSourceLike } from './fallback.js';
 export { history } from './history.js';
 export { request, respond, DEFAULT_REQUEST_TIMEOUT } from './request.js';
 export { events } from './stream.js';
@@ -74,8 +76,12 @@ class FullClient extends Client implements CrierClientFull {
 
 /**
  * Creates a full client (see {@link CrierClientFull}) and connects in the background, like the
- * core entry point's `connect`.
+ * core entry point's `connect`. In a browser (an `EventSource` and a `WebSocket` at hand) and
+ * without `options.WebSocket`, it falls back on its own to the broker's HTTP session where a
+ * WebSocket cannot open (`withFallback()` of `@crier/sdk-web/fallback`).
  */
 export function connect(url: string, options: ClientOptions = {}): CrierClientFull {
-  return new FullClient(url, options);
+  const g = globalThis as { WebSocket?: unknown; EventSource?: unknown };
+  const fallback = !options.WebSocket && typeof g.WebSocket === 'function' && typeof g.EventSource === 'function';
+  return new FullClient(url, fallback ? { ...options, WebSocket: withFallback() } : options);
 }

@@ -50,7 +50,7 @@ describe('HttpSocket', () => {
     socket.onclose = ((e: { code: number; reason: string }) => seen.push(`close ${e.code} ${e.reason}`)) as never;
     const source = FakeSource.last!;
     expect(source.url).toBe('http://broker.test:10102/crier/session');
-    source.emit('open', 'S1');
+    source.emit('session', 'S1');
     expect(socket.readyState).toBe(1);
     source.emit('message', btoa(String.fromCharCode(1, 2, 255)));
     socket.send(new Uint8Array([1]));
@@ -76,7 +76,7 @@ describe('HttpSocket', () => {
     const open = (): FakeSource => {
       const socket = new HttpSocket('wss://b.test/', { EventSource: FakeSource, fetch });
       socket.onclose = ((e: { code: number; reason: string }) => codes.push(`${e.code} ${e.reason}`)) as never;
-      FakeSource.last!.emit('open', 'S');
+      FakeSource.last!.emit('session', 'S');
       (FakeSource.last as FakeSource & { socket?: HttpSocket }).socket = socket;
       return FakeSource.last!;
     };
@@ -156,7 +156,7 @@ describe('withFallback', () => {
     watch(new Socket('ws://b.test/'));
     expect(made).toHaveLength(2);
     vi.advanceTimersByTime(3000); // a swallowed upgrade: HTTP after openTimeout
-    FakeSource.last!.emit('open', 'S');
+    FakeSource.last!.emit('session', 'S');
     expect(seen).toEqual(['close 1006', 'open']);
 
     watch(new Socket('ws://b.test/'));

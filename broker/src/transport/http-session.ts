@@ -18,7 +18,7 @@ import type { CrierSocket } from './socket.js';
 // the same hello and welcome, frames, acks, keep-alive, resume and limits. Only its carriage
 // differs:
 //
-//   GET  <base>session             an event stream: `event: open` with the session id first, then
+//   GET  <base>session             an event stream: `event: session` with the session id first, then
 //                                  one `data:` line per broker message (its bytes in base64), and
 //                                  `event: close` (`<code> <reason>`) when the broker closes it
 //   POST <base>session/<id>        a body of client messages, back to back, as a socket message
@@ -204,7 +204,7 @@ export class HttpSessions {
       'Cache-Control': 'no-store',
       'X-Accel-Buffering': 'no', // nginx: stream, do not buffer
     });
-    res.write(`retry: 86400000\nevent: open\ndata: ${id}\n\n`); // the client reconnects itself, with a new session
+    res.write(`retry: 86400000\nevent: session\ndata: ${id}\n\n`); // the client reconnects itself, with a new session
     const control = new SessionControl(ingress, res, () => this.byId.delete(id));
     const conn = ingress.addConnection(control as unknown as CrierSocket, new SseBridge(res) as unknown as Duplex, address);
     control.connection = conn;
