@@ -271,5 +271,5 @@ export interface EngineStats {
    */
   requests?: { sent: number; received: number; forwarded: number };
   /** Queue groups over the nodes: groups and members in the deployment's registry as this node knows it, node choices it wrote into messages. */
-  groups?: { groups: number; members: number; chosen: number };
+  groups?: { groups: number; members: number; slow: number; chosen: number };
 }

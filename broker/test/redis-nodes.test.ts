@@ -28,9 +28,10 @@ afterAll(async () => {
 afterEach(cleanup);
 
 /** `n` brokers on the Redis, as one deployment (a key prefix of its own). */
-async function nodes(n: 2, options?: { resumeWindow?: number }): Promise<[Broker, Broker]>;
-async function nodes(n: 3, options?: { resumeWindow?: number }): Promise<[Broker, Broker, Broker]>;
-async function nodes(n: number, options: { resumeWindow?: number } = {}): Promise<Broker[]> {
+type NodeOptions = { resumeWindow?: number; bufferSize?: number; maxBufferBytes?: number };
+async function nodes(n: 2, options?: NodeOptions): Promise<[Broker, Broker]>;
+async function nodes(n: 3, options?: NodeOptions): Promise<[Broker, Broker, Broker]>;
+async function nodes(n: number, options: NodeOptions = {}): Promise<Broker[]> {
   const prefix = `d${deployments++}:`;
   const brokers: Broker[] = [];
   for (let i = 0; i < n; i++) {
@@ -276,6 +277,32 @@ describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one bro
     expect(eu.events().map((e) => Buffer.from(e.d).toString())).toEqual(['eu1', 'eu2', 'eu4', 'eu5', 'eu7', 'eu8']);
     expect(us.events().map((e) => Buffer.from(e.d).toString())).toEqual(['us0', 'us3', 'us6', 'us9']);
   });
+
+  it('a frozen member on one node is passed over by the publishing node: the members that read get its share', async () => {
+    const [a, b] = await nodes(2, { bufferSize: 16, maxBufferBytes: 256 * 1024 });
+    const reader = await RawClient.connect(a.url);
+    const frozen = await RawClient.connect(b.url);
+    for (const m of [reader, frozen]) expect((await m.request({ t: FrameType.subscribe, r: 0, p: 'work.*', g: 'w' })).t).toBe(FrameType.ack);
+    await waitFor('both nodes to know both members', () => [a, b].every((n) => n.stats().engine.groups?.members === 2));
+    frozen.ws.pause();
+    // Rounds of 8 KiB events from a, half of them to b's member, until it is a slow consumer.
+    const payload = new Uint8Array(8 * 1024);
+    let published = 0;
+    for (let round = 0; b.stats().slowConsumers === 0; round++) {
+      if (round === 1000) throw new Error('the frozen member never became slow');
+      for (let i = 0; i < 8; i++) await a.publish('work.load', payload);
+      published += 8;
+      await reader.waitEvents(published / 2);
+    }
+    await waitFor('a to know the member on b is slow', () => a.stats().engine.groups?.slow === 1);
+    for (let i = 0; i < 20; i++) await a.publish('work.more', text(String(i)));
+    await reader.waitEvents(20, 'work.more');
+    console.log(`queue group across nodes on Redis ${where}: the member on b froze (slow after ${published} events); the next 20 went ${reader.events('work.more').length} to the reader on a`);
+    frozen.ws.resume();
+    await waitFor('the frozen member to recover', () => b.stats().slowConsumers === 0, { timeoutMs: 15_000 });
+    await waitFor('a to know it recovered', () => a.stats().engine.groups?.slow === 0);
+    expect(frozen.events('work.more')).toEqual([]);
+  }, 60_000);
 
   it('a reply that comes after the requester\'s node let the request go (timed out, or its requester left) is dropped there and counted', async () => {
     const [a, b] = await nodes(2);

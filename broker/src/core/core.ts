@@ -148,6 +148,7 @@ export class BrokerCore {
   /** `sub` just started losing events. */
   onSlow(sub: SlowSubscriber): void {
     this.slow.add(sub);
+    this.registry.groups.slowChanged(sub.subscriptions);
     if (this.options.logSlowConsumers) {
       this.log.warn({ uuid: sub.uuid, ...sub.backlog(), bufferSize: this.options.bufferSize, maxBufferBytes: this.options.maxBufferBytes },
         'slow consumer: dropping events for this connection until it drains');
@@ -157,6 +158,7 @@ export class BrokerCore {
   /** `sub` drained after losing `dropped` events; `channels` is what it was told. */
   onRecovered(sub: SlowSubscriber, dropped: number, channels: [string, number][]): void {
     this.slow.delete(sub);
+    this.registry.groups.slowChanged(sub.subscriptions);
     if (this.options.logSlowConsumers) {
       this.log.warn({ uuid: sub.uuid, dropped, channels: channels.slice(0, 10) }, 'slow consumer recovered');
     }

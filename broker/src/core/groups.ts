@@ -139,6 +139,20 @@ export class QueueGroups {
     this.tell(group);
   }
 
+  /**
+   * A subscriber started or ended a slow spell: each group it is a member of is told again (so
+   * that other nodes pick this one for it only when no member elsewhere keeps up).
+   */
+  slowChanged(subscriptions: ReadonlyMap<string, IndexEntry> | undefined): void {
+    if (subscriptions === undefined || this.listeners.length === 0 || this.members === 0) return;
+    let told: Set<QueueGroup> | undefined;
+    for (const entry of subscriptions.values()) {
+      if (!(entry instanceof GroupMember) || told?.has(entry.group)) continue;
+      (told ??= new Set()).add(entry.group);
+      this.tell(entry.group);
+    }
+  }
+
   /** Calls `visit` for every group whose pattern matches `channel`. */
   match(channel: string, visit: (group: QueueGroup) => void): void {
     this.index.match(channel, visit);
@@ -209,9 +223,10 @@ export class QueueGroups {
     const byFilter = new Map<string, GroupFilterCount>();
     for (const member of group.members) {
       const id = member.filter?.id ?? '';
-      const counted = byFilter.get(id);
-      if (counted !== undefined) counted.count++;
-      else byFilter.set(id, { filter: member.filter?.wire, count: 1 });
+      let counted = byFilter.get(id);
+      if (counted === undefined) byFilter.set(id, (counted = { filter: member.filter?.wire, count: 0, slow: 0 }));
+      counted.count++;
+      if (member.sub.slow === true) counted.slow++;
     }
     const members = [...byFilter.values()];
     for (const listener of this.listeners) listener(group.name, group.pattern, members);

@@ -44,6 +44,8 @@ export class FilteredEntry implements IndexEntry {
 export interface SlowSubscriber {
   readonly uuid: string;
   readonly drops: DropTally;
+  /** Its subscriptions (queue group memberships among them), when it has any. */
+  readonly subscriptions?: ReadonlyMap<string, IndexEntry>;
   backlog(): { events: number; bytes: number; dropped: number };
 }
 

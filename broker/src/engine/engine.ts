@@ -69,6 +69,8 @@ export type ReplySink = (reply: ReplyMessage) => void;
 export interface GroupFilterCount {
   filter: SubscriptionFilter | undefined;
   count: number;
+  /** How many of them are slow consumers (losing events) right now. */
+  slow: number;
 }
 
 /**
@@ -214,7 +216,8 @@ export interface Engine {
   interest(pattern: string, present: boolean): void;
   /**
    * This node's members of the queue group (`name`, `pattern`) changed: how many there are with
-   * each filter now (empty: none left). An engine that carries events between nodes shares it
+   * each filter now, and how many of those are slow (empty: none left); told again when a member
+   * starts or ends a slow spell. An engine that carries events between nodes shares it
    * with them, so that the node publishing an event picks, for each group, one node holding a
    * member whose filter the event passes ({@link EventSink}'s `chosen`); {@link live} for the
    * pattern settles once the other nodes can know it. One node (the memory engine) needs nothing.

@@ -70,7 +70,7 @@ const seqs = (events: StreamEvent[]): number[] => events.map((e) => e.seq);
 const KB = 'x'.repeat(1000);
 
 /** `n` members of a queue group, with no filter (none left when 0), as the broker tells an engine. */
-const members = (n: number): GroupFilterCount[] => (n === 0 ? [] : [{ filter: undefined, count: n }]);
+const members = (n: number, slow = 0): GroupFilterCount[] => (n === 0 ? [] : [{ filter: undefined, count: n, slow }]);
 
 /** A request as the broker hands it to an engine: its event frame carries the reply token. */
 function requestMessage(channel: string, data: string, extra: { labels?: string[]; key?: string } = {}): RequestMessage {
@@ -783,9 +783,9 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         it('picks only a node holding a member whose filter the event passes', async () => {
           const [a, b] = await pair();
           a.engine.interest('sale.*', true);
-          a.engine.groupMembers!('s', 'sale.*', [{ filter: { l: ['eu'] }, count: 2 }]);
+          a.engine.groupMembers!('s', 'sale.*', [{ filter: { l: ['eu'] }, count: 2, slow: 0 }]);
           b.engine.interest('sale.*', true);
-          b.engine.groupMembers!('s', 'sale.*', [{ filter: { l: ['us'] }, count: 1 }, { filter: { k: ['vip'] }, count: 1 }]);
+          b.engine.groupMembers!('s', 'sale.*', [{ filter: { l: ['us'] }, count: 1, slow: 0 }, { filter: { k: ['vip'] }, count: 1, slow: 0 }]);
           await a.engine.live('sale.*');
           await b.engine.live('sale.*');
           // a hears of b's members by a notice: publish a us event until a picks b for it.
@@ -801,6 +801,32 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
           const none = await a.publish('sale.x', 'none', { labels: ['asia'] });
           await until('b to get the four', () => [eu, us, vip, none].every((e) => b.sunk.some((x) => x.id === e.id)));
           expect(placed(a, b, [eu.id, us.id, vip.id, none.id], 's sale.*')).toEqual(['a', 'b', 'b', 'none']);
+        });
+
+        it('picks a node whose members are all slow only when no member elsewhere keeps up', async () => {
+          const [a, b] = await pair();
+          for (const r of [a, b]) {
+            r.engine.interest('job.*', true);
+            r.engine.groupMembers!('w', 'job.*', members(1));
+            await r.engine.live('job.*');
+          }
+          /** Publishes on a until `node` is picked `times` times in a row (or fails after 300). */
+          const streak = async (node: 'a' | 'b', times: number): Promise<void> => {
+            let row = 0;
+            for (let i = 0; row < times; i++) {
+              if (i === 300) throw new Error(`a never picked ${node} ${times} times in a row`);
+              const e = await a.publish('job.x', String(i));
+              await until('b to get it', () => b.sunk.some((x) => x.id === e.id));
+              row = placed(a, b, [e.id], 'w job.*')[0] === node ? row + 1 : 0;
+            }
+          };
+          await streak('b', 1); // a knows b's member
+          b.engine.groupMembers!('w', 'job.*', members(1, 1)); // b's member is slow now
+          await b.engine.live('job.*');
+          await streak('a', 6); // with b's member counted, at most 1 in a row
+          a.engine.groupMembers!('w', 'job.*', members(1, 1)); // every member slow: all of them again
+          await a.engine.live('job.*');
+          await streak('b', 1);
         });
 
         it('carries a request with its queue group picks: one node serves each group', async () => {

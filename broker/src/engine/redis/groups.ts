@@ -6,15 +6,17 @@ import type { GroupFilterCount } from '../engine.js';
 //
 // The membership registry, under the prefix P:
 //   P q:<instance>  hash   this node's groups: field `<name> <pattern>`, value its members by
-//                          filter, JSON `[[<filter or null>, <count>], …]`
+//                          filter, JSON `[[<filter or null>, <count>, <slow>], …]` (slow: how
+//                          many of them are slow consumers now)
 //   P q             pub/sub a change: `<instance> <name> <pattern> <value>` (no value: none left)
 // Every node caches the registry (refreshed on each change notice, and read whole once a second,
 // live nodes only: a node whose `P node:<instance>` expired is left out within ~5 s, and its hash
 // is deleted by the heartbeat's sweep of dead nodes).
 //
 // The publishing node picks one node for each group the channel matches, among the nodes holding
-// a member whose filter the event passes (round-robin weighted by how many pass there), and
-// writes its choices in the message, between the header and the payload:
+// a member whose filter the event passes and that is not a slow consumer (round-robin weighted by
+// how many there are; when every such member is slow, among all of them), and writes its
+// choices in the message, between the header and the payload:
 //   <seq> <offset> <channel epoch> <time>|g<name> <pattern> <instance>,<name> <pattern> <instance>|<event frame>
 // (names, patterns and instances hold no space, comma or bar). Every node reads the same choices;
 // the chosen one picks the member locally (see core/groups.ts). A request carries them the same
@@ -84,7 +86,7 @@ export interface GroupLink {
 interface NodeMembers {
   /** As the registry holds it (JSON): what a refresh compares. */
   readonly value: string;
-  readonly filters: { filter: EventFilter | undefined; count: number }[];
+  readonly filters: { filter: EventFilter | undefined; count: number; slow: number }[];
   readonly total: number;
 }
 
@@ -105,6 +107,8 @@ interface Group {
 export interface GroupTraffic {
   groups: number;
   members: number;
+  /** Members that are slow consumers now (as their nodes last said). */
+  slow: number;
   chosen: number;
 }
 
@@ -119,7 +123,7 @@ export class RedisGroups {
   private readonly writes = new Map<string, Promise<void>>();
   /** Chosen sets of events read back from history (a gap fill hands them over with them). */
   private readonly readBack = new WeakMap<object, ReadonlySet<string>>();
-  readonly traffic: GroupTraffic = { groups: 0, members: 0, chosen: 0 };
+  readonly traffic: GroupTraffic = { groups: 0, members: 0, slow: 0, chosen: 0 };
   private readonly mode: string;
 
   constructor(private readonly link: GroupLink) {
@@ -129,7 +133,7 @@ export class RedisGroups {
   /** This node's members of (name, pattern) changed: written to Redis, every node told. */
   setLocal(name: string, pattern: string, members: readonly GroupFilterCount[]): void {
     const key = `${name} ${pattern}`;
-    const value = members.length === 0 ? '' : JSON.stringify(members.map((m) => [m.filter ?? null, m.count]));
+    const value = members.length === 0 ? '' : JSON.stringify(members.map((m) => [m.filter ?? null, m.count, m.slow]));
     if (value !== '') this.local.set(key, value);
     else this.local.delete(key);
     this.set(name, pattern, this.link.instance, value);
@@ -208,13 +212,19 @@ export class RedisGroups {
     let out: string | undefined;
     const visit = (group: Group): void => {
       if (group.total === 0) return;
+      // Members that keep up first; the slow ones only when there is nobody else.
+      let keepUp = true;
       let total = 0;
-      for (const [, members] of group.slots) total += passing(members, labels, key);
+      for (const [, members] of group.slots) total += passing(members, labels, key, true);
+      if (total === 0) {
+        keepUp = false;
+        for (const [, members] of group.slots) total += passing(members, labels, key, false);
+      }
       if (total === 0) return; // no member anywhere passes its filter
       let at = group.turn++ % total;
       let node = group.slots[0]![0];
       for (const [instance, members] of group.slots) {
-        const n = passing(members, labels, key);
+        const n = passing(members, labels, key, keepUp);
         if (at < n) {
           node = instance;
           break;
@@ -271,8 +281,13 @@ export class RedisGroups {
   stats(): GroupTraffic {
     this.traffic.groups = this.groups.size;
     let members = 0;
-    for (const group of this.groups.values()) members += group.total;
+    let slow = 0;
+    for (const group of this.groups.values()) {
+      members += group.total;
+      for (const [, node] of group.slots) for (const f of node.filters) slow += f.slow;
+    }
     this.traffic.members = members;
+    this.traffic.slow = slow;
     return this.traffic;
   }
 
@@ -296,8 +311,8 @@ export class RedisGroups {
     try {
       const filters: NodeMembers['filters'] = [];
       let total = 0;
-      for (const [filter, count] of JSON.parse(value) as [SubscriptionFilter | null, number][]) {
-        filters.push({ filter: compileFilter(filter), count });
+      for (const [filter, count, slow] of JSON.parse(value) as [SubscriptionFilter | null, number, number | undefined][]) {
+        filters.push({ filter: compileFilter(filter), count, slow: slow ?? 0 });
         total += count;
       }
       group.nodes.set(instance, { value, filters, total });
@@ -340,9 +355,11 @@ export class RedisGroups {
   }
 }
 
-/** How many of a node's members an event with `labels` and `key` passes the filter of. */
-function passing(members: NodeMembers, labels: string[] | undefined, key: string | undefined): number {
+/** How many of a node's members (not slow ones, with `keepUp`) an event with `labels` and `key` passes the filter of. */
+function passing(members: NodeMembers, labels: string[] | undefined, key: string | undefined, keepUp: boolean): number {
   let n = 0;
-  for (const { filter, count } of members.filters) if (filter === undefined || filter.passes(labels, key)) n += count;
+  for (const { filter, count, slow } of members.filters) {
+    if (filter === undefined || filter.passes(labels, key)) n += keepUp ? count - slow : count;
+  }
   return n;
 }
