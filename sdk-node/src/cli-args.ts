@@ -42,6 +42,8 @@ export interface ListenCommand extends GlobalOptions {
   json: boolean;
   /** Wait for a broker that cannot be reached at start, instead of failing (exit 1). */
   wait: boolean;
+  /** A queue group to join: each event to one member of it. */
+  group: string | undefined;
 }
 
 export interface PublishCommand extends GlobalOptions {
@@ -73,6 +75,8 @@ export interface ReplyCommand extends GlobalOptions {
   answer: { exec: string } | { echo: true } | { text: string };
   /** Requests the --exec command runs for at once. */
   concurrency: number;
+  /** A queue group to join: each request to one member of it (load-balanced responders). */
+  group: string | undefined;
 }
 
 export interface StatsCommand extends GlobalOptions {
@@ -106,6 +110,7 @@ const COMMAND_OPTIONS = {
     keys: { type: 'string', multiple: true },
     json: { type: 'boolean' },
     wait: { type: 'boolean' },
+    group: { type: 'string' },
   },
   publish: {
     label: { type: 'string', multiple: true },
@@ -125,6 +130,7 @@ const COMMAND_OPTIONS = {
     exec: { type: 'string' },
     echo: { type: 'boolean' },
     concurrency: { type: 'string' },
+    group: { type: 'string' },
   },
   stats: {
     json: { type: 'boolean' },
@@ -170,6 +176,8 @@ Options:
   --json           one JSON object per line: {"id","channel","offset","epoch","time","labels",
                    "key","data"}; data is the text when valid UTF-8, else {"base64": "…"}
   --wait           wait for a broker that cannot be reached yet (default: exit 1 at once)
+  --group name     join a queue group: each event goes to one member of the group (listeners
+                   with the same --group and patterns share the events), not to all
   plus the global options (crier --help). Once connected, it rides out broker restarts
   (reconnecting by itself); Ctrl+C quits.
 `,
@@ -210,6 +218,7 @@ Answers the requests on the pattern until Ctrl+C, reconnecting by itself:
   --echo             reply with the request's own data
   <data>             reply with this text every time
   --concurrency n    requests --exec runs at once (default ${DEFAULT_CONCURRENCY}); more wait their turn
+  --group name       join a queue group: each request goes to one replier of the group
   plus the global options (crier --help).
 `,
   stats: `Usage: crier stats [--json]
@@ -328,6 +337,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): P
         filter,
         json: values.json ?? false,
         wait: values.wait ?? false,
+        group: values.group,
       };
     }
     case 'publish': {
@@ -383,7 +393,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): P
       if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000) {
         throw new UsageError(`--concurrency: expected a whole number from 1 to 1000, got "${values.concurrency}"`, command);
       }
-      return { command, ...globals(values, env), pattern, answer, concurrency };
+      return { command, ...globals(values, env), pattern, answer, concurrency, group: values.group };
     }
     case 'stats': {
       const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS.stats }, command);

@@ -8,8 +8,9 @@ import { runSession } from './cli-session.js';
 // stderr.
 
 /** `client.subscribe(pattern, filter, handler)` when a filter was asked for (labels, keys). */
-function subscribe(client: CrierClient, pattern: string, filter: SubscribeFilter | undefined, handler: EventHandler): Subscription {
-  return filter === undefined ? client.subscribe(pattern, handler) : client.subscribe(pattern, filter, handler);
+function subscribe(client: CrierClient, pattern: string, filter: SubscribeFilter | undefined, handler: EventHandler, group: string | undefined): Subscription {
+  const options = { group };
+  return filter === undefined ? client.subscribe(pattern, handler, options) : client.subscribe(pattern, filter, handler, options);
 }
 
 /** Runs until a signal or a closed stdout (resolves with 0), or a fatal error (resolves with 1). */
@@ -20,12 +21,12 @@ export function listen(cmd: ListenCommand): Promise<number> {
     token: cmd.token,
     chatty: !cmd.json || cmd.verbose,
     wait: cmd.wait,
-    doing: `listening to ${cmd.patterns.join(', ')}`,
+    doing: `listening to ${cmd.patterns.join(', ')}${cmd.group ? ` in group ${cmd.group}` : ''}`,
     start: (client, finishing) => {
       const handler: EventHandler = (event) => {
         if (!finishing()) writeLine(format(event));
       };
-      return cmd.patterns.map((pattern) => subscribe(client, pattern, cmd.filter, handler));
+      return cmd.patterns.map((pattern) => subscribe(client, pattern, cmd.filter, handler, cmd.group));
     },
   });
 }

@@ -82,7 +82,7 @@ export function reply(cmd: ReplyCommand): Promise<number> {
     token: cmd.token,
     chatty: true,
     wait: false,
-    doing: `answering requests on ${cmd.pattern}`,
-    start: (client) => [client.respond(cmd.pattern, respond)],
+    doing: `answering requests on ${cmd.pattern}${cmd.group ? ` in group ${cmd.group}` : ''}`,
+    start: (client) => [client.respond(cmd.pattern, respond, { group: cmd.group })],
   });
 }

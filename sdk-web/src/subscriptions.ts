@@ -53,6 +53,8 @@ interface Entry {
   readonly pattern: string;
   /** The canonical filter; `wire` is sent in `f`. */
   readonly filter: EventFilter | undefined;
+  /** The queue group it joins (`g`), if any. */
+  readonly group: string | undefined;
   readonly handles: Set<Handle>;
   /** Resolves at the broker's first ack; every handle's `ready`. */
   readonly ready: Deferred;
@@ -190,7 +192,7 @@ export class Subscriptions {
   constructor(private readonly host: SubscriptionHost) {}
 
   add(pattern: string, filter: SubscribeFilter | undefined, handler: EventHandler | undefined, options?: SubscribeOptions): Subscription {
-    const entry = this.entryFor(pattern, filter);
+    const entry = this.entryFor(pattern, filter, options?.group);
     if (entry instanceof CrierError) {
       const failed = deferred();
       failed.reject(entry);
@@ -212,7 +214,7 @@ export class Subscriptions {
   }
 
   /** The (pattern, filter) entry (created when new: `add` sends it), or why there can be none. */
-  private entryFor(pattern: string, f: SubscribeFilter | undefined): Entry | CrierError {
+  private entryFor(pattern: string, f: SubscribeFilter | undefined, group: string | undefined): Entry | CrierError {
     if (this.closedWith) return this.closedWith;
     let filter: EventFilter | undefined;
     try {
@@ -224,8 +226,9 @@ export class Subscriptions {
     } catch (err) {
       return err as CrierError;
     }
-    // The protocol's subscriptionKey: pattern, and the filter's id (patterns hold no spaces).
-    const key = filter ? `${pattern} ${filter.id}` : pattern;
+    // The protocol's subscriptionKey: pattern, and the filter's id (patterns hold no spaces); and
+    // the group (a subscription is pattern, filter and group).
+    const key = (filter ? `${pattern} ${filter.id}` : pattern) + (group ? ` @${group}` : '');
     const existing = this.byKey.get(key);
     if (existing) return existing;
     // Fail fast only once the broker told us its limit; before that its answer decides.
@@ -233,7 +236,7 @@ export class Subscriptions {
     if (limits && this.byKey.size >= limits.maxChannels) {
       return new CrierError(ErrorCode.maxChannels, `"${pattern}": maxChannels (${limits.maxChannels}) reached`);
     }
-    const entry: Entry = { key, pattern, filter, handles: new Set(), ready: deferred(), acked: false, n: this.made++ };
+    const entry: Entry = { key, pattern, filter, group, handles: new Set(), ready: deferred(), acked: false, n: this.made++ };
     this.byKey.set(key, entry);
     if (isName(pattern)) {
       const named = this.byName.get(pattern);
@@ -336,9 +339,9 @@ export class Subscriptions {
   }
 
   /** Sends the entry's `subscribe` (with a rewind `w`) or `unsubscribe`; false (nothing sent) when not connected. */
-  private ask(type: 'subscribe' | 'unsubscribe', { pattern, filter }: Entry, answer: Answer, w?: number): boolean {
+  private ask(type: 'subscribe' | 'unsubscribe', { pattern, filter, group }: Entry, answer: Answer, w?: number): boolean {
     const t = type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe;
-    return this.host.ask((r) => ({ t, r, p: pattern, f: filter?.wire, w }), answer, `${type} "${pattern}"`);
+    return this.host.ask((r) => ({ t, r, p: pattern, f: filter?.wire, w, g: group }), answer, `${type} "${pattern}"`);
   }
 
   /**

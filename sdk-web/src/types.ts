@@ -247,6 +247,15 @@ export interface SubscribeOptions {
    * @default none (live events only)
    */
   since?: number | 'last';
+  /**
+   * A queue group to join: each event the group's pattern matches goes to one member of the
+   * group (on any node of a deployment), picked round-robin among the members that keep up, and
+   * to every subscription without a group as usual. A group is its name and pattern: members
+   * subscribe with both the same. 1-64 characters of `A-Za-z0-9_.-`. Delivery stays at most
+   * once (not a work queue: nothing is acknowledged or sent again). Not with `since`.
+   * @default none
+   */
+  group?: string;
 }
 
 /** Options of {@link CrierClientFull.history}. */

@@ -122,3 +122,23 @@ describe('filters in the core client', () => {
     expect(socket.sentOf(FrameType.subscribe)).toEqual([{ t: FrameType.subscribe, r: 1, p: 'a.*', f: { l: ['x', 'y'] } }]);
   });
 });
+
+describe('queue groups', () => {
+  it('sends the group in g; with and without a group (or another group) are separate subscriptions, renewed with it', () => {
+    const { client, socket, welcome, clock } = scriptedClient();
+    welcome();
+    client.subscribe('job.*', () => {}, { group: 'workers' });
+    client.subscribe('job.*', () => {}, { group: 'workers' }); // the same subscription
+    client.subscribe('job.*', () => {}, { group: 'auditors' });
+    client.subscribe('job.*', () => {});
+    expect(socket().sentOf(FrameType.subscribe)).toEqual([
+      { t: FrameType.subscribe, r: 1, p: 'job.*', g: 'workers' },
+      { t: FrameType.subscribe, r: 2, p: 'job.*', g: 'auditors' },
+      { t: FrameType.subscribe, r: 3, p: 'job.*' },
+    ]);
+    socket().fireClose(1006);
+    clock.advance(60_000);
+    const s = welcome();
+    expect(s.sentOf(FrameType.subscribe).map((f) => f.g)).toEqual(['workers', 'auditors', undefined]);
+  });
+});

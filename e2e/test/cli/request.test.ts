@@ -81,3 +81,23 @@ it('bad command lines are usage errors (exit 2)', async () => {
     expect(r.stderr).toMatch(/^crier: /);
   }
 });
+
+it('reply --group: repliers of one group share the requests, round-robin; listen --group likewise shares events', async () => {
+  await replier(['re.work', '--group', 'pool', 'from-a']);
+  await replier(['re.work', '--group', 'pool', 'from-b']);
+  const answers: string[] = [];
+  for (let n = 0; n < 10; n++) answers.push(decodeText((await client.request('re.work', encodeText(String(n)))).data));
+  expect(answers.filter((a) => a === 'from-a')).toHaveLength(5);
+  expect(answers.filter((a) => a === 'from-b')).toHaveLength(5);
+
+  const listeners = await Promise.all(['x', 'y'].map(async () => {
+    const cli = CliProcess.start(['listen', '--url', broker.url, 're.events', '--group', 'tail']);
+    running.push(cli);
+    await cli.waitForLine('stderr', /listening to re\.events in group tail/, 'the listener to be subscribed');
+    return cli;
+  }));
+  for (let n = 0; n < 10; n++) await client.publish('re.events', encodeText(String(n)));
+  await Promise.all(listeners.map((cli) => cli.waitForLines('stdout', 5, 'its share of the events')));
+  const seen = listeners.flatMap((cli) => cli.stdoutLines.map((line) => line.replace(/^.*: /, '')));
+  expect(seen.sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: 10 }, (_, n) => String(n)));
+});

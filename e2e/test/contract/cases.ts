@@ -42,13 +42,13 @@ function same(actual: unknown, expected: unknown, what: string): void {
 }
 
 /** Events of one subscription, and a way to wait (event-driven, with a deadline) for a count. */
-function inbox(client: Client, pattern: string): { events: Event[]; ready: Promise<void>; count(n: number): Promise<Event[]> } {
+function inbox(client: Client, pattern: string, options?: Sdk.SubscribeOptions): { events: Event[]; ready: Promise<void>; count(n: number): Promise<Event[]> } {
   const events: Event[] = [];
   const arrived = new Signal();
   const sub = client.subscribe(pattern, (e) => {
     events.push(e);
     arrived.notify();
-  });
+  }, options);
   return {
     events,
     ready: sub.ready,
@@ -195,6 +195,21 @@ export const cases: Record<string, (env: ContractEnv) => Promise<void>> = {
       same((timedOut as { code?: string } | undefined)?.code, 'timeout', 'no reply: timeout');
       const reply = await requester.request(`${p}.race`, env.sdk.encodeText('?'));
       check(['one', 'two'].includes(env.sdk.decodeText(reply.data)), 'one of the replies');
+    });
+  },
+
+  async 'queue group: each event to one member, round-robin; a subscriber without a group gets every one'(env) {
+    const p = fresh();
+    await withClients(env, 5, async (pub, a, b, c, watcher) => {
+      const members = [a, b, c].map((m) => inbox(m, `${p}.*`, { group: 'workers' }));
+      const all = inbox(watcher, `${p}.*`);
+      await Promise.all([...members, all].map((m) => m.ready));
+      for (let n = 0; n < 30; n++) await pub.publish(`${p}.job`, env.sdk.encodeText(String(n)));
+      await all.count(30);
+      await Promise.all(members.map((m) => m.count(10)));
+      const spread = members.map((m) => m.events.map((e) => Number(env.sdk.decodeText(e.data))));
+      same(spread.flat().sort((x, y) => x - y), Array.from({ length: 30 }, (_, i) => i), 'each event to exactly one member');
+      same(spread.map((s) => s.length), [10, 10, 10], 'round-robin spread');
     });
   },
 

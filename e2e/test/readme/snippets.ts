@@ -99,6 +99,8 @@ declare function onOrder(event: import('@crier/sdk-node').CrierEvent): void;
 declare function onTenantUser(event: import('@crier/sdk-node').CrierEvent): void;
 declare function sendWelcomeMail(user: { email: string }): Promise<void>;
 declare function findInvoice(query: { id: number }): Promise<{ id: number; total: number }>;
+declare function makeThumbnail(data: Uint8Array): void;
+declare function lookUp(data: Uint8Array): Uint8Array;
 `;
 
 /** The same placeholders at run time, for the programs that use some. */
