@@ -23,7 +23,7 @@ export const isBin: FieldCheck = (v) => v instanceof Uint8Array;
 export const isUint: FieldCheck = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 export const isStrArray: FieldCheck = (v) => Array.isArray(v) && v.every(isStr);
 const isBinArray: FieldCheck = (v) => Array.isArray(v) && v.every(isBin);
-const isBool: FieldCheck = (v) => typeof v === 'boolean';
+export const isBool: FieldCheck = (v) => typeof v === 'boolean';
 const isLimits: FieldCheck = (v) => isPlainRecord(v) && isUint(v['mc']) && isUint(v['mp']) && isUint(v['bs']);
 const isDropCounts: FieldCheck = (v) =>
   Array.isArray(v) &&
@@ -39,9 +39,11 @@ const brokerShapes: Shapes = new Map([
   [FrameType.error, { req: [['code', isStr], ['msg', isStr]], opt: [['r', isUint]] }],
   [FrameType.event, {
     req: [['c', isStr], ['d', isBin], ['id', isStr], ['o', isUint], ['e', isStr], ['ts', isUint]],
-    opt: [['s', isUint], ['l', isStrArray], ['k', isStr], ['rp', isStr]],
+    opt: [['s', isUint], ['l', isStrArray], ['k', isStr], ['rp', isStr], ['pr', isUint]],
   }],
   [FrameType.reply, { req: [['r', isUint], ['c', isStr], ['d', isBin], ['id', isStr], ['ts', isUint]], opt: [['l', isStrArray]] }],
+  [FrameType.presence, { req: [['r', isUint], ['p', isStr], ['n', isUint]], opt: [['m', isStrArray]] }],
+  [FrameType.presenceChange, { req: [['c', isStr], ['j', isBool], ['n', isUint]], opt: [['m', isStr]] }],
   [FrameType.dropped, { req: [['n', isUint], ['c', isDropCounts]], opt: [] }],
   [FrameType.events, { req: [['r', isUint], ['ev', isBinArray]], opt: [['e', isStr], ['o', isUint], ['ok', isBool], ['m', isBool]] }],
   [FrameType.ping, { req: [], opt: [] }],

@@ -22,6 +22,8 @@ export const FrameType = {
   events: 15,
   request: 16,
   reply: 17,
+  presence: 18,
+  presenceChange: 19,
 } as const;
 
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
@@ -155,6 +157,49 @@ export interface SubscribeFrame {
    * event the chosen member does not take is not given to another one. No `w` with `g`.
    */
   g?: string;
+  /**
+   * Presence notices: this subscription (of a channel name) also gets a `presenceChange` frame
+   * whenever a connection starts or stops subscribing to that channel.
+   */
+  pe?: boolean;
+}
+
+/**
+ * Client → broker: who subscribes to `p` (a channel name or a pattern), answered with a
+ * `presence` frame (same `r`), across the nodes of a deployment.
+ */
+export interface PresenceFrame {
+  t: typeof FrameType.presence;
+  r: number;
+  p: string;
+  /** Ask for the principal ids too (given only with a grant that allows it). */
+  m?: boolean;
+}
+
+/** Broker → client: the answer to a `presence` frame. */
+export interface PresenceAnswerFrame {
+  t: typeof FrameType.presence;
+  r: number;
+  p: string;
+  /**
+   * Connections subscribed: for a channel name, those an event on it reaches (by any of their
+   * subscriptions); for a pattern, those subscribed with exactly that pattern.
+   */
+  n: number;
+  /** The authenticated principals among them (ids, never uuids), when asked and granted. */
+  m?: string[];
+}
+
+/**
+ * Broker → client: a connection started (`j` true) or stopped subscribing to channel `c`, for a
+ * subscription made with `pe`; `n` subscribers now; `m` the principal's id, when granted.
+ */
+export interface PresenceChangeFrame {
+  t: typeof FrameType.presenceChange;
+  c: string;
+  j: boolean;
+  n: number;
+  m?: string;
 }
 
 /** Client → broker: a channel's retained events, answered with an `events` frame (same `r`). */
@@ -198,6 +243,11 @@ export interface UnsubscribeFrame {
 
 export interface PublishFrame {
   t: typeof FrameType.publish;
+  /**
+   * Priority: 1 for high. Towards each connection, high-priority events have their own bounded
+   * lane: sent ahead of queued normal events, and dropped last. Absent or 0: normal.
+   */
+  pr?: number;
   /** Request id; absent for fire-and-forget (no ack; errors come without `r`). */
   r?: number;
   c: string;
@@ -309,6 +359,8 @@ export interface EventFrame {
    * token. A request event has `o` 0, `e` '' and no `s`: it is not sequenced or retained.
    */
   rp?: string;
+  /** 1: published with high priority (it may arrive ahead of normal events queued before it). */
+  pr?: number;
 }
 
 /** Broker → client: events were dropped because the connection's queue was full. */
@@ -331,7 +383,8 @@ export type ClientFrame =
   | AuthFrame
   | HistoryFrame
   | RequestFrame
-  | ReplyFrame;
+  | ReplyFrame
+  | PresenceFrame;
 
 export type BrokerFrame =
   | WelcomeFrame
@@ -341,6 +394,8 @@ export type BrokerFrame =
   | DroppedFrame
   | EventsFrame
   | ReplyAnswerFrame
+  | PresenceAnswerFrame
+  | PresenceChangeFrame
   | PingFrame
   | PongFrame;
 

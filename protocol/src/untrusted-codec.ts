@@ -12,6 +12,7 @@ import {
   checkFrame,
   codecError,
   isBin,
+  isBool,
   isPlainRecord,
   isStr,
   isStrArray,
@@ -35,15 +36,16 @@ const clientShapes: Shapes = new Map([
   [FrameType.hello, { req: [['v', isUint]], opt: [['u', isStr], ['tk', isStr], ['s', isStr], ['rp', isPosition]] }],
   [FrameType.auth, { req: [['r', isUint], ['tk', isStr]], opt: [] }],
   // A filter's types are checked here, its bounds by canonicalFilter (bad_filter).
-  [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter], ['w', isUint], ['g', isStr]] }],
+  [FrameType.subscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter], ['w', isUint], ['g', isStr], ['pe', isBool]] }],
   [FrameType.unsubscribe, { req: [['r', isUint], ['p', isStr]], opt: [['f', isFilter], ['g', isStr]] }],
-  [FrameType.publish, { req: [['c', isStr], ['d', isBin]], opt: [['r', isUint], ['l', isStrArray], ['k', isStr], ['i', isStr]] }],
+  [FrameType.publish, { req: [['c', isStr], ['d', isBin]], opt: [['pr', isUint], ['r', isUint], ['l', isStrArray], ['k', isStr], ['i', isStr]] }],
   [FrameType.quit, { req: [], opt: [] }],
   [FrameType.ping, { req: [], opt: [] }],
   [FrameType.pong, { req: [], opt: [] }],
   [FrameType.history, { req: [['r', isUint], ['c', isStr]], opt: [['e', isStr], ['o', isUint], ['n', isUint]] }],
   [FrameType.request, { req: [['r', isUint], ['c', isStr], ['d', isBin]], opt: [['l', isStrArray], ['k', isStr], ['to', isUint]] }],
   [FrameType.reply, { req: [['rp', isStr], ['d', isBin]], opt: [['l', isStrArray]] }],
+  [FrameType.presence, { req: [['r', isUint], ['p', isStr]], opt: [['m', isBool]] }],
 ]);
 
 /**
@@ -64,7 +66,7 @@ function checkClientFrame(value: unknown): ClientFrame {
  * deeper one (a list where a string belongs) is skipped unbuilt and fails its check.
  */
 const nestingOf: ReadonlyMap<FieldCheck, number> = new Map([
-  [isUint, 0], [isStr, 0], [isBin, 0], [isStrArray, 1], [isFilter, 2],
+  [isUint, 0], [isStr, 0], [isBin, 0], [isBool, 0], [isStrArray, 1], [isFilter, 2],
 ]);
 
 /** The fields the decoder builds, per frame type and for all types together; others are skipped. */
