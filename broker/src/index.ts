@@ -11,6 +11,8 @@ export type {
   SlowConsumer,
   PublishOptions,
   PublishResult,
+  GroupsStats,
+  GroupStats,
 } from './types.js';
 export { type SubscribeFilter, MAX_LABELS, MAX_LABEL_LENGTH, MAX_KEY_LENGTH } from '@crier/protocol';
 export type { Clock, TimerHandle } from './clock.js';
@@ -23,6 +25,7 @@ export type {
   ReplayPage,
   ParkedSession,
   ParkedSubscription,
+  GroupFilterCount,
   SessionClaim,
   SessionTake,
 } from './engine/engine.js';
