@@ -17,6 +17,17 @@ import {
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
 
+/** The frames' bytes back to back, as one message holds them. */
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 // Both decoders (the SDKs' lean one, for broker→client frames, and the broker's budgeted one, for
 // client→broker frames) are held to the same limits and shape checks: the hostile-input and
 // message suites below run against each of them, each with frames of its own direction.
@@ -284,15 +295,6 @@ describe.each([
   const a = encodeFrame({ t: FrameType.ping });
   const b = encodeFrame(own.small);
   const c = encodeFrame(own.withData(2));
-  const concat = (...parts: Uint8Array[]): Uint8Array => {
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
-  };
 
   it('visits every frame in order', () => {
     const seen: unknown[] = [];
@@ -324,15 +326,6 @@ describe.each([
 describe('decodeFrames with an event maker', () => {
   const make = (...fields: unknown[]) => ({ made: fields });
   const ev: EventFrame = { t: FrameType.event, c: 'a.b', d: new Uint8Array([1]), id: 'x', o: 3, e: 'E', ts: 9, s: 4, l: ['p'], k: 'key', rp: 'tok' };
-  const concat = (...parts: Uint8Array[]): Uint8Array => {
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
-  };
 
   it('makes each event from its fields, and visits other frames as frames', () => {
     const seen: unknown[] = [];
