@@ -18,6 +18,8 @@ export interface StaticToken {
   subscribe?: string[];
   /** May read /stats and the dashboard's data. @default false */
   admin?: boolean;
+  /** Patterns whose subscribers' principal ids it may see (presence members). @default [] */
+  presence?: string[];
 }
 
 /** Credentials the broker accepts. None configured: every client is anonymous, with every grant. */
@@ -55,6 +57,7 @@ interface CrierClaim {
   publish?: unknown;
   subscribe?: unknown;
   admin?: unknown;
+  presence?: unknown;
 }
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
@@ -91,7 +94,7 @@ export class Authenticator {
     this.tokens = config.tokens.map((token) => ({
       token,
       hash: Buffer.from(token.sha256, 'hex'),
-      principal: new Principal(`token:${token.id}`, 'token', new Grants(token.publish ?? []), new Grants(token.subscribe ?? []), token.admin === true, undefined),
+      principal: new Principal(`token:${token.id}`, 'token', new Grants(token.publish ?? []), new Grants(token.subscribe ?? []), token.admin === true, undefined, new Grants(token.presence ?? [])),
     }));
     this.enabled = this.key !== undefined || this.tokens.length > 0;
   }
@@ -140,7 +143,9 @@ export class Authenticator {
     const list = (v: unknown, fallback: string[]): string[] => (Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string') : fallback);
     const publish = Grants.fromTemplates(list(claim?.publish, this.config.jwtPublish), { sub });
     const subscribe = Grants.fromTemplates(list(claim?.subscribe, this.config.jwtSubscribe), { sub });
-    return new Principal(`jwt:${sub}`, 'jwt', publish, subscribe, claim?.admin === true, payload.exp! * 1000);
+    // Presence members only by the token's own claim: no configured default widens who sees whom.
+    const presence = Grants.fromTemplates(list(claim?.presence, []), { sub });
+    return new Principal(`jwt:${sub}`, 'jwt', publish, subscribe, claim?.admin === true, payload.exp! * 1000, presence);
   }
 }
 

@@ -44,6 +44,13 @@ export type PrincipalKind = 'anonymous' | 'jwt' | 'token';
 export class Principal {
   readonly publish: Grants;
   readonly subscribe: Grants;
+  /**
+   * Channels and patterns whose subscribers' principal ids it may see (presence members, and the
+   * id in a join/leave notice), on top of the subscribe grant that asking needs at all. None unless
+   * the credential says so (a token's `presence`, a JWT's `crier.presence`): who is here is more
+   * than how many. An admin sees every one.
+   */
+  readonly presence: Grants;
 
   constructor(
     /** `anonymous`, `jwt:<sub>` or `token:<id>`: what logs and takeover rules know it by. */
@@ -58,9 +65,11 @@ export class Principal {
     readonly admin: boolean,
     /** When its credential expires, ms since the Unix epoch (`undefined`: never). */
     readonly expiresAt: number | undefined,
+    presence: Grants = Grants.NONE,
   ) {
     this.publish = admin ? Grants.ALL : publish;
     this.subscribe = admin ? Grants.ALL : subscribe;
+    this.presence = admin ? Grants.ALL : presence;
   }
 
   /** Anyone, with every grant: a broker with no credential configured, on loopback. */

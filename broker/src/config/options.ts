@@ -487,7 +487,8 @@ export const staticToken = z.strictObject({
   publish: grantList.optional(),
   subscribe: grantList.optional(),
   admin: z.boolean({ error: 'admin must be true or false' }).optional(),
-}, { error: 'each token must be an object {id, sha256, publish, subscribe, admin}' });
+  presence: grantList.optional(),
+}, { error: 'each token must be an object {id, sha256, publish, subscribe, admin, presence}' });
 
 /**
  * One schema per option, so the CLI can validate a value from a flag, env var or file on its own

@@ -16,6 +16,8 @@ export interface BrokerPaths {
   publish: string;
   /** A channel's history: `GET <history><channel>`. */
   history: string;
+  /** Who subscribes: `GET <presence><channel-or-pattern>`. */
+  presence: string;
   /** HTTP request/reply: `POST <request><channel>`. */
   request: string;
   /** HTTP sessions (the fallback transport): `GET <session>`, `POST <session>/<id>`. */
@@ -27,7 +29,7 @@ export function brokerPaths(path: string): BrokerPaths {
   return {
     upgrade: path, base, healthz: `${base}healthz`, stats: `${base}stats`, top: `${base}stats/top`,
     readyz: `${base}readyz`, metrics: `${base}metrics`, publish: `${base}publish/`,
-    history: `${base}history/`, request: `${base}request/`, session: `${base}session`,
+    history: `${base}history/`, presence: `${base}presence/`, request: `${base}request/`, session: `${base}session`,
   };
 }
 

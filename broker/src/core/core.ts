@@ -1,3 +1,4 @@
+import { Presence } from './presence.js';
 import type { Logger } from 'pino';
 import { compileFilter, toWireFilter, type SubscribeFilter } from '@crier/protocol';
 import type { Clock, TimerHandle } from '../clock.js';
@@ -24,6 +25,8 @@ import type { Flushable, IndexEntry, SlowSubscriber, Subscriber } from './subscr
  */
 export class BrokerCore {
   readonly registry: SubscriptionRegistry;
+  /** Who subscribes to what, and join/leave notices (see presence.ts). */
+  readonly presence: Presence;
   /** Published, delivered (queued to a subscriber), dropped (a full queue): since start. */
   published = 0;
   delivered = 0;
@@ -74,6 +77,8 @@ export class BrokerCore {
     // A queue group passes over a member with a quarter of its queue waiting: a consumer that
     // has stopped reading is skipped long before it would drop events.
     this.registry = new SubscriptionRegistry(Math.max(1, Math.floor(options.bufferSize / 4)));
+    this.presence = new Presence(this.registry, (item) => this.markDirty(item));
+    engine.onPresence((pattern, members) => this.presence.count(pattern, members));
   }
 
   /**

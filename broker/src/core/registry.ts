@@ -7,6 +7,9 @@ import { FilteredEntry, type IndexEntry, type Subscriber } from './subscriber.js
 /** A name or pattern gained its first subscriber (`true`) or lost its last (`false`) on this node. */
 export type InterestListener = (pattern: string, present: boolean) => void;
 
+/** `sub` gained (`true`) or lost (`false`) one subscription of `pattern` (any filter or group). */
+export type SubscriptionListener = (sub: Subscriber, pattern: string, added: boolean) => void;
+
 /**
  * Every subscription of every subscriber (connections, SSE streams, in-process handlers): the
  * one place that adds and removes them, keeps the channel index the pipeline matches against,
@@ -17,6 +20,8 @@ export class SubscriptionRegistry {
   readonly index = new ChannelIndex<IndexEntry>();
   readonly groups: QueueGroups;
   private readonly listeners: InterestListener[] = [];
+  /** Presence's count of who holds what (see core/presence.ts): one listener, or none. */
+  private onChange: SubscriptionListener | undefined;
 
   /** @param busyDepth events queued towards a group member from which it is passed over */
   constructor(busyDepth = Infinity) {
@@ -36,6 +41,11 @@ export class SubscriptionRegistry {
   /** Calls `listener` on every change of interest from now on. */
   onInterest(listener: InterestListener): void {
     this.listeners.push(listener);
+  }
+
+  /** Calls `listener` on every subscription added or ended from now on (replacing any before). */
+  onSubscription(listener: SubscriptionListener): void {
+    this.onChange = listener;
   }
 
   /** Whether `sub` holds the subscription `(pattern, filter, group)`. */
@@ -58,6 +68,7 @@ export class SubscriptionRegistry {
       this.index.add(pattern, entry);
     }
     sub.subscriptions.set(key, entry);
+    this.onChange?.(sub, pattern, true);
     if (this.listeners.length > 0 && this.holders(pattern) === 1) this.tell(pattern, true);
     return true;
   }
@@ -91,6 +102,7 @@ export class SubscriptionRegistry {
   private unindex(pattern: string, entry: IndexEntry): void {
     if (entry instanceof GroupMember) this.groups.remove(entry);
     else this.index.remove(pattern, entry);
+    this.onChange?.(entry.sub, pattern, false);
     if (this.listeners.length > 0 && this.holders(pattern) === 0) this.tell(pattern, false);
   }
 

@@ -21,6 +21,8 @@ export interface Subscriber extends IndexEntry {
   readonly slow?: boolean;
   /** Events queued towards it or in flight: a queue group passes it over past a threshold. */
   readonly queueDepth?: number;
+  /** Who is on the other end (WebSocket connections): presence lists authenticated ones by id. */
+  readonly principal?: { readonly id: string; readonly kind: string };
 }
 
 /**

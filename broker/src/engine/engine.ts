@@ -65,6 +65,20 @@ export interface ReplyMessage {
 /** Where an engine hands the replies other nodes forward to this one. */
 export type ReplySink = (reply: ReplyMessage) => void;
 
+/**
+ * Who subscribes to a channel or pattern (see `Engine.presence`): `n` subscribers; `m` the ids of
+ * the authenticated principals among them, when asked (distinct, at most 1000); `partial` when a
+ * node did not answer in time and its subscribers are not counted.
+ */
+export interface PresenceCount {
+  n: number;
+  m?: string[];
+  partial?: boolean;
+}
+
+/** How this node counts its own subscribers of a channel or pattern (the broker's registry). */
+export type LocalPresence = (pattern: string, members: boolean) => PresenceCount;
+
 /** Members of a queue group on one node with one filter (`undefined`: none). */
 export interface GroupFilterCount {
   filter: SubscriptionFilter | undefined;
@@ -282,6 +296,15 @@ export interface Engine {
    * instance names nobody), and the caller counts the reply as dropped.
    */
   reply(instance: string, reply: ReplyMessage): boolean;
+  /** Sets how this node counts its own subscribers, for {@link presence} here and on other nodes. */
+  onPresence(local: LocalPresence): void;
+  /**
+   * The subscribers of `pattern` (a channel name: those an event on it reaches; a wildcard
+   * pattern: those holding exactly it) over every live node, with their principal ids when
+   * `members`. One node: its own count. Nodes sharing the engine that do not answer in time are
+   * left out, and the answer says `partial`.
+   */
+  presence(pattern: string, members: boolean): PresenceCount | Promise<PresenceCount>;
   /** Whether the engine can sequence now (`/readyz`; publishes fail `unavailable` otherwise). */
   readonly ready: boolean;
   /** Its state and figures, for `/stats` and `/metrics`. */

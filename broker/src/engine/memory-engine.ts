@@ -5,8 +5,8 @@ import type { ChannelEvents, PublishResult } from '../types.js';
 import { ChannelStore, type StoreLimits } from './channel-store.js';
 import { secretMatches } from '../auth/secret.js';
 import type {
-  Accept, ChannelPosition, Engine, EngineStats, EventSink, StreamClaimAnswer, HistoryPage, ParkedSession, PublishRequest, ReplayPage, RequestMessage,
-  RequestSink, SessionClaim, SessionTake,
+  Accept, ChannelPosition, Engine, EngineStats, EventSink, StreamClaimAnswer, HistoryPage, LocalPresence, ParkedSession, PresenceCount,
+  PublishRequest, ReplayPage, RequestMessage, RequestSink, SessionClaim, SessionTake,
 } from './engine.js';
 import { StreamEvent } from './stream-event.js';
 
@@ -192,6 +192,18 @@ export class MemoryEngine implements Engine {
   /** One node: a token naming another instance names nobody. */
   reply(): boolean {
     return false;
+  }
+
+  // ---- presence: one node, its own count ----
+
+  private localPresence: LocalPresence = () => ({ n: 0 });
+
+  onPresence(local: LocalPresence): void {
+    this.localPresence = local;
+  }
+
+  presence(pattern: string, members: boolean): PresenceCount {
+    return this.localPresence(pattern, members);
   }
 
   stats(): EngineStats {

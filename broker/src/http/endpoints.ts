@@ -4,6 +4,7 @@ import { CrierError, ErrorCode } from '@crier/protocol';
 import { DEFAULT_STATS_CHANNELS, type Ingress } from '../transport/ingress.js';
 import type { SseHub } from '../transport/sse.js';
 import { handleHistory } from './history.js';
+import { handlePresenceRequest } from './presence.js';
 import { handlePublish } from './publish.js';
 import { handleRequest } from './request.js';
 import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
@@ -56,6 +57,8 @@ export function createRequestListener(
     if (pathname.startsWith(paths.publish)) return handlePublish(ingress, req, res, pathname.slice(paths.publish.length));
     // A channel's history: GET, its own errors, the subscribe grants.
     if (pathname.startsWith(paths.history)) return handleHistory(ingress, req, res, pathname.slice(paths.history.length));
+    // Who subscribes: GET, the history door's admission.
+    if (pathname.startsWith(paths.presence)) return handlePresenceRequest(ingress, req, res, pathname.slice(paths.presence.length));
     // HTTP request/reply: POST, the publish door's admission, and an answer that waits for a reply.
     if (pathname.startsWith(paths.request)) return handleRequest(ingress, req, res, pathname.slice(paths.request.length));
     // SSE: its own methods (GET, and OPTIONS for CORS), errors and streaming answer.

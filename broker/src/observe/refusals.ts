@@ -19,7 +19,7 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
  * Where a request was refused: a WebSocket upgrade, `GET /events`, `POST /publish`, `GET /history`,
  * `POST /request`, `GET /session` (the HTTP session, sdk-web's fallback transport).
  */
-export type Door = 'websocket' | 'sse' | 'publish' | 'admin' | 'history' | 'request' | 'session';
+export type Door = 'websocket' | 'sse' | 'publish' | 'admin' | 'history' | 'request' | 'session' | 'presence';
 
 
 /** One line per key and 10 s at most: a page retrying a refused handshake cannot flood the log. */

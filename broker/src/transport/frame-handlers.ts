@@ -16,6 +16,7 @@ import {
   type HelloFrame,
   type HistoryFrame,
   type StreamPosition,
+  type PresenceFrame,
   type PublishFrame,
   type ReplyFrame,
   type SubscribeFrame,
@@ -35,6 +36,7 @@ import { filterChars } from '../core/filter.js';
 import { assertGroup, memberKey } from '../core/groups.js';
 import { validatePublish } from '../core/publish-validation.js';
 import { handleReply, handleRequest } from './request-handlers.js';
+import { assertPresenceNotices, handlePresence, watchPresence } from './presence.js';
 
 // Frames without a per-request field are encoded once for the process.
 export const PING_FRAME = encodeFrame({ t: FrameType.ping });
@@ -296,6 +298,9 @@ function handleFrame(ingress: Ingress, conn: Connection, frame: Frame): void {
       return history(ingress, conn, frame);
     case FrameType.request:
       return handleRequest(ingress, conn, frame);
+    case FrameType.presence:
+      // The client's shape: the broker's decoder yields no other for type 18.
+      return handlePresence(ingress, conn, frame as PresenceFrame);
     case FrameType.reply:
       // The client's shape: the broker's decoder yields no other for type 17.
       return handleReply(ingress, conn, frame as ReplyFrame);
@@ -321,6 +326,7 @@ export const MAX_REWIND = 1000;
 
 function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): void {
   assertPattern(frame.p);
+  assertPresenceNotices(frame);
   if (!conn.principal.subscribe.covers(frame.p)) {
     throw new CrierError(ErrorCode.forbidden, `no grant of ${conn.principal.id} covers subscribing to ${frame.p}`);
   }
@@ -358,6 +364,7 @@ function subscribe(ingress: Ingress, conn: Connection, frame: SubscribeFrame): v
     conn.setFloor(memberKey(frame.p, filter, group), engine.position());
     ingress.sessionChanged(conn);
   }
+  watchPresence(ingress, conn, frame);
   // Made after the subscription (an engine shared by nodes reads once it is live there), and
   // before any event can arrive: live events wait behind a rewind that answers later.
   const rewound = frame.w === undefined ? undefined : engine.rewind(frame.p, frame.w, ingress.options.maxPayload, acceptOf(filter));

@@ -1,13 +1,13 @@
 import type { ChannelEvents, EngineStats, PublishResult } from '../../src/types.js';
 import type {
-  ChannelPosition, Engine, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, ReplyMessage, ReplySink, RequestMessage, RequestSink, SessionClaim,
+  ChannelPosition, Engine, EventSink, HistoryPage, LocalPresence, ParkedSession, PresenceCount, PublishRequest, ReplayPage, ReplyMessage, ReplySink, RequestMessage, RequestSink, SessionClaim,
   SessionTake, StreamClaimAnswer, StreamClaimHandler,
 } from '../../src/engine/engine.js';
 
 type Accept = (labels: string[] | undefined, key: string | undefined) => boolean;
 
 /** The methods of an engine that may answer later. */
-export type LaterMethod = 'publish' | 'history' | 'replay' | 'rewind' | 'parkSession' | 'takeSession' | 'dropSession' | 'request';
+export type LaterMethod = 'publish' | 'history' | 'replay' | 'rewind' | 'parkSession' | 'takeSession' | 'dropSession' | 'request' | 'presence';
 
 /** How {@link AsyncEngine} answers. */
 export interface AsyncEngineOptions {
@@ -173,6 +173,14 @@ export class AsyncEngine implements Engine {
   /** Handed to the sinks at the answer, as a remote engine's pub/sub would. */
   request(request: RequestMessage): Promise<boolean> {
     return this.later('request', () => this.inner.request(request));
+  }
+
+  onPresence(local: LocalPresence): void {
+    this.inner.onPresence(local);
+  }
+
+  presence(pattern: string, members: boolean): Promise<PresenceCount> {
+    return this.later('presence', () => this.inner.presence(pattern, members));
   }
 
   reply(instance: string, reply: ReplyMessage): boolean {

@@ -8,7 +8,7 @@ import type { ChannelEvents, PublishResult } from '../../types.js';
 import type { StoreLimits } from '../channel-store.js';
 import { REMEMBERED_EVICTIONS, historyWindow } from '../channel-store.js';
 import type {
-  Accept, GroupFilterCount, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, ParkedSession, PublishRequest, ReplayPage, ReplyMessage, ReplySink,
+  Accept, GroupFilterCount, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, LocalPresence, ParkedSession, PresenceCount, PublishRequest, ReplayPage, ReplyMessage, ReplySink,
   RequestMessage, RequestSink, SessionClaim, SessionTake, StreamClaimAnswer, StreamClaimHandler,
 } from '../engine.js';
 import { MAX_PARKED_SESSIONS } from '../memory-engine.js';
@@ -402,6 +402,18 @@ export class RedisEngine implements Engine {
   request(request: RequestMessage): Promise<boolean> {
     if (!this.ready) return Promise.reject(this.unavailable());
     return this.requests.request(request);
+  }
+
+  // ---- presence: this node's own count (across nodes: a later step) ----
+
+  private localPresence: LocalPresence = () => ({ n: 0 });
+
+  onPresence(local: LocalPresence): void {
+    this.localPresence = local;
+  }
+
+  presence(pattern: string, members: boolean): PresenceCount {
+    return this.localPresence(pattern, members);
   }
 
   reply(instance: string, reply: ReplyMessage): boolean {

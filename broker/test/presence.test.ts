@@ -1,0 +1,220 @@
+// Presence on one node, as raw WebSocket clients see it: counts per channel name (every
+// subscription an event reaches) and per pattern (exactly that pattern), principal ids only with a
+// presence grant and never a uuid, GET /presence, and join/leave notices (`pe`).
+import { createHash } from 'node:crypto';
+import { SignJWT } from 'jose';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Broker } from '@crier/broker';
+import { FrameType, PROTOCOL_VERSION, type Frame, type PresenceAnswerFrame, type PresenceChangeFrame } from '@crier/protocol';
+import { DEFAULT_DECODE_LIMITS, decodeFrame } from '@crier/protocol';
+import { MAX_NOTICES_PER_FLUSH, Presence } from '../src/core/presence.js';
+import { SubscriptionRegistry } from '../src/core/registry.js';
+import type { Flushable, Subscriber } from '../src/core/subscriber.js';
+import { RawClient, cleanup, startBroker, waitFor } from './helpers.js';
+
+afterEach(cleanup);
+
+const SECRET = 'a-presence-test-secret-of-32-bytes-or-more';
+const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+const jwt = (sub: string, crier?: object): Promise<string> =>
+  new SignJWT({ sub, exp: Math.floor(Date.now() / 1000) + 600, ...(crier === undefined ? {} : { crier }) })
+    .setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
+
+let nextR = 1000;
+/** Asks who subscribes to `p`: the presence answer, or the error. */
+async function ask(client: RawClient, p: string, m?: boolean): Promise<Frame> {
+  const r = nextR++;
+  client.send({ t: FrameType.presence, r, p, ...(m === undefined ? {} : { m }) });
+  return client.waitFrame(`the presence answer ${r}`, (f) => (f.t === FrameType.presence || f.t === FrameType.error) && 'r' in f && f.r === r);
+}
+
+async function count(client: RawClient, p: string, m?: boolean): Promise<{ n: number; m?: string[] }> {
+  const a = await ask(client, p, m);
+  if (a.t !== FrameType.presence) throw new Error(`presence ${p}: ${JSON.stringify(a)}`);
+  const { n, m: ids } = a as PresenceAnswerFrame;
+  return ids === undefined ? { n } : { n, m: ids };
+}
+
+async function sub(client: RawClient, p: string, extra: object = {}): Promise<Frame> {
+  return client.request({ t: FrameType.subscribe, r: 0, p, ...extra });
+}
+
+async function helloAs(url: string, tk: string, uuid?: string): Promise<RawClient> {
+  const c = await RawClient.open(url);
+  c.send({ t: FrameType.hello, v: PROTOCOL_VERSION, tk, ...(uuid === undefined ? {} : { u: uuid }) });
+  await c.waitFrame('welcome', (f) => f.t === FrameType.welcome);
+  return c;
+}
+
+const notices = (c: RawClient): PresenceChangeFrame[] => c.frames.filter((f): f is PresenceChangeFrame => f.t === FrameType.presenceChange);
+
+async function httpPresence(b: Broker, path: string, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(new URL(path, b.url.replace(/^ws/, 'http')), token === undefined ? {} : { headers: { Authorization: `Bearer ${token}` } });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+describe('counts', () => {
+  it('a channel name counts every connection an event on it reaches; a pattern, those holding exactly it', async () => {
+    const b = await startBroker();
+    const [a, c, d, e, asker] = await Promise.all([0, 1, 2, 3, 4].map(() => RawClient.connect(b.url)));
+    await sub(a!, 'room.1');
+    await sub(a!, 'room.*'); // the same connection twice: counted once
+    await sub(c!, 'room.*');
+    await sub(d!, 'room.>', { f: { l: ['x'] } });
+    await sub(e!, 'room.*', { g: 'workers' }); // a queue group member is reached too
+    expect(await count(asker!, 'room.1')).toEqual({ n: 4 });
+    expect(await count(asker!, 'room.2')).toEqual({ n: 4 }); // by patterns only
+    expect(await count(asker!, 'room.*')).toEqual({ n: 3 }); // a, c and e hold exactly room.*
+    expect(await count(asker!, 'room.>')).toEqual({ n: 1 });
+    expect(await count(asker!, 'other')).toEqual({ n: 0 });
+    // Anonymous principals never appear among the members, and uuids never do.
+    expect(await count(asker!, 'room.1', true)).toEqual({ n: 4, m: [] });
+    c!.ws.terminate();
+    await waitFor('c gone', async () => (await count(asker!, 'room.*')).n === 2);
+    await a!.request({ t: FrameType.unsubscribe, r: 0, p: 'room.1' });
+    expect(await count(asker!, 'room.1')).toEqual({ n: 3 }); // a still holds room.*
+    // Bad input: stable codes.
+    expect(await ask(asker!, 'a..b')).toMatchObject({ t: FrameType.error, code: 'bad_pattern' });
+  });
+
+  it('needs a subscribe grant covering the name or pattern; gives ids only with a presence grant, never anonymous ones or uuids', async () => {
+    const b = await startBroker({
+      jwtSecret: SECRET, jwtClockTolerance: 0, jwtSubscribe: ['room.>'], jwtPublish: [],
+      tokens: [{ id: 'svc', sha256: sha('svc-token'), subscribe: ['room.>'], presence: ['room.>'] }],
+    });
+    const alice = await helloAs(b.url, await jwt('alice'), 'uuid-of-alice');
+    const bob = await helloAs(b.url, await jwt('bob', { presence: ['room.{sub}'] }), 'uuid-of-bob');
+    const carol = await helloAs(b.url, await jwt('carol', { subscribe: ['room.1'], presence: ['room.1'] }));
+    const svc = await helloAs(b.url, 'svc-token');
+    await sub(alice, 'room.1');
+    await sub(bob, 'room.1');
+    await sub(svc, 'room.*');
+    // No presence grant: the count only.
+    expect(await count(alice, 'room.1', true)).toEqual({ n: 3 });
+    // A presence grant that does not cover it: the count only.
+    expect(await count(bob, 'room.1', true)).toEqual({ n: 3 });
+    // Granted: the principals' ids, sorted, never their uuids.
+    const answer = await count(carol, 'room.1', true);
+    expect(answer).toEqual({ n: 3, m: ['jwt:alice', 'jwt:bob', 'token:svc'] });
+    expect(JSON.stringify(answer)).not.toContain('uuid-of');
+    expect(await count(carol, 'room.1')).toEqual({ n: 3 }); // not asked: not given
+    // No subscribe grant covering it: forbidden.
+    expect(await ask(carol, 'room.*')).toMatchObject({ t: FrameType.error, code: 'forbidden' });
+    expect(await ask(carol, 'room.2')).toMatchObject({ t: FrameType.error, code: 'forbidden' });
+    expect(await count(svc, 'room.*', true)).toEqual({ n: 1, m: ['token:svc'] });
+  });
+
+  it('answers GET /presence/<channel-or-pattern> with the same rules', async () => {
+    const b = await startBroker({
+      tokens: [
+        { id: 'svc', sha256: sha('svc-token'), subscribe: ['room.>'], presence: ['room.>'] },
+        { id: 'plain', sha256: sha('plain-token'), subscribe: ['room.>'] },
+        { id: 'other', sha256: sha('other-token'), subscribe: ['user.>'] },
+      ],
+    });
+    const svc = await helloAs(b.url, 'svc-token');
+    const plain = await helloAs(b.url, 'plain-token');
+    await sub(svc, 'room.1');
+    await sub(plain, 'room.*');
+    expect(await httpPresence(b, '/presence/room.1', 'svc-token')).toEqual({ status: 200, body: { n: 2 } });
+    expect(await httpPresence(b, '/presence/room.1?members', 'svc-token')).toEqual({ status: 200, body: { n: 2, m: ['token:plain', 'token:svc'] } });
+    expect(await httpPresence(b, '/presence/room.*?members', 'plain-token')).toEqual({ status: 200, body: { n: 1 } });
+    expect(await httpPresence(b, '/presence/room.%2A', 'plain-token')).toEqual({ status: 200, body: { n: 1 } });
+    expect(await httpPresence(b, '/presence/room.1', 'other-token')).toMatchObject({ status: 403, body: { code: 'forbidden' } });
+    expect(await httpPresence(b, '/presence/room.1')).toMatchObject({ status: 401, body: { code: 'unauthorized' } });
+    expect(await httpPresence(b, '/presence/a..b', 'svc-token')).toMatchObject({ status: 400, body: { code: 'bad_pattern' } });
+    expect(await httpPresence(b, '/presence/a%zz', 'svc-token')).toMatchObject({ status: 400, body: { code: 'bad_channel' } });
+    const post = await fetch(new URL('/presence/room.1', b.url.replace(/^ws/, 'http')), { method: 'POST', headers: { Authorization: 'Bearer svc-token' } });
+    expect(post.status).toBe(405);
+    // Anonymous on loopback with no credential configured, as /history.
+    const open = await startBroker();
+    const anon = await RawClient.connect(open.url);
+    await sub(anon, 'x');
+    expect(await httpPresence(open, '/presence/x?members')).toEqual({ status: 200, body: { n: 1, m: [] } });
+  });
+});
+
+describe('join/leave notices', () => {
+  it('a subscription with pe hears others start and stop subscribing to its channel, with ids only when granted', async () => {
+    const b = await startBroker({
+      jwtSecret: SECRET, jwtClockTolerance: 0, jwtSubscribe: ['room.>'], jwtPublish: [],
+    });
+    const watcher = await helloAs(b.url, await jwt('w', { presence: ['room.>'] }));
+    const blind = await helloAs(b.url, await jwt('blind'));
+    expect(await sub(watcher, 'room.1', { pe: true })).toMatchObject({ t: FrameType.ack });
+    expect(await sub(blind, 'room.1', { pe: true })).toMatchObject({ t: FrameType.ack });
+    // A pattern cannot ask for notices.
+    expect(await sub(watcher, 'room.*', { pe: true })).toMatchObject({ t: FrameType.error, code: 'bad_frame' });
+    // The watcher heard blind join (the watcher does not hear itself).
+    await waitFor('blind joined', () => notices(watcher).length === 1 && notices(watcher), { wakeOn: [watcher.changed] });
+    expect(notices(watcher)).toEqual([{ t: FrameType.presenceChange, c: 'room.1', j: true, n: 2, m: 'jwt:blind' }]);
+    const zed = await helloAs(b.url, await jwt('zed'), 'uuid-of-zed');
+    await sub(zed, 'room.1');
+    await sub(zed, 'room.1', { f: { l: ['a'] } }); // a second subscription of the channel: no notice
+    await sub(zed, 'room.*'); // another pattern: not about room.1
+    await waitFor('zed joined', () => notices(blind).length === 1, { wakeOn: [blind.changed] });
+    expect(notices(blind)).toEqual([{ t: FrameType.presenceChange, c: 'room.1', j: true, n: 3 }]); // no grant: no id
+    zed.ws.terminate();
+    await waitFor('zed left', () => notices(watcher).length === 3, { wakeOn: [watcher.changed] });
+    expect(notices(watcher).slice(1)).toEqual([
+      { t: FrameType.presenceChange, c: 'room.1', j: true, n: 3, m: 'jwt:zed' },
+      { t: FrameType.presenceChange, c: 'room.1', j: false, n: 2, m: 'jwt:zed' },
+    ]);
+    expect(JSON.stringify(watcher.frames)).not.toContain('uuid-of');
+    // The watcher's own unsubscribe ends its notices; blind hears it leave.
+    await watcher.request({ t: FrameType.unsubscribe, r: 0, p: 'room.1' });
+    await waitFor('w left', () => notices(blind).length === 3, { wakeOn: [blind.changed] });
+    expect(notices(blind)[2]).toEqual({ t: FrameType.presenceChange, c: 'room.1', j: false, n: 1 });
+  });
+
+  it('a crowd joining gets its watcher at most one notice per joiner, the last with the exact count', async () => {
+    const b = await startBroker();
+    const watcher = await RawClient.connect(b.url);
+    await sub(watcher, 'lobby', { pe: true });
+    const crowd = await Promise.all(Array.from({ length: 100 }, () => RawClient.connect(b.url)));
+    // Every subscribe in one message each, all arriving in few turns.
+    for (const c of crowd) c.send({ t: FrameType.subscribe, r: 1, p: 'lobby' });
+    await waitFor('the count reaches 101', () => {
+      const last = notices(watcher).at(-1);
+      return last !== undefined && last.n === 101;
+    }, { wakeOn: [watcher.changed] });
+    // Never more than one per joiner, and the count of the last is exact.
+    expect(notices(watcher).length).toBeLessThanOrEqual(100);
+    expect(notices(watcher).every((f) => f.j && f.m === undefined)).toBe(true);
+  });
+});
+
+describe('notices per turn (the core, one turn by hand)', () => {
+  const subscriber = (id?: string): Subscriber => ({
+    stamp: 0, filter: undefined, subscriptions: new Map(), deliver: () => true,
+    get sub() {
+      return this;
+    },
+    ...(id === undefined ? {} : { principal: { id, kind: 'jwt' } }),
+  }) as Subscriber;
+
+  it('folds a storm past 64 changes into one notice with the count, and a join and leave of one subscriber into none', () => {
+    const registry = new SubscriptionRegistry();
+    const dirty: Flushable[] = [];
+    const presence = new Presence(registry, (item) => {
+      item.dirty = true;
+      dirty.push(item);
+    });
+    const frames: PresenceChangeFrame[] = [];
+    const me = subscriber('me');
+    registry.add(me, 'lobby', undefined);
+    presence.watch(me, 'lobby', { maySee: () => true, enqueueControl: (f) => frames.push(decodeFrame(f, DEFAULT_DECODE_LIMITS) as PresenceChangeFrame), gone: false });
+    const flicker = subscriber('flicker');
+    registry.add(flicker, 'lobby', undefined);
+    registry.remove(flicker, 'lobby', undefined);
+    for (let i = 0; i < 200; i++) registry.add(subscriber(`u${i}`), 'lobby', undefined);
+    expect(dirty).toHaveLength(1);
+    presence.dirty = false;
+    presence.flush();
+    expect(frames).toHaveLength(MAX_NOTICES_PER_FLUSH);
+    expect(frames[0]).toEqual({ t: FrameType.presenceChange, c: 'lobby', j: true, n: 2, m: 'u0' });
+    expect(frames.some((f) => f.m === 'flicker')).toBe(false);
+    expect(frames.at(-1)).toEqual({ t: FrameType.presenceChange, c: 'lobby', j: true, n: 201 });
+    expect(presence.stats()).toMatchObject({ watched: 1, notices: MAX_NOTICES_PER_FLUSH, folded: 200 - MAX_NOTICES_PER_FLUSH + 1 });
+  });
+});
