@@ -302,6 +302,27 @@ describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one bro
     expect(frozen.events('work.more')).toEqual([]);
   }, 60_000);
 
+  it('presence counts the subscribers of every node together, over the socket and GET /presence', async () => {
+    const [a, b] = await nodes(2);
+    const onA = await RawClient.connect(a.url);
+    const onB = await RawClient.connect(b.url);
+    const alsoB = await RawClient.connect(b.url);
+    await onA.subscribe('room.1');
+    await onB.subscribe('room.*');
+    await alsoB.subscribe('room.*');
+    onA.send({ t: FrameType.presence, r: 77, p: 'room.1', m: true });
+    const answer = await onA.waitFrame('the presence answer', (f) => f.t === FrameType.presence || f.t === FrameType.error);
+    // Anonymous on loopback: every grant, and no id to show (anonymous principals never appear).
+    expect(answer).toEqual({ t: FrameType.presence, r: 77, p: 'room.1', n: 3, m: [] });
+    const res = await fetch(new URL('/presence/room.*', b.url.replace(/^ws/, 'http')));
+    expect(await res.json()).toEqual({ n: 2 });
+    alsoB.ws.terminate();
+    await waitFor('b\'s subscriber gone from the count', async () => {
+      const again = await fetch(new URL('/presence/room.1', a.url.replace(/^ws/, 'http')));
+      return ((await again.json()) as { n: number }).n === 2;
+    });
+  });
+
   it('a reply that comes after the requester\'s node let the request go (timed out, or its requester left) is dropped there and counted', async () => {
     const [a, b] = await nodes(2);
     const responder = await RawClient.connect(b.url);

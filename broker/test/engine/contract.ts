@@ -664,6 +664,20 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
       });
     });
 
+    describe('presence', () => {
+      it('answers this node\'s own count through the seam, ids only when asked', async () => {
+        const { engine } = await rig();
+        const asked: [string, boolean][] = [];
+        engine.onPresence((pattern, members) => {
+          asked.push([pattern, members]);
+          return members ? { n: 2, m: ['jwt:a', 'jwt:b'] } : { n: 2 };
+        });
+        expect(await engine.presence('room.1', false)).toEqual({ n: 2 });
+        expect(await engine.presence('room.*', true)).toEqual({ n: 2, m: ['jwt:a', 'jwt:b'] });
+        expect(asked).toEqual([['room.1', false], ['room.*', true]]);
+      });
+    });
+
     if (traits.sharedBetweenInstances) {
       describe('nodes', () => {
         /** Two instances over one store, each started with its own sink. */
@@ -683,6 +697,28 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
             await new Promise((resolve) => setTimeout(resolve, 5));
           }
         }
+
+        it('counts presence over every node: counts summed, ids merged (distinct, sorted); a node that does not answer is left out, partial', async () => {
+          const [a, b] = await pair();
+          let counted = 0;
+          a.engine.onPresence((_, members) => (counted++, members ? { n: 2, m: ['jwt:x', 'token:svc'] } : { n: 2 }));
+          b.engine.onPresence((_, members) => (counted++, members ? { n: 3, m: ['jwt:a', 'jwt:x'] } : { n: 3 }));
+          expect(await a.engine.presence('room.1', false)).toEqual({ n: 5 });
+          expect(await b.engine.presence('room.*', true)).toEqual({ n: 5, m: ['jwt:a', 'jwt:x', 'token:svc'] });
+          // A third node that cannot count (as one stuck or gone would be): its answer never comes.
+          const c = await rig({}, a.clock, a.engine);
+          c.engine.onPresence(() => {
+            throw new Error('stuck');
+          });
+          counted = 0;
+          const asked = a.engine.presence('room.1', false);
+          await until('a and b to count', () => counted === 2);
+          // Behind their answers on a's channel: a publish of a's own, confirmed there.
+          await a.publish('mark');
+          // The asker's second passes (the engines' clock is the test's): c is left out.
+          a.clock.advance(1000);
+          expect(await asked).toEqual({ n: 5, partial: true });
+        });
 
         it('carries to another instance the events of its interest once live, each once, in stream order, with the same fields', async () => {
           const [a, b] = await pair();

@@ -17,6 +17,7 @@ import { NO_GROUPS, RedisGroups } from './groups.js';
 import { encodePayload, eventId, messageEvent, parseHeader, payloadLimits, requestEvent, type Header } from './message.js';
 import * as scripts from './scripts.js';
 import { RedisRequests } from './requests.js';
+import { RedisPresence } from './presence.js';
 
 /** What the Redis engine is made of. */
 export interface RedisEngineOptions extends StoreLimits {
@@ -237,6 +238,8 @@ export class RedisEngine implements Engine {
   private readonly requests: RedisRequests;
   /** Queue groups over the nodes (see groups.ts): the registry, the choices in each message. */
   private readonly groups: RedisGroups;
+  /** Presence over the nodes (see presence.ts): questions to every node, answers summed. */
+  private readonly presenceTraffic: RedisPresence;
 
   /** Figures for `/stats` and `/metrics`. */
   readonly counters = { received: 0, refiltered: 0, fills: 0, filled: 0, lostInFills: 0, rttMs: 0, disconnects: 0, epochChanges: 0 };
@@ -295,6 +298,14 @@ export class RedisEngine implements Engine {
       publish: (channel, message) => this.publishRequest(channel, message),
       warn: (fields, message) => this.log?.warn(fields, message),
     });
+    this.presenceTraffic = new RedisPresence({
+      instance: this.instance,
+      broadcast: async (message) => Number(await this.send([this.publishCommand, `${this.prefix}w`, message])),
+      toNode: (instance, message) => void this.send([this.publishCommand, `${this.prefix}n:${instance}`, message]).catch(() => {}),
+      setTimeout: (callback, ms) => this.clock.setTimeout(callback, ms),
+      clearTimer: (handle) => this.clock.clearTimer(handle),
+      warn: (fields, message) => this.log?.warn(fields, message),
+    });
     this.cmd.on('error', (err) => this.onError('commands', err));
     this.sub.on('error', (err) => this.onError('subscriber', err));
     this.cmd.on('ready', () => {
@@ -334,6 +345,7 @@ export class RedisEngine implements Engine {
       this.delivered = this.known = Number(seq);
       await this.sub.subscribe(this.nodeChannel, this.onMarker, true);
       await this.sub.subscribe(`${this.prefix}q`, this.groups.onNotice, true);
+      await this.sub.subscribe(`${this.prefix}w`, this.presenceTraffic.onQuestion, true);
       await this.groups.refresh();
     } catch (err) {
       await this.close();
@@ -404,16 +416,15 @@ export class RedisEngine implements Engine {
     return this.requests.request(request);
   }
 
-  // ---- presence: this node's own count (across nodes: a later step) ----
-
-  private localPresence: LocalPresence = () => ({ n: 0 });
+  // ---- presence ----------------------------------------------------------------------------
 
   onPresence(local: LocalPresence): void {
-    this.localPresence = local;
+    this.presenceTraffic.onPresence(local);
   }
 
-  presence(pattern: string, members: boolean): PresenceCount {
-    return this.localPresence(pattern, members);
+  presence(pattern: string, members: boolean): Promise<PresenceCount> {
+    if (!this.ready) return Promise.reject(this.unavailable());
+    return this.presenceTraffic.ask(pattern, members);
   }
 
   reply(instance: string, reply: ReplyMessage): boolean {
@@ -446,6 +457,7 @@ export class RedisEngine implements Engine {
 
   private readonly onMarker: Listener = (message) => {
     if (RedisRequests.isNodeTraffic(message)) this.requests.takeNodeMessage(message);
+    else if (RedisPresence.isAnswer(message)) this.presenceTraffic.takeAnswer(message);
     else if (message[0] === 0x21 /* ! */) this.control(message.toString());
     else if (this.gap) this.hold({ marker: message });
     else this.confirm(message);
@@ -1079,6 +1091,7 @@ export class RedisEngine implements Engine {
     for (const pending of this.pending.values()) pending.reject(new CrierError(ErrorCode.shuttingDown, 'the engine is closed'));
     this.pending.clear();
     this.requests.close();
+    this.presenceTraffic.close();
     for (const done of this.claims.values()) done('free');
     this.claims.clear();
     // Gone at once for the other nodes: they stop asking this one for its streams.
