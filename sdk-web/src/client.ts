@@ -7,6 +7,7 @@ import {
   type BrokerFrame,
   type ErrorFrame,
   type EventsFrame,
+  type PresenceChangeFrame,
   type ReplyAnswerFrame,
 } from '@crier/protocol';
 import { Connection } from './connection.js';
@@ -64,6 +65,8 @@ export class Client implements CrierClient {
   /** Emits an `'error'` event. */
   private readonly fail = (error: CrierError): void => emit(this.errorListeners, error);
   private readyWaiters: { resolve(): void; reject(error: CrierError): void }[] = [];
+  /** @internal Where presence notices go (set by `watchPresence` of `@crier/sdk-web/presence`). */
+  notice?: (frame: PresenceChangeFrame) => void;
   /** @internal Why the client closed, once it has. */
   closedWith: CrierError | undefined;
   /** @internal Sends a request (its frame made with its id) when connected; false (nothing sent) when not. */
@@ -174,6 +177,8 @@ export class Client implements CrierClient {
       this.subscriptions.dispatch(frame);
     } else if (frame.t === FrameType.dropped) {
       emit(this.droppedListeners, { total: frame.n, channels: new Map(frame.c), source: 'broker' });
+    } else if (frame.t === FrameType.presenceChange) {
+      this.notice?.(frame);
     } else if (frame.t === FrameType.error && frame.r === undefined) {
       // Without a request id: a fire-and-forget publish failed.
       this.fail(errorFromFrame(frame));

@@ -7,6 +7,7 @@ import { Client } from './client.js';
 import { withFallback } from './fallback.js';
 import { withFilters } from './filter.js';
 import { history } from './history.js';
+import { presence, watchPresence, type PresenceInfo, type PresenceListener, type PresenceOptions } from './presence.js';
 import { request, respond } from './request.js';
 import { events } from './stream.js';
 import type { PatternIndex } from './subscriptions.js';
@@ -29,6 +30,7 @@ export * from './index.js';
 export { withFilters } from './filter.js';
 export { HttpSocket, withFallback, type FallbackOptions, type EventSourceLike } from './fallback.js';
 export { history } from './history.js';
+export { presence, watchPresence, type PresenceChange, type PresenceInfo, type PresenceListener, type PresenceOptions } from './presence.js';
 export { request, respond, DEFAULT_REQUEST_TIMEOUT } from './request.js';
 export { events } from './stream.js';
 export type { CrierClientFull, IterableSubscription, RequestOptions, Reply, Responder } from './types.js';
@@ -71,6 +73,14 @@ class FullClient extends Client implements CrierClientFull {
 
   respond(pattern: string, handler: Responder, options?: SubscribeOptions): Subscription {
     return respond(this, pattern, handler, options);
+  }
+
+  presence(channelOrPattern: string, options?: PresenceOptions): Promise<PresenceInfo> {
+    return presence(this, channelOrPattern, options);
+  }
+
+  watchPresence(channel: string, listener: PresenceListener): Subscription {
+    return watchPresence(this, channel, listener);
   }
 }
 

@@ -1,3 +1,4 @@
+import type { PresenceInfo, PresenceListener, PresenceOptions } from './presence.js';
 import type { CrierError, SubscribeFilter } from '@crier/protocol';
 import type { WebSocketConstructor } from './websocket.js';
 
@@ -442,4 +443,11 @@ export interface CrierClientFull extends CrierClient {
   request(channel: string, data: Uint8Array, options?: RequestOptions): Promise<CrierEvent>;
   /** Answers the requests on `pattern` with what `handler` returns. See `respond()` of `@crier/sdk-web/request`. */
   respond(pattern: string, handler: Responder, options?: SubscribeOptions): Subscription;
+  /**
+   * Who subscribes to a channel or a pattern (their principal ids with `members`, when granted).
+   * See `presence()` of `@crier/sdk-web/presence`.
+   */
+  presence(channelOrPattern: string, options?: PresenceOptions): Promise<PresenceInfo>;
+  /** Join/leave notices of `channel`. See `watchPresence()` of `@crier/sdk-web/presence`. */
+  watchPresence(channel: string, listener: PresenceListener): Subscription;
 }
