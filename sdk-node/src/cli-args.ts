@@ -7,8 +7,8 @@ import type { SubscribeFilter } from '@crier/sdk-web/full';
 export const DEFAULT_URL = 'ws://127.0.0.1:10102';
 export const DEFAULT_TIMEOUT_MS = 5000;
 
-export type CommandName = 'listen' | 'publish' | 'request' | 'reply' | 'stats';
-const COMMANDS: readonly CommandName[] = ['listen', 'publish', 'request', 'reply', 'stats'];
+export type CommandName = 'listen' | 'publish' | 'request' | 'reply' | 'stats' | 'presence';
+const COMMANDS: readonly CommandName[] = ['listen', 'publish', 'request', 'reply', 'stats', 'presence'];
 
 /** Requests `crier reply --exec` runs at once, by default. */
 export const DEFAULT_CONCURRENCY = 8;
@@ -84,6 +84,15 @@ export interface StatsCommand extends GlobalOptions {
   json: boolean;
 }
 
+export interface PresenceCommand extends GlobalOptions {
+  command: 'presence';
+  /** A channel name or a pattern. */
+  pattern: string;
+  /** Ask for the principal ids too (given with a presence grant only). */
+  members: boolean;
+  json: boolean;
+}
+
 export type ParsedCommandLine =
   | { command: 'help'; topic: CommandName | undefined }
   | { command: 'version' }
@@ -91,7 +100,8 @@ export type ParsedCommandLine =
   | PublishCommand
   | RequestCommand
   | ReplyCommand
-  | StatsCommand;
+  | StatsCommand
+  | PresenceCommand;
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -135,6 +145,10 @@ const COMMAND_OPTIONS = {
   stats: {
     json: { type: 'boolean' },
   },
+  presence: {
+    members: { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
 } satisfies Record<CommandName, Options>;
 
 /** Global options that take a value: their value is not the command name. */
@@ -148,6 +162,7 @@ Commands:
   request <channel> [data|-]  send a request and print the reply
   reply <pattern> --exec cmd  answer requests with a command's output (or --echo, or data)
   stats                       print the broker's /stats
+  presence <channel|pattern>  print how many subscribe to it (--members: who)
 
 Global options:
   --url <ws-url>      broker URL (default $CRIER_URL or ${DEFAULT_URL})
@@ -224,6 +239,16 @@ Answers the requests on the pattern until Ctrl+C, reconnecting by itself:
   stats: `Usage: crier stats [--json]
 
 Prints the broker's /stats (on the same host and port as --url), readably or as --json.
+  plus the global options (crier --help).
+`,
+  presence: `Usage: crier presence <channel|pattern> [--members] [--json]
+
+Prints how many connections subscribe to a channel (those an event on it reaches, by any of their
+subscriptions) or to a pattern (those subscribed with exactly it), over every broker node.
+
+Options:
+  --members    also print who: the principal ids, one a line (needs a presence grant; at most 1000)
+  --json       print {"subscribers": n, "members": [...]} instead
   plus the global options (crier --help).
 `,
 };
@@ -400,6 +425,14 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): P
       if (values.help) return { command: 'help', topic: command };
       if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`, command);
       return { command, ...globals(values, env), json: values.json ?? false };
+    }
+    case 'presence': {
+      const { values, positionals } = parse(rest, { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS.presence }, command);
+      if (values.help) return { command: 'help', topic: command };
+      const [pattern, ...extra] = positionals;
+      if (pattern === undefined) throw new UsageError('missing channel or pattern', command);
+      if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`, command);
+      return { command, ...globals(values, env), pattern, members: values.members ?? false, json: values.json ?? false };
     }
   }
 }

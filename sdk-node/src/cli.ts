@@ -7,9 +7,10 @@ import { say, watchStdout } from './cli-output.js';
 import { publish } from './cli-publish.js';
 import { reply } from './cli-reply.js';
 import { request } from './cli-request.js';
+import { presence } from './cli-presence.js';
 import { stats } from './cli-stats.js';
 
-// The `crier` command: listen, publish, request, reply, stats. Exit codes: 0 done, 1 failure, 2 usage error.
+// The `crier` command: listen, publish, request, reply, stats, presence. Exit codes: 0 done, 1 failure, 2 usage error.
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -45,6 +46,8 @@ async function run(parsed: ParsedCommandLine): Promise<number> {
       return reply(parsed);
     case 'stats':
       return stats(parsed);
+    case 'presence':
+      return presence(parsed);
   }
 }
 
