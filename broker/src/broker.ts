@@ -24,7 +24,7 @@ import { loadStaticAssets } from './http/static-assets.js';
 import { createLogger, redactConfig } from './observe/logger.js';
 import { resolveOptions, type BrokerOptions, type ResolvedOptions } from './config/options.js';
 import { brokerPaths, statsUrlOf, type BrokerPaths } from './config/paths.js';
-import { validatePublish } from './core/publish-validation.js';
+import { publishPriority, validatePublish } from './core/publish-validation.js';
 import { CrierSocket } from './transport/socket.js';
 import { readTlsPair, type TlsFiles, type TlsPair } from './config/tls.js';
 import type { TimerHandle } from './clock.js';
@@ -170,7 +170,8 @@ class RunningBroker implements Broker {
   async publish(channel: string, data: Uint8Array, options: PublishOptions = {}): Promise<PublishResult> {
     if (this.ingress.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is closed');
     validatePublish(channel, data, options.labels, options.key, this.options.maxPayload);
-    return publishResult(await this.ingress.core.publish({ channel, data, labels: options.labels, key: options.key }));
+    const priority = options.priority === undefined || options.priority === 'normal' ? 0 : options.priority === 'high' ? 1 : publishPriority(-1);
+    return publishResult(await this.ingress.core.publish({ channel, data, labels: options.labels, key: options.key, priority }));
   }
 
   subscribe(pattern: string, handler: (event: BrokerEvent) => void, filter?: SubscribeFilter): BrokerSubscription {

@@ -23,6 +23,11 @@ export interface PublishOptions {
   labels?: string[];
   /** A key of 1-256 characters, forwarded with the event. */
   key?: string;
+  /**
+   * `'high'`: the event goes in each WebSocket connection's high lane, ahead of queued normal
+   * events and dropped last (see Priority lanes in the README). Default `'normal'`.
+   */
+  priority?: 'high' | 'normal';
 }
 
 /** What a publish returns (and what a remote publish is acknowledged with). */

@@ -79,6 +79,17 @@ describe('StreamEvent frame', () => {
     }
   });
 
+  it('carries pr: 1 on a high-priority event, on the fast path and the generic one; a normal event has no pr', () => {
+    for (const f of [base, { ...base, labels: ['a'], key: 'k' }, { ...base, channel: 'café' }]) {
+      const event = new StreamEvent(f.channel, f.data, f.id, f.offset, f.epoch, f.seq, f.time, f.labels, f.key, undefined, 1);
+      const expected = encodeFrame({ t: FrameType.event, c: f.channel, d: f.data, id: f.id, o: f.offset, e: f.epoch, s: f.seq, ts: f.time, l: f.labels, k: f.key, pr: 1 });
+      expect(Buffer.from(event.frame).equals(Buffer.from(expected))).toBe(true);
+      expect(payloadOf(event.message!).equals(Buffer.from(event.frame))).toBe(true);
+      expect(decodeFrame(event.frame)).toMatchObject({ pr: 1 });
+      expect(decodeFrame(made(f).frame)).not.toHaveProperty('pr');
+    }
+  });
+
   it('falls back to the generic encoder for what its fast path does not cover', () => {
     for (const f of [
       { ...base, channel: 'café' },

@@ -83,6 +83,8 @@ export function decodeFrame(bytes: Uint8Array, limits: DecodeLimits = DEFAULT_DE
 export type EventMaker<E> = (
   c: string, d: Uint8Array, id: string, o: number, e: string, ts: number,
   s: number | undefined, l: string[] | undefined, k: string | undefined, rp: string | undefined,
+  /** The frame's `pr`: 1 on a high-priority event. */
+  pr: number | undefined,
 ) => E;
 
 /**
@@ -136,7 +138,7 @@ function readEvent<E>(reader: MsgpackReader, n: number, makeEvent: EventMaker<E>
   reader.pos++;
   reader.enter(n, n * 2, true);
   reader.pos += 3;
-  let c, d, id, o, e, ts, s, l, k, rp: unknown;
+  let c, d, id, o, e, ts, s, l, k, rp, pr: unknown;
   for (let i = 1; i < n; i++) {
     const key = reader.readKey();
     const v = reader.read();
@@ -150,14 +152,16 @@ function readEvent<E>(reader: MsgpackReader, n: number, makeEvent: EventMaker<E>
     else if (key === 'l') l = v ?? undefined;
     else if (key === 'k') k = v ?? undefined;
     else if (key === 'rp') rp = v ?? undefined;
+    else if (key === 'pr') pr = v ?? undefined;
   }
   reader.depth--;
   if (
     !isStr(c) || !isBin(d) || !isStr(id) || !isUint(o) || !isStr(e) || !isUint(ts) ||
-    (s !== undefined && !isUint(s)) || (l !== undefined && !isStrArray(l)) || (k !== undefined && !isStr(k)) || (rp !== undefined && !isStr(rp))
+    (s !== undefined && !isUint(s)) || (l !== undefined && !isStrArray(l)) || (k !== undefined && !isStr(k)) || (rp !== undefined && !isStr(rp)) ||
+    (pr !== undefined && !isUint(pr))
   ) return undefined;
   return makeEvent(c as string, d as Uint8Array, id as string, o as number, e as string, ts as number,
-    s as number | undefined, l as string[] | undefined, k as string | undefined, rp as string | undefined);
+    s as number | undefined, l as string[] | undefined, k as string | undefined, rp as string | undefined, pr as number | undefined);
 }
 
 /** The coded error for what the msgpack reader threw (a `MsgpackError`; anything else is not expected). */

@@ -332,10 +332,16 @@ describe('decodeFrames with an event maker', () => {
     const bare = { t: FrameType.event, c: 'a', d: new Uint8Array(0), id: 'y', o: 1, e: 'E', ts: 1, l: null };
     decodeFrames(concat(encodeFrame(ev), encodeFrame({ t: FrameType.ack, r: 2 }), encodeFrame(bare as never)), DEFAULT_DECODE_LIMITS, (f) => seen.push(f), make);
     expect(seen).toEqual([
-      { made: ['a.b', new Uint8Array([1]), 'x', 3, 'E', 9, 4, ['p'], 'key', 'tok'] },
+      { made: ['a.b', new Uint8Array([1]), 'x', 3, 'E', 9, 4, ['p'], 'key', 'tok', undefined] },
       { t: FrameType.ack, r: 2 },
-      { made: ['a', new Uint8Array(0), 'y', 1, 'E', 1, undefined, undefined, undefined, undefined] },
+      { made: ['a', new Uint8Array(0), 'y', 1, 'E', 1, undefined, undefined, undefined, undefined, undefined] },
     ]);
+  });
+
+  it('passes a high-priority event\'s pr to the maker', () => {
+    const seen: unknown[] = [];
+    decodeFrames(encodeFrame({ ...ev, pr: 1 }), DEFAULT_DECODE_LIMITS, (f) => seen.push(f), make);
+    expect(seen).toEqual([{ made: ['a.b', new Uint8Array([1]), 'x', 3, 'E', 9, 4, ['p'], 'key', 'tok', 1] }]);
   });
 
   it('refuses a malformed event as decodeFrames does without a maker', () => {
@@ -343,6 +349,7 @@ describe('decodeFrames with an event maker', () => {
       { t: FrameType.event, c: 'a', d: new Uint8Array(1), o: 1, e: 'E', ts: 1 },
       { t: FrameType.event, c: 'a', d: 'text', id: 'x', o: 1, e: 'E', ts: 1 },
       { t: FrameType.event, c: 'a', d: new Uint8Array(1), id: 'x', o: 1, e: 'E', ts: 1, rp: 7 },
+      { t: FrameType.event, c: 'a', d: new Uint8Array(1), id: 'x', o: 1, e: 'E', ts: 1, pr: 'high' },
     ]) {
       const bytes = encodeFrame(bad as never);
       let plain: unknown;

@@ -21,3 +21,13 @@ export function validatePublish(
   assertEventLabels(labels);
   assertEventKey(key);
 }
+
+/**
+ * A publish's priority (`pr`) as the engine takes it: 1 for high, 0 (or absent) for normal;
+ * anything else is `bad_frame`.
+ */
+export function publishPriority(pr: unknown): 0 | 1 {
+  if (pr === undefined || pr === 0) return 0;
+  if (pr === 1) return 1;
+  throw new CrierError(ErrorCode.badFrame, 'a priority (pr) is 1 (high) or 0 (normal)');
+}

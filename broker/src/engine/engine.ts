@@ -10,6 +10,8 @@ export interface PublishRequest {
   data: Uint8Array;
   labels?: string[] | undefined;
   key?: string | undefined;
+  /** 1: high priority (the event frame carries `pr: 1`; see Connection's high lane). */
+  priority?: 0 | 1 | undefined;
   /**
    * Makes the publish idempotent: within the engine's idempotency window, a second publish with
    * the same `scope` (the publisher: its principal, or its stream) and `id` is answered with the

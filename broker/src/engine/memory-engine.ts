@@ -61,7 +61,7 @@ export class MemoryEngine implements Engine {
   }
 
   publish(request: PublishRequest): PublishResult {
-    const { channel, data, labels, key, idempotency } = request;
+    const { channel, data, labels, key, idempotency, priority } = request;
     let dedupe: string | undefined;
     if (idempotency !== undefined && this.seen !== undefined) {
       dedupe = `${idempotency.scope}\u0000${idempotency.id}`;
@@ -70,7 +70,7 @@ export class MemoryEngine implements Engine {
     }
     const store = this.store;
     const log = store.sequence(channel);
-    const event = new StreamEvent(channel, data, store.nextId(), log.offset, log.epoch, store.seq, this.clock.wall(), labels, key);
+    const event = new StreamEvent(channel, data, store.nextId(), log.offset, log.epoch, store.seq, this.clock.wall(), labels, key, undefined, priority);
     store.retain(log, event);
     if (dedupe !== undefined) this.seen!.set(dedupe, { result: { id: event.id, offset: event.offset, epoch: event.epoch }, at: this.clock.now() });
     this.sink(event);

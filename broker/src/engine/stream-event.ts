@@ -49,13 +49,18 @@ export class StreamEvent {
     readonly labels: string[] | undefined,
     readonly key: string | undefined,
     frame?: Uint8Array,
+    /**
+     * 1: published with high priority (the frame carries `pr: 1`), sent in each connection's high
+     * lane. An event restored from history says 0: a replay goes in stream order anyway.
+     */
+    readonly priority = 0,
   ) {
     this.bytes = data;
     if (frame !== undefined) {
       this.frame = frame;
       this.message = undefined;
     } else {
-      const message = eventMessage(channel, data ?? EMPTY, id, offset, epoch, seq, time, labels, key);
+      const message = eventMessage(channel, data ?? EMPTY, id, offset, epoch, seq, time, labels, key, priority);
       this.message = message;
       // The header's second byte tells its size (126: 2 more bytes of length, 127: 8 more).
       this.frame = message.subarray(message[1]! < 126 ? 2 : message[1] === 126 ? 4 : 10);
@@ -112,7 +117,7 @@ export function writeMessageHeader(out: Uint8Array, at: number, n: number): numb
 
 // ---- the event frame, encoded in one pass -------------------------------------------------
 //
-// The same bytes as the protocol's encodeFrame({ t: event, c, d, id, o, e, s, ts, l, k }) (a
+// The same bytes as the protocol's encodeFrame({ t: event, c, d, id, o, e, s, ts, l, k, pr }) (a
 // test holds them equal), written straight into the message buffer: its size is counted first,
 // then one allocation. The generic encoder walks the frame object key by key, writes into a
 // shared buffer and copies the result out; for bench W3 (one recipient per event) that walk and
@@ -195,12 +200,13 @@ const K_S = key('s');
 const K_TS = key('ts');
 const K_L = key('l');
 const K_K = key('k');
+const K_PR = key('pr');
 const FIXED_KEYS = K_T.length + K_C.length + K_D.length + K_ID.length + K_O.length + K_E.length + K_S.length + K_TS.length;
 
 /** The event frame as one WebSocket message: header, then the msgpack frame. */
 function eventMessage(
   channel: string, data: Uint8Array, id: string, offset: number, epoch: string, seq: number, time: number,
-  labels: string[] | undefined, key: string | undefined,
+  labels: string[] | undefined, key: string | undefined, priority: number,
 ): Buffer {
   const t = FrameType.event;
   const c = asciiSize(channel);
@@ -229,8 +235,13 @@ function eventMessage(
     if (k < 0) fast = false;
     size += K_K.length + k;
   }
+  // Only a high-priority event carries `pr` (1): a normal one is as it always was, byte for byte.
+  if (priority === 1) {
+    fields++;
+    size += K_PR.length + 1;
+  }
   if (!fast) {
-    const frame = encodeFrame({ t, c: channel, d: data, id, o: offset, e: epoch, s: seq, ts: time, l: labels, k: key });
+    const frame = encodeFrame({ t, c: channel, d: data, id, o: offset, e: epoch, s: seq, ts: time, l: labels, k: key, pr: priority === 1 ? 1 : undefined });
     const out = Buffer.allocUnsafeSlow(messageHeaderSize(frame.length) + frame.length);
     out.set(frame, writeMessageHeader(out, 0, frame.length));
     return out;
@@ -286,6 +297,11 @@ function eventMessage(
   if (key !== undefined) {
     out.set(K_K, at);
     at = writeAscii(out, at + K_K.length, key);
+  }
+  if (priority === 1) {
+    out.set(K_PR, at);
+    at += K_PR.length;
+    out[at++] = 1;
   }
   if (at !== out.length) throw new Error(`event frame: wrote ${at} bytes of ${out.length}`);
   return out;

@@ -8,7 +8,7 @@ import type { Principal } from '../auth/principal.js';
 import { clientAddress } from '../admission/client-address.js';
 import { applyCors, originAllowed } from './cors.js';
 import { BAD_REQUEST, UNAVAILABLE_RETRY_AFTER_SECONDS, sendJson } from './response.js';
-import { validatePublish } from '../core/publish-validation.js';
+import { publishPriority, validatePublish } from '../core/publish-validation.js';
 import type { PublishRequest } from '../engine/engine.js';
 
 /** HTTP status of each error code an HTTP publish can answer. */
@@ -71,6 +71,7 @@ function publishAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
   let labels: string[] | undefined;
   let key: string | undefined;
   let idempotency: PublishRequest['idempotency'];
+  let priority: 0 | 1;
   let declared: number | undefined;
   try {
     if (ingress.closing || ingress.draining) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
@@ -87,6 +88,7 @@ function publishAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
     channel = decodeChannel(rawChannel);
     ({ labels, key } = labelsAndKey(req));
     idempotency = idempotencyOf(ingress, req, principal);
+    priority = priorityOf(req);
     // Everything but the data is checked before a byte of the body is read.
     validatePublish(channel, EMPTY, labels, key, maxPayload);
     if (!principal.publish.allows(channel)) {
@@ -116,7 +118,7 @@ function publishAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
       if (ingress.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
       const data = body.bytes();
       validatePublish(channel, data, labels, key, maxPayload);
-      const result = ingress.core.publish({ channel, data, labels, key, idempotency });
+      const result = ingress.core.publish({ channel, data, labels, key, idempotency, priority });
       if (!(result instanceof Promise)) return sendJson(req, res, 202, publishResult(result), PUBLISH_HEADERS);
       result.then((done) => sendJson(req, res, 202, publishResult(done), PUBLISH_HEADERS), (err: unknown) => fail(ingress, req, res, err));
     } catch (err) {
@@ -168,6 +170,16 @@ export function labelsAndKey(req: IncomingMessage): { labels: string[] | undefin
   if (typeof keyHeader === 'string') keys.push(keyHeader);
   if (keys.length > 1) throw new CrierError(ErrorCode.badFrame, 'give the key once (query parameter key or header Crier-Key)');
   return { labels: labels.length > 0 ? labels : undefined, key: keys[0] };
+}
+
+/** `?priority=high` (or `normal`, the default); any other value is `bad_frame`, as a socket's `pr` would be. */
+function priorityOf(req: IncomingMessage): 0 | 1 {
+  const url = req.url ?? '';
+  const q = url.indexOf('?');
+  const given = new URLSearchParams(q === -1 ? '' : url.slice(q + 1)).getAll('priority');
+  if (given.length === 0 || (given.length === 1 && given[0] === 'normal')) return 0;
+  if (given.length === 1 && given[0] === 'high') return 1;
+  return publishPriority(-1);
 }
 
 function splitList(list: string): string[] {

@@ -15,6 +15,9 @@ export interface BrokerCounts {
   dropped: number;
   receivedBytes: number;
   sentBytes: number;
+  /** High-priority events queued to connections (their lane), and dropped because it was full. */
+  highQueued: number;
+  highDropped: number;
   parkedSessions: number;
   resumesRecovered: number;
   resumesNotRecovered: number;
@@ -72,7 +75,7 @@ export class BrokerMetrics {
   private readonly registry = new Registry();
   // The core's counters, read once per scrape so that one scrape is consistent.
   private snapshot: BrokerCounts = {
-    connections: 0, sseStreams: 0, subscriptions: 0, channels: 0, slowConsumers: 0, published: 0, delivered: 0, dropped: 0, receivedBytes: 0, sentBytes: 0,
+    connections: 0, sseStreams: 0, subscriptions: 0, channels: 0, slowConsumers: 0, published: 0, delivered: 0, dropped: 0, receivedBytes: 0, sentBytes: 0, highQueued: 0, highDropped: 0,
     parkedSessions: 0, resumesRecovered: 0, resumesNotRecovered: 0,
     requests: { pending: 0, sent: 0, delivered: 0, answered: 0, noResponders: 0, timedOut: 0, repliesDropped: 0 },
     groups: { groups: 0, members: 0, delivered: 0, skipped: 0, missed: 0 },
@@ -108,6 +111,8 @@ export class BrokerMetrics {
     counter('events_delivered_total', 'Events queued to a subscriber (one per subscriber per event).', (c) => c.delivered);
     counter('events_dropped_total', 'Events subscribers lost to a full queue.', (c) => c.dropped);
     counter('received_bytes_total', 'Bytes of WebSocket messages received from clients (payloads).', (c) => c.receivedBytes);
+    counter('priority_events_queued_total', 'High-priority events queued to connections (their own lane, sent ahead of normal events).', (c) => c.highQueued);
+    counter('priority_events_dropped_total', 'High-priority events dropped because a connection\'s high lane was full (also in events_dropped_total).', (c) => c.highDropped);
     counter('sent_bytes_total', 'Bytes written to client sockets (WebSocket frames, headers included).', (c) => c.sentBytes);
     gauge('requests_pending', 'Requests (request/reply) of this node waiting for a reply now.', (c) => c.requests.pending);
     counter('requests_total', 'Requests sent by this node\'s requesters (WebSocket and HTTP).', (c) => c.requests.sent);

@@ -26,6 +26,9 @@ export interface ConnectionHost {
   readonly maxTotalBufferBytes: number;
   /** Bytes written to sockets, for the metrics: the flush adds each write's size. */
   sentBytes: number;
+  /** High-priority events queued towards connections (their lane), and dropped (it was full): metrics. */
+  highQueued: number;
+  highDropped: number;
   /** Schedules `item` for the broker-wide flush of this tick. */
   markDirty(item: Flushable): void;
   /** The connection just started losing events. */
@@ -46,6 +49,13 @@ const CONTROL_SLACK_BYTES = 64 * 1024;
  * by `bufferSize` events and `maxBufferBytes` bytes, counting both what waits here and what was
  * written but not yet accepted by the kernel; past that the connection is a slow consumer: its
  * events are dropped and counted until it drains to half, then it gets a `dropped` frame.
+ *
+ * Three lanes, written in this order by each flush: control frames (never dropped, never behind
+ * an event), high-priority events (their own bound: a quarter of `bufferSize` events and of
+ * `maxBufferBytes` queued, on top of the normal budget), normal events. While the socket has not
+ * taken the previous write (a slow reader), the flush holds the lanes back rather than piling
+ * them into the socket's buffer, where nothing could overtake them any more; the write's callback
+ * flushes again. So a high event overtakes the normal events still queued here.
  */
 export class Connection implements Subscriber, SlowSubscriber, Flushable {
   /** The stream's uuid, set by `hello` (empty before). */
@@ -114,7 +124,13 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
   /** What the current slow spell cost, and when it started. */
   readonly drops = new DropTally();
 
+  /** The normal lane: events (live and replayed). */
   private readonly queue: Uint8Array[] = [];
+  /** Control frames: written before both event lanes. */
+  private readonly control: Uint8Array[] = [];
+  /** The high lane: high-priority events, written after control frames, before normal events. */
+  private readonly high: Uint8Array[] = [];
+  private highBytes = 0;
   /**
    * When the queue holds one event frame and nothing else: that event's frame already framed as a
    * WebSocket message (StreamEvent.message), written as is by the flush.
@@ -153,7 +169,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    */
   accepts(bytes: number): boolean {
     if (!this.slow && this.hasRoom(bytes)) return true;
-    if (this.queue.length > 0) this.flush();
+    if (this.queue.length + this.high.length > 0) this.flush();
     if (this.inflightEvents + this.inflightBytes > 0 && this.ws.bufferedAmount === 0) this.settleWritten();
     if (this.slow) {
       if (!this.drained()) return false;
@@ -168,7 +184,33 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
       this.holding.push(event);
       return true;
     }
-    return this.enqueueEvent(event.frame, event.channel, event.message);
+    return event.priority === 1 ? this.enqueueHigh(event) : this.enqueueEvent(event.frame, event.channel, event.message);
+  }
+
+  /**
+   * Queues a high-priority event in its lane, or drops it when the lane itself is full: its
+   * bound is its own (a quarter of the connection's budget), so a connection losing normal
+   * events still gets high ones.
+   */
+  private enqueueHigh(event: StreamEvent): boolean {
+    const bytes = event.frame.length;
+    // Full: a socket that takes writes at once (a burst within one turn) makes room now, as
+    // accepts() does for normal events; one that does not keeps the lanes, and loses this event.
+    if (this.highFull(bytes)) this.flush();
+    if (this.state === 'freed' || this.highFull(bytes)) {
+      this.host.highDropped++;
+      this.drop(event.channel);
+      return false;
+    }
+    this.single = this.queue.length + this.control.length + this.high.length === 0 ? event.message : undefined;
+    this.high.push(event.frame);
+    this.highBytes += bytes;
+    this.queuedEvents++;
+    this.queuedBytes += bytes;
+    this.host.bufferedBytes += bytes;
+    this.host.highQueued++;
+    if (!this.dirty) this.host.markDirty(this);
+    return true;
   }
 
   /**
@@ -241,6 +283,13 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
     for (const event of held) if (sent === undefined || !sent.has(event.seq)) this.deliver(event);
   }
 
+  /** Whether the high lane has no room for an event of `bytes`: a quarter of either budget, and the broker's. */
+  private highFull(bytes: number): boolean {
+    const { bufferSize, maxBufferBytes } = this.host;
+    return this.high.length >= Math.max(1, bufferSize >> 2) ||
+      (this.highBytes > 0 && (this.highBytes + bytes > maxBufferBytes / 4 || this.host.bufferedBytes + bytes > this.host.maxTotalBufferBytes));
+  }
+
   /**
    * Queues one event frame, or drops and counts it. Returns whether it was queued. `message`: the
    * same frame as a whole WebSocket message, when the caller has it (see {@link single}).
@@ -250,7 +299,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
       this.drop(channel);
       return false;
     }
-    this.single = this.queue.length === 0 ? message : undefined;
+    this.single = this.queue.length + this.control.length + this.high.length === 0 ? message : undefined;
     this.queue.push(frame);
     this.queuedEvents++;
     this.queuedBytes += frame.length;
@@ -298,7 +347,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
   enqueueControl(frame: Uint8Array): void {
     if (this.state === 'freed') return;
     this.single = undefined;
-    this.queue.push(frame);
+    this.control.push(frame);
     this.queuedBytes += frame.length;
     this.host.bufferedBytes += frame.length;
     if (!this.dirty) this.host.markDirty(this);
@@ -313,17 +362,26 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    * their header and written straight to the raw socket: one allocation, one write and one
    * callback per connection per tick, and one message for the client to parse instead of one per
    * event. Server-to-client frames are unmasked, so nothing in them depends on the recipient.
+   * Control frames go first, then the high lane, then the normal one. `force`: write even if the
+   * socket has not taken the previous write (a close follows).
    */
-  flush(): void {
-    const n = this.queue.length;
+  flush(force = false): void {
+    const queue = this.queue;
+    const ahead = this.control.length + this.high.length;
+    const n = queue.length + ahead;
     if (n === 0) return;
     if (this.state === 'freed' || this.ws.readyState !== OPEN) {
       // Whatever had to go out before a close was flushed by the close itself.
       this.clearQueue();
       return;
     }
+    // A write of ours still waits in the socket's buffer (the kernel's is full): hold the lanes
+    // here, in their order, until its callback (batchWritten) flushes again. A fast reader's
+    // socket takes each write at once, so this never holds it.
+    if (!force && this.batches.length > this.batchHead && this.socket.writableLength > 0) return;
+    const frames = ahead === 0 ? queue : this.control.concat(this.high, queue);
     // When the callback fires, the kernel has taken the whole batch.
-    const out = n === 1 && this.single !== undefined ? this.single : frameMessages(this.queue, this.queuedBytes);
+    const out = n === 1 && this.single !== undefined ? this.single : frameMessages(frames, this.queuedBytes);
     this.host.sentBytes += out.length;
     this.socket.write(out, this.onBatchWritten);
     this.batches.push(this.queuedEvents, this.queuedBytes);
@@ -340,6 +398,9 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
 
   private resetQueue(): void {
     this.queue.length = 0;
+    this.control.length = 0;
+    this.high.length = 0;
+    this.highBytes = 0;
     this.single = undefined;
     this.queuedEvents = 0;
     this.queuedBytes = 0;
@@ -376,6 +437,8 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
       this.batchHead = 0;
     }
     if (this.slow && this.state === 'open' && this.drained()) this.recover();
+    // Lanes held while this write waited (see flush): their turn now.
+    if (!this.dirty && this.state === 'open' && this.queue.length + this.control.length + this.high.length > 0) this.host.markDirty(this);
   }
 
   private recover(): void {

@@ -34,7 +34,7 @@ import { restore, sendReplay, takeSession } from './resume.js';
 import type { Ingress } from './ingress.js';
 import { filterChars } from '../core/filter.js';
 import { assertGroup, memberKey } from '../core/groups.js';
-import { validatePublish } from '../core/publish-validation.js';
+import { publishPriority, validatePublish } from '../core/publish-validation.js';
 import { handleReply, handleRequest } from './request-handlers.js';
 import { assertPresenceNotices, handlePresence, watchPresence } from './presence.js';
 
@@ -453,7 +453,8 @@ function publish(ingress: Ingress, conn: Connection, frame: PublishFrame): void 
   }
   // Idempotent per publisher: its principal when authenticated, else its stream.
   const idempotency = frame.i === undefined ? undefined : { scope: principalKey(conn.principal) || `u:${conn.uuid}`, id: frame.i };
-  const result = ingress.core.publish({ channel: frame.c, data: frame.d, labels: frame.l, key: frame.k, idempotency });
+  const priority = publishPriority(frame.pr);
+  const result = ingress.core.publish({ channel: frame.c, data: frame.d, labels: frame.l, key: frame.k, idempotency, priority });
   const r = frame.r;
   if (!(result instanceof Promise)) {
     if (r !== undefined) ackPublish(conn, r, result);

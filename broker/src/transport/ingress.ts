@@ -87,6 +87,9 @@ export class Ingress implements ConnectionHost {
   receivedBytes = 0;
   /** Bytes written to client sockets by the flush (frames with their WebSocket headers), since start. */
   sentBytes = 0;
+  /** High-priority events queued towards connections, and dropped (their lane was full), since start. */
+  highQueued = 0;
+  highDropped = 0;
   /** Resumes that recovered every missed event, and those that did not, since start. */
   resumesRecovered = 0;
   resumesNotRecovered = 0;
@@ -188,7 +191,7 @@ export class Ingress implements ConnectionHost {
   closeConnection(conn: Connection, code: number, reason: string): void {
     if (conn.state === 'freed') return;
     // Frames queued before the decision (an error answer, say) go out ahead of the close frame.
-    conn.flush();
+    conn.flush(true);
     this.free(conn);
     conn.close(code, reason);
   }
@@ -314,6 +317,8 @@ export class Ingress implements ConnectionHost {
       dropped: core.dropped,
       receivedBytes: this.receivedBytes,
       sentBytes: this.sentBytes,
+      highQueued: this.highQueued,
+      highDropped: this.highDropped,
       parkedSessions: this.figures.parked,
       resumesRecovered: this.resumesRecovered,
       resumesNotRecovered: this.resumesNotRecovered,

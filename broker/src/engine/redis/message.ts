@@ -22,6 +22,7 @@ const G = 0x67; // 'g': queue group choices
 export function encodePayload(request: PublishRequest): Uint8Array {
   return encodeFrame({
     t: FrameType.event, c: request.channel, d: request.data, id: '', o: 0, e: '', s: 0, ts: 0, l: request.labels, k: request.key,
+    pr: request.priority === 1 ? 1 : undefined,
   });
 }
 
@@ -53,16 +54,18 @@ export function messageEvent(message: Uint8Array, limits: DecodeLimits): StreamE
   const header = parseHeader(Buffer.from(message.buffer, message.byteOffset, message.indexOf(BAR)).toString('latin1'));
   const frame = decodeFrame(message.subarray(start), limits);
   if (frame.t !== FrameType.event) throw new Error('not a crier message: its payload is not an event');
-  return sequenced(frame.c, frame.d, frame.l, frame.k, header);
+  return sequenced(frame.c, frame.d, frame.l, frame.k, header, frame.pr === 1 ? 1 : 0);
 }
 
 /** The event of `request` as the publish script sequenced it. */
 export function requestEvent(request: PublishRequest, header: Header): StreamEvent {
-  return sequenced(request.channel, request.data, request.labels, request.key, header);
+  return sequenced(request.channel, request.data, request.labels, request.key, header, request.priority === 1 ? 1 : 0);
 }
 
-function sequenced(channel: string, data: Uint8Array, labels: string[] | undefined, key: string | undefined, h: Header): StreamEvent {
-  return new StreamEvent(channel, data, eventId(h), h.offset, h.epoch, h.seq, h.time, labels, key);
+function sequenced(
+  channel: string, data: Uint8Array, labels: string[] | undefined, key: string | undefined, h: Header, priority: number,
+): StreamEvent {
+  return new StreamEvent(channel, data, eventId(h), h.offset, h.epoch, h.seq, h.time, labels, key, undefined, priority);
 }
 
 /**
