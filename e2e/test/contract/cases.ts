@@ -86,6 +86,7 @@ export const FULL_CASES: ReadonlySet<string> = new Set([
   'the async iterator yields events, and break unsubscribes',
   'request/reply: the responder answers the request; no responder is no_responders at once',
   'request/reply: a request nobody answers times out; the first of two replies wins',
+  'presence: counts per channel and per pattern, and join/leave notices of a watched channel',
 ]);
 
 export const cases: Record<string, (env: ContractEnv) => Promise<void>> = {
@@ -156,6 +157,34 @@ export const cases: Record<string, (env: ContractEnv) => Promise<void>> = {
       await pub.publish(`${p}.kept`, env.sdk.encodeText('marker'));
       await kept.count(1); // in order from one publisher: the earlier event would be here by now
       same(gone.events.length, 0, 'events after unsubscribe');
+    });
+  },
+
+  async 'presence: counts per channel and per pattern, and join/leave notices of a watched channel'(env) {
+    const p = fresh();
+    const ch = `${p}.room`;
+    await withClients(env, 3, async (watcher, a, b) => {
+      const changes: Sdk.PresenceChange[] = [];
+      const changed = new Signal();
+      const watch = watcher.watchPresence(ch, (c) => {
+        changes.push(c);
+        changed.notify();
+      });
+      await watch.ready;
+      const until = (n: number): Promise<unknown> => waitFor(`${n} presence notices`, () => changes.length >= n, { wake: changed, seen: () => JSON.stringify(changes) });
+      await a.subscribe(ch).ready;
+      await until(1);
+      await b.subscribe(`${p}.*`).ready;
+      // The channel: every connection an event on it reaches; the pattern: those holding exactly it.
+      same(await b.presence(ch), { subscribers: 3 }, 'subscribers of the channel');
+      same(await a.presence(`${p}.*`), { subscribers: 1 }, 'subscribers of the pattern');
+      // Anonymous clients: never listed, whatever the grant.
+      same(await a.presence(ch, { members: true }), { subscribers: 3, members: [] }, 'members');
+      await a.unsubscribe(ch);
+      await until(2);
+      same(changes, [{ channel: ch, joined: true, subscribers: 2 }, { channel: ch, joined: false, subscribers: 1 }], 'notices');
+      same(await codeOf(env, a.presence('a..b')), 'bad_pattern', 'a malformed pattern');
+      await watch.unsubscribe();
     });
   },
 
