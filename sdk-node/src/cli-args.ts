@@ -54,6 +54,8 @@ export interface PublishCommand extends GlobalOptions {
   lines: boolean;
   labels: string[] | undefined;
   key: string | undefined;
+  /** `--priority high`: the events go in each subscriber's high lane. */
+  priority: 'high' | 'normal';
   ack: boolean;
   json: boolean;
 }
@@ -127,6 +129,7 @@ const COMMAND_OPTIONS = {
     key: { type: 'string' },
     file: { type: 'string' },
     lines: { type: 'boolean' },
+    priority: { type: 'string' },
     'no-ack': { type: 'boolean' },
     json: { type: 'boolean' },
   },
@@ -196,13 +199,14 @@ Options:
   plus the global options (crier --help). Once connected, it rides out broker restarts
   (reconnecting by itself); Ctrl+C quits.
 `,
-  publish: `Usage: crier publish <channel> [data | -] [--label x]... [--key k] [--file path] [--lines] [--no-ack]
+  publish: `Usage: crier publish <channel> [data | -] [--label x]... [--key k] [--priority high] [--file path] [--lines] [--no-ack]
 
 Publishes the data argument, stdin ("-"), or a file, as is, and prints "id offset".
 
 Options:
   --label x        a label carried by the event (repeatable)
   --key k          a key carried by the event
+  --priority high  high priority: ahead of normal events queued towards each subscriber, dropped last
   --file path      publish the file's bytes
   --lines          one event per line of stdin (or of --file); empty lines are skipped
   --no-ack         fire-and-forget: do not wait for the broker's ack, print nothing
@@ -276,6 +280,12 @@ export function parseUrl(text: string, from: string): string {
     throw new UsageError(`${from}: expected a ws:// or wss:// URL, got "${text}"`);
   }
   return url.href;
+}
+
+/** `--priority high|normal` (default normal). */
+function priorityOf(value: string | undefined, command: CommandName): 'high' | 'normal' {
+  if (value === undefined || value === 'normal' || value === 'high') return value ?? 'normal';
+  throw new UsageError(`--priority is high or normal, not "${value}"`, command);
 }
 
 /** `--labels a,b --labels c` → ['a', 'b', 'c']. */
@@ -384,6 +394,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): P
         lines,
         labels: values.label,
         key: values.key,
+        priority: priorityOf(values.priority, command),
         ack: !values['no-ack'],
         json: values.json ?? false,
       };

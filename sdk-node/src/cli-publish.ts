@@ -45,7 +45,7 @@ export async function publish(cmd: PublishCommand): Promise<number> {
   const single = cmd.lines ? undefined : await readSource(cmd.source);
   const client = await connectOnce(cmd.url, cmd.timeout, cmd.token);
   let failed = 0;
-  const options = { labels: cmd.labels, key: cmd.key };
+  const options = { labels: cmd.labels, key: cmd.key, priority: cmd.priority };
   const report = (ack: PublishAck): void => {
     if (cmd.json) writeLine(JSON.stringify({ id: ack.id, offset: ack.offset, epoch: ack.epoch, channel: cmd.channel }));
     else writeLine(`${ack.id} ${ack.offset}`);

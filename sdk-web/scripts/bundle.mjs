@@ -35,7 +35,7 @@ const INTERNAL_NAMES = [
   // Connection
   'welcomed', 'attempt', 'retryTimer', 'handshakeTimer', 'keepAlive', 'decodeLimits', 'quitting', 'socketClosed',
   'suspended', 'credential', 'retryNow', 'abandon', 'lost', 'stopTimers', 'setState', 'closeSocket', 'handleFrame',
-  'isOpen', 'hooks', 'options', 'socket', 'clock',
+  'isOpen', 'hooks', 'options', 'socket', 'clock', 'ahead',
   // ResolvedOptions fields named apart from the user options they come from
   'requestMs', 'queueMax', 'iteratorMax', 'fetchToken', 'backoff', 'page',
   // Client

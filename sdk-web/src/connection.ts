@@ -22,7 +22,7 @@ import {
 } from '@crier/protocol';
 import { backoffDelay } from './backoff.js';
 import { Credential, type CredentialHooks } from './credential.js';
-import { Event } from './event.js';
+import { Event, high } from './event.js';
 import { KeepAlive, WAKE_PROBE_GRACE_MAX } from './keep-alive.js';
 import type { PageHooks } from './lifecycle.js';
 import type { ResolvedOptions } from './options.js';
@@ -36,6 +36,8 @@ import { OPEN, toBytes, type WebSocketLike } from './websocket.js';
  * value budget at this count.
  */
 const BATCH_FRAMES = 64;
+/** High-priority events remembered above the resume position (see Connection's makeEvent). */
+const AHEAD_MAX = 256;
 
 /** What the connection tells the client (and asks of it: `auth`, for the credential's refresh). */
 export interface ConnectionHooks extends CredentialHooks {
@@ -276,14 +278,31 @@ export class Connection implements PageHooks {
     }
   }
 
-  /** A live event: the stream position it carries is where a resume would start. */
-  private readonly makeEvent: EventMaker<Event> = (c, d, id, o, e, ts, s, l, k, rp) => {
-    if (s! > this.seq) this.seq = s!;
-    return new Event(c, d, id, o, e, ts, l, k, rp);
+  /**
+   * A live event: the stream position it carries is where a resume would start. But a
+   * high-priority one may have overtaken normal events below it, still on their way: it leaves
+   * the position alone (a resume must bring those), and its own position is remembered, so that
+   * its copy in a resume's replay is skipped (`null`): each event once across a resume. Positions
+   * at or below `seq` are never replayed, and are forgotten; past {@link AHEAD_MAX} the oldest is
+   * (its copy would then come twice, never be lost).
+   */
+  private readonly makeEvent: EventMaker<Event | null> = (c, d, id, o, e, ts, s, l, k, rp, pr) => {
+    const ahead = this.ahead;
+    if (s! > this.seq) {
+      if (!pr) {
+        this.seq = s!;
+        if (ahead.size) for (const p of ahead) if (p <= s!) ahead.delete(p);
+      } else if (ahead.has(s!)) return null;
+      else if (ahead.add(s!).size > AHEAD_MAX) ahead.delete(ahead.values().next().value!);
+    }
+    return new Event(c, d, id, o, e, ts, l, k, rp, high(pr));
   };
 
-  private readonly handleFrame = (frame: BrokerFrame | Event): void => {
-    if (this.state === 'closed') return;
+  /** Positions of high-priority events received above `seq` (see makeEvent). */
+  private readonly ahead = new Set<number>();
+
+  private readonly handleFrame = (frame: BrokerFrame | Event | null): void => {
+    if (this.state === 'closed' || !frame) return;
     if (frame instanceof Event) this.hooks.frame(frame);
     else if (frame.t === FrameType.welcome) this.welcome(frame);
     else if (frame.t === FrameType.ping) this.send({ t: FrameType.pong });
@@ -300,7 +319,7 @@ export class Connection implements PageHooks {
     this.uuid = frame.u;
     this.secret = frame.s;
     // Positions count within an epoch: in another one (a restarted broker) ours mean nothing.
-    if (frame.ep !== this.epoch) this.seq = 0;
+    if (frame.ep !== this.epoch) this.seq = 0, this.ahead.clear();
     this.epoch = frame.ep;
     this.credential.expires(frame.x);
     this.limits = { maxChannels: frame.lim.mc, maxPayload: frame.lim.mp, bufferSize: frame.lim.bs, keepAliveInterval: frame.ka };

@@ -17,8 +17,12 @@ export class Event implements CrierEvent {
     readonly labels: string[] | undefined,
     readonly key: string | undefined,
     readonly replyTo: string | undefined,
+    readonly priority?: 'high',
   ) {}
 }
 
 /** The maker of {@link Event}s, for retained events (history, rewinds): their `s` is not used. */
-export const makeEvent: EventMaker<Event> = (c, d, id, o, e, ts, _s, l, k, rp) => new Event(c, d, id, o, e, ts, l, k, rp);
+export const makeEvent: EventMaker<Event> = (c, d, id, o, e, ts, _s, l, k, rp, pr) => new Event(c, d, id, o, e, ts, l, k, rp, high(pr));
+
+/** `'high'` for a frame's `pr` of 1 (a high-priority event), else `undefined`. */
+export const high = (pr: number | undefined): 'high' | undefined => (pr ? 'high' : undefined);

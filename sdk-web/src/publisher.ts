@@ -10,6 +10,8 @@ interface Publish {
   data: Uint8Array;
   labels: string[] | undefined;
   key: string | undefined;
+  /** 1: high priority. */
+  pr: number | undefined;
   /** The message id of an acked publish; `undefined` for fire-and-forget. */
   id: string | undefined;
   resolve(ack: PublishAck | undefined): void;
@@ -21,7 +23,7 @@ export const MAX_SOCKET_BUFFER = 16 * 1024 * 1024;
 
 function toFrame(item: Publish, r: number | undefined): PublishFrame {
   // Undefined fields are left out by the encoder.
-  return { t: FrameType.publish, r, c: item.channel, d: item.data, l: item.labels, k: item.key, i: item.id };
+  return { t: FrameType.publish, r, c: item.channel, d: item.data, l: item.labels, k: item.key, i: item.id, pr: item.pr };
 }
 
 function refuse(code: ErrorCode, channel: string, why: string): CrierError {
@@ -67,7 +69,7 @@ export class Publisher {
       const refused = this.closedWith ?? this.tooLarge(data);
       if (refused) throw refused;
       const id = options.ack === false ? undefined : this.prefix + (this.published++).toString(36);
-      const item: Publish = { channel, data, labels: options.labels, key: options.key, id, resolve, reject };
+      const item: Publish = { channel, data, labels: options.labels, key: options.key, pr: options.priority == 'high' ? 1 : undefined, id, resolve, reject };
       if (this.connection.welcomed) {
         const full = this.bufferFull(channel);
         if (full) throw full;

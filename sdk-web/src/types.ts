@@ -203,6 +203,11 @@ export interface CrierEvent {
   readonly labels?: string[] | undefined;
   readonly key?: string | undefined;
   /**
+   * `'high'` on an event published with high priority: it may arrive ahead of normal events
+   * published before it (see `publish()`'s `priority`).
+   */
+  readonly priority?: 'high' | undefined;
+  /**
    * Present on a request (`request()` of `@crier/sdk-web/request`): the token its answer names.
    * A handler of `respond()`, or any subscription handler that returns data, answers it.
    */
@@ -296,6 +301,12 @@ export interface PublishOptions {
   labels?: string[];
   /** A key carried by the event. @default none */
   key?: string;
+  /**
+   * `'high'`: towards each subscriber the event has its own bounded lane, sent ahead of normal
+   * events queued there and dropped last (an alert reaches a slow subscriber losing routine
+   * updates). @default 'normal'
+   */
+  priority?: 'high' | 'normal';
   /** Wait for the broker's ack. @default true */
   ack?: true;
 }
@@ -306,6 +317,8 @@ export interface FireAndForgetOptions {
   labels?: string[];
   /** A key carried by the event. @default none */
   key?: string;
+  /** `'high'`: see {@link PublishOptions.priority}. @default 'normal' */
+  priority?: 'high' | 'normal';
   /** No ack: resolve once the frame is handed to the socket (or queued offline). */
   ack: false;
 }

@@ -114,6 +114,33 @@ describe('resume across reconnects (scripted)', () => {
     socket().receive(event(4)); // live
     expect(got).toEqual([1, 2, 3, 4]);
   });
+
+  it('a high-priority event that overtook normal ones does not move the resume position, and its replayed copy is skipped', () => {
+    const { client, socket, welcome, clock } = scriptedClient();
+    const got: [number, string | undefined][] = [];
+    client.subscribe('a.*', (e) => got.push([e.data[0]!, e.priority]));
+    welcome({ ep: 'EP1' });
+    // The broker queued normal 4 and 6 behind what the socket held, then high 7 overtook them:
+    // 3 arrives, then 7, and the connection drops before 4 and 6 arrive.
+    socket().receive(event(3));
+    socket().receive({ ...event(7), pr: 1 });
+    socket().fireClose(CloseCode.abnormal);
+    clock.advance(1000);
+    socket().open();
+    // The resume starts after 3, not after 7: 4 and 6 are still owed.
+    expect(socket().sentOf(FrameType.hello)[0]!.rp).toEqual({ e: 'EP1', s: 3 });
+    welcome({ ep: 'EP1', rs: { n: 4 } });
+    // The replay, in stream order: 7 again (skipped: already handled), with 4, 6 and 8.
+    for (const s of [4, 6]) socket().receive(event(s));
+    socket().receive({ ...event(7), pr: 1 });
+    socket().receive(event(8));
+    socket().receive({ ...event(9), pr: 1 }); // live, high, nothing to overtake: handled once
+    expect(got).toEqual([[3, undefined], [7, 'high'], [4, undefined], [6, undefined], [8, undefined], [9, 'high']]);
+    socket().fireClose(CloseCode.abnormal);
+    clock.advance(1000);
+    socket().open();
+    expect(socket().sentOf(FrameType.hello)[0]!.rp).toEqual({ e: 'EP1', s: 8 });
+  });
 });
 
 describe('unsubscribing while the connection is down (a resumed stream gets its subscriptions back)', () => {

@@ -89,6 +89,17 @@ it('--no-ack publishes and prints nothing', async () => {
   expect(box.texts()).toEqual(['and forget']);
 });
 
+it('--priority high publishes a high-priority event; another value is a usage error (exit 2)', async () => {
+  const box = await inbox('pp.alert');
+  const r = await runCli(['publish', '--url', broker.url, 'pp.alert', 'fire', '--priority', 'high']);
+  expect(r).toMatchObject({ code: 0, stderr: '' });
+  const [event] = await box.waitForCount(1);
+  expect(event!.priority).toBe('high');
+  const bad = await runCli(['publish', '--url', broker.url, 'pp.alert', 'x', '--priority', 'urgent']);
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toContain('--priority is high or normal');
+});
+
 it("an error prints the broker's stable code and message on stderr and exits 1", async () => {
   const bad = await runCli(['publish', '--url', broker.url, 'bad..channel', 'x']);
   expect(bad.code).toBe(1);

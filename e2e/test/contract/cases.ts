@@ -115,6 +115,19 @@ export const cases: Record<string, (env: ContractEnv) => Promise<void>> = {
     });
   },
 
+  async "a high-priority publish arrives with priority 'high', a normal one without"(env) {
+    const ch = `${fresh()}.alerts`;
+    await withClients(env, 2, async (pub, sub) => {
+      const box = inbox(sub, ch);
+      await box.ready;
+      await pub.publish(ch, env.sdk.encodeText('routine'));
+      await pub.publish(ch, env.sdk.encodeText('alert'), { priority: 'high' });
+      await pub.publish(ch, env.sdk.encodeText('alert, no ack'), { priority: 'high', ack: false });
+      const got = await box.count(3);
+      same(got.map((e) => [env.sdk.decodeText(e.data), e.priority ?? null]), [['routine', null], ['alert', 'high'], ['alert, no ack', 'high']], 'priorities');
+    });
+  },
+
   async '* matches one segment and > one or more'(env) {
     const p = fresh();
     await withClients(env, 2, async (pub, sub) => {
