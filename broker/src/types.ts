@@ -107,6 +107,8 @@ export interface BrokerStats {
   requests: RequestStats;
   /** Queue groups on this node: see {@link GroupsStats}. */
   groups: GroupsStats;
+  /** Presence on this node: see {@link PresenceStats}. */
+  presence: PresenceStats;
 }
 
 /**
@@ -152,6 +154,23 @@ export interface RequestStats {
   timedOut: number;
   /** Replies dropped: a second reply, a late one, one whose requester left, or one with a forged or unknown token. */
   repliesDropped: number;
+}
+
+/**
+ * Presence on this node: join/leave notices and questions since start, and the most subscribed
+ * names and patterns (as many as `/stats?channels=` asks, 10 by default; counts of other nodes and
+ * of one name or pattern: `GET /presence/<channel-or-pattern>`).
+ */
+export interface PresenceStats {
+  /** Channels with at least one subscription asking for notices (`pe`). */
+  watched: number;
+  /** Notices queued (one per watcher), and changes folded into a summary notice (more than 64 in one turn). */
+  notices: number;
+  folded: number;
+  /** Presence questions this node counted (its clients', and other nodes' over Redis). */
+  queries: number;
+  /** The names and patterns with the most subscriptions here, most first. */
+  top: ChannelCount[];
 }
 
 /** A channel and the events published to it, as listed in {@link BrokerStats.eventsByChannel}. */

@@ -54,6 +54,7 @@ describe('HTTP endpoints', () => {
       engine: { kind: 'memory', ready: true },
       requests: { pending: 0, sent: 0, delivered: 0, answered: 0, noResponders: 0, timedOut: 0, repliesDropped: 0 },
       groups: { groups: 0, members: 0, delivered: 0, skipped: 0, missed: 0, top: [] },
+      presence: { watched: 0, notices: 0, folded: 0, queries: 0, top: [{ name: 'a.*', pattern: true, subscribers: 1 }] },
     });
     expect(stats['latency']).toMatchObject({ avgMs: expect.toSatisfy((n: number) => n >= 0) });
   });

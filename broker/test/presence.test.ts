@@ -165,6 +165,11 @@ describe('join/leave notices', () => {
     await watcher.request({ t: FrameType.unsubscribe, r: 0, p: 'room.1' });
     await waitFor('w left', () => notices(blind).length === 3, { wakeOn: [blind.changed] });
     expect(notices(blind)[2]).toEqual({ t: FrameType.presenceChange, c: 'room.1', j: false, n: 1 });
+    // /stats: the notices and questions, and the most subscribed names and patterns.
+    const stats = b.stats();
+    expect(stats.presence).toMatchObject({ watched: 1, queries: 0 });
+    expect(stats.presence.notices).toBeGreaterThanOrEqual(5);
+    expect(stats.presence.top[0]).toEqual({ name: 'room.1', pattern: false, subscribers: 1 });
   });
 
   it('a crowd joining gets its watcher at most one notice per joiner, the last with the exact count', async () => {

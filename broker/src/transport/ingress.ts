@@ -391,6 +391,7 @@ export class Ingress implements ConnectionHost {
       engine: core.engine.stats(),
       requests: c.requests,
       groups: { ...c.groups, top: core.registry.groups.top(TOP_GROUPS) },
+      presence: { ...core.presence.stats(), top: core.registry.top(topChannels) },
     };
   }
 
