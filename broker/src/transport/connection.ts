@@ -169,7 +169,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    */
   accepts(bytes: number): boolean {
     if (!this.slow && this.hasRoom(bytes)) return true;
-    if (this.queue.length + this.high.length > 0) this.flush();
+    if (this.queue.length + this.control.length + this.high.length > 0) this.flush();
     if (this.inflightEvents + this.inflightBytes > 0 && this.ws.bufferedAmount === 0) this.settleWritten();
     if (this.slow) {
       if (!this.drained()) return false;
@@ -438,7 +438,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
     }
     if (this.slow && this.state === 'open' && this.drained()) this.recover();
     // Lanes held while this write waited (see flush): their turn now.
-    if (!this.dirty && this.state === 'open' && this.queue.length + this.control.length + this.high.length > 0) this.host.markDirty(this);
+    if (!this.dirty && this.state !== 'freed' && this.queue.length + this.control.length + this.high.length > 0) this.host.markDirty(this);
   }
 
   private recover(): void {

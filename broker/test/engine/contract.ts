@@ -203,6 +203,17 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         }
       });
 
+      it('keeps a high-priority publish\'s priority: on the event, as pr: 1 in its frame, and in history', async () => {
+        const { engine, publish } = await rig();
+        const high = await publish('p.x', 'alert', { priority: 1 });
+        const normal = await publish('p.x', 'routine');
+        expect([high.priority, normal.priority]).toEqual([1, 0]);
+        expect(decodeFrame(high.frame)).toMatchObject({ pr: 1 });
+        expect(decodeFrame(normal.frame)).not.toHaveProperty('pr');
+        const page = await engine.history('p.x', undefined, 10);
+        expect(page.events.map((e) => (decodeFrame(e.frame) as { pr?: number }).pr)).toEqual([1, undefined]);
+      });
+
       it('counts the channels it holds and ranks the busiest, ties by name', async () => {
         const { engine, publish } = await rig();
         for (const channel of ['b', 'a', 'c', 'a', 'c', 'a', 'c', 'b', 'd']) await publish(channel);
@@ -718,6 +729,16 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
           // The asker's second passes (the engines' clock is the test's): c is left out.
           a.clock.advance(1000);
           expect(await asked).toEqual({ n: 5, partial: true });
+        });
+
+        it('carries a high-priority event to another instance as high priority', async () => {
+          const [a, b] = await pair();
+          b.engine.interest('pr.x', true);
+          await b.engine.live('pr.x');
+          await a.publish('pr.x', 'alert', { priority: 1 });
+          const got = await arrival(b.sunk, 'pr.x');
+          expect(got.priority).toBe(1);
+          expect(decodeFrame(got.frame)).toMatchObject({ pr: 1 });
         });
 
         it('carries to another instance the events of its interest once live, each once, in stream order, with the same fields', async () => {
