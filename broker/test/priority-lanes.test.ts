@@ -1,7 +1,7 @@
 // Priority lanes: towards a subscriber that stopped reading, a high-priority event overtakes the
 // normal events queued for it, an ack overtakes both, and the high lane has its own bound.
 import { afterEach, expect, it } from 'vitest';
-import { ErrorCode, FrameType, type DroppedFrame, type ErrorFrame, type EventFrame, type Frame } from '@crier/protocol';
+import { ErrorCode, FrameType, PROTOCOL_VERSION, type DroppedFrame, type ErrorFrame, type EventFrame, type Frame, type WelcomeFrame } from '@crier/protocol';
 import { RawClient, cleanup, startBroker, waitFor } from './helpers.js';
 
 afterEach(cleanup);
@@ -98,3 +98,49 @@ it('POST /publish/<channel>?priority=high publishes a high-priority event; anoth
   expect(metrics).toMatch(/^crier_priority_events_queued_total 1$/m);
   expect(metrics).toMatch(/^crier_priority_events_dropped_total 0$/m);
 });
+
+it('a resume from the last normal event before an overtaking alert replays the normal events it overtook, and the alert again (which the SDK skips)', async () => {
+  // History large enough to hold every event of the test: the resume must be able to recover.
+  const b = await startBroker({ bufferSize: 16, maxBufferBytes: 4 * 1024 * 1024, historySize: 5000, historyBytes: 512 * 1024 * 1024 });
+  const [pub, fast, frozen] = await Promise.all([RawClient.connect(b.url), RawClient.connect(b.url), RawClient.connect(b.url)]);
+  await fast.subscribe('feed.>');
+  await frozen.subscribe('feed.>');
+  frozen.ws.pause();
+  const payload = new Uint8Array(64 * 1024).fill(1);
+  let normal = 0;
+  while (b.stats().slowConsumers === 0) {
+    if (normal === 2000) throw new Error(`the frozen subscriber never became slow after ${normal} events`);
+    pub.send({ t: FrameType.publish, c: 'feed.x', d: payload });
+    await fast.waitEvents(++normal, 'feed.x');
+  }
+  pub.send({ t: FrameType.publish, c: 'feed.alert', d: new Uint8Array([1]), pr: 1 });
+  await fast.waitEvents(1, 'feed.alert');
+  frozen.ws.resume();
+  await frozen.waitFrame('the alert', (f) => isEvent(f) && f.c === 'feed.alert', 15_000);
+  const events = frozen.events();
+  const alertAt = events.findIndex((e) => e.c === 'feed.alert');
+  const alert = events[alertAt]!;
+  // Where a client that lost its connection right after the alert resumes: the last normal event.
+  const position = events[alertAt - 1]!.s!;
+  const overtaken = events.slice(alertAt + 1).filter((e) => e.s! < alert.s!).map((e) => e.s!);
+  expect(overtaken.length).toBeGreaterThan(0);
+  expect(Math.min(...overtaken)).toBeGreaterThan(position);
+
+  const parked = b.stats().sessions.parked;
+  frozen.ws.terminate();
+  await waitFor('the broker to park the stream', () => b.stats().sessions.parked > parked);
+  const welcome = frozen.welcome!;
+  const next = await RawClient.open(b.url);
+  next.send({ t: FrameType.hello, v: PROTOCOL_VERSION, u: welcome.u, s: welcome.s, rp: { e: welcome.ep!, s: position } });
+  const resumed = (await next.waitFrame('welcome', (f) => f.t === FrameType.welcome)) as WelcomeFrame;
+  expect(resumed.rs).toMatchObject({ n: expect.any(Number) });
+  expect(resumed.rs!.why).toBeUndefined();
+  const replay = await next.waitEvents(resumed.rs!.n);
+  const replayed = replay.map((e) => e.s!);
+  // Every overtaken normal event comes back, nothing at or below the position, and the alert
+  // again (pr: 1), in stream order: the SDK skips it, having remembered its position.
+  for (const s of overtaken) expect(replayed).toContain(s);
+  expect(replayed.every((s) => s > position)).toBe(true);
+  expect(replay.filter((e) => e.c === 'feed.alert').map((e) => [e.s, e.pr])).toEqual([[alert.s, 1]]);
+  expect(replayed).toEqual([...replayed].sort((x, y) => x - y));
+}, 60_000);
