@@ -3,39 +3,9 @@
 // it as `client.presence()`.
 import { FrameType, assertChannel, assertPattern, type PresenceAnswerFrame, type PresenceChangeFrame } from '@crier/protocol';
 import type { Client } from './client.js';
-import type { CrierClient, Subscription } from './types.js';
+import type { CrierClient, PresenceChange, PresenceInfo, PresenceListener, PresenceOptions, Subscription } from './types.js';
 
-export interface PresenceOptions {
-  /**
-   * Ask for the principal ids of the subscribers too: given only when your credential's presence
-   * grant covers the channel or pattern (else `members` is absent), at most 1000 (sorted), and
-   * never an anonymous subscriber's.
-   */
-  members?: boolean;
-}
-
-export interface PresenceInfo {
-  /**
-   * Connections subscribed, over every node: for a channel name, those an event on it reaches (by
-   * any of their subscriptions); for a pattern, those subscribed with exactly that pattern.
-   */
-  subscribers: number;
-  /** The authenticated principals among them, when asked and granted. */
-  members?: string[];
-}
-
-/** A join or leave on a watched channel. */
-export interface PresenceChange {
-  channel: string;
-  /** true: a connection started subscribing to the channel; false: it stopped. */
-  joined: boolean;
-  /** Subscribers of the channel (on the broker node that told you) after the change. */
-  subscribers: number;
-  /** Its principal's id, when your presence grant covers the channel and it is authenticated. */
-  member?: string;
-}
-
-export type PresenceListener = (change: PresenceChange) => void;
+export type { PresenceChange, PresenceInfo, PresenceListener, PresenceOptions } from './types.js';
 
 /**
  * Who subscribes to `channelOrPattern`. Waits until connected. Rejects with a `CrierError`:

@@ -1,4 +1,3 @@
-import type { PresenceInfo, PresenceListener, PresenceOptions } from './presence.js';
 import type { CrierError, SubscribeFilter } from '@crier/protocol';
 import type { WebSocketConstructor } from './websocket.js';
 
@@ -464,3 +463,38 @@ export interface CrierClientFull extends CrierClient {
   /** Join/leave notices of `channel`. See `watchPresence()` of `@crier/sdk-web/presence`. */
   watchPresence(channel: string, listener: PresenceListener): Subscription;
 }
+
+// Presence (`@crier/sdk-web/presence`): here, so that the client types need not import the entry point.
+
+/** Options of `presence()`. */
+export interface PresenceOptions {
+  /**
+   * Ask for the principal ids of the subscribers too: given only when your credential's presence
+   * grant covers the channel or pattern (else `members` is absent), at most 1000 (sorted), and
+   * never an anonymous subscriber's.
+   */
+  members?: boolean;
+}
+
+export interface PresenceInfo {
+  /**
+   * Connections subscribed, over every node: for a channel name, those an event on it reaches (by
+   * any of their subscriptions); for a pattern, those subscribed with exactly that pattern.
+   */
+  subscribers: number;
+  /** The authenticated principals among them, when asked and granted. */
+  members?: string[];
+}
+
+/** A join or leave on a watched channel. */
+export interface PresenceChange {
+  channel: string;
+  /** true: a connection started subscribing to the channel; false: it stopped. */
+  joined: boolean;
+  /** Subscribers of the channel (on the broker node that told you) after the change. */
+  subscribers: number;
+  /** Its principal's id, when your presence grant covers the channel and it is authenticated. */
+  member?: string;
+}
+
+export type PresenceListener = (change: PresenceChange) => void;
