@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+
 /**
  * A request body gathered into one buffer as it streams, never past `cap` bytes. Each chunk is
  * copied in and let go at once: a body sent as a million one-byte chunks holds one buffer
@@ -66,3 +68,26 @@ export class BodyBuffer {
 
 const INITIAL_BYTES = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * Reads `req`'s body into one {@link BodyBuffer} of at most `cap` bytes (`declared`: its
+ * Content-Length, when given): `onBody` with it at the end; or `onTooLarge` as soon as it passes
+ * `cap`, keeping nothing more (and `onBody` is never called). A client that goes away mid-body
+ * calls neither; its socket error is not ours to raise.
+ */
+export function readBody(
+  req: IncomingMessage, cap: number, declared: number | undefined, onBody: (body: Buffer) => void, onTooLarge: () => void,
+): void {
+  const body = new BodyBuffer(cap, declared);
+  const onData = (chunk: Buffer): void => {
+    if (body.append(chunk)) return;
+    req.off('data', onData);
+    req.off('end', onEnd);
+    body.release();
+    onTooLarge();
+  };
+  const onEnd = (): void => onBody(body.bytes());
+  req.on('data', onData);
+  req.on('end', onEnd);
+  req.on('error', () => {});
+}

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode } from '@crier/protocol';
-import { BodyBuffer } from './body-buffer.js';
+import { readBody } from './body-buffer.js';
 import { publishResult } from '../core/core.js';
 import type { Ingress } from '../transport/ingress.js';
 import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
@@ -104,19 +104,9 @@ function publishAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
     return;
   }
 
-  const body = new BodyBuffer(maxPayload, declared);
-  const onData = (chunk: Buffer): void => {
-    if (body.append(chunk)) return;
-    // Past the cap: answer now and keep nothing.
-    req.off('data', onData);
-    req.off('end', onEnd);
-    body.release();
-    fail(ingress, req, res, new CrierError(ErrorCode.payloadTooLarge, `the body exceeds maxPayload ${maxPayload} bytes`));
-  };
-  const onEnd = (): void => {
+  readBody(req, maxPayload, declared, (data) => {
     try {
       if (ingress.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
-      const data = body.bytes();
       validatePublish(channel, data, labels, key, maxPayload);
       const result = ingress.core.publish({ channel, data, labels, key, idempotency, priority });
       if (!(result instanceof Promise)) return sendJson(req, res, 202, publishResult(result), PUBLISH_HEADERS);
@@ -124,14 +114,8 @@ function publishAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
     } catch (err) {
       fail(ingress, req, res, err);
     }
-  };
-  req.on('data', onData);
-  req.on('end', onEnd);
-  // A client that goes away mid-body publishes nothing; its socket error is not ours to raise.
-  req.on('error', ignore);
+  }, () => fail(ingress, req, res, new CrierError(ErrorCode.payloadTooLarge, `the body exceeds maxPayload ${maxPayload} bytes`)));
 }
-
-export function ignore(): void {}
 
 export function decodeChannel(raw: string): string {
   try {

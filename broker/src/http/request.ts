@@ -8,10 +8,10 @@ import { validatePublish } from '../core/publish-validation.js';
 import type { ReplyMessage } from '../engine/engine.js';
 import type { Ingress } from '../transport/ingress.js';
 import type { Requester, RequestOutcome } from '../transport/requests.js';
-import { BodyBuffer } from './body-buffer.js';
+import { readBody } from './body-buffer.js';
 import { applyCors, originAllowed } from './cors.js';
 import {
-  BadRequest, PUBLISH_HEADERS, RateLimited, SHUTDOWN_RETRY_AFTER_SECONDS, answerThenDiscard, decodeChannel, ignore, labelsAndKey,
+  BadRequest, PUBLISH_HEADERS, RateLimited, SHUTDOWN_RETRY_AFTER_SECONDS, answerThenDiscard, decodeChannel, labelsAndKey,
 } from './publish.js';
 import { BAD_REQUEST, UNAVAILABLE_RETRY_AFTER_SECONDS, send, sendJson } from './response.js';
 
@@ -96,18 +96,9 @@ function requestAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
     return;
   }
 
-  const body = new BodyBuffer(maxPayload, declared);
-  const onData = (chunk: Buffer): void => {
-    if (body.append(chunk)) return;
-    req.off('data', onData);
-    req.off('end', onEnd);
-    body.release();
-    fail(ingress, req, res, new CrierError(ErrorCode.payloadTooLarge, `the body exceeds maxPayload ${maxPayload} bytes`));
-  };
-  const onEnd = (): void => {
+  readBody(req, maxPayload, declared, (data) => {
     try {
       if (ingress.closing) throw new CrierError(ErrorCode.shuttingDown, 'the broker is shutting down');
-      const data = body.bytes();
       validatePublish(channel, data, labels, key, maxPayload);
       // Checked again: other requests of the address may have started while this body came.
       const waiting = ingress.httpRequesters.get(address);
@@ -135,10 +126,7 @@ function requestAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, 
     } catch (err) {
       fail(ingress, req, res, err);
     }
-  };
-  req.on('data', onData);
-  req.on('end', onEnd);
-  req.on('error', ignore);
+  }, () => fail(ingress, req, res, new CrierError(ErrorCode.payloadTooLarge, `the body exceeds maxPayload ${maxPayload} bytes`)));
 }
 
 /** The HTTP requests of one client address wait as one requester (its `maxPendingRequests`). */

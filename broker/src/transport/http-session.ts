@@ -4,7 +4,7 @@ import { nanoid } from 'nanoid';
 import { CloseCode, ErrorCode, FRAME_ENVELOPE_BYTES } from '@crier/protocol';
 import { clientAddress } from '../admission/client-address.js';
 import { anonymousRefusal } from '../auth/http-auth.js';
-import { BodyBuffer } from '../http/body-buffer.js';
+import { readBody } from '../http/body-buffer.js';
 import { applyCors, originAllowed } from '../http/cors.js';
 import { sendJson } from '../http/response.js';
 import type { RefusalReason } from '../observe/refusals.js';
@@ -219,18 +219,7 @@ export class HttpSessions {
     if (declared > cap) {
       return sendJson(req, res, 413, { code: ErrorCode.frameTooLarge, message: `a post holds at most ${cap} bytes` }, { Connection: 'close' });
     }
-    const body = new BodyBuffer(cap, Number.isInteger(declared) ? declared : undefined);
-    let refused = false;
-    req.on('data', (chunk: Buffer) => {
-      if (refused) return;
-      if (!body.append(chunk)) {
-        refused = true;
-        body.release();
-        sendJson(req, res, 413, { code: ErrorCode.frameTooLarge, message: `a post holds at most ${cap} bytes` }, { Connection: 'close' });
-      }
-    });
-    req.on('end', () => {
-      if (!refused) session.receive(req, res, body.bytes());
-    });
+    readBody(req, cap, Number.isInteger(declared) ? declared : undefined, (body) => session.receive(req, res, body), () =>
+      sendJson(req, res, 413, { code: ErrorCode.frameTooLarge, message: `a post holds at most ${cap} bytes` }, { Connection: 'close' }));
   }
 }
