@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode, assertChannel } from '@crier/protocol';
-import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
+import { refuseRequest } from '../auth/http-auth.js';
 import type { Principal } from '../auth/principal.js';
 import type { ChannelPosition, HistoryPage } from '../engine/engine.js';
 import type { StreamEvent } from '../engine/stream-event.js';
 import type { Ingress } from '../transport/ingress.js';
-import { applyCors, originAllowed } from './cors.js';
+import { admitRead } from './read-admission.js';
 import { dataAsText } from './event-data.js';
 import { BAD_REQUEST, UNAVAILABLE_RETRY_AFTER_SECONDS, sendJson } from './response.js';
 
@@ -50,27 +50,7 @@ class BadQuery extends Error {}
  * channel. `limit` is 1 to `historySize` (its default); `since` and `epoch` go together.
  */
 export function handleHistory(ingress: Ingress, req: IncomingMessage, res: ServerResponse, rawChannel: string): void {
-  if (applyCors(req, res, ingress.options.corsOrigins)) return; // a preflight, answered
-  if (req.method !== 'GET') {
-    sendJson(req, res, 405, { code: 'method_not_allowed', message: 'history answers GET only' }, { ...HISTORY_HEADERS, Allow: 'GET, OPTIONS' });
-    return;
-  }
-  if (ingress.closing) {
-    ingress.refusals.refuse(ErrorCode.shuttingDown, 'history', req);
-    sendJson(req, res, 503, { code: ErrorCode.shuttingDown, message: 'the broker is shutting down' }, HISTORY_HEADERS);
-    return;
-  }
-  // A page from another site must not read what its visitor's credential or network position may.
-  if (!originAllowed(req, ingress.options.allowedOrigins)) {
-    ingress.refusals.refuse(ErrorCode.forbiddenOrigin, 'history', req);
-    sendJson(req, res, 403, { code: ErrorCode.forbiddenOrigin, message: `origin ${req.headers.origin} is not in allowedOrigins` }, HISTORY_HEADERS);
-    return;
-  }
-  // The credential first: nothing of an unauthenticated request is read or checked.
-  authenticateRequest(ingress, req, false).then(
-    (principal) => readAs(ingress, req, res, rawChannel, principal),
-    (err: unknown) => refuseRequest(ingress, req, res, 'history', err, HISTORY_HEADERS),
-  );
+  admitRead(ingress, req, res, 'history', HISTORY_HEADERS, (principal) => readAs(ingress, req, res, rawChannel, principal));
 }
 
 function readAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, rawChannel: string, principal: Principal): void {

@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CrierError, ErrorCode, assertPattern } from '@crier/protocol';
-import { authenticateRequest, refuseRequest } from '../auth/http-auth.js';
+import { refuseRequest } from '../auth/http-auth.js';
 import type { Principal } from '../auth/principal.js';
 import type { PresenceCount } from '../engine/engine.js';
 import type { Ingress } from '../transport/ingress.js';
 import { presenceAccess } from '../transport/presence.js';
-import { applyCors, originAllowed } from './cors.js';
+import { admitRead } from './read-admission.js';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS, sendJson } from './response.js';
 
 /** What every presence answer adds to the defaults of `sendJson`: nothing in it may load. */
@@ -27,26 +27,7 @@ export interface PresenceJson {
  * grants cover it; the ids only with a presence grant covering it too.
  */
 export function handlePresenceRequest(ingress: Ingress, req: IncomingMessage, res: ServerResponse, raw: string): void {
-  if (applyCors(req, res, ingress.options.corsOrigins)) return; // a preflight, answered
-  if (req.method !== 'GET') {
-    sendJson(req, res, 405, { code: 'method_not_allowed', message: 'presence answers GET only' }, { ...PRESENCE_HEADERS, Allow: 'GET, OPTIONS' });
-    return;
-  }
-  if (ingress.closing) {
-    ingress.refusals.refuse(ErrorCode.shuttingDown, 'presence', req);
-    sendJson(req, res, 503, { code: ErrorCode.shuttingDown, message: 'the broker is shutting down' }, PRESENCE_HEADERS);
-    return;
-  }
-  // A page from another site must not learn who is here through its visitor's credential.
-  if (!originAllowed(req, ingress.options.allowedOrigins)) {
-    ingress.refusals.refuse(ErrorCode.forbiddenOrigin, 'presence', req);
-    sendJson(req, res, 403, { code: ErrorCode.forbiddenOrigin, message: `origin ${req.headers.origin} is not in allowedOrigins` }, PRESENCE_HEADERS);
-    return;
-  }
-  authenticateRequest(ingress, req, false).then(
-    (principal) => countAs(ingress, req, res, raw, principal),
-    (err: unknown) => refuseRequest(ingress, req, res, 'presence', err, PRESENCE_HEADERS),
-  );
+  admitRead(ingress, req, res, 'presence', PRESENCE_HEADERS, (principal) => countAs(ingress, req, res, raw, principal));
 }
 
 function countAs(ingress: Ingress, req: IncomingMessage, res: ServerResponse, raw: string, principal: Principal): void {
