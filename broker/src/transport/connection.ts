@@ -193,11 +193,12 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    * events still gets high ones.
    */
   private enqueueHigh(event: StreamEvent): boolean {
+    if (this.state === 'freed') return false;
     const bytes = event.frame.length;
     // Full: a socket that takes writes at once (a burst within one turn) makes room now, as
     // accepts() does for normal events; one that does not keeps the lanes, and loses this event.
     if (this.highFull(bytes)) this.flush();
-    if (this.state === 'freed' || this.highFull(bytes)) {
+    if (this.highFull(bytes)) {
       this.host.highDropped++;
       this.drop(event.channel);
       return false;
