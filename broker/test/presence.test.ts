@@ -11,6 +11,9 @@ import { MAX_NOTICES_PER_FLUSH, Presence } from '../src/core/presence.js';
 import { SubscriptionRegistry } from '../src/core/registry.js';
 import type { Flushable, Subscriber } from '../src/core/subscriber.js';
 import { RawClient, cleanup, startBroker, waitFor } from './helpers.js';
+import type { Engine } from '../src/index.js';
+import { MemoryEngine } from '../src/engine/memory-engine.js';
+import { systemClock } from '../src/clock.js';
 
 afterEach(cleanup);
 
@@ -131,6 +134,29 @@ describe('counts', () => {
     const anon = await RawClient.connect(open.url);
     await sub(anon, 'x');
     expect(await httpPresence(open, '/presence/x?members')).toEqual({ status: 200, body: { n: 1, m: [] } });
+  });
+});
+
+describe('a deployment with a node that does not answer', () => {
+  it('says so: pa on the socket, partial over HTTP, with the count of the nodes that answered', async () => {
+    const inner = new MemoryEngine({
+      channelCacheSize: 1000, historySize: 100, historyBytes: 1 << 20, historyTtl: 300_000, historyTotalBytes: 64 << 20,
+      idempotencyWindow: 0, idempotencyKeys: 0,
+    } as ConstructorParameters<typeof MemoryEngine>[0], systemClock);
+    // The memory engine is one node; this one answers as a Redis engine does when a node was silent.
+    const engine = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'presence') return (p: string, m: boolean) => ({ ...target.presence(p, m), partial: true });
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as Engine;
+    const b = await startBroker({ engine });
+    const asker = await RawClient.connect(b.url);
+    await sub(asker, 'room.9');
+    expect(await ask(asker, 'room.9')).toEqual({ t: FrameType.presence, r: expect.any(Number), p: 'room.9', n: 1, pa: true });
+    const res = await fetch(new URL('/presence/room.9', b.url.replace(/^ws/, 'http')));
+    expect(await res.json()).toEqual({ n: 1, partial: true });
   });
 });
 

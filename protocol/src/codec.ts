@@ -42,7 +42,7 @@ const brokerShapes: Shapes = new Map([
     opt: [['s', isUint], ['l', isStrArray], ['k', isStr], ['rp', isStr], ['pr', isUint]],
   }],
   [FrameType.reply, { req: [['r', isUint], ['c', isStr], ['d', isBin], ['id', isStr], ['ts', isUint]], opt: [['l', isStrArray]] }],
-  [FrameType.presence, { req: [['r', isUint], ['p', isStr], ['n', isUint]], opt: [['m', isStrArray]] }],
+  [FrameType.presence, { req: [['r', isUint], ['p', isStr], ['n', isUint]], opt: [['m', isStrArray], ['pa', isBool]] }],
   [FrameType.presenceChange, { req: [['c', isStr], ['j', isBool], ['n', isUint]], opt: [['m', isStr]] }],
   [FrameType.dropped, { req: [['n', isUint], ['c', isDropCounts]], opt: [] }],
   [FrameType.events, { req: [['r', isUint], ['ev', isBinArray]], opt: [['e', isStr], ['o', isUint], ['ok', isBool], ['m', isBool]] }],

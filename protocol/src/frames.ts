@@ -188,6 +188,8 @@ export interface PresenceAnswerFrame {
   n: number;
   /** The authenticated principals among them (ids, never uuids), when asked and granted. */
   m?: string[];
+  /** True when a node of the deployment did not answer in time: its subscribers are not counted. */
+  pa?: boolean;
 }
 
 /**

@@ -20,7 +20,10 @@ export async function presence(client: CrierClient, channelOrPattern: string, op
     c.ask((r) => ({ t: FrameType.presence, r, p: channelOrPattern, m: options.members || undefined }), { resolve, reject }, 'presence') ||
     reject(c.closedWith),
   );
-  return f.m ? { subscribers: f.n, members: f.m } : { subscribers: f.n };
+  const info: PresenceInfo = { subscribers: f.n };
+  if (f.m) info.members = f.m;
+  if (f.pa) info.partial = true;
+  return info;
 }
 
 /** Per client, the listeners of each watched channel (the core hands every notice to one function). */

@@ -484,6 +484,8 @@ export interface PresenceInfo {
   subscribers: number;
   /** The authenticated principals among them, when asked and granted. */
   members?: string[];
+  /** Present when a node of the deployment did not answer in time: its subscribers are not counted. */
+  partial?: true;
 }
 
 /** A join or leave on a watched channel. */

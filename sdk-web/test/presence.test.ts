@@ -22,6 +22,15 @@ describe('presence()', () => {
     await expect(named).resolves.toEqual({ subscribers: 3, members: ['jwt:a', 'jwt:b'] });
   });
 
+  it('says partial when a node of the deployment did not answer', async () => {
+    const { client, socket, welcome } = scriptedClient();
+    welcome();
+    const answer = client.presence('room.1');
+    await Promise.resolve();
+    socket().receive({ t: FrameType.presence, r: 1, p: 'room.1', n: 4, pa: true });
+    await expect(answer).resolves.toEqual({ subscribers: 4, partial: true });
+  });
+
   it('rejects with the broker\'s error, and bad_pattern before anything is sent', async () => {
     const { client, socket, welcome } = scriptedClient();
     welcome();

@@ -25,7 +25,9 @@ export function handlePresence(ingress: Ingress, conn: Connection, frame: Presen
   const members = presenceAccess(conn.principal, frame.p, frame.m === true);
   const { r, p } = frame;
   const answer = (count: PresenceCount): void => {
-    conn.enqueueControl(encodeFrame({ t: FrameType.presence, r, p, n: count.n, m: members ? (count.m ?? []) : undefined }));
+    conn.enqueueControl(encodeFrame({
+      t: FrameType.presence, r, p, n: count.n, m: members ? (count.m ?? []) : undefined, pa: count.partial === true ? true : undefined,
+    }));
   };
   let counted;
   try {
