@@ -55,10 +55,13 @@ export interface ErrorCodes {
   readonly noResponders: 'no_responders';
   /** An unexpected failure inside the broker. */
   readonly internal: 'internal';
-  // Client-side codes (raised by the SDKs, never sent by the broker).
+  // Client-side codes (raised by the SDKs; the broker sends only `timeout` of them, see there).
   /** The request could not be sent, or its answer cannot arrive, because the connection is down. */
   readonly disconnected: 'disconnected';
-  /** No answer arrived within the request timeout. */
+  /**
+   * No answer arrived within the request timeout. Raised by the SDKs; the broker sends it too, for
+   * a request of request/reply that no reply answered in time.
+   */
   readonly timeout: 'timeout';
   /** The client was closed with `quit()`, or the broker refused it for good. */
   readonly closed: 'closed';
