@@ -129,6 +129,35 @@ export function decodeFrames<E = never>(
   }
 }
 
+/** The last string read for a field, with its msgpack bytes (head included). */
+interface Slot {
+  bytes: Uint8Array;
+  text: string;
+}
+const CHANNEL: Slot = { bytes: new Uint8Array(0), text: '' };
+const EPOCH: Slot = { bytes: new Uint8Array(0), text: '' };
+/** Where the value `remember` keeps began: set by `repeated` before each read of a slot's field. */
+let valueStart = 0;
+
+/** The slot's string, when the value at the reader is its very bytes (then read past it). */
+function repeated(reader: MsgpackReader, slot: Slot): string | undefined {
+  const { bytes, pos } = reader;
+  valueStart = pos;
+  const held = slot.bytes;
+  const end = pos + held.length;
+  if (held.length === 0 || end > bytes.length) return undefined;
+  for (let i = 0; i < held.length; i++) if (bytes[pos + i] !== held[i]) return undefined;
+  reader.pos = end;
+  return slot.text;
+}
+
+/** Keeps a short string just read (from `valueStart`) for `repeated`. */
+function remember(reader: MsgpackReader, slot: Slot, text: string): void {
+  if (slot.text === text || reader.pos - valueStart > 66) return;
+  slot.bytes = reader.bytes.slice(valueStart, reader.pos);
+  slot.text = text;
+}
+
 /**
  * The rest of an `event` frame of `n` entries whose first (`t`: 11) is checked, into
  * `makeEvent`'s object; `undefined` when a field fails its check (the event shape's). Unknown
@@ -141,7 +170,10 @@ function readEvent<E>(reader: MsgpackReader, n: number, makeEvent: EventMaker<E>
   let c, d, id, o, e, ts, s, l, k, rp, pr: unknown;
   for (let i = 1; i < n; i++) {
     const key = reader.readKey();
-    const v = reader.read();
+    // A channel and an epoch mostly repeat from one event to the next: met again, the same string.
+    const slot = key === 'c' ? CHANNEL : key === 'e' ? EPOCH : undefined;
+    const v = (slot && repeated(reader, slot)) ?? reader.read();
+    if (slot && typeof v === 'string') remember(reader, slot, v);
     if (key === 'c') c = v;
     else if (key === 'd') d = v;
     else if (key === 'id') id = v;

@@ -344,6 +344,16 @@ describe('decodeFrames with an event maker', () => {
     expect(seen).toEqual([{ made: ['a.b', new Uint8Array([1]), 'x', 3, 'E', 9, 4, ['p'], 'key', 'tok', 1] }]);
   });
 
+  it('gives a channel or epoch that repeats the same string, and a new one its own', () => {
+    const seen: { made: unknown[] }[] = [];
+    const frames = [['a.b', 'E'], ['a.b', 'E'], ['a.c', 'E'], ['a.c', 'F'], ['a.b', 'É']].map(([c, e], i) =>
+      encodeFrame({ t: FrameType.event, c: c!, d: new Uint8Array([i]), id: `i${i}`, o: i, e: e!, ts: 1 }));
+    decodeFrames(concat(...frames), DEFAULT_DECODE_LIMITS, (f) => seen.push(f as { made: unknown[] }), make);
+    expect(seen.map((f) => [f.made[0], f.made[4], f.made[2]])).toEqual([
+      ['a.b', 'E', 'i0'], ['a.b', 'E', 'i1'], ['a.c', 'E', 'i2'], ['a.c', 'F', 'i3'], ['a.b', 'É', 'i4'],
+    ]);
+  });
+
   it('refuses a malformed event as decodeFrames does without a maker', () => {
     for (const bad of [
       { t: FrameType.event, c: 'a', d: new Uint8Array(1), o: 1, e: 'E', ts: 1 },
