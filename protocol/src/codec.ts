@@ -131,31 +131,31 @@ export function decodeFrames<E = never>(
 
 /** The last string read for a field, with its msgpack bytes (head included). */
 interface Slot {
-  bytes: Uint8Array;
-  text: string;
+  b: Uint8Array;
+  t: unknown;
 }
-const CHANNEL: Slot = { bytes: new Uint8Array(0), text: '' };
-const EPOCH: Slot = { bytes: new Uint8Array(0), text: '' };
-/** Where the value `remember` keeps began: set by `repeated` before each read of a slot's field. */
-let valueStart = 0;
+const CHANNEL: Slot = { b: new Uint8Array(0), t: '' };
+const EPOCH: Slot = { b: new Uint8Array(0), t: '' };
 
-/** The slot's string, when the value at the reader is its very bytes (then read past it). */
-function repeated(reader: MsgpackReader, slot: Slot): string | undefined {
+/**
+ * The value at the reader; the slot's string without decoding it when the value's bytes are the
+ * slot's (a string read from up to 66 bytes is kept for the next time).
+ */
+function cached(reader: MsgpackReader, slot: Slot): unknown {
   const { bytes, pos } = reader;
-  valueStart = pos;
-  const held = slot.bytes;
-  const end = pos + held.length;
-  if (held.length === 0 || end > bytes.length) return undefined;
-  for (let i = 0; i < held.length; i++) if (bytes[pos + i] !== held[i]) return undefined;
-  reader.pos = end;
-  return slot.text;
-}
-
-/** Keeps a short string just read (from `valueStart`) for `repeated`. */
-function remember(reader: MsgpackReader, slot: Slot, text: string): void {
-  if (slot.text === text || reader.pos - valueStart > 66) return;
-  slot.bytes = reader.bytes.slice(valueStart, reader.pos);
-  slot.text = text;
+  const held = slot.b;
+  let i = 0;
+  while (i < held.length && bytes[pos + i] === held[i]) i++;
+  if (i && i === held.length) {
+    reader.pos = pos + i;
+    return slot.t;
+  }
+  const v = reader.read();
+  if (typeof v === 'string' && reader.pos - pos < 67) {
+    slot.b = bytes.slice(pos, reader.pos);
+    slot.t = v;
+  }
+  return v;
 }
 
 /**
@@ -171,9 +171,7 @@ function readEvent<E>(reader: MsgpackReader, n: number, makeEvent: EventMaker<E>
   for (let i = 1; i < n; i++) {
     const key = reader.readKey();
     // A channel and an epoch mostly repeat from one event to the next: met again, the same string.
-    const slot = key === 'c' ? CHANNEL : key === 'e' ? EPOCH : undefined;
-    const v = (slot && repeated(reader, slot)) ?? reader.read();
-    if (slot && typeof v === 'string') remember(reader, slot, v);
+    const v = key === 'c' ? cached(reader, CHANNEL) : key === 'e' ? cached(reader, EPOCH) : reader.read();
     if (key === 'c') c = v;
     else if (key === 'd') d = v;
     else if (key === 'id') id = v;
