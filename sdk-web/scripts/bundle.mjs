@@ -45,6 +45,8 @@ const INTERNAL_NAMES = [
   'framesAtCheck', 'silentChecks', 'framesAtProbe', 'probeGrace', 'dueAt', 'sendProbe', 'received', 'interval', 'frames',
   // Publisher, Subscriptions, EventStream, PendingRequests
   'bufferFull', 'transmit', 'tooLarge', 'prefix', 'published', 'entryFor', 'registry', 'streams', 'handles', 'acked', 'host', 'deliver', 'taps', 'compile', 'wild', 'byName', 'forget', 'items', 'sweep', 'timerAt', 'due', 'arm', 'batch', 'batchBytes', 'batchSocket', 'makeEvent', 'disarm', 'made',
+  // HttpSocket and withFallback's socket (fallback.ts)
+  'outbox', 'posting', 'post', 'fire', 'inner', 'attach', 'http', 'stream',
   'dispatch', 'resubscribe', 'removePattern', 'eventsOf', 'rewound', 'rewinding', 'dropping', 'release', 'onOverflow', 'onReturn', 'capacity', 'waiters',
   'nextId', 'timeoutMs', 'settle', 'rejectAll', 'timer', 'waiting', 'byKey', 'buffered', 'end', 'remove',
   // Credential

@@ -76,7 +76,7 @@ export class HttpSocket implements WebSocketLike {
   ) {
     this.url = sessionUrl(url);
     const Source = options.EventSource ?? (globalThis as { EventSource?: new (url: string) => EventSourceLike }).EventSource;
-    if (!Source) throw new TypeError('crier: no EventSource for the HTTP transport: pass options.EventSource');
+    if (!Source) throw new TypeError('crier: no EventSource: pass options.EventSource');
     this.stream = new Source(this.url);
     // Not 'open': an EventSource fires its own open event (no data) when the stream starts.
     this.stream.addEventListener('session', (e) => {

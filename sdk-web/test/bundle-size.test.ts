@@ -23,10 +23,16 @@ const CORE_BUDGET = 10 * 1024;
  * gzipped (measured by bundle.mjs into dist/entry-sizes.json).
  */
 const ENTRY_BUDGETS: Record<string, number> = { fallback: 1100, filter: 600, history: 200, presence: 500, request: 400, stream: 400 };
-/** Each `<script>` bundle's budget: the full one holds the core and every entry point, no more. */
+/**
+ * What the full client adds of its own beside the entry points: its methods, and the protocol's
+ * segment trie for its wildcard subscriptions (the core tests them one by one; a service with
+ * thousands of patterns, sdk-node's, needs the trie). Measured at about 600 bytes gzipped.
+ */
+const FULL_OWN_BUDGET = 650;
+/** Each `<script>` bundle's budget: the full one holds the core, every entry point and its own part, no more. */
 const BUDGETS: Record<string, number> = {
   'crier.min.js': CORE_BUDGET,
-  'crier.full.min.js': CORE_BUDGET + Object.values(ENTRY_BUDGETS).reduce((a, b) => a + b, 0),
+  'crier.full.min.js': CORE_BUDGET + Object.values(ENTRY_BUDGETS).reduce((a, b) => a + b, 0) + FULL_OWN_BUDGET,
 };
 
 function built(file: string): Buffer {
