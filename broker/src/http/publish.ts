@@ -12,7 +12,7 @@ import { publishPriority, validatePublish } from '../core/publish-validation.js'
 import type { PublishRequest } from '../engine/engine.js';
 
 /** HTTP status of each error code an HTTP publish can answer. */
-const STATUS_OF: Readonly<Record<string, number>> = {
+export const PUBLISH_STATUS_OF: Readonly<Record<string, number>> = {
   [ErrorCode.badChannel]: 400,
   [ErrorCode.badFrame]: 400,
   [ErrorCode.payloadTooLarge]: 413,
@@ -181,21 +181,34 @@ export class RateLimited extends CrierError {
 }
 
 function fail(ingress: Ingress, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  answerFailure(ingress, req, res, err, 'publish', PUBLISH_STATUS_OF, 'the broker could not publish the event');
+}
+
+/**
+ * The answer of a failed HTTP publish or request (`door`): 400 for a bad request, 500 (logged) for
+ * an unexpected failure, else the code's status in `statusOf` (400 when not there), with
+ * `Retry-After` where waiting helps; a refusal (not a bad request) is counted and logged at `door`;
+ * a 413 reads and discards the rest of the body first (answerThenDiscard).
+ */
+export function answerFailure(
+  ingress: Ingress, req: IncomingMessage, res: ServerResponse, err: unknown, door: 'publish' | 'request',
+  statusOf: Readonly<Record<string, number>>, internal: string,
+): void {
   if (err instanceof BadRequest) {
     sendJson(req, res, 400, { code: BAD_REQUEST, message: err.message }, PUBLISH_HEADERS);
     return;
   }
   if (!(err instanceof CrierError)) {
-    ingress.log.error({ err }, 'HTTP publish failed');
-    sendJson(req, res, 500, { code: 'internal', message: 'the broker could not publish the event' }, PUBLISH_HEADERS);
+    ingress.log.error({ err }, `HTTP ${door} failed`);
+    sendJson(req, res, 500, { code: 'internal', message: internal }, PUBLISH_HEADERS);
     return;
   }
-  // Refused before anything was published (not a bad request): counted and logged.
+  // Refused before anything was done (not a bad request): counted and logged.
   if (err.code === ErrorCode.forbiddenOrigin || err.code === ErrorCode.shuttingDown || err.code === ErrorCode.forbidden || err.code === ErrorCode.rateLimited ||
     err.code === ErrorCode.unavailable) {
-    ingress.refusals.refuse(err.code, 'publish', req);
+    ingress.refusals.refuse(err.code, door, req);
   }
-  const status = STATUS_OF[err.code] ?? 400;
+  const status = statusOf[err.code] ?? 400;
   if (status !== 413) {
     const retryAfter = err instanceof RateLimited ? err.retryAfterSeconds
       : err.code === ErrorCode.shuttingDown ? SHUTDOWN_RETRY_AFTER_SECONDS

@@ -11,21 +11,14 @@ import type { Requester, RequestOutcome } from '../transport/requests.js';
 import { readBody } from './body-buffer.js';
 import { applyCors, originAllowed } from './cors.js';
 import {
-  BadRequest, PUBLISH_HEADERS, RateLimited, SHUTDOWN_RETRY_AFTER_SECONDS, answerThenDiscard, decodeChannel, labelsAndKey,
+  BadRequest, PUBLISH_HEADERS, PUBLISH_STATUS_OF, RateLimited, answerFailure, decodeChannel, labelsAndKey,
 } from './publish.js';
-import { BAD_REQUEST, UNAVAILABLE_RETRY_AFTER_SECONDS, send, sendJson } from './response.js';
+import { send, sendJson } from './response.js';
 
-/** HTTP status of each error code a request over HTTP can answer. */
+/** HTTP status of each error code a request over HTTP can answer: a publish's, and the two of waiting. */
 const STATUS_OF: Readonly<Record<string, number>> = {
-  [ErrorCode.badChannel]: 400,
-  [ErrorCode.badFrame]: 400,
-  [ErrorCode.payloadTooLarge]: 413,
-  [ErrorCode.forbiddenOrigin]: 403,
-  [ErrorCode.forbidden]: 403,
-  [ErrorCode.rateLimited]: 429,
+  ...PUBLISH_STATUS_OF,
   [ErrorCode.noResponders]: 503,
-  [ErrorCode.shuttingDown]: 503,
-  [ErrorCode.unavailable]: 503,
   [ErrorCode.timeout]: 504,
 };
 
@@ -160,27 +153,5 @@ function answer(req: IncomingMessage, res: ServerResponse, reply: ReplyMessage):
 }
 
 function fail(ingress: Ingress, req: IncomingMessage, res: ServerResponse, err: unknown): void {
-  if (err instanceof BadRequest) {
-    sendJson(req, res, 400, { code: BAD_REQUEST, message: err.message }, PUBLISH_HEADERS);
-    return;
-  }
-  if (!(err instanceof CrierError)) {
-    ingress.log.error({ err }, 'HTTP request failed');
-    sendJson(req, res, 500, { code: 'internal', message: 'the broker could not send the request' }, PUBLISH_HEADERS);
-    return;
-  }
-  if (err.code === ErrorCode.forbiddenOrigin || err.code === ErrorCode.shuttingDown || err.code === ErrorCode.forbidden || err.code === ErrorCode.rateLimited ||
-    err.code === ErrorCode.unavailable) {
-    ingress.refusals.refuse(err.code, 'request', req);
-  }
-  const status = STATUS_OF[err.code] ?? 400;
-  if (status === 413) {
-    answerThenDiscard(req, res, status, { code: err.code, message: err.message });
-    return;
-  }
-  const retryAfter = err instanceof RateLimited ? err.retryAfterSeconds
-    : err.code === ErrorCode.shuttingDown ? SHUTDOWN_RETRY_AFTER_SECONDS
-    : err.code === ErrorCode.unavailable ? UNAVAILABLE_RETRY_AFTER_SECONDS : undefined;
-  const headers = retryAfter === undefined ? PUBLISH_HEADERS : { ...PUBLISH_HEADERS, 'Retry-After': String(retryAfter) };
-  sendJson(req, res, status, { code: err.code, message: err.message }, headers);
+  answerFailure(ingress, req, res, err, 'request', STATUS_OF, 'the broker could not send the request');
 }
