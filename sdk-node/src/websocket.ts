@@ -1,6 +1,6 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
-import { CloseCode } from '@crier/sdk-web';
+import { CloseCode } from '@crier/sdk-web/full';
 
 /** Answers to a handshake that refuse it for good: the same request would be refused again. */
 const FINAL_STATUSES: ReadonlySet<number> = new Set([401, 403]);

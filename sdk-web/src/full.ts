@@ -27,6 +27,8 @@ import type {
 } from './types.js';
 
 export * from './index.js';
+export { ErrorCode, CloseCode } from '@crier/protocol';
+export { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 export { withFilters } from './filter.js';
 export { HttpSocket, withFallback, type FallbackOptions, type EventSourceLike } from './fallback.js';
 export { history } from './history.js';

@@ -1,5 +1,5 @@
 export { connect } from './client.js';
-export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+export type { BackoffOptions } from './backoff.js';
 export { encodeText, decodeText, encodeJson, decodeJson } from './text.js';
 export type { WebSocketLike, WebSocketConstructor } from './websocket.js';
 export type {
@@ -33,4 +33,7 @@ export type {
   Reply,
   Responder,
 } from './types.js';
-export { CrierError, ErrorCode, CloseCode } from '@crier/protocol';
+// The error class; its codes are a string union type here (compare `error.code === 'bad_channel'`).
+// The constant tables (ErrorCode, CloseCode) and backoffDelay are in `@crier/sdk-web/full`: each
+// costs the core bundle bytes that most pages never use.
+export { CrierError, type ErrorCode, type CloseCode } from '@crier/protocol';
