@@ -19,6 +19,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
+import { minify } from 'terser';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
@@ -103,9 +104,19 @@ const common = {
   plugins: [inlineConstants],
 };
 
+// esbuild's output goes through terser's compressor once more: its passes (inlining, merging
+// statements and declarations, dropping what becomes unused) take off another ~0.25 KB gzipped
+// of the core bundle that esbuild's minifier leaves. Locals only: names that cross the bundle's
+// edge (exports, the `Crier` global, properties) are esbuild's business above, never terser's.
+async function squeeze(code, module) {
+  const result = await minify(code, { module, ecma: 2020, compress: { passes: 3 }, mangle: true, format: { comments: false } });
+  return result.code;
+}
+
 /** Writes a build's one output file unless the same bytes are there already; atomically (rename). */
-function save(result) {
-  const [file] = result.outputFiles;
+async function save(result, module) {
+  const [built] = result.outputFiles;
+  const file = { path: built.path, contents: Buffer.from(await squeeze(built.text, module)) };
   let current;
   try {
     current = readFileSync(file.path);
@@ -127,7 +138,7 @@ function report(file) {
 /** Builds `entry` as `<name>.esm.js` and `<name>.min.js` (the IIFE setting `Crier`). */
 async function bundle(name, entry) {
   const esm = await build({ ...common, entryPoints: [entry], format: 'esm', outfile: join(dist, `${name}.esm.js`), metafile: true });
-  save(esm);
+  await save(esm, true);
   report(`${name}.esm.js`);
   // The IIFE assigns the exports to the global as a plain object: esbuild's `globalName` would
   // wrap them in a namespace object of getters, with its helpers (about 0.2 KB gzipped).
@@ -139,7 +150,7 @@ async function bundle(name, entry) {
     banner: { js: '"use strict";' }, // the sources are modules, written for strict mode
     outfile: join(dist, `${name}.min.js`),
   });
-  save(iife);
+  await save(iife, false);
   report(`${name}.min.js`);
 }
 
@@ -152,7 +163,7 @@ await bundle('crier.full', source('full'));
 const ENTRIES = ['fallback', 'filter', 'history', 'presence', 'request', 'stream'];
 const gzipOf = async (contents) => {
   const r = await build({ ...common, stdin: { contents, resolveDir: root, loader: 'ts' }, format: 'esm', outfile: 'x.js' });
-  return gzipSync(r.outputFiles[0].contents, { level: 9 }).length;
+  return gzipSync(await squeeze(r.outputFiles[0].text, true), { level: 9 }).length;
 };
 const core = await gzipOf(`export {connect} from './src/index.ts';`);
 const added = {};
