@@ -71,6 +71,9 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
     }, resolved.clock, log)
     : new MemoryEngine({ ...resolved, idempotencyKeys: IDEMPOTENCY_KEYS }, resolved.clock));
   const core = new BrokerCore(resolved, log, resolved.clock, engine);
+  // Join/leave notices across the nodes sharing the engine (Redis); one node: its own.
+  const carrier = core.engine.presenceCarrier;
+  if (carrier !== undefined) core.presence.carry(carrier);
   await core.start();
   const ingress: Ingress = new Ingress(core, createAuthenticator(resolved), (conn, bytes, isBinary) => handleMessage(ingress, conn, bytes, isBinary));
   const sse = new SseHub(ingress);

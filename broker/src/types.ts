@@ -296,4 +296,14 @@ export interface EngineStats {
   requests?: { sent: number; received: number; forwarded: number };
   /** Queue groups over the nodes: groups and members in the deployment's registry as this node knows it, node choices it wrote into messages. */
   groups?: { groups: number; members: number; slow: number; chosen: number };
+  /**
+   * Presence traffic between nodes: questions this node asked, answered (others' and its own), and
+   * answered partial; join/leave news sent to watching nodes and received from others (one message
+   * per node per turn at most), syncs asked, nodes found dead with watches or holders known here,
+   * and the channels other nodes watch now (this node sends them its changes of those).
+   */
+  presence?: {
+    asked: number; answered: number; partial: number;
+    newsSent: number; newsReceived: number; syncs: number; nodesLost: number; watchedElsewhere: number;
+  };
 }

@@ -12,6 +12,7 @@ import { SubscriptionRegistry } from '../src/core/registry.js';
 import type { Flushable, Subscriber } from '../src/core/subscriber.js';
 import { RawClient, cleanup, startBroker, waitFor } from './helpers.js';
 import type { Engine } from '../src/index.js';
+import type { PresenceCarrier, PresenceNews } from '../src/engine/engine.js';
 import { MemoryEngine } from '../src/engine/memory-engine.js';
 import { systemClock } from '../src/clock.js';
 
@@ -247,5 +248,69 @@ describe('notices per turn (the core, one turn by hand)', () => {
     expect(frames.some((f) => f.m === 'flicker')).toBe(false);
     expect(frames.at(-1)).toEqual({ t: FrameType.presenceChange, c: 'lobby', j: true, n: 201 });
     expect(presence.stats()).toMatchObject({ watched: 1, notices: MAX_NOTICES_PER_FLUSH, folded: 200 - MAX_NOTICES_PER_FLUSH + 1 });
+  });
+
+  it('with a carrier (nodes sharing the engine): holds a channel\'s first notices until the other nodes\' count is known, adds it to n, tells their news, and sends this node\'s news of channels watched elsewhere', () => {
+    const registry = new SubscriptionRegistry();
+    const presence = new Presence(registry, (item) => {
+      item.dirty = true;
+    });
+    let sink: (news: PresenceNews) => void = () => {};
+    const watched: [string, boolean][] = [];
+    const sent: PresenceNews[][] = [];
+    const elsewhere = new Set(['hall']);
+    let settled = false;
+    const carrier: PresenceCarrier = {
+      onNews: (s, held) => {
+        sink = s;
+        expect(held('lobby')).toBe(0);
+      },
+      watch: (channel, watching) => watched.push([channel, watching]),
+      watchedElsewhere: (channel) => elsewhere.has(channel),
+      settled: () => settled,
+      send: (news) => sent.push(news),
+    };
+    presence.carry(carrier);
+    const turn = (): void => {
+      presence.dirty = false;
+      presence.flush();
+    };
+    const frames: PresenceChangeFrame[] = [];
+    const me = subscriber('me');
+    registry.add(me, 'lobby', undefined);
+    presence.watch(me, 'lobby', { maySee: () => true, enqueueControl: (f) => frames.push(decodeFrame(f, DEFAULT_DECODE_LIMITS) as PresenceChangeFrame), gone: false });
+    expect(watched).toEqual([['lobby', true]]);
+    registry.add(subscriber('u'), 'lobby', undefined);
+    turn();
+    expect(frames).toEqual([]); // held: the other nodes' count is not known yet
+    settled = true;
+    sink({ channel: 'lobby', n: 5, changes: [] }); // the other nodes hold 5
+    expect(presence.dirty).toBe(true);
+    turn();
+    expect(frames).toEqual([{ t: FrameType.presenceChange, c: 'lobby', j: true, n: 7, m: 'u' }]);
+    // Another node's news: one joined there (6 now), told with the deployment's count.
+    sink({ channel: 'lobby', n: 6, changes: [{ j: true, m: 'jwt:r' }] });
+    turn();
+    expect(frames.at(-1)).toEqual({ t: FrameType.presenceChange, c: 'lobby', j: true, n: 8, m: 'jwt:r' });
+    // A node gone with its 6: one notice, no id.
+    sink({ channel: 'lobby', n: 0, changes: [], more: 6, net: -6 });
+    turn();
+    expect(frames.at(-1)).toEqual({ t: FrameType.presenceChange, c: 'lobby', j: false, n: 2 });
+    // News of a channel not watched here: ignored.
+    sink({ channel: 'elsewhere', n: 1, changes: [{ j: true }] });
+    turn();
+    expect(frames).toHaveLength(3);
+    // This node's changes of a channel another node watches: sent in one batch per turn, ids of authenticated ones only.
+    const x = subscriber('x');
+    registry.add(x, 'hall', undefined);
+    registry.add(subscriber(), 'hall', undefined);
+    registry.add(subscriber('y'), 'nobody.watches', undefined);
+    turn();
+    expect(sent).toEqual([[{ channel: 'hall', n: 2, changes: [{ j: true, m: 'x' }, { j: true }] }]]);
+    // The last watcher leaves: the carrier is told, nothing more is sent about lobby.
+    registry.remove(me, 'lobby', undefined);
+    expect(watched).toEqual([['lobby', true], ['lobby', false]]);
+    turn();
+    expect(sent).toHaveLength(1);
   });
 });

@@ -6,8 +6,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CloseCode, ErrorCode, FrameType, PROTOCOL_VERSION, type ErrorFrame, type EventFrame, type Frame, type ReplyAnswerFrame, type WelcomeFrame } from '@crier/protocol';
+import {
+  CloseCode, ErrorCode, FrameType, PROTOCOL_VERSION, type ErrorFrame, type EventFrame, type Frame, type PresenceChangeFrame, type ReplyAnswerFrame, type WelcomeFrame,
+} from '@crier/protocol';
 import type { Broker } from '../src/index.js';
 import { RawClient, cleanup, startBroker, text, waitFor } from './helpers.js';
 import { answerTo, ask, body, requestsOf, replyTo, respond, sendRequest, waitRequests } from './request-helpers.js';
@@ -28,7 +31,10 @@ afterAll(async () => {
 afterEach(cleanup);
 
 /** `n` brokers on the Redis, as one deployment (a key prefix of its own). */
-type NodeOptions = { resumeWindow?: number; bufferSize?: number; maxBufferBytes?: number };
+type NodeOptions = {
+  resumeWindow?: number; bufferSize?: number; maxBufferBytes?: number;
+  jwtSecret?: string; jwtClockTolerance?: number; jwtSubscribe?: string[]; jwtPublish?: string[];
+};
 async function nodes(n: 2, options?: NodeOptions): Promise<[Broker, Broker]>;
 async function nodes(n: 3, options?: NodeOptions): Promise<[Broker, Broker, Broker]>;
 async function nodes(n: number, options: NodeOptions = {}): Promise<Broker[]> {
@@ -45,6 +51,21 @@ async function nodes(n: number, options: NodeOptions = {}): Promise<Broker[]> {
 async function publish(publisher: RawClient, channel: string, body: string): Promise<Frame> {
   return publisher.request({ t: FrameType.publish, c: channel, d: text(body) });
 }
+
+const SECRET = 'a-presence-test-secret-of-32-bytes-or-more';
+const jwt = (sub: string, crier?: object): Promise<string> =>
+  new SignJWT({ sub, exp: Math.floor(Date.now() / 1000) + 600, ...(crier === undefined ? {} : { crier }) })
+    .setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SECRET));
+
+/** A connection authenticated with `tk` (a JWT), on its welcome. */
+async function helloAs(url: string, tk: string, uuid?: string): Promise<RawClient> {
+  const c = await RawClient.open(url);
+  c.send({ t: FrameType.hello, v: PROTOCOL_VERSION, tk, ...(uuid === undefined ? {} : { u: uuid }) });
+  c.welcome = (await c.waitFrame('welcome', (f) => f.t === FrameType.welcome)) as WelcomeFrame;
+  return c;
+}
+
+const notices = (c: RawClient): PresenceChangeFrame[] => c.frames.filter((f): f is PresenceChangeFrame => f.t === FrameType.presenceChange);
 
 const bodies = (events: EventFrame[]): string[] => events.map((e) => `${e.c}:${Buffer.from(e.d).toString()}`);
 
@@ -301,6 +322,42 @@ describe.each(['server', 'cluster'] as const)('nodes on one Redis %s are one bro
     await waitFor('a to know it recovered', () => a.stats().engine.groups?.slow === 0);
     expect(frozen.events('work.more')).toEqual([]);
   }, 60_000);
+
+  it('presence notices are the deployment\'s: a watcher on one node hears joins and leaves on another with the deployment\'s count, ids only under its grant', async () => {
+    const [a, b] = await nodes(2, { jwtSecret: SECRET, jwtClockTolerance: 0, jwtSubscribe: ['room.>'], jwtPublish: [] });
+    const early = await helloAs(b.url, await jwt('early'));
+    await early.subscribe('room.1'); // before anyone watches: part of the count the first notice starts from
+    const watcher = await helloAs(a.url, await jwt('w', { presence: ['room.>'] }));
+    const blind = await helloAs(a.url, await jwt('blind'));
+    expect(await watcher.request({ t: FrameType.subscribe, r: 0, p: 'room.1', pe: true })).toMatchObject({ t: FrameType.ack });
+    expect(await blind.request({ t: FrameType.subscribe, r: 0, p: 'room.1', pe: true })).toMatchObject({ t: FrameType.ack });
+    // blind's join on a: told once b's count is known (early), so n counts every node.
+    await waitFor('the watcher to hear blind', () => notices(watcher).length === 1, { wakeOn: [watcher.changed] });
+    expect(notices(watcher)).toEqual([{ t: FrameType.presenceChange, c: 'room.1', j: true, n: 3, m: 'jwt:blind' }]);
+    await waitFor('b to know room.1 is watched on a', () => b.stats().engine.presence?.watchedElsewhere === 1);
+    // zed joins on b: both watchers on a hear it, the id only the granted one.
+    const zed = await helloAs(b.url, await jwt('zed'), 'uuid-of-zed');
+    await zed.subscribe('room.1');
+    await zed.subscribe('room.*'); // another pattern: no news
+    await waitFor('blind to hear zed join', () => notices(blind).length === 1, { wakeOn: [blind.changed] });
+    expect(notices(blind)).toEqual([{ t: FrameType.presenceChange, c: 'room.1', j: true, n: 4 }]);
+    zed.ws.terminate();
+    await waitFor('the watcher to hear zed leave', () => notices(watcher).length === 3, { wakeOn: [watcher.changed] });
+    expect(notices(watcher).slice(1)).toEqual([
+      { t: FrameType.presenceChange, c: 'room.1', j: true, n: 4, m: 'jwt:zed' },
+      { t: FrameType.presenceChange, c: 'room.1', j: false, n: 3, m: 'jwt:zed' },
+    ]);
+    await waitFor('blind to hear zed leave', () => notices(blind).length === 2, { wakeOn: [blind.changed] });
+    expect(notices(blind)[1]).toEqual({ t: FrameType.presenceChange, c: 'room.1', j: false, n: 3 });
+    expect(JSON.stringify([watcher.frames, blind.frames])).not.toContain('uuid-of');
+    // Only watched channels cost traffic: b sent a news message per turn with a change of room.1.
+    expect(b.stats().engine.presence!.newsSent).toBeGreaterThanOrEqual(2);
+    expect(a.stats().engine.presence!.newsReceived).toBeGreaterThanOrEqual(2);
+    // b closes: early leaves the count (its own leave, or b's holders gone with it).
+    await b.close();
+    await waitFor('the watcher to hear early leave', () => notices(watcher).at(-1)?.n === 2 && notices(watcher).at(-1), { wakeOn: [watcher.changed] });
+    expect(notices(watcher).at(-1)).toMatchObject({ c: 'room.1', j: false, n: 2 });
+  });
 
   it('presence counts the subscribers of every node together, over the socket and GET /presence', async () => {
     const [a, b] = await nodes(2);

@@ -1,5 +1,5 @@
 import { FrameType, encodeFrame, isWildcard } from '@crier/protocol';
-import type { PresenceCount } from '../engine/engine.js';
+import type { PresenceCarrier, PresenceChange, PresenceCount, PresenceNews } from '../engine/engine.js';
 import type { SubscriptionRegistry } from './registry.js';
 import type { Flushable, Subscriber } from './subscriber.js';
 
@@ -8,6 +8,12 @@ import type { Flushable, Subscriber } from './subscriber.js';
 // the subscribers an event on it reaches) and from a count of each subscriber's subscriptions per
 // name or pattern kept here (a pattern: those holding exactly it; the notices: a subscriber's first
 // and last subscription of a channel). Nothing scans every connection.
+//
+// Across nodes (an engine with a PresenceCarrier: Redis), a watched channel's notices are the
+// deployment's: each node sends its changes of the channels other nodes watch (one batch per
+// turn, to the watching nodes only), and `n` adds the other nodes' holders (their latest count
+// each) to this node's. A channel's first watcher here waits for the other nodes' counts (1 s at
+// most) before its first notice.
 
 /** Principal ids an answer lists at most (its count stays exact). */
 export const MAX_PRESENCE_MEMBERS = 1000;
@@ -45,6 +51,20 @@ export interface PresenceFigures {
   queries: number;
 }
 
+/** A change waiting to be told: about a local subscriber (`about`: not told to itself) or another node's. */
+interface Notice {
+  about?: Subscriber | undefined;
+  j: boolean;
+  m?: string | undefined;
+}
+
+/** A watched channel's changes waiting to be told: the first 64 itemized, the rest counted (`net`: joins minus leaves). */
+interface NoticeQueue {
+  items: Notice[];
+  more: number;
+  net: number;
+}
+
 export class Presence implements Flushable {
   dirty = false;
   /** Per name or pattern, each subscriber holding it and with how many subscriptions (filters, groups). */
@@ -53,13 +73,30 @@ export class Presence implements Flushable {
   private readonly watchers = new Map<string, Map<Subscriber, PresenceWatcher>>();
   /** Per watched channel, the net change of each subscriber since the last flush (true: joined). */
   private readonly pending = new Map<string, Map<Subscriber, boolean>>();
+  /** Per channel watched here, the changes to tell its watchers (held while the carrier is not settled). */
+  private readonly queued = new Map<string, NoticeQueue>();
+  /** Per channel watched here, its holders on the other nodes (the carrier's latest word). */
+  private readonly others = new Map<string, number>();
   private readonly figures = { notices: 0, folded: 0, queries: 0 };
+
+  /** The engine's carrier of notices between nodes (none: one node, its own notices). */
+  private carrier: PresenceCarrier | undefined;
 
   constructor(
     private readonly registry: SubscriptionRegistry,
     private readonly markDirty: (item: Flushable) => void,
   ) {
     registry.onSubscription((sub, pattern, added) => (added ? this.added(sub, pattern) : this.removed(sub, pattern)));
+  }
+
+  /**
+   * Notices become the deployment's: other nodes' changes of the channels watched here arrive
+   * through `carrier`, and this node's changes of the channels watched elsewhere leave through it.
+   * Set once, before the first subscription.
+   */
+  carry(carrier: PresenceCarrier): void {
+    this.carrier = carrier;
+    carrier.onNews((news) => this.news(news), (channel) => this.held.get(channel)?.size ?? 0);
   }
 
   /**
@@ -103,7 +140,10 @@ export class Presence implements Flushable {
   watch(sub: Subscriber, channel: string, watcher: PresenceWatcher): void {
     if (!this.held.get(channel)?.has(sub)) return; // not subscribed (after all): nothing to watch
     let watching = this.watchers.get(channel);
-    if (watching === undefined) this.watchers.set(channel, (watching = new Map()));
+    if (watching === undefined) {
+      this.watchers.set(channel, (watching = new Map()));
+      this.carrier?.watch(channel, true);
+    }
     watching.set(sub, watcher);
   }
 
@@ -112,13 +152,76 @@ export class Presence implements Flushable {
     return { watched: this.watchers.size, ...this.figures };
   }
 
-  /** Sends each watched channel's changes of this turn to its watchers. */
+  /**
+   * Sends each watched channel's changes of this turn to its watchers (those of other nodes too,
+   * once the carrier knows their counts), and this node's changes of the channels watched on
+   * other nodes to the carrier, in one batch.
+   */
   flush(): void {
+    let news: PresenceNews[] | undefined;
     for (const [channel, changes] of this.pending) {
-      const watching = this.watchers.get(channel);
-      if (watching !== undefined && changes.size > 0) this.notify(channel, changes, watching);
+      if (changes.size === 0) continue;
+      if (this.carrier?.watchedElsewhere(channel) === true) (news ??= []).push(this.newsOf(channel, changes));
+      if (!this.watchers.has(channel)) continue;
+      const queue = this.queue(channel);
+      for (const [sub, j] of changes) enqueue(queue, { about: sub, j, m: memberId(sub) });
     }
     this.pending.clear();
+    for (const [channel, queue] of this.queued) {
+      if (this.carrier !== undefined && !this.carrier.settled(channel)) continue; // told once the other nodes' counts are known
+      this.queued.delete(channel);
+      const watching = this.watchers.get(channel);
+      if (watching !== undefined) this.notify(channel, queue, watching);
+    }
+    if (news !== undefined) this.carrier!.send(news);
+  }
+
+  /** Other nodes' news of a channel watched here (`n`: their holders together, now). */
+  private news(news: PresenceNews): void {
+    const { channel } = news;
+    if (!this.watchers.has(channel)) return; // no longer watched here
+    this.others.set(channel, news.n);
+    if (news.changes.length > 0 || (news.more ?? 0) > 0) {
+      const queue = this.queue(channel);
+      for (const change of news.changes) enqueue(queue, change);
+      queue.more += news.more ?? 0;
+      queue.net += news.net ?? 0;
+    }
+    // A sync settling the channel also releases what waited for it.
+    if (this.queued.has(channel) && !this.dirty) this.markDirty(this);
+  }
+
+  /** This node's news of `channel` for the other nodes: its holders now, the changes (64 at most itemized). */
+  private newsOf(channel: string, changes: Map<Subscriber, boolean>): PresenceNews {
+    const items: PresenceChange[] = [];
+    let more = 0;
+    let net = 0;
+    for (const [sub, j] of changes) {
+      if (items.length < MAX_NOTICES_PER_FLUSH) {
+        const m = memberId(sub);
+        items.push(m === undefined ? { j } : { j, m });
+      } else {
+        more++;
+        net += j ? 1 : -1;
+      }
+    }
+    const out: PresenceNews = { channel, n: this.held.get(channel)?.size ?? 0, changes: items };
+    if (more > 0) Object.assign(out, { more, net });
+    return out;
+  }
+
+  private queue(channel: string): NoticeQueue {
+    let queue = this.queued.get(channel);
+    if (queue === undefined) this.queued.set(channel, (queue = { items: [], more: 0, net: 0 }));
+    return queue;
+  }
+
+  /** `channel` has no watcher here any more: its queued notices and the other nodes' count go. */
+  private unwatched(channel: string): void {
+    this.watchers.delete(channel);
+    this.queued.delete(channel);
+    this.others.delete(channel);
+    this.carrier?.watch(channel, false);
   }
 
   private added(sub: Subscriber, pattern: string): void {
@@ -141,12 +244,12 @@ export class Presence implements Flushable {
     if (held.size === 0) this.held.delete(pattern);
     // Its watch ends with its last subscription of the channel (before the notice: it is not told of itself).
     const watching = this.watchers.get(pattern);
-    if (watching?.delete(sub) && watching.size === 0) this.watchers.delete(pattern);
+    if (watching?.delete(sub) && watching.size === 0) this.unwatched(pattern);
     this.changed(pattern, sub, false);
   }
 
   private changed(channel: string, sub: Subscriber, joined: boolean): void {
-    if (!this.watchers.has(channel)) return;
+    if (!this.watchers.has(channel) && this.carrier?.watchedElsewhere(channel) !== true) return;
     let changes = this.pending.get(channel);
     if (changes === undefined) this.pending.set(channel, (changes = new Map()));
     // A join and a leave of the same subscriber within one turn cancel out.
@@ -155,26 +258,31 @@ export class Presence implements Flushable {
     if (!this.dirty) this.markDirty(this);
   }
 
-  private notify(channel: string, changes: Map<Subscriber, boolean>, watching: Map<Subscriber, PresenceWatcher>): void {
-    const now = this.held.get(channel)?.size ?? 0;
-    let net = 0;
-    for (const joined of changes.values()) net += joined ? 1 : -1;
+  private notify(channel: string, queue: NoticeQueue, watching: Map<Subscriber, PresenceWatcher>): void {
+    const { items, more } = queue;
+    if (items.length === 0 && more === 0) return;
+    // The deployment's holders now: this node's and the other nodes' latest count.
+    const now = (this.held.get(channel)?.size ?? 0) + (this.others.get(channel) ?? 0);
+    let net = queue.net;
+    for (const item of items) net += item.j ? 1 : -1;
     // The count after each change, from the count before this turn's changes.
     let n = now - net;
-    let sent = 0;
-    for (const [sub, j] of changes) {
-      if (sent === MAX_NOTICES_PER_FLUSH - 1 && changes.size > MAX_NOTICES_PER_FLUSH) {
-        // The rest in one: the count now, which way the rest went (more or as many: a join), no id.
-        this.figures.folded += changes.size - sent;
-        this.send(watching, undefined, encodeFrame({ t: FrameType.presenceChange, c: channel, j: now >= n, n: now }), undefined, channel);
-        return;
-      }
+    // Past 64 (or with changes counted but not itemized): 63 itemized, then one notice for the rest.
+    const fold = more > 0 || items.length > MAX_NOTICES_PER_FLUSH;
+    const itemized = fold ? Math.min(items.length, MAX_NOTICES_PER_FLUSH - 1) : items.length;
+    for (let i = 0; i < itemized; i++) {
+      const { about, j, m } = items[i]!;
       n += j ? 1 : -1;
-      sent++;
-      const id = memberId(sub);
-      const bare = encodeFrame({ t: FrameType.presenceChange, c: channel, j, n });
-      const named = id === undefined ? bare : encodeFrame({ t: FrameType.presenceChange, c: channel, j, n, m: id });
-      this.send(watching, sub, bare, named, channel);
+      // A count a lost message made wrong is never told below zero (the next news corrects it).
+      const at = Math.max(0, n);
+      const bare = encodeFrame({ t: FrameType.presenceChange, c: channel, j, n: at });
+      const named = m === undefined ? bare : encodeFrame({ t: FrameType.presenceChange, c: channel, j, n: at, m });
+      this.send(watching, about, bare, named, channel);
+    }
+    if (fold) {
+      // The rest in one: the count now, which way the rest went (more or as many: a join), no id.
+      this.figures.folded += items.length - itemized + more;
+      this.send(watching, undefined, encodeFrame({ t: FrameType.presenceChange, c: channel, j: now >= n, n: Math.max(0, now) }), undefined, channel);
     }
   }
 
@@ -185,5 +293,14 @@ export class Presence implements Flushable {
       watcher.enqueueControl(named !== undefined && watcher.maySee(channel) ? named : bare);
       this.figures.notices++;
     }
+  }
+}
+
+/** Queues a change: the first 64 itemized, the rest counted. */
+function enqueue(queue: NoticeQueue, notice: Notice): void {
+  if (queue.items.length < MAX_NOTICES_PER_FLUSH) queue.items.push(notice);
+  else {
+    queue.more++;
+    queue.net += notice.j ? 1 : -1;
   }
 }

@@ -81,6 +81,46 @@ export interface PresenceCount {
 /** How this node counts its own subscribers of a channel or pattern (the broker's registry). */
 export type LocalPresence = (pattern: string, members: boolean) => PresenceCount;
 
+/** One subscriber starting (`j` true) or ending its hold of a channel, with its principal id when authenticated. */
+export interface PresenceChange {
+  j: boolean;
+  m?: string | undefined;
+}
+
+/**
+ * One node's news of a watched channel in one turn: `n` holders of exactly `channel` (on the
+ * node that sends it; as handed to the broker, on every other node together), after `changes` in
+ * order and `more` changes not itemized (a storm past 64: `net` of them joins minus leaves). No
+ * change at all: only the count (a sync, or a node that went away: then `more`/`net` say by how much).
+ */
+export interface PresenceNews {
+  channel: string;
+  n: number;
+  changes: PresenceChange[];
+  more?: number;
+  net?: number;
+}
+
+/**
+ * Join/leave notices across nodes (see core/presence.ts): what an engine that carries them between
+ * nodes offers the broker. One node (the memory engine) has none: notices are the node's own.
+ */
+export interface PresenceCarrier {
+  /**
+   * Where other nodes' news of the channels watched here arrive (`n`: their holders together,
+   * now), and how this node counts its own holders of a channel (for the nodes that ask).
+   */
+  onNews(sink: (news: PresenceNews) => void, held: (channel: string) => number): void;
+  /** This node starts (its first watcher of `channel`) or stops (its last one left) watching `channel`. */
+  watch(channel: string, watching: boolean): void;
+  /** Whether a node other than this one watches `channel`: this node's changes of it are then sent. */
+  watchedElsewhere(channel: string): boolean;
+  /** Whether the other nodes' holders of a channel watched here are known (false while they are asked, 1 s at most). */
+  settled(channel: string): boolean;
+  /** This node's news of channels other nodes watch: one turn's, batched. */
+  send(news: PresenceNews[]): void;
+}
+
 /** Members of a queue group on one node with one filter (`undefined`: none). */
 export interface GroupFilterCount {
   filter: SubscriptionFilter | undefined;
@@ -307,6 +347,11 @@ export interface Engine {
    * left out, and the answer says `partial`.
    */
   presence(pattern: string, members: boolean): PresenceCount | Promise<PresenceCount>;
+  /**
+   * Carries join/leave notices between the nodes sharing the engine, so that a watcher hears of
+   * every node's subscribers (`undefined`: one node, its own).
+   */
+  readonly presenceCarrier?: PresenceCarrier | undefined;
   /** Whether the engine can sequence now (`/readyz`; publishes fail `unavailable` otherwise). */
   readonly ready: boolean;
   /** Its state and figures, for `/stats` and `/metrics`. */

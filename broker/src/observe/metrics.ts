@@ -149,6 +149,8 @@ export class BrokerMetrics {
     engineCounter('engine_gap_events_total', 'Events handed over by gap fills (published while this node was not subscribed).', (e) => e.filled);
     engineCounter('engine_gap_lost_total', 'Events a gap fill found trimmed from history already: lost to this node.', (e) => e.lostInFills);
     engineCounter('engine_disconnects_total', 'Times the Redis subscriber connection dropped.', (e) => e.disconnects);
+    engineCounter('engine_presence_news_sent_total', 'Presence join/leave news this node sent to nodes watching a channel (one message per watching node per turn at most; Redis engine).', (e) => e.presence?.newsSent);
+    engineCounter('engine_presence_news_received_total', 'Presence join/leave news this node received from other nodes for the channels watched here (Redis engine).', (e) => e.presence?.newsReceived);
     engineCounter('engine_epoch_changes_total', 'Times Redis was found to have lost the stream (restarted without persistence).', (e) => e.epochChanges);
     const seenRefusals = new Map<string, number>();
     new Counter({

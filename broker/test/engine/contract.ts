@@ -3,7 +3,7 @@
 // engine that answers at once and one that answers with promises are held to the same promises.
 import { afterEach, describe, expect, it } from 'vitest';
 import { FrameType, decodeFrame, encodeFrame } from '@crier/protocol';
-import type { Engine, GroupFilterCount, ParkedSession, PublishRequest, ReplyMessage, RequestMessage } from '../../src/engine/engine.js';
+import type { Engine, GroupFilterCount, ParkedSession, PresenceNews, PublishRequest, ReplyMessage, RequestMessage } from '../../src/engine/engine.js';
 import type { StreamEvent } from '../../src/engine/stream-event.js';
 import { ManualClock } from '../manual-clock.js';
 
@@ -687,6 +687,12 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
         expect(await engine.presence('room.*', true)).toEqual({ n: 2, m: ['jwt:a', 'jwt:b'] });
         expect(asked).toEqual([['room.1', false], ['room.*', true]]);
       });
+
+      it('carries join/leave notices between nodes only where nodes share it (one node: the broker\'s own notices)', async () => {
+        const { engine } = await rig();
+        if (traits.sharedBetweenInstances) expect(engine.presenceCarrier).toBeDefined();
+        else expect(engine.presenceCarrier).toBeUndefined();
+      });
     });
 
     if (traits.sharedBetweenInstances) {
@@ -729,6 +735,48 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
           // The asker's second passes (the engines' clock is the test's): c is left out.
           a.clock.advance(1000);
           expect(await asked).toEqual({ n: 5, partial: true });
+        });
+
+        it('carries presence news of a watched channel to the watching node only, with each node\'s holders: the first notice waits for every node\'s count, a node that closes leaves it', async () => {
+          const [a, b] = await pair();
+          const c = await rig({}, a.clock, a.engine);
+          const [onA, onB, onC] = [a, b, c].map((r) => r.engine.presenceCarrier!);
+          const heard: PresenceNews[] = [];
+          const holders = new Map([[onB, 2], [onC, 1]]);
+          onA!.onNews((news) => heard.push(news), () => 0);
+          for (const node of [onB!, onC!]) {
+            node.onNews(() => {
+              throw new Error('no channel is watched on this node');
+            }, (channel) => (channel === 'room.1' ? holders.get(node)! : 0));
+          }
+          onA!.watch('room.1', true);
+          expect(onA!.settled('room.1')).toBe(false); // its first notice waits for the other nodes' counts
+          await until('a to know the holders of b and c', () => onA!.settled('room.1'));
+          // Counts, no change: the broker starts from them (3 on the other nodes), telling nobody.
+          expect(heard.at(-1)).toEqual({ channel: 'room.1', n: 3, changes: [] });
+          await until('b and c to know that a watches room.1', () => onB!.watchedElsewhere('room.1') && onC!.watchedElsewhere('room.1'));
+          expect([onB!.watchedElsewhere('room.2'), onA!.watchedElsewhere('room.1')]).toEqual([false, false]);
+          heard.length = 0;
+          // b's turn: one joined room.1, one joined an unwatched channel (not sent).
+          onB!.send([{ channel: 'room.1', n: 3, changes: [{ j: true, m: 'jwt:z' }] }, { channel: 'room.2', n: 1, changes: [{ j: true }] }]);
+          await until('b\'s news to reach a', () => heard.length === 1);
+          expect(heard[0]).toEqual({ channel: 'room.1', n: 4, changes: [{ j: true, m: 'jwt:z' }] });
+          // A storm past 64 on c: 64 itemized, the rest counted.
+          const storm = Array.from({ length: 64 }, () => ({ j: true }));
+          onC!.send([{ channel: 'room.1', n: 101, changes: storm, more: 36, net: 36 }]);
+          await until('c\'s storm to reach a', () => heard.length === 2);
+          expect(heard[1]).toEqual({ channel: 'room.1', n: 104, changes: storm, more: 36, net: 36 });
+          // c closes: its 101 holders leave the count, in one notice.
+          await stop(c.engine);
+          await until('c\'s holders to leave', () => heard.length === 3);
+          expect(heard[2]).toEqual({ channel: 'room.1', n: 3, changes: [], more: 101, net: -101 });
+          // a stops watching: b stops sending.
+          onA!.watch('room.1', false);
+          await until('b to know nobody watches room.1', () => !onB!.watchedElsewhere('room.1'));
+          expect(b.engine.stats().presence).toMatchObject({ newsSent: 1, watchedElsewhere: 0 });
+          // a's syncs: its start, and room.1; c may also have sent its count on hearing a watch (a race with its start).
+          expect(a.engine.stats().presence).toMatchObject({ syncs: 2 });
+          expect(a.engine.stats().presence!.newsReceived).toBeGreaterThanOrEqual(2);
         });
 
         it('carries a high-priority event to another instance as high priority', async () => {

@@ -1,5 +1,6 @@
 import type { TimerHandle } from '../../clock.js';
 import type { LocalPresence, PresenceCount } from '../engine.js';
+import { RedisPresenceNotices } from './presence-notices.js';
 
 // Presence over the nodes of a Redis deployment, by scatter-gather on pub/sub: a question goes to
 // every live node (each subscribes to the deployment's presence channel), each answers its own
@@ -10,6 +11,10 @@ import type { LocalPresence, PresenceCount } from '../engine.js';
 //
 //   on <prefix>w:              ?<origin instance> <key> <0|1> <pattern>     who subscribes to it (1: with ids)
 //   on the origin's n:<i>:     !p<key> <n>[ <JSON array of ids>]            one node's answer
+//
+// Join/leave notices across nodes travel the same two channels (`+ - = x` on <prefix>w, `!pS !pR
+// !pC` on a node's channel): see presence-notices.ts. A question key is base 36 (lower case), so
+// `!p` followed by an upper-case letter is never an answer to a question.
 
 /** How long the asking node waits for every node's answer, in ms. */
 export const PRESENCE_TIMEOUT_MS = 1000;
@@ -24,6 +29,14 @@ const BANG = 0x21; // '!'
 /** What presence traffic needs from the engine around it. */
 export interface PresenceLink {
   readonly instance: string;
+  /** The deployment's key prefix (the live nodes are read under it). */
+  readonly prefix: string;
+  /** Runs a script (routed by the deployment's key). */
+  evaluate(source: string, args: string[]): Promise<unknown>;
+  /** Runs `callback` once, after the I/O of this turn. */
+  defer(callback: () => void): void;
+  /** Monotonic ms. */
+  now(): number;
   /** Publishes `message` on the presence channel: resolves with the nodes that got it. */
   broadcast(message: Buffer): Promise<number>;
   /** Sends `message` on the channel of node `instance`. Fire and forget. */
@@ -50,8 +63,12 @@ export class RedisPresence {
   private serial = 0;
   /** Questions asked by this node, answered for others (its own included), and answers that came partial. */
   readonly traffic = { asked: 0, answered: 0, partial: 0 };
+  /** Join/leave notices across the nodes (the engine's PresenceCarrier). */
+  readonly notices: RedisPresenceNotices;
 
-  constructor(private readonly link: PresenceLink) {}
+  constructor(private readonly link: PresenceLink) {
+    this.notices = new RedisPresenceNotices(link);
+  }
 
   onPresence(local: LocalPresence): void {
     this.local = local;
@@ -80,9 +97,10 @@ export class RedisPresence {
     });
   }
 
-  /** A question on the presence channel: this node's count, answered to the asking node. */
+  /** A question on the presence channel: this node's count, answered to the asking node (or a notices' watch message). */
   readonly onQuestion = (message: Buffer): void => {
     const text = message.toString('latin1');
+    if (text[0] !== '?') return this.notices.onBroadcast(text);
     const [origin, key, members, pattern] = text.slice(1).split(' ');
     if (text[0] !== '?' || origin === undefined || key === undefined || pattern === undefined) {
       return this.link.warn({}, 'redis engine: a presence question without its header, ignored');
@@ -104,8 +122,9 @@ export class RedisPresence {
     return message[0] === BANG && message[1] === P;
   }
 
-  /** One node's answer to a question this node asked. */
+  /** One node's answer to a question this node asked (or a notices' sync answer or news). */
   takeAnswer(message: Buffer): void {
+    if (RedisPresenceNotices.owns(message)) return this.notices.take(message);
     const text = message.toString('utf8', 2);
     const first = text.indexOf(' ');
     const second = text.indexOf(' ', first + 1);
@@ -133,6 +152,7 @@ export class RedisPresence {
 
   /** Every question waiting is answered with what came (the engine closes). */
   close(): void {
+    this.notices.close();
     for (const key of [...this.gathers.keys()]) this.finish(key, true);
   }
 

@@ -8,7 +8,7 @@ import type { ChannelEvents, PublishResult } from '../../types.js';
 import type { StoreLimits } from '../channel-store.js';
 import { REMEMBERED_EVICTIONS, historyWindow } from '../channel-store.js';
 import type {
-  Accept, GroupFilterCount, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, LocalPresence, ParkedSession, PresenceCount, PublishRequest, ReplayPage, ReplyMessage, ReplySink,
+  Accept, GroupFilterCount, ChannelPosition, Engine, EngineStats, EventSink, HistoryPage, LocalPresence, ParkedSession, PresenceCarrier, PresenceCount, PublishRequest, ReplayPage, ReplyMessage, ReplySink,
   RequestMessage, RequestSink, SessionClaim, SessionTake, StreamClaimAnswer, StreamClaimHandler,
 } from '../engine.js';
 import { MAX_PARKED_SESSIONS } from '../memory-engine.js';
@@ -300,6 +300,10 @@ export class RedisEngine implements Engine {
     });
     this.presenceTraffic = new RedisPresence({
       instance: this.instance,
+      prefix: this.prefix,
+      evaluate: (source, args) => this.send(['EVAL', source, '1', this.routeKey, ...args]),
+      defer: (callback) => void this.clock.defer(callback),
+      now: () => this.clock.now(),
       broadcast: async (message) => Number(await this.send([this.publishCommand, `${this.prefix}w`, message])),
       toNode: (instance, message) => void this.send([this.publishCommand, `${this.prefix}n:${instance}`, message]).catch(() => {}),
       setTimeout: (callback, ms) => this.clock.setTimeout(callback, ms),
@@ -317,7 +321,10 @@ export class RedisEngine implements Engine {
     });
     this.sub.on('ready', () => {
       this.subUp = true;
-      if (this.started) void this.fill();
+      if (!this.started) return;
+      void this.fill();
+      // Presence news and watch changes sent meanwhile were missed: every node is asked again.
+      this.presenceTraffic.notices.resync();
     });
     this.cmd.on('end', () => (this.cmdUp = false));
     this.sub.on('end', () => this.subDown());
@@ -353,6 +360,8 @@ export class RedisEngine implements Engine {
     }
     this.started = true;
     await this.ping();
+    // After the first heartbeat (a node that hears of this one finds it alive): what every node watches.
+    this.presenceTraffic.notices.resync();
     this.health = this.clock.setInterval(() => void this.ping(), HEALTH_INTERVAL);
   }
 
@@ -420,6 +429,11 @@ export class RedisEngine implements Engine {
 
   onPresence(local: LocalPresence): void {
     this.presenceTraffic.onPresence(local);
+  }
+
+  /** Join/leave notices across the nodes: see presence-notices.ts. */
+  get presenceCarrier(): PresenceCarrier {
+    return this.presenceTraffic.notices;
   }
 
   presence(pattern: string, members: boolean): Promise<PresenceCount> {
@@ -978,6 +992,7 @@ export class RedisEngine implements Engine {
       kind: this.kind, ready: this.ready, node: this.options.node, redis: redacted(this.options.url), ...this.counters,
       pending: this.pending.size, interest: this.names.size + this.patternSet.size, lastError: this.lastError, requests: { ...this.requests.traffic },
       groups: { ...this.groups.stats() },
+      presence: { ...this.presenceTraffic.traffic, ...this.presenceTraffic.notices.stats() },
     };
   }
 
@@ -1077,6 +1092,8 @@ export class RedisEngine implements Engine {
       this.cmdUp = true;
       // The queue group registry of the live nodes (a node that stopped beating is left out).
       this.groups.refresh().catch((err: unknown) => this.log?.warn({ err: (err as Error).message }, 'redis engine: the queue group registry could not be read'));
+      // Nodes with presence watches or holders known here that died leave the counts.
+      this.presenceTraffic.notices.sweep();
     } catch {
       this.cmdUp = false;
     } finally {
@@ -1097,6 +1114,7 @@ export class RedisEngine implements Engine {
     // Gone at once for the other nodes: they stop asking this one for its streams.
     if (this.cmd.isReady) await this.command(['DEL', this.key(`node:${this.instance}`)]).catch(() => {});
     if (this.cmd.isReady) await this.groups.leave().catch(() => {});
+    if (this.cmd.isReady) await this.presenceTraffic.notices.leave().catch(() => {});
     await Promise.all([this.cmd, this.sub].map((c) => (c.isReady ? c.close().catch(() => c.destroy()) : Promise.resolve(safeDestroy(c)))));
   }
 }

@@ -1,0 +1,413 @@
+import type { TimerHandle } from '../../clock.js';
+import type { PresenceCarrier, PresenceChange, PresenceNews } from '../engine.js';
+import type { PresenceLink } from './presence.js';
+
+// Join/leave notices across the nodes of a Redis deployment (see core/presence.ts for what a
+// watcher is told). Only watched channels cost anything: each node knows which channels the other
+// nodes watch (told on the presence channel when a node's first watcher of a channel comes and its
+// last one goes, batched per turn), and sends its changes of those channels, once per turn, in one
+// message to each node watching one of them. Each message carries the sender's holders of the
+// channel after the changes, so a watching node adds up the latest count of every node: `n` is the
+// deployment's. Nothing is kept in Redis.
+//
+//   on <prefix>w:           +<origin> <key> <channel>…     origin watches these now: answer your holders
+//                           -<origin> <channel>…           origin no longer watches these
+//                           =<origin> <key> <channel>…     origin (re)starts: it watches exactly these;
+//                                                          answer your holders and what you watch
+//                           x<origin>                      origin closes: forget its watches and holders
+//   on the origin's n:<i>:  !pS<key> <from> <channel>=<n>…              holders of `+`'s channels (n > 0 only)
+//                           !pR<key> <from> <channel>=<n>… @<channel>…  the same for `=`, and what <from> watches
+//                           !pC<from> [[<channel>, <n>, ["+<id>", "-", …], <more>?, <net>?], …]
+//                                                          news: holders after the changes (ids of
+//                                                          authenticated principals only, never uuids)
+//
+// A channel's first watcher on a node waits for every node's answer (PRESENCE_TIMEOUT_MS at most)
+// before its first notice, so that `n` starts from the deployment's count. A node found dead (its
+// heartbeat key expired: ~5 s) leaves the count: its holders are told gone in one notice. A node
+// that was stalled past its heartbeat (others may have taken it for dead) and one whose pub/sub
+// connection came back (it missed news) sync again with `=`; a count that a lost message left
+// wrong is told as one notice of the difference.
+
+/** The nodes among ARGV[2..] alive now (their heartbeat key is there). ARGV: prefix, instance…. */
+export const PRESENCE_LIVE = `
+local P = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  if redis.call('EXISTS', P .. 'node:' .. ARGV[i]) == 1 then out[#out + 1] = ARGV[i] end
+end
+return out
+`;
+
+/** How long a channel's first watcher waits for the other nodes' counts before its first notice, in ms. */
+export const SYNC_TIMEOUT_MS = 1000;
+/** A gap this long between two heartbeats: the other nodes may have taken this one for dead (its key lives 5 s). */
+const STALL_MS = 4000;
+
+const S = 0x53; // 'S'
+const R = 0x52; // 'R'
+const C = 0x43; // 'C'
+
+/** A sync this node asked (`+` or `=`): the nodes the broadcast reached, and the answers so far. */
+interface Sync {
+  kind: '+' | '=';
+  channels: string[];
+  expected: number | undefined;
+  answered: number;
+  timer: TimerHandle;
+}
+
+/** Figures for `/stats` and `/metrics`. */
+export interface NoticeTraffic {
+  /** News messages sent to watching nodes, and received from other nodes (one per node per turn at most). */
+  newsSent: number;
+  newsReceived: number;
+  /** Syncs asked (a channel's first watcher here, a restart, a reconnect), and nodes found dead with holders or watches known here. */
+  syncs: number;
+  nodesLost: number;
+}
+
+export class RedisPresenceNotices implements PresenceCarrier {
+  private sink: (news: PresenceNews) => void = () => {};
+  private held: (channel: string) => number = () => 0;
+  /** Channels watched on this node. */
+  private readonly watching = new Set<string>();
+  /** Per channel, the other nodes watching it; per other node, the channels it watches. */
+  private readonly watchedBy = new Map<string, Set<string>>();
+  private readonly watchesOf = new Map<string, Set<string>>();
+  /** Per channel watched here, each other node's holders of it (more than 0 only). */
+  private readonly counts = new Map<string, Map<string, number>>();
+  /** Per channel watched here, the syncs still waiting for answers about it. */
+  private readonly settling = new Map<string, number>();
+  private readonly syncs = new Map<string, Sync>();
+  /** This turn's watch changes (true: watched), sent in one broadcast each way. */
+  private readonly watchChanges = new Map<string, boolean>();
+  private scheduled = false;
+  private serial = 0;
+  private lastSweep = 0;
+  private sweeping = false;
+  private closed = false;
+  readonly traffic: NoticeTraffic = { newsSent: 0, newsReceived: 0, syncs: 0, nodesLost: 0 };
+
+  constructor(private readonly link: PresenceLink) {}
+
+  // ---- the broker's side (PresenceCarrier) --------------------------------------------------
+
+  onNews(sink: (news: PresenceNews) => void, held: (channel: string) => number): void {
+    this.sink = sink;
+    this.held = held;
+  }
+
+  watch(channel: string, watching: boolean): void {
+    if (watching) {
+      this.watching.add(channel);
+      if (!this.counts.has(channel)) this.counts.set(channel, new Map());
+    } else {
+      this.watching.delete(channel);
+      this.counts.delete(channel);
+      this.settling.delete(channel);
+    }
+    this.watchChanges.set(channel, watching);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      this.link.defer(() => this.sendWatches());
+    }
+  }
+
+  watchedElsewhere(channel: string): boolean {
+    return this.watchedBy.has(channel);
+  }
+
+  settled(channel: string): boolean {
+    return !this.settling.has(channel) && this.watchChanges.get(channel) !== true;
+  }
+
+  /** Figures, with `watchedElsewhere`: channels other nodes watch (this node sends them its changes of those). */
+  stats(): NoticeTraffic & { watchedElsewhere: number } {
+    return { ...this.traffic, watchedElsewhere: this.watchedBy.size };
+  }
+
+  send(news: PresenceNews[]): void {
+    const batches = new Map<string, unknown[]>();
+    for (const item of news) {
+      const nodes = this.watchedBy.get(item.channel);
+      if (nodes === undefined) continue;
+      const entry: unknown[] = [item.channel, item.n, item.changes.map((c) => (c.j ? '+' : '-') + (c.m ?? ''))];
+      if ((item.more ?? 0) > 0) entry.push(item.more, item.net ?? 0);
+      for (const node of nodes) {
+        let batch = batches.get(node);
+        if (batch === undefined) batches.set(node, (batch = []));
+        batch.push(entry);
+      }
+    }
+    for (const [node, batch] of batches) this.sendNews(node, batch);
+  }
+
+  // ---- the engine's side --------------------------------------------------------------------
+
+  /**
+   * Asks every node what it watches and for its holders of what this node watches (`=`): at
+   * start, and after this node's pub/sub connection came back (it may have missed news and watch
+   * changes). Counts that changed meanwhile are told as one notice each.
+   */
+  resync(): void {
+    if (this.closed) return;
+    this.ask('=', [...this.watching]);
+  }
+
+  /** At each heartbeat: nodes known here that are dead leave (their holders told gone); a stalled node syncs again. */
+  sweep(): void {
+    if (this.closed) return;
+    const now = this.link.now();
+    if (this.lastSweep !== 0 && now - this.lastSweep > STALL_MS) this.resync();
+    this.lastSweep = now;
+    if (this.sweeping) return;
+    const known = new Set(this.watchesOf.keys());
+    for (const counts of this.counts.values()) for (const node of counts.keys()) known.add(node);
+    if (known.size === 0) return;
+    this.sweeping = true;
+    this.link.evaluate(PRESENCE_LIVE, [this.link.prefix, ...known]).then((reply) => {
+      const alive = new Set((reply as unknown[]).map(String));
+      for (const node of known) {
+        if (alive.has(node)) continue;
+        this.traffic.nodesLost++;
+        this.link.warn({ node }, 'redis engine: a node with presence watches or holders is gone; its subscribers leave the count');
+        this.forget(node);
+      }
+    }, (err: unknown) => this.link.warn({ err: (err as Error).message }, 'redis engine: the live nodes could not be read for presence'))
+      .finally(() => (this.sweeping = false));
+  }
+
+  /** The engine closes: nothing more is asked or told (the broker above is going too). */
+  close(): void {
+    this.closed = true;
+    for (const sync of this.syncs.values()) this.link.clearTimer(sync.timer);
+    this.syncs.clear();
+  }
+
+  /** This node closes (Redis still reachable): the others forget its watches and holders at once. */
+  async leave(): Promise<void> {
+    this.close();
+    await this.link.broadcast(Buffer.from(`x${this.link.instance}`, 'latin1'));
+  }
+
+  /** A watch message of another node (or this one's own) on the presence channel. */
+  onBroadcast(text: string): void {
+    if (this.closed) return;
+    const kind = text[0];
+    const words = text.slice(1).split(' ');
+    const origin = words[0];
+    if (origin === undefined || origin === '') return this.link.warn({}, 'redis engine: a presence watch message without its origin, ignored');
+    if (kind === 'x') {
+      if (origin !== this.link.instance) this.forget(origin);
+      return;
+    }
+    if (kind === '-') {
+      if (origin !== this.link.instance) for (const channel of words.slice(1)) this.unwatchedBy(origin, channel);
+      return;
+    }
+    const key = words[1];
+    if ((kind !== '+' && kind !== '=') || key === undefined) return this.link.warn({ kind }, 'redis engine: a presence watch message that does not parse, ignored');
+    const channels = words.slice(2);
+    if (origin === this.link.instance) return this.answered(key); // its own: one of the nodes the broadcast reached
+    if (kind === '=') this.replaceWatches(origin, channels);
+    else for (const channel of channels) this.watchedByNode(origin, channel);
+    let answer = `!p${kind === '+' ? 'S' : 'R'}${key} ${this.link.instance}`;
+    for (const channel of channels) {
+      const n = this.held(channel);
+      if (n > 0) answer += ` ${channel}=${n}`;
+    }
+    if (kind === '=') for (const channel of this.watching) answer += ` @${channel}`;
+    this.link.toNode(origin, Buffer.from(answer, 'latin1'));
+  }
+
+  /** Whether a presence message on this node's channel (`!p…`) is one of these (its third byte). */
+  static owns(message: Buffer): boolean {
+    return message[2] === S || message[2] === R || message[2] === C;
+  }
+
+  /** A sync answer or news on this node's channel. */
+  take(message: Buffer): void {
+    if (this.closed) return;
+    if (message[2] === C) return this.takeNews(message.toString('utf8', 3));
+    const words = message.toString('latin1', 3).split(' ');
+    const [key, from] = words;
+    if (key === undefined || from === undefined) return this.link.warn({}, 'redis engine: a presence sync answer that does not parse, ignored');
+    const sync = this.syncs.get(key);
+    const reported = new Map<string, number>();
+    const watched: string[] = [];
+    for (const word of words.slice(2)) {
+      if (word.startsWith('@')) watched.push(word.slice(1));
+      else {
+        const eq = word.lastIndexOf('=');
+        const n = Number(word.slice(eq + 1));
+        if (eq > 0 && Number.isSafeInteger(n) && n >= 0) reported.set(word.slice(0, eq), n);
+      }
+    }
+    // The channels asked about (late, the sync forgotten: those reported); unreported ones: none held there.
+    for (const channel of sync?.channels ?? reported.keys()) this.apply(from, channel, reported.get(channel) ?? 0, [], 0, 0);
+    if (message[2] === R) {
+      this.replaceWatches(from, watched);
+      // It may have taken this node for dead (or never known it): its watched channels get this node's holders again.
+      const entries: unknown[] = [];
+      for (const channel of watched) {
+        const n = this.held(channel);
+        if (n > 0) entries.push([channel, n, []]);
+      }
+      if (entries.length > 0) this.sendNews(from, entries);
+    }
+    this.answered(key);
+  }
+
+  // ---- inside -------------------------------------------------------------------------------
+
+  private takeNews(text: string): void {
+    const space = text.indexOf(' ');
+    const from = text.slice(0, space);
+    let entries: unknown;
+    try {
+      entries = JSON.parse(text.slice(space + 1));
+    } catch (err) {
+      return this.link.warn({ err: (err as Error).message }, 'redis engine: presence news that does not parse, ignored');
+    }
+    if (space <= 0 || !Array.isArray(entries)) return this.link.warn({}, 'redis engine: presence news without its sender, ignored');
+    this.traffic.newsReceived++;
+    for (const entry of entries) {
+      if (!Array.isArray(entry)) continue;
+      const [channel, n, marks, more, net] = entry as [unknown, unknown, unknown, unknown, unknown];
+      if (typeof channel !== 'string' || !Number.isSafeInteger(n) || (n as number) < 0 || !Array.isArray(marks)) continue;
+      const changes: PresenceChange[] = [];
+      for (const mark of marks) {
+        if (typeof mark !== 'string' || mark === '') continue;
+        changes.push(mark.length > 1 ? { j: mark[0] === '+', m: mark.slice(1) } : { j: mark[0] === '+' });
+      }
+      this.apply(from, channel, n as number, changes, Number.isSafeInteger(more) ? (more as number) : 0, Number.isSafeInteger(net) ? (net as number) : 0);
+    }
+  }
+
+  /**
+   * Node `from` holds `n` of `channel` now, after `changes` (and `more` more, `net` of them):
+   * handed to the broker with the other nodes' total. A difference the changes do not explain
+   * (a lost message, a node back after being taken for dead) is told as one notice, once the
+   * channel is settled (before, it is the count the first notice starts from).
+   */
+  private apply(from: string, channel: string, n: number, changes: PresenceChange[], more: number, net: number): void {
+    const counts = this.counts.get(channel);
+    if (counts === undefined || from === this.link.instance) return; // not watched here (any more)
+    const before = counts.get(from) ?? 0;
+    if (n > 0) counts.set(from, n);
+    else counts.delete(from);
+    let explained = net;
+    for (const change of changes) explained += change.j ? 1 : -1;
+    const unexplained = this.settled(channel) ? n - before - explained : 0;
+    if (changes.length === 0 && more === 0 && unexplained === 0 && n === before) return;
+    const news: PresenceNews = { channel, n: this.others(channel), changes };
+    if (more > 0 || unexplained !== 0) Object.assign(news, { more: more + Math.abs(unexplained), net: net + unexplained });
+    this.sink(news);
+  }
+
+  /** The holders of `channel` on every other node, as last told. */
+  private others(channel: string): number {
+    let sum = 0;
+    for (const n of this.counts.get(channel)?.values() ?? []) sum += n;
+    return sum;
+  }
+
+  /** A node gone: its watches go, and its holders leave the counts (one notice per channel). */
+  private forget(node: string): void {
+    for (const channel of this.watchesOf.get(node) ?? []) this.unwatchedBy(node, channel);
+    for (const [channel, counts] of this.counts) {
+      const n = counts.get(node);
+      if (n === undefined) continue;
+      counts.delete(node);
+      this.sink({ channel, n: this.others(channel), changes: [], more: n, net: -n });
+    }
+  }
+
+  private watchedByNode(node: string, channel: string): void {
+    let nodes = this.watchedBy.get(channel);
+    if (nodes === undefined) this.watchedBy.set(channel, (nodes = new Set()));
+    nodes.add(node);
+    let channels = this.watchesOf.get(node);
+    if (channels === undefined) this.watchesOf.set(node, (channels = new Set()));
+    channels.add(channel);
+  }
+
+  private unwatchedBy(node: string, channel: string): void {
+    const nodes = this.watchedBy.get(channel);
+    if (nodes?.delete(node) && nodes.size === 0) this.watchedBy.delete(channel);
+    const channels = this.watchesOf.get(node);
+    if (channels?.delete(channel) && channels.size === 0) this.watchesOf.delete(node);
+  }
+
+  private replaceWatches(node: string, channels: string[]): void {
+    const now = new Set(channels);
+    for (const channel of [...(this.watchesOf.get(node) ?? [])]) if (!now.has(channel)) this.unwatchedBy(node, channel);
+    for (const channel of now) this.watchedByNode(node, channel);
+  }
+
+  /** This turn's watch changes: one `-` and one `+` broadcast (the `+` asks every node's holders). */
+  private sendWatches(): void {
+    this.scheduled = false;
+    const added: string[] = [];
+    const removed: string[] = [];
+    for (const [channel, watched] of this.watchChanges) {
+      if (watched && this.watching.has(channel)) added.push(channel);
+      else if (!watched && !this.watching.has(channel)) removed.push(channel);
+    }
+    this.watchChanges.clear();
+    if (this.closed) return;
+    if (removed.length > 0) {
+      this.link.broadcast(Buffer.from(`-${this.link.instance} ${removed.join(' ')}`, 'latin1')).catch((err: unknown) => {
+        this.link.warn({ err: (err as Error).message }, 'redis engine: presence watches could not be withdrawn (the other nodes send news for them until this node syncs again)');
+      });
+    }
+    if (added.length > 0) this.ask('+', added);
+  }
+
+  /** Broadcasts a sync: `+` holds the first notices of `channels` until every node answered (1 s at most). */
+  private ask(kind: '+' | '=', channels: string[]): void {
+    const key = (this.serial++).toString(36);
+    this.traffic.syncs++;
+    if (kind === '+') for (const channel of channels) this.settling.set(channel, (this.settling.get(channel) ?? 0) + 1);
+    const sync: Sync = { kind, channels, expected: undefined, answered: 0, timer: this.link.setTimeout(() => this.finish(key), SYNC_TIMEOUT_MS) };
+    this.syncs.set(key, sync);
+    this.link.broadcast(Buffer.from(`${kind}${this.link.instance} ${key}${channels.map((c) => ` ${c}`).join('')}`, 'latin1')).then((nodes) => {
+      if (this.syncs.get(key) !== sync) return;
+      sync.expected = nodes;
+      if (sync.answered >= nodes) this.finish(key);
+    }, (err: unknown) => {
+      this.link.warn({ err: (err as Error).message }, 'redis engine: a presence sync could not be sent; notices count this node\'s subscribers only until news come');
+      this.finish(key);
+    });
+  }
+
+  private answered(key: string): void {
+    const sync = this.syncs.get(key);
+    if (sync === undefined) return;
+    sync.answered++;
+    if (sync.expected !== undefined && sync.answered >= sync.expected) this.finish(key);
+  }
+
+  /** A sync is over (every node answered, or its second passed): the notices it held go. */
+  private finish(key: string): void {
+    const sync = this.syncs.get(key);
+    if (sync === undefined) return;
+    this.syncs.delete(key);
+    this.link.clearTimer(sync.timer);
+    if (sync.kind !== '+') return;
+    for (const channel of sync.channels) {
+      const left = (this.settling.get(channel) ?? 0) - 1;
+      if (left > 0) {
+        this.settling.set(channel, left);
+        continue;
+      }
+      this.settling.delete(channel);
+      if (this.watching.has(channel)) this.sink({ channel, n: this.others(channel), changes: [] });
+    }
+  }
+
+  private sendNews(node: string, entries: unknown[]): void {
+    this.traffic.newsSent++;
+    this.link.toNode(node, Buffer.from(`!pC${this.link.instance} ${JSON.stringify(entries)}`, 'utf8'));
+  }
+}
