@@ -5,10 +5,14 @@
 // a Redis that comes back with its data (AOF) loses nothing; one that comes back empty sends every
 // client to resume, told `broker_restarted`.
 // Real processes (the CLI), a real redis-server, sdk-node clients; every wait has a deadline.
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { matchPattern } from '@crier/protocol';
 import {
-  connect, CrierError, type ClientOptions, type ClientState, type CrierClient, type CrierEvent, type PublishAck, type ResumedInfo, type StateInfo,
+  connect, CrierError, type ClientOptions, type ClientState, type CrierClient, type CrierEvent, type PresenceChange, type PublishAck, type ResumedInfo, type StateInfo,
 } from '@crier/sdk-node';
 import { redisCommand, startRedis, startRedisCluster, type RedisServer, type RedisServerOptions } from '../../broker/test/redis-server.js';
 import { startBalancer, startNode, type Balancer, type BrokerNode } from './nodes.js';
@@ -875,4 +879,73 @@ describe('three broker processes on a Redis Cluster', () => {
     closers.push(() => cluster.stop());
     await oneBroker(cluster.urls[0]!, ['--redis-cluster']);
   }, 60_000);
+});
+
+describe('presence notices across broker processes', () => {
+  // Static tokens: ids are shown to a watcher with a presence grant only (never uuids).
+  const TOKENS = ['watcher', 'blind', 'early', 'zed', 'ops'];
+  const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+  function tokensFile(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'crier-presence-'));
+    closers.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'tokens.json');
+    writeFileSync(file, JSON.stringify(TOKENS.map((id) => ({
+      id, sha256: sha(`secret-of-${id}`), subscribe: ['room.>'], publish: [],
+      ...(id === 'watcher' ? { presence: ['room.>'] } : {}), ...(id === 'ops' ? { admin: true } : {}),
+    }))));
+    return file;
+  }
+  const as = (id: string): ClientOptions => ({ token: `secret-of-${id}` });
+  /** GET /stats as an admin. */
+  async function statsOf(node: BrokerNode): Promise<{ engine: { presence?: { watchedElsewhere: number; newsSent: number; nodesLost: number } } }> {
+    const res = await fetch(`${node.http}/stats`, { headers: { Authorization: 'Bearer secret-of-ops' } });
+    return (await res.json()) as { engine: { presence?: { watchedElsewhere: number; newsSent: number; nodesLost: number } } };
+  }
+
+  it('a watcher on node A hears joins and leaves on node B with the deployment\'s count, ids only under its grant; B killed with kill -9: its subscribers leave the count in one notice', async () => {
+    const server = await redis();
+    const [a, b] = await nodes(server.url, ['pa', 'pb'], ['--tokens-file', tokensFile()]);
+    const early = await client(b!.url, as('early'));
+    await early.subscribe('room.1').ready; // before anyone watches: in the count the first notice starts from
+    const heard = new Map<string, PresenceChange[]>();
+    const changed = new Signal();
+    const watch = async (id: string): Promise<CrierClient> => {
+      const c = await client(a!.url, as(id));
+      heard.set(id, []);
+      await c.watchPresence('room.1', (change) => {
+        heard.get(id)!.push(change);
+        changed.notify();
+      }).ready;
+      return c;
+    };
+    const until = (what: string, check: () => boolean, timeoutMs = 10_000): Promise<unknown> =>
+      waitFor(what, check, { timeoutMs, wake: changed, seen: () => JSON.stringify(Object.fromEntries(heard)) });
+    await watch('watcher');
+    await waitFor('B to know room.1 is watched on A', async () => (await statsOf(b!)).engine.presence?.watchedElsewhere === 1, { timeoutMs: 10_000 });
+    await watch('blind');
+    await until('the watcher to hear blind join', () => heard.get('watcher')!.length === 1);
+    expect(heard.get('watcher')).toEqual([{ channel: 'room.1', joined: true, subscribers: 3, member: 'token:blind' }]);
+    // zed joins on B, then quits: both watchers on A hear it, with every node's count.
+    const zed = connect(b!.url, { ...as('zed'), reconnect: false });
+    closers.push(() => zed.quit());
+    await zed.subscribe('room.1').ready;
+    await until('blind to hear zed join', () => heard.get('blind')!.length === 1);
+    await zed.quit();
+    await until('the watcher to hear zed leave', () => heard.get('watcher')!.length === 3);
+    expect(heard.get('watcher')!.slice(1)).toEqual([
+      { channel: 'room.1', joined: true, subscribers: 4, member: 'token:zed' },
+      { channel: 'room.1', joined: false, subscribers: 3, member: 'token:zed' },
+    ]);
+    await until('blind to hear zed leave', () => heard.get('blind')!.length === 2);
+    expect(heard.get('blind')).toEqual([
+      { channel: 'room.1', joined: true, subscribers: 4 },
+      { channel: 'room.1', joined: false, subscribers: 3 },
+    ]);
+    expect((await statsOf(b!)).engine.presence!.newsSent).toBeGreaterThanOrEqual(2);
+    // B dies without a word: once its heartbeat key lapses (~5 s), A drops its holders (early).
+    await b!.stop('SIGKILL');
+    await until('the watcher to hear B\'s subscribers leave', () => heard.get('watcher')!.length === 4, 15_000);
+    expect(heard.get('watcher')![3]).toEqual({ channel: 'room.1', joined: false, subscribers: 2 });
+    expect((await statsOf(a!)).engine.presence!.nodesLost).toBe(1);
+  }, 40_000);
 });
