@@ -273,8 +273,11 @@ export class Connection implements PageHooks {
       // A message holds one or more frames (the broker batches a tick's frames).
       decodeFrames(bytes, this.decodeLimits, this.handleFrame, this.makeEvent);
     } catch (err) {
-      if (err instanceof CrierError) this.hooks.error(err);
-      else throw err; // from a handler: not ours to swallow
+      // The decoder checks the msgpack; the broker, the client's one trusted peer, is trusted
+      // with each frame's fields: a frame that is not what its type says breaks its handling
+      // here, and is reported like one the decoder refused. (Users' handlers and listeners never
+      // throw into this: each runs isolated, see listeners.ts.)
+      this.hooks.error(err instanceof CrierError ? err : new CrierError(ErrorCode.badFrame, `malformed frame: ${String(err)}`));
     }
   }
 

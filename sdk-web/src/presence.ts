@@ -3,6 +3,7 @@
 // it as `client.presence()`.
 import { FrameType, assertChannel, assertPattern, type PresenceAnswerFrame, type PresenceChangeFrame } from '@crier/protocol';
 import type { Client } from './client.js';
+import { call } from './listeners.js';
 import type { CrierClient, PresenceChange, PresenceInfo, PresenceListener, PresenceOptions, Subscription } from './types.js';
 
 export type { PresenceChange, PresenceInfo, PresenceListener, PresenceOptions } from './types.js';
@@ -45,7 +46,7 @@ export function watchPresence(client: CrierClient, channel: string, listener: Pr
     c.notice = (f: PresenceChangeFrame) => {
       const change: PresenceChange = { channel: f.c, joined: f.j, subscribers: f.n };
       if (f.m !== undefined) change.member = f.m;
-      for (const l of all.get(f.c) ?? []) l(change);
+      for (const l of all.get(f.c) ?? []) call(l, change);
     };
   }
   let listeners = channels.get(channel);

@@ -233,6 +233,16 @@ describe('frames from the broker', () => {
     expect(client.state).toBe('connected');
   });
 
+  it('reports a frame whose fields are not what its type says as bad_frame, and goes on with the next', () => {
+    const { client, socket, welcome, rec } = scriptedClient();
+    welcome();
+    socket().receive({ t: FrameType.dropped, n: 1, c: 7 } as never);
+    socket().receive({ t: FrameType.dropped, n: 1, c: [['a.b', 1]] });
+    expect(rec.errors.map((e) => e.code)).toEqual([ErrorCode.badFrame]);
+    expect(rec.dropped.map((d) => d.total)).toEqual([1]);
+    expect(client.state).toBe('connected');
+  });
+
   it('accepts Uint8Array views (ws in Node gives Buffers) as well as ArrayBuffers', () => {
     const { socket, welcome, rec } = scriptedClient();
     welcome();

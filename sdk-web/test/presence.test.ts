@@ -1,6 +1,6 @@
 // Presence in the SDK: client.presence() over the presence frame, and watchPresence()'s notices
 // (a subscribe with pe, asked again after a reconnection), on scripted sockets.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CrierError, ErrorCode, FrameType } from '@crier/protocol';
 import { presence, watchPresence, type PresenceChange } from '../src/presence.js';
 import { scriptedClient } from './scripted-client.js';
@@ -77,5 +77,32 @@ describe('watchPresence()', () => {
     socket().receive({ t: FrameType.presenceChange, c: 'room.1', j: true, n: 2 });
     expect(seen).toHaveLength(2);
     expect(() => watchPresence(client, 'room.*', () => {})).toThrow(CrierError);
+  });
+
+  it('a listener that throws keeps neither the other listeners nor the connection from going on', () => {
+    const thrown: unknown[] = [];
+    vi.stubGlobal('queueMicrotask', (task: () => void) => {
+      try {
+        task();
+      } catch (err) {
+        thrown.push(err);
+      }
+    });
+    try {
+      const { client, socket, welcome, rec } = scriptedClient();
+      welcome();
+      const seen: number[] = [];
+      watchPresence(client, 'room.1', () => {
+        throw new Error('listener bug');
+      });
+      watchPresence(client, 'room.1', (c) => seen.push(c.subscribers));
+      socket().receive({ t: FrameType.presenceChange, c: 'room.1', j: true, n: 2 });
+      expect(seen).toEqual([2]);
+      expect(thrown).toEqual([new Error('listener bug')]);
+      expect(rec.errors).toEqual([]);
+      expect(client.state).toBe('connected');
+    } finally {
+      vi.unstubAllGlobals();
+    }
   });
 });
