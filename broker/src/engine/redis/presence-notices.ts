@@ -83,7 +83,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
   private readonly watchChanges = new Map<string, boolean>();
   private scheduled = false;
   private serial = 0;
-  private lastSweep = 0;
+  private lastSweep: number | undefined;
   private sweeping = false;
   private closed = false;
   readonly traffic: NoticeTraffic = { newsSent: 0, newsReceived: 0, syncs: 0, nodesLost: 0 };
@@ -158,7 +158,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
   sweep(): void {
     if (this.closed) return;
     const now = this.link.now();
-    if (this.lastSweep !== 0 && now - this.lastSweep > STALL_MS) this.resync();
+    if (this.lastSweep !== undefined && now - this.lastSweep > STALL_MS) this.resync();
     this.lastSweep = now;
     if (this.sweeping) return;
     const known = new Set(this.watchesOf.keys());

@@ -1,0 +1,189 @@
+// Join/leave notices across nodes (engine/redis/presence-notices.ts) over an in-memory bus that
+// stands for Redis pub/sub: what a node does when it missed news (its pub/sub connection dropped),
+// when another node dies, when it stalled, and when a node answers late. The engine contract and
+// the nodes tests run the same code on a real Redis; here the faults are exact.
+import { describe, expect, it } from 'vitest';
+import type { PresenceNews } from '../src/engine/engine.js';
+import { RedisPresence } from '../src/engine/redis/presence.js';
+import { ManualClock } from './manual-clock.js';
+
+/** One node on the bus: its presence traffic, what its broker was handed, and its holders per channel. */
+interface Node {
+  name: string;
+  presence: RedisPresence;
+  heard: PresenceNews[];
+  holders: Map<string, number>;
+  /** Its pub/sub connection: down, nothing reaches it (as Redis drops a subscriber's messages). */
+  up: boolean;
+  /** Its event loop stuck: what reaches it waits in `backlog` until it runs again. */
+  stuck: boolean;
+  backlog: (() => void)[];
+  alive: boolean;
+  warnings: string[];
+}
+
+/** Nodes sharing one bus and one clock; messages delivered in order, after the current turn. */
+class Bus {
+  readonly clock = new ManualClock();
+  readonly nodes = new Map<string, Node>();
+  private queue: (() => void)[] = [];
+
+  node(name: string): Node {
+    const node: Node = { name, presence: undefined!, heard: [], holders: new Map(), up: true, stuck: false, backlog: [], alive: true, warnings: [] };
+    node.presence = new RedisPresence({
+      instance: name,
+      prefix: 't:',
+      evaluate: async (_source, args) => args.slice(1).filter((n) => this.nodes.get(n)?.alive === true),
+      defer: (callback) => void setImmediate(callback),
+      now: () => this.clock.now(),
+      broadcast: async (message) => {
+        const to = [...this.nodes.values()].filter((n) => n.up);
+        for (const n of to) this.post(n, () => n.presence.onQuestion(message));
+        return to.length;
+      },
+      toNode: (instance, message) => {
+        const to = this.nodes.get(instance);
+        if (to?.up) this.post(to, () => to.presence.takeAnswer(message));
+      },
+      setTimeout: (callback, ms) => this.clock.setTimeout(callback, ms),
+      clearTimer: (handle) => this.clock.clearTimer(handle),
+      warn: (_fields, message) => node.warnings.push(message),
+    });
+    node.presence.notices.onNews((news) => node.heard.push(news), (channel) => node.holders.get(channel) ?? 0);
+    this.nodes.set(name, node);
+    return node;
+  }
+
+  /** Runs every message in flight, and those they cause, until the bus is quiet. */
+  async settle(): Promise<void> {
+    for (let round = 0; round < 100; round++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.queue.length === 0) return;
+      const batch = this.queue;
+      this.queue = [];
+      for (const deliver of batch) deliver();
+    }
+    throw new Error('the bus never went quiet');
+  }
+
+  /** A stuck node runs what reached it meanwhile. */
+  unstick(node: Node): void {
+    node.stuck = false;
+    this.queue.push(...node.backlog.splice(0));
+  }
+
+  private post(to: Node, deliver: () => void): void {
+    if (to.stuck) to.backlog.push(deliver);
+    else this.queue.push(deliver);
+  }
+}
+
+/** Two nodes: `a` watches room.1, `b` holds 2 of it; `a` settled with b's count. */
+async function watchedPair(): Promise<{ bus: Bus; a: Node; b: Node }> {
+  const bus = new Bus();
+  const a = bus.node('a#1');
+  const b = bus.node('b#1');
+  b.holders.set('room.1', 2);
+  a.presence.notices.watch('room.1', true);
+  expect(a.presence.notices.settled('room.1')).toBe(false);
+  await bus.settle();
+  expect(a.presence.notices.settled('room.1')).toBe(true);
+  expect(b.presence.notices.watchedElsewhere('room.1')).toBe(true);
+  expect(a.heard).toEqual([{ channel: 'room.1', n: 2, changes: [] }, { channel: 'room.1', n: 2, changes: [] }]); // b's count, then settled
+  a.heard.length = 0;
+  return { bus, a, b };
+}
+
+describe('presence notices across nodes (faults, on an in-memory bus)', () => {
+  it('a node that missed news (its pub/sub connection dropped) asks again: the change it missed is told as one notice of the difference', async () => {
+    const { bus, a, b } = await watchedPair();
+    a.up = false;
+    b.holders.set('room.1', 5);
+    b.presence.notices.send([{ channel: 'room.1', n: 5, changes: [{ j: true, m: 'jwt:x' }, { j: true }, { j: true }] }]); // lost
+    await bus.settle();
+    expect(a.heard).toEqual([]);
+    a.up = true;
+    a.presence.notices.resync();
+    await bus.settle();
+    expect(a.heard).toEqual([{ channel: 'room.1', n: 5, changes: [], more: 3, net: 3 }]);
+    // Told once: news after it carry on from the count it learned.
+    b.presence.notices.send([{ channel: 'room.1', n: 4, changes: [{ j: false, m: 'jwt:x' }] }]);
+    await bus.settle();
+    expect(a.heard[1]).toEqual({ channel: 'room.1', n: 4, changes: [{ j: false, m: 'jwt:x' }] });
+  });
+
+  it('a node found dead at a heartbeat leaves the count in one notice, and is sent nothing more', async () => {
+    const { bus, a, b } = await watchedPair();
+    const c = bus.node('c#1');
+    c.presence.notices.resync(); // c starts: it learns what every node watches
+    await bus.settle();
+    expect(c.presence.notices.watchedElsewhere('room.1')).toBe(true);
+    b.alive = false;
+    b.up = false;
+    a.presence.notices.sweep();
+    await bus.settle();
+    expect(a.heard).toEqual([{ channel: 'room.1', n: 0, changes: [], more: 2, net: -2 }]);
+    expect(a.presence.notices.stats()).toMatchObject({ nodesLost: 1 });
+    // b's watches go too: a node that watched nothing of c's is not sent c's news.
+    b.presence.notices.watch('room.2', true);
+    await bus.settle();
+    c.presence.notices.sweep();
+    await bus.settle();
+    expect(c.presence.notices.watchedElsewhere('room.2')).toBe(false);
+  });
+
+  it('a node whose heartbeats stalled past 4 s (the others may have taken it for dead) syncs again, and the others get its count back', async () => {
+    const { bus, a, b } = await watchedPair();
+    b.presence.notices.sweep();
+    // a takes b for dead while b is stalled: b's 2 leave the count, b's watches are forgotten.
+    b.alive = false;
+    a.presence.notices.sweep();
+    await bus.settle();
+    expect(a.heard.at(-1)).toEqual({ channel: 'room.1', n: 0, changes: [], more: 2, net: -2 });
+    b.alive = true;
+    bus.clock.advance(5000);
+    b.presence.notices.sweep(); // b's first heartbeat after the stall: it asks every node again
+    await bus.settle();
+    expect(b.presence.notices.stats().syncs).toBe(1);
+    expect(a.heard.at(-1)).toEqual({ channel: 'room.1', n: 2, changes: [], more: 2, net: 2 });
+  });
+
+  it('holds a first watcher\'s notices for at most a second when a node does not answer, then counts that node from its late answer', async () => {
+    const bus = new Bus();
+    const a = bus.node('a#1');
+    const b = bus.node('b#1');
+    b.holders.set('room.1', 3);
+    b.stuck = true; // subscribed (Redis counts it), but not answering
+    a.presence.notices.watch('room.1', true);
+    await bus.settle();
+    expect(a.presence.notices.settled('room.1')).toBe(false);
+    bus.clock.advance(1000);
+    expect(a.presence.notices.settled('room.1')).toBe(true);
+    expect(a.heard).toEqual([{ channel: 'room.1', n: 0, changes: [] }]); // released without b's count
+    bus.unstick(b);
+    await bus.settle();
+    expect(b.presence.notices.watchedElsewhere('room.1')).toBe(true);
+    expect(a.heard.at(-1)).toEqual({ channel: 'room.1', n: 3, changes: [], more: 3, net: 3 });
+  });
+
+  it('a watch withdrawn stops the news; a closing node is forgotten at once; messages that do not parse are ignored with a warning', async () => {
+    const { bus, a, b } = await watchedPair();
+    a.presence.notices.watch('room.1', false);
+    await bus.settle();
+    expect(b.presence.notices.watchedElsewhere('room.1')).toBe(false);
+    a.presence.notices.watch('room.1', true);
+    await bus.settle();
+    expect(a.heard).toEqual([{ channel: 'room.1', n: 2, changes: [] }, { channel: 'room.1', n: 2, changes: [] }]);
+    await b.presence.notices.leave();
+    await bus.settle();
+    expect(a.heard.at(-1)).toEqual({ channel: 'room.1', n: 0, changes: [], more: 2, net: -2 });
+    a.presence.takeAnswer(Buffer.from('!pCb#1 not json'));
+    a.presence.takeAnswer(Buffer.from('!pCb#1 [["room.1", -1, []], ["room.1", 1, "x"], 7]'));
+    a.presence.onQuestion(Buffer.from('+'));
+    expect(a.warnings).toEqual([
+      'redis engine: presence news that does not parse, ignored',
+      'redis engine: a presence watch message without its origin, ignored',
+    ]);
+    expect(a.heard).toHaveLength(3); // nothing from them
+  });
+});
