@@ -477,6 +477,29 @@ describe('Redis out of reach', () => {
     }
   });
 
+  it('presence notices survive the nodes\' pub/sub connections cut: each node asks every node again, and a join after it is told with the deployment\'s count', async () => {
+    const own = await startRedis();
+    try {
+      const [a, b] = await nodesOn(own);
+      const early = await RawClient.connect(b.url);
+      await early.subscribe('room.1');
+      const watcher = await RawClient.connect(a.url);
+      expect(await watcher.request({ t: FrameType.subscribe, r: 0, p: 'room.1', pe: true })).toMatchObject({ t: FrameType.ack });
+      await waitFor('node1 to know room.1 is watched on node0', () => b.stats().engine.presence?.watchedElsewhere === 1);
+      const syncs = [a, b].map((n) => n.stats().engine.presence!.syncs);
+      await redisCommand(own.port, ['CLIENT', 'KILL', 'TYPE', 'pubsub']);
+      await waitFor('both nodes to ask every node again, ready', () =>
+        [a, b].every((n, i) => n.stats().engine.presence!.syncs > syncs[i]! && n.stats().engine.ready));
+      const late = await RawClient.connect(b.url);
+      await late.subscribe('room.1');
+      await waitFor('the watcher to hear the late join', () => notices(watcher).length === 1, { wakeOn: [watcher.changed] });
+      expect(notices(watcher)).toEqual([{ t: FrameType.presenceChange, c: 'room.1', j: true, n: 3 }]); // nothing told for the cut: no count changed
+      expect(b.stats().engine.presence!.watchedElsewhere).toBe(1);
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('a Redis that comes back behind what the nodes saw (an older snapshot): a new stream, clients sent to resume, nothing answered twice', async () => {
     const own = await startRedis();
     try {
