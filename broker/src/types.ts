@@ -300,10 +300,11 @@ export interface EngineStats {
    * Presence traffic between nodes: questions this node asked, answered (others' and its own), and
    * answered partial; join/leave news sent to watching nodes and received from others (one message
    * per node per turn at most), syncs asked, nodes found dead with watches or holders known here,
-   * and the channels other nodes watch now (this node sends them its changes of those).
+   * and the channels other nodes watch now (this node sends them its changes of those); messages
+   * from other nodes that did not parse or could not be handled (ignored, the warning rate-limited).
    */
   presence?: {
-    asked: number; answered: number; partial: number;
+    asked: number; answered: number; partial: number; malformed: number;
     newsSent: number; newsReceived: number; syncs: number; nodesLost: number; watchedElsewhere: number;
   };
 }

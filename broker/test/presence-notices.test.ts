@@ -182,8 +182,79 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
     a.presence.onQuestion(Buffer.from('+'));
     expect(a.warnings).toEqual([
       'redis engine: presence news that does not parse, ignored',
+      'redis engine: presence news entries that do not parse or add up, ignored',
       'redis engine: a presence watch message without its origin, ignored',
     ]);
+    expect(a.presence.traffic.malformed).toBe(3);
     expect(a.heard).toHaveLength(3); // nothing from them
+  });
+
+  it('a node whose news were lost syncs again: a count of its that fell to 0 meanwhile is set right on the watching node (news of n 0 too)', async () => {
+    const { bus, a, b } = await watchedPair();
+    b.holders.set('room.1', 0); // its two left; the news saying so never reached a (b's command connection dropped)
+    b.presence.notices.resync(); // b's pub/sub connection back
+    await bus.settle();
+    expect(a.heard).toEqual([{ channel: 'room.1', n: 0, changes: [], more: 2, net: -2 }]);
+  });
+
+  it('a watch withdrawn and made again while the first sync waits: the first sync\'s end does not release the second\'s notices', async () => {
+    const bus = new Bus();
+    const a = bus.node('a#1');
+    const b = bus.node('b#1');
+    b.holders.set('room.1', 3);
+    b.stuck = true;
+    a.presence.notices.watch('room.1', true); // sync 1: due at 1000
+    await bus.settle();
+    bus.clock.advance(500);
+    a.presence.notices.watch('room.1', false);
+    await bus.settle();
+    a.presence.notices.watch('room.1', true); // sync 2: due at 1500
+    await bus.settle();
+    bus.clock.advance(500); // sync 1 ends unanswered
+    expect(a.presence.notices.settled('room.1')).toBe(false);
+    bus.unstick(b);
+    await bus.settle();
+    expect(a.presence.notices.settled('room.1')).toBe(true);
+    expect(a.heard.at(-1)).toEqual({ channel: 'room.1', n: 3, changes: [] });
+  });
+
+  it('a closing node forgets a liveness read still on its way: nothing is handed to its broker after close', async () => {
+    const { bus, a, b } = await watchedPair();
+    b.alive = false;
+    a.presence.notices.sweep();
+    a.presence.close();
+    await bus.settle();
+    expect(a.heard).toEqual([]);
+  });
+
+  it('news whose counts do not add up are refused whole (more below 0, net past more), counted; a throwing count never leaves the handler', async () => {
+    const { bus, a, b } = await watchedPair();
+    a.presence.takeAnswer(Buffer.from('!pCb#1 [["room.1", 2, [], 0, -5]]'));
+    a.presence.takeAnswer(Buffer.from('!pCb#1 [["room.1", 2, [], -1, 0]]'));
+    a.presence.takeAnswer(Buffer.from('!pCb#1 [["room.1", 2, ["+"], 1, 2]]'));
+    expect(a.heard).toEqual([]);
+    expect(a.presence.traffic.malformed).toBe(3);
+    b.presence.notices.onNews(() => {}, () => {
+      throw new Error('the registry broke');
+    });
+    expect(() => b.presence.onQuestion(Buffer.from('+a#1 9 room.1'))).not.toThrow();
+    expect(b.presence.traffic.malformed).toBe(1);
+    await bus.settle();
+  });
+
+  it('a flood of messages that do not parse: each counted, the warning written once per 10 s', async () => {
+    const { bus, a } = await watchedPair();
+    for (let i = 0; i < 1000; i++) {
+      a.presence.takeAnswer(Buffer.from(`!pCb#1 not json ${i}`));
+      a.presence.onQuestion(Buffer.from('+'));
+    }
+    expect(a.presence.traffic.malformed).toBe(2000);
+    expect(a.warnings).toEqual([
+      'redis engine: presence news that does not parse, ignored',
+      'redis engine: a presence watch message without its origin, ignored',
+    ]);
+    bus.clock.advance(10_000);
+    a.presence.onQuestion(Buffer.from('+'));
+    expect(a.warnings).toHaveLength(3);
   });
 });

@@ -23,6 +23,9 @@ export function defaultLogger(level: string, format?: LogFormat): Logger {
   return pino({ name: 'crier-broker', level }, pretty ? prettyStream(stderr, tty) : stderr);
 }
 
+/** What a {@link RateLimitedLog} writes to: a pino logger, or any sink with these three levels. */
+export type LevelLog = Record<'info' | 'warn' | 'error', (fields: Record<string, unknown>, msg: string) => void>;
+
 /**
  * Log lines that a client can cause at its own pace (refusals: a page retrying a refused
  * handshake, a reconnect storm against a full broker), rate-limited per key so that the log stays
@@ -38,7 +41,7 @@ export class RateLimitedLog {
   private lastPrune = -Infinity;
 
   constructor(
-    private readonly logger: Logger,
+    private readonly logger: LevelLog,
     private readonly intervalMs = 10_000,
     private readonly maxKeys = 1000,
     private readonly now: () => number = () => performance.now(),

@@ -151,6 +151,7 @@ export class BrokerMetrics {
     engineCounter('engine_disconnects_total', 'Times the Redis subscriber connection dropped.', (e) => e.disconnects);
     engineCounter('engine_presence_news_sent_total', 'Presence join/leave news this node sent to nodes watching a channel (one message per watching node per turn at most; Redis engine).', (e) => e.presence?.newsSent);
     engineCounter('engine_presence_news_received_total', 'Presence join/leave news this node received from other nodes for the channels watched here (Redis engine).', (e) => e.presence?.newsReceived);
+    engineCounter('engine_presence_malformed_total', 'Presence messages from other nodes that did not parse or could not be handled, ignored (Redis engine; the warning is rate-limited).', (e) => e.presence?.malformed);
     engineCounter('engine_epoch_changes_total', 'Times Redis was found to have lost the stream (restarted without persistence).', (e) => e.epochChanges);
     const seenRefusals = new Map<string, number>();
     new Counter({

@@ -1,6 +1,6 @@
 import type { TimerHandle } from '../../clock.js';
 import type { PresenceCarrier, PresenceChange, PresenceNews } from '../engine.js';
-import type { PresenceLink } from './presence.js';
+import type { PresenceLink, PresenceReport } from './presence.js';
 
 // Join/leave notices across the nodes of a Redis deployment (see core/presence.ts for what a
 // watcher is told). Only watched channels cost anything: each node knows which channels the other
@@ -88,7 +88,10 @@ export class RedisPresenceNotices implements PresenceCarrier {
   private closed = false;
   readonly traffic: NoticeTraffic = { newsSent: 0, newsReceived: 0, syncs: 0, nodesLost: 0 };
 
-  constructor(private readonly link: PresenceLink) {}
+  constructor(
+    private readonly link: PresenceLink,
+    private readonly report: PresenceReport,
+  ) {}
 
   // ---- the broker's side (PresenceCarrier) --------------------------------------------------
 
@@ -102,9 +105,9 @@ export class RedisPresenceNotices implements PresenceCarrier {
       this.watching.add(channel);
       if (!this.counts.has(channel)) this.counts.set(channel, new Map());
     } else {
+      // Its syncs in flight still count down `settling` as they end (a watch made again waits for its own).
       this.watching.delete(channel);
       this.counts.delete(channel);
-      this.settling.delete(channel);
     }
     this.watchChanges.set(channel, watching);
     if (!this.scheduled) {
@@ -166,14 +169,15 @@ export class RedisPresenceNotices implements PresenceCarrier {
     if (known.size === 0) return;
     this.sweeping = true;
     this.link.evaluate(PRESENCE_LIVE, [this.link.prefix, ...known]).then((reply) => {
+      if (this.closed) return;
       const alive = new Set((reply as unknown[]).map(String));
       for (const node of known) {
         if (alive.has(node)) continue;
         this.traffic.nodesLost++;
-        this.link.warn({ node }, 'redis engine: a node with presence watches or holders is gone; its subscribers leave the count');
+        this.report.warn({ node }, 'redis engine: a node with presence watches or holders is gone; its subscribers leave the count');
         this.forget(node);
       }
-    }, (err: unknown) => this.link.warn({ err: (err as Error).message }, 'redis engine: the live nodes could not be read for presence'))
+    }, (err: unknown) => this.report.warn({ err: (err as Error).message }, 'redis engine: the live nodes could not be read for presence'))
       .finally(() => (this.sweeping = false));
   }
 
@@ -196,7 +200,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
     const kind = text[0];
     const words = text.slice(1).split(' ');
     const origin = words[0];
-    if (origin === undefined || origin === '') return this.link.warn({}, 'redis engine: a presence watch message without its origin, ignored');
+    if (origin === undefined || origin === '') return this.report.malformed({}, 'redis engine: a presence watch message without its origin, ignored');
     if (kind === 'x') {
       if (origin !== this.link.instance) this.forget(origin);
       return;
@@ -206,7 +210,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
       return;
     }
     const key = words[1];
-    if ((kind !== '+' && kind !== '=') || key === undefined) return this.link.warn({ kind }, 'redis engine: a presence watch message that does not parse, ignored');
+    if ((kind !== '+' && kind !== '=') || key === undefined) return this.report.malformed({ kind }, 'redis engine: a presence watch message that does not parse, ignored');
     const channels = words.slice(2);
     if (origin === this.link.instance) return this.answered(key); // its own: one of the nodes the broadcast reached
     if (kind === '=') this.replaceWatches(origin, channels);
@@ -231,7 +235,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
     if (message[2] === C) return this.takeNews(message.toString('utf8', 3));
     const words = message.toString('latin1', 3).split(' ');
     const [key, from] = words;
-    if (key === undefined || from === undefined) return this.link.warn({}, 'redis engine: a presence sync answer that does not parse, ignored');
+    if (key === undefined || from === undefined) return this.report.malformed({}, 'redis engine: a presence sync answer that does not parse, ignored');
     const sync = this.syncs.get(key);
     const reported = new Map<string, number>();
     const watched: string[] = [];
@@ -244,16 +248,12 @@ export class RedisPresenceNotices implements PresenceCarrier {
       }
     }
     // The channels asked about (late, the sync forgotten: those reported); unreported ones: none held there.
-    for (const channel of sync?.channels ?? reported.keys()) this.apply(from, channel, reported.get(channel) ?? 0, [], 0, 0);
+    for (const channel of sync?.channels ?? reported.keys()) this.apply(from, { channel, n: reported.get(channel) ?? 0, changes: [] });
     if (message[2] === R) {
       this.replaceWatches(from, watched);
-      // It may have taken this node for dead (or never known it): its watched channels get this node's holders again.
-      const entries: unknown[] = [];
-      for (const channel of watched) {
-        const n = this.held(channel);
-        if (n > 0) entries.push([channel, n, []]);
-      }
-      if (entries.length > 0) this.sendNews(from, entries);
+      // It may have taken this node for dead (or never known it), or missed its news (this node's
+      // command connection dropped): its watched channels get this node's holders again, 0 too.
+      if (watched.length > 0) this.sendNews(from, watched.map((channel) => [channel, this.held(channel), []]));
     }
     this.answered(key);
   }
@@ -262,26 +262,22 @@ export class RedisPresenceNotices implements PresenceCarrier {
 
   private takeNews(text: string): void {
     const space = text.indexOf(' ');
-    const from = text.slice(0, space);
     let entries: unknown;
     try {
       entries = JSON.parse(text.slice(space + 1));
-    } catch (err) {
-      return this.link.warn({ err: (err as Error).message }, 'redis engine: presence news that does not parse, ignored');
+    } catch {
+      entries = undefined;
     }
-    if (space <= 0 || !Array.isArray(entries)) return this.link.warn({}, 'redis engine: presence news without its sender, ignored');
+    if (space <= 0 || !Array.isArray(entries)) return this.report.malformed({}, 'redis engine: presence news that does not parse, ignored');
+    const from = text.slice(0, space);
     this.traffic.newsReceived++;
+    let refused = 0;
     for (const entry of entries) {
-      if (!Array.isArray(entry)) continue;
-      const [channel, n, marks, more, net] = entry as [unknown, unknown, unknown, unknown, unknown];
-      if (typeof channel !== 'string' || !Number.isSafeInteger(n) || (n as number) < 0 || !Array.isArray(marks)) continue;
-      const changes: PresenceChange[] = [];
-      for (const mark of marks) {
-        if (typeof mark !== 'string' || mark === '') continue;
-        changes.push(mark.length > 1 ? { j: mark[0] === '+', m: mark.slice(1) } : { j: mark[0] === '+' });
-      }
-      this.apply(from, channel, n as number, changes, Number.isSafeInteger(more) ? (more as number) : 0, Number.isSafeInteger(net) ? (net as number) : 0);
+      const news = parseNews(entry);
+      if (news === undefined) refused++;
+      else this.apply(from, news);
     }
+    if (refused > 0) this.report.malformed({ from, refused }, 'redis engine: presence news entries that do not parse or add up, ignored');
   }
 
   /**
@@ -290,7 +286,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
    * (a lost message, a node back after being taken for dead) is told as one notice, once the
    * channel is settled (before, it is the count the first notice starts from).
    */
-  private apply(from: string, channel: string, n: number, changes: PresenceChange[], more: number, net: number): void {
+  private apply(from: string, { channel, n, changes, more = 0, net = 0 }: PresenceNews): void {
     const counts = this.counts.get(channel);
     if (counts === undefined || from === this.link.instance) return; // not watched here (any more)
     const before = counts.get(from) ?? 0;
@@ -358,7 +354,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
     if (this.closed) return;
     if (removed.length > 0) {
       this.link.broadcast(Buffer.from(`-${this.link.instance} ${removed.join(' ')}`, 'latin1')).catch((err: unknown) => {
-        this.link.warn({ err: (err as Error).message }, 'redis engine: presence watches could not be withdrawn (the other nodes send news for them until this node syncs again)');
+        this.report.warn({ err: (err as Error).message }, 'redis engine: presence watches could not be withdrawn (the other nodes send news for them until this node syncs again)');
       });
     }
     if (added.length > 0) this.ask('+', added);
@@ -376,7 +372,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
       sync.expected = nodes;
       if (sync.answered >= nodes) this.finish(key);
     }, (err: unknown) => {
-      this.link.warn({ err: (err as Error).message }, 'redis engine: a presence sync could not be sent; notices count this node\'s subscribers only until news come');
+      this.report.warn({ err: (err as Error).message }, 'redis engine: a presence sync could not be sent; notices count this node\'s subscribers only until news come');
       this.finish(key);
     });
   }
@@ -410,4 +406,23 @@ export class RedisPresenceNotices implements PresenceCarrier {
     this.traffic.newsSent++;
     this.link.toNode(node, Buffer.from(`!pC${this.link.instance} ${JSON.stringify(entries)}`, 'utf8'));
   }
+}
+
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/**
+ * One entry of news as sent, `[channel, n, marks, more?, net?]`: undefined when it does not parse
+ * or its counts do not add up (more below 0, net past more: they would make the count drift).
+ */
+function parseNews(entry: unknown): PresenceNews | undefined {
+  if (!Array.isArray(entry)) return undefined;
+  const [channel, n, marks, more = 0, net = 0] = entry as unknown[];
+  if (typeof channel !== 'string' || !isCount(n) || !Array.isArray(marks) || !isCount(more)) return undefined;
+  if (!Number.isSafeInteger(net) || Math.abs(net as number) > more) return undefined;
+  const changes: PresenceChange[] = [];
+  for (const mark of marks) {
+    if (typeof mark !== 'string' || (mark[0] !== '+' && mark[0] !== '-')) return undefined;
+    changes.push(mark.length > 1 ? { j: mark[0] === '+', m: mark.slice(1) } : { j: mark[0] === '+' });
+  }
+  return more > 0 ? { channel, n, changes, more, net: net as number } : { channel, n, changes };
 }

@@ -1,4 +1,5 @@
 import type { TimerHandle } from '../../clock.js';
+import { RateLimitedLog } from '../../observe/logger.js';
 import type { LocalPresence, PresenceCount } from '../engine.js';
 import { RedisPresenceNotices } from './presence-notices.js';
 
@@ -22,6 +23,8 @@ export const PRESENCE_TIMEOUT_MS = 1000;
 const MAX_MEMBERS = 1000;
 /** Questions this node may have in flight at once: more are refused `unavailable`. */
 const MAX_IN_FLIGHT = 1000;
+/** One warning of a kind per this many ms at most: a node sending what does not parse must not flood the log. */
+const WARN_INTERVAL_MS = 10_000;
 
 const P = 0x70; // 'p'
 const BANG = 0x21; // '!'
@@ -46,6 +49,13 @@ export interface PresenceLink {
   warn(fields: object, message: string): void;
 }
 
+/** How presence traffic reports trouble: warnings rate-limited per message; `malformed` also counts one. */
+export interface PresenceReport {
+  warn(fields: Record<string, unknown>, message: string): void;
+  /** A message from another node that does not parse, or whose handling failed: counted, then warned. */
+  malformed(fields: Record<string, unknown>, message: string): void;
+}
+
 interface Gather {
   members: boolean;
   /** Nodes the question reached (the PUBLISH answer), once known. */
@@ -61,13 +71,26 @@ export class RedisPresence {
   private local: LocalPresence = () => ({ n: 0 });
   private readonly gathers = new Map<string, Gather>();
   private serial = 0;
-  /** Questions asked by this node, answered for others (its own included), and answers that came partial. */
-  readonly traffic = { asked: 0, answered: 0, partial: 0 };
+  /**
+   * Questions asked by this node, answered for others (its own included), and answers that came
+   * partial; messages from other nodes (questions, answers, watches, news) that did not parse.
+   */
+  readonly traffic = { asked: 0, answered: 0, partial: 0, malformed: 0 };
   /** Join/leave notices across the nodes (the engine's PresenceCarrier). */
   readonly notices: RedisPresenceNotices;
+  private readonly report: PresenceReport;
 
   constructor(private readonly link: PresenceLink) {
-    this.notices = new RedisPresenceNotices(link);
+    const warn = (fields: Record<string, unknown>, message: string): void => link.warn(fields, message);
+    const log = new RateLimitedLog({ info: warn, warn, error: warn }, WARN_INTERVAL_MS, 64, () => link.now());
+    this.report = {
+      warn: (fields, message) => void log.write('warn', message, fields, message),
+      malformed: (fields, message) => {
+        this.traffic.malformed++;
+        log.write('warn', message, fields, message);
+      },
+    };
+    this.notices = new RedisPresenceNotices(link, this.report);
   }
 
   onPresence(local: LocalPresence): void {
@@ -97,41 +120,62 @@ export class RedisPresence {
     });
   }
 
-  /** A question on the presence channel: this node's count, answered to the asking node (or a notices' watch message). */
+  /**
+   * A message on the presence channel (a question, or a notices' watch message). A pub/sub
+   * listener: nothing it meets throws out of it (what failed is counted `malformed`).
+   */
   readonly onQuestion = (message: Buffer): void => {
-    const text = message.toString('latin1');
-    if (text[0] !== '?') return this.notices.onBroadcast(text);
+    try {
+      const text = message.toString('latin1');
+      if (text[0] === '?') this.answer(text);
+      else this.notices.onBroadcast(text);
+    } catch (err) {
+      this.report.malformed({ err: (err as Error).message }, 'redis engine: a presence message on the presence channel could not be handled, ignored');
+    }
+  };
+
+  /** A question: this node's count, answered to the asking node. */
+  private answer(text: string): void {
     const [origin, key, members, pattern] = text.slice(1).split(' ');
-    if (text[0] !== '?' || origin === undefined || key === undefined || pattern === undefined) {
-      return this.link.warn({}, 'redis engine: a presence question without its header, ignored');
+    if (origin === undefined || key === undefined || pattern === undefined) {
+      return this.report.malformed({}, 'redis engine: a presence question without its header, ignored');
     }
     this.traffic.answered++;
     let count: PresenceCount;
     try {
       count = this.local(pattern, members === '1');
     } catch (err) {
-      this.link.warn({ err }, 'redis engine: counting presence failed');
+      this.report.warn({ err }, 'redis engine: counting presence failed');
       return; // the asker leaves this node out, after its timeout
     }
     const ids = count.m === undefined ? '' : ` ${JSON.stringify(count.m.slice(0, MAX_MEMBERS))}`;
     this.link.toNode(origin, Buffer.from(`!p${key} ${count.n}${ids}`, 'utf8'));
-  };
+  }
 
   /** Whether a message on this node's channel is a presence answer (`!p`). */
   static isAnswer(message: Buffer): boolean {
     return message[0] === BANG && message[1] === P;
   }
 
-  /** One node's answer to a question this node asked (or a notices' sync answer or news). */
+  /** A presence message on this node's channel (a pub/sub listener's: never throws, like {@link onQuestion}). */
   takeAnswer(message: Buffer): void {
-    if (RedisPresenceNotices.owns(message)) return this.notices.take(message);
+    try {
+      if (RedisPresenceNotices.owns(message)) this.notices.take(message);
+      else this.takeCount(message);
+    } catch (err) {
+      this.report.malformed({ err: (err as Error).message }, 'redis engine: a presence message on this node\'s channel could not be handled, ignored');
+    }
+  }
+
+  /** One node's answer to a question this node asked. */
+  private takeCount(message: Buffer): void {
     const text = message.toString('utf8', 2);
     const first = text.indexOf(' ');
     const second = text.indexOf(' ', first + 1);
     const gather = this.gathers.get(text.slice(0, first));
     if (first < 0 || gather === undefined) return; // late (timed out) or not ours
     const n = Number(second < 0 ? text.slice(first + 1) : text.slice(first + 1, second));
-    if (!Number.isSafeInteger(n) || n < 0) return this.link.warn({}, 'redis engine: a presence answer without a count, ignored');
+    if (!Number.isSafeInteger(n) || n < 0) return this.report.malformed({}, 'redis engine: a presence answer without a count, ignored');
     gather.answered++;
     gather.n += n;
     if (gather.members && second >= 0) {
@@ -144,7 +188,7 @@ export class RedisPresence {
           }
         }
       } catch (err) {
-        this.link.warn({ err }, 'redis engine: a presence answer whose ids do not parse');
+        this.report.malformed({ err }, 'redis engine: a presence answer whose ids do not parse');
       }
     }
     if (gather.expected !== undefined && gather.answered >= gather.expected) this.finish(text.slice(0, first), false);
