@@ -301,10 +301,11 @@ export interface EngineStats {
    * answered partial; join/leave news sent to watching nodes and received from others (one message
    * per node per turn at most), syncs asked, nodes found dead with watches or holders known here,
    * and the channels other nodes watch now (this node sends them its changes of those); messages
-   * from other nodes that did not parse or could not be handled (ignored, the warning rate-limited).
+   * from other nodes that did not parse or could not be handled (ignored, the warning rate-limited);
+   * syncs waiting for answers now (64 at most).
    */
   presence?: {
     asked: number; answered: number; partial: number; malformed: number;
-    newsSent: number; newsReceived: number; syncs: number; nodesLost: number; watchedElsewhere: number;
+    newsSent: number; newsReceived: number; syncs: number; nodesLost: number; watchedElsewhere: number; syncsWaiting: number;
   };
 }

@@ -4,6 +4,7 @@
 // the nodes tests run the same code on a real Redis; here the faults are exact.
 import { describe, expect, it } from 'vitest';
 import type { PresenceNews } from '../src/engine/engine.js';
+import { MAX_SYNCS } from '../src/engine/redis/presence-notices.js';
 import { RedisPresence } from '../src/engine/redis/presence.js';
 import { ManualClock } from './manual-clock.js';
 
@@ -240,6 +241,30 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
     expect(() => b.presence.onQuestion(Buffer.from('+a#1 9 room.1'))).not.toThrow();
     expect(b.presence.traffic.malformed).toBe(1);
     await bus.settle();
+  });
+
+  it('a flood of watch changes while a node does not answer: 64 syncs waited for at most, the next ones hold no notice and count from the late answers', async () => {
+    const bus = new Bus();
+    const a = bus.node('a#1');
+    const b = bus.node('b#1');
+    b.stuck = true;
+    for (let i = 0; i < 100; i++) {
+      b.holders.set(`room.${i}`, 1);
+      a.presence.notices.watch(`room.${i}`, true); // one channel a turn: one sync each
+      await bus.settle();
+    }
+    expect(a.presence.notices.stats()).toMatchObject({ syncs: 100, syncsWaiting: MAX_SYNCS });
+    expect(a.presence.notices.settled(`room.${MAX_SYNCS - 1}`)).toBe(false);
+    expect(a.presence.notices.settled(`room.${MAX_SYNCS}`)).toBe(true); // not held
+    bus.unstick(b);
+    await bus.settle();
+    expect(a.presence.notices.stats().syncsWaiting).toBe(0);
+    expect(a.heard.filter((news) => news.channel === 'room.99')).toEqual([
+      { channel: 'room.99', n: 0, changes: [] }, // released at once
+      { channel: 'room.99', n: 1, changes: [], more: 1, net: 1 }, // b's late answer: one notice of the difference
+    ]);
+    bus.clock.advance(1000); // timers: none left behind
+    expect(a.heard.filter((news) => news.channel === 'room.0')).toEqual([{ channel: 'room.0', n: 1, changes: [] }, { channel: 'room.0', n: 1, changes: [] }]);
   });
 
   it('a flood of messages that do not parse: each counted, the warning written once per 10 s', async () => {

@@ -1,5 +1,5 @@
-import type { TimerHandle } from '../../clock.js';
 import type { PresenceCarrier, PresenceChange, PresenceNews } from '../engine.js';
+import { Gatherings } from './gather.js';
 import type { PresenceLink, PresenceReport } from './presence.js';
 
 // Join/leave notices across the nodes of a Redis deployment (see core/presence.ts for what a
@@ -40,6 +40,11 @@ return out
 
 /** How long a channel's first watcher waits for the other nodes' counts before its first notice, in ms. */
 export const SYNC_TIMEOUT_MS = 1000;
+/**
+ * Syncs waited for at once: past it (a flood of watch changes, one sync per turn, while a node does
+ * not answer), a sync still goes but holds no notice, and its answers count as they come.
+ */
+export const MAX_SYNCS = 64;
 /** A gap this long between two heartbeats: the other nodes may have taken this one for dead (its key lives 5 s). */
 const STALL_MS = 4000;
 
@@ -47,13 +52,10 @@ const S = 0x53; // 'S'
 const R = 0x52; // 'R'
 const C = 0x43; // 'C'
 
-/** A sync this node asked (`+` or `=`): the nodes the broadcast reached, and the answers so far. */
+/** A sync this node asked: `+` holds the first notices of its channels; `=` (a restart, a reconnect) holds none. */
 interface Sync {
   kind: '+' | '=';
   channels: string[];
-  expected: number | undefined;
-  answered: number;
-  timer: TimerHandle;
 }
 
 /** Figures for `/stats` and `/metrics`. */
@@ -76,13 +78,12 @@ export class RedisPresenceNotices implements PresenceCarrier {
   private readonly watchesOf = new Map<string, Set<string>>();
   /** Per channel watched here, each other node's holders of it (more than 0 only). */
   private readonly counts = new Map<string, Map<string, number>>();
-  /** Per channel watched here, the syncs still waiting for answers about it. */
+  /** Per channel watched here, the `+` syncs still waiting for answers about it. */
   private readonly settling = new Map<string, number>();
-  private readonly syncs = new Map<string, Sync>();
+  private readonly syncs: Gatherings<Sync>;
   /** This turn's watch changes (true: watched), sent in one broadcast each way. */
   private readonly watchChanges = new Map<string, boolean>();
   private scheduled = false;
-  private serial = 0;
   private lastSweep: number | undefined;
   private sweeping = false;
   private closed = false;
@@ -91,7 +92,12 @@ export class RedisPresenceNotices implements PresenceCarrier {
   constructor(
     private readonly link: PresenceLink,
     private readonly report: PresenceReport,
-  ) {}
+  ) {
+    this.syncs = new Gatherings<Sync>(link, SYNC_TIMEOUT_MS, MAX_SYNCS, (sync, { error }) => {
+      if (error !== undefined) this.report.warn({ err: (error as Error).message }, 'redis engine: a presence sync could not be sent; notices count this node\'s subscribers only until news come');
+      this.finish(sync);
+    });
+  }
 
   // ---- the broker's side (PresenceCarrier) --------------------------------------------------
 
@@ -124,9 +130,12 @@ export class RedisPresenceNotices implements PresenceCarrier {
     return !this.settling.has(channel) && this.watchChanges.get(channel) !== true;
   }
 
-  /** Figures, with `watchedElsewhere`: channels other nodes watch (this node sends them its changes of those). */
-  stats(): NoticeTraffic & { watchedElsewhere: number } {
-    return { ...this.traffic, watchedElsewhere: this.watchedBy.size };
+  /**
+   * Figures, with `watchedElsewhere`: channels other nodes watch (this node sends them its changes
+   * of those), and `syncsWaiting`: syncs waiting for answers now ({@link MAX_SYNCS} at most).
+   */
+  stats(): NoticeTraffic & { watchedElsewhere: number; syncsWaiting: number } {
+    return { ...this.traffic, watchedElsewhere: this.watchedBy.size, syncsWaiting: this.syncs.size };
   }
 
   send(news: PresenceNews[]): void {
@@ -184,8 +193,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
   /** The engine closes: nothing more is asked or told (the broker above is going too). */
   close(): void {
     this.closed = true;
-    for (const sync of this.syncs.values()) this.link.clearTimer(sync.timer);
-    this.syncs.clear();
+    this.syncs.close();
   }
 
   /** This node closes (Redis still reachable): the others forget its watches and holders at once. */
@@ -212,7 +220,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
     const key = words[1];
     if ((kind !== '+' && kind !== '=') || key === undefined) return this.report.malformed({ kind }, 'redis engine: a presence watch message that does not parse, ignored');
     const channels = words.slice(2);
-    if (origin === this.link.instance) return this.answered(key); // its own: one of the nodes the broadcast reached
+    if (origin === this.link.instance) return this.syncs.answered(key); // its own: one of the nodes the broadcast reached
     if (kind === '=') this.replaceWatches(origin, channels);
     else for (const channel of channels) this.watchedByNode(origin, channel);
     let answer = `!p${kind === '+' ? 'S' : 'R'}${key} ${this.link.instance}`;
@@ -255,7 +263,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
       // command connection dropped): its watched channels get this node's holders again, 0 too.
       if (watched.length > 0) this.sendNews(from, watched.map((channel) => [channel, this.held(channel), []]));
     }
-    this.answered(key);
+    this.syncs.answered(key);
   }
 
   // ---- inside -------------------------------------------------------------------------------
@@ -362,35 +370,14 @@ export class RedisPresenceNotices implements PresenceCarrier {
 
   /** Broadcasts a sync: `+` holds the first notices of `channels` until every node answered (1 s at most). */
   private ask(kind: '+' | '=', channels: string[]): void {
-    const key = (this.serial++).toString(36);
     this.traffic.syncs++;
     if (kind === '+') for (const channel of channels) this.settling.set(channel, (this.settling.get(channel) ?? 0) + 1);
-    const sync: Sync = { kind, channels, expected: undefined, answered: 0, timer: this.link.setTimeout(() => this.finish(key), SYNC_TIMEOUT_MS) };
-    this.syncs.set(key, sync);
-    this.link.broadcast(Buffer.from(`${kind}${this.link.instance} ${key}${channels.map((c) => ` ${c}`).join('')}`, 'latin1')).then((nodes) => {
-      if (this.syncs.get(key) !== sync) return;
-      sync.expected = nodes;
-      if (sync.answered >= nodes) this.finish(key);
-    }, (err: unknown) => {
-      this.report.warn({ err: (err as Error).message }, 'redis engine: a presence sync could not be sent; notices count this node\'s subscribers only until news come');
-      this.finish(key);
-    });
+    this.syncs.start({ kind, channels }, (key) => Buffer.from(`${kind}${this.link.instance} ${key}${channels.map((c) => ` ${c}`).join('')}`, 'latin1'));
   }
 
-  private answered(key: string): void {
-    const sync = this.syncs.get(key);
-    if (sync === undefined) return;
-    sync.answered++;
-    if (sync.expected !== undefined && sync.answered >= sync.expected) this.finish(key);
-  }
-
-  /** A sync is over (every node answered, or its second passed): the notices it held go. */
-  private finish(key: string): void {
-    const sync = this.syncs.get(key);
-    if (sync === undefined) return;
-    this.syncs.delete(key);
-    this.link.clearTimer(sync.timer);
-    if (sync.kind !== '+') return;
+  /** A sync is over (every node answered, its second passed, or it was not waited for): the notices it held go. */
+  private finish(sync: Sync): void {
+    if (sync.kind !== '+' || this.closed) return;
     for (const channel of sync.channels) {
       const left = (this.settling.get(channel) ?? 0) - 1;
       if (left > 0) {

@@ -1,6 +1,6 @@
-import type { TimerHandle } from '../../clock.js';
 import { RateLimitedLog } from '../../observe/logger.js';
 import type { LocalPresence, PresenceCount } from '../engine.js';
+import { Gatherings, type GatherEnd, type GatherLink } from './gather.js';
 import { RedisPresenceNotices } from './presence-notices.js';
 
 // Presence over the nodes of a Redis deployment, by scatter-gather on pub/sub: a question goes to
@@ -8,7 +8,7 @@ import { RedisPresenceNotices } from './presence-notices.js';
 // count on the asking node's channel, and the asker sums them. Nothing is kept in Redis: a count
 // is asked rarely next to how often subscriptions change, and a shared registry would cost a
 // write per subscribe on every node. The PUBLISH answer says how many nodes got the question; a
-// node silent for PRESENCE_TIMEOUT_MS is left out and the answer says `partial`.
+// node silent for PRESENCE_TIMEOUT_MS is left out and the answer says `partial` (gather.ts).
 //
 //   on <prefix>w:              ?<origin instance> <key> <0|1> <pattern>     who subscribes to it (1: with ids)
 //   on the origin's n:<i>:     !p<key> <n>[ <JSON array of ids>]            one node's answer
@@ -21,7 +21,7 @@ import { RedisPresenceNotices } from './presence-notices.js';
 export const PRESENCE_TIMEOUT_MS = 1000;
 /** Ids one answer lists at most, over every node (the count stays exact). */
 const MAX_MEMBERS = 1000;
-/** Questions this node may have in flight at once: more are refused `unavailable`. */
+/** Questions this node may have in flight at once: more are answered with this node's own count, partial. */
 const MAX_IN_FLIGHT = 1000;
 /** One warning of a kind per this many ms at most: a node sending what does not parse must not flood the log. */
 const WARN_INTERVAL_MS = 10_000;
@@ -29,8 +29,8 @@ const WARN_INTERVAL_MS = 10_000;
 const P = 0x70; // 'p'
 const BANG = 0x21; // '!'
 
-/** What presence traffic needs from the engine around it. */
-export interface PresenceLink {
+/** What presence traffic needs from the engine around it (a gathering's broadcast and timers too). */
+export interface PresenceLink extends GatherLink {
   readonly instance: string;
   /** The deployment's key prefix (the live nodes are read under it). */
   readonly prefix: string;
@@ -40,12 +40,8 @@ export interface PresenceLink {
   defer(callback: () => void): void;
   /** Monotonic ms. */
   now(): number;
-  /** Publishes `message` on the presence channel: resolves with the nodes that got it. */
-  broadcast(message: Buffer): Promise<number>;
   /** Sends `message` on the channel of node `instance`. Fire and forget. */
   toNode(instance: string, message: Buffer): void;
-  setTimeout(callback: () => void, ms: number): TimerHandle;
-  clearTimer(handle: TimerHandle): void;
   warn(fields: object, message: string): void;
 }
 
@@ -56,21 +52,18 @@ export interface PresenceReport {
   malformed(fields: Record<string, unknown>, message: string): void;
 }
 
-interface Gather {
+/** A question this node asked: the counts and ids summed so far. */
+interface Question {
   members: boolean;
-  /** Nodes the question reached (the PUBLISH answer), once known. */
-  expected: number | undefined;
-  answered: number;
   n: number;
   ids: Set<string>;
-  timer: TimerHandle;
   resolve(count: PresenceCount): void;
+  reject(err: unknown): void;
 }
 
 export class RedisPresence {
   private local: LocalPresence = () => ({ n: 0 });
-  private readonly gathers = new Map<string, Gather>();
-  private serial = 0;
+  private readonly questions: Gatherings<Question>;
   /**
    * Questions asked by this node, answered for others (its own included), and answers that came
    * partial; messages from other nodes (questions, answers, watches, news) that did not parse.
@@ -90,6 +83,7 @@ export class RedisPresence {
         log.write('warn', message, fields, message);
       },
     };
+    this.questions = new Gatherings<Question>(link, PRESENCE_TIMEOUT_MS, MAX_IN_FLIGHT, (question, end) => this.finish(question, end));
     this.notices = new RedisPresenceNotices(link, this.report);
   }
 
@@ -99,24 +93,11 @@ export class RedisPresence {
 
   /** Subscribers of `pattern` over every node that answers within PRESENCE_TIMEOUT_MS. */
   ask(pattern: string, members: boolean): Promise<PresenceCount> {
-    if (this.gathers.size >= MAX_IN_FLIGHT) return Promise.resolve({ ...this.local(pattern, members), partial: true });
-    const key = (this.serial++).toString(36);
+    if (this.questions.size >= MAX_IN_FLIGHT) return Promise.resolve({ ...this.local(pattern, members), partial: true });
     this.traffic.asked++;
     return new Promise<PresenceCount>((resolve, reject) => {
-      const gather: Gather = {
-        members, expected: undefined, answered: 0, n: 0, ids: new Set(), resolve,
-        timer: this.link.setTimeout(() => this.finish(key, true), PRESENCE_TIMEOUT_MS),
-      };
-      this.gathers.set(key, gather);
-      this.link.broadcast(Buffer.from(`?${this.link.instance} ${key} ${members ? 1 : 0} ${pattern}`, 'latin1')).then((nodes) => {
-        if (this.gathers.get(key) !== gather) return;
-        gather.expected = nodes;
-        if (gather.answered >= nodes) this.finish(key, false);
-      }, (err: unknown) => {
-        this.link.clearTimer(gather.timer);
-        this.gathers.delete(key);
-        reject(err);
-      });
+      const question: Question = { members, n: 0, ids: new Set(), resolve, reject };
+      this.questions.start(question, (key) => Buffer.from(`?${this.link.instance} ${key} ${members ? 1 : 0} ${pattern}`, 'latin1'));
     });
   }
 
@@ -172,46 +153,42 @@ export class RedisPresence {
     const text = message.toString('utf8', 2);
     const first = text.indexOf(' ');
     const second = text.indexOf(' ', first + 1);
-    const gather = this.gathers.get(text.slice(0, first));
-    if (first < 0 || gather === undefined) return; // late (timed out) or not ours
+    const key = text.slice(0, first);
+    const question = this.questions.get(key);
+    if (first < 0 || question === undefined) return; // late (timed out) or not ours
     const n = Number(second < 0 ? text.slice(first + 1) : text.slice(first + 1, second));
     if (!Number.isSafeInteger(n) || n < 0) return this.report.malformed({}, 'redis engine: a presence answer without a count, ignored');
-    gather.answered++;
-    gather.n += n;
-    if (gather.members && second >= 0) {
+    question.n += n;
+    if (question.members && second >= 0) {
       try {
         const ids = JSON.parse(text.slice(second + 1)) as unknown;
         if (Array.isArray(ids)) {
           for (const id of ids) {
-            if (gather.ids.size >= MAX_MEMBERS) break;
-            if (typeof id === 'string') gather.ids.add(id);
+            if (question.ids.size >= MAX_MEMBERS) break;
+            if (typeof id === 'string') question.ids.add(id);
           }
         }
       } catch (err) {
         this.report.malformed({ err }, 'redis engine: a presence answer whose ids do not parse');
       }
     }
-    if (gather.expected !== undefined && gather.answered >= gather.expected) this.finish(text.slice(0, first), false);
+    this.questions.answered(key);
   }
 
   /** Every question waiting is answered with what came (the engine closes). */
   close(): void {
     this.notices.close();
-    for (const key of [...this.gathers.keys()]) this.finish(key, true);
+    this.questions.close();
   }
 
-  private finish(key: string, timedOut: boolean): void {
-    const gather = this.gathers.get(key);
-    if (gather === undefined) return;
-    this.gathers.delete(key);
-    this.link.clearTimer(gather.timer);
-    const count: PresenceCount = { n: gather.n };
-    if (gather.members) count.m = [...gather.ids].sort();
-    // Timed out with every node answered (the PUBLISH answer came last) is still complete.
-    if (timedOut && (gather.expected === undefined || gather.answered < gather.expected)) {
+  private finish(question: Question, { complete, error }: GatherEnd): void {
+    if (error !== undefined) return question.reject(error);
+    const count: PresenceCount = { n: question.n };
+    if (question.members) count.m = [...question.ids].sort();
+    if (!complete) {
       count.partial = true;
       this.traffic.partial++;
     }
-    gather.resolve(count);
+    question.resolve(count);
   }
 }
