@@ -313,4 +313,51 @@ describe('notices per turn (the core, one turn by hand)', () => {
     turn();
     expect(sent).toHaveLength(1);
   });
+
+  it('with a carrier: a turn looks only at the channels with something new, not at every channel whose notices are held', () => {
+    const registry = new SubscriptionRegistry();
+    const presence = new Presence(registry, (item) => {
+      item.dirty = true;
+    });
+    let sink: (news: PresenceNews) => void = () => {};
+    let asked = 0;
+    const unsettled = new Set<string>();
+    presence.carry({
+      onNews: (s) => (sink = s),
+      watch: () => {},
+      watchedElsewhere: () => false,
+      settled: (channel) => (asked++, !unsettled.has(channel)),
+      send: () => {},
+    });
+    const turn = (): void => {
+      presence.dirty = false;
+      presence.flush();
+    };
+    const frames: [string, number][] = [];
+    const watch = (channel: string): void => {
+      const me = subscriber();
+      registry.add(me, channel, undefined);
+      presence.watch(me, channel, { maySee: () => false, enqueueControl: (f) => frames.push([channel, (decodeFrame(f, DEFAULT_DECODE_LIMITS) as PresenceChangeFrame).n]), gone: false });
+    };
+    // 1000 channels first watched (their notices held until the other nodes' counts are known), a change on each.
+    for (let i = 0; i < 1000; i++) {
+      unsettled.add(`room.${i}`);
+      watch(`room.${i}`);
+      registry.add(subscriber(), `room.${i}`, undefined);
+    }
+    turn();
+    watch('lobby');
+    registry.add(subscriber(), 'lobby', undefined);
+    asked = 0;
+    turn();
+    expect(frames).toEqual([['lobby', 2]]);
+    expect(asked).toBe(1); // lobby's only
+    // room.7 settles: the carrier's word (its count) makes it due again, its held notice goes.
+    unsettled.delete('room.7');
+    sink({ channel: 'room.7', n: 3, changes: [] });
+    asked = 0;
+    turn();
+    expect(frames.at(-1)).toEqual(['room.7', 5]);
+    expect(asked).toBe(1);
+  });
 });

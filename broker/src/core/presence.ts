@@ -75,6 +75,11 @@ export class Presence implements Flushable {
   private readonly pending = new Map<string, Map<Subscriber, boolean>>();
   /** Per channel watched here, the changes to tell its watchers (held while the carrier is not settled). */
   private readonly queued = new Map<string, NoticeQueue>();
+  /**
+   * The channels whose queue got something this turn: all a flush looks at. A held queue waits
+   * unseen until the carrier's word about its channel (its news when it settles) makes it due again.
+   */
+  private readonly due = new Set<string>();
   /** Per channel watched here, its holders on the other nodes (the carrier's latest word). */
   private readonly others = new Map<string, number>();
   private readonly figures = { notices: 0, folded: 0, queries: 0 };
@@ -167,12 +172,14 @@ export class Presence implements Flushable {
       for (const [sub, j] of changes) enqueue(queue, { about: sub, j, m: memberId(sub) });
     }
     this.pending.clear();
-    for (const [channel, queue] of this.queued) {
-      if (this.carrier !== undefined && !this.carrier.settled(channel)) continue; // told once the other nodes' counts are known
+    for (const channel of this.due) {
+      const queue = this.queued.get(channel);
+      if (queue === undefined || (this.carrier !== undefined && !this.carrier.settled(channel))) continue; // told once the other nodes' counts are known
       this.queued.delete(channel);
       const watching = this.watchers.get(channel);
       if (watching !== undefined) this.notify(channel, queue, watching);
     }
+    this.due.clear();
     if (news !== undefined) this.carrier!.send(news);
   }
 
@@ -188,7 +195,9 @@ export class Presence implements Flushable {
       queue.net += news.net ?? 0;
     }
     // A sync settling the channel also releases what waited for it.
-    if (this.queued.has(channel) && !this.dirty) this.markDirty(this);
+    if (!this.queued.has(channel)) return;
+    this.due.add(channel);
+    if (!this.dirty) this.markDirty(this);
   }
 
   /** This node's news of `channel` for the other nodes: its holders now, the changes (64 at most itemized). */
@@ -210,9 +219,11 @@ export class Presence implements Flushable {
     return out;
   }
 
+  /** `channel`'s queue of notices, due at this turn's flush. */
   private queue(channel: string): NoticeQueue {
     let queue = this.queued.get(channel);
     if (queue === undefined) this.queued.set(channel, (queue = { items: [], more: 0, net: 0 }));
+    this.due.add(channel);
     return queue;
   }
 
@@ -220,6 +231,7 @@ export class Presence implements Flushable {
   private unwatched(channel: string): void {
     this.watchers.delete(channel);
     this.queued.delete(channel);
+    this.due.delete(channel);
     this.others.delete(channel);
     this.carrier?.watch(channel, false);
   }

@@ -115,7 +115,11 @@ export interface PresenceCarrier {
   watch(channel: string, watching: boolean): void;
   /** Whether a node other than this one watches `channel`: this node's changes of it are then sent. */
   watchedElsewhere(channel: string): boolean;
-  /** Whether the other nodes' holders of a channel watched here are known (false while they are asked, 1 s at most). */
+  /**
+   * Whether the other nodes' holders of a channel watched here are known (false while they are
+   * asked, 1 s at most). When it turns true, news of the channel follow (the count, no change):
+   * the broker looks at a held channel again only then.
+   */
   settled(channel: string): boolean;
   /** This node's news of channels other nodes watch: one turn's, batched. */
   send(news: PresenceNews[]): void;
