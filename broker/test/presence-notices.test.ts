@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PresenceNews } from '../src/engine/engine.js';
 import { MAX_SYNCS } from '../src/engine/redis/presence-notices.js';
-import { RedisPresence } from '../src/engine/redis/presence.js';
+import { RedisPresence, type PresenceLink } from '../src/engine/redis/presence.js';
 import { ManualClock } from './manual-clock.js';
 
 /** One node on the bus: its presence traffic, what its broker was handed, and its holders per channel. */
@@ -29,7 +29,7 @@ class Bus {
   readonly nodes = new Map<string, Node>();
   private queue: (() => void)[] = [];
 
-  node(name: string): Node {
+  node(name: string, links: Partial<PresenceLink> = {}): Node {
     const node: Node = { name, presence: undefined!, heard: [], holders: new Map(), up: true, stuck: false, backlog: [], alive: true, warnings: [] };
     node.presence = new RedisPresence({
       instance: name,
@@ -49,6 +49,7 @@ class Bus {
       setTimeout: (callback, ms) => this.clock.setTimeout(callback, ms),
       clearTimer: (handle) => this.clock.clearTimer(handle),
       warn: (_fields, message) => node.warnings.push(message),
+      ...links,
     });
     node.presence.notices.onNews((news) => node.heard.push(news), (channel) => node.holders.get(channel) ?? 0);
     this.nodes.set(name, node);
@@ -113,7 +114,15 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
     expect(a.heard[1]).toEqual({ channel: 'room.1', n: 4, changes: [{ j: false, m: 'jwt:x' }] });
   });
 
-  it('a node found dead at a heartbeat leaves the count in one notice, and is sent nothing more', async () => {
+  /** Two heartbeats of `node` (a node is taken for dead when both find its key gone). */
+  async function beatTwice(bus: Bus, node: Node): Promise<void> {
+    for (let i = 0; i < 2; i++) {
+      node.presence.notices.sweep();
+      await bus.settle();
+    }
+  }
+
+  it('a node found dead at two heartbeats in a row leaves the count in one notice, and is sent nothing more', async () => {
     const { bus, a, b } = await watchedPair();
     const c = bus.node('c#1');
     c.presence.notices.resync(); // c starts: it learns what every node watches
@@ -123,14 +132,47 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
     b.up = false;
     a.presence.notices.sweep();
     await bus.settle();
+    expect(a.heard).toEqual([]); // once: a Redis restarted empty looks the same, until b's next beat
+    a.presence.notices.sweep();
+    await bus.settle();
     expect(a.heard).toEqual([{ channel: 'room.1', n: 0, changes: [], more: 2, net: -2 }]);
     expect(a.presence.notices.stats()).toMatchObject({ nodesLost: 1 });
     // b's watches go too: a node that watched nothing of c's is not sent c's news.
     b.presence.notices.watch('room.2', true);
     await bus.settle();
+    await beatTwice(bus, c);
+    expect(c.presence.notices.watchedElsewhere('room.2')).toBe(false);
+  });
+
+  it('a node whose heartbeat key is missing at one heartbeat only (Redis restarted empty, before its next beat) stays counted', async () => {
+    const { bus, a, b } = await watchedPair();
+    b.alive = false;
+    a.presence.notices.sweep();
+    await bus.settle();
+    b.alive = true; // its next beat
+    await beatTwice(bus, a);
+    b.alive = false; // and missing once more, later: once again only a suspect
+    a.presence.notices.sweep();
+    await bus.settle();
+    expect(a.heard).toEqual([]);
+    expect(a.presence.notices.stats().nodesLost).toBe(0);
+  });
+
+  it('a liveness read that goes wrong (not a list, or the broker failing to take the news) never leaves a rejected promise behind', async () => {
+    const { bus, a, b } = await watchedPair();
+    b.alive = false;
+    a.presence.notices.onNews(() => {
+      throw new Error('the broker broke');
+    }, () => 0);
+    await beatTwice(bus, a);
+    expect(a.presence.notices.stats().nodesLost).toBe(1);
+    expect(a.warnings).toContain('redis engine: the broker failed to take presence news');
+    const c = bus.node('c#1', { evaluate: async () => 'OK' });
+    c.presence.notices.resync(); // c learns that a watches room.1: a is a node to check
+    await bus.settle();
     c.presence.notices.sweep();
     await bus.settle();
-    expect(c.presence.notices.watchedElsewhere('room.2')).toBe(false);
+    expect(c.warnings).toEqual(['redis engine: the live nodes could not be read for presence']);
   });
 
   it('a node whose heartbeats stalled past 4 s (the others may have taken it for dead) syncs again, and the others get its count back', async () => {
@@ -138,8 +180,7 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
     b.presence.notices.sweep();
     // a takes b for dead while b is stalled: b's 2 leave the count, b's watches are forgotten.
     b.alive = false;
-    a.presence.notices.sweep();
-    await bus.settle();
+    await beatTwice(bus, a);
     expect(a.heard.at(-1)).toEqual({ channel: 'room.1', n: 0, changes: [], more: 2, net: -2 });
     b.alive = true;
     bus.clock.advance(5000);
@@ -223,6 +264,8 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
     const { bus, a, b } = await watchedPair();
     b.alive = false;
     a.presence.notices.sweep();
+    await bus.settle();
+    a.presence.notices.sweep(); // the read that would find b gone
     a.presence.close();
     await bus.settle();
     expect(a.heard).toEqual([]);

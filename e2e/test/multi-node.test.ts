@@ -942,7 +942,7 @@ describe('presence notices across broker processes', () => {
       { channel: 'room.1', joined: false, subscribers: 3 },
     ]);
     expect((await statsOf(b!)).engine.presence!.newsSent).toBeGreaterThanOrEqual(2);
-    // B dies without a word: once its heartbeat key lapses (~5 s), A drops its holders (early).
+    // B dies without a word: once its heartbeat key lapses (~5 s) and A's next two heartbeats find it gone, A drops its holders.
     await b!.stop('SIGKILL');
     await until('the watcher to hear B\'s subscribers leave', () => heard.get('watcher')!.length === 4, 15_000);
     expect(heard.get('watcher')![3]).toEqual({ channel: 'room.1', joined: false, subscribers: 2 });

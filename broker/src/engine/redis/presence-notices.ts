@@ -21,9 +21,10 @@ import type { PresenceLink, PresenceReport } from './presence.js';
 //                                                          news: holders after the changes (ids of
 //                                                          authenticated principals only, never uuids)
 //
-// A channel's first watcher on a node waits for every node's answer (PRESENCE_TIMEOUT_MS at most)
+// A channel's first watcher on a node waits for every node's answer (SYNC_TIMEOUT_MS at most)
 // before its first notice, so that `n` starts from the deployment's count. A node found dead (its
-// heartbeat key expired: ~5 s) leaves the count: its holders are told gone in one notice. A node
+// heartbeat key expired, ~5 s, at two heartbeats in a row) leaves the count: its holders are told
+// gone in one notice. A node
 // that was stalled past its heartbeat (others may have taken it for dead) and one whose pub/sub
 // connection came back (it missed news) sync again with `=`; a count that a lost message left
 // wrong is told as one notice of the difference.
@@ -71,12 +72,10 @@ export interface NoticeTraffic {
 export class RedisPresenceNotices implements PresenceCarrier {
   private sink: (news: PresenceNews) => void = () => {};
   private held: (channel: string) => number = () => 0;
-  /** Channels watched on this node. */
-  private readonly watching = new Set<string>();
   /** Per channel, the other nodes watching it; per other node, the channels it watches. */
   private readonly watchedBy = new Map<string, Set<string>>();
   private readonly watchesOf = new Map<string, Set<string>>();
-  /** Per channel watched here, each other node's holders of it (more than 0 only). */
+  /** Per channel watched here (its keys: the channels watched on this node), each other node's holders of it (more than 0 only). */
   private readonly counts = new Map<string, Map<string, number>>();
   /** Per channel watched here, the `+` syncs still waiting for answers about it. */
   private readonly settling = new Map<string, number>();
@@ -86,6 +85,8 @@ export class RedisPresenceNotices implements PresenceCarrier {
   private scheduled = false;
   private lastSweep: number | undefined;
   private sweeping = false;
+  /** Nodes found without a heartbeat key once: gone if the next heartbeat finds them so again. */
+  private readonly suspects = new Set<string>();
   private closed = false;
   readonly traffic: NoticeTraffic = { newsSent: 0, newsReceived: 0, syncs: 0, nodesLost: 0 };
 
@@ -107,14 +108,8 @@ export class RedisPresenceNotices implements PresenceCarrier {
   }
 
   watch(channel: string, watching: boolean): void {
-    if (watching) {
-      this.watching.add(channel);
-      if (!this.counts.has(channel)) this.counts.set(channel, new Map());
-    } else {
-      // Its syncs in flight still count down `settling` as they end (a watch made again waits for its own).
-      this.watching.delete(channel);
-      this.counts.delete(channel);
-    }
+    if (!watching) this.counts.delete(channel); // its syncs in flight still count down `settling` as they end
+    else if (!this.counts.has(channel)) this.counts.set(channel, new Map());
     this.watchChanges.set(channel, watching);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -163,10 +158,14 @@ export class RedisPresenceNotices implements PresenceCarrier {
    */
   resync(): void {
     if (this.closed) return;
-    this.ask('=', [...this.watching]);
+    this.ask('=', [...this.counts.keys()]);
   }
 
-  /** At each heartbeat: nodes known here that are dead leave (their holders told gone); a stalled node syncs again. */
+  /**
+   * At each heartbeat: nodes known here that are dead leave (their holders told gone); a stalled
+   * node syncs again. Dead: no heartbeat key at two heartbeats in a row (a key missing once is a
+   * Redis restarted empty, read before that node's next beat).
+   */
   sweep(): void {
     if (this.closed) return;
     const now = this.link.now();
@@ -179,14 +178,20 @@ export class RedisPresenceNotices implements PresenceCarrier {
     this.sweeping = true;
     this.link.evaluate(PRESENCE_LIVE, [this.link.prefix, ...known]).then((reply) => {
       if (this.closed) return;
-      const alive = new Set((reply as unknown[]).map(String));
+      if (!Array.isArray(reply)) throw new Error('not a list');
+      const alive = new Set(reply.map(String));
+      for (const node of this.suspects) if (!known.has(node) || alive.has(node)) this.suspects.delete(node);
       for (const node of known) {
         if (alive.has(node)) continue;
+        if (!this.suspects.has(node)) {
+          this.suspects.add(node);
+          continue;
+        }
         this.traffic.nodesLost++;
         this.report.warn({ node }, 'redis engine: a node with presence watches or holders is gone; its subscribers leave the count');
         this.forget(node);
       }
-    }, (err: unknown) => this.report.warn({ err: (err as Error).message }, 'redis engine: the live nodes could not be read for presence'))
+    }).catch((err: unknown) => this.report.warn({ err: (err as Error).message }, 'redis engine: the live nodes could not be read for presence'))
       .finally(() => (this.sweeping = false));
   }
 
@@ -228,7 +233,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
       const n = this.held(channel);
       if (n > 0) answer += ` ${channel}=${n}`;
     }
-    if (kind === '=') for (const channel of this.watching) answer += ` @${channel}`;
+    if (kind === '=') for (const channel of this.counts.keys()) answer += ` @${channel}`;
     this.link.toNode(origin, Buffer.from(answer, 'latin1'));
   }
 
@@ -306,7 +311,16 @@ export class RedisPresenceNotices implements PresenceCarrier {
     if (changes.length === 0 && more === 0 && unexplained === 0 && n === before) return;
     const news: PresenceNews = { channel, n: this.others(channel), changes };
     if (more > 0 || unexplained !== 0) Object.assign(news, { more: more + Math.abs(unexplained), net: net + unexplained });
-    this.sink(news);
+    this.tell(news);
+  }
+
+  /** Hands news to the broker: whatever goes wrong there stays there (a pub/sub listener, a timer or a promise called this). */
+  private tell(news: PresenceNews): void {
+    try {
+      this.sink(news);
+    } catch (err) {
+      this.report.warn({ err: (err as Error).message, channel: news.channel }, 'redis engine: the broker failed to take presence news');
+    }
   }
 
   /** The holders of `channel` on every other node, as last told. */
@@ -318,12 +332,13 @@ export class RedisPresenceNotices implements PresenceCarrier {
 
   /** A node gone: its watches go, and its holders leave the counts (one notice per channel). */
   private forget(node: string): void {
+    this.suspects.delete(node);
     for (const channel of this.watchesOf.get(node) ?? []) this.unwatchedBy(node, channel);
     for (const [channel, counts] of this.counts) {
       const n = counts.get(node);
       if (n === undefined) continue;
       counts.delete(node);
-      this.sink({ channel, n: this.others(channel), changes: [], more: n, net: -n });
+      this.tell({ channel, n: this.others(channel), changes: [], more: n, net: -n });
     }
   }
 
@@ -355,8 +370,8 @@ export class RedisPresenceNotices implements PresenceCarrier {
     const added: string[] = [];
     const removed: string[] = [];
     for (const [channel, watched] of this.watchChanges) {
-      if (watched && this.watching.has(channel)) added.push(channel);
-      else if (!watched && !this.watching.has(channel)) removed.push(channel);
+      if (watched && this.counts.has(channel)) added.push(channel);
+      else if (!watched && !this.counts.has(channel)) removed.push(channel);
     }
     this.watchChanges.clear();
     if (this.closed) return;
@@ -385,7 +400,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
         continue;
       }
       this.settling.delete(channel);
-      if (this.watching.has(channel)) this.sink({ channel, n: this.others(channel), changes: [] });
+      if (this.counts.has(channel)) this.tell({ channel, n: this.others(channel), changes: [] });
     }
   }
 
