@@ -4,7 +4,7 @@
 // the nodes tests run the same code on a real Redis; here the faults are exact.
 import { describe, expect, it } from 'vitest';
 import type { PresenceNews } from '../src/engine/engine.js';
-import { MAX_SYNCS } from '../src/engine/redis/presence-notices.js';
+import { LINGER_MS, MAX_SYNCS } from '../src/engine/redis/presence-notices.js';
 import { RedisPresence, type PresenceLink } from '../src/engine/redis/presence.js';
 import { ManualClock } from './manual-clock.js';
 
@@ -21,6 +21,8 @@ interface Node {
   backlog: (() => void)[];
   alive: boolean;
   warnings: string[];
+  /** Messages it broadcast on the presence channel. */
+  broadcasts: number;
 }
 
 /** Nodes sharing one bus and one clock; messages delivered in order, after the current turn. */
@@ -30,7 +32,7 @@ class Bus {
   private queue: (() => void)[] = [];
 
   node(name: string, links: Partial<PresenceLink> = {}): Node {
-    const node: Node = { name, presence: undefined!, heard: [], holders: new Map(), up: true, stuck: false, backlog: [], alive: true, warnings: [] };
+    const node: Node = { name, presence: undefined!, heard: [], holders: new Map(), up: true, stuck: false, backlog: [], alive: true, warnings: [], broadcasts: 0 };
     node.presence = new RedisPresence({
       instance: name,
       prefix: 't:',
@@ -38,6 +40,7 @@ class Bus {
       defer: (callback) => void setImmediate(callback),
       now: () => this.clock.now(),
       broadcast: async (message) => {
+        node.broadcasts++;
         const to = [...this.nodes.values()].filter((n) => n.up);
         for (const n of to) this.post(n, () => n.presence.onQuestion(message));
         return to.length;
@@ -208,9 +211,12 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
     expect(a.heard.at(-1)).toEqual({ channel: 'room.1', n: 3, changes: [], more: 3, net: 3 });
   });
 
-  it('a watch withdrawn stops the news; a closing node is forgotten at once; messages that do not parse are ignored with a warning', async () => {
+  it('a watch withdrawn stops the news (2 s after); a closing node is forgotten at once; messages that do not parse are ignored with a warning', async () => {
     const { bus, a, b } = await watchedPair();
     a.presence.notices.watch('room.1', false);
+    await bus.settle();
+    expect(b.presence.notices.watchedElsewhere('room.1')).toBe(true); // lingers
+    bus.clock.advance(LINGER_MS);
     await bus.settle();
     expect(b.presence.notices.watchedElsewhere('room.1')).toBe(false);
     a.presence.notices.watch('room.1', true);
@@ -239,25 +245,55 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
     expect(a.heard).toEqual([{ channel: 'room.1', n: 0, changes: [], more: 2, net: -2 }]);
   });
 
-  it('a watch withdrawn and made again while the first sync waits: the first sync\'s end does not release the second\'s notices', async () => {
+  it('a watch withdrawn and made again while its sync waits: still held by that sync, no second one', async () => {
     const bus = new Bus();
     const a = bus.node('a#1');
     const b = bus.node('b#1');
     b.holders.set('room.1', 3);
     b.stuck = true;
-    a.presence.notices.watch('room.1', true); // sync 1: due at 1000
+    a.presence.notices.watch('room.1', true); // its sync: due at 1000
     await bus.settle();
     bus.clock.advance(500);
     a.presence.notices.watch('room.1', false);
     await bus.settle();
-    a.presence.notices.watch('room.1', true); // sync 2: due at 1500
+    a.presence.notices.watch('room.1', true);
     await bus.settle();
-    bus.clock.advance(500); // sync 1 ends unanswered
     expect(a.presence.notices.settled('room.1')).toBe(false);
+    expect(a.presence.notices.stats().syncs).toBe(1);
     bus.unstick(b);
     await bus.settle();
     expect(a.presence.notices.settled('room.1')).toBe(true);
     expect(a.heard.at(-1)).toEqual({ channel: 'room.1', n: 3, changes: [] });
+  });
+
+  it('a watcher that comes and goes (a flapping client, a page reloading) within 2 s costs no broadcast and no wait: its count at once', async () => {
+    const { bus, a, b } = await watchedPair();
+    const before = a.broadcasts;
+    for (let i = 0; i < 100; i++) {
+      a.presence.notices.watch('room.1', false);
+      await bus.settle();
+      bus.clock.advance(10);
+      a.presence.notices.watch('room.1', true);
+      expect(a.presence.notices.settled('room.1')).toBe(true);
+      await bus.settle();
+    }
+    expect(a.broadcasts - before).toBe(0);
+    expect(a.heard.at(-1)).toEqual({ channel: 'room.1', n: 2, changes: [] });
+    expect(a.heard).toHaveLength(100);
+    // News kept coming meanwhile: the count stays current.
+    b.presence.notices.send([{ channel: 'room.1', n: 3, changes: [{ j: true }] }]);
+    await bus.settle();
+    expect(a.heard.at(-1)).toEqual({ channel: 'room.1', n: 3, changes: [{ j: true }] });
+    // Gone for good: one withdrawal, 2 s after, and no timer left once closed.
+    a.presence.notices.watch('room.1', false);
+    a.presence.notices.watch('room.2', true);
+    a.presence.notices.watch('room.2', false);
+    await bus.settle();
+    bus.clock.advance(LINGER_MS);
+    await bus.settle();
+    expect(b.presence.notices.watchedElsewhere('room.1')).toBe(false);
+    expect(b.presence.notices.watchedElsewhere('room.2')).toBe(false);
+    expect(a.broadcasts - before).toBe(2); // room.2's `+`, then one `-` for both
   });
 
   it('a closing node forgets a liveness read still on its way: nothing is handed to its broker after close', async () => {

@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FrameType, decodeFrame, encodeFrame } from '@crier/protocol';
 import type { Engine, GroupFilterCount, ParkedSession, PresenceNews, PublishRequest, ReplyMessage, RequestMessage } from '../../src/engine/engine.js';
+import { LINGER_MS } from '../../src/engine/redis/presence-notices.js';
 import type { StreamEvent } from '../../src/engine/stream-event.js';
 import { ManualClock } from '../manual-clock.js';
 
@@ -770,8 +771,9 @@ export function engineContract(name: string, make: EngineFactory, traits: Engine
           await stop(c.engine);
           await until('c\'s holders to leave', () => heard.length === 3);
           expect(heard[2]).toEqual({ channel: 'room.1', n: 3, changes: [], more: 101, net: -101 });
-          // a stops watching: b stops sending.
+          // a stops watching: b stops sending (once the watch stopped lingering, 2 s after).
           onA!.watch('room.1', false);
+          a.clock.advance(LINGER_MS);
           await until('b to know nobody watches room.1', () => !onB!.watchedElsewhere('room.1'));
           expect(b.engine.stats().presence).toMatchObject({ newsSent: 1, watchedElsewhere: 0 });
           // a's syncs: its start, and room.1; c may also have sent its count on hearing a watch (a race with its start).

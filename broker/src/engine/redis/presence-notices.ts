@@ -1,3 +1,4 @@
+import type { TimerHandle } from '../../clock.js';
 import type { PresenceCarrier, PresenceChange, PresenceNews } from '../engine.js';
 import { Gatherings } from './gather.js';
 import type { PresenceLink, PresenceReport } from './presence.js';
@@ -11,7 +12,8 @@ import type { PresenceLink, PresenceReport } from './presence.js';
 // deployment's. Nothing is kept in Redis.
 //
 //   on <prefix>w:           +<origin> <key> <channel>…     origin watches these now: answer your holders
-//                           -<origin> <channel>…           origin no longer watches these
+//                           -<origin> <channel>…           origin no longer watches these (LINGER_MS after
+//                                                          its last watcher left: one back sooner costs nothing)
 //                           =<origin> <key> <channel>…     origin (re)starts: it watches exactly these;
 //                                                          answer your holders and what you watch
 //                           x<origin>                      origin closes: forget its watches and holders
@@ -24,10 +26,9 @@ import type { PresenceLink, PresenceReport } from './presence.js';
 // A channel's first watcher on a node waits for every node's answer (SYNC_TIMEOUT_MS at most)
 // before its first notice, so that `n` starts from the deployment's count. A node found dead (its
 // heartbeat key expired, ~5 s, at two heartbeats in a row) leaves the count: its holders are told
-// gone in one notice. A node
-// that was stalled past its heartbeat (others may have taken it for dead) and one whose pub/sub
-// connection came back (it missed news) sync again with `=`; a count that a lost message left
-// wrong is told as one notice of the difference.
+// gone in one notice. A node that was stalled past its heartbeat (others may have taken it for
+// dead) and one whose pub/sub connection came back (it missed news) sync again with `=`; a count
+// that a lost message left wrong is told as one notice of the difference.
 
 /** The nodes among ARGV[2..] alive now (their heartbeat key is there). ARGV: prefix, instance…. */
 export const PRESENCE_LIVE = `
@@ -48,6 +49,11 @@ export const SYNC_TIMEOUT_MS = 1000;
 export const MAX_SYNCS = 64;
 /** A gap this long between two heartbeats: the other nodes may have taken this one for dead (its key lives 5 s). */
 const STALL_MS = 4000;
+/**
+ * How long a channel stays watched on the wire after its last watcher here left, in ms: a watcher
+ * back within it (a page reloading, a client flapping) costs no broadcast, no sync and no wait.
+ */
+export const LINGER_MS = 2000;
 
 const S = 0x53; // 'S'
 const R = 0x52; // 'R'
@@ -80,9 +86,12 @@ export class RedisPresenceNotices implements PresenceCarrier {
   /** Per channel watched here, the `+` syncs still waiting for answers about it. */
   private readonly settling = new Map<string, number>();
   private readonly syncs: Gatherings<Sync>;
-  /** This turn's watch changes (true: watched), sent in one broadcast each way. */
-  private readonly watchChanges = new Map<string, boolean>();
+  /** This turn's first watches, sent in one `+` broadcast. */
+  private readonly adding = new Set<string>();
   private scheduled = false;
+  /** Channels whose last watcher here left, and when, oldest first: withdrawn (`-`) after LINGER_MS. */
+  private readonly leaving = new Map<string, number>();
+  private leaveTimer: TimerHandle | undefined;
   private lastSweep: number | undefined;
   private sweeping = false;
   /** Nodes found without a heartbeat key once: gone if the next heartbeat finds them so again. */
@@ -108,12 +117,19 @@ export class RedisPresenceNotices implements PresenceCarrier {
   }
 
   watch(channel: string, watching: boolean): void {
-    if (!watching) this.counts.delete(channel); // its syncs in flight still count down `settling` as they end
-    else if (!this.counts.has(channel)) this.counts.set(channel, new Map());
-    this.watchChanges.set(channel, watching);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      this.link.defer(() => this.sendWatches());
+    if (!watching) {
+      // Still watched on the wire for LINGER_MS: the news keep coming, the counts stay current.
+      this.leaving.set(channel, this.link.now());
+      this.leaveTimer ??= this.link.setTimeout(() => this.withdraw(), LINGER_MS);
+    } else if (this.leaving.delete(channel)) {
+      this.tell({ channel, n: this.others(channel), changes: [] }); // back in time: its count, at once
+    } else {
+      this.counts.set(channel, new Map());
+      this.adding.add(channel);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        this.link.defer(() => this.sendWatches());
+      }
     }
   }
 
@@ -122,7 +138,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
   }
 
   settled(channel: string): boolean {
-    return !this.settling.has(channel) && this.watchChanges.get(channel) !== true;
+    return !this.settling.has(channel) && !this.adding.has(channel);
   }
 
   /**
@@ -199,6 +215,8 @@ export class RedisPresenceNotices implements PresenceCarrier {
   close(): void {
     this.closed = true;
     this.syncs.close();
+    if (this.leaveTimer !== undefined) this.link.clearTimer(this.leaveTimer);
+    this.leaveTimer = undefined;
   }
 
   /** This node closes (Redis still reachable): the others forget its watches and holders at once. */
@@ -364,23 +382,32 @@ export class RedisPresenceNotices implements PresenceCarrier {
     for (const channel of now) this.watchedByNode(node, channel);
   }
 
-  /** This turn's watch changes: one `-` and one `+` broadcast (the `+` asks every node's holders). */
+  /** This turn's first watches: one `+` broadcast (it asks every node's holders). */
   private sendWatches(): void {
     this.scheduled = false;
-    const added: string[] = [];
+    const added = [...this.adding];
+    this.adding.clear();
+    if (!this.closed && added.length > 0) this.ask('+', added);
+  }
+
+  /** The channels left unwatched for LINGER_MS: one `-` broadcast; the next oldest waits its turn. */
+  private withdraw(): void {
+    this.leaveTimer = undefined;
+    const now = this.link.now();
     const removed: string[] = [];
-    for (const [channel, watched] of this.watchChanges) {
-      if (watched && this.counts.has(channel)) added.push(channel);
-      else if (!watched && !this.counts.has(channel)) removed.push(channel);
+    for (const [channel, since] of this.leaving) {
+      if (now - since < LINGER_MS) {
+        this.leaveTimer = this.link.setTimeout(() => this.withdraw(), LINGER_MS - (now - since));
+        break;
+      }
+      this.leaving.delete(channel);
+      this.counts.delete(channel); // its syncs in flight still count down `settling` as they end
+      removed.push(channel);
     }
-    this.watchChanges.clear();
-    if (this.closed) return;
-    if (removed.length > 0) {
-      this.link.broadcast(Buffer.from(`-${this.link.instance} ${removed.join(' ')}`, 'latin1')).catch((err: unknown) => {
-        this.report.warn({ err: (err as Error).message }, 'redis engine: presence watches could not be withdrawn (the other nodes send news for them until this node syncs again)');
-      });
-    }
-    if (added.length > 0) this.ask('+', added);
+    if (removed.length === 0 || this.closed) return;
+    this.link.broadcast(Buffer.from(`-${this.link.instance} ${removed.join(' ')}`, 'latin1')).catch((err: unknown) => {
+      this.report.warn({ err: (err as Error).message }, 'redis engine: presence watches could not be withdrawn (the other nodes send news for them until this node syncs again)');
+    });
   }
 
   /** Broadcasts a sync: `+` holds the first notices of `channels` until every node answered (1 s at most). */
