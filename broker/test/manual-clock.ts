@@ -31,6 +31,11 @@ export class ManualClock implements Clock {
     this.timers.delete(handle as number);
   }
 
+  /** Timers set and not yet fired or cleared (what a closed component must leave at 0). */
+  get pending(): number {
+    return this.timers.size;
+  }
+
   defer(callback: () => void): TimerHandle {
     return setImmediate(callback);
   }

@@ -284,7 +284,7 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
     b.presence.notices.send([{ channel: 'room.1', n: 3, changes: [{ j: true }] }]);
     await bus.settle();
     expect(a.heard.at(-1)).toEqual({ channel: 'room.1', n: 3, changes: [{ j: true }] });
-    // Gone for good: one withdrawal, 2 s after, and no timer left once closed.
+    // Gone for good: one withdrawal, 2 s after.
     a.presence.notices.watch('room.1', false);
     a.presence.notices.watch('room.2', true);
     a.presence.notices.watch('room.2', false);
@@ -294,6 +294,34 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
     expect(b.presence.notices.watchedElsewhere('room.1')).toBe(false);
     expect(b.presence.notices.watchedElsewhere('room.2')).toBe(false);
     expect(a.broadcasts - before).toBe(2); // room.2's `+`, then one `-` for both
+    // Closed while a watch lingers: its timer goes with it.
+    a.presence.notices.watch('room.1', true);
+    await bus.settle();
+    a.presence.notices.watch('room.1', false);
+    expect(bus.clock.pending).toBe(1);
+    a.presence.close();
+    expect(bus.clock.pending).toBe(0);
+    bus.clock.advance(LINGER_MS);
+    await bus.settle();
+    expect(a.broadcasts - before).toBe(3); // room.1's `+` only
+  });
+
+  it('closed while a sync and a question wait: their timers go, nothing is told after, the question answers partial', async () => {
+    const bus = new Bus();
+    const a = bus.node('a#1');
+    const b = bus.node('b#1');
+    b.holders.set('room.1', 3);
+    b.stuck = true;
+    a.presence.notices.watch('room.1', true);
+    const asked = a.presence.ask('room.1', false);
+    await bus.settle();
+    expect(bus.clock.pending).toBe(2);
+    a.presence.close();
+    expect(bus.clock.pending).toBe(0);
+    expect(await asked).toEqual({ n: 0, partial: true });
+    bus.unstick(b);
+    await bus.settle();
+    expect(a.heard).toEqual([]);
   });
 
   it('a closing node forgets a liveness read still on its way: nothing is handed to its broker after close', async () => {
