@@ -38,9 +38,12 @@ export class BrokerCore {
   private readonly slow = new Set<SlowSubscriber>();
 
   // Routing: a sequence stamp dedupes subscribers matched by several patterns, and the matches
-  // go into one reused array (routing never runs inside another: handlers run in the flush).
+  // go into one reused array (routing never runs inside another: handlers run in the flush). Its
+  // first `recipientCount` slots are this event's; the array keeps its storage between events
+  // (setting its length to 0 per event dropped it, and the next push allocated it again).
   private routeSeq = 0;
-  private readonly recipients: Subscriber[] = [];
+  private readonly recipients: (Subscriber | undefined)[] = [];
+  private recipientCount = 0;
   private matching: StreamEvent | undefined;
   private readonly collect = (entry: IndexEntry): void => {
     const sub = entry.sub;
@@ -48,7 +51,7 @@ export class BrokerCore {
     // A filtered-out entry does not stamp: another subscription of the same subscriber may pass.
     if (entry.filter !== undefined && !entry.filter.passes(this.matching!.labels, this.matching!.key)) return;
     sub.stamp = this.routeSeq;
-    this.recipients.push(sub);
+    this.recipients[this.recipientCount++] = sub;
   };
   /** The queue groups this node delivers the event being routed to (`undefined`: every group here). */
   private chosen: ReadonlySet<string> | undefined;
@@ -58,7 +61,7 @@ export class BrokerCore {
     const sub = this.registry.groups.pick(group, event.labels, event.key);
     if (sub === undefined || sub.stamp === this.routeSeq) return; // it has the event already
     sub.stamp = this.routeSeq;
-    this.recipients.push(sub);
+    this.recipients[this.recipientCount++] = sub;
   };
 
   // Flush scheduling: items with queued output, and one deferred call per turn for all of them.
@@ -115,16 +118,19 @@ export class BrokerCore {
       this.registry.groups.match(event.channel, this.pickGroup);
     }
     const recipients = this.recipients;
-    if (recipients.length > 0) {
+    const count = this.recipientCount;
+    if (count > 0) {
       let queued = 0;
       try {
-        for (let i = 0; i < recipients.length; i++) {
+        for (let i = 0; i < count; i++) {
           if (recipients[i]!.deliver(event)) queued++;
           else this.dropped++;
         }
       } finally {
-        // Cleared whatever happens: a stale entry would receive the next event.
-        recipients.length = 0;
+        // Cleared whatever happens: a stale entry would receive the next event (or keep a
+        // subscriber that is gone alive).
+        for (let i = 0; i < count; i++) recipients[i] = undefined;
+        this.recipientCount = 0;
         this.matching = undefined;
       }
       this.delivered += queued;

@@ -136,13 +136,22 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    * WebSocket message (StreamEvent.message), written as is by the flush.
    */
   private single: Buffer | undefined;
+  /**
+   * A normal event queued alone (nothing in any lane), with its message in {@link single}: kept
+   * here rather than in {@link queue}, so the common turn of a subscriber (one event) touches no
+   * lane array, and the queue's storage is not dropped and grown again per event. Anything queued
+   * behind it puts it in its lane first ({@link spill}).
+   */
+  private lone: Uint8Array | undefined;
   private queuedEvents = 0;
   private queuedBytes = 0;
   private inflightEvents = 0;
   private inflightBytes = 0;
   // (events, bytes) of each written batch, in write order; callbacks complete them in that order.
+  // batches[batchHead..batchTail) are in flight; the array keeps its storage when they are done.
   private readonly batches: number[] = [];
   private batchHead = 0;
+  private batchTail = 0;
   // Batches at the head of `batches` already counted as written by settleWritten().
   private settledBatches = 0;
   private readonly onBatchWritten: (err?: Error | null) => void;
@@ -169,7 +178,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    */
   accepts(bytes: number): boolean {
     if (!this.slow && this.hasRoom(bytes)) return true;
-    if (this.queue.length + this.control.length + this.high.length > 0) this.flush();
+    if (this.queuedBytes > 0) this.flush(); // something queued (every frame has bytes)
     if (this.inflightEvents + this.inflightBytes > 0 && this.ws.bufferedAmount === 0) this.settleWritten();
     if (this.slow) {
       if (!this.drained()) return false;
@@ -194,6 +203,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    */
   private enqueueHigh(event: StreamEvent): boolean {
     if (this.state === 'freed') return false;
+    if (this.lone !== undefined) this.spill();
     const bytes = event.frame.length;
     // Full: a socket that takes writes at once (a burst within one turn) makes room now, as
     // accepts() does for normal events; one that does not keeps the lanes, and loses this event.
@@ -203,7 +213,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
       this.drop(event.channel);
       return false;
     }
-    this.single = this.queue.length + this.control.length + this.high.length === 0 ? event.message : undefined;
+    this.single = this.queuedBytes === 0 ? event.message : undefined; // nothing else queued
     this.high.push(event.frame);
     this.highBytes += bytes;
     this.queuedEvents++;
@@ -220,6 +230,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    */
   enqueueReplayed(frame: Uint8Array): void {
     if (this.state === 'freed') return;
+    if (this.lone !== undefined) this.spill();
     this.single = undefined;
     this.queue.push(frame);
     this.queuedEvents++;
@@ -300,8 +311,14 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
       this.drop(channel);
       return false;
     }
-    this.single = this.queue.length + this.control.length + this.high.length === 0 ? message : undefined;
-    this.queue.push(frame);
+    if (this.lone !== undefined) this.spill();
+    if (message !== undefined && this.queuedBytes === 0) { // nothing else queued (every frame has bytes)
+      this.single = message;
+      this.lone = frame;
+    } else {
+      this.single = undefined;
+      this.queue.push(frame);
+    }
     this.queuedEvents++;
     this.queuedBytes += frame.length;
     this.host.bufferedBytes += frame.length;
@@ -328,7 +345,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
   /** Every written batch is known to be in the kernel: zero the in-flight counts now. */
   private settleWritten(): void {
     // Their callbacks are still to come; they must not subtract a second time.
-    this.settledBatches = (this.batches.length - this.batchHead) / 2;
+    this.settledBatches = (this.batchTail - this.batchHead) / 2;
     this.inflightEvents = 0;
     this.host.bufferedBytes -= this.inflightBytes;
     this.inflightBytes = 0;
@@ -347,6 +364,7 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
   /** Queues a frame that is never dropped (welcome, ack, error, ping, pong, dropped). */
   enqueueControl(frame: Uint8Array): void {
     if (this.state === 'freed') return;
+    if (this.lone !== undefined) this.spill();
     this.single = undefined;
     this.control.push(frame);
     this.queuedBytes += frame.length;
@@ -355,6 +373,13 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
     if (this.queuedBytes + this.inflightBytes > 2 * this.host.maxBufferBytes + CONTROL_SLACK_BYTES) {
       this.host.onOverflow(this);
     }
+  }
+
+  /** Puts the {@link lone} event in the normal lane: something is queued behind it. */
+  private spill(): void {
+    this.queue.push(this.lone!);
+    this.lone = undefined;
+    this.single = undefined;
   }
 
   /**
@@ -367,9 +392,10 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
    * socket has not taken the previous write (a close follows).
    */
   flush(force = false): void {
+    const lone = this.lone !== undefined;
     const queue = this.queue;
-    const ahead = this.control.length + this.high.length;
-    const n = queue.length + ahead;
+    const ahead = lone ? 0 : this.control.length + this.high.length;
+    const n = lone ? 1 : queue.length + ahead;
     if (n === 0) return;
     if (this.state === 'freed' || this.ws.readyState !== OPEN) {
       // Whatever had to go out before a close was flushed by the close itself.
@@ -379,13 +405,15 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
     // A write of ours still waits in the socket's buffer (the kernel's is full): hold the lanes
     // here, in their order, until its callback (batchWritten) flushes again. A fast reader's
     // socket takes each write at once, so this never holds it.
-    if (!force && this.batches.length > this.batchHead && this.socket.writableLength > 0) return;
-    const frames = ahead === 0 ? queue : this.control.concat(this.high, queue);
+    if (!force && this.batchTail > this.batchHead && this.socket.writableLength > 0) return;
     // When the callback fires, the kernel has taken the whole batch.
-    const out = n === 1 && this.single !== undefined ? this.single : frameMessages(frames, this.queuedBytes);
+    const out = n === 1 && this.single !== undefined
+      ? this.single
+      : frameMessages(ahead === 0 ? queue : this.control.concat(this.high, queue), this.queuedBytes);
     this.host.sentBytes += out.length;
     this.socket.write(out, this.onBatchWritten);
-    this.batches.push(this.queuedEvents, this.queuedBytes);
+    this.batches[this.batchTail++] = this.queuedEvents;
+    this.batches[this.batchTail++] = this.queuedBytes;
     this.inflightEvents += this.queuedEvents;
     this.inflightBytes += this.queuedBytes;
     this.resetQueue(); // now in flight: still counted in the host's bufferedBytes
@@ -398,10 +426,12 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
   }
 
   private resetQueue(): void {
-    this.queue.length = 0;
-    this.control.length = 0;
-    this.high.length = 0;
+    // Emptied only when used: setting a length is a runtime call, and it drops the array's storage.
+    if (this.queue.length !== 0) this.queue.length = 0;
+    if (this.control.length !== 0) this.control.length = 0;
+    if (this.high.length !== 0) this.high.length = 0;
     this.highBytes = 0;
+    this.lone = undefined;
     this.single = undefined;
     this.queuedEvents = 0;
     this.queuedBytes = 0;
@@ -433,13 +463,13 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
       this.inflightBytes -= bytes;
       this.host.bufferedBytes -= bytes;
     }
-    if (this.batchHead === this.batches.length) {
-      this.batches.length = 0;
+    if (this.batchHead === this.batchTail) {
       this.batchHead = 0;
+      this.batchTail = 0;
     }
     if (this.slow && this.state === 'open' && this.drained()) this.recover();
     // Lanes held while this write waited (see flush): their turn now.
-    if (!this.dirty && this.state !== 'freed' && this.queue.length + this.control.length + this.high.length > 0) this.host.markDirty(this);
+    if (!this.dirty && this.state !== 'freed' && this.queuedBytes > 0) this.host.markDirty(this);
   }
 
   private recover(): void {
