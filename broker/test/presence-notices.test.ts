@@ -83,6 +83,16 @@ class Bus {
   }
 }
 
+/** Two nodes: `b` holds 3 of room.1 and does not answer (its event loop stuck); `a` watches nothing yet. */
+function stuckPair(): { bus: Bus; a: Node; b: Node } {
+  const bus = new Bus();
+  const a = bus.node('a#1');
+  const b = bus.node('b#1');
+  b.holders.set('room.1', 3);
+  b.stuck = true;
+  return { bus, a, b };
+}
+
 /** Two nodes: `a` watches room.1, `b` holds 2 of it; `a` settled with b's count. */
 async function watchedPair(): Promise<{ bus: Bus; a: Node; b: Node }> {
   const bus = new Bus();
@@ -194,11 +204,7 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
   });
 
   it('holds a first watcher\'s notices for at most a second when a node does not answer, then counts that node from its late answer', async () => {
-    const bus = new Bus();
-    const a = bus.node('a#1');
-    const b = bus.node('b#1');
-    b.holders.set('room.1', 3);
-    b.stuck = true; // subscribed (Redis counts it), but not answering
+    const { bus, a, b } = stuckPair(); // b subscribed (Redis counts it), but not answering
     a.presence.notices.watch('room.1', true);
     await bus.settle();
     expect(a.presence.notices.settled('room.1')).toBe(false);
@@ -246,11 +252,7 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
   });
 
   it('a watch withdrawn and made again while its sync waits: still held by that sync, no second one', async () => {
-    const bus = new Bus();
-    const a = bus.node('a#1');
-    const b = bus.node('b#1');
-    b.holders.set('room.1', 3);
-    b.stuck = true;
+    const { bus, a, b } = stuckPair();
     a.presence.notices.watch('room.1', true); // its sync: due at 1000
     await bus.settle();
     bus.clock.advance(500);
@@ -307,11 +309,7 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
   });
 
   it('closed while a sync and a question wait: their timers go, nothing is told after, the question answers partial', async () => {
-    const bus = new Bus();
-    const a = bus.node('a#1');
-    const b = bus.node('b#1');
-    b.holders.set('room.1', 3);
-    b.stuck = true;
+    const { bus, a, b } = stuckPair();
     a.presence.notices.watch('room.1', true);
     const asked = a.presence.ask('room.1', false);
     await bus.settle();
@@ -351,10 +349,7 @@ describe('presence notices across nodes (faults, on an in-memory bus)', () => {
   });
 
   it('a flood of watch changes while a node does not answer: 64 syncs waited for at most, the next ones hold no notice and count from the late answers', async () => {
-    const bus = new Bus();
-    const a = bus.node('a#1');
-    const b = bus.node('b#1');
-    b.stuck = true;
+    const { bus, a, b } = stuckPair();
     for (let i = 0; i < 100; i++) {
       b.holders.set(`room.${i}`, 1);
       a.presence.notices.watch(`room.${i}`, true); // one channel a turn: one sync each

@@ -1,6 +1,7 @@
 import type { TimerHandle } from '../../clock.js';
-import type { PresenceCarrier, PresenceChange, PresenceNews } from '../engine.js';
+import type { PresenceCarrier, PresenceNews } from '../engine.js';
 import { Gatherings } from './gather.js';
+import { ANSWER_R, NEWS, encodeNews, parseNews, parseSyncAnswer } from './presence-wire.js';
 import type { PresenceLink, PresenceReport } from './presence.js';
 
 // Join/leave notices across the nodes of a Redis deployment (see core/presence.ts for what a
@@ -11,17 +12,7 @@ import type { PresenceLink, PresenceReport } from './presence.js';
 // channel after the changes, so a watching node adds up the latest count of every node: `n` is the
 // deployment's. Nothing is kept in Redis.
 //
-//   on <prefix>w:           +<origin> <key> <channel>…     origin watches these now: answer your holders
-//                           -<origin> <channel>…           origin no longer watches these (LINGER_MS after
-//                                                          its last watcher left: one back sooner costs nothing)
-//                           =<origin> <key> <channel>…     origin (re)starts: it watches exactly these;
-//                                                          answer your holders and what you watch
-//                           x<origin>                      origin closes: forget its watches and holders
-//   on the origin's n:<i>:  !pS<key> <from> <channel>=<n>…              holders of `+`'s channels (n > 0 only)
-//                           !pR<key> <from> <channel>=<n>… @<channel>…  the same for `=`, and what <from> watches
-//                           !pC<from> [[<channel>, <n>, ["+<id>", "-", …], <more>?, <net>?], …]
-//                                                          news: holders after the changes (ids of
-//                                                          authenticated principals only, never uuids)
+// The messages: see presence-wire.ts.
 //
 // A channel's first watcher on a node waits for every node's answer (SYNC_TIMEOUT_MS at most)
 // before its first notice, so that `n` starts from the deployment's count. A node found dead (its
@@ -54,10 +45,6 @@ const STALL_MS = 4000;
  * back within it (a page reloading, a client flapping) costs no broadcast, no sync and no wait.
  */
 export const LINGER_MS = 2000;
-
-const S = 0x53; // 'S'
-const R = 0x52; // 'R'
-const C = 0x43; // 'C'
 
 /** A sync this node asked: `+` holds the first notices of its channels; `=` (a restart, a reconnect) holds none. */
 interface Sync {
@@ -154,8 +141,7 @@ export class RedisPresenceNotices implements PresenceCarrier {
     for (const item of news) {
       const nodes = this.watchedBy.get(item.channel);
       if (nodes === undefined) continue;
-      const entry: unknown[] = [item.channel, item.n, item.changes.map((c) => (c.j ? '+' : '-') + (c.m ?? ''))];
-      if ((item.more ?? 0) > 0) entry.push(item.more, item.net ?? 0);
+      const entry = encodeNews(item);
       for (const node of nodes) {
         let batch = batches.get(node);
         if (batch === undefined) batches.set(node, (batch = []));
@@ -255,32 +241,17 @@ export class RedisPresenceNotices implements PresenceCarrier {
     this.link.toNode(origin, Buffer.from(answer, 'latin1'));
   }
 
-  /** Whether a presence message on this node's channel (`!p…`) is one of these (its third byte). */
-  static owns(message: Buffer): boolean {
-    return message[2] === S || message[2] === R || message[2] === C;
-  }
-
   /** A sync answer or news on this node's channel. */
   take(message: Buffer): void {
     if (this.closed) return;
-    if (message[2] === C) return this.takeNews(message.toString('utf8', 3));
-    const words = message.toString('latin1', 3).split(' ');
-    const [key, from] = words;
-    if (key === undefined || from === undefined) return this.report.malformed({}, 'redis engine: a presence sync answer that does not parse, ignored');
+    if (message[2] === NEWS) return this.takeNews(message.toString('utf8', 3));
+    const answer = parseSyncAnswer(message.toString('latin1', 3));
+    if (answer === undefined) return this.report.malformed({}, 'redis engine: a presence sync answer that does not parse, ignored');
+    const { key, from, reported, watched } = answer;
     const sync = this.syncs.get(key);
-    const reported = new Map<string, number>();
-    const watched: string[] = [];
-    for (const word of words.slice(2)) {
-      if (word.startsWith('@')) watched.push(word.slice(1));
-      else {
-        const eq = word.lastIndexOf('=');
-        const n = Number(word.slice(eq + 1));
-        if (eq > 0 && Number.isSafeInteger(n) && n >= 0) reported.set(word.slice(0, eq), n);
-      }
-    }
     // The channels asked about (late, the sync forgotten: those reported); unreported ones: none held there.
     for (const channel of sync?.channels ?? reported.keys()) this.apply(from, { channel, n: reported.get(channel) ?? 0, changes: [] });
-    if (message[2] === R) {
+    if (message[2] === ANSWER_R) {
       this.replaceWatches(from, watched);
       // It may have taken this node for dead (or never known it), or missed its news (this node's
       // command connection dropped): its watched channels get this node's holders again, 0 too.
@@ -435,23 +406,4 @@ export class RedisPresenceNotices implements PresenceCarrier {
     this.traffic.newsSent++;
     this.link.toNode(node, Buffer.from(`!pC${this.link.instance} ${JSON.stringify(entries)}`, 'utf8'));
   }
-}
-
-const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
-
-/**
- * One entry of news as sent, `[channel, n, marks, more?, net?]`: undefined when it does not parse
- * or its counts do not add up (more below 0, net past more: they would make the count drift).
- */
-function parseNews(entry: unknown): PresenceNews | undefined {
-  if (!Array.isArray(entry)) return undefined;
-  const [channel, n, marks, more = 0, net = 0] = entry as unknown[];
-  if (typeof channel !== 'string' || !isCount(n) || !Array.isArray(marks) || !isCount(more)) return undefined;
-  if (!Number.isSafeInteger(net) || Math.abs(net as number) > more) return undefined;
-  const changes: PresenceChange[] = [];
-  for (const mark of marks) {
-    if (typeof mark !== 'string' || (mark[0] !== '+' && mark[0] !== '-')) return undefined;
-    changes.push(mark.length > 1 ? { j: mark[0] === '+', m: mark.slice(1) } : { j: mark[0] === '+' });
-  }
-  return more > 0 ? { channel, n, changes, more, net: net as number } : { channel, n, changes };
 }

@@ -2,6 +2,7 @@ import { RateLimitedLog } from '../../observe/logger.js';
 import type { LocalPresence, PresenceCount } from '../engine.js';
 import { Gatherings, type GatherEnd, type GatherLink } from './gather.js';
 import { RedisPresenceNotices } from './presence-notices.js';
+import { isNoticeMessage } from './presence-wire.js';
 
 // Presence over the nodes of a Redis deployment, by scatter-gather on pub/sub: a question goes to
 // every live node (each subscribes to the deployment's presence channel), each answers its own
@@ -14,7 +15,7 @@ import { RedisPresenceNotices } from './presence-notices.js';
 //   on the origin's n:<i>:     !p<key> <n>[ <JSON array of ids>]            one node's answer
 //
 // Join/leave notices across nodes travel the same two channels (`+ - = x` on <prefix>w, `!pS !pR
-// !pC` on a node's channel): see presence-notices.ts. A question key is base 36 (lower case), so
+// !pC` on a node's channel): see presence-notices.ts and presence-wire.ts. A question key is base 36 (lower case), so
 // `!p` followed by an upper-case letter is never an answer to a question.
 
 /** How long the asking node waits for every node's answer, in ms. */
@@ -141,7 +142,7 @@ export class RedisPresence {
   /** A presence message on this node's channel (a pub/sub listener's: never throws, like {@link onQuestion}). */
   takeAnswer(message: Buffer): void {
     try {
-      if (RedisPresenceNotices.owns(message)) this.notices.take(message);
+      if (isNoticeMessage(message)) this.notices.take(message);
       else this.takeCount(message);
     } catch (err) {
       this.report.malformed({ err: (err as Error).message }, 'redis engine: a presence message on this node\'s channel could not be handled, ignored');
