@@ -6,8 +6,8 @@ import type { PresenceLink, PresenceReport } from './presence.js';
 
 // Join/leave notices across the nodes of a Redis deployment (see core/presence.ts for what a
 // watcher is told). Only watched channels cost anything: each node knows which channels the other
-// nodes watch (told on the presence channel when a node's first watcher of a channel comes and its
-// last one goes, batched per turn), and sends its changes of those channels, once per turn, in one
+// nodes watch (told on the presence channel when a node's first watcher of a channel comes, batched
+// per turn, and LINGER_MS after its last one went, batched over those ms), and sends its changes of those channels, once per turn, in one
 // message to each node watching one of them. Each message carries the sender's holders of the
 // channel after the changes, so a watching node adds up the latest count of every node: `n` is the
 // deployment's. Nothing is kept in Redis.
