@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import type { PresenceNews } from '../src/engine/engine.js';
 import { LINGER_MS, MAX_SYNCS } from '../src/engine/redis/presence-notices.js';
-import { RedisPresence, type PresenceLink } from '../src/engine/redis/presence.js';
+import type { PresenceLink } from '../src/engine/redis/presence-link.js';
+import { RedisPresence } from '../src/engine/redis/presence.js';
 import { ManualClock } from './manual-clock.js';
 
 /** One node on the bus: its presence traffic, what its broker was handed, and its holders per channel. */

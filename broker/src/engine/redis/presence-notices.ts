@@ -2,7 +2,7 @@ import type { TimerHandle } from '../../clock.js';
 import type { PresenceCarrier, PresenceNews } from '../engine.js';
 import { Gatherings } from './gather.js';
 import { ANSWER_R, NEWS, encodeNews, parseNews, parseSyncAnswer } from './presence-wire.js';
-import type { PresenceLink, PresenceReport } from './presence.js';
+import type { PresenceLink, PresenceReport } from './presence-link.js';
 
 // Join/leave notices across the nodes of a Redis deployment (see core/presence.ts for what a
 // watcher is told). Only watched channels cost anything: each node knows which channels the other

@@ -1,6 +1,7 @@
 import { RateLimitedLog } from '../../observe/logger.js';
 import type { LocalPresence, PresenceCount } from '../engine.js';
-import { Gatherings, type GatherEnd, type GatherLink } from './gather.js';
+import { Gatherings, type GatherEnd } from './gather.js';
+import type { PresenceLink, PresenceReport } from './presence-link.js';
 import { RedisPresenceNotices } from './presence-notices.js';
 import { isNoticeMessage } from './presence-wire.js';
 
@@ -29,29 +30,6 @@ const WARN_INTERVAL_MS = 10_000;
 
 const P = 0x70; // 'p'
 const BANG = 0x21; // '!'
-
-/** What presence traffic needs from the engine around it (a gathering's broadcast and timers too). */
-export interface PresenceLink extends GatherLink {
-  readonly instance: string;
-  /** The deployment's key prefix (the live nodes are read under it). */
-  readonly prefix: string;
-  /** Runs a script (routed by the deployment's key). */
-  evaluate(source: string, args: string[]): Promise<unknown>;
-  /** Runs `callback` once, after the I/O of this turn. */
-  defer(callback: () => void): void;
-  /** Monotonic ms. */
-  now(): number;
-  /** Sends `message` on the channel of node `instance`. Fire and forget. */
-  toNode(instance: string, message: Buffer): void;
-  warn(fields: object, message: string): void;
-}
-
-/** How presence traffic reports trouble: warnings rate-limited per message; `malformed` also counts one. */
-export interface PresenceReport {
-  warn(fields: Record<string, unknown>, message: string): void;
-  /** A message from another node that does not parse, or whose handling failed: counted, then warned. */
-  malformed(fields: Record<string, unknown>, message: string): void;
-}
 
 /** A question this node asked: the counts and ids summed so far. */
 interface Question {
