@@ -3,6 +3,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { CrierError, ErrorCode, FrameType } from '@crier/protocol';
 import { presence, watchPresence, type PresenceChange } from '../src/presence.js';
+import { catchRethrown } from './record.js';
 import { scriptedClient } from './scripted-client.js';
 
 describe('presence()', () => {
@@ -80,14 +81,7 @@ describe('watchPresence()', () => {
   });
 
   it('a listener that throws keeps neither the other listeners nor the connection from going on', () => {
-    const thrown: unknown[] = [];
-    vi.stubGlobal('queueMicrotask', (task: () => void) => {
-      try {
-        task();
-      } catch (err) {
-        thrown.push(err);
-      }
-    });
+    const thrown = catchRethrown();
     try {
       const { client, socket, welcome, rec } = scriptedClient();
       welcome();

@@ -1,3 +1,4 @@
+import { vi } from 'vitest';
 import type { CrierError } from '@crier/protocol';
 import type { ClientState, CrierClient, CrierEvent, DroppedNotice, StateInfo } from '../src/types.js';
 import { changed } from './wait-for.js';
@@ -17,4 +18,20 @@ export function record(client: CrierClient): Recording {
   client.on('dropped', (notice) => (r.dropped.push(notice), changed()));
   client.onEvent((event) => (r.events.push(event), changed()));
   return r;
+}
+
+/**
+ * Runs microtasks at once and keeps what they throw: what a user's handler or listener threw,
+ * re-thrown apart (listeners.ts). Undone by `vi.unstubAllGlobals()`.
+ */
+export function catchRethrown(): unknown[] {
+  const thrown: unknown[] = [];
+  vi.stubGlobal('queueMicrotask', (task: () => void) => {
+    try {
+      task();
+    } catch (err) {
+      thrown.push(err);
+    }
+  });
+  return thrown;
 }

@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCode, FrameType, type EventFrame } from '@crier/protocol';
 import type { CrierEvent } from '../src/types.js';
+import { catchRethrown } from './record.js';
 import { scriptedClient } from './scripted-client.js';
 
 afterEach(() => {
@@ -38,14 +39,7 @@ describe('dispatch', () => {
   });
 
   it('a handler that throws does not keep the others from their event; the error is re-thrown apart', () => {
-    const thrown: unknown[] = [];
-    vi.stubGlobal('queueMicrotask', (task: () => void) => {
-      try {
-        task();
-      } catch (err) {
-        thrown.push(err);
-      }
-    });
+    const thrown = catchRethrown();
     const { client, socket, welcome } = scriptedClient();
     welcome();
     const seen: string[] = [];
