@@ -1,7 +1,7 @@
 import { CrierError, ErrorCode } from './errors.js';
 import { FrameType, type BrokerFrame, type Frame } from './frames.js';
 import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from './limits.js';
-import { MsgpackError, MsgpackReader, decodeMsgpack, encodeMsgpack } from './msgpack.js';
+import { MsgpackError, MsgpackReader, decodeMsgpack, encodeMsgpack, keyCode } from './msgpack.js';
 
 /**
  * Encodes a frame as msgpack. The result is a fresh copy the caller owns, backed by a plain
@@ -169,26 +169,31 @@ function readEvent<E>(reader: MsgpackReader, n: number, makeEvent: EventMaker<E>
   reader.pos += 3;
   let c, d, id, o, e, ts, s, l, k, rp, pr: unknown;
   for (let i = 1; i < n; i++) {
-    const key = reader.readKey();
+    // The key as a number (see keyCode), passed. A key that is none of the event's is passed too
+    // (read the generic way, with its checks, when it is not 1 to 3 ASCII bytes), and its value.
+    const key = keyCode(reader);
     // A channel and an epoch mostly repeat from one event to the next: met again, the same string.
-    const v = key === 'c' ? cached(reader, CHANNEL) : key === 'e' ? cached(reader, EPOCH) : reader.read();
-    if (key === 'c') c = v;
-    else if (key === 'd') d = v;
-    else if (key === 'id') id = v;
-    else if (key === 'o') o = v;
-    else if (key === 'e') e = v;
-    else if (key === 'ts') ts = v;
-    else if (key === 's') s = v ?? undefined;
-    else if (key === 'l') l = v ?? undefined;
-    else if (key === 'k') k = v ?? undefined;
-    else if (key === 'rp') rp = v ?? undefined;
-    else if (key === 'pr') pr = v ?? undefined;
+    if (key === 0x163) c = cached(reader, CHANNEL);
+    else if (key === 0x164) d = reader.read();
+    else if (key === 0x26964) id = reader.read();
+    else if (key === 0x16f) o = reader.read();
+    else if (key === 0x165) e = cached(reader, EPOCH);
+    else if (key === 0x27473) ts = reader.read();
+    else if (key === 0x173) s = reader.read() ?? undefined;
+    else if (key === 0x16c) l = reader.read() ?? undefined;
+    else if (key === 0x16b) k = reader.read() ?? undefined;
+    else if (key === 0x27270) rp = reader.read() ?? undefined;
+    else if (key === 0x27072) pr = reader.read() ?? undefined;
+    else {
+      if (key < 0) reader.readKey();
+      reader.read();
+    }
   }
   reader.depth--;
   if (
+    // An optional field is absent (undefined) or of its type.
     !isStr(c) || !isBin(d) || !isStr(id) || !isUint(o) || !isStr(e) || !isUint(ts) ||
-    (s !== undefined && !isUint(s)) || (l !== undefined && !isStrArray(l)) || (k !== undefined && !isStr(k)) || (rp !== undefined && !isStr(rp)) ||
-    (pr !== undefined && !isUint(pr))
+    !isUint(s ?? 0) || (l !== undefined && !isStrArray(l)) || !isStr(k ?? '') || !isStr(rp ?? '') || !isUint(pr ?? 0)
   ) return undefined;
   return makeEvent(c as string, d as Uint8Array, id as string, o as number, e as string, ts as number,
     s as number | undefined, l as string[] | undefined, k as string | undefined, rp as string | undefined, pr as number | undefined);

@@ -157,10 +157,33 @@ export function encodeMsgpack(value: unknown): Uint8Array<ArrayBuffer> {
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 /**
+ * Per length up to 64, an array reused for a short ASCII string's char codes: the string is then
+ * made in one call (String.fromCharCode), where a char at a time made a string per char.
+ */
+const CODES: number[][] = [];
+/**
  * Short ASCII map keys by their bytes (length, then up to 3 bytes, packed in one number). Shared
  * with BudgetedReader, whose readKey() is its own (it counts keys against the value budget).
  */
 export const keyCache = new Map<number, string>();
+
+/**
+ * The map key at `reader` when it is 1 to 3 ASCII bytes, as a number (its length, then its bytes:
+ * 'c' is 0x163, 'id' 0x26964), passed; -1 for any other value, which is left where it is.
+ */
+export function keyCode(reader: MsgpackReader): number {
+  const { bytes, pos } = reader;
+  const len = bytes[pos]! - 0xa0;
+  if (!(len > 0 && len < 4 && pos + len < bytes.length)) return -1;
+  let code = len;
+  for (let i = 1; i <= len; i++) {
+    const c = bytes[pos + i]!;
+    if (c >= 0x80) return -1;
+    code = code * 256 + c;
+  }
+  reader.pos = pos + 1 + len;
+  return code;
+}
 
 /** Reads msgpack values one after another from `bytes`, within `limits` (all but `maxValues`). */
 // The methods are named apart from anything a user reads (`read`, not `value`; `readKey`, not
@@ -206,13 +229,9 @@ export class MsgpackReader {
     // ASCII fast path for short strings; anything else through a fatal decoder, so invalid UTF-8
     // is refused rather than turned into replacement characters.
     if (len <= 64) {
-      let s = '';
-      for (let i = start; i < start + len; i++) {
-        const c = bytes[i]!;
-        if (c >= 0x80) return this.utf8(start, len);
-        s += String.fromCharCode(c);
-      }
-      return s;
+      const codes = (CODES[len] ??= Array<number>(len));
+      for (let i = 0; i < len; i++) if ((codes[i] = bytes[start + i]!) >= 0x80) return this.utf8(start, len);
+      return String.fromCharCode.apply(null, codes);
     }
     return this.utf8(start, len);
   }
@@ -268,22 +287,12 @@ export class MsgpackReader {
    * makes the property store that follows cheaper too (measured on the W6 profile).
    */
   readKey(): string {
-    const bytes = this.bytes;
     const p = this.pos;
-    const b = bytes[p];
-    if (b !== undefined && b >= 0xa1 && b <= 0xa3 && p + 1 + (b & 0x1f) <= bytes.length) {
-      const len = b & 0x1f;
-      let code = len;
-      for (let i = 1; i <= len; i++) {
-        const c = bytes[p + i]!;
-        if (c >= 0x80) return this.read() as string;
-        code = code * 256 + c;
-      }
+    const code = keyCode(this);
+    if (code >= 0) {
       const cached = keyCache.get(code);
-      if (cached !== undefined) {
-        this.pos = p + 1 + len;
-        return cached;
-      }
+      if (cached !== undefined) return cached;
+      this.pos = p;
       const key = this.read() as string;
       if (keyCache.size < 1024) keyCache.set(code, key);
       return key;

@@ -354,6 +354,19 @@ describe('decodeFrames with an event maker', () => {
     ]);
   });
 
+  it('passes fields it does not know, whatever their keys, and takes a known key only when all of it matches', () => {
+    const seen: unknown[] = [];
+    // Short ASCII keys (1 to 3 bytes) are matched by their bytes, any other key is read as usual.
+    // (15 fields at most: a fixmap, as the broker writes events.)
+    const odd = { t: FrameType.event, zz: 1, c: 'a.b', '\u0000c': 'not the channel', cc: 'nor this', d: new Uint8Array([1]), id: 'x', ids: 'no',
+      o: 3, 'é': ['v'], e: 'E', unknown_field: { a: [1, 2] }, ts: 9, s: 4, pr: 1 };
+    decodeFrames(concat(encodeFrame(odd as never), encodeFrame(ev)), DEFAULT_DECODE_LIMITS, (f) => seen.push(f), make);
+    expect(seen).toEqual([
+      { made: ['a.b', new Uint8Array([1]), 'x', 3, 'E', 9, 4, undefined, undefined, undefined, 1] },
+      { made: ['a.b', new Uint8Array([1]), 'x', 3, 'E', 9, 4, ['p'], 'key', 'tok', undefined] },
+    ]);
+  });
+
   it('refuses a malformed event as decodeFrames does without a maker', () => {
     for (const bad of [
       { t: FrameType.event, c: 'a', d: new Uint8Array(1), o: 1, e: 'E', ts: 1 },
