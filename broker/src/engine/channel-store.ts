@@ -163,9 +163,10 @@ export class ChannelStore {
   /** The newest seq of the forgotten channels no longer in `evicted`. */
   private forgottenSeq = 0;
   private readonly keeps: boolean;
-  /** The log that {@link reserveBound} gives room in (see {@link room}). */
+  /** The log that {@link reserveBound} gives room in (see {@link room}), and the room it gave last. */
   private target: ChannelLog | undefined;
-  private readonly reserveBound = (size: number): Buffer => this.reserve(this.target!, size);
+  private reserved: Buffer | undefined;
+  private readonly reserveBound = (size: number): Buffer => (this.reserved = this.reserve(this.target!, size));
 
   constructor(
     private readonly limits: StoreLimits,
@@ -258,10 +259,13 @@ export class ChannelStore {
     const frame = event.frame;
     const length = frame.length;
     const cost = length + RETAINED_OVERHEAD;
-    let chunk = log.chunk;
+    let chunk: Buffer;
     let at: number;
-    if (chunk !== undefined && frame.buffer === chunk.buffer) {
-      at = frame.byteOffset - chunk.byteOffset; // written in place (see room)
+    if (event.message !== undefined && event.message === this.reserved) {
+      // Written in place (see room): the frame ends the room last given, at the end of the chunk.
+      chunk = log.chunk!;
+      at = log.used - length;
+      this.reserved = undefined;
     } else {
       // An event written elsewhere: copied in.
       const room = this.reserve(log, length);

@@ -416,7 +416,16 @@ export class Connection implements Subscriber, SlowSubscriber, Flushable {
     this.batches[this.batchTail++] = this.queuedBytes;
     this.inflightEvents += this.queuedEvents;
     this.inflightBytes += this.queuedBytes;
-    this.resetQueue(); // now in flight: still counted in the host's bufferedBytes
+    // Now in flight: still counted in the host's bufferedBytes.
+    if (lone) {
+      // The lanes are empty (see lone): nothing to read there, nothing to empty.
+      this.lone = undefined;
+      this.single = undefined;
+      this.queuedEvents = 0;
+      this.queuedBytes = 0;
+    } else {
+      this.resetQueue();
+    }
   }
 
   /** Forgets whatever is queued (the connection is going away). */

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeFrame, encodeFrame, FrameType, type EventFrame } from '@crier/protocol';
 import { ChannelStore, MAX_CHUNK_BYTES } from '../../src/engine/channel-store.js';
 import { MemoryEngine } from '../../src/engine/memory-engine.js';
-import type { StreamEvent } from '../../src/engine/stream-event.js';
+import { StreamEvent } from '../../src/engine/stream-event.js';
 import { ManualClock } from '../manual-clock.js';
 
 const limits = { channelCacheSize: 1000, historySize: 100, historyBytes: 1024 * 1024, historyTtl: 60_000, historyTotalBytes: 64 * 1024 * 1024 };
@@ -125,6 +125,22 @@ describe('memory engine history in chunks', () => {
     expect(sent[0]!.message!.buffer).not.toBe(sent[1]!.message!.buffer);
     expect(sent[0]!.message!.byteOffset).toBe(0);
     expect(sent[0]!.message!.buffer.byteLength).toBe(sent[0]!.message!.length);
+  });
+
+  it('copies in an event whose message was written elsewhere (not in the room it was given)', () => {
+    const store = new ChannelStore(limits, () => 0, () => 0);
+    const frames: number[][] = [];
+    for (let i = 0; i < 30; i++) {
+      const log = store.sequence('s');
+      // Every other one in its own buffer: its room is left unused.
+      const own = i % 2 === 0;
+      const room = own ? undefined : store.room(log);
+      const event = new StreamEvent('s', payload(i, 50 + i * 20), store.nextId(), log.offset, log.epoch, store.seq, 0, undefined, undefined, undefined, 0, room);
+      if (own) expect(event.message!.byteOffset).toBe(0);
+      store.retain(log, event);
+      frames.push([...event.frame]);
+    }
+    expect(store.read('s', undefined, 100).events.map((ev) => [...ev.frame])).toEqual(frames);
   });
 
   it('holds no chunk for a channel whose history is empty, and ids follow the stream position', () => {
