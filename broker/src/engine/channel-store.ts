@@ -37,16 +37,26 @@ export const REMEMBERED_EVICTIONS = 10_000;
  * collection was ~15% of the broker's CPU.
  */
 interface Retained {
-  readonly seq: number;
-  readonly offset: number;
-  readonly time: number;
+  seq: number;
+  offset: number;
+  time: number;
   /** Written once, never again: a view into it stays valid for as long as anyone holds it. */
   chunk: Buffer;
   at: number;
-  readonly length: number;
-  readonly labels: string[] | undefined;
-  readonly key: string | undefined;
+  length: number;
+  labels: string[] | undefined;
+  key: string | undefined;
 }
+
+/**
+ * The record of the last event trimmed from any log, its references cleared: the next retained
+ * event reuses it. A full channel trims one event per publish, so in the steady state a publish
+ * allocates no record (and stores none new into an old array: no write barrier's slow path, no
+ * promotion by the next collections). No record is held outside its log once trimmed (reads copy
+ * its fields), so reusing it is safe.
+ */
+let spare: Retained | undefined;
+const NO_CHUNK = Buffer.alloc(0);
 
 /**
  * Bytes of a channel's first chunk, and of a new one at least (unless its message is larger);
@@ -115,13 +125,18 @@ export class ChannelLog {
     const cost = gone.length + RETAINED_OVERHEAD;
     this.bytes -= cost;
     this.frameBytes -= gone.length;
+    const goneChunk = gone.chunk;
+    gone.chunk = NO_CHUNK;
+    gone.labels = undefined;
+    gone.key = undefined;
+    spare = gone;
     if (this.head === this.events.length) {
       // Nothing left: no chunk is held (the next event starts a small one).
       this.chunk = undefined;
       this.used = 0;
       this.pinned = 0;
-    } else if (gone.chunk !== this.events[this.head]!.chunk && gone.chunk !== this.chunk) {
-      this.pinned -= gone.chunk.length; // its last event: the chunk is free
+    } else if (goneChunk !== this.events[this.head]!.chunk && goneChunk !== this.chunk) {
+      this.pinned -= goneChunk.length; // its last event: the chunk is free
     }
     // Compact now and then: the array never holds more than twice what it retains.
     if (this.head > 64 && this.head * 2 > this.events.length) {
@@ -274,7 +289,21 @@ export class ChannelStore {
       at = room.byteOffset - chunk.byteOffset;
     }
     log.frameBytes += length;
-    log.events.push({ seq: event.seq, offset: event.offset, time: event.time, chunk, at, length, labels: event.labels, key: event.key });
+    const r = spare;
+    if (r !== undefined) {
+      spare = undefined;
+      r.seq = event.seq;
+      r.offset = event.offset;
+      r.time = event.time;
+      r.chunk = chunk;
+      r.at = at;
+      r.length = length;
+      r.labels = event.labels;
+      r.key = event.key;
+      log.events.push(r);
+    } else {
+      log.events.push({ seq: event.seq, offset: event.offset, time: event.time, chunk, at, length, labels: event.labels, key: event.key });
+    }
     log.bytes += cost;
     this.totalBytes += cost;
     const { historySize, historyBytes } = this.limits;

@@ -143,6 +143,18 @@ describe('memory engine history in chunks', () => {
     expect(store.read('s', undefined, 100).events.map((ev) => [...ev.frame])).toEqual(frames);
   });
 
+  it('keeps each event\'s own fields when records of trimmed events are reused', () => {
+    const { engine: e, sent } = engine({ historySize: 3 });
+    for (let i = 0; i < 40; i++) {
+      const channel = `r${i % 2}`;
+      e.publish({ channel, data: payload(i, 10 + i), labels: i % 3 === 0 ? [`l${i}`] : undefined, key: i % 4 === 0 ? `k${i}` : undefined });
+      const page = e.history(channel, undefined, 10) as Awaited<ReturnType<MemoryEngine['history']>>;
+      const mine = sent.filter((ev) => ev.channel === channel).slice(-3);
+      expect(page.events.map((ev) => [ev.seq, ev.offset, ev.id, ev.labels, ev.key, [...ev.frame]]))
+        .toEqual(mine.map((ev) => [ev.seq, ev.offset, ev.id, ev.labels, ev.key, copy(ev)]));
+    }
+  });
+
   it('holds no chunk for a channel whose history is empty, and ids follow the stream position', () => {
     const store = new ChannelStore({ ...limits, historyTtl: 10 }, () => 0, () => 0);
     expect(store.idOf(1)).toBe(`${store.epoch}-0`);
