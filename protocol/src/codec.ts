@@ -89,15 +89,18 @@ export type EventMaker<E> = (
 
 /**
  * Decodes every frame of one WebSocket message from a trusted peer (an SDK reading its broker),
- * which holds one or more broker→client frames back to back, and calls `visit` with each in order. Each frame
- * is held to `limits` (`maxFrameBytes` counts per frame, not per message; `maxValues` is not
- * used). A malformed frame throws like {@link decodeFrame}, after the frames before it were
- * visited; what follows it is lost, since its boundaries are unknown. The broker decodes what
- * clients send with {@link decodeUntrustedFrames}.
+ * which holds one or more broker→client frames back to back, and calls `visit` with each in order.
+ * The msgpack is checked as {@link decodeFrame} checks it, each frame held to `limits`
+ * (`maxFrameBytes` counts per frame, not per message; `maxValues` is not used), and each must be
+ * a map with a numeric `t`; the fields of the frame's type are not walked: a broker is trusted
+ * with them (the browser bundle carries no shape table), and whoever handles a frame reports one
+ * that is not what its type says (the SDK: as `bad_frame`). A malformed frame throws a
+ * {@link CrierError} after the frames before it were visited; what follows it is lost, since its
+ * boundaries are unknown. The broker decodes what clients send with {@link decodeUntrustedFrames}.
  *
  * With `makeEvent`, an `event` frame (as brokers write it: a map whose first entry is `t`) is
- * read field by field into what `makeEvent` makes, with the same checks, and that is visited
- * instead of the frame: no map object and no shape-table walk per event.
+ * read field by field into what `makeEvent` makes, its fields checked (a missing or mistyped one
+ * is `bad_frame`), and that is visited instead of the frame: no map object per event.
  */
 export function decodeFrames<E = never>(
   bytes: Uint8Array, limits: DecodeLimits, visit: (frame: BrokerFrame | E) => void, makeEvent?: EventMaker<E>,
@@ -105,27 +108,22 @@ export function decodeFrames<E = never>(
   const reader = new MsgpackReader(bytes, limits);
   while (reader.pos < bytes.length) {
     const start = reader.pos;
-    let made: E | undefined;
-    let value: unknown;
+    const head = bytes[start]!;
+    // A fixmap of 2 to 15 entries whose first is 't': 11 (0xa1 0x74 0x0b).
+    const event = makeEvent && head > 0x81 && head < 0x90 && bytes[start + 1] === 0xa1 && bytes[start + 2] === 0x74 && bytes[start + 3] === FrameType.event;
+    let frame: unknown;
     try {
-      const head = bytes[start]!;
-      // A fixmap of 2 to 15 entries whose first is 't': 11 (0xa1 0x74 0x0b).
-      if (makeEvent && head > 0x81 && head < 0x90 && bytes[start + 1] === 0xa1 && bytes[start + 2] === 0x74 && bytes[start + 3] === FrameType.event) {
-        made = readEvent(reader, head & 0x0f, makeEvent);
-      }
-      if (made === undefined) {
-        // Any other frame; or an event that failed its checks, read again for checkFrame's error.
-        reader.pos = start;
-        reader.depth = 0;
-        value = reader.read();
-      }
+      frame = event ? readEvent(reader, head & 0x0f, makeEvent) : reader.read();
     } catch (err) {
       throw codecError(err);
     }
     if (reader.pos - start > limits.maxFrameBytes) {
       throw new CrierError(ErrorCode.frameTooLarge, `frame of ${reader.pos - start} bytes exceeds ${limits.maxFrameBytes}`);
     }
-    visit(made !== undefined ? made : (checkFrame(value, brokerShapes) as BrokerFrame));
+    if (event ? frame === undefined : typeof (frame as { t?: unknown } | null)?.t !== 'number') {
+      throw new CrierError(ErrorCode.badFrame, event ? 'malformed event: a field missing or mistyped' : 'frame: not a map with a numeric "t"');
+    }
+    visit(frame as BrokerFrame | E);
   }
 }
 

@@ -367,22 +367,28 @@ describe('decodeFrames with an event maker', () => {
     ]);
   });
 
-  it('refuses a malformed event as decodeFrames does without a maker', () => {
+  it('refuses a malformed event with bad_frame, after the frames before it; without a maker it is visited as decoded', () => {
     for (const bad of [
       { t: FrameType.event, c: 'a', d: new Uint8Array(1), o: 1, e: 'E', ts: 1 },
       { t: FrameType.event, c: 'a', d: 'text', id: 'x', o: 1, e: 'E', ts: 1 },
       { t: FrameType.event, c: 'a', d: new Uint8Array(1), id: 'x', o: 1, e: 'E', ts: 1, rp: 7 },
       { t: FrameType.event, c: 'a', d: new Uint8Array(1), id: 'x', o: 1, e: 'E', ts: 1, pr: 'high' },
     ]) {
-      const bytes = encodeFrame(bad as never);
-      let plain: unknown;
-      try {
-        decodeFrames(bytes, DEFAULT_DECODE_LIMITS, () => {});
-      } catch (err) {
-        plain = err;
-      }
-      expect(plain).toBeInstanceOf(CrierError);
-      expect(() => decodeFrames(bytes, DEFAULT_DECODE_LIMITS, () => {}, make)).toThrowError(plain as Error);
+      const bytes = concat(encodeFrame({ t: FrameType.ack, r: 1 }), encodeFrame(bad as never));
+      const seen: unknown[] = [];
+      expect(() => decodeFrames(bytes, DEFAULT_DECODE_LIMITS, (f) => seen.push(f), make)).toThrowError(
+        expect.objectContaining({ code: 'bad_frame', message: expect.stringContaining('malformed event') }),
+      );
+      expect(seen).toEqual([{ t: FrameType.ack, r: 1 }]);
+      const plain: unknown[] = [];
+      decodeFrames(bytes, DEFAULT_DECODE_LIMITS, (f) => plain.push(f));
+      expect(plain).toEqual([{ t: FrameType.ack, r: 1 }, bad]);
+    }
+  });
+
+  it('refuses a value that is not a map with a numeric t with bad_frame', () => {
+    for (const bad of [7, 'ack', null, [FrameType.ack], { r: 1 }, { t: 'ack' }]) {
+      expect(() => decodeFrames(encode(bad), DEFAULT_DECODE_LIMITS, () => {}, make)).toThrowError(expect.objectContaining({ code: 'bad_frame' }));
     }
   });
 
