@@ -16,8 +16,11 @@ import { FakePage } from './fake-page.js';
 import { record } from './record.js';
 import { waitFor } from './wait-for.js';
 
-/** The core `<script>` bundle's budget, minified and gzipped (level 9). */
-const CORE_BUDGET = 10 * 1024;
+/**
+ * The core `<script>` bundle's budget, minified and gzipped (level 9): 9.5 KB, down from 10 KB once
+ * the core measured 9,463 bytes (the aim is 8 KB). Lowered as the bundle shrinks, never raised.
+ */
+const CORE_BUDGET = 9.5 * 1024;
 /**
  * What each optional entry point may add to a page's bundle beside the core's `connect`, bytes
  * gzipped (measured by bundle.mjs into dist/entry-sizes.json).
