@@ -23,11 +23,14 @@ async function closeAll(sockets: WebSocket[]): Promise<void> {
   for (const ws of sockets) ws.terminate();
 }
 
-/** W1: 1 publisher, 1 channel, `n` subscribers, closed loop. */
-export async function fanout(server: BenchServer, n: number, s: Settings): Promise<Throughput> {
+/** Events a fan-out keeps in flight by default: 1,000 up to 100 subscribers, fewer past that. */
+const fanoutWindow = (n: number): number => Math.max(100, Math.min(1000, 100_000 / n));
+
+/** W1: 1 publisher, 1 channel, `n` subscribers, closed loop (`window` events in flight). */
+export async function fanout(server: BenchServer, n: number, s: Settings, window = fanoutWindow(n)): Promise<Throughput> {
   const pub = await publisher(server, false);
   const frame = pub.frame('bench.fanout', payload100);
-  const loop = new ClosedLoop(() => pub.send(frame), n, Math.max(100, Math.min(1000, 100_000 / n)), pub.batch);
+  const loop = new ClosedLoop(() => pub.send(frame), n, window, pub.batch);
   const subs = await openMany(n, 200, () => subscriber(server, ['bench.fanout'], loop.hits));
   const result = await metered(server, loop, s);
   await closeAll(subs);
@@ -145,10 +148,10 @@ export async function publishPath(server: BenchServer, s: Settings): Promise<Pub
 }
 
 /** W6: W1 with sdk-node subscribers (decode and dispatch included). Crier only. */
-export async function sdkFanout(server: BenchServer, n: number, s: Settings): Promise<Throughput> {
+export async function sdkFanout(server: BenchServer, n: number, s: Settings, window = fanoutWindow(n)): Promise<Throughput> {
   const pub = await publisher(server, false);
   const frame = pub.frame('bench.fanout', payload100);
-  const loop = new ClosedLoop(() => pub.send(frame), n, Math.max(100, Math.min(1000, 100_000 / n)), pub.batch);
+  const loop = new ClosedLoop(() => pub.send(frame), n, window, pub.batch);
   const clients = await openMany(n, 100, async () => {
     const client = connect(server.url);
     await client.subscribe('bench.fanout', loop.hit).ready;
