@@ -14,19 +14,10 @@ import {
   type Frame,
   type EventFrame,
 } from '../src/index.js';
+import { concat } from './concat.js';
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
 
-/** The frames' bytes back to back, as one message holds them. */
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 // Both decoders (the SDKs' lean one, for broker→client frames, and the broker's budgeted one, for
 // client→broker frames) are held to the same limits and shape checks: the hostile-input and

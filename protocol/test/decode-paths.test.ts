@@ -14,6 +14,7 @@ import {
   encodeFrame,
   type Frame,
 } from '../src/index.js';
+import { concat } from './concat.js';
 
 const uint = fc.maxSafeNat();
 const str = fc.string({ maxLength: 40 });
@@ -96,16 +97,7 @@ describe('each decoder reads its own direction, and only that', () => {
   });
 
   it('decodeFrames and decodeUntrustedFrames visit every frame of a message of their direction', () => {
-    const message = (frames: Frame[]): Uint8Array => {
-      const parts = frames.map((f) => encodeFrame(f));
-      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-      let at = 0;
-      for (const p of parts) {
-        out.set(p, at);
-        at += p.length;
-      }
-      return out;
-    };
+    const message = (frames: Frame[]): Uint8Array => concat(...frames.map((f) => encodeFrame(f)));
     fc.assert(
       fc.property(fc.array(brokerFrame, { minLength: 1, maxLength: 8 }), fc.array(clientFrame, { minLength: 1, maxLength: 8 }), (fromBroker, fromClient) => {
         const lean: Frame[] = [];
