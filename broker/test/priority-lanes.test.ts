@@ -8,6 +8,21 @@ afterEach(cleanup);
 
 const isEvent = (f: Frame): f is EventFrame => f.t === FrameType.event;
 
+/**
+ * Publishes 64 KiB normal events on feed.x, one per turn (the next once `fast` has it), until the
+ * broker counts a slow consumer (the frozen subscriber): how many were published.
+ */
+async function publishUntilSlow(b: Awaited<ReturnType<typeof startBroker>>, pub: RawClient, fast: RawClient): Promise<number> {
+  const payload = new Uint8Array(64 * 1024).fill(1);
+  let normal = 0;
+  while (b.stats().slowConsumers === 0) {
+    if (normal === 2000) throw new Error(`the frozen subscriber never became slow after ${normal} events`);
+    pub.send({ t: FrameType.publish, c: 'feed.x', d: payload });
+    await fast.waitEvents(++normal, 'feed.x');
+  }
+  return normal;
+}
+
 it('a frozen subscriber, once it thaws, gets the ack and the alerts ahead of the normal events queued before them; the high lane drops past its own bound', async () => {
   // bufferSize 16: the high lane holds 4 events.
   const b = await startBroker({ bufferSize: 16, maxBufferBytes: 4 * 1024 * 1024 });
@@ -19,13 +34,7 @@ it('a frozen subscriber, once it thaws, gets the ack and the alerts ahead of the
   // One normal event per turn (the next once the fast subscriber has it), so that once the
   // frozen one's socket is full, its events wait in the broker's queue, where they can be
   // overtaken, until it holds bufferSize and starts losing them.
-  const payload = new Uint8Array(64 * 1024).fill(1);
-  let normal = 0;
-  while (b.stats().slowConsumers === 0) {
-    if (normal === 2000) throw new Error(`the frozen subscriber never became slow after ${normal} events`);
-    pub.send({ t: FrameType.publish, c: 'feed.x', d: payload });
-    await fast.waitEvents(++normal, 'feed.x');
-  }
+  const normal = await publishUntilSlow(b, pub, fast);
   const droppedNormal = b.stats().dropped;
   expect(droppedNormal).toBeGreaterThan(0);
 
@@ -106,13 +115,7 @@ it('a resume from the last normal event before an overtaking alert replays the n
   await fast.subscribe('feed.>');
   await frozen.subscribe('feed.>');
   frozen.ws.pause();
-  const payload = new Uint8Array(64 * 1024).fill(1);
-  let normal = 0;
-  while (b.stats().slowConsumers === 0) {
-    if (normal === 2000) throw new Error(`the frozen subscriber never became slow after ${normal} events`);
-    pub.send({ t: FrameType.publish, c: 'feed.x', d: payload });
-    await fast.waitEvents(++normal, 'feed.x');
-  }
+  await publishUntilSlow(b, pub, fast);
   pub.send({ t: FrameType.publish, c: 'feed.alert', d: new Uint8Array([1]), pr: 1 });
   await fast.waitEvents(1, 'feed.alert');
   frozen.ws.resume();
