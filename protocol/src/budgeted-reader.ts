@@ -4,8 +4,9 @@
 //
 // A subclass in its own module so that nothing an SDK imports references it: esbuild drops the
 // whole of it from the browser bundle (methods of MsgpackReader itself it could not drop).
+// Its base, LimitedReader, holds the lengths and the depth to the limits.
 import { DEFAULT_MAX_VALUES, type DecodeLimits } from './limits.js';
-import { MsgpackError, MsgpackReader, keyCache, readOne } from './msgpack.js';
+import { LimitedReader, MsgpackError, keyCache, readOne } from './msgpack.js';
 
 /**
  * Which fields of a frame are decoded, and how deep containers may nest in each (0: a scalar, 1:
@@ -33,7 +34,7 @@ export const MISTYPED: unique symbol = Symbol('mistyped');
 const SKIPPED_BIN = new Uint8Array(0);
 
 /**
- * A {@link MsgpackReader} for untrusted bytes. Every value read or skipped (map keys included)
+ * A {@link LimitedReader} for untrusted bytes. Every value read or skipped (map keys included)
  * counts against `limits.maxValues`, per frame: a frame costs at most that many steps whatever
  * its bytes hold.
  *
@@ -41,7 +42,7 @@ const SKIPPED_BIN = new Uint8Array(0);
  * container there is skipped and stands as {@link MISTYPED}), a negative value to skip the
  * value without building it (strings not decoded, binaries not viewed, nothing allocated).
  */
-export class BudgetedReader extends MsgpackReader {
+export class BudgetedReader extends LimitedReader {
   /** Values read or skipped since the current frame began (map keys included). */
   values = 0;
   private readonly maxValues: number;

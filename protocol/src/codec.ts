@@ -90,10 +90,11 @@ export type EventMaker<E> = (
 /**
  * Decodes every frame of one WebSocket message from a trusted peer (an SDK reading its broker),
  * which holds one or more broker→client frames back to back, and calls `visit` with each in order.
- * The msgpack is checked as {@link decodeFrame} checks it, each frame held to `limits`
- * (`maxFrameBytes` counts per frame, not per message; `maxValues` is not used), and each must be
- * a map with a numeric `t`; the fields of the frame's type are not walked: a broker is trusted
- * with them (the browser bundle carries no shape table), and whoever handles a frame reports one
+ * The msgpack is checked (truncation, UTF-8, safe integers, string map keys, no prototype keys),
+ * each frame held to `limits.maxFrameBytes` (per frame, not per message), and each must be a map
+ * with a numeric `t`. The lengths and depth inside a frame are not held to the other limits
+ * ({@link decodeFrame} holds them), and the fields of the frame's type are not walked: a broker
+ * is trusted with both (the browser bundle carries no shape table), and whoever handles a frame reports one
  * that is not what its type says (the SDK: as `bad_frame`). A malformed frame throws a
  * {@link CrierError} after the frames before it were visited; what follows it is lost, since its
  * boundaries are unknown. The broker decodes what clients send with {@link decodeUntrustedFrames}.
@@ -103,9 +104,9 @@ export type EventMaker<E> = (
  * is `bad_frame`), and that is visited instead of the frame: no map object per event.
  */
 export function decodeFrames<E = never>(
-  bytes: Uint8Array, limits: DecodeLimits, visit: (frame: BrokerFrame | E) => void, makeEvent?: EventMaker<E>,
+  bytes: Uint8Array, limits: Pick<DecodeLimits, 'maxFrameBytes'>, visit: (frame: BrokerFrame | E) => void, makeEvent?: EventMaker<E>,
 ): void {
-  const reader = new MsgpackReader(bytes, limits);
+  const reader = new MsgpackReader(bytes);
   while (reader.pos < bytes.length) {
     const start = reader.pos;
     const head = bytes[start]!;
@@ -187,7 +188,6 @@ function readEvent<E>(reader: MsgpackReader, n: number, makeEvent: EventMaker<E>
       reader.read();
     }
   }
-  reader.depth--;
   if (
     // An optional field is absent (undefined) or of its type.
     !isStr(c) || !isBin(d) || !isStr(id) || !isUint(o) || !isStr(e) || !isUint(ts) ||

@@ -149,11 +149,13 @@ export function encodeMsgpack(value: unknown): Uint8Array<ArrayBuffer> {
 
 // ---- decoding -----------------------------------------------------------------------------
 //
-// MsgpackReader is the lean reader: every length, the depth, UTF-8, safe integers and map keys
-// are checked, and everything is built. It decodes what a broker sends an SDK, and is all of the
-// decoder the browser bundle carries. BudgetedReader (budgeted-reader.ts), a subclass only the
-// broker's entry point references, adds the per-frame value budget and field tables for input
-// from the internet; esbuild drops it from the bundle, as it would not drop methods of this class.
+// MsgpackReader is the lean reader: truncation, UTF-8, safe integers and map keys are checked,
+// and everything is built; lengths and depth are not held to limits. It decodes what a broker
+// sends an SDK (its one, trusted, peer), and is all of the decoder the browser bundle carries.
+// LimitedReader adds the decode limits (lengths, depth) for decodeMsgpack and decodeFrame, and
+// BudgetedReader (budgeted-reader.ts), a subclass of it only the broker's entry point references,
+// the per-frame value budget and field tables for input from the internet. esbuild drops both
+// from the bundle, as it would not drop methods of this class.
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 /**
@@ -185,17 +187,13 @@ export function keyCode(reader: MsgpackReader): number {
   return code;
 }
 
-/** Reads msgpack values one after another from `bytes`, within `limits` (all but `maxValues`). */
+/** Reads msgpack values one after another from `bytes` (no limits: see {@link LimitedReader}). */
 // The methods are named apart from anything a user reads (`read`, not `value`; `readKey`, not
-// `key`), and the limits `decodeLimits`, so that the browser bundle can shorten them.
+// `key`), so that the browser bundle can shorten them.
 export class MsgpackReader {
   pos = 0;
-  depth = 0;
   readonly view: DataView;
-  constructor(
-    readonly bytes: Uint8Array,
-    readonly decodeLimits: DecodeLimits,
-  ) {
+  constructor(readonly bytes: Uint8Array) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
@@ -223,7 +221,6 @@ export class MsgpackReader {
   }
 
   str(len: number): string {
-    if (len > this.decodeLimits.maxStrLength) throw new MsgpackError('string too long', true);
     const bytes = this.bytes;
     const start = this.take(len);
     // ASCII fast path for short strings; anything else through a fatal decoder, so invalid UTF-8
@@ -245,7 +242,6 @@ export class MsgpackReader {
   }
 
   bin(len: number): Uint8Array {
-    if (len > this.decodeLimits.maxBinLength) throw new MsgpackError('binary too long', true);
     const start = this.take(len);
     return this.bytes.subarray(start, start + len); // a view: the caller's bytes are not copied
   }
@@ -254,7 +250,6 @@ export class MsgpackReader {
     this.enter(len, len, false);
     const out = new Array<unknown>(len);
     for (let i = 0; i < len; i++) out[i] = this.read();
-    this.depth--;
     return out;
   }
 
@@ -265,20 +260,15 @@ export class MsgpackReader {
       const key = this.readKey();
       out[key] = this.read();
     }
-    this.depth--;
     return out;
   }
 
   /**
    * Checks a container of `len` entries (`values` msgpack values) before anything is allocated
-   * for it: its length, the bytes left (every value is at least one byte) and the depth. Enters it.
+   * for it: the bytes left (every value is at least one byte). LimitedReader checks more.
    */
-  enter(len: number, values: number, isMap: boolean): void {
-    if (len > (isMap ? this.decodeLimits.maxMapLength : this.decodeLimits.maxArrayLength)) {
-      throw new MsgpackError(isMap ? 'map too large' : 'array too large', true);
-    }
+  enter(_len: number, values: number, _isMap: boolean): void {
     this.need(values);
-    if (++this.depth > this.decodeLimits.maxDepth) throw new MsgpackError('nesting too deep', true);
   }
 
   /**
@@ -335,12 +325,62 @@ export class MsgpackReader {
 }
 
 /**
+ * The lean reader within `limits` (all but `maxValues`): every string, binary, array and map
+ * length, and the depth, checked before anything is built. For bytes whose sender is not the
+ * reader's one trusted peer (decodeMsgpack, decodeFrame), and the base of BudgetedReader.
+ */
+export class LimitedReader extends MsgpackReader {
+  depth = 0;
+  constructor(
+    bytes: Uint8Array,
+    readonly decodeLimits: DecodeLimits,
+  ) {
+    super(bytes);
+  }
+
+  override str(len: number): string {
+    if (len > this.decodeLimits.maxStrLength) throw new MsgpackError('string too long', true);
+    return super.str(len);
+  }
+
+  override bin(len: number): Uint8Array {
+    if (len > this.decodeLimits.maxBinLength) throw new MsgpackError('binary too long', true);
+    return super.bin(len);
+  }
+
+  override array(len: number): unknown {
+    const out = super.array(len);
+    this.depth--;
+    return out;
+  }
+
+  override readMap(len: number): unknown {
+    const out = super.readMap(len);
+    this.depth--;
+    return out;
+  }
+
+  /**
+   * Checks a container of `len` entries (`values` msgpack values) before anything is allocated
+   * for it: its length, the bytes left (every value is at least one byte) and the depth. Enters
+   * it (whoever calls this leaves it: `depth--`).
+   */
+  override enter(len: number, values: number, isMap: boolean): void {
+    if (len > (isMap ? this.decodeLimits.maxMapLength : this.decodeLimits.maxArrayLength)) {
+      throw new MsgpackError(isMap ? 'map too large' : 'array too large', true);
+    }
+    this.need(values);
+    if (++this.depth > this.decodeLimits.maxDepth) throw new MsgpackError('nesting too deep', true);
+  }
+}
+
+/**
  * Decodes exactly one msgpack value from `bytes` within `limits` (lengths, depth; not
  * `maxValues`), refusing extension types, invalid UTF-8, non-string map keys, prototype keys and
  * trailing bytes. Throws {@link MsgpackError} only. Binary values are views into `bytes`.
  */
 export function decodeMsgpack(bytes: Uint8Array, limits: DecodeLimits): unknown {
-  return readOne(new MsgpackReader(bytes, limits));
+  return readOne(new LimitedReader(bytes, limits));
 }
 
 /** Reads the one value `reader` holds: {@link decodeMsgpack} for either reader. */

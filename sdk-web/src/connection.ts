@@ -1,7 +1,6 @@
 import {
   CloseCode,
   CrierError,
-  DEFAULT_DECODE_LIMITS,
   DEFAULT_MAX_PAYLOAD,
   FRAME_ENVELOPE_BYTES,
   FrameType,
@@ -11,7 +10,6 @@ import {
   encodeFrame,
   ErrorCode,
   errorOfCloseReason,
-  limitsForPayload,
   shouldReconnect,
   type BrokerFrame,
   type ClientFrame,
@@ -98,8 +96,11 @@ export class Connection implements PageHooks {
   private retryTimer: unknown;
   private handshakeTimer: unknown;
   private keepAlive: KeepAlive | undefined;
-  /** The limits of frames from the broker (events of its `maxPayload`), from its last `welcome`. */
-  decodeLimits: DecodeLimits = DEFAULT_DECODE_LIMITS;
+  /**
+   * The size of a frame from the broker (an event of its `maxPayload` and its envelope), from its
+   * last `welcome`: all the decoder holds the broker's frames to (see protocol's decodeFrames).
+   */
+  decodeLimits: Pick<DecodeLimits, 'maxFrameBytes'> = { maxFrameBytes: DEFAULT_MAX_PAYLOAD + FRAME_ENVELOPE_BYTES };
   private quitting: Promise<void> | undefined;
   private socketClosed: (() => void) | undefined;
   private suspended = false;
@@ -327,7 +328,7 @@ export class Connection implements PageHooks {
     this.credential.expires(frame.x);
     this.limits = { maxChannels: frame.lim.mc, maxPayload: frame.lim.mp, bufferSize: frame.lim.bs, keepAliveInterval: frame.ka };
     // Events may carry up to the broker's maxPayload: decode with limits that allow it.
-    this.decodeLimits = frame.lim.mp > DEFAULT_MAX_PAYLOAD ? limitsForPayload(frame.lim.mp) : DEFAULT_DECODE_LIMITS;
+    this.decodeLimits = { maxFrameBytes: Math.max(frame.lim.mp, DEFAULT_MAX_PAYLOAD) + FRAME_ENVELOPE_BYTES };
     // With ka 0 (a broker that sends no pings) it only serves wake-up probes.
     this.keepAlive = new KeepAlive(this.clock, frame.ka, {
       ping: () => this.send({ t: FrameType.ping }),
