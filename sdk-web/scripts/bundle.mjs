@@ -51,7 +51,7 @@ const INTERNAL_NAMES = [
   'dispatch', 'resubscribe', 'removePattern', 'eventsOf', 'rewound', 'rewinding', 'dropping', 'release', 'onOverflow', 'onReturn', 'capacity', 'waiters',
   'nextId', 'timeoutMs', 'settle', 'rejectAll', 'timer', 'waiting', 'byKey', 'buffered', 'end', 'remove',
   // Credential
-  'expiry', 'failures', 'forHello', 'expired', 'expires', 'refresh', 'schedule', 'fetch', 'heldToken',
+  'expiry', 'failures', 'forHello', 'expired', 'expires', 'refresh', 'schedule', 'fetch', 'heldToken', 'refresher',
   // Shared by several classes, or hook objects
   'url', 'queue', 'handler', 'failure', 'ended', 'head', 'stopped', 'drop', 'failed', 'check', 'open',
   'finish', 'write', 'receive', 'welcome', 'down', 'frame', 'ask', 'flush', 'probe', 'wake', 'suspend', 'pageBack',
@@ -160,7 +160,7 @@ await bundle('crier.full', source('full'));
 // What each optional entry point adds to a page's bundle that imports it beside the core's
 // `connect` (gzipped, each alone: the core's share of a bundle is the same with or without it).
 // Measured, not written: bundle-size.test.ts holds each to its budget.
-const ENTRIES = ['fallback', 'filter', 'history', 'presence', 'request', 'stream'];
+const ENTRIES = ['fallback', 'filter', 'history', 'presence', 'refresh', 'request', 'stream'];
 const gzipOf = async (contents) => {
   const r = await build({ ...common, stdin: { contents, resolveDir: root, loader: 'ts' }, format: 'esm', outfile: 'x.js' });
   return gzipSync(await squeeze(r.outputFiles[0].text, true), { level: 9 }).length;

@@ -62,8 +62,8 @@ export class Client implements CrierClient {
   readonly droppedListeners = new Set<DroppedListener>();
   private readonly errorListeners = new Set<ErrorListener>();
   private readonly resumedListeners = new Set<ResumedListener>();
-  /** Emits an `'error'` event. */
-  private readonly fail = (error: CrierError): void => emit(this.errorListeners, error);
+  /** @internal Emits an `'error'` event. */
+  readonly fail = (error: CrierError): void => emit(this.errorListeners, error);
   private readyWaiters: { resolve(): void; reject(error: CrierError): void }[] = [];
   /** @internal Where presence notices go (set by `watchPresence` of `@crier/sdk-web/presence`). */
   notice?: (frame: PresenceChangeFrame) => void;
@@ -98,7 +98,6 @@ export class Client implements CrierClient {
       },
       resumed: ({ n, why, f }) => emit(this.resumedListeners, { recovered: !why, reason: why, replayed: n, patterns: f }),
       error: this.fail,
-      ask: this.ask,
     });
     this.publisher = new Publisher(this.connection, this.pending, resolved, this.fail);
     if (resolved.page && this.connection.state !== 'closed') {

@@ -19,7 +19,7 @@ import {
   type WelcomeFrame,
 } from '@crier/protocol';
 import { backoffDelay } from './backoff.js';
-import { Credential, type CredentialHooks } from './credential.js';
+import { Credential } from './credential.js';
 import { Event, high } from './event.js';
 import { KeepAlive, WAKE_PROBE_GRACE_MAX } from './keep-alive.js';
 import type { PageHooks } from './lifecycle.js';
@@ -37,8 +37,10 @@ const BATCH_FRAMES = 64;
 /** High-priority events remembered above the resume position (see Connection's makeEvent). */
 const AHEAD_MAX = 256;
 
-/** What the connection tells the client (and asks of it: `auth`, for the credential's refresh). */
-export interface ConnectionHooks extends CredentialHooks {
+/** What the connection tells the client. */
+export interface ConnectionHooks {
+  /** Reports a failure nobody awaits (getToken failed, a frame that could not be handled). */
+  error(error: CrierError): void;
   /** A `welcome` arrived: requests can be sent. Called before the state becomes `connected`. */
   welcome(): void;
   /** Any frame from the current socket but `welcome` and `ping` (answered here); an event as an {@link Event}. */
@@ -104,7 +106,8 @@ export class Connection implements PageHooks {
   private quitting: Promise<void> | undefined;
   private socketClosed: (() => void) | undefined;
   private suspended = false;
-  private readonly credential: Credential;
+  /** @internal */
+  readonly credential: Credential;
   private readonly clock: ResolvedOptions['clock'];
   /** Publish frames written this tick, not sent yet, for `batchSocket`; and their bytes. */
   private batch: Uint8Array<ArrayBuffer>[] = [];
@@ -119,7 +122,7 @@ export class Connection implements PageHooks {
   ) {
     // A resumed session brings its position as well.
     ({ uuid: this.uuid, secret: this.secret, epoch: this.epoch, seq: this.seq = 0 } = (options.resume ?? options) as Partial<ClientSession>);
-    this.credential = new Credential(options, hooks);
+    this.credential = new Credential(options);
     this.clock = options.clock;
     // The first socket is opened synchronously so a bad URL throws from `connect()` itself.
     this.open(true);

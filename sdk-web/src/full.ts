@@ -8,6 +8,7 @@ import { withFallback } from './fallback.js';
 import { withFilters } from './filter.js';
 import { history } from './history.js';
 import { presence, watchPresence, type PresenceInfo, type PresenceListener, type PresenceOptions } from './presence.js';
+import { withTokenRefresh } from './refresh.js';
 import { request, respond } from './request.js';
 import { events } from './stream.js';
 import type { PatternIndex } from './subscriptions.js';
@@ -33,6 +34,7 @@ export { withFilters } from './filter.js';
 export { HttpSocket, withFallback, type FallbackOptions, type EventSourceLike } from './fallback.js';
 export { history } from './history.js';
 export { presence, watchPresence, type PresenceChange, type PresenceInfo, type PresenceListener, type PresenceOptions } from './presence.js';
+export { withTokenRefresh } from './refresh.js';
 export { request, respond, DEFAULT_REQUEST_TIMEOUT } from './request.js';
 export { events } from './stream.js';
 export type { CrierClientFull, IterableSubscription, RequestOptions, Reply, Responder } from './types.js';
@@ -54,6 +56,7 @@ class FullClient extends Client implements CrierClientFull {
   constructor(url: string, options: ClientOptions) {
     super(url, options);
     withFilters(this);
+    withTokenRefresh(this);
     // Many wildcard subscriptions (a service's) cost an event what matches it, not one test each.
     this.subscriptions.wild = trieIndex();
   }

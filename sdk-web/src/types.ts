@@ -106,11 +106,12 @@ export interface ClientOptions {
   /**
    * Fetches a credential (sync or async). Asked before a hello when no credential is held (the
    * first connect, unless `token` is given), after a close with 4007 (expired), and when the one
-   * held is past its expiry; and, when the broker says when the credential expires, a little
-   * before then (a tenth of its lifetime, at most 30 s), to refresh it in band with an `auth`
-   * frame: no reconnect, nothing lost. A throw or rejection is an `'error'` event (`unauthorized`,
-   * "getToken failed: …"): before a hello the client retries with backoff; a refresh is tried
-   * again up to 3 times before the credential expires.
+   * held is past its expiry. With `withTokenRefresh()` of `@crier/sdk-web/refresh` (built into
+   * the full client and sdk-node), also a little before the expiry the broker gives (a tenth of
+   * its lifetime, at most 30 s), to refresh it in band with an `auth` frame: no reconnect, nothing
+   * lost. A throw or rejection is an `'error'` event (`unauthorized`, "getToken failed: …"):
+   * before a hello the client retries with backoff; a refresh is tried again up to 3 times before
+   * the credential expires.
    * @default undefined
    */
   getToken?: () => string | Promise<string>;

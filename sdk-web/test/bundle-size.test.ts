@@ -17,15 +17,25 @@ import { record } from './record.js';
 import { waitFor } from './wait-for.js';
 
 /**
- * The core `<script>` bundle's budget, minified and gzipped (level 9): 9.5 KB, down from 10 KB once
- * the core measured 9,463 bytes (the aim is 8 KB). Lowered as the bundle shrinks, never raised.
+ * The core `<script>` bundle's budget, minified and gzipped (level 9): 9 KB, down from 10 KB and
+ * 9.5 KB as the core shrank (9,156 bytes once the in-band token refresh left it; the aim is 8 KB).
+ * Lowered as the bundle shrinks, never raised.
  */
-const CORE_BUDGET = 9.5 * 1024;
+const CORE_BUDGET = 9 * 1024;
 /**
  * What each optional entry point may add to a page's bundle beside the core's `connect`, bytes
  * gzipped (measured by bundle.mjs into dist/entry-sizes.json).
  */
-const ENTRY_BUDGETS: Record<string, number> = { fallback: 1100, filter: 600, history: 200, presence: 500, request: 400, stream: 400 };
+const ENTRY_BUDGETS: Record<string, number> = {
+  fallback: 1100,
+  filter: 600,
+  history: 200,
+  presence: 500,
+  // The in-band token refresh, out of the core (which shrank by 172 bytes): measured at 227.
+  refresh: 240,
+  request: 400,
+  stream: 400,
+};
 /**
  * What the full client adds of its own beside the entry points: its methods, and the protocol's
  * segment trie for its wildcard subscriptions (the core tests them one by one; a service with

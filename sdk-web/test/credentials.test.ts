@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { CloseCode, ErrorCode, FrameType } from '@crier/protocol';
 import { connect } from '../src/client.js';
+import { withTokenRefresh } from '../src/refresh.js';
+import type { ClientOptions } from '../src/types.js';
 import type { WebSocketConstructor } from '../src/websocket.js';
 import { startFakeBroker } from './fake-broker.js';
 import { ManualClock } from './manual-clock.js';
@@ -27,11 +29,18 @@ function tokens(fail?: (call: number) => Error | undefined) {
   return { getToken, calls };
 }
 
+/** A core client (`connect` of `@crier/sdk-web`), on scripted sockets. */
+const core = (options: ClientOptions): ReturnType<typeof scriptedClient> => scriptedClient(options, connect);
+
+/** A core client with `withTokenRefresh()` of `@crier/sdk-web/refresh`, on scripted sockets. */
+const refreshing = (options: ClientOptions): ReturnType<typeof scriptedClient> =>
+  scriptedClient(options, (url, o) => withTokenRefresh(connect(url, o)));
+
 const event = { t: FrameType.event, c: 'a.b', d: new Uint8Array([1]), id: 'e', o: 1, e: 'E', ts: 0 } as const;
 
 describe('the credential in hello', () => {
   it('sends options.token in every hello', () => {
-    const { socket, welcome, clock } = scriptedClient({ token: 'static-1' });
+    const { socket, welcome, clock } = core({ token: 'static-1' });
     socket().open();
     expect(socket().sentOf(FrameType.hello)).toEqual([{ t: FrameType.hello, v: 1, tk: 'static-1' }]);
     welcome();
@@ -43,7 +52,7 @@ describe('the credential in hello', () => {
 
   it('asks getToken before the first hello (async), and keeps its answer across an ordinary reconnect', async () => {
     const { getToken, calls } = tokens();
-    const { socket, welcome, clock } = scriptedClient({ getToken });
+    const { socket, welcome, clock } = core({ getToken });
     socket().open();
     expect(socket().sent).toEqual([]); // the hello waits for the credential
     await settle();
@@ -57,7 +66,7 @@ describe('the credential in hello', () => {
   });
 
   it('a sync getToken that answered before the socket opened: the hello goes on open', async () => {
-    const { socket } = scriptedClient({ getToken: () => 'sync-token' });
+    const { socket } = core({ getToken: () => 'sync-token' });
     await settle();
     socket().open();
     expect(socket().sentOf(FrameType.hello)).toEqual([{ t: FrameType.hello, v: 1, tk: 'sync-token' }]);
@@ -65,7 +74,7 @@ describe('the credential in hello', () => {
 
   it('asks getToken again when the credential held is past the expiry the broker gave', async () => {
     const { getToken, calls } = tokens();
-    const { socket, welcome, clock } = scriptedClient({ getToken, token: 'first' });
+    const { socket, welcome, clock } = core({ getToken, token: 'first' });
     socket().open();
     expect(socket().sentOf(FrameType.hello)[0]!.tk).toBe('first');
     welcome({ x: clock.time + 1000 });
@@ -81,7 +90,7 @@ describe('the credential in hello', () => {
 
   it('a getToken that rejects is an error event, and the attempt is retried with backoff (no tight loop)', async () => {
     const { getToken, calls } = tokens((n) => (n <= 2 ? new Error(`auth server down (${n})`) : undefined));
-    const { client, socket, clock, sockets, rec } = scriptedClient({ getToken });
+    const { client, socket, clock, sockets, rec } = core({ getToken });
     socket().open();
     await settle();
     expect(rec.errors.map((e) => [e.code, e.message])).toEqual([[ErrorCode.unauthorized, 'getToken failed: auth server down (1)']]);
@@ -103,7 +112,7 @@ describe('the credential in hello', () => {
   });
 
   it('a getToken that throws synchronously is reported the same way', async () => {
-    const { socket, rec, client } = scriptedClient({
+    const { socket, rec, client } = core({
       getToken: () => {
         throw new TypeError('no session');
       },
@@ -118,7 +127,7 @@ describe('the credential in hello', () => {
 describe('refresh before expiry, in band', () => {
   it('sends auth with a fresh token at x - margin, reschedules from the ack, and loses nothing', async () => {
     const { getToken, calls } = tokens();
-    const { client, socket, welcome, clock, sockets, rec } = scriptedClient({ getToken });
+    const { client, socket, welcome, clock, sockets, rec } = refreshing({ getToken });
     socket().open();
     await settle();
     const s = welcome({ ka: 0, x: clock.time + 100_000 }); // margin: a tenth of 100 s
@@ -149,7 +158,7 @@ describe('refresh before expiry, in band', () => {
 
   it('a refused refresh is an error event, retried at half the time left; then 4007 reconnects with a fresh token', async () => {
     const { getToken, calls } = tokens();
-    const { client, socket, welcome, clock, sockets, rec } = scriptedClient({ getToken });
+    const { client, socket, welcome, clock, sockets, rec } = refreshing({ getToken });
     socket().open();
     await settle();
     const s = welcome({ ka: 0, x: clock.time + 100_000 });
@@ -196,7 +205,7 @@ describe('refresh before expiry, in band', () => {
 
   it('a getToken failing at refresh time is an error event, retried', async () => {
     const { getToken, calls } = tokens((n) => (n === 2 ? new Error('offline') : undefined));
-    const { socket, welcome, clock, rec } = scriptedClient({ getToken });
+    const { socket, welcome, clock, rec } = refreshing({ getToken });
     socket().open();
     await settle();
     const s = welcome({ ka: 0, x: clock.time + 10_000 });
@@ -212,7 +221,7 @@ describe('refresh before expiry, in band', () => {
 
   it('a connection lost during a refresh cancels it: no error, the next welcome schedules its own', async () => {
     const { getToken } = tokens();
-    const { socket, welcome, clock, rec } = scriptedClient({ getToken });
+    const { socket, welcome, clock, rec } = refreshing({ getToken });
     socket().open();
     await settle();
     const s = welcome({ ka: 0, x: clock.time + 10_000 });
@@ -225,8 +234,27 @@ describe('refresh before expiry, in band', () => {
     expect(clock.pending()).toEqual([125]); // only the reconnect
   });
 
+  it('without withTokenRefresh (a core client) nothing is refreshed: at expiry the broker closes with 4007 and the client reconnects with a fresh token', async () => {
+    const { getToken, calls } = tokens();
+    const { client, socket, welcome, clock, sockets, rec } = core({ getToken });
+    socket().open();
+    await settle();
+    welcome({ ka: 0, x: clock.time + 10_000 });
+    expect(clock.pending()).toEqual([]);
+    clock.advance(10_000);
+    socket().fireClose(CloseCode.tokenExpired, 'unauthorized: the credential expired');
+    expect(client.state).toBe('reconnecting');
+    clock.advance(clock.pending()[0]!);
+    socket().open();
+    await settle();
+    expect(calls).toEqual([1, 2]);
+    expect(socket().sentOf(FrameType.hello)[0]!.tk).toBe('token-2');
+    expect(sockets).toHaveLength(2);
+    expect(rec.errors).toEqual([]);
+  });
+
   it('with only a static token nothing is refreshed, and 4007 is final with an unauthorized error', () => {
-    const { client, socket, welcome, clock, sockets, rec } = scriptedClient({ token: 'static' });
+    const { client, socket, welcome, clock, sockets, rec } = refreshing({ token: 'static' });
     socket().open();
     welcome({ ka: 0, x: clock.time + 10_000 });
     expect(clock.pending()).toEqual([]);
@@ -241,7 +269,7 @@ describe('refresh before expiry, in band', () => {
 describe('a refused credential', () => {
   it('4008 is final, reported as an unauthorized error', async () => {
     const { getToken, calls } = tokens();
-    const { client, socket, clock, sockets, rec } = scriptedClient({ getToken });
+    const { client, socket, clock, sockets, rec } = core({ getToken });
     socket().open();
     await settle();
     socket().fireClose(CloseCode.unauthorized, 'unauthorized: bad signature');
@@ -261,7 +289,7 @@ describe('against the fake broker', () => {
     const b = await startFakeBroker({ credential: (tk) => (tk?.startsWith('token-') ? clock.time + 100_000 : false) });
     try {
       const { getToken } = tokens();
-      const client = connect(b.url, { WebSocket: WebSocket as unknown as WebSocketConstructor, timers: clock, getToken, lifecycle: false });
+      const client = withTokenRefresh(connect(b.url, { WebSocket: WebSocket as unknown as WebSocketConstructor, timers: clock, getToken, lifecycle: false }));
       const rec = record(client);
       await waitFor('subscribed', client.subscribe('a.*').ready);
       const c = b.connections[0]!;

@@ -1,6 +1,6 @@
 import { FrameType, type WelcomeFrame } from '@crier/protocol';
 import { connect } from '../src/full.js';
-import type { ClientOptions, CrierClientFull } from '../src/types.js';
+import type { ClientOptions, CrierClient, CrierClientFull } from '../src/types.js';
 import { ManualClock } from './manual-clock.js';
 import { record, type Recording } from './record.js';
 import { scriptedWebSocket, type ScriptedSocket } from './scripted-socket.js';
@@ -18,11 +18,18 @@ export interface ScriptedClient {
 
 export const LIMITS = { mc: 3, mp: 1024, bs: 100 };
 
-/** A client on scripted sockets and a manual clock: every step of a test is explicit. */
-export function scriptedClient(options: ClientOptions = {}): ScriptedClient {
+/**
+ * A client on scripted sockets and a manual clock: every step of a test is explicit. The full
+ * client, unless `connectWith` makes another (a core client with an entry point: the test then
+ * uses only what that one has).
+ */
+export function scriptedClient(
+  options: ClientOptions = {},
+  connectWith: (url: string, options: ClientOptions) => CrierClient = connect,
+): ScriptedClient {
   const clock = new ManualClock();
   const { WebSocket, sockets } = scriptedWebSocket();
-  const client = connect('ws://broker.test', { WebSocket, timers: clock, random: () => 0.5, ...options });
+  const client = connectWith('ws://broker.test', { WebSocket, timers: clock, random: () => 0.5, ...options }) as CrierClientFull;
   const rec = record(client);
   const socket = (): ScriptedSocket => sockets.at(-1)!;
   return {
