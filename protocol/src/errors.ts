@@ -76,22 +76,31 @@ export interface ErrorCodes {
  * Built from the codes' list (each key is its code in camelCase, see {@link ErrorCodes}), which
  * spells each code once in the browser bundle instead of twice.
  */
-export const ErrorCode: ErrorCodes = Object.freeze(
-  Object.fromEntries(
-    (
-      'bad_frame frame_too_large unknown_type bad_channel bad_pattern bad_filter ' +
-      'payload_too_large max_channels hello_required unsupported_version bad_uuid ' +
-      'shutting_down too_many_connections forbidden_origin unauthorized forbidden ' +
-      'rate_limited unavailable no_responders internal disconnected timeout closed ' +
-      'queue_full'
-    ).split(' ')
-      .map((code) => [code.replace(/_(.)/g, (_, c: string) => c.toUpperCase()), code]),
-  ),
-) as unknown as ErrorCodes;
+export const ErrorCode: ErrorCodes = /* @__PURE__ */ codeTable();
+
+function codeTable(): ErrorCodes {
+  return Object.freeze(
+    Object.fromEntries(codeList().map((code) => [code.replace(/_(.)/g, (_, c: string) => c.toUpperCase()), code])),
+  ) as unknown as ErrorCodes;
+}
 
 export type ErrorCode = ErrorCodes[keyof ErrorCodes];
 
-const knownCodes: ReadonlySet<string> = new Set(Object.values(ErrorCode));
+/**
+ * The codes, spelled once. A function, so that the browser bundle (which names codes as strings
+ * and does not export the table) keeps only the set below: `ErrorCode` is marked pure, and goes.
+ */
+function codeList(): string[] {
+  return (
+    'bad_frame frame_too_large unknown_type bad_channel bad_pattern bad_filter ' +
+    'payload_too_large max_channels hello_required unsupported_version bad_uuid ' +
+    'shutting_down too_many_connections forbidden_origin unauthorized forbidden ' +
+    'rate_limited unavailable no_responders internal disconnected timeout closed ' +
+    'queue_full'
+  ).split(' ');
+}
+
+const knownCodes: ReadonlySet<string> = new Set(codeList());
 
 /** True when `code` is one of the documented {@link ErrorCode} values. */
 export function isErrorCode(code: unknown): code is ErrorCode {
