@@ -44,7 +44,7 @@ export {
 } from './limits.js';
 // decodeFrame(s): the lean decoder, for a trusted peer (the SDKs reading their broker).
 // decodeUntrustedFrame(s): value budget and field tables too, for the internet (the broker reading clients).
-export { encodeFrame, decodeFrame, decodeFrames, type EventMaker } from './codec.js';
+export { encodeFrame, encodeClientFrame, decodeFrame, decodeFrames, type EventMaker } from './codec.js';
 export { decodeUntrustedFrame, decodeUntrustedFrames } from './untrusted-codec.js';
 export {
   MAX_CHANNEL_LENGTH,

@@ -138,6 +138,53 @@ function writeValue(v: unknown): void {
 }
 
 /**
+ * One value of a frame a client sends, as {@link writeValue} writes it but for numbers: an
+ * integer from 0 to 2^32 - 1 takes its shortest uint form (-0 too: as 0), any other number a
+ * float64 (which every msgpack reader decodes to the same number). Client frames hold no other numbers in
+ * practice (types, request ids, rewinds, positions), and this is what the browser bundle carries
+ * instead of writeValue and writeNumber.
+ */
+function writeClientValue(v: unknown): void {
+  ensure(9);
+  if (v == null) buf[pos++] = 0xc0;
+  else if (typeof v === 'number') {
+    if (v >= 0 && v < 0x100000000 && v % 1 === 0) writeHead(0, 0x7f, 0xcd, v);
+    else {
+      buf[pos++] = 0xcb;
+      view.setFloat64(pos, v);
+      pos += 8;
+    }
+  } else if (typeof v === 'string') writeString(v);
+  else if (typeof v === 'boolean') buf[pos++] = v ? 0xc3 : 0xc2;
+  else if (v instanceof Uint8Array) writeBytes(0, -1, 0xc5, v);
+  else if (Array.isArray(v)) {
+    writeHead(0x90, 15, 0xdc, v.length);
+    for (const item of v) writeClientValue(item);
+  } else {
+    const record = v as Record<string, unknown>;
+    let count = 0;
+    for (const k in record) if (record[k] !== undefined) count++;
+    writeHead(0x80, 15, 0xde, count);
+    for (const k in record) {
+      const item = record[k];
+      if (item === undefined) continue;
+      writeString(k);
+      writeClientValue(item);
+    }
+  }
+}
+
+/**
+ * Encodes a frame a client sends (see {@link writeClientValue}: numbers other than 32-bit uints
+ * as float64) with the encoder's buffer: the SDKs' encoder. A fresh copy, like encodeMsgpack's.
+ */
+export function encodeClientMsgpack(value: unknown): Uint8Array<ArrayBuffer> {
+  pos = 0;
+  writeClientValue(value);
+  return buf.slice(0, pos);
+}
+
+/**
  * Encodes `value` (maps skip `undefined` fields). The result is a fresh copy backed by its own
  * `ArrayBuffer`; the working buffer is reused across calls.
  */

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { decode as oracleDecode, encode as oracleEncode } from '@msgpack/msgpack';
 import { DEFAULT_DECODE_LIMITS } from '../src/index.js';
 import { decodeBudgetedMsgpack } from '../src/budgeted-reader.js';
-import { MsgpackError, decodeMsgpack, encodeMsgpack } from '../src/msgpack.js';
+import { MsgpackError, decodeMsgpack, encodeClientMsgpack, encodeMsgpack } from '../src/msgpack.js';
 
 // @msgpack/msgpack is the oracle: crier's own codec must agree with it on everything it accepts.
 const limits = { ...DEFAULT_DECODE_LIMITS, maxDepth: 8, maxMapLength: 64, maxArrayLength: 64, maxValues: 100_000 };
@@ -71,5 +71,42 @@ describe.each([
     const b = encodeMsgpack('b');
     expect(oracleDecode(a)).toBe('a'.repeat(5000));
     expect(oracleDecode(b)).toBe('b');
+  });
+});
+
+// The SDKs' encoder: the same bytes as encodeMsgpack where every number is an integer from 0 to
+// 2^32 - 1 (all a client frame holds in practice), any other number as a float64 of the same value.
+describe('encodeClientMsgpack (what the SDKs send)', () => {
+  it('what it encodes, the oracle decodes to the same value', () => {
+    // -0 aside: it goes as 0 (see the last case).
+    const anyLeaf = fc.oneof(leaf, fc.double({ noNaN: true }).filter((d) => !Object.is(d, -0)));
+    const noNegativeZero = fc.letrec((tie) => ({
+      v: fc.oneof({ depthSize: 'small', maxDepth: 4 }, anyLeaf.filter((x) => !Object.is(x, -0)), fc.array(tie('v'), { maxLength: 6 }), fc.dictionary(safeKey, tie('v'), { maxKeys: 6 })),
+    })).v;
+    fc.assert(fc.property(noNegativeZero, (v) => {
+      expect(oracleDecode(encodeClientMsgpack(v))).toEqual(v);
+      expect(decodeBudgetedMsgpack(encodeClientMsgpack(v), limits)).toEqual(v);
+    }), { numRuns: 3000 });
+  });
+
+  it('writes the bytes encodeMsgpack writes when every number is a 32-bit uint', () => {
+    const uint32 = fc.oneof(fc.integer({ min: 0, max: 2 ** 32 - 1 }), fc.constantFrom(0, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1));
+    const clientLeaf = fc.oneof(fc.constant(null), fc.boolean(), uint32, fc.string({ maxLength: 80 }), fc.uint8Array({ maxLength: 300 }));
+    const clientValue = fc.letrec((tie) => ({
+      v: fc.oneof({ depthSize: 'small', maxDepth: 3 }, clientLeaf, fc.array(tie('v'), { maxLength: 6 }), fc.dictionary(safeKey, tie('v'), { maxKeys: 6 })),
+    })).v;
+    fc.assert(fc.property(clientValue, (v) => {
+      expect(encodeClientMsgpack(v)).toEqual(encodeMsgpack(v));
+    }), { numRuns: 2000 });
+  });
+
+  it('writes any other number as a float64 of the same value', () => {
+    for (const n of [-1, -0.5, 0.5, 2 ** 32, 2 ** 53 - 1, -(2 ** 31), 1e300]) {
+      const bytes = encodeClientMsgpack(n);
+      expect([bytes[0], bytes.length]).toEqual([0xcb, 9]);
+      expect(oracleDecode(bytes)).toBe(n);
+    }
+    expect(encodeClientMsgpack({ a: undefined, b: 1 })).toEqual(encodeMsgpack({ b: 1 }));
+    expect(encodeClientMsgpack(-0)).toEqual(new Uint8Array([0])); // a client sends none: it goes as 0
   });
 });

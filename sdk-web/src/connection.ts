@@ -7,7 +7,7 @@ import {
   PROTOCOL_VERSION,
   decodeFrames,
   drainDelayOf,
-  encodeFrame,
+  encodeClientFrame,
   ErrorCode,
   errorOfCloseReason,
   shouldReconnect,
@@ -411,8 +411,8 @@ export class Connection implements PageHooks {
    * the envelope, and BATCH_FRAMES); any other frame sends what waits first, then itself.
    */
   private write(socket: WebSocketLike, frame: ClientFrame): void {
-    // encodeFrame returns a fresh copy backed by its own ArrayBuffer (never a SharedArrayBuffer).
-    const bytes = encodeFrame(frame) as Uint8Array<ArrayBuffer>;
+    // A fresh copy backed by its own ArrayBuffer (never a SharedArrayBuffer).
+    const bytes = encodeClientFrame(frame);
     if (frame.t !== FrameType.publish || socket !== this.socket) {
       this.flush();
       return send(socket, bytes);
