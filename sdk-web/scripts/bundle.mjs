@@ -108,8 +108,10 @@ const common = {
 // statements and declarations, dropping what becomes unused) take off another ~0.25 KB gzipped
 // of the core bundle that esbuild's minifier leaves. Locals only: names that cross the bundle's
 // edge (exports, the `Crier` global, properties) are esbuild's business above, never terser's.
+// `hoist_funs` (function declarations moved to the top of their scope, as JavaScript runs them
+// anyway) lets more of them merge: 37 bytes gzipped off the core.
 async function squeeze(code, module) {
-  const result = await minify(code, { module, ecma: 2020, compress: { passes: 3 }, mangle: true, format: { comments: false } });
+  const result = await minify(code, { module, ecma: 2020, compress: { passes: 3, hoist_funs: true }, mangle: true, format: { comments: false } });
   return result.code;
 }
 
