@@ -48,7 +48,7 @@ const INTERNAL_NAMES = [
   'bufferFull', 'transmit', 'tooLarge', 'prefix', 'published', 'entryFor', 'registry', 'streams', 'handles', 'acked', 'host', 'deliver', 'taps', 'compile', 'wild', 'byName', 'forget', 'items', 'sweep', 'timerAt', 'due', 'arm', 'batch', 'batchBytes', 'batchSocket', 'makeEvent', 'disarm', 'made',
   // HttpSocket and withFallback's socket (fallback.ts)
   'outbox', 'posting', 'post', 'fire', 'inner', 'attach', 'http', 'stream',
-  'dispatch', 'resubscribe', 'removePattern', 'eventsOf', 'rewound', 'rewinding', 'dropping', 'release', 'onOverflow', 'onReturn', 'capacity', 'waiters',
+  'dispatch', 'resubscribe', 'removePattern', 'eventsOf', 'rewound', 'rewinding', 'rewind', 'dropping', 'release', 'onOverflow', 'onReturn', 'capacity', 'waiters',
   'nextId', 'timeoutMs', 'settle', 'rejectAll', 'timer', 'waiting', 'byKey', 'buffered', 'end', 'remove',
   // Credential
   'expiry', 'failures', 'forHello', 'expired', 'expires', 'refresh', 'schedule', 'fetch', 'heldToken', 'refresher',
@@ -162,7 +162,7 @@ await bundle('crier.full', source('full'));
 // What each optional entry point adds to a page's bundle that imports it beside the core's
 // `connect` (gzipped, each alone: the core's share of a bundle is the same with or without it).
 // Measured, not written: bundle-size.test.ts holds each to its budget.
-const ENTRIES = ['fallback', 'filter', 'history', 'presence', 'refresh', 'request', 'stream'];
+const ENTRIES = ['fallback', 'filter', 'history', 'presence', 'refresh', 'request', 'rewind', 'stream'];
 const gzipOf = async (contents) => {
   const r = await build({ ...common, stdin: { contents, resolveDir: root, loader: 'ts' }, format: 'esm', outfile: 'x.js' });
   return gzipSync(await squeeze(r.outputFiles[0].text, true), { level: 9 }).length;

@@ -2,7 +2,6 @@ import {
   CrierError,
   ErrorCode,
   FrameType,
-  decodeFrames,
   type AckFrame,
   type BrokerFrame,
   type ErrorFrame,
@@ -11,7 +10,7 @@ import {
   type ReplyAnswerFrame,
 } from '@crier/protocol';
 import { Connection } from './connection.js';
-import { Event, makeEvent } from './event.js';
+import { Event } from './event.js';
 import { emit, listen } from './listeners.js';
 import { resolveOptions } from './options.js';
 import { PendingRequests, errorFromFrame, type SendRequest } from './pending.js';
@@ -23,7 +22,6 @@ import type {
   ClientSession,
   ClientState,
   CrierClient,
-  CrierEvent,
   DroppedListener,
   ErrorListener,
   EventHandler,
@@ -82,7 +80,6 @@ export class Client implements CrierClient {
       ask: this.ask,
       limits: () => this.connection.limits,
       error: this.fail,
-      eventsOf: (frame) => this.eventsOf(frame),
     });
     this.connection = new Connection(url, resolved, {
       welcome: () => {
@@ -186,13 +183,6 @@ export class Client implements CrierClient {
       // out finds nothing to settle and is dropped); a pong answers none.
       this.pending.settle(frame as AckFrame | ErrorFrame | EventsFrame | ReplyAnswerFrame);
     }
-  }
-
-  /** @internal The events of an `events` frame (history, rewind), decoded as subscribers get them. */
-  eventsOf(frame: EventsFrame): CrierEvent[] {
-    const events: CrierEvent[] = [];
-    for (const bytes of frame.ev) decodeFrames(bytes, this.connection.decodeLimits, (e) => events.push(e as Event), makeEvent);
-    return events;
   }
 
   private down(final: boolean, info: StateInfo): void {

@@ -9,6 +9,7 @@ import { withFilters } from './filter.js';
 import { history } from './history.js';
 import { presence, watchPresence, type PresenceInfo, type PresenceListener, type PresenceOptions } from './presence.js';
 import { withTokenRefresh } from './refresh.js';
+import { withRewind } from './rewind.js';
 import { request, respond } from './request.js';
 import { events } from './stream.js';
 import type { PatternIndex } from './subscriptions.js';
@@ -35,6 +36,7 @@ export { HttpSocket, withFallback, type FallbackOptions, type EventSourceLike } 
 export { history } from './history.js';
 export { presence, watchPresence, type PresenceChange, type PresenceInfo, type PresenceListener, type PresenceOptions } from './presence.js';
 export { withTokenRefresh } from './refresh.js';
+export { withRewind } from './rewind.js';
 export { request, respond, DEFAULT_REQUEST_TIMEOUT } from './request.js';
 export { events } from './stream.js';
 export type { CrierClientFull, IterableSubscription, RequestOptions, Reply, Responder } from './types.js';
@@ -57,6 +59,7 @@ class FullClient extends Client implements CrierClientFull {
     super(url, options);
     withFilters(this);
     withTokenRefresh(this);
+    withRewind(this);
     // Many wildcard subscriptions (a service's) cost an event what matches it, not one test each.
     this.subscriptions.wild = trieIndex();
   }

@@ -2,6 +2,7 @@
 // demand. The core bundle leaves it out; `@crier/sdk-web/full` has it as `client.history()`.
 import { FrameType, assertChannel, type EventsFrame } from '@crier/protocol';
 import type { Client } from './client.js';
+import { eventsOf } from './retained.js';
 import type { CrierClient, HistoryOptions, HistoryPage } from './types.js';
 
 /**
@@ -20,5 +21,5 @@ export async function history(client: CrierClient, channel: string, options: His
     c.ask((r) => ({ t: FrameType.history, r, c: channel, e: since?.epoch, o: since?.offset, n: limit }), { resolve, reject }, 'history') ||
     reject(c.closedWith),
   );
-  return { events: c.eventsOf(f), epoch: f.e!, offset: f.o!, complete: f.ok !== false, more: !!f.m };
+  return { events: eventsOf(c, f), epoch: f.e!, offset: f.o!, complete: f.ok !== false, more: !!f.m };
 }

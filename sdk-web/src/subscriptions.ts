@@ -1,11 +1,4 @@
-import {
-  CrierError,
-  ErrorCode,
-  FrameType,
-  assertPattern,
-  type EventFilter,
-  type EventsFrame,
-} from '@crier/protocol';
+import { CrierError, ErrorCode, FrameType, assertPattern, type EventFilter } from '@crier/protocol';
 import { call } from './listeners.js';
 import { isLoss, type Answer, type SendRequest } from './pending.js';
 import type { ClientLimits, CrierEvent, EventHandler, SubscribeFilter, SubscribeOptions, Subscription } from './types.js';
@@ -17,9 +10,14 @@ export interface SubscriptionHost {
   limits(): ClientLimits | undefined;
   /** Reports an asynchronous failure (a resubscribe the broker refused) as an `'error'` event. */
   error(error: CrierError): void;
-  /** The events of an `events` frame (a rewind), as handlers get them. */
-  eventsOf(frame: EventsFrame): CrierEvent[];
 }
+
+/**
+ * Asks for `handle`'s rewind (rewind.ts): with `since`, a new handle's (false when it asks for
+ * none); without, again after a welcome, for a handle still `rewinding`. True when it sent a
+ * `subscribe` for the entry (with its rewind).
+ */
+export type Rewind = (entry: Entry, handle: Handle, since?: number | 'last') => boolean;
 
 /** Something fed a handle's events besides its handler: an async iterator (stream.ts). */
 export interface Tap {
@@ -47,7 +45,7 @@ function deferred(): Deferred {
 }
 
 /** One (pattern, filter) subscription on the broker, shared by every local handle of it. */
-interface Entry {
+export interface Entry {
   /** The subscription's identity, as the broker sees it: pattern and canonical filter. */
   readonly key: string;
   readonly pattern: string;
@@ -70,12 +68,10 @@ export class Handle implements Subscription {
   /** @internal */
   ended = false;
   /**
-   * Waiting for its rewind (the `events` frame of its own subscribe): live events are not its
-   * yet, since the rewind holds those the broker had when it read the subscribe.
+   * Waiting for its rewind (the `events` frame of its own subscribe, see rewind.ts): live events
+   * are not its yet, since the rewind holds those the broker had when it read the subscribe.
    */
   rewinding: boolean | undefined;
-  /** Its rewind (`w`), asked again after a welcome while it is `rewinding`. */
-  w: number | undefined;
   /** @internal */
   readonly taps = new Set<Tap>();
 
@@ -183,6 +179,9 @@ export class Subscriptions {
   private readonly dropping = new Set<Entry>();
   private closedWith: CrierError | undefined;
 
+  /** @internal See {@link Rewind}. Unset in the core, where `since` asks for nothing. */
+  rewind: Rewind | undefined;
+
   /**
    * @internal Compiles a subscription's filter (see filter.ts). Unset in the core: the filter
    * code stays out of its bundle until a page asks for it with `withFilters()`.
@@ -192,7 +191,10 @@ export class Subscriptions {
   constructor(private readonly host: SubscriptionHost) {}
 
   add(pattern: string, filter: SubscribeFilter | undefined, handler: EventHandler | undefined, options?: SubscribeOptions): Subscription {
-    const entry = this.entryFor(pattern, filter, options?.group);
+    // A rewind without its code (withRewind()) is refused, never ignored.
+    const entry = options?.since && !this.rewind
+      ? new CrierError(ErrorCode.badFrame, 'since needs withRewind() of @crier/sdk-web/rewind')
+      : this.entryFor(pattern, filter, options?.group);
     if (entry instanceof CrierError) {
       const failed = deferred();
       failed.reject(entry);
@@ -201,14 +203,9 @@ export class Subscriptions {
       return handle;
     }
     const handle = new Handle(pattern, entry.key, handler, this, entry.ready.promise);
-    // Rewind: w = N for the last N events, 0 for the last of each channel (since 0: none). The
-    // broker refuses an N that is not an integer from 1 to 1000 (bad_frame).
-    const since = options?.since;
-    const w = (handle.w = since === 'last' ? 0 : since || undefined);
-    // Until its rewind arrives: asked now if connected, else after the next welcome.
-    handle.rewinding = w !== undefined;
-    // A new entry (no handle yet) is subscribed now; a rewind asks again (held: acked, no harm).
-    if (!entry.handles.size || handle.rewinding) this.send(entry, w, handle);
+    // A new entry (no handle yet) is subscribed now, unless its rewind's subscribe does it; a
+    // rewind on an entry held asks again (acked, no harm).
+    if (!this.rewind?.(entry, handle, options?.since) && !entry.handles.size) this.send(entry);
     entry.handles.add(handle);
     return handle;
   }
@@ -298,7 +295,7 @@ export class Subscriptions {
     for (const entry of this.dropping) void this.release(entry);
     for (const entry of this.byKey.values()) {
       this.send(entry);
-      for (const handle of entry.handles) if (handle.rewinding) this.send(entry, handle.w, handle);
+      for (const handle of entry.handles) if (handle.rewinding) this.rewind!(entry, handle);
     }
   }
 
@@ -338,36 +335,28 @@ export class Subscriptions {
     });
   }
 
-  /** Sends the entry's `subscribe` (with a rewind `w`) or `unsubscribe`; false (nothing sent) when not connected. */
-  private ask(type: 'subscribe' | 'unsubscribe', { pattern, filter, group }: Entry, answer: Answer, w?: number): boolean {
+  /**
+   * @internal Sends the entry's `subscribe` (with a rewind `w`, rewind.ts's) or `unsubscribe`;
+   * false (nothing sent) when not connected.
+   */
+  ask(type: 'subscribe' | 'unsubscribe', { pattern, filter, group }: Entry, answer: Answer, w?: number): boolean {
     const t = type === 'subscribe' ? FrameType.subscribe : FrameType.unsubscribe;
     return this.host.ask((r) => ({ t, r, p: pattern, f: filter?.wire, w, g: group }), answer, `${type} "${pattern}"`);
   }
 
-  /**
-   * Subscribes the entry (again, after a welcome). With `w`, for `handle`: the rewind's `events`
-   * frame goes to that handle alone, which then goes live. The protocol has it before the ack
-   * (always, even empty), so only a failure makes the handle go live without it.
-   */
-  private send(entry: Entry, w?: number, handle?: Handle): void {
-    this.ask('subscribe', entry, {
-      resolve: () => {
-        entry.acked = true;
-        entry.ready.resolve();
-      },
-      reject: (err) => {
-        // Lost with the connection: asked again after the next welcome.
-        if (handle && !isLoss(err)) handle.rewinding = false;
-        this.failed(entry, err);
-      },
-      rewound: handle && ((frame) => {
-        handle.rewinding = false;
-        for (const event of this.host.eventsOf(frame)) handle.deliver(event);
-      }),
-    }, w);
+  /** Subscribes the entry (again, after a welcome). */
+  private send(entry: Entry): void {
+    this.ask('subscribe', entry, { resolve: () => this.acked(entry), reject: (err) => this.failed(entry, err) });
   }
 
-  private failed(entry: Entry, err: CrierError): void {
+  /** @internal The broker acked the entry's subscribe. */
+  acked(entry: Entry): void {
+    entry.acked = true;
+    entry.ready.resolve();
+  }
+
+  /** @internal The entry's subscribe failed. */
+  failed(entry: Entry, err: CrierError): void {
     // A lost connection is not a refusal: the next welcome subscribes again. `closed` is close()'s.
     if (isLoss(err)) return;
     const current = this.byKey.get(entry.key) === entry;

@@ -249,7 +249,8 @@ export interface SubscribeOptions {
    * events the subscription matches; `'last'`: the last event of each matching channel (a
    * retained value, as MQTT has). They go to this subscription's handler and iterator alone, not
    * to others that match them, nor to `onEvent`. Nothing is rewound again after a reconnect:
-   * the stream resumes instead.
+   * the stream resumes instead. Needs `withRewind()` of `@crier/sdk-web/rewind` (built into the
+   * full client and sdk-node): without it the subscription fails with `bad_frame`.
    * @default none (live events only)
    */
   since?: number | 'last';

@@ -34,6 +34,9 @@ const ENTRY_BUDGETS: Record<string, number> = {
   // The in-band token refresh, out of the core (which shrank by 172 bytes): measured at 227.
   refresh: 240,
   request: 400,
+  // Subscribe rewinds (since), out of the core (which shrank by 72 bytes): measured at 157.
+  // (history, at 188, now carries the decoding of retained events that left the core with it.)
+  rewind: 170,
   stream: 400,
 };
 /**

@@ -4,7 +4,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { CloseCode, CrierError, ErrorCode, FrameType, encodeFrame, type EventFrame } from '@crier/protocol';
+import { connect as connectCore } from '../src/client.js';
+import { withFilters } from '../src/filter.js';
 import { connect } from '../src/full.js';
+import { withRewind } from '../src/rewind.js';
+import { events } from '../src/stream.js';
 import type { CrierClientFull, CrierEvent } from '../src/types.js';
 import { startFakeBroker, type FakeBroker } from './fake-broker.js';
 import { scriptedClient } from './scripted-client.js';
@@ -85,9 +89,22 @@ describe('client.history (scripted)', () => {
   });
 });
 
+/** A core client with `withRewind()` of `@crier/sdk-web/rewind` (and filters), on scripted sockets. */
+const rewinding = (): ReturnType<typeof scriptedClient> => scriptedClient({}, (url, o) => withRewind(withFilters(connectCore(url, o))));
+
 describe("subscribe's rewind (scripted)", () => {
+  it('without withRewind (a core client) since is refused with bad_frame, and nothing is sent', async () => {
+    const { client, socket, welcome } = scriptedClient({}, connectCore);
+    welcome();
+    const sub = client.subscribe('a.*', () => {}, { since: 5 });
+    await expect(sub.ready).rejects.toMatchObject({ code: ErrorCode.badFrame, message: 'since needs withRewind() of @crier/sdk-web/rewind' });
+    expect(socket().sentOf(FrameType.subscribe)).toEqual([]);
+    client.subscribe('b.*', () => {}, { since: 0 }); // rewinds nothing: a plain subscription
+    expect(socket().sentOf(FrameType.subscribe).map((f) => [f.p, f.w])).toEqual([['b.*', undefined]]);
+  });
+
   it('sends w: N for since N, 0 for since last, none without since (or since 0)', () => {
-    const { client, socket, welcome } = scriptedClient();
+    const { client, socket, welcome } = rewinding();
     welcome({ lim: { mc: 10, mp: 1024, bs: 100 } });
     client.subscribe('a.*', () => {}, { since: 5 });
     client.subscribe('b.*', () => {}, { since: 'last' });
@@ -100,7 +117,7 @@ describe("subscribe's rewind (scripted)", () => {
   });
 
   it("the events frame goes to that subscription's handler alone, in order, before live events; not to others that match, nor onEvent", async () => {
-    const { client, socket, welcome } = scriptedClient();
+    const { client, socket, welcome } = rewinding();
     welcome();
     const other: number[] = [];
     const everything: number[] = [];
@@ -119,7 +136,7 @@ describe("subscribe's rewind (scripted)", () => {
   });
 
   it('live events that reach the connection before the rewind are not the rewinding handle\'s (the rewind holds them); other handles of the pattern get them', () => {
-    const { client, socket, welcome } = scriptedClient();
+    const { client, socket, welcome } = rewinding();
     welcome();
     const first: number[] = [];
     client.subscribe('a.*', (e) => first.push(e.data[0]!));
@@ -139,11 +156,11 @@ describe("subscribe's rewind (scripted)", () => {
   });
 
   it('an iterator yields the rewind first', async () => {
-    const { client, socket, welcome } = scriptedClient();
+    const { client, socket, welcome } = rewinding();
     welcome();
     const got: number[] = [];
     const reading = (async () => {
-      for await (const e of client.subscribe('a.*', undefined, { since: 'last' })) {
+      for await (const e of events(client, client.subscribe('a.*', undefined, { since: 'last' }))) {
         got.push(e.data[0]!);
         if (got.length === 3) break;
       }
@@ -158,7 +175,7 @@ describe("subscribe's rewind (scripted)", () => {
   });
 
   it('asked before the welcome, it goes out after it: the subscription, then its rewind; the handle gets the rewind, then live', () => {
-    const { client, socket, welcome } = scriptedClient();
+    const { client, socket, welcome } = rewinding();
     const got: number[] = [];
     client.subscribe('a.*', (e) => got.push(e.data[0]!), { since: 2 });
     const s = welcome();
@@ -176,7 +193,7 @@ describe("subscribe's rewind (scripted)", () => {
   });
 
   it('is not asked again after a reconnect once it came (the stream resumes instead); one lost with the connection is asked again', () => {
-    const { client, socket, welcome, clock } = scriptedClient();
+    const { client, socket, welcome, clock } = rewinding();
     welcome({ ep: 'EP' });
     const done: number[] = [];
     client.subscribe('a.*', (e) => done.push(e.data[0]!), { since: 1 });
@@ -198,7 +215,7 @@ describe("subscribe's rewind (scripted)", () => {
   });
 
   it('a refused rewind rejects ready and removes the subscription, as a refused subscribe does', async () => {
-    const { client, socket, welcome, rec } = scriptedClient();
+    const { client, socket, welcome, rec } = rewinding();
     welcome();
     const sub = client.subscribe('a.*', () => {}, { since: 5000 });
     const r = socket().sentOf(FrameType.subscribe)[0]!.r;
