@@ -190,7 +190,26 @@ function writeUint(out: Uint8Array, at: number, n: number): number {
   return at;
 }
 
-/** A key of the event frame: its msgpack bytes (a fixstr). */
+/**
+ * A key of one character at `at` (a fixstr: 0xa1, the character), written byte by byte: a
+ * TypedArray `set` of one or two bytes is a builtin call, and an event frame has eight keys
+ * (~130 ns per event, measured alone).
+ */
+function key1(out: Uint8Array, at: number, a: number): number {
+  out[at] = 0xa1;
+  out[at + 1] = a;
+  return at + 2;
+}
+
+/** A key of two characters at `at` (see {@link key1}). */
+function key2(out: Uint8Array, at: number, a: number, b: number): number {
+  out[at] = 0xa2;
+  out[at + 1] = a;
+  out[at + 2] = b;
+  return at + 3;
+}
+
+/** A key of the event frame: its msgpack bytes (a fixstr), for the sizes. */
 function key(k: string): Uint8Array {
   const b = new Uint8Array(1 + k.length);
   writeAscii(b, 0, k);
@@ -263,12 +282,11 @@ function eventMessage(
   const out = allocate(messageHeaderSize(size) + size);
   let at = writeMessageHeader(out, 0, size);
   out[at++] = 0x80 | fields;
-  out.set(K_T, at);
-  at = writeUint(out, at + K_T.length, t);
-  out.set(K_C, at);
-  at = writeAscii(out, at + K_C.length, channel);
-  out.set(K_D, at);
-  at += K_D.length;
+  at = key1(out, at, 0x74);
+  at = writeUint(out, at, t);
+  at = key1(out, at, 0x63);
+  at = writeAscii(out, at, channel);
+  at = key1(out, at, 0x64);
   if (d < 0x100) {
     out[at++] = 0xc4;
     out[at++] = d;
@@ -282,19 +300,18 @@ function eventMessage(
   }
   out.set(data, at);
   at += d;
-  out.set(K_ID, at);
-  at = writeAscii(out, at + K_ID.length, id);
-  out.set(K_O, at);
-  at = writeUint(out, at + K_O.length, offset);
-  out.set(K_E, at);
-  at = writeAscii(out, at + K_E.length, epoch);
-  out.set(K_S, at);
-  at = writeUint(out, at + K_S.length, seq);
-  out.set(K_TS, at);
-  at = writeUint(out, at + K_TS.length, time);
+  at = key2(out, at, 0x69, 0x64);
+  at = writeAscii(out, at, id);
+  at = key1(out, at, 0x6f);
+  at = writeUint(out, at, offset);
+  at = key1(out, at, 0x65);
+  at = writeAscii(out, at, epoch);
+  at = key1(out, at, 0x73);
+  at = writeUint(out, at, seq);
+  at = key2(out, at, 0x74, 0x73);
+  at = writeUint(out, at, time);
   if (labels !== undefined) {
-    out.set(K_L, at);
-    at += K_L.length;
+    at = key1(out, at, 0x6c);
     const n = labels.length;
     if (n <= 15) out[at++] = 0x90 | n;
     else if (n < 0x10000) {
@@ -308,12 +325,11 @@ function eventMessage(
     for (const l of labels) at = writeAscii(out, at, l);
   }
   if (key !== undefined) {
-    out.set(K_K, at);
-    at = writeAscii(out, at + K_K.length, key);
+    at = key1(out, at, 0x6b);
+    at = writeAscii(out, at, key);
   }
   if (priority === 1) {
-    out.set(K_PR, at);
-    at += K_PR.length;
+    at = key2(out, at, 0x70, 0x72);
     out[at++] = 1;
   }
   if (at !== out.length) throw new Error(`event frame: wrote ${at} bytes of ${out.length}`);
