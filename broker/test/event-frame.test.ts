@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { FrameType, decodeFrame, encodeFrame } from '@crier/protocol';
-import { StreamEvent } from '../src/engine/stream-event.js';
+import { StreamEvent, eventNames } from '../src/engine/stream-event.js';
 
 // StreamEvent encodes its event frame in one pass, straight into a WebSocket message (bench W3):
 // the bytes must be exactly what the protocol's generic encoder makes of the same frame.
@@ -128,6 +128,29 @@ describe('StreamEvent frame', () => {
       ),
       { numRuns: 500 },
     );
+  });
+
+  it("written from its channel's names (the memory engine's), is the generic encoding of the id that the names make", () => {
+    const prefix = 'AbCdEfGhIj-';
+    const seqs = [1, 2, 36, 37, 1296, 1297, 36 ** 5, 36 ** 5 + 1, 2 ** 32, Number.MAX_SAFE_INTEGER];
+    for (const channel of ['news.sport', 'c'.repeat(31), 'c'.repeat(32), 'c'.repeat(300)]) {
+      const names = eventNames(channel, 'AbCdEfGhIj.0', prefix)!;
+      for (const seq of seqs) {
+        for (const extra of [{}, { labels: ['a', 'b'], key: 'k' }, { time: 1.5 }]) {
+          const f: Fields = { ...base, channel, seq, ...extra, id: `${prefix}${(seq - 1).toString(36)}` };
+          for (const priority of [0, 1]) {
+            const event = new StreamEvent(f.channel, f.data, names, f.offset, f.epoch, f.seq, f.time, f.labels, f.key, undefined, priority);
+            const expected = encodeFrame({ t: FrameType.event, c: f.channel, d: f.data, id: f.id, o: f.offset, e: f.epoch, s: f.seq, ts: f.time, l: f.labels, k: f.key, pr: priority === 1 ? 1 : undefined });
+            expect(Buffer.from(event.frame).equals(Buffer.from(expected)), `${channel.length} ${seq} ${JSON.stringify(extra)} ${priority}`).toBe(true);
+            expect(payloadOf(event.message!).equals(Buffer.from(event.frame))).toBe(true);
+            expect(event.id).toBe(f.id);
+          }
+        }
+      }
+    }
+    // Names that are not ASCII are not made: such a channel's events are encoded from their strings.
+    expect(eventNames('café', 'e', prefix)).toBeUndefined();
+    expect(eventNames('c', 'é', prefix)).toBeUndefined();
   });
 
   it('keeps the stored frame of an event read back from history, with no message', () => {

@@ -3,7 +3,7 @@ import { isWildcard, matchPattern } from '@crier/protocol';
 import { CachedTop, TopN } from '../observe/top-n.js';
 import type { ChannelEvents } from '../types.js';
 import type { Accept, HistoryPage, ReplayPage } from './engine.js';
-import { StreamEvent } from './stream-event.js';
+import { StreamEvent, eventNames, type EventNames } from './stream-event.js';
 
 /** The bounds of the memory engine's state. */
 export interface StoreLimits {
@@ -94,6 +94,8 @@ export class ChannelLog {
    */
   older: ChannelLog | undefined;
   newer: ChannelLog | undefined;
+  /** Its names as its events' frames carry them, encoded at its first event (null: not ASCII). */
+  names: EventNames | null | undefined;
 
   constructor(
     readonly channel: string,
@@ -161,6 +163,8 @@ export class ChannelLog {
 export class ChannelStore {
   /** The stream epoch: this store's random prefix (ids and channel epochs start with it). */
   readonly epoch = nanoid(10);
+  /** What every event id starts with (see {@link idOf}). */
+  private readonly idPrefix = `${this.epoch}-`;
   /** The stream position of the last event sequenced. */
   seq = 0;
   /** History bytes held over every channel (frames plus RETAINED_OVERHEAD each). */
@@ -233,7 +237,17 @@ export class ChannelStore {
 
   /** The id of the event at stream position `seq` (the epoch, then seq - 1 in base 36). */
   idOf(seq: number): string {
-    return `${this.epoch}-${(seq - 1).toString(36)}`;
+    return this.idPrefix + (seq - 1).toString(36);
+  }
+
+  /**
+   * What the next event of `log` (just sequenced) is given as its id: its channel's
+   * {@link EventNames}, from which it writes and makes the id of its seq as {@link idOf} would,
+   * or that id when the channel's names are not ASCII.
+   */
+  idOrNames(log: ChannelLog): string | EventNames {
+    if (log.names === undefined) log.names = eventNames(log.channel, log.epoch, this.idPrefix) ?? null;
+    return log.names ?? this.nextId();
   }
 
   /**

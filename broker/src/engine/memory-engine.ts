@@ -71,7 +71,7 @@ export class MemoryEngine implements Engine {
     const store = this.store;
     const log = store.sequence(channel);
     // Its message is written where history keeps it (see ChannelStore.reserve).
-    const event = new StreamEvent(channel, data, store.nextId(), log.offset, log.epoch, store.seq, this.clock.wall(), labels, key, undefined, priority, store.room(log));
+    const event = new StreamEvent(channel, data, store.idOrNames(log), log.offset, log.epoch, store.seq, this.clock.wall(), labels, key, undefined, priority, store.room(log));
     store.retain(log, event);
     if (dedupe !== undefined) this.seen!.set(dedupe, { result: { id: event.id, offset: event.offset, epoch: event.epoch }, at: this.clock.now() });
     this.sink(event);
