@@ -45,7 +45,7 @@ const INTERNAL_NAMES = [
   // KeepAlive
   'framesAtCheck', 'silentChecks', 'framesAtProbe', 'probeGrace', 'dueAt', 'sendProbe', 'received', 'interval', 'frames',
   // Publisher, Subscriptions, EventStream, PendingRequests
-  'bufferFull', 'transmit', 'tooLarge', 'prefix', 'published', 'entryFor', 'registry', 'streams', 'handles', 'acked', 'host', 'deliver', 'taps', 'compile', 'wild', 'byName', 'forget', 'items', 'sweep', 'timerAt', 'due', 'arm', 'batch', 'batchBytes', 'batchSocket', 'makeEvent', 'disarm', 'made',
+  'bufferFull', 'transmit', 'tooLarge', 'prefix', 'published', 'entryFor', 'registry', 'streams', 'handles', 'acked', 'host', 'deliver', 'taps', 'compile', 'index', 'forget', 'items', 'sweep', 'timerAt', 'due', 'arm', 'batch', 'batchBytes', 'batchSocket', 'makeEvent', 'disarm', 'made',
   // HttpSocket and withFallback's socket (fallback.ts)
   'outbox', 'posting', 'post', 'fire', 'inner', 'attach', 'http', 'stream',
   'dispatch', 'resubscribe', 'removePattern', 'eventsOf', 'rewound', 'rewinding', 'rewind', 'dropping', 'release', 'onOverflow', 'onReturn', 'capacity', 'waiters',

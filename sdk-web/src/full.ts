@@ -2,7 +2,7 @@
 // every optional entry point built in as a method (history, iterable subscriptions). The full
 // `<script>` bundle (`crier.full.min.js`) is built from this file; `@crier/sdk-node` uses it.
 // A page that counts its bytes imports the core and the function entry points it needs instead.
-import { PatternTrie } from '@crier/protocol';
+import { PatternTrie, isWildcard } from '@crier/protocol';
 import { Client } from './client.js';
 import { withFallback } from './fallback.js';
 import { withFilters } from './filter.js';
@@ -12,7 +12,7 @@ import { withTokenRefresh } from './refresh.js';
 import { withRewind } from './rewind.js';
 import { request, respond } from './request.js';
 import { events } from './stream.js';
-import type { PatternIndex } from './subscriptions.js';
+import type { Entry, PatternIndex } from './subscriptions.js';
 import type {
   ClientOptions,
   CrierClientFull,
@@ -41,16 +41,40 @@ export { request, respond, DEFAULT_REQUEST_TIMEOUT } from './request.js';
 export { events } from './stream.js';
 export type { CrierClientFull, IterableSubscription, RequestOptions, Reply, Responder } from './types.js';
 
-/** The protocol's segment trie as the subscriptions' {@link PatternIndex}. */
-function trieIndex<T>(): PatternIndex<T> {
-  const trie = new PatternTrie<T>();
+/**
+ * The subscriptions' {@link PatternIndex} for many of them (a service's): the entries of a channel
+ * name by name (one lookup per event), those of a wildcard pattern in the protocol's segment trie
+ * (looked at only when there are some), whose cost follows what matches an event, not how many
+ * patterns there are.
+ */
+function fullIndex(): PatternIndex {
+  const byName = new Map<string, Entry[]>();
+  const trie = new PatternTrie<Entry>();
   return {
-    get size() {
-      return trie.size;
+    add(pattern, entry) {
+      if (isWildcard(pattern)) return void trie.add(pattern, entry);
+      const named = byName.get(pattern);
+      if (named) named.push(entry);
+      else byName.set(pattern, [entry]);
     },
-    add: (pattern, value) => void trie.add(pattern, value),
-    remove: (pattern, value) => void trie.remove(pattern, value),
-    match: (channel, visit) => trie.match(channel.split('.'), visit),
+    remove(pattern, entry) {
+      const named = byName.get(pattern);
+      if (!named) return void trie.remove(pattern, entry);
+      named.splice(named.indexOf(entry), 1);
+      if (!named.length) byName.delete(pattern);
+    },
+    match(event, visit) {
+      const named = byName.get(event.channel);
+      if (!trie.size) {
+        if (named) for (const entry of named) visit(entry, event);
+        return;
+      }
+      const hits = named ? named.slice() : [];
+      trie.match(event.channel.split('.'), (entry) => hits.push(entry));
+      // In the order the entries were made: handlers run in the order of their subscriptions.
+      if (hits.length > 1) hits.sort((a, b) => a.n - b.n);
+      for (const entry of hits) visit(entry, event);
+    },
   };
 }
 
@@ -61,7 +85,7 @@ class FullClient extends Client implements CrierClientFull {
     withTokenRefresh(this);
     withRewind(this);
     // Many wildcard subscriptions (a service's) cost an event what matches it, not one test each.
-    this.subscriptions.wild = trieIndex();
+    this.subscriptions.index = fullIndex();
   }
 
   override subscribe(pattern: string, handler?: EventHandler, options?: SubscribeOptions): IterableSubscription;

@@ -6,7 +6,7 @@ import { CrierError, FrameType, type AckFrame } from '@crier/protocol';
 import type { Client } from './client.js';
 import type { Credential, Refresher } from './credential.js';
 import { isLoss } from './pending.js';
-import type { CrierClient } from './types.js';
+import type { CrierClient, Timers } from './types.js';
 
 /**
  * Once a `welcome` (or an `auth` ack) says when the credential expires (`x`), getToken is asked a
@@ -18,11 +18,14 @@ import type { CrierClient } from './types.js';
 class TokenRefresh implements Refresher {
   private timer: unknown;
   private failures = 0;
+  private readonly clock: Timers;
 
   constructor(
     private readonly credential: Credential,
     private readonly client: Client,
-  ) {}
+  ) {
+    this.clock = credential.options.clock;
+  }
 
   /**
    * Schedules the refresh at `x - margin`, the margin a tenth of the time left and at most 30 s.
@@ -31,18 +34,18 @@ class TokenRefresh implements Refresher {
    */
   expires(x: number | undefined): void {
     this.failures = 0;
-    const left = x! - this.credential.options.clock.now(); // NaN without x: no refresh
+    const left = x! - this.clock.now(); // NaN without x: no refresh
     this.stop();
     if (left > 0) this.schedule(left - Math.min(30_000, left / 10));
   }
 
   stop(): void {
-    this.credential.options.clock.clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
   }
 
   private schedule(ms: number): void {
     this.stop();
-    this.timer = this.credential.options.clock.setTimeout(() => void this.refresh(), ms);
+    this.timer = this.clock.setTimeout(() => void this.refresh(), ms);
   }
 
   private async refresh(): Promise<void> {
@@ -60,7 +63,7 @@ class TokenRefresh implements Refresher {
       if (isLoss(e)) return;
       this.client.fail(new CrierError(e.code, `credential refresh failed: ${e.message}`));
       // Tried again 3 times at most, each at half the time left.
-      const left = x - this.credential.options.clock.now();
+      const left = x - this.clock.now();
       if (++this.failures <= 3 && left > 0) this.schedule(left / 2);
     }
   }

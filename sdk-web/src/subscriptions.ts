@@ -106,43 +106,39 @@ export class Handle implements Subscription {
   }
 }
 
-/** Wildcard patterns and their values, matched against channel names. */
-export interface PatternIndex<T> {
-  readonly size: number;
-  add(pattern: string, value: T): void;
-  remove(pattern: string, value: T): void;
-  /** Calls `visit` with each value whose pattern matches `channel`. */
-  match(channel: string, visit: (value: T) => void): void;
+/** The subscriptions' entries by pattern (channel names and wildcard patterns), for dispatch. */
+export interface PatternIndex {
+  add(pattern: string, entry: Entry): void;
+  remove(pattern: string, entry: Entry): void;
+  /**
+   * Calls `visit(entry, event)` for each entry whose pattern matches the event's channel, in the
+   * order the entries were made (handlers run in the order their subscriptions were made).
+   */
+  match(event: CrierEvent, visit: (entry: Entry, event: CrierEvent) => void): void;
 }
 
 /**
- * The core's {@link PatternIndex}: a list, each pattern tested in turn as a regular expression
- * (shorter in the bundle than the protocol's matchPattern). A valid pattern holds only segment
- * characters, dots and whole-segment wildcards: `*` is one segment, a last `>` one or more.
+ * The core's {@link PatternIndex}: a list in the order the entries were made, each pattern tested
+ * in turn as a regular expression (shorter in the bundle than a map of names beside the
+ * protocol's matchPattern), with no allocation; a page holds a few. A valid pattern holds only
+ * segment characters, dots and whole-segment wildcards: `*` is one segment, a last `>` one or more.
  */
-class PatternList<T> implements PatternIndex<T> {
-  private readonly items: [RegExp, T][] = [];
+class PatternList implements PatternIndex {
+  private readonly items: [RegExp, Entry][] = [];
 
-  get size(): number {
-    return this.items.length;
+  add(pattern: string, entry: Entry): void {
+    this.items.push([new RegExp(`^${pattern.replace(/\./g, '\\.').replace(/\*/g, '[^.]+').replace('>', '.+')}$`), entry]);
   }
 
-  add(pattern: string, value: T): void {
-    this.items.push([new RegExp(`^${pattern.replace(/\./g, '\\.').replace(/\*/g, '[^.]+').replace('>', '.+')}$`), value]);
-  }
-
-  remove(_pattern: string, value: T): void {
-    const i = this.items.findIndex((item) => item[1] === value);
+  remove(_pattern: string, entry: Entry): void {
+    const i = this.items.findIndex((item) => item[1] === entry);
     if (i >= 0) this.items.splice(i, 1);
   }
 
-  match(channel: string, visit: (value: T) => void): void {
-    for (const [pattern, value] of this.items) if (pattern.test(channel)) visit(value);
+  match(event: CrierEvent, visit: (entry: Entry, event: CrierEvent) => void): void {
+    for (const [pattern, entry] of this.items) if (pattern.test(event.channel)) visit(entry, event);
   }
 }
-
-/** A pattern without wildcards: a channel name. */
-const isName = (pattern: string): boolean => !/[*>]/.test(pattern);
 
 /** To every handle of the entry, when the event passes its filter. */
 function deliver(entry: Entry, event: CrierEvent): void {
@@ -158,19 +154,14 @@ function deliver(entry: Entry, event: CrierEvent): void {
  */
 export class Subscriptions {
   private readonly byKey = new Map<string, Entry>();
-  /**
-   * The entries again, for dispatch: those of a channel name by name (one lookup per event),
-   * those of a wildcard pattern in `wild` (looked at only when there are some).
-   */
-  private readonly byName = new Map<string, Entry[]>();
   private made = 0;
   /**
-   * @internal The wildcard entries: tested one by one (allocation-free) in the core, where a
-   * page holds a few; the full client (and sdk-node) puts the protocol's segment trie here, whose
-   * cost follows what matches an event, not how many patterns there are, and whose code would
-   * cost the core bundle 0.5 KB.
+   * @internal The entries again, for dispatch: tested one by one (allocation-free) in the core,
+   * where a page holds a few; the full client (and sdk-node) puts a map of names and the
+   * protocol's segment trie here, whose cost follows what matches an event, not how many
+   * subscriptions there are, and whose code would cost the core bundle 0.5 KB.
    */
-  wild: PatternIndex<Entry> = new PatternList();
+  index: PatternIndex = new PatternList();
   /**
    * Unsubscribed, and not yet acked. The broker restores a resumed stream's subscriptions, so one
    * dropped while the connection was down (or whose ack went with it) is unsubscribed again after
@@ -235,11 +226,7 @@ export class Subscriptions {
     }
     const entry: Entry = { key, pattern, filter, group, handles: new Set(), ready: deferred(), acked: false, n: this.made++ };
     this.byKey.set(key, entry);
-    if (isName(pattern)) {
-      const named = this.byName.get(pattern);
-      if (named) named.push(entry);
-      else this.byName.set(pattern, [entry]);
-    } else this.wild.add(pattern, entry);
+    this.index.add(pattern, entry);
     return entry;
   }
 
@@ -266,24 +253,13 @@ export class Subscriptions {
    * the connection through one subscription, and must not reach another it does not pass.
    */
   dispatch(event: CrierEvent): void {
-    const named = this.byName.get(event.channel);
-    if (!this.wild.size) {
-      if (named) for (const entry of named) deliver(entry, event);
-      return;
-    }
-    const hits = named ? named.slice() : [];
-    this.wild.match(event.channel, (entry) => hits.push(entry));
-    if (hits.length > 1) hits.sort((a, b) => a.n - b.n);
-    for (const entry of hits) deliver(entry, event);
+    this.index.match(event, deliver);
   }
 
   /** Forgets an entry (unsubscribed, refused, or the client closed). */
   private forget(entry: Entry): void {
     this.byKey.delete(entry.key);
-    const named = this.byName.get(entry.pattern);
-    if (!named) return void this.wild.remove(entry.pattern, entry);
-    named.splice(named.indexOf(entry), 1);
-    if (!named.length) this.byName.delete(entry.pattern);
+    this.index.remove(entry.pattern, entry);
   }
 
   /**

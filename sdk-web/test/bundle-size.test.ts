@@ -17,11 +17,12 @@ import { record } from './record.js';
 import { waitFor } from './wait-for.js';
 
 /**
- * The core `<script>` bundle's budget, minified and gzipped (level 9): 9 KB, down from 10 KB and
- * 9.5 KB as the core shrank (9,156 bytes once the in-band token refresh left it; the aim is 8 KB).
- * Lowered as the bundle shrinks, never raised.
+ * The core `<script>` bundle's budget, minified and gzipped (level 9): 8.75 KB, down from 10 KB,
+ * 9.5 and 9 KB as the core shrank (8,764 bytes once the token refresh and rewinds left it and
+ * the full client took its own index of names; the aim is 8 KB). Lowered as the bundle shrinks,
+ * never raised.
  */
-const CORE_BUDGET = 9 * 1024;
+const CORE_BUDGET = 8.75 * 1024;
 /**
  * What each optional entry point may add to a page's bundle beside the core's `connect`, bytes
  * gzipped (measured by bundle.mjs into dist/entry-sizes.json).
