@@ -36,7 +36,7 @@ const INTERNAL_NAMES = [
   // Connection
   'welcomed', 'attempt', 'retryTimer', 'handshakeTimer', 'keepAlive', 'decodeLimits', 'quitting', 'socketClosed',
   'suspended', 'credential', 'retryNow', 'abandon', 'lost', 'stopTimers', 'setState', 'closeSocket', 'handleFrame',
-  'isOpen', 'hooks', 'options', 'socket', 'clock', 'ahead',
+  'isOpen', 'hooks', 'options', 'socket', 'clock', 'ahead', 'changed',
   // ResolvedOptions fields named apart from the user options they come from
   'requestMs', 'queueMax', 'iteratorMax', 'fetchToken', 'backoff', 'page',
   // Client

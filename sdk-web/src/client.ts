@@ -8,14 +8,15 @@ import {
   type EventsFrame,
   type PresenceChangeFrame,
   type ReplyAnswerFrame,
+  type ResumeOutcome,
 } from '@crier/protocol';
-import { Connection } from './connection.js';
+import { Connection, type ConnectionHooks } from './connection.js';
 import { Event } from './event.js';
 import { emit, listen } from './listeners.js';
 import { resolveOptions } from './options.js';
 import { PendingRequests, errorFromFrame, type SendRequest } from './pending.js';
 import { Publisher } from './publisher.js';
-import { Subscriptions } from './subscriptions.js';
+import { Subscriptions, type SubscriptionHost } from './subscriptions.js';
 import type {
   ClientLimits,
   ClientOptions,
@@ -47,7 +48,7 @@ function describeClose(info: StateInfo): string {
  * entry points (history.ts, stream.ts, full.ts) build on, so that the core bundle carries none
  * of their code and a bundler drops the entry points a page does not import.
  */
-export class Client implements CrierClient {
+export class Client implements CrierClient, ConnectionHooks, SubscriptionHost {
   /** @internal */
   readonly connection: Connection;
   private readonly pending: PendingRequests;
@@ -76,26 +77,9 @@ export class Client implements CrierClient {
   constructor(url: string, options: ClientOptions) {
     const resolved = resolveOptions(options);
     this.pending = new PendingRequests(resolved.clock, resolved.requestMs);
-    this.subscriptions = new Subscriptions({
-      ask: this.ask,
-      limits: () => this.connection.limits,
-      error: this.fail,
-    });
-    this.connection = new Connection(url, resolved, {
-      welcome: () => {
-        // Subscriptions first, so that a queued publish's own event reaches this client too.
-        this.subscriptions.resubscribe();
-        this.publisher.flush();
-      },
-      frame: (frame) => this.receive(frame),
-      down: (final, info) => this.down(final, info),
-      state: (state, info) => {
-        if (state === 'connected') for (const waiter of this.readyWaiters.splice(0)) waiter.resolve();
-        emit(this.stateListeners, state, info);
-      },
-      resumed: ({ n, why, f }) => emit(this.resumedListeners, { recovered: !why, reason: why, replayed: n, patterns: f }),
-      error: this.fail,
-    });
+    // The client is the hooks of its parts: no object of closures for each.
+    this.subscriptions = new Subscriptions(this);
+    this.connection = new Connection(url, resolved, this);
     this.publisher = new Publisher(this.connection, this.pending, resolved, this.fail);
     if (resolved.page && this.connection.state !== 'closed') {
       this.unwatch = resolved.page(this.connection);
@@ -167,7 +151,26 @@ export class Client implements CrierClient {
     return this.connection.quit();
   }
 
-  private receive(frame: BrokerFrame | Event): void {
+  /** @internal A welcome arrived (see {@link ConnectionHooks}). */
+  welcome(): void {
+    // Subscriptions first, so that a queued publish's own event reaches this client too.
+    this.subscriptions.resubscribe();
+    this.publisher.flush();
+  }
+
+  /** @internal The connection's state changed. */
+  changed(state: ClientState, info: StateInfo): void {
+    if (state === 'connected') for (const waiter of this.readyWaiters.splice(0)) waiter.resolve();
+    emit(this.stateListeners, state, info);
+  }
+
+  /** @internal A welcome answered a resume. */
+  resumed({ n, why, f }: ResumeOutcome): void {
+    emit(this.resumedListeners, { recovered: !why, reason: why, replayed: n, patterns: f });
+  }
+
+  /** @internal A frame from the broker. */
+  frame(frame: BrokerFrame | Event): void {
     if (frame instanceof Event) {
       emit(this.eventHandlers, frame);
       this.subscriptions.dispatch(frame);
@@ -185,7 +188,8 @@ export class Client implements CrierClient {
     }
   }
 
-  private down(final: boolean, info: StateInfo): void {
+  /** @internal The socket was lost. */
+  down(final: boolean, info: StateInfo): void {
     if (!final) {
       // Acked publishes in flight go back to the publisher's queue, to be sent again (same id).
       this.pending.rejectAll(ErrorCode.disconnected, `connection lost${describeClose(info)}`);

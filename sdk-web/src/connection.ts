@@ -40,7 +40,7 @@ const AHEAD_MAX = 256;
 /** What the connection tells the client. */
 export interface ConnectionHooks {
   /** Reports a failure nobody awaits (getToken failed, a frame that could not be handled). */
-  error(error: CrierError): void;
+  fail(error: CrierError): void;
   /** A `welcome` arrived: requests can be sent. Called before the state becomes `connected`. */
   welcome(): void;
   /** Any frame from the current socket but `welcome` and `ping` (answered here); an event as an {@link Event}. */
@@ -49,7 +49,7 @@ export interface ConnectionHooks {
   resumed(outcome: ResumeOutcome): void;
   /** The socket was lost (`final`: the client will not reconnect). Called before the state changes. */
   down(final: boolean, info: StateInfo): void;
-  state(state: ClientState, info: StateInfo): void;
+  changed(state: ClientState, info: StateInfo): void;
 }
 
 interface MessageLike {
@@ -245,7 +245,7 @@ export class Connection implements PageHooks {
         },
         (err: CrierError) => {
           if (socket !== this.socket) return;
-          this.hooks.error(err);
+          this.hooks.fail(err);
           this.abandon(CloseCode.tokenExpired, 'getToken failed');
         },
       );
@@ -281,7 +281,7 @@ export class Connection implements PageHooks {
       // with each frame's fields: a frame that is not what its type says breaks its handling
       // here, and is reported like one the decoder refused. (Users' handlers and listeners never
       // throw into this: each runs isolated, see listeners.ts.)
-      this.hooks.error(err instanceof CrierError ? err : new CrierError(ErrorCode.badFrame, `malformed frame: ${String(err)}`));
+      this.hooks.fail(err instanceof CrierError ? err : new CrierError(ErrorCode.badFrame, `malformed frame: ${String(err)}`));
     }
   }
 
@@ -375,7 +375,7 @@ export class Connection implements PageHooks {
       const refusal =
         (expired || !shouldReconnect(code)) &&
         (errorOfCloseReason(reason) ?? (expired ? { code: ErrorCode.unauthorized, message: `the credential expired ${reason}` } : undefined));
-      if (refusal) this.hooks.error(new CrierError(refusal.code, refusal.message));
+      if (refusal) this.hooks.fail(new CrierError(refusal.code, refusal.message));
       this.hooks.down(true, info);
       return this.setState('closed', info);
     }
@@ -402,7 +402,7 @@ export class Connection implements PageHooks {
   private setState(state: ClientState, info: StateInfo): void {
     if (state === this.state) return;
     this.state = state;
-    this.hooks.state(state, info);
+    this.hooks.changed(state, info);
   }
 
   /**

@@ -7,9 +7,9 @@ import type { ClientLimits, CrierEvent, EventHandler, SubscribeFilter, Subscribe
 export interface SubscriptionHost {
   /** Sends a request (here, `subscribe` and `unsubscribe` frames). */
   ask: SendRequest;
-  limits(): ClientLimits | undefined;
+  readonly limits: ClientLimits | undefined;
   /** Reports an asynchronous failure (a resubscribe the broker refused) as an `'error'` event. */
-  error(error: CrierError): void;
+  fail(error: CrierError): void;
 }
 
 /**
@@ -220,7 +220,7 @@ export class Subscriptions {
     const existing = this.byKey.get(key);
     if (existing) return existing;
     // Fail fast only once the broker told us its limit; before that its answer decides.
-    const limits = this.host.limits();
+    const limits = this.host.limits;
     if (limits && this.byKey.size >= limits.maxChannels) {
       return new CrierError(ErrorCode.maxChannels, `"${pattern}": maxChannels (${limits.maxChannels}) reached`);
     }
@@ -344,7 +344,7 @@ export class Subscriptions {
     }
     if (!entry.acked) entry.ready.reject(err);
     else if (current) {
-      this.host.error(new CrierError(err.code, `resubscribe "${entry.pattern}": ${err.message}`, err.requestId));
+      this.host.fail(new CrierError(err.code, `resubscribe "${entry.pattern}": ${err.message}`, err.requestId));
     }
   }
 }
