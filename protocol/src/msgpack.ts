@@ -197,7 +197,8 @@ export function encodeMsgpack(value: unknown): Uint8Array<ArrayBuffer> {
 // ---- decoding -----------------------------------------------------------------------------
 //
 // MsgpackReader is the lean reader: truncation, UTF-8, safe integers and map keys are checked,
-// and everything is built; lengths and depth are not held to limits. It decodes what a broker
+// and everything is built; lengths and depth are not held to limits, and of the numbers it reads
+// only those encodeMsgpack writes (no float32, int8, int16 or int64). It decodes what a broker
 // sends an SDK (its one, trusted, peer), and is all of the decoder the browser bundle carries.
 // LimitedReader adds the decode limits (lengths, depth) for decodeMsgpack and decodeFrame, and
 // BudgetedReader (budgeted-reader.ts), a subclass of it only the broker's entry point references,
@@ -357,16 +358,15 @@ export class MsgpackReader {
     if (b >= 0xcc && b <= 0xcf) return this.uint(1 << (b - 0xcc));
     if (b >= 0xd9 && b <= 0xdb) return this.str(this.uint(1 << (b - 0xd9)));
     if (b >= 0xdc) return b < 0xde ? this.array(this.uint(2 << (b & 1))) : this.readMap(this.uint(2 << (b & 1)));
-    // Floats (0xca, 0xcb: 4, 8 bytes) and signed integers (0xd0-0xd3: 1 to 8 bytes).
-    if (b === 0xca || b === 0xcb || (b >= 0xd0 && b <= 0xd3)) {
-      const v = this.view;
-      const width = b < 0xd0 ? 4 << (b & 1) : 1 << (b - 0xd0);
-      const p = this.take(width);
-      if (b < 0xd0) return width === 4 ? v.getFloat32(p) : v.getFloat64(p);
-      if (width < 8) return width === 1 ? v.getInt8(p) : width === 2 ? v.getInt16(p) : v.getInt32(p);
-      return this.safe(v.getInt32(p) * 0x100000000 + v.getUint32(p + 4));
-    }
-    // 0xc1 (never used) and the extension types.
+    // A float64 and an int32: the only other numbers encodeMsgpack writes (LimitedReader reads
+    // the rest: float32, int8, int16, int64).
+    if (b === 0xcb) return this.view.getFloat64(this.take(8));
+    if (b === 0xd2) return this.view.getInt32(this.take(4));
+    return this.other(b);
+  }
+
+  /** A type the lean reader does not read: 0xc1 (never used), the extension types, and LimitedReader's. */
+  other(b: number): unknown {
     throw new MsgpackError(`unsupported msgpack type 0x${b.toString(16)}`, false);
   }
 }
@@ -393,6 +393,19 @@ export class LimitedReader extends MsgpackReader {
   override bin(len: number): Uint8Array {
     if (len > this.decodeLimits.maxBinLength) throw new MsgpackError('binary too long', true);
     return super.bin(len);
+  }
+
+  /** The numbers encodeMsgpack never writes but other encoders do: float32 (0xca), int8, int16, int64 (0xd0, 0xd1, 0xd3). */
+  override other(b: number): unknown {
+    const v = this.view;
+    if (b === 0xca) return v.getFloat32(this.take(4));
+    if (b === 0xd0) return v.getInt8(this.take(1));
+    if (b === 0xd1) return v.getInt16(this.take(2));
+    if (b === 0xd3) {
+      const p = this.take(8);
+      return this.safe(v.getInt32(p) * 0x100000000 + v.getUint32(p + 4));
+    }
+    return super.other(b);
   }
 
   override array(len: number): unknown {

@@ -314,6 +314,20 @@ describe.each([
   });
 });
 
+describe('decodeFrames reads the numbers encodeFrame writes', () => {
+  it('uints, negative fixints, int32, float64, uint64; not the widths only other encoders use (float32, int8, int16, int64)', () => {
+    const frame = { t: FrameType.ack, r: 1, a: [0, 127, 255, 65535, 2 ** 32 - 1, 2 ** 40, -1, -32, -33, -40_000, -(2 ** 31), 1.5, -2.25] };
+    const seen: unknown[] = [];
+    decodeFrames(encodeFrame(frame as never), DEFAULT_DECODE_LIMITS, (f) => seen.push(f));
+    expect(seen).toEqual([frame]);
+    for (const head of [0xca, 0xd0, 0xd1, 0xd3]) {
+      const bytes = new Uint8Array([0x82, 0xa1, 0x74, FrameType.ack, 0xa1, 0x72, head, 0, 0, 0, 0, 0, 0, 0, 0]);
+      expect(() => decodeFrames(bytes, DEFAULT_DECODE_LIMITS, () => {})).toThrowError(expect.objectContaining({ code: 'bad_frame', message: expect.stringContaining('unsupported msgpack type') }));
+      expect(() => decodeFrame(bytes)).not.toThrowError(/unsupported/); // decodeFrame's reader reads them
+    }
+  });
+});
+
 describe('decodeFrames with an event maker', () => {
   const make = (...fields: unknown[]) => ({ made: fields });
   const ev: EventFrame = { t: FrameType.event, c: 'a.b', d: new Uint8Array([1]), id: 'x', o: 3, e: 'E', ts: 9, s: 4, l: ['p'], k: 'key', rp: 'tok' };
