@@ -39,14 +39,12 @@ export function resolveWebSocket(injected: WebSocketConstructor | undefined): We
 
 /**
  * The bytes of a binary message: an `ArrayBuffer` (`binaryType = 'arraybuffer'`) or any typed
- * array view (a `Uint8Array`, or a Node `Buffer` from `ws`). `undefined` for text messages and
- * anything else (a `Blob` if an implementation ignored `binaryType`): crier speaks binary only.
+ * array view (a `Uint8Array`, or a Node `Buffer` from `ws`). `undefined` for text messages (crier
+ * speaks binary only); a `Blob` (an implementation that ignored `binaryType`) reads as no bytes.
  */
 export function toBytes(data: unknown): Uint8Array | undefined {
-  // The toString test covers an ArrayBuffer from another realm (an iframe, a test environment).
-  if (data instanceof ArrayBuffer || Object.prototype.toString.call(data) === '[object ArrayBuffer]') {
-    return new Uint8Array(data as ArrayBuffer);
-  }
   if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  return undefined;
+  // An ArrayBuffer, of this realm or another (an iframe, a test environment): a view of it. A
+  // Blob would read as no bytes (ignored, as before), and a string is not viewed.
+  return typeof data === 'string' ? undefined : new Uint8Array(data as ArrayBuffer);
 }
