@@ -17,12 +17,12 @@ import { record } from './record.js';
 import { waitFor } from './wait-for.js';
 
 /**
- * The core `<script>` bundle's budget, minified and gzipped (level 9): 8.75 KB, down from 10 KB,
- * 9.5 and 9 KB as the core shrank (8,764 bytes once the token refresh and rewinds left it and
- * the full client took its own index of names; the aim is 8 KB). Lowered as the bundle shrinks,
- * never raised.
+ * The core `<script>` bundle's budget, minified and gzipped (level 9): 8.5 KB, down from 10 KB,
+ * 9.5, 9 and 8.75 KB as the core shrank (8,654 bytes once the token refresh and rewinds had left
+ * it, the full client had taken its own index of names, and the SDK's codec kept to what its
+ * frames use; the aim is 8 KB). Lowered as the bundle shrinks, never raised.
  */
-const CORE_BUDGET = 8.75 * 1024;
+const CORE_BUDGET = 8.5 * 1024;
 /**
  * What each optional entry point may add to a page's bundle beside the core's `connect`, bytes
  * gzipped (measured by bundle.mjs into dist/entry-sizes.json).
