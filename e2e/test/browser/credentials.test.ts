@@ -1,6 +1,8 @@
 // A page with a short-lived JWT from getToken(), in Chromium, against a broker process that
 // requires credentials: it connects, is refused a channel outside its grant, and rides through
 // in-band refreshes past its first token's expiry without a reconnect and without losing an event.
+// The page loads crier.full.min.js: the in-band refresh is @crier/sdk-web/refresh's, built into
+// the full client, not the core's (crier.min.js asks getToken at each connect only).
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
@@ -51,9 +53,9 @@ it('connects with getToken, is refused outside its grant, and refreshes in band 
     return mint('42', LIFETIME_S);
   });
   await page.goto(`${pages.origin}/blank.html`);
-  await page.addScriptTag({ url: `${broker.http}/crier.min.js` });
+  await page.addScriptTag({ url: `${broker.http}/crier.full.min.js` });
   await page.evaluate((url) => {
-    const w = window as unknown as Record<string, unknown> & { Crier: typeof import('@crier/sdk-web') };
+    const w = window as unknown as Record<string, unknown> & { Crier: typeof import('@crier/sdk-web/full') };
     const seen: string[] = [];
     const states: string[] = [];
     const errors: string[] = [];
