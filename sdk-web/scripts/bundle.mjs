@@ -162,7 +162,7 @@ await bundle('crier.full', source('full'));
 // What each optional entry point adds to a page's bundle that imports it beside the core's
 // `connect` (gzipped, each alone: the core's share of a bundle is the same with or without it).
 // Measured, not written: bundle-size.test.ts holds each to its budget.
-const ENTRIES = ['fallback', 'filter', 'history', 'presence', 'refresh', 'request', 'rewind', 'stream'];
+const ENTRIES = ['fallback', 'filter', 'history', 'presence', 'refresh', 'request', 'rewind', 'stream', 'text'];
 const gzipOf = async (contents) => {
   const r = await build({ ...common, stdin: { contents, resolveDir: root, loader: 'ts' }, format: 'esm', outfile: 'x.js' });
   return gzipSync(await squeeze(r.outputFiles[0].text, true), { level: 9 }).length;

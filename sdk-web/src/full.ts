@@ -29,6 +29,7 @@ import type {
 } from './types.js';
 
 export * from './index.js';
+export { encodeJson, decodeJson } from './text.js';
 export { ErrorCode, CloseCode } from '@crier/protocol';
 export { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 export { withFilters } from './filter.js';

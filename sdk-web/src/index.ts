@@ -1,6 +1,7 @@
 export { connect } from './client.js';
 export type { BackoffOptions } from './backoff.js';
-export { encodeText, decodeText, encodeJson, decodeJson } from './text.js';
+// The text helpers; the JSON ones (encodeJson, decodeJson) are in `@crier/sdk-web/text` and /full.
+export { encodeText, decodeText } from './text.js';
 export type { WebSocketLike, WebSocketConstructor } from './websocket.js';
 export type {
   ClientOptions,

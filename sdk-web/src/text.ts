@@ -1,3 +1,5 @@
+// The text helpers: encodeText and decodeText are exported by the core too; the whole module is the
+// entry point `@crier/sdk-web/text` (with encodeJson and decodeJson, which the core leaves out).
 const utf8Encoder = /* @__PURE__ */ new TextEncoder();
 const utf8Decoder = /* @__PURE__ */ new TextDecoder();
 

@@ -20,7 +20,7 @@ import { waitFor } from './wait-for.js';
  * The core `<script>` bundle's budget, minified and gzipped (level 9): 8.5 KB, down from 10 KB,
  * 9.5, 9 and 8.75 KB as the core shrank (8,654 bytes once the token refresh and rewinds had left
  * it, the full client had taken its own index of names, and the SDK's codec kept to what its
- * frames use; the aim is 8 KB). Lowered as the bundle shrinks, never raised.
+ * frames use; 8,598 once the JSON helpers left it; the aim is 8 KB). Lowered as the bundle shrinks, never raised.
  */
 const CORE_BUDGET = 8.5 * 1024;
 /**
@@ -39,6 +39,8 @@ const ENTRY_BUDGETS: Record<string, number> = {
   // (history, at 188, now carries the decoding of retained events that left the core with it.)
   rewind: 170,
   stream: 400,
+  // The JSON helpers (encodeJson, decodeJson), out of the core (which shrank by 56 bytes): measured at 92.
+  text: 100,
 };
 /**
  * What the full client adds of its own beside the entry points: its methods, and the protocol's
@@ -103,10 +105,10 @@ describe('browser bundles', () => {
       const client = Crier.connect(b.url, { WebSocket, lifecycleTarget: page });
       const rec = record(client);
       await waitFor('subscribed', client.subscribe('user.*').ready);
-      const ack = await waitFor('the ack', client.publish('user.created', Crier.encodeJson({ id: 42 })));
+      const ack = await waitFor('the ack', client.publish('user.created', Crier.encodeText(JSON.stringify({ id: 42 }))));
       expect(ack.offset).toBe(1);
       await waitFor('the event', () => rec.events.length === 1);
-      expect(Crier.decodeJson(rec.events[0]!.data)).toEqual({ id: 42 });
+      expect(JSON.parse(Crier.decodeText(rec.events[0]!.data))).toEqual({ id: 42 });
       const error = await client.publish('user.*', new Uint8Array(1)).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(Crier.CrierError);
       expect(error).toMatchObject({ code: 'bad_channel' });

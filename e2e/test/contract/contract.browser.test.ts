@@ -78,7 +78,12 @@ describe('client contract: the browser bundles in Chromium', () => {
             latency: (ms: number) => w.crierFault('latency', ms),
           };
           try {
-            await w.CrierContract.cases[name]!({ sdk: w.Crier, url, faults });
+            // The core bundle has no JSON helpers (they are @crier/sdk-web/text's): the page's own.
+            const json = {
+              encodeJson: (v: unknown) => new TextEncoder().encode(JSON.stringify(v)),
+              decodeJson: (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b)) as unknown,
+            };
+            await w.CrierContract.cases[name]!({ sdk: { ...json, ...(w.Crier as object) } as never, url, faults });
             return 'passed';
           } catch (err) {
             return String((err as Error)?.stack ?? err);

@@ -3,7 +3,8 @@
 // a declaration that needs a package the user does not have fails too.
 import { createServer } from 'node:http';
 import { createBroker, type Broker, type BrokerEvent, type BrokerOptions } from '@crier/broker';
-import { connect, decodeJson, encodeJson, type CrierClient, type CrierEvent, type PublishAck } from '@crier/sdk-web';
+import { connect, type CrierClient, type CrierEvent, type PublishAck } from '@crier/sdk-web';
+import { decodeJson, encodeJson } from '@crier/sdk-web/text';
 import { connect as connectFromNode } from '@crier/sdk-node';
 
 const options: BrokerOptions = { server: createServer(), path: '/crier' };
