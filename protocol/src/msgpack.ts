@@ -111,6 +111,19 @@ function writeString(s: string): void {
 
 const textEncoder = new TextEncoder();
 
+/** A map of `record`'s fields that are not `undefined`, each value written by `write`. */
+function writeRecord(record: Record<string, unknown>, write: (v: unknown) => void): void {
+  let count = 0;
+  for (const k in record) if (record[k] !== undefined) count++;
+  writeHead(0x80, 15, 0xde, count);
+  for (const k in record) {
+    const item = record[k];
+    if (item === undefined) continue;
+    writeString(k);
+    write(item);
+  }
+}
+
 function writeValue(v: unknown): void {
   ensure(1);
   if (v === null || v === undefined) buf[pos++] = 0xc0;
@@ -121,18 +134,8 @@ function writeValue(v: unknown): void {
   else if (Array.isArray(v)) {
     writeHead(0x90, 15, 0xdc, v.length);
     for (const item of v) writeValue(item);
-  } else if (typeof v === 'object') {
-    const record = v as Record<string, unknown>;
-    let count = 0;
-    for (const k in record) if (record[k] !== undefined) count++;
-    writeHead(0x80, 15, 0xde, count);
-    for (const k in record) {
-      const item = record[k];
-      if (item === undefined) continue;
-      writeString(k);
-      writeValue(item);
-    }
-  } else {
+  } else if (typeof v === 'object') writeRecord(v as Record<string, unknown>, writeValue);
+  else {
     throw new TypeError(`cannot encode a ${typeof v} as msgpack`);
   }
 }
@@ -160,18 +163,7 @@ function writeClientValue(v: unknown): void {
   else if (Array.isArray(v)) {
     writeHead(0x90, 15, 0xdc, v.length);
     for (const item of v) writeClientValue(item);
-  } else {
-    const record = v as Record<string, unknown>;
-    let count = 0;
-    for (const k in record) if (record[k] !== undefined) count++;
-    writeHead(0x80, 15, 0xde, count);
-    for (const k in record) {
-      const item = record[k];
-      if (item === undefined) continue;
-      writeString(k);
-      writeClientValue(item);
-    }
-  }
+  } else writeRecord(v as Record<string, unknown>, writeClientValue);
 }
 
 /**
