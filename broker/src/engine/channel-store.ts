@@ -3,7 +3,7 @@ import { isWildcard, matchPattern } from '@crier/protocol';
 import { CachedTop, TopN } from '../observe/top-n.js';
 import type { ChannelEvents } from '../types.js';
 import type { Accept, HistoryPage, ReplayPage } from './engine.js';
-import { StreamEvent, eventNames, type EventNames } from './stream-event.js';
+import { StreamEvent, eventNames, memoryEventId, type EventNames } from './stream-event.js';
 
 /** The bounds of the memory engine's state. */
 export interface StoreLimits {
@@ -237,7 +237,7 @@ export class ChannelStore {
 
   /** The id of the event at stream position `seq` (the epoch, then seq - 1 in base 36). */
   idOf(seq: number): string {
-    return this.idPrefix + (seq - 1).toString(36);
+    return memoryEventId(this.idPrefix, seq);
   }
 
   /**

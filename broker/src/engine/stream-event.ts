@@ -91,7 +91,7 @@ export class StreamEvent {
    * the HTTP history are; a fire-and-forget publish's event is not).
    */
   get id(): string {
-    return (this.madeId ??= this.names!.idPrefix + (this.seq - 1).toString(36));
+    return (this.madeId ??= memoryEventId(this.names!.idPrefix, this.seq));
   }
 
   /** The published bytes (never decoded by the broker). */
@@ -109,6 +109,14 @@ export class StreamEvent {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/**
+ * The memory engine's id of the event at stream position `seq`: its store's id prefix (the stream
+ * epoch and `-`), then `seq - 1` in base 36. The one rule: writeId writes the same characters.
+ */
+export function memoryEventId(idPrefix: string, seq: number): string {
+  return idPrefix + (seq - 1).toString(36);
+}
 
 /**
  * A channel's names as the memory engine writes them into each of its events, encoded once per
@@ -377,7 +385,7 @@ function eventMessage(
     size += K_PR.length + 1;
   }
   if (!fast) {
-    id ??= names!.idPrefix + (seq - 1).toString(36);
+    id ??= memoryEventId(names!.idPrefix, seq);
     const frame = encodeFrame({ t, c: channel, d: data, id, o: offset, e: epoch, s: seq, ts: time, l: labels, k: key, pr: priority === 1 ? 1 : undefined });
     const out = allocate(messageHeaderSize(frame.length) + frame.length);
     out.set(frame, writeMessageHeader(out, 0, frame.length));
