@@ -1,6 +1,6 @@
 // An optional entry point (`@crier/sdk-web/rewind`): subscriptions that start with retained
 // events (`subscribe(pattern, handler, { since })`). The core bundle leaves it out (a core client
-// ignores `since`); `@crier/sdk-web/full` has it built in.
+// refuses `since` with `bad_frame`, naming this entry point); `@crier/sdk-web/full` has it built in.
 import type { Client } from './client.js';
 import { isLoss } from './pending.js';
 import { eventsOf } from './retained.js';
